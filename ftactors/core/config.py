@@ -1,0 +1,84 @@
+"""Settings of the protocol core, in ticks and counts (no wall-clock time here).
+
+The runtime converts seconds into ticks (``tick_s``); the simulator uses ticks
+directly. Every queue, log and cache in the core is bounded by a ``*_max``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftactors.core.errors import ConfigError
+
+STYLES = ("semi-active", "passive")
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Protocol settings for one group.
+
+    Args:
+        style: "semi-active" (backups execute in the announced order) or
+            "passive" (backups log; the primary sends checkpoints).
+        checkpoint_every_messages: passive style: a checkpoint after this many
+            executed messages.
+        null_message_ticks: announcements wait at most this long for a message
+            to ride on before a null message carries them (claim 46).
+        heartbeat_ticks: the router pings a replica it has not heard from
+            for this long.
+        failure_timeout_ticks: a replica that has not answered for this long
+            is suspected and removed from the view.
+        recovery_timeout_ticks: a new primary waits this long for a message it
+            lacks before giving up the announced order beyond it.
+        reply_cache_max: replies kept for duplicates, per group.
+        log_max: messages a router keeps for backups that have not acknowledged
+            them; a backup lagging further is removed and re-replicated.
+        pending_max: requests a replica holds before executing them.
+        inflight_max: client requests a router holds without a reply.
+        batch_max: requests in one Deliver.
+        primary_inflight_max: Delivers outstanding to the primary at once.
+        backup_inflight_max: Delivers outstanding to each backup at once.
+        digest_every_messages: replicas report a state digest every this many
+            positions (0: never).
+        min_replicas: the router asks for new replicas below this.
+        carried_announcements_max: announcements a client carries back.
+        sequence_gap_ticks: sequence scheduling: how long a later message waits
+            for an earlier one of the same source.
+    """
+
+    style: str = "semi-active"
+    checkpoint_every_messages: int = 100
+    null_message_ticks: int = 2
+    heartbeat_ticks: int = 20
+    failure_timeout_ticks: int = 100
+    recovery_timeout_ticks: int = 50
+    reply_cache_max: int = 100_000
+    log_max: int = 100_000
+    pending_max: int = 100_000
+    inflight_max: int = 100_000
+    batch_max: int = 512
+    primary_inflight_max: int = 4
+    backup_inflight_max: int = 1
+    digest_every_messages: int = 0
+    min_replicas: int = 2
+    carried_announcements_max: int = 64
+    sequence_gap_ticks: int = 20
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ConfigError(f"style must be one of {STYLES}, got {self.style!r}")
+        for name in (
+            "checkpoint_every_messages", "null_message_ticks", "heartbeat_ticks",
+            "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "log_max",
+            "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
+            "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.digest_every_messages, int) or self.digest_every_messages < 0:
+            raise ConfigError(f"digest_every_messages must be an int >= 0, got {self.digest_every_messages!r}")
+        if not isinstance(self.min_replicas, int) or self.min_replicas < 1:
+            raise ConfigError(f"min_replicas must be an int >= 1, got {self.min_replicas!r}")
+        if self.failure_timeout_ticks <= self.heartbeat_ticks:
+            raise ConfigError("failure_timeout_ticks must be greater than heartbeat_ticks")

@@ -1,0 +1,40 @@
+"""Typed errors of the protocol core.
+
+``LocalProtocolError``: we were misused (a bad argument, an illegal call for
+the current role). ``RemoteProtocolError``: a peer sent something malformed or
+out of place; the receiver drops it and the group is unharmed. A broken
+invariant of our own is an ``AssertionError``: it stops the run.
+"""
+
+from __future__ import annotations
+
+
+class FtActorsError(Exception):
+    """Base class of every error ftactors raises on purpose."""
+
+
+class ConfigError(FtActorsError, ValueError):
+    """A setting is invalid. The message names the setting."""
+
+
+class LocalProtocolError(FtActorsError):
+    """The caller used the core wrongly (for example, an input illegal in this role)."""
+
+
+class RemoteProtocolError(FtActorsError):
+    """A peer sent a malformed or illegal message; it was rejected."""
+
+
+class StaleViewError(RemoteProtocolError):
+    """A message from an older view (a deposed primary, for instance) was fenced off."""
+
+
+class ReplyUnavailableError(FtActorsError):
+    """A duplicate of a request arrived after its cached reply was trimmed.
+
+    The request was executed exactly once; only its reply is gone.
+    """
+
+
+class GroupOverloadedError(FtActorsError):
+    """The group holds ``inflight_max`` requests already; retry later."""

@@ -1,0 +1,307 @@
+"""Protocol messages: frozen, slotted dataclasses with an explicit numbered kind.
+
+Every message that crosses a process boundary in ftactors is one of these.
+Kinds are numbered once and never reused (a retired kind keeps its number).
+
+Vocabulary (see ``docs/protocol.md``):
+
+* A *group* is one replicated object: a primary replica and its backups.
+* A *source* is whoever issues requests on a connection: a client handle, or a
+  replicated group calling another group (a nested invocation). Each source
+  numbers its requests ``seq = 1, 2, 3...``; ``MsgId(source, seq)`` names a
+  message everywhere, so copies and retries are recognised as one message.
+* A *position* is the place of a message in the group's total execution order,
+  ``1, 2, 3...``, continuous across views. The primary chooses it; an
+  :class:`Announcement` tells everyone else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+from ftactors.core.errors import RemoteProtocolError
+
+
+class Kind(enum.IntEnum):
+    """Numbered message kinds. Numbers are stable and never reused."""
+
+    SYNC_REQUEST = 1
+    ASYNC_REQUEST = 2
+    ONEWAY = 3
+    REPLY = 4
+    NULL = 5  # a Deliver carrying only announcements (or a heartbeat)
+    CHECKPOINT = 6
+    DELIVER = 7
+    DELIVERED = 8
+    NEW_VIEW = 9
+    STATE_QUERY = 10
+    STATE_REPORT = 11
+    JOIN = 12
+    ANNOUNCEMENT = 13
+
+
+REQUEST_KINDS = frozenset({Kind.SYNC_REQUEST, Kind.ASYNC_REQUEST, Kind.ONEWAY})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class MsgId:
+    """Identity of one application message: who sent it and its number.
+
+    Args:
+        source: the sending client or connection, unique in the system.
+        seq: the sender's sequence number, starting at 1.
+    """
+
+    source: str
+    seq: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            raise RemoteProtocolError(f"MsgId.source must be a non-empty str, got {self.source!r}")
+        if not isinstance(self.seq, int) or self.seq < 1:
+            raise RemoteProtocolError(f"MsgId.seq must be an int >= 1, got {self.seq!r}")
+
+    def __str__(self) -> str:
+        return f"{self.source}#{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """The primary of ``group`` executed (or is executing) ``msg_id`` at ``position``.
+
+    Args:
+        group: the group whose order this is.
+        view: the view in which the primary chose this position.
+        position: 1-based place in the group's execution order.
+        msg_id: the message executed there.
+    """
+
+    group: str
+    view: int
+    position: int
+    msg_id: MsgId
+
+    kind = Kind.ANNOUNCEMENT
+
+    def __post_init__(self) -> None:
+        if self.position < 1:
+            raise RemoteProtocolError(f"Announcement.position must be >= 1, got {self.position}")
+        if self.view < 0:
+            raise RemoteProtocolError(f"Announcement.view must be >= 0, got {self.view}")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An application message to a group: a synchronous or asynchronous request, or one-way.
+
+    Args:
+        kind: SYNC_REQUEST, ASYNC_REQUEST or ONEWAY (no reply is released).
+        msg_id: identity of the message.
+        group: the destination group.
+        method: the method to call.
+        payload: the arguments, opaque to the core (the runtime serialises them).
+        priority: scheduling hint, higher first.
+        deadline_tick: scheduling hint, earliest first; ``None`` means no deadline.
+        resources: names of resources the call needs (resource scheduling).
+        ack_below: the source has every reply with ``seq < ack_below``; the
+            receiving group may forget them.
+        source_view: for nested invocations, the view of the calling group's
+            primary (used to fence a deposed primary); ``None`` for clients.
+        peer_announcements: announcements of the destination group that the
+            source learned from earlier replies (claim 66): carried back so the
+            destination's backups learn them even if their own copy was lost.
+        size_bytes: payload size, for bounds; 0 if unknown.
+    """
+
+    kind: Kind
+    msg_id: MsgId
+    group: str
+    method: str
+    payload: Any = None
+    priority: int = 0
+    deadline_tick: Optional[int] = None
+    resources: Tuple[str, ...] = ()
+    ack_below: int = 0
+    source_view: Optional[int] = None
+    peer_announcements: Tuple[Announcement, ...] = ()
+    size_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in REQUEST_KINDS:
+            raise RemoteProtocolError(f"Request.kind must be a request kind, got {self.kind!r}")
+        if not isinstance(self.method, str) or not self.method:
+            raise RemoteProtocolError(f"Request.method must be a non-empty str, got {self.method!r}")
+        if not isinstance(self.priority, int):
+            raise RemoteProtocolError(f"Request.priority must be an int, got {self.priority!r}")
+        if self.size_bytes < 0:
+            raise RemoteProtocolError("Request.size_bytes must be >= 0")
+
+    @property
+    def wants_reply(self) -> bool:
+        """True unless the request is one-way."""
+        return self.kind != Kind.ONEWAY
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of executing a call: a value or an exception, opaque to the core."""
+
+    ok: bool
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The reply to a request, released to its source exactly once.
+
+    Args:
+        msg_id: the request answered.
+        group: the group that answered.
+        view: the view of the primary that produced the reply.
+        position: where the request was executed in the group's order.
+        outcome: the value or the exception.
+        announcements: the group's announcements piggybacked on this reply
+            (claims 42-47); the source carries them back (claim 66).
+    """
+
+    msg_id: MsgId
+    group: str
+    view: int
+    position: int
+    outcome: Outcome
+    announcements: Tuple[Announcement, ...] = ()
+
+    kind = Kind.REPLY
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A snapshot of a replica after executing ``position`` messages (passive style).
+
+    Args:
+        group: the group.
+        view: the view of the primary that took it.
+        position: number of messages executed when it was taken.
+        state: the application state, opaque (the runtime may pass a reference).
+        dedup: the exactly-once table at that point (``DedupTable.export()``).
+        digest: a digest of ``state``, for divergence checks.
+    """
+
+    group: str
+    view: int
+    position: int
+    state: Any
+    dedup: Any
+    digest: str = ""
+
+    kind = Kind.CHECKPOINT
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    """Installs a view: its number and members in rank order (primary first)."""
+
+    view: int
+    members: Tuple[str, ...]
+
+    kind = Kind.NEW_VIEW
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise RemoteProtocolError("NewView.members must not be empty")
+        if len(set(self.members)) != len(self.members):
+            raise RemoteProtocolError(f"NewView.members has duplicates: {self.members}")
+
+    @property
+    def primary(self) -> str:
+        """The primary of the view: the first member."""
+        return self.members[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Router to replica: one multicast leg, carrying a batch.
+
+    A Deliver with requests is the ordinary multicast of requests; one with
+    only announcements is a *null message* (claim 46); one with nothing is a
+    heartbeat. ``new_view`` installs a view; ``checkpoint`` carries a passive
+    checkpoint; ``join`` carries a state transfer for a joining replica.
+
+    Args:
+        view: the sender's view; replicas reject older views (fencing).
+        requests: request copies, in reception order.
+        announcements: ordering announcements, ascending by position.
+        reply_copies: replies to nested requests made by this group (claim 48).
+        new_view: a view to install, or None.
+        checkpoint: a checkpoint to store (passive backups) or restore (join).
+        snapshot_wanted: ask the primary for a checkpoint now (on demand).
+        join: True if ``checkpoint`` is a state transfer to a joining replica.
+    """
+
+    view: int
+    requests: Tuple[Request, ...] = ()
+    announcements: Tuple[Announcement, ...] = ()
+    reply_copies: Tuple[Reply, ...] = ()
+    new_view: Optional[NewView] = None
+    checkpoint: Optional[Checkpoint] = None
+    snapshot_wanted: bool = False
+    join: bool = False
+
+    kind = Kind.DELIVER
+
+    @property
+    def is_null(self) -> bool:
+        """True if it carries nothing an unreplicated system would send."""
+        return not self.requests and not self.reply_copies and self.new_view is None \
+            and self.checkpoint is None and not self.snapshot_wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Replica to router: the answer to a Deliver.
+
+    Args:
+        replica: the sender.
+        view: the view the replica is in.
+        replies: replies to release (primary only).
+        announcements: new announcements (primary only), ascending.
+        acked_position: every position up to this one is executed (semi-active)
+            or logged (passive) at this replica.
+        checkpoint: a checkpoint to relay to passive backups, or None.
+        digests: (position, digest) pairs for divergence checks.
+        nested: nested requests the primary sent while executing (for counts).
+    """
+
+    replica: str
+    view: int
+    replies: Tuple[Reply, ...] = ()
+    announcements: Tuple[Announcement, ...] = ()
+    acked_position: int = 0
+    checkpoint: Optional[Checkpoint] = None
+    digests: Tuple[Tuple[int, str], ...] = ()
+
+    kind = Kind.DELIVERED
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport:
+    """Replica to router during recovery: what this replica holds.
+
+    Args:
+        replica: the sender.
+        view: the view the replica is in.
+        executed_position: positions executed (semi-active) or covered by its
+            checkpoint plus replayable log (passive).
+        requests: every request it holds that is not yet executed.
+        announcements: every announcement it holds beyond ``executed_position``.
+    """
+
+    replica: str
+    view: int
+    executed_position: int
+    requests: Tuple[Request, ...] = ()
+    announcements: Tuple[Announcement, ...] = ()
+
+    kind = Kind.STATE_REPORT

@@ -1,0 +1,564 @@
+"""One replica of a group, as a pure state machine (no I/O, no clock).
+
+The host (the Ray runtime or the simulator) drives it like etcd's RawNode:
+
+    core.deliver(msg)                      # a Deliver from the router
+    while (effect := core.next_effect()):  # Restore, Execute or Snapshot
+        ...                                # carry it out, then report:
+        core.executed(msg_id, outcome)     # after an Execute
+        core.snapshot_taken(pos, state, digest)  # after a Snapshot
+    answer = core.take_delivered()         # the Delivered to return
+
+Roles and their legal transitions are in :data:`TRANSITIONS`. The primary
+chooses the order with its scheduler and announces it *after* starting a
+message (claims 35, 55): the announcement rides on the Delivered that carries
+the reply (claims 42-45). Semi-active backups execute in announced order
+(claims 41, 63, 64); passive backups log and keep checkpoints. A reply to a
+nested request is consumed at once, without an announcement (claim 48).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+
+from ftactors.core.config import CoreConfig
+from ftactors.core.dedup import DedupTable
+from ftactors.core.errors import (
+    GroupOverloadedError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ReplyUnavailableError,
+    StaleViewError,
+)
+from ftactors.core.messages import (
+    Announcement,
+    Checkpoint,
+    Deliver,
+    Delivered,
+    Kind,
+    MsgId,
+    NewView,
+    Outcome,
+    Reply,
+    Request,
+    StateReport,
+)
+from ftactors.core.scheduler import Queued, ScheduleContext, Scheduler, make_scheduler
+
+
+class Role(str, enum.Enum):
+    """What a replica does in the current view."""
+
+    PRIMARY = "primary"
+    BACKUP = "backup"
+    JOINING = "joining"
+    FENCED = "fenced"
+
+
+#: (role, event) -> new role. Anything else is illegal and raises.
+TRANSITIONS: Dict[Tuple[Role, str], Role] = {
+    (Role.PRIMARY, "view_primary"): Role.PRIMARY,
+    (Role.PRIMARY, "view_removed"): Role.FENCED,
+    (Role.BACKUP, "view_primary"): Role.PRIMARY,
+    (Role.BACKUP, "view_backup"): Role.BACKUP,
+    (Role.BACKUP, "view_removed"): Role.FENCED,
+    (Role.JOINING, "join"): Role.BACKUP,
+    (Role.JOINING, "view_removed"): Role.FENCED,
+    (Role.FENCED, "join"): Role.BACKUP,
+    (Role.FENCED, "view_removed"): Role.FENCED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Effect: replace the application state with ``checkpoint.state``."""
+
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Effect: run ``request`` as the ``position``-th message; report with ``executed``.
+
+    ``replay`` is True when the order was announced by an earlier primary.
+    """
+
+    position: int
+    request: Request
+    replay: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Effect: capture the application state; report with ``snapshot_taken``.
+
+    ``for_checkpoint``: the state itself is needed (a checkpoint); otherwise
+    only its digest is (a divergence check).
+    """
+
+    position: int
+    for_checkpoint: bool
+
+
+Effect = Union[Restore, Execute, Snapshot]
+
+
+def nested_source(group: str, caller: MsgId) -> str:
+    """The source name of nested requests made while executing ``caller`` in ``group``.
+
+    Deriving it from the calling message makes it the same at every replica and
+    on every re-execution, so copies and retries are one message (exactly once).
+    """
+    return f"{group}|{caller.source}#{caller.seq}"
+
+
+class ReplicaCore:
+    """The protocol state machine of one replica.
+
+    Args:
+        group: the group name.
+        replica_id: this replica's name, unique in the group forever.
+        config: protocol settings.
+        scheduling: a scheduler name, class or instance (primary only uses it).
+        initial_view: the view at group creation (this replica starts as
+            primary or backup with the initial application state); None for a
+            replica that joins later by state transfer.
+
+    Raises:
+        ConfigError: for a bad scheduler.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        replica_id: str,
+        config: CoreConfig,
+        scheduling: object = "reception",
+        initial_view: Optional[NewView] = None,
+    ) -> None:
+        self.group = group
+        self.replica_id = replica_id
+        self.config = config
+        self._scheduling = scheduling
+        self._sched: Scheduler = make_scheduler(scheduling)
+        self.view = 0
+        self.members: Tuple[str, ...] = ()
+        self.role = Role.JOINING
+        self.executed_upto = 0
+        self.app_position = 0
+        self.requests: Dict[MsgId, Request] = {}
+        self.order: Dict[int, Announcement] = {}
+        self.dedup = DedupTable(config.reply_cache_max)
+        self.checkpoint: Optional[Checkpoint] = None
+        self.executing: Optional[Execute] = None
+        self.now = 0
+        self.unavailable: frozenset = frozenset()
+        self.next_seq: Dict[str, int] = {}
+        self._arrivals = 0
+        self._effects: Deque[Effect] = deque()
+        self._replies: List[Reply] = []
+        self._announcements: List[Announcement] = []
+        self._checkpoint_out: Optional[Checkpoint] = None
+        self._digests: List[Tuple[int, str]] = []
+        self._blocked_since: Optional[int] = None
+        self._snapshot_pending: Optional[bool] = None
+        self._nested_count = 0
+        self._reply_copies: "OrderedDict[MsgId, Reply]" = OrderedDict()
+        self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
+        self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0}
+        if initial_view is not None:
+            self.role = Role.PRIMARY if initial_view.primary == replica_id else Role.BACKUP
+            if replica_id not in initial_view.members:
+                raise LocalProtocolError(f"{replica_id} is not in its initial view {initial_view.members}")
+            self.view, self.members = initial_view.view, initial_view.members
+
+    # ------------------------------------------------------------------ inputs
+
+    def deliver(self, msg: Deliver) -> None:
+        """Take one Deliver from the router.
+
+        Raises:
+            StaleViewError: the Deliver is from an older view (fencing); it was ignored.
+            RemoteProtocolError: the Deliver is malformed for this replica's state.
+        """
+        if msg.view < self.view:
+            self.counts["fenced"] += 1
+            raise StaleViewError(f"{self.replica_id}: Deliver of view {msg.view} < {self.view}")
+        if msg.view > self.view and msg.new_view is None:
+            raise RemoteProtocolError(f"{self.replica_id}: view {msg.view} without NewView")
+        if msg.join:
+            self._join(msg)
+        elif msg.new_view is not None:
+            self._install_view(msg.new_view)
+        if self.role in (Role.JOINING, Role.FENCED):
+            return
+        for req in msg.requests:
+            self._accept_request(req)
+        for ann in msg.announcements:
+            self._accept_announcement(ann)
+        if msg.checkpoint is not None and not msg.join:
+            self._accept_checkpoint(msg.checkpoint)
+        for rep in msg.reply_copies:
+            self._accept_reply_copy(rep)
+        if msg.snapshot_wanted and self.role == Role.PRIMARY:
+            self._want_snapshot(for_checkpoint=True)
+
+    def executed(self, msg_id: MsgId, outcome: Outcome) -> None:
+        """Report the outcome of the current Execute.
+
+        Raises:
+            LocalProtocolError: nothing is executing, or it is another message.
+        """
+        ex = self.executing
+        if ex is None or ex.request.msg_id != msg_id:
+            raise LocalProtocolError(f"executed({msg_id}) but executing {ex and ex.request.msg_id}")
+        self.executing = None
+        req = ex.request
+        ann = Announcement(self.group, self._announced_view(ex), ex.position, msg_id)
+        reply = Reply(msg_id, self.group, self.view, ex.position, outcome, (ann,)) if req.wants_reply else None
+        self.dedup.record(msg_id, reply)
+        self.executed_upto = self.app_position = ex.position
+        self.order.pop(ex.position, None)
+        self.next_seq[msg_id.source] = max(self.next_seq.get(msg_id.source, 1), msg_id.seq + 1)
+        self.counts["executed"] += 1
+        if self.role == Role.PRIMARY and reply is not None:
+            self._replies.append(reply)
+        self._after_execution(ex.position)
+        if self._snapshot_pending is not None:
+            self._want_snapshot(self._snapshot_pending)
+
+    def snapshot_taken(self, position: int, state: Any, digest: str) -> None:
+        """Report a snapshot taken for a Snapshot effect.
+
+        Args:
+            position: the Snapshot's position (must equal the executed position).
+            state: the application state (None if only the digest was wanted).
+            digest: a digest of the state.
+        """
+        if position != self.executed_upto:
+            raise LocalProtocolError(f"snapshot at {position} but executed {self.executed_upto}")
+        self._digests.append((position, digest))
+        if state is not None and self.role == Role.PRIMARY:
+            self._checkpoint_out = Checkpoint(self.group, self.view, position, state, self.dedup.export(), digest)
+
+    def tick(self, now: int) -> None:
+        """Advance time to tick ``now`` (recovery timeouts, sequence gaps)."""
+        self.now = now
+        if self._blocked_since is not None and now - self._blocked_since >= self.config.recovery_timeout_ticks:
+            self._give_up_order()
+
+    def set_unavailable(self, resources: frozenset) -> None:
+        """Resource scheduling: these resources are not available now."""
+        self.unavailable = frozenset(resources)
+
+    # ----------------------------------------------------------- nested calls
+
+    def nested_request(
+        self,
+        target_group: str,
+        method: str,
+        payload: Any = None,
+        kind: Kind = Kind.SYNC_REQUEST,
+        priority: int = 0,
+        deadline_tick: Optional[int] = None,
+        resources: Tuple[str, ...] = (),
+        size_bytes: int = 0,
+    ) -> Tuple[Request, bool]:
+        """Make the request for a nested invocation by the executing message.
+
+        Returns:
+            (request, send): ``send`` is True at the primary, which sends it; a
+            backup does not send it and waits for the reply copy instead.
+
+        Raises:
+            LocalProtocolError: no message is executing.
+        """
+        ex = self.executing
+        if ex is None:
+            raise LocalProtocolError("nested_request outside an execution")
+        self._nested_count += 1
+        carry = self._carry.get(target_group)
+        req = Request(
+            kind=kind, msg_id=MsgId(nested_source(self.group, ex.request.msg_id), self._nested_count),
+            group=target_group, method=method, payload=payload, priority=priority,
+            deadline_tick=deadline_tick, resources=resources, source_view=self.view,
+            peer_announcements=tuple(carry.values()) if carry else (), size_bytes=size_bytes,
+        )
+        if carry:
+            carry.clear()
+        return req, self.role == Role.PRIMARY
+
+    def nested_reply(self, reply: Reply) -> None:
+        """The reply to a nested request arrived (at the primary, or as a copy at a backup).
+
+        It is consumed at once (claim 48); the callee's announcements it carries
+        are kept to be carried back on the next request to that group (claim 66).
+        """
+        carry = self._carry.setdefault(reply.group, OrderedDict())
+        for ann in reply.announcements:
+            carry[ann.position] = ann
+        while len(carry) > self.config.carried_announcements_max:
+            carry.popitem(last=False)
+
+    def reply_copy(self, msg_id: MsgId) -> Optional[Reply]:
+        """A backup: take the reply copy of a nested request, or None if not here yet."""
+        rep = self._reply_copies.pop(msg_id, None)
+        if rep is not None:
+            self.nested_reply(rep)
+        return rep
+
+    def carried_for(self, group: str) -> Tuple[Announcement, ...]:
+        """Announcements of ``group`` this replica holds (for that group's recovery, claim 65)."""
+        carry = self._carry.get(group)
+        return tuple(carry.values()) if carry else ()
+
+    # ----------------------------------------------------------------- outputs
+
+    def next_effect(self) -> Optional[Effect]:
+        """The next thing the host must do, or None when there is nothing to do now."""
+        if self._effects:
+            return self._effects.popleft()
+        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP):
+            return None
+        if self.role == Role.BACKUP and self.config.style == "passive":
+            return None
+        ex = self._next_announced()
+        if ex is None and self.role == Role.PRIMARY:
+            if self._waiting_for_order():
+                if self._blocked_since is None:
+                    self._blocked_since = self.now
+            else:
+                ex = self._next_scheduled()
+        if ex is not None:
+            self.executing = ex
+            self.requests.pop(ex.request.msg_id, None)
+            self._sched.remove(ex.request.msg_id)
+            if ex.replay:
+                self.counts["replayed"] += 1
+            if self.role == Role.PRIMARY:
+                self._announcements.append(Announcement(self.group, self._announced_view(ex), ex.position,
+                                                        ex.request.msg_id))
+        return ex
+
+    def take_delivered(self) -> Delivered:
+        """The answer to the router: replies, announcements, acknowledgement; clears the outbox."""
+        out = Delivered(
+            replica=self.replica_id, view=self.view, replies=tuple(self._replies),
+            announcements=tuple(self._announcements), acked_position=self.acked_position(),
+            checkpoint=self._checkpoint_out, digests=tuple(self._digests),
+        )
+        self._replies, self._announcements, self._digests = [], [], []
+        self._checkpoint_out = None
+        return out
+
+    def acked_position(self) -> int:
+        """Executed positions (semi-active, primary) or logged ones (passive backup)."""
+        if self.role == Role.BACKUP and self.config.style == "passive":
+            pos = self.executed_upto
+            while (ann := self.order.get(pos + 1)) is not None and ann.msg_id in self.requests:
+                pos += 1
+            return pos
+        return self.executed_upto
+
+    def state_report(self) -> StateReport:
+        """What this replica holds, for recovery (claim 65)."""
+        return StateReport(
+            replica=self.replica_id, view=self.view, executed_position=self.executed_upto,
+            requests=tuple(self.requests.values()),
+            announcements=tuple(self.order[p] for p in sorted(self.order)),
+        )
+
+    def has_work(self) -> bool:
+        """True if ``next_effect`` would return something now."""
+        if self._effects:
+            return True
+        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP):
+            return False
+        if self.role == Role.BACKUP and self.config.style == "passive":
+            return False
+        ann = self.order.get(self.executed_upto + 1)
+        if ann is not None:
+            return ann.msg_id in self.requests
+        return self.role == Role.PRIMARY and len(self._sched) > 0 and not self._waiting_for_order()
+
+    # ------------------------------------------------------------- internals
+
+    def _transition(self, event: str) -> None:
+        new = TRANSITIONS.get((self.role, event))
+        if new is None:
+            raise RemoteProtocolError(f"{self.replica_id}: illegal {event} in role {self.role.value}")
+        self.role = new
+
+    def _install_view(self, nv: NewView) -> None:
+        was = self.role
+        if self.replica_id not in nv.members:
+            self._transition("view_removed")
+            self.view, self.members = nv.view, nv.members
+            self._drop_all()
+            return
+        if self.role in (Role.JOINING, Role.FENCED):
+            raise RemoteProtocolError(f"{self.replica_id}: NewView before join")
+        self._transition("view_primary" if nv.primary == self.replica_id else "view_backup")
+        self.view, self.members = nv.view, nv.members
+        if was == Role.BACKUP and self.role == Role.PRIMARY:
+            self._promote()
+
+    def _promote(self) -> None:
+        """A backup becomes primary: restore (passive), then replay the announced order."""
+        cp = self.checkpoint
+        if cp is not None and self.app_position < cp.position:
+            self._effects.append(Restore(cp))
+            self.app_position = self.executed_upto = cp.position
+        self._sched = make_scheduler(self._scheduling)
+        for req in self.requests.values():
+            if not self._is_announced(req.msg_id):
+                self._push(req)
+
+    def _join(self, msg: Deliver) -> None:
+        if msg.checkpoint is None or msg.new_view is None:
+            raise RemoteProtocolError(f"{self.replica_id}: join without checkpoint or view")
+        if self.replica_id not in msg.new_view.members or msg.new_view.primary == self.replica_id:
+            raise RemoteProtocolError(f"{self.replica_id}: join into a view that does not hold it as backup")
+        self._transition("join")
+        self._drop_all()
+        cp = msg.checkpoint
+        self.checkpoint = cp
+        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max)
+        self.executed_upto = self.app_position = cp.position
+        self._effects.append(Restore(cp))
+        self.view, self.members = msg.new_view.view, msg.new_view.members
+
+    def _drop_all(self) -> None:
+        self.requests.clear()
+        self.order.clear()
+        self._sched = make_scheduler(self._scheduling)
+        self._effects.clear()
+        self._replies, self._announcements, self._digests = [], [], []
+        self._checkpoint_out = None
+        self._blocked_since = None
+        self._snapshot_pending = None
+
+    def _accept_request(self, req: Request) -> None:
+        if req.group != self.group:
+            raise RemoteProtocolError(f"{self.replica_id}: request for group {req.group!r}")
+        self.dedup.acknowledge(req.msg_id.source, req.ack_below)
+        status = self.dedup.status(req.msg_id)
+        mid = req.msg_id
+        if status != "new" or mid in self.requests or (self.executing and self.executing.request.msg_id == mid):
+            self.counts["duplicates"] += 1
+            if self.role == Role.PRIMARY and req.wants_reply:
+                self._answer_duplicate(req, status)
+            return
+        if len(self.requests) >= self.config.pending_max:
+            if self.role == Role.PRIMARY and req.wants_reply:
+                err = GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests pending")
+                self._replies.append(Reply(mid, self.group, self.view, 0, Outcome(False, err)))
+            return
+        self.requests[mid] = req
+        if self.role == Role.PRIMARY and not self._is_announced(mid):
+            self._push(req)
+
+    def _answer_duplicate(self, req: Request, status: str) -> None:
+        if status == "done":
+            rep = self.dedup.reply(req.msg_id)
+            if rep is not None:
+                self._replies.append(rep)
+        elif status == "expired":
+            err = ReplyUnavailableError(f"reply of {req.msg_id} was trimmed (reply_cache_max)")
+            self._replies.append(Reply(req.msg_id, self.group, self.view, 0, Outcome(False, err)))
+
+    def _accept_announcement(self, ann: Announcement) -> None:
+        if ann.group != self.group:
+            raise RemoteProtocolError(f"{self.replica_id}: announcement of group {ann.group!r}")
+        if ann.position <= self.executed_upto:
+            return
+        old = self.order.get(ann.position)
+        if old is None or ann.view > old.view:
+            self.order[ann.position] = ann
+            if self.role == Role.PRIMARY:
+                self._sched.remove(ann.msg_id)
+        if len(self.order) > self.config.log_max:
+            raise RemoteProtocolError(f"{self.replica_id}: more than log_max={self.config.log_max} announcements")
+
+    def _accept_checkpoint(self, cp: Checkpoint) -> None:
+        if self.role != Role.BACKUP or self.config.style != "passive":
+            return
+        if self.checkpoint is not None and cp.position <= self.checkpoint.position:
+            return
+        self.checkpoint = cp
+        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max)
+        for pos in [p for p in self.order if p <= cp.position]:
+            self.requests.pop(self.order.pop(pos).msg_id, None)
+        for mid in [m for m in self.requests if self.dedup.status(m) != "new"]:
+            del self.requests[mid]
+        self.executed_upto = max(self.executed_upto, cp.position)
+
+    def _accept_reply_copy(self, rep: Reply) -> None:
+        self._reply_copies[rep.msg_id] = rep
+        while len(self._reply_copies) > self.config.reply_cache_max:
+            self._reply_copies.popitem(last=False)
+
+    def _push(self, req: Request) -> None:
+        self._sched.push(Queued(req, self._arrivals, self.now))
+        self._arrivals += 1
+
+    def _is_announced(self, mid: MsgId) -> bool:
+        return any(a.msg_id == mid for a in self.order.values()) if self.order else False
+
+    def _announced_view(self, ex: Execute) -> int:
+        ann = self.order.get(ex.position)
+        return ann.view if (ex.replay and ann is not None) else self.view
+
+    def _next_announced(self) -> Optional[Execute]:
+        ann = self.order.get(self.executed_upto + 1)
+        if ann is None:
+            return None
+        req = self.requests.get(ann.msg_id)
+        if req is None:
+            if self._blocked_since is None:
+                self._blocked_since = self.now
+            return None
+        self._blocked_since = None
+        return Execute(ann.position, req, replay=True)
+
+    def _waiting_for_order(self) -> bool:
+        """The primary still holds announced positions it has not executed (recovery)."""
+        return bool(self.order)
+
+    def _next_scheduled(self) -> Optional[Execute]:
+        ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
+        item = self._sched.pop(ctx)
+        if item is None:
+            return None
+        self._sched.push(item)  # next_effect removes it, with the request, once chosen
+        return Execute(self.executed_upto + 1, item.request, replay=False)
+
+    def _give_up_order(self) -> None:
+        """A new primary waited too long for a message it lacks: drop the order beyond it."""
+        self._blocked_since = None
+        if self.role != Role.PRIMARY:
+            return
+        for pos in [p for p in self.order if p > self.executed_upto]:
+            del self.order[pos]
+        for req in self.requests.values():
+            if req.msg_id not in self._sched:
+                self._push(req)
+
+    def _after_execution(self, position: int) -> None:
+        cfg = self.config
+        if self.role == Role.PRIMARY and cfg.style == "passive" and position % cfg.checkpoint_every_messages == 0:
+            self._want_snapshot(for_checkpoint=True)
+        elif cfg.digest_every_messages and position % cfg.digest_every_messages == 0:
+            self._want_snapshot(for_checkpoint=False)
+
+    def _want_snapshot(self, for_checkpoint: bool) -> None:
+        if self.executing is not None:
+            self._snapshot_pending = bool(self._snapshot_pending) or for_checkpoint  # after this execution
+            return
+        self._snapshot_pending = None
+        if any(isinstance(e, Snapshot) and e.position == self.executed_upto for e in self._effects):
+            return
+        self._effects.append(Snapshot(self.executed_upto, for_checkpoint))

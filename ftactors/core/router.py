@@ -1,0 +1,549 @@
+"""The group router as a pure state machine: the multicast endpoint of one group.
+
+Every message to a group enters through its router, which multicasts it to all
+replicas (claims 6, 36): request copies to the primary and the backups, and the
+primary's announcements, piggybacked on the next Deliver that goes to each
+backup anyway (claims 42-45), or in a null message after ``null_message_ticks``
+of silence (claim 46). Senders never learn how many replicas a group has
+(claim 37). The router releases each reply to its source once (exactly once),
+keeps what backups have not acknowledged (bounded by ``log_max``), detects
+failures, changes views, runs recovery from the replicas' reports (claim 65)
+and admits new replicas by state transfer.
+
+Host loop (the Ray router actor or the simulator)::
+
+    core.submit(request)          # a client or peer group sent a request
+    core.on_delivered(answer)     # a replica answered a Deliver
+    core.on_pong(replica) / core.on_failure(replica) / core.tick(now)
+    ready = core.ready()          # sends, released replies, pings, queries, spawns
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+from ftactors.core.config import CoreConfig
+from ftactors.core.errors import GroupOverloadedError, LocalProtocolError, RemoteProtocolError, StaleViewError
+from ftactors.core.messages import (
+    Announcement,
+    Checkpoint,
+    Deliver,
+    Delivered,
+    MsgId,
+    NewView,
+    Reply,
+    Request,
+    StateReport,
+)
+
+
+class Phase(str, enum.Enum):
+    """What the router is doing."""
+
+    NORMAL = "normal"
+    RECOVERING = "recovering"  # collecting state reports before a new primary starts
+    LOST = "lost"  # no replica left
+
+
+#: (phase, event) -> new phase. Anything else is illegal and raises.
+TRANSITIONS: Dict[Tuple[Phase, str], Phase] = {
+    (Phase.NORMAL, "primary_failed"): Phase.RECOVERING,
+    (Phase.NORMAL, "backup_failed"): Phase.NORMAL,
+    (Phase.RECOVERING, "primary_failed"): Phase.RECOVERING,
+    (Phase.RECOVERING, "backup_failed"): Phase.RECOVERING,
+    (Phase.RECOVERING, "recovered"): Phase.NORMAL,
+    (Phase.NORMAL, "all_failed"): Phase.LOST,
+    (Phase.RECOVERING, "all_failed"): Phase.LOST,
+}
+
+
+@dataclass(slots=True)
+class _Link:
+    """The router's view of one replica."""
+
+    requests: List[Request] = field(default_factory=list)
+    announcements: List[Announcement] = field(default_factory=list)
+    anns_since: Optional[int] = None
+    checkpoint: Optional[Checkpoint] = None
+    new_view: Optional[NewView] = None
+    join: bool = False
+    snapshot_wanted: bool = False
+    inflight: int = 0
+    acked: int = 0
+    last_heard: int = 0
+    last_ping: int = 0
+    last_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RouterReady:
+    """Everything the host must do now, in this order.
+
+    Args:
+        sends: (replica, Deliver) pairs to send.
+        released: replies to hand to the waiting sources (each exactly once).
+        failed: (msg_id, reason) for waiting sources whose request cannot complete.
+        pings: replicas to ping (answer with ``on_pong``).
+        queries: replicas to ask for a StateReport (answer with ``on_state_report``).
+        spawns: new replica ids to create (answer with ``replica_started``).
+        retired: replicas removed from the view (the host may stop them).
+    """
+
+    sends: Tuple[Tuple[str, Deliver], ...] = ()
+    released: Tuple[Reply, ...] = ()
+    failed: Tuple[Tuple[MsgId, str], ...] = ()
+    pings: Tuple[str, ...] = ()
+    queries: Tuple[str, ...] = ()
+    spawns: Tuple[str, ...] = ()
+    retired: Tuple[str, ...] = ()
+
+
+class RouterCore:
+    """The protocol state machine of a group's router.
+
+    Args:
+        group: the group name.
+        config: protocol settings.
+        members: the initial replicas in rank order (primary first).
+        view: the initial view number.
+        next_replica_index: numbering of replicas spawned later.
+    """
+
+    def __init__(self, group: str, config: CoreConfig, members: Tuple[str, ...], view: int = 1,
+                 next_replica_index: Optional[int] = None) -> None:
+        if not members:
+            raise LocalProtocolError("a group needs at least one replica")
+        self.group = group
+        self.config = config
+        self.view = view
+        self.members: List[str] = list(members)
+        self.primary_since = view
+        self.phase = Phase.NORMAL
+        self.now = 0
+        self.requests: "OrderedDict[MsgId, Request]" = OrderedDict()
+        self.order: Dict[int, Announcement] = {}
+        self.pos_of: Dict[MsgId, int] = {}
+        self.pending: Set[MsgId] = set()
+        self.replies: "OrderedDict[MsgId, Reply]" = OrderedDict()
+        self.trimmed = 0
+        self.links: Dict[str, _Link] = {m: _Link(last_heard=0) for m in members}
+        self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
+        self.reports: Dict[str, StateReport] = {}
+        self.recovery_started = 0
+        self.source_views: Dict[str, int] = {}
+        self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
+        self.diverged: List[Tuple[str, int]] = []
+        self.peer_groups: Set[str] = set()
+        self._next_index = next_replica_index if next_replica_index is not None else len(members)
+        self._released: List[Reply] = []
+        self._failed: List[Tuple[MsgId, str]] = []
+        self._queries: List[str] = []
+        self._spawns: List[str] = []
+        self._retired: List[str] = []
+        self.counts: Dict[str, int] = {
+            "requests": 0, "replies": 0, "copies": 0, "duplicates": 0, "announcements_piggybacked": 0,
+            "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
+            "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
+            "divergences": 0, "delivers": 0,
+        }
+        for m in members:
+            self.links[m].new_view = NewView(view, tuple(members))
+
+    # --------------------------------------------------------------- queries
+
+    @property
+    def primary(self) -> Optional[str]:
+        """The current primary, or None if the group is lost."""
+        return self.members[0] if self.members else None
+
+    def lookup(self, msg_id: MsgId) -> Tuple[str, Optional[Reply]]:
+        """Where a request stands: ("released", reply), ("pending", None) or ("unknown", None)."""
+        rep = self.replies.get(msg_id)
+        if rep is not None:
+            return "released", rep
+        if msg_id in self.pending:
+            return "pending", None
+        return "unknown", None
+
+    # ---------------------------------------------------------------- inputs
+
+    def submit(self, req: Request) -> Optional[Reply]:
+        """A request arrives from a client or a peer group.
+
+        Returns:
+            The cached reply if this is a duplicate of a released request; else None
+            (wait for the reply in ``ready().released``).
+
+        Raises:
+            RemoteProtocolError: the request is for another group.
+            StaleViewError: a nested request from a deposed primary of the source group.
+            GroupOverloadedError: ``inflight_max`` requests are already waiting.
+        """
+        if req.group != self.group:
+            raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
+        self._check_source_view(req)
+        for ann in req.peer_announcements:
+            if ann.group == self.group:
+                self._merge_announcement(ann)
+        mid = req.msg_id
+        if mid in self.replies:
+            self.counts["duplicates"] += 1
+            return self.replies[mid]
+        if mid in self.pending or mid in self.requests:
+            self.counts["duplicates"] += 1
+            return None
+        if self.phase == Phase.LOST:
+            self._failed.append((mid, "all replicas of the group failed"))
+            return None
+        if len(self.pending) >= self.config.inflight_max:
+            raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
+        self.counts["requests"] += 1
+        self.requests[mid] = req
+        if req.wants_reply:
+            self.pending.add(mid)
+        for link in self.links.values():
+            link.requests.append(req)
+        return None
+
+    def on_delivered(self, d: Delivered) -> None:
+        """A replica answered a Deliver."""
+        link = self.links.get(d.replica)
+        if link is None:
+            self.counts["fenced"] += 1
+            return
+        link.inflight = max(0, link.inflight - 1)
+        link.last_heard = self.now
+        link.acked = max(link.acked, d.acked_position)
+        if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
+            self._from_primary(d)
+        elif d.replies or d.announcements:
+            self.counts["fenced"] += 1  # a deposed primary's output: fenced off
+        self._check_digests(d)
+        self._trim()
+
+    def on_pong(self, replica: str) -> None:
+        """A replica answered a ping: it is alive."""
+        link = self.links.get(replica)
+        if link is not None:
+            link.last_heard = self.now
+
+    def on_failure(self, replica: str) -> None:
+        """The host saw ``replica`` die (for instance Ray's ActorDiedError)."""
+        if replica in self.joining:
+            del self.joining[replica]
+        if replica in self.links:
+            self._remove_members({replica}, "failure")
+
+    def on_state_report(self, rep: StateReport) -> None:
+        """A surviving replica reports what it holds (recovery)."""
+        if self.phase != Phase.RECOVERING or rep.replica not in self.links:
+            return
+        self.reports[rep.replica] = rep
+        self.links[rep.replica].last_heard = self.now
+        self._maybe_finish_recovery()
+
+    def on_peer_announcements(self, anns: Tuple[Announcement, ...]) -> None:
+        """Announcements of this group obtained from a peer group's replicas (claims 65, 69)."""
+        for ann in anns:
+            if ann.group == self.group:
+                self._merge_announcement(ann)
+
+    def replica_started(self, replica: str) -> None:
+        """A replica asked for with ``spawns`` (or a diverged one) is ready to join."""
+        if replica in self.links:
+            raise LocalProtocolError(f"{replica} is already a member")
+        self.joining[replica] = self.now
+        if self.primary is not None:
+            self.links[self.primary].snapshot_wanted = True
+
+    def tick(self, now: int) -> None:
+        """Advance time: failure detection and recovery timeouts."""
+        self.now = now
+        cfg = self.config
+        dead = {r for r, l in self.links.items() if now - l.last_heard > cfg.failure_timeout_ticks}
+        if dead:
+            self._remove_members(dead, "timeout")
+        if self.phase == Phase.RECOVERING and now - self.recovery_started > cfg.recovery_timeout_ticks:
+            missing = {r for r in self.links if r not in self.reports}
+            if missing:
+                self._remove_members(missing, "no state report")
+            self._maybe_finish_recovery(force=True)
+
+    # --------------------------------------------------------------- outputs
+
+    def ready(self) -> RouterReady:
+        """Collect what the host must do now; clears it from the core."""
+        sends = self._sends() if self.phase == Phase.NORMAL else []
+        pings = self._pings()
+        out = RouterReady(
+            sends=tuple(sends), released=tuple(self._released), failed=tuple(self._failed),
+            pings=tuple(pings), queries=tuple(self._queries), spawns=tuple(self._spawns),
+            retired=tuple(self._retired),
+        )
+        self._released, self._failed, self._queries, self._spawns, self._retired = [], [], [], [], []
+        return out
+
+    def describe(self) -> Dict[str, object]:
+        """A plain summary for observability."""
+        return {
+            "group": self.group, "view": self.view, "phase": self.phase.value, "members": list(self.members),
+            "primary": self.primary, "joining": sorted(self.joining),
+            "acked": {r: l.acked for r, l in self.links.items()}, "pending": len(self.pending),
+            "retained_requests": len(self.requests), "retained_order": len(self.order),
+            "diverged": list(self.diverged), "counts": dict(self.counts),
+        }
+
+    # ------------------------------------------------------------- internals
+
+    def _transition(self, event: str) -> None:
+        new = TRANSITIONS.get((self.phase, event))
+        if new is None:
+            raise LocalProtocolError(f"router {self.group}: illegal {event} in phase {self.phase.value}")
+        self.phase = new
+
+    def _check_source_view(self, req: Request) -> None:
+        if req.source_view is None:
+            return
+        src_group = req.msg_id.source.split("|", 1)[0]
+        self.peer_groups.add(src_group)
+        seen = self.source_views.get(src_group, 0)
+        if req.source_view < seen:
+            self.counts["fenced"] += 1
+            raise StaleViewError(f"request from view {req.source_view} of {src_group}, which is at {seen}")
+        self.source_views[src_group] = req.source_view
+
+    def _merge_announcement(self, ann: Announcement) -> None:
+        if ann.position <= self.trimmed:
+            return
+        old = self.order.get(ann.position)
+        if old is not None and (old.view > ann.view or old == ann):
+            return
+        self.order[ann.position] = ann
+        self.pos_of[ann.msg_id] = ann.position
+        for name, link in self.links.items():
+            if name != self.primary or self.phase != Phase.NORMAL:
+                if link.anns_since is None:
+                    link.anns_since = self.now
+                link.announcements.append(ann)
+
+    def _from_primary(self, d: Delivered) -> None:
+        for ann in d.announcements:
+            if ann.group != self.group:
+                raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
+            self._merge_announcement(ann)
+        for rep in d.replies:
+            self._release(rep)
+        if d.checkpoint is not None:
+            self.counts["checkpoints"] += 1
+            self._relay_checkpoint(d.checkpoint)
+        for pos, digest in d.digests:
+            self.primary_digests[pos] = digest
+            while len(self.primary_digests) > 64:
+                self.primary_digests.popitem(last=False)
+
+    def _release(self, rep: Reply) -> None:
+        mid = rep.msg_id
+        if rep.position:
+            self.pos_of[mid] = rep.position
+        elif mid in self.requests and mid not in self.pos_of:
+            del self.requests[mid]  # answered without executing (an error): nothing to retain
+        if mid not in self.pending:
+            return
+        self.pending.discard(mid)
+        self.counts["replies"] += 1
+        self._released.append(rep)
+        self.replies[mid] = rep
+        while len(self.replies) > self.config.reply_cache_max:
+            self.replies.popitem(last=False)
+
+    def _relay_checkpoint(self, cp: Checkpoint) -> None:
+        for name, link in self.links.items():
+            if name != self.primary and self.config.style == "passive":
+                link.checkpoint = cp
+        for replica in list(self.joining):
+            self._admit(replica, cp)
+
+    def _admit(self, replica: str, cp: Checkpoint) -> None:
+        """Install a view with ``replica`` as the last backup, sending it ``cp`` plus the log."""
+        del self.joining[replica]
+        self.counts["joins"] += 1
+        self._new_view(self.members + [replica])
+        link = _Link(last_heard=self.now, acked=cp.position)
+        link.new_view, link.join, link.checkpoint = NewView(self.view, tuple(self.members)), True, cp
+        link.requests = list(self.requests.values())
+        link.announcements = [self.order[p] for p in sorted(self.order) if p > cp.position]
+        link.anns_since = self.now if link.announcements else None
+        self.links[replica] = link
+
+    def _check_digests(self, d: Delivered) -> None:
+        if d.replica == self.primary:
+            return
+        for pos, digest in d.digests:
+            ref = self.primary_digests.get(pos)
+            if ref is not None and ref != digest:
+                self.counts["divergences"] += 1
+                self.diverged.append((d.replica, pos))
+                self._remove_members({d.replica}, "diverged")
+                self.replica_started(d.replica)  # repaired by state transfer
+                return
+
+    def _trim(self) -> None:
+        """Forget what every member has acknowledged (and no join still needs)."""
+        if not self.links or self.phase != Phase.NORMAL:
+            return
+        floor = min(link.acked for link in self.links.values())
+        if self.joining:
+            floor = min(floor, self.trimmed)
+        if floor <= self.trimmed:
+            self._check_lag()
+            return
+        for pos in range(self.trimmed + 1, floor + 1):
+            ann = self.order.pop(pos, None)
+            if ann is not None:
+                self.requests.pop(ann.msg_id, None)
+                self.pos_of.pop(ann.msg_id, None)
+        for mid in [m for m, p in self.pos_of.items() if p <= floor]:
+            self.requests.pop(mid, None)
+            del self.pos_of[mid]
+        self.trimmed = floor
+        self._check_lag()
+
+    def _check_lag(self) -> None:
+        if len(self.requests) <= self.config.log_max or len(self.members) < 2:
+            return
+        slowest = min(self.members[1:], key=lambda r: self.links[r].acked)
+        self._remove_members({slowest}, "lagging beyond log_max")
+
+    def _remove_members(self, gone: Set[str], why: str) -> None:
+        gone = {g for g in gone if g in self.links}
+        if not gone:
+            return
+        primary_lost = self.primary in gone
+        for g in gone:
+            del self.links[g]
+            self._retired.append(g)
+        survivors = [m for m in self.members if m not in gone]
+        if not survivors:
+            self._transition("all_failed")
+            self.members = []
+            for mid in sorted(self.pending):
+                self._failed.append((mid, f"all replicas of {self.group} failed ({why})"))
+            self.pending.clear()
+            return
+        if primary_lost or self.phase == Phase.RECOVERING:
+            self._transition("primary_failed" if primary_lost else "backup_failed")
+            self.members = survivors
+            self._start_recovery(primary_lost)
+        else:
+            self._transition("backup_failed")
+            self._new_view(survivors)
+        self._want_replicas()
+
+    def _start_recovery(self, primary_lost: bool) -> None:
+        if primary_lost:
+            self.counts["failovers"] += 1
+        self.recovery_started = self.now
+        self.reports = {}
+        for m in self.members:
+            self._queries.append(m)
+            self.counts["recovery_messages"] += 1
+
+    def _maybe_finish_recovery(self, force: bool = False) -> None:
+        if self.phase != Phase.RECOVERING:
+            return
+        if not force and any(m not in self.reports for m in self.members):
+            return
+        for rep in self.reports.values():
+            for req in rep.requests:
+                if req.msg_id not in self.requests and req.msg_id not in self.pos_of:
+                    self.requests[req.msg_id] = req
+            for ann in rep.announcements:
+                self._merge_announcement(ann)
+        executed = {m: max(self.links[m].acked, self.reports[m].executed_position if m in self.reports else 0)
+                    for m in self.members}
+        # the most advanced survivor leads (it holds the longest prefix); ties by rank
+        ranked = sorted(self.members, key=lambda m: (-executed[m], self.members.index(m)))
+        self._transition("recovered")
+        self.primary_since = self.view + 1
+        self._new_view(ranked)
+        for m in self.members:
+            link = self.links[m]
+            link.acked = executed[m]
+            link.inflight = 0
+            link.requests = list(self.requests.values())
+            link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
+            link.anns_since = self.now if link.announcements else None
+        self.reports = {}
+        if self.joining:
+            self.links[self.members[0]].snapshot_wanted = True
+
+    def _new_view(self, members: List[str]) -> None:
+        self.view += 1
+        self.counts["view_changes"] += 1
+        self.members = list(members)
+        nv = NewView(self.view, tuple(members))
+        for m in members:
+            if m in self.links:
+                self.links[m].new_view = nv
+
+    def _want_replicas(self) -> None:
+        have = len(self.members) + len(self.joining) + len(self._spawns)
+        while have < self.config.min_replicas and self.phase != Phase.LOST:
+            rid = f"{self.group}-r{self._next_index}"
+            self._next_index += 1
+            self._spawns.append(rid)
+            have += 1
+
+    def _sends(self) -> List[Tuple[str, Deliver]]:
+        out = []
+        for name in self.members:
+            link = self.links[name]
+            limit = self.config.primary_inflight_max if name == self.primary else self.config.backup_inflight_max
+            if link.inflight >= limit:
+                continue
+            msg = self._build(name, link)
+            if msg is not None:
+                link.inflight += 1
+                link.last_sent = self.now
+                self.counts["delivers"] += 1
+                out.append((name, msg))
+        return out
+
+    def _build(self, name: str, link: _Link) -> Optional[Deliver]:
+        cfg = self.config
+        is_primary = name == self.primary
+        reqs = link.requests[: cfg.batch_max]
+        anns = link.announcements if not is_primary or link.new_view else []
+        due_null = bool(anns) and link.anns_since is not None and self.now - link.anns_since >= cfg.null_message_ticks
+        wanted = link.snapshot_wanted and is_primary
+        if not (reqs or link.new_view or link.checkpoint or wanted or due_null):
+            return None
+        msg = Deliver(view=self.view, requests=tuple(reqs), announcements=tuple(anns),
+                      new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
+        del link.requests[: len(reqs)]
+        if not is_primary:
+            self.counts["copies"] += len(reqs)
+        if msg.is_null:
+            self.counts["null_messages"] += 1
+            self.counts["announcements_in_null"] += len(anns)
+        else:
+            self.counts["announcements_piggybacked"] += len(anns)
+        if anns:
+            link.announcements, link.anns_since = [], None
+        link.new_view, link.checkpoint, link.join = None, None, False
+        if wanted:
+            link.snapshot_wanted = False
+        return msg
+
+    def _pings(self) -> List[str]:
+        out = []
+        for name, link in self.links.items():
+            quiet = self.now - max(link.last_heard, link.last_ping)
+            if quiet >= self.config.heartbeat_ticks:
+                link.last_ping = self.now
+                self.counts["heartbeats"] += 1
+                out.append(name)
+        return out
