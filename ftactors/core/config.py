@@ -38,6 +38,9 @@ class CoreConfig:
         batch_max: requests in one Deliver.
         primary_inflight_max: Delivers outstanding to the primary at once.
         backup_inflight_max: Delivers outstanding to each backup at once.
+        relay_delay_ticks: request copies wait at most this long to be relayed
+            to a backup in one batch (0: relay at once). Keeps backups off the
+            caller's critical path.
         digest_every_messages: replicas report a state digest every this many
             positions (0: never).
         min_replicas: the router asks for new replicas below this.
@@ -59,6 +62,7 @@ class CoreConfig:
     batch_max: int = 512
     primary_inflight_max: int = 4
     backup_inflight_max: int = 1
+    relay_delay_ticks: int = 1
     digest_every_messages: int = 0
     min_replicas: int = 2
     carried_announcements_max: int = 64
@@ -76,6 +80,8 @@ class CoreConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.relay_delay_ticks, int) or self.relay_delay_ticks < 0:
+            raise ConfigError(f"relay_delay_ticks must be an int >= 0, got {self.relay_delay_ticks!r}")
         if not isinstance(self.digest_every_messages, int) or self.digest_every_messages < 0:
             raise ConfigError(f"digest_every_messages must be an int >= 0, got {self.digest_every_messages!r}")
         if not isinstance(self.min_replicas, int) or self.min_replicas < 1:

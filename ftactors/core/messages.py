@@ -76,12 +76,15 @@ class Announcement:
         view: the view in which the primary chose this position.
         position: 1-based place in the group's execution order.
         msg_id: the message executed there.
+        nondet: values the primary chose while executing it (``ftactors.now()``,
+            ``ftactors.random()``); backups replay them. Opaque to the core.
     """
 
     group: str
     view: int
     position: int
     msg_id: MsgId
+    nondet: Tuple[Any, ...] = ()
 
     kind = Kind.ANNOUNCEMENT
 

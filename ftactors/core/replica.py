@@ -83,12 +83,14 @@ class Restore:
 class Execute:
     """Effect: run ``request`` as the ``position``-th message; report with ``executed``.
 
-    ``replay`` is True when the order was announced by an earlier primary.
+    ``replay`` is True when the order was announced by an earlier primary;
+    ``nondet`` holds the values that primary chose, to be replayed.
     """
 
     position: int
     request: Request
     replay: bool
+    nondet: Tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +208,14 @@ class ReplicaCore:
         if msg.snapshot_wanted and self.role == Role.PRIMARY:
             self._want_snapshot(for_checkpoint=True)
 
-    def executed(self, msg_id: MsgId, outcome: Outcome) -> None:
+    def executed(self, msg_id: MsgId, outcome: Outcome, nondet: Tuple[Any, ...] = ()) -> None:
         """Report the outcome of the current Execute.
+
+        Args:
+            msg_id: the message executed.
+            outcome: its value or exception.
+            nondet: values the primary chose during execution (ignored on replay:
+                the announced ones were used).
 
         Raises:
             LocalProtocolError: nothing is executing, or it is another message.
@@ -217,15 +225,18 @@ class ReplicaCore:
             raise LocalProtocolError(f"executed({msg_id}) but executing {ex and ex.request.msg_id}")
         self.executing = None
         req = ex.request
-        ann = Announcement(self.group, self._announced_view(ex), ex.position, msg_id)
+        ann = Announcement(self.group, self._announced_view(ex), ex.position, msg_id,
+                           ex.nondet if ex.replay else tuple(nondet))
         reply = Reply(msg_id, self.group, self.view, ex.position, outcome, (ann,)) if req.wants_reply else None
         self.dedup.record(msg_id, reply)
         self.executed_upto = self.app_position = ex.position
         self.order.pop(ex.position, None)
         self.next_seq[msg_id.source] = max(self.next_seq.get(msg_id.source, 1), msg_id.seq + 1)
         self.counts["executed"] += 1
-        if self.role == Role.PRIMARY and reply is not None:
-            self._replies.append(reply)
+        if self.role == Role.PRIMARY:
+            self._announcements.append(ann)  # rides on the reply's Delivered (claims 42-45)
+            if reply is not None:
+                self._replies.append(reply)
         self._after_execution(ex.position)
         if self._snapshot_pending is not None:
             self._want_snapshot(self._snapshot_pending)
@@ -338,9 +349,6 @@ class ReplicaCore:
             self._sched.remove(ex.request.msg_id)
             if ex.replay:
                 self.counts["replayed"] += 1
-            if self.role == Role.PRIMARY:
-                self._announcements.append(Announcement(self.group, self._announced_view(ex), ex.position,
-                                                        ex.request.msg_id))
         return ex
 
     def take_delivered(self) -> Delivered:
@@ -522,7 +530,7 @@ class ReplicaCore:
                 self._blocked_since = self.now
             return None
         self._blocked_since = None
-        return Execute(ann.position, req, replay=True)
+        return Execute(ann.position, req, replay=True, nondet=ann.nondet)
 
     def _waiting_for_order(self) -> bool:
         """The primary still holds announced positions it has not executed (recovery)."""

@@ -67,6 +67,7 @@ class _Link:
     requests: List[Request] = field(default_factory=list)
     announcements: List[Announcement] = field(default_factory=list)
     anns_since: Optional[int] = None
+    reqs_since: Optional[int] = None
     checkpoint: Optional[Checkpoint] = None
     new_view: Optional[NewView] = None
     join: bool = False
@@ -152,6 +153,34 @@ class RouterCore:
         for m in members:
             self.links[m].new_view = NewView(view, tuple(members))
 
+    @classmethod
+    def rebuilt(cls, group: str, config: CoreConfig, members: Tuple[str, ...], view: int,
+                next_replica_index: int, now: int = 0) -> "RouterCore":
+        """A router restarted after a crash: it knows only what the replicas report.
+
+        It starts in recovery: it asks every member for a StateReport, merges
+        them, and installs a new view led by the most advanced member.
+
+        Args:
+            group: the group name.
+            config: protocol settings.
+            members: the members of the highest view the surviving replicas report,
+                alive ones only, in rank order.
+            view: that view's number.
+            next_replica_index: numbering of replicas spawned from now on (above
+                any used before the crash).
+            now: the current tick.
+        """
+        core = cls(group, config, members, view=view, next_replica_index=next_replica_index)
+        core.now = now
+        for link in core.links.values():
+            link.new_view = None
+            link.last_heard = now
+        core.primary_since = view + 1  # no output is accepted until recovery installs a view
+        core._transition("primary_failed")
+        core._start_recovery(primary_lost=False)
+        return core
+
     # --------------------------------------------------------------- queries
 
     @property
@@ -205,6 +234,8 @@ class RouterCore:
         if req.wants_reply:
             self.pending.add(mid)
         for link in self.links.values():
+            if not link.requests:
+                link.reqs_since = self.now
             link.requests.append(req)
         return None
 
@@ -516,6 +547,9 @@ class RouterCore:
         cfg = self.config
         is_primary = name == self.primary
         reqs = link.requests[: cfg.batch_max]
+        if reqs and not is_primary and len(link.requests) < cfg.batch_max and not link.new_view and \
+                link.reqs_since is not None and self.now - link.reqs_since < cfg.relay_delay_ticks:
+            reqs = []  # relay to backups in batches, off the caller's critical path
         anns = link.announcements if not is_primary or link.new_view else []
         due_null = bool(anns) and link.anns_since is not None and self.now - link.anns_since >= cfg.null_message_ticks
         wanted = link.snapshot_wanted and is_primary
@@ -524,6 +558,7 @@ class RouterCore:
         msg = Deliver(view=self.view, requests=tuple(reqs), announcements=tuple(anns),
                       new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
         del link.requests[: len(reqs)]
+        link.reqs_since = self.now if link.requests else None
         if not is_primary:
             self.counts["copies"] += len(reqs)
         if msg.is_null:

@@ -1,0 +1,386 @@
+"""The public face of ftactors on Ray: ``@replicated``, handles, ``describe``, ``shutdown``.
+
+A :class:`ReplicatedHandle` behaves like a Ray actor handle: ``h.method.remote()``
+returns a real ``ray.ObjectRef`` (``ray.get``, ``ray.wait``, ``await``, ActorPool
+work), the method's exceptions arrive with their own type, and handles pickle
+into tasks and other actors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import cloudpickle
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ftactors.core import ClientCore, ConfigError, Kind, NewView
+from ftactors.runtime import context
+from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
+from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.router_actor import _Router
+from ftactors.runtime.settings import ReplicationSettings, load_settings
+
+log = logging.getLogger("ftactors")
+
+_client_lock = threading.Lock()
+_client: Optional[ClientCore] = None
+
+#: Ray options that ftactors sets itself and a user may not.
+_RESERVED = {"max_restarts", "max_task_retries", "max_concurrency", "name", "lifetime", "get_if_exists"}
+
+
+def _next_request(**kwargs: Any) -> Any:
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = ClientCore(f"c{uuid.uuid4().hex[:16]}")
+        return _client.request(track=False, **kwargs)
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """One replica, as ``ftactors.describe`` reports it."""
+
+    replica_id: str
+    actor: Any
+    node_id: str
+    pid: int
+    role: str
+    executed: int
+    state_digest: str
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A replicated group, as ``ftactors.describe`` reports it."""
+
+    group: str
+    view: int
+    style: str
+    phase: str
+    primary: Optional[ReplicaInfo]
+    backups: List[ReplicaInfo]
+    joining: List[str]
+    counts: Dict[str, int]
+    diverged: List[Tuple[str, int]] = field(default_factory=list)
+    last_failover_s: Optional[float] = None
+
+    @property
+    def replicas(self) -> List[ReplicaInfo]:
+        """Primary first, then backups."""
+        return ([self.primary] if self.primary else []) + list(self.backups)
+
+
+class ReplicatedMethod:
+    """``handle.method``: call it with ``.remote(...)``; set hints with ``.options(...)``."""
+
+    def __init__(self, handle: "ReplicatedHandle", name: str, priority: int = 0,
+                 deadline_s: Optional[float] = None, oneway: bool = False,
+                 resources: Tuple[str, ...] = ()) -> None:
+        self._handle, self._name = handle, name
+        self._priority, self._deadline_s, self._oneway, self._resources = priority, deadline_s, oneway, resources
+
+    def options(self, *, priority: int = 0, deadline_s: Optional[float] = None, oneway: bool = False,
+                resources: Tuple[str, ...] = ()) -> "ReplicatedMethod":
+        """Scheduling hints and message kind for this call.
+
+        Args:
+            priority: higher runs first (with ``scheduling="priority"``).
+            deadline_s: run before this many seconds from now (``scheduling="deadline"``).
+            oneway: a one-way message: ``.remote()`` returns None and no reply is sent.
+            resources: names of resources the call needs (``scheduling="resources"``).
+
+        Raises:
+            TypeError: a hint of the wrong type.
+        """
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        if deadline_s is not None and (not isinstance(deadline_s, (int, float)) or deadline_s < 0):
+            raise TypeError(f"deadline_s must be a number >= 0, got {deadline_s!r}")
+        if isinstance(resources, str):
+            resources = (resources,)
+        return ReplicatedMethod(self._handle, self._name, priority, deadline_s, bool(oneway), tuple(resources))
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Invoke the method on the replicated group.
+
+        Returns:
+            A ``ray.ObjectRef`` to the method's result (None for a one-way call).
+
+        Raises:
+            GroupShutdownError: the group was shut down.
+            TypeError: an argument cannot be serialised.
+            ValueError: the arguments exceed ``max_message_bytes``.
+        """
+        h = self._handle
+        if h._closed:
+            raise GroupShutdownError(f"{h._group} was shut down; this handle can no longer be used")
+        try:
+            payload: Any = cloudpickle.dumps((args, kwargs))
+        except Exception as exc:
+            raise TypeError(f"{h._class_name}.{self._name}(): an argument cannot be serialized: {exc}") from exc
+        size = len(payload)
+        if size > h._max_message_bytes:
+            raise ValueError(f"{h._class_name}.{self._name}(): arguments are {size} bytes, over "
+                             f"max_message_bytes={h._max_message_bytes}")
+        if size > h._large_arg_bytes:
+            payload = ray.put(payload)  # in the object store once, whatever the number of replicas
+        kind = Kind.ONEWAY if self._oneway else Kind.SYNC_REQUEST
+        deadline = None if self._deadline_s is None else int((time.time() + self._deadline_s) * 1000)
+        fields = dict(method=self._name, payload=payload, kind=kind, priority=self._priority,
+                      deadline_tick=deadline, resources=self._resources, size_bytes=size)
+        ctx = context.current()
+        if ctx is None:
+            req = _next_request(group=h._group, **fields)
+            ref = h._router.invoke.remote(req)
+        else:
+            replica = ctx.replica
+            with replica._cond:
+                req, send = replica.core.nested_request(h._group, **fields)
+            ref = h._router.invoke.remote(req, copy=not send)
+        return None if self._oneway else ref
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"replicated methods cannot be called directly; use {self._name}.remote()")
+
+
+class ReplicatedHandle:
+    """A handle to a replicated group. Use it like a Ray actor handle.
+
+    Example:
+        >>> acct = Account.remote(100)
+        >>> ray.get(acct.deposit.remote(5))
+        105
+    """
+
+    def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
+                 max_message_bytes: int, large_arg_bytes: int, style: str) -> None:
+        self._group, self._router, self._class_name = group, router, class_name
+        self._methods = frozenset(methods)
+        self._max_message_bytes, self._large_arg_bytes, self._style = max_message_bytes, large_arg_bytes, style
+        self._closed = False
+
+    def __getattr__(self, name: str) -> ReplicatedMethod:
+        if name.startswith("_"):
+            raise AttributeError(f"'{self._class_name}' replicated actor: private attribute {name!r} is not callable")
+        if name not in self._methods:
+            raise AttributeError(f"'{self._class_name}' replicated actor has no method {name!r}")
+        return ReplicatedMethod(self, name)
+
+    def __reduce__(self) -> Any:
+        return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
+                                   self._max_message_bytes, self._large_arg_bytes, self._style))
+
+    def __repr__(self) -> str:
+        return f"ReplicatedHandle({self._class_name}, group={self._group!r})"
+
+    @property
+    def group(self) -> str:
+        """The group's name."""
+        return self._group
+
+
+class ReplicatedClass:
+    """What ``@replicated`` returns: call ``.remote(*args)`` to create a group."""
+
+    def __init__(self, cls: type, settings: ReplicationSettings, actor_options: Dict[str, Any],
+                 name: Optional[str] = None, namespace: Optional[str] = None) -> None:
+        self._cls, self._settings, self._actor_options = cls, settings, actor_options
+        self._name, self._namespace = name, namespace
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def options(self, *, name: Optional[str] = None, namespace: Optional[str] = None,
+                **changes: Any) -> "ReplicatedClass":
+        """A copy with a group name, replication settings or Ray actor options changed.
+
+        Raises:
+            ConfigError: an unknown or invalid setting.
+        """
+        fields = set(ReplicationSettings.model_fields)
+        settings = {k: v for k, v in changes.items() if k in fields}
+        ray_opts = {k: v for k, v in changes.items() if k not in fields}
+        _check_actor_options(ray_opts)
+        new_settings = load_settings(self._settings.model_dump(), **settings)
+        return ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
+                               name or self._name, namespace or self._namespace)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ReplicatedHandle:
+        """Create the group (replicas and router) and return its handle.
+
+        Raises:
+            ConfigError: the cluster cannot satisfy ``placement``.
+            TypeError: constructor arguments cannot be serialised.
+        """
+        if not ray.is_initialized():
+            ray.init()
+        return _create_group(self, args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"replicated classes cannot be instantiated directly; use {self.__name__}.remote()")
+
+
+def _check_actor_options(opts: Dict[str, Any]) -> None:
+    bad = sorted(set(opts) & _RESERVED)
+    if bad:
+        raise ConfigError(f"ftactors manages these Ray options itself: {bad}")
+
+
+def _public_methods(cls: type) -> Tuple[str, ...]:
+    return tuple(n for n, v in inspect.getmembers(cls) if callable(v) and not n.startswith("_"))
+
+
+def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
+    """A node id per replica (None: let Ray choose)."""
+    if settings.placement == "pack":
+        return [None] * n
+    nodes = [x["NodeID"] for x in ray.nodes() if x.get("Alive")]
+    if settings.placement == "strict-spread" and len(nodes) < n:
+        raise ConfigError(f"placement='strict-spread' needs {n} Ray nodes; the cluster has {len(nodes)}")
+    if len(nodes) <= 1:
+        return [None] * n
+    return [nodes[i % len(nodes)] for i in range(n)]
+
+
+def _strategy(node: Optional[str], strict: bool) -> Dict[str, Any]:
+    return {} if node is None else {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=not strict)}
+
+
+def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> ReplicatedHandle:
+    s = rc._settings
+    group = rc._name or f"{rc._cls.__name__}-{uuid.uuid4().hex[:8]}"
+    try:
+        init_bytes = cloudpickle.dumps((args, kwargs))
+    except Exception as exc:
+        raise TypeError(f"{rc._cls.__name__}.remote(): a constructor argument cannot be serialized: {exc}") from exc
+    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options),
+                     rc._namespace)
+    members = tuple(f"{group}-r{i}" for i in range(s.replicas))
+    nodes = _placement(s, s.replicas)
+    strict = s.placement == "strict-spread"
+    handles = {
+        rid: ray.remote(_Replica).options(
+            name=replica_actor_name(group, rid), namespace=rc._namespace, max_restarts=0,
+            max_concurrency=s.primary_inflight_max + 8, **_strategy(nodes[i], strict), **rc._actor_options,
+        ).remote(spec, rid, NewView(1, members))
+        for i, rid in enumerate(members)
+    }
+    infos = ray.get([h.ready.remote() for h in handles.values()])
+    node_of = {i["replica"]: i["node_id"] for i in infos}
+    router_node = node_of[members[-1]] if len(set(node_of.values())) > 1 else None
+    router = ray.remote(_Router).options(
+        name=router_actor_name(group), namespace=rc._namespace, max_restarts=-1, max_task_retries=-1,
+        max_concurrency=100_000, num_cpus=0, **_strategy(router_node, False),
+    ).remote(spec, members, handles, node_of)
+    ray.get(router.ready.remote())
+    log.info("[%s] replicated group up: %d replicas, %s", group, s.replicas, s.style)
+    return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
+                            s.large_arg_bytes, s.style)
+
+
+def replicated(cls: Any = None, *, config: Any = None, name: Optional[str] = None,
+               namespace: Optional[str] = None, **settings: Any) -> Any:
+    """Make an actor class fault tolerant: a primary and backups behind a router.
+
+    Use it on a plain class or on a ``@ray.remote`` class (its Ray options, such
+    as ``num_cpus`` or ``runtime_env``, apply to every replica).
+
+    Args:
+        cls: the class (when used without parentheses).
+        config: a YAML file or dict of settings (keyword arguments win).
+        name: the group's name (default: class name plus a random suffix).
+        namespace: the Ray namespace of the group's named actors.
+        **settings: see :class:`ReplicationSettings` (replicas, style, scheduling,
+            checkpoint_every, null_message_after_s, min_replicas, placement,
+            heartbeat_s, failure_timeout_s, ...).
+
+    Returns:
+        A :class:`ReplicatedClass`; ``.remote(*args)`` creates the group.
+
+    Raises:
+        ConfigError: an invalid setting (the message names it).
+        TypeError: the decorated object is not a class.
+
+    Example:
+        >>> @ftactors.replicated(replicas=3, style="semi-active")
+        ... @ray.remote
+        ... class Counter:
+        ...     def __init__(self): self.n = 0
+        ...     def inc(self): self.n += 1; return self.n
+    """
+    resolved = load_settings(config, **settings)
+
+    def wrap(target: Any) -> ReplicatedClass:
+        user_cls, options = _unwrap_class(target)
+        return ReplicatedClass(user_cls, resolved, options, name, namespace)
+
+    return wrap(cls) if cls is not None else wrap
+
+
+def _unwrap_class(target: Any) -> Tuple[type, Dict[str, Any]]:
+    if isinstance(target, ReplicatedClass):
+        raise TypeError("this class is already replicated")
+    if isinstance(target, ray.actor.ActorClass):
+        meta = target.__ray_metadata__
+        original = getattr(meta.modified_class, "__ray_actor_class__", meta.modified_class)
+        options = {k: v for k, v in dict(target._default_options).items() if k not in _RESERVED}
+        return original, options
+    if not inspect.isclass(target):
+        raise TypeError(f"@ftactors.replicated decorates a class, got {type(target).__name__} {target!r}")
+    return target, {}
+
+
+def _handle(h: Any) -> ReplicatedHandle:
+    if not isinstance(h, ReplicatedHandle):
+        raise NotReplicatedError(f"expected a ReplicatedHandle, got {type(h).__name__}")
+    if h._closed:
+        raise GroupShutdownError(f"{h._group} was shut down")
+    return h
+
+
+def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> ReplicaInfo:
+    return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
+                       role=d.get("role", "unknown"), executed=d.get("executed", -1),
+                       state_digest=d.get("state_digest", ""))
+
+
+def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
+    """The group's view, style, primary and backups (node, pid, progress, digest).
+
+    Raises:
+        NotReplicatedError: ``handle`` is not a replicated handle.
+        GroupShutdownError: the group was shut down.
+    """
+    h = _handle(handle)
+    d = ray.get(h._router.describe.remote(), timeout=timeout_s)
+    infos = [_replica_info(d["replicas"].get(rid, {}), rid, d["handles"]) for rid in d["members"]]
+    return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
+                     primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
+                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"])
+
+
+def stats(handle: ReplicatedHandle) -> Dict[str, int]:
+    """Message counts by kind (requests, replies, copies, announcements piggybacked, null messages...)."""
+    return dict(describe(handle).counts)
+
+
+def set_unavailable(handle: ReplicatedHandle, *resources: str) -> None:
+    """Resource scheduling: mark resources unavailable (call with none to make all available)."""
+    ray.get(_handle(handle)._router.set_unavailable.remote(tuple(resources)))
+
+
+def shutdown(handle: ReplicatedHandle) -> None:
+    """Stop the group's replicas and router. The handle cannot be used afterwards."""
+    h = _handle(handle)
+    try:
+        ray.get(h._router.shutdown.remote(), timeout=30)
+    finally:
+        ray.kill(h._router, no_restart=True)
+        h._closed = True

@@ -1,0 +1,300 @@
+"""The replica actor: a thin Ray host around :class:`ftactors.core.ReplicaCore`.
+
+One ``_Replica`` actor holds one instance of the user's class. The router
+calls ``deliver`` with a batch; the calling thread feeds the core and then
+*drives* it: it carries out effects (restore, execute, snapshot) one at a time
+until the core has nothing to do, and returns the core's Delivered (replies
+and piggybacked announcements). Deliveries that arrive while another thread
+drives are fed to the core at once, so the primary's scheduler sees them
+(priority, deadline, ...), and the driving thread executes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import cloudpickle
+import ray
+
+from ftactors.core import (
+    Deliver,
+    Delivered,
+    Execute,
+    NewView,
+    Outcome,
+    ReplicaCore,
+    Restore,
+    Role,
+    Snapshot,
+    StaleViewError,
+    StateReport,
+)
+from ftactors.runtime import context
+from ftactors.runtime.settings import ReplicationSettings
+
+log = logging.getLogger("ftactors")
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Everything needed to build a replica of a group (shipped to router and replicas).
+
+    Args:
+        group: the group name.
+        cls_bytes: the user's class, cloudpickled.
+        init_bytes: constructor (args, kwargs), cloudpickled.
+        settings: ReplicationSettings as a dict.
+        actor_options: Ray actor options for each replica (num_cpus, resources, ...).
+        namespace: Ray namespace of the named actors.
+    """
+
+    group: str
+    cls_bytes: bytes
+    init_bytes: bytes
+    settings: Dict[str, Any]
+    actor_options: Dict[str, Any]
+    namespace: Optional[str] = None
+
+
+def replica_actor_name(group: str, replica_id: str) -> str:
+    """The Ray actor name of a replica."""
+    return f"ftactors:{group}:{replica_id}"
+
+
+def router_actor_name(group: str) -> str:
+    """The Ray actor name of a group's router."""
+    return f"ftactors:{group}:router"
+
+
+_ADDR = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def canonical(obj: Any, depth: int = 0) -> Any:
+    """A process-independent form of ``obj`` for digests (sets sorted, no addresses)."""
+    if depth > 50:
+        return "..."
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return obj
+    if isinstance(obj, dict):
+        return ("d", tuple((canonical(k, depth + 1), canonical(v, depth + 1)) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(canonical(v, depth + 1) for v in obj))
+    if isinstance(obj, (set, frozenset)):
+        return ("s", tuple(sorted((repr(canonical(v, depth + 1)) for v in obj))))
+    if hasattr(obj, "__dict__") and not inspect.isroutine(obj) and not inspect.isclass(obj):
+        return (type(obj).__qualname__, canonical(vars(obj), depth + 1))
+    return _ADDR.sub("0x", repr(obj))
+
+
+def state_digest(obj: Any) -> str:
+    """A short digest of an application object's state, equal across processes.
+
+    A class may define ``__ftactors_digest__()`` to supply its own.
+    """
+    custom = getattr(obj, "__ftactors_digest__", None)
+    data = custom() if callable(custom) else canonical(obj)
+    return hashlib.sha256(repr(data).encode()).hexdigest()[:16]
+
+
+def portable_error(exc: BaseException) -> BaseException:
+    """The exception itself if it pickles, else a RuntimeError naming it."""
+    try:
+        cloudpickle.dumps(exc)
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class _Replica:
+    """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
+
+    def __init__(self, spec: GroupSpec, replica_id: str, initial_view: Optional[NewView]) -> None:
+        self.spec = spec
+        self.replica_id = replica_id
+        self.settings = ReplicationSettings(**spec.settings)
+        cls = cloudpickle.loads(spec.cls_bytes)
+        args, kwargs = cloudpickle.loads(spec.init_bytes)
+        self.core = ReplicaCore(spec.group, replica_id, self.settings.core_config(),
+                                scheduling=self.settings.scheduling, initial_view=initial_view)
+        self.obj = cls(*args, **kwargs)
+        self._cond = threading.Condition()
+        self._driving = False
+        self._epoch = ""  # the router incarnation whose Delivers we apply, in order
+        self._next_seq = 1
+        self._t0 = time.monotonic()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._last_digest = ""
+        log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
+
+    # ------------------------------------------------------------ Ray methods
+
+    def ready(self) -> Dict[str, Any]:
+        """Where this replica runs."""
+        ctx = ray.get_runtime_context()
+        return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id()}
+
+    def ping(self) -> bool:
+        """Liveness probe (answered even while a call executes)."""
+        return True
+
+    def deliver(self, msg: Deliver, epoch: str = "", seq: int = 0) -> Delivered:
+        """Take a batch from the router; return replies and announcements.
+
+        Args:
+            msg: the batch.
+            epoch: the router incarnation sending it.
+            seq: its number on this link; batches are applied in this order
+                (Ray runs concurrent calls of a threaded actor in any order).
+        """
+        msg = self._localise_checkpoint(msg)
+        with self._cond:
+            if not self._in_turn(epoch, seq):
+                return self.core.take_delivered()
+            self.core.tick(self._ticks())
+            try:
+                self.core.deliver(msg)
+            except StaleViewError:
+                return self.core.take_delivered()
+            finally:
+                self._next_seq += 1
+                self._cond.notify_all()
+            if self._driving:
+                while self._driving:
+                    self._cond.wait()
+                return self.core.take_delivered()
+            self._driving = True
+        return self._drive()
+
+    def _in_turn(self, epoch: str, seq: int) -> bool:
+        """Wait (holding the condition) until batch ``seq`` of ``epoch`` is next; False if stale."""
+        if epoch != self._epoch:
+            if seq != 1:
+                return False  # from a router incarnation that is gone
+            self._epoch, self._next_seq = epoch, 1
+        while self._next_seq < seq and self._epoch == epoch:
+            self._cond.wait()
+        return self._epoch == epoch and self._next_seq == seq
+
+    def state_report(self) -> StateReport:
+        """What this replica holds, for the router's recovery."""
+        with self._cond:
+            return self.core.state_report()
+
+    def view_info(self) -> Tuple[int, Tuple[str, ...], str]:
+        """(view, members, role), for a restarted router rebuilding the view."""
+        with self._cond:
+            return self.core.view, tuple(self.core.members), self.core.role.value
+
+    def info(self) -> Dict[str, Any]:
+        """Role, progress and a state digest, for ``ftactors.describe``."""
+        with self._cond:
+            core = self.core
+            digest = state_digest(self.obj) if not self._driving else self._last_digest
+            return {
+                **self.ready(), "role": core.role.value, "view": core.view, "executed": core.executed_upto,
+                "acked": core.acked_position(), "state_digest": digest, "counts": dict(core.counts),
+                "pending": len(core.requests),
+            }
+
+    def retire(self) -> None:
+        """Leave: the router removed this replica from the view."""
+        log.info("[%s] replica %s retired", self.spec.group, self.replica_id)
+        threading.Timer(0.05, lambda: os._exit(0)).start()
+
+    def set_unavailable(self, resources: Tuple[str, ...]) -> None:
+        """Resource scheduling: mark resources unavailable (empty: all available)."""
+        with self._cond:
+            self.core.set_unavailable(frozenset(resources))
+
+    # --------------------------------------------------------------- driving
+
+    def _ticks(self) -> int:
+        return int((time.monotonic() - self._t0) / self.settings.tick_s)
+
+    def _drive(self) -> Delivered:
+        """Carry out effects until the core is idle; return its Delivered."""
+        while True:
+            with self._cond:
+                effect = self.core.next_effect()
+                if effect is None:
+                    self._driving = False
+                    self._cond.notify_all()
+                    return self.core.take_delivered()
+            try:
+                self._carry_out(effect)
+            except BaseException:
+                with self._cond:
+                    self._driving = False
+                    self._cond.notify_all()
+                raise
+
+    def _carry_out(self, effect: Any) -> None:
+        if isinstance(effect, Execute):
+            outcome, nondet = self._execute(effect)
+            with self._cond:
+                self.core.executed(effect.request.msg_id, outcome, nondet)
+        elif isinstance(effect, Snapshot):
+            self._snapshot(effect)
+        elif isinstance(effect, Restore):
+            self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
+        else:  # pragma: no cover - the core has no other effects
+            raise AssertionError(f"unknown effect {effect!r}")
+
+    def _execute(self, ex: Execute) -> Tuple[Outcome, Tuple[Any, ...]]:
+        req = ex.request
+        choosing = self.core.role == Role.PRIMARY and not ex.replay
+        ctx = context.CallContext(replica=self, replay=ex.nondet, choosing=choosing, execute=ex)
+        context.set_current(ctx)
+        try:
+            args, kwargs = cloudpickle.loads(self._materialise(req.payload))
+            result = getattr(self.obj, req.method)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = self._run_async(result)
+            outcome = Outcome(True, result)
+        except Exception as exc:  # the method's own exception: every replica raises it too
+            outcome = Outcome(False, portable_error(exc))
+        finally:
+            context.set_current(None)
+        return outcome, tuple(ctx.recorded)
+
+    def _snapshot(self, snap: Snapshot) -> None:
+        digest = state_digest(self.obj)
+        self._last_digest = digest
+        state: Any = None
+        if snap.for_checkpoint:
+            data = cloudpickle.dumps(self.obj)
+            state = ray.put(data) if len(data) > self.settings.large_arg_bytes else data
+        with self._cond:
+            self.core.snapshot_taken(snap.position, state, digest)
+
+    def _run_async(self, awaitable: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+
+    @staticmethod
+    def _materialise(value: Any) -> Any:
+        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+    def _localise_checkpoint(self, msg: Deliver) -> Deliver:
+        """A checkpoint in the object store is owned by the primary: copy it here before it can die."""
+        cp = msg.checkpoint
+        if cp is None or not isinstance(cp.state, ray.ObjectRef):
+            return msg
+        from dataclasses import replace
+
+        return replace(msg, checkpoint=replace(cp, state=ray.get(cp.state)))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,343 @@
+"""The group router actor: a thin asyncio host around :class:`ftactors.core.RouterCore`.
+
+Callers' ``.remote()`` calls land in ``invoke``; the ObjectRef they hold is this
+actor's task, so it survives the death of any replica. The router is restarted
+by Ray if it dies (``max_restarts=-1``); Ray then retries the callers' pending
+calls (``max_task_retries=-1``) and the rebuilt router answers them exactly
+once from the replicas' exactly-once tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ftactors.core import (
+    GroupOverloadedError,
+    MsgId,
+    Reply,
+    Request,
+    RouterCore,
+    StaleViewError,
+)
+from ftactors.runtime.errors import GroupLostError
+from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name
+from ftactors.runtime.settings import ReplicationSettings
+
+log = logging.getLogger("ftactors")
+
+_DEAD = (RayActorError, ActorUnavailableError)
+
+
+def unwrap(rep: Reply) -> Any:
+    """The reply's value, or raise the method's exception."""
+    if rep.outcome.ok:
+        return rep.outcome.value
+    raise rep.outcome.value
+
+
+class _Metrics:
+    """Ray metrics of a router, exported by delta from the core's counters."""
+
+    NAMES = ("requests", "replies", "failovers", "announcements_piggybacked", "null_messages",
+             "view_changes", "divergences", "checkpoints")
+
+    def __init__(self, group: str) -> None:
+        from ray.util import metrics
+
+        self._tags = {"group": group}
+        self._counters = {
+            n: metrics.Counter(f"ftactors_{n}", description=f"ftactors router: {n}", tag_keys=("group",))
+            for n in self.NAMES
+        }
+        self._view = metrics.Gauge("ftactors_view", description="current view number", tag_keys=("group",))
+        self._last: Dict[str, int] = {}
+
+    def update(self, counts: Dict[str, int], view: int) -> None:
+        for n, c in self._counters.items():
+            delta = counts.get(n, 0) - self._last.get(n, 0)
+            if delta > 0:
+                c.inc(delta, tags=self._tags)
+            self._last[n] = counts.get(n, 0)
+        self._view.set(view, tags=self._tags)
+
+
+class _Router:
+    """Ray actor routing one group. Private: created by ``ftactors.replicated``."""
+
+    def __init__(self, spec: GroupSpec, members: Tuple[str, ...], handles: Dict[str, Any],
+                 nodes: Dict[str, str]) -> None:
+        self.spec = spec
+        self.group = spec.group
+        self.settings = ReplicationSettings(**spec.settings)
+        self.config = self.settings.core_config()
+        self.handles: Dict[str, Any] = dict(handles)
+        self.nodes: Dict[str, str] = dict(nodes)
+        self.initial_members = tuple(members)
+        self.waiters: Dict[MsgId, asyncio.Future] = {}
+        self.core: Optional[RouterCore] = None
+        self._t0 = time.monotonic()
+        self._kick_scheduled = False
+        self._started: Optional[asyncio.Event] = None
+        self._closed = False
+        self._metrics: Optional[_Metrics] = None
+        self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        self.last_failover_s: Optional[float] = None
+        self._epoch = uuid.uuid4().hex[:12]
+        self._link_seq: Dict[str, int] = {}
+
+    # ------------------------------------------------------------ Ray methods
+
+    async def ready(self) -> Dict[str, Any]:
+        """Wait until the router can serve; return its description."""
+        await self._ensure_started()
+        return self.core.describe()
+
+    async def invoke(self, req: Request, copy: bool = False) -> Any:
+        """A call to the group: returns the method's value or raises its exception.
+
+        Args:
+            req: the request.
+            copy: True when a backup of a calling group fetches its reply copy.
+        """
+        if self.core is None:  # no await before submit once started: submission order is kept
+            await self._ensure_started()
+        cached = self.core.submit(req)  # raises GroupOverloadedError / StaleViewError
+        if cached is not None:
+            return unwrap(cached)
+        if not req.wants_reply:
+            self._kick()
+            return None
+        fut = self.waiters.get(req.msg_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters[req.msg_id] = fut
+        self._kick()
+        return unwrap(await fut)
+
+    async def describe(self) -> Dict[str, Any]:
+        """The core's summary plus each replica's info."""
+        await self._ensure_started()
+        out = self.core.describe()
+        infos = {}
+        for rid in list(self.core.members):
+            try:
+                infos[rid] = await asyncio.wait_for(_aw(self.handles[rid].info.remote()), timeout=5.0)
+            except Exception as exc:  # a dying replica: report what we know
+                infos[rid] = {"replica": rid, "error": repr(exc)}
+        out["replicas"] = infos
+        out["settings"] = self.spec.settings
+        out["last_failover_s"] = self.last_failover_s
+        out["handles"] = {rid: self.handles.get(rid) for rid in self.core.members}
+        return out
+
+    async def set_unavailable(self, resources: Tuple[str, ...]) -> None:
+        """Resource scheduling: tell the primary which resources are unavailable."""
+        await self._ensure_started()
+        for rid in self.core.members:
+            self.handles[rid].set_unavailable.remote(tuple(resources))
+
+    async def shutdown(self) -> None:
+        """Stop every replica; fail waiting callers."""
+        self._closed = True
+        for rid, h in list(self.handles.items()):
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:
+                pass
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.set_exception(GroupLostError(f"{self.group} was shut down"))
+        self.waiters.clear()
+
+    # -------------------------------------------------------------- start-up
+
+    async def _ensure_started(self) -> None:
+        if self._started is None:
+            self._started = asyncio.Event()
+            asyncio.get_running_loop().create_task(self._start())
+        await self._started.wait()
+
+    async def _start(self) -> None:
+        try:
+            if self._reconstructed:
+                await self._rebuild()
+            else:
+                self.core = RouterCore(self.group, self.config, self.initial_members)
+                await asyncio.gather(*(_aw(self.handles[m].ready.remote()) for m in self.initial_members))
+            try:
+                self._metrics = _Metrics(self.group)
+            except Exception as exc:  # metrics are optional
+                log.debug("metrics disabled: %r", exc)
+            asyncio.get_running_loop().create_task(self._tick_loop())
+        finally:
+            self._started.set()
+        self._kick()
+
+    async def _rebuild(self) -> None:
+        """After a crash: learn the view from the surviving replicas, then recover."""
+        names = set(self.initial_members)
+        found: Dict[str, Tuple[int, Tuple[str, ...], str]] = {}
+        for _ in range(3):  # members may name replicas spawned after start
+            for rid in sorted(names - set(found)):
+                handle = self.handles.get(rid) or _lookup(replica_actor_name(self.group, rid), self.spec.namespace)
+                if handle is None:
+                    continue
+                try:
+                    found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote()), timeout=5.0)
+                    self.handles[rid] = handle
+                except Exception:
+                    continue
+            names |= {m for v in found.values() for m in v[1]}
+        live = {rid: v for rid, v in found.items() if v[2] in ("primary", "backup")}
+        if not live:
+            raise GroupLostError(f"{self.group}: no replica survived the router's restart")
+        view, members, _ = max(live.values(), key=lambda v: v[0])
+        alive = tuple(m for m in members if m in live)
+        index = 1 + max(int(r.rsplit("-r", 1)[1]) for r in names if "-r" in r and r.rsplit("-r", 1)[1].isdigit())
+        self.core = RouterCore.rebuilt(self.group, self.config, alive, view, index + 100, self._ticks())
+        log.warning("[%s] router restarted: rebuilt view %d from %s", self.group, view, alive)
+
+    # ---------------------------------------------------------------- driving
+
+    def _ticks(self) -> int:
+        return int((time.monotonic() - self._t0) / self.settings.tick_s)
+
+    async def _tick_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.settings.tick_s)
+            self.core.tick(self._ticks())
+            self._process()
+            if self._metrics is not None:
+                self._metrics.update(self.core.counts, self.core.view)
+
+    def _kick(self) -> None:
+        if not self._kick_scheduled:
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process)
+
+    def _process(self) -> None:
+        """Carry out everything the core asks for, in order."""
+        self._kick_scheduled = False
+        if self.core is None or self._closed:
+            return
+        failovers = self.core.counts["failovers"]
+        r = self.core.ready()
+        loop = asyncio.get_running_loop()
+        for rid, msg in r.sends:
+            seq = self._link_seq[rid] = self._link_seq.get(rid, 0) + 1
+            loop.create_task(self._deliver(rid, self.handles[rid].deliver.remote(msg, self._epoch, seq)))
+        for rep in r.released:
+            fut = self.waiters.pop(rep.msg_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rep)
+        for mid, reason in r.failed:
+            fut = self.waiters.pop(mid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(GroupLostError(reason))
+        for rid in r.pings:
+            loop.create_task(self._ping(rid))
+        for rid in r.queries:
+            loop.create_task(self._query(rid))
+        for rid in r.spawns:
+            loop.create_task(self._spawn(rid))
+        for rid in r.retired:
+            self._retire(rid)
+        if self.core.counts["failovers"] != failovers:
+            self.last_failover_s = time.time()
+
+    async def _deliver(self, rid: str, ref: Any) -> None:
+        try:
+            answer = await ref
+        except _DEAD:
+            self._failed(rid)
+            return
+        except Exception as exc:
+            log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
+            self._failed(rid)
+            return
+        self.core.on_delivered(answer)
+        self._kick()
+
+    async def _ping(self, rid: str) -> None:
+        handle = self.handles.get(rid)
+        if handle is None:
+            return
+        try:
+            await handle.ping.remote()
+        except _DEAD:
+            self._failed(rid)
+            return
+        self.core.on_pong(rid)
+
+    async def _query(self, rid: str) -> None:
+        try:
+            report = await self.handles[rid].state_report.remote()
+        except Exception:
+            self._failed(rid)
+            return
+        self.core.on_state_report(report)
+        self._kick()
+
+    def _failed(self, rid: str) -> None:
+        if rid in self.core.links or rid in self.core.joining:
+            log.warning("[%s] replica %s failed", self.group, rid)
+        self.core.on_failure(rid)
+        self._kick()
+
+    def _retire(self, rid: str) -> None:
+        handle = self.handles.pop(rid, None)
+        self.nodes.pop(rid, None)
+        if handle is not None:
+            try:
+                handle.retire.remote()
+            except Exception:
+                pass
+
+    async def _spawn(self, rid: str) -> None:
+        """Create a replica on a node that holds no other replica of the group, if any."""
+        options = dict(self.spec.actor_options)
+        node = self._free_node()
+        if node is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                node, soft=self.settings.placement != "strict-spread")
+        try:
+            handle = ray.remote(_Replica).options(
+                name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
+                max_restarts=0, max_concurrency=self.settings.primary_inflight_max + 8, **options,
+            ).remote(self.spec, rid, None)
+            info = await handle.ready.remote()
+        except Exception as exc:
+            log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
+            return
+        self.handles[rid] = handle
+        self.nodes[rid] = info["node_id"]
+        log.info("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
+        self.core.replica_started(rid)
+        self._kick()
+
+    def _free_node(self) -> Optional[str]:
+        if self.settings.placement == "pack":
+            return None
+        used = {self.nodes.get(m) for m in self.core.members}
+        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        free = [n for n in alive if n not in used]
+        return free[0] if free else None
+
+
+def _lookup(name: str, namespace: Optional[str]) -> Any:
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+
+
+async def _aw(ref: Any) -> Any:
+    return await ref

@@ -1,0 +1,121 @@
+"""Replication settings: validated with pydantic, loadable from YAML.
+
+Seconds here are converted to the core's ticks with ``tick_s``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ftactors.core.config import CoreConfig
+from ftactors.core.errors import ConfigError
+from ftactors.core.scheduler import make_scheduler
+
+
+class ReplicationSettings(BaseModel):
+    """How a replicated actor is replicated.
+
+    Every field can be given to ``@ftactors.replicated(...)`` or in a YAML file
+    (``config=path``); keyword arguments override the file.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    replicas: int = Field(3, ge=2, description="replicas at creation: a primary and replicas-1 backups")
+    style: Literal["semi-active", "passive"] = "semi-active"
+    scheduling: Any = Field("reception", description="reception|sequence|priority|deadline|fair|resources")
+    checkpoint_every: int = Field(100, ge=1, description="passive: checkpoint every N messages")
+    null_message_after_s: float = Field(0.02, gt=0, description="announcements wait this long for a ride")
+    min_replicas: Optional[int] = Field(None, ge=1, description="re-replicate below this (default: replicas)")
+    placement: Literal["spread", "strict-spread", "pack"] = "spread"
+    heartbeat_s: float = Field(0.1, gt=0)
+    failure_timeout_s: float = Field(1.0, gt=0)
+    tick_s: float = Field(0.01, gt=0, le=1.0)
+    digest_every: int = Field(200, ge=0, description="compare state digests every N messages (0: never)")
+    max_message_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    large_arg_bytes: int = Field(100 * 1024, ge=1, description="arguments above this go via ray.put once")
+    reply_cache_max: int = Field(100_000, ge=1)
+    log_max: int = Field(100_000, ge=1)
+    inflight_max: int = Field(100_000, ge=1)
+    batch_max: int = Field(512, ge=1)
+    primary_inflight_max: int = Field(4, ge=1)
+
+    @field_validator("scheduling")
+    @classmethod
+    def _check_scheduling(cls, v: Any) -> Any:
+        make_scheduler(v)  # raises ConfigError naming the choices
+        return v
+
+    @model_validator(mode="after")
+    def _check_times(self) -> "ReplicationSettings":
+        if self.failure_timeout_s <= self.heartbeat_s:
+            raise ValueError("failure_timeout_s must be greater than heartbeat_s")
+        if self.min_replicas is not None and self.min_replicas > self.replicas:
+            raise ValueError("min_replicas must be <= replicas")
+        return self
+
+    def ticks(self, seconds: float) -> int:
+        """Seconds to ticks, at least 1."""
+        return max(1, round(seconds / self.tick_s))
+
+    def core_config(self) -> CoreConfig:
+        """The core's settings in ticks."""
+        return CoreConfig(
+            style=self.style,
+            checkpoint_every_messages=self.checkpoint_every,
+            null_message_ticks=self.ticks(self.null_message_after_s),
+            heartbeat_ticks=self.ticks(self.heartbeat_s),
+            failure_timeout_ticks=max(self.ticks(self.failure_timeout_s), self.ticks(self.heartbeat_s) + 1),
+            recovery_timeout_ticks=max(self.ticks(self.failure_timeout_s), 2),
+            reply_cache_max=self.reply_cache_max,
+            log_max=self.log_max,
+            pending_max=max(self.inflight_max, self.log_max),
+            inflight_max=self.inflight_max,
+            batch_max=self.batch_max,
+            primary_inflight_max=self.primary_inflight_max,
+            backup_inflight_max=1,
+            digest_every_messages=self.digest_every,
+            min_replicas=self.min_replicas or self.replicas,
+        )
+
+
+def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overrides: Any) -> ReplicationSettings:
+    """Build settings from a YAML file or dict, then keyword overrides.
+
+    Args:
+        config: a YAML path (its top level, or its ``replication:`` section), a dict, or None.
+        **overrides: fields that win over the file.
+
+    Returns:
+        Validated settings.
+
+    Raises:
+        ConfigError: a missing file, bad YAML, or a bad field (the message names it).
+    """
+    data: Dict[str, Any] = {}
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = dict(loaded.get("replication", loaded))
+    elif isinstance(config, dict):
+        data = dict(config)
+    elif config is not None:
+        raise ConfigError(f"config must be a path or a dict, got {type(config).__name__}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ReplicationSettings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid replication setting {field!r}: {first['msg']}") from None

@@ -1,0 +1,279 @@
+"""Application models the simulator replicates, and their reference replay.
+
+A model is a deterministic object with a small mutable ``dict`` state. A method
+either returns its value directly or is a generator that ``yield``s
+:class:`NestedCall` (a call into another replicated group) and receives the
+nested reply's value, like an actor method awaiting another actor.
+
+The same code runs at every replica and in :func:`replay`, the reference
+execution used by the linearizability check (invariant I2).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ftactors.core import MsgId, nested_source
+
+State = Dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NestedCall:
+    """Yielded by a model method: call ``method(*args)`` on ``group`` and resume with its value.
+
+    Args:
+        group: the target group.
+        method: the method to call there.
+        args: its arguments (must depend only on the caller's request, see ``Frontend``).
+    """
+
+    group: str
+    method: str
+    args: Tuple[Any, ...] = ()
+
+
+MethodResult = Union[Any, Generator[NestedCall, Any, Any]]
+
+
+class Model:
+    """Base class: name, initial state, dispatch, random operations, state checks."""
+
+    name = "model"
+    #: operations that do not change the state (for the linearizability checker)
+    read_only: frozenset = frozenset()
+
+    def initial(self) -> State:
+        """A fresh state."""
+        raise NotImplementedError
+
+    def copy(self, state: State) -> State:
+        """A deep enough copy of ``state`` (for checkpoints)."""
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+
+    def call(self, state: State, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Run ``method`` on ``state``: a value, or a generator of NestedCall.
+
+        Raises:
+            AttributeError: for an unknown method (a simulator bug).
+        """
+        return getattr(self, "op_" + method)(state, *args)
+
+    def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
+        """A random (method, args) pair."""
+        raise NotImplementedError
+
+    def check_state(self, state: State) -> Optional[str]:
+        """An application invariant; returns a description of the violation or None."""
+        return None
+
+    def digest(self, state: State) -> str:
+        """A stable digest of ``state``."""
+        return repr(sorted((k, sorted(v.items()) if isinstance(v, dict) else v) for k, v in state.items()))
+
+
+class Counter(Model):
+    """A counter: ``add(k)`` returns the new total; ``get()`` reads it."""
+
+    name = "counter"
+    read_only = frozenset({"get"})
+
+    def initial(self) -> State:
+        return {"n": 0}
+
+    def op_add(self, state: State, k: int) -> int:
+        state["n"] += k
+        return state["n"]
+
+    def op_get(self, state: State) -> int:
+        return state["n"]
+
+    def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
+        return ("get", ()) if rng.random() < 0.2 else ("add", (rng.randint(1, 9),))
+
+
+class Bank(Model):
+    """Accounts with transfers; the total amount of money never changes."""
+
+    name = "bank"
+    read_only = frozenset({"balance", "audit"})
+    accounts = ("a", "b", "c", "d")
+    opening = 100
+
+    def initial(self) -> State:
+        return {"acct": {a: self.opening for a in self.accounts}}
+
+    def op_transfer(self, state: State, src: str, dst: str, amount: int) -> bool:
+        acct = state["acct"]
+        if src == dst or acct[src] < amount:
+            return False
+        acct[src] -= amount
+        acct[dst] += amount
+        return True
+
+    def op_balance(self, state: State, name: str) -> int:
+        return state["acct"][name]
+
+    def op_audit(self, state: State) -> int:
+        return sum(state["acct"].values())
+
+    def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
+        r = rng.random()
+        if r < 0.15:
+            return "balance", (rng.choice(self.accounts),)
+        if r < 0.2:
+            return "audit", ()
+        return "transfer", (rng.choice(self.accounts), rng.choice(self.accounts), rng.randint(1, 80))
+
+    def check_state(self, state: State) -> Optional[str]:
+        total = sum(state["acct"].values())
+        want = self.opening * len(self.accounts)
+        if total != want or min(state["acct"].values()) < 0:
+            return f"bank: money not conserved: total {total} != {want} or negative balance {state['acct']}"
+        return None
+
+
+class KeyValue(Model):
+    """A key-value register: ``put(k, v)`` returns the old value; ``get(k)``."""
+
+    name = "kv"
+    read_only = frozenset({"get"})
+    keys = ("x", "y", "z")
+
+    def initial(self) -> State:
+        return {"kv": {}}
+
+    def op_put(self, state: State, key: str, value: int) -> Optional[int]:
+        old = state["kv"].get(key)
+        state["kv"][key] = value
+        return old
+
+    def op_get(self, state: State, key: str) -> Optional[int]:
+        return state["kv"].get(key)
+
+    def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
+        key = rng.choice(self.keys)
+        return ("get", (key,)) if rng.random() < 0.3 else ("put", (key, rng.randint(0, 99)))
+
+
+class Frontend(Model):
+    """A group that forwards calls to a backend group (nested invocations A -> B).
+
+    ``fwd(method, args)`` makes one nested call, ``fwd2(m1, a1, m2, a2)`` two;
+    each counts the calls it served in its own state and returns
+    ``(count, nested values...)``. The nested arguments depend only on the
+    request, so every replica and every re-execution makes the same call.
+
+    Args:
+        backend_group: the target group's name.
+        backend: the target group's model (to draw operations).
+    """
+
+    name = "frontend"
+
+    def __init__(self, backend_group: str, backend: Model) -> None:
+        self.backend_group = backend_group
+        self.backend = backend
+
+    def initial(self) -> State:
+        return {"calls": 0}
+
+    def op_fwd(self, state: State, method: str, args: Tuple[Any, ...]) -> Generator[NestedCall, Any, Any]:
+        state["calls"] += 1
+        calls = state["calls"]
+        value = yield NestedCall(self.backend_group, method, tuple(args))
+        return calls, value
+
+    def op_fwd2(self, state: State, m1: str, a1: Tuple[Any, ...], m2: str,
+                a2: Tuple[Any, ...]) -> Generator[NestedCall, Any, Any]:
+        state["calls"] += 1
+        calls = state["calls"]
+        v1 = yield NestedCall(self.backend_group, m1, tuple(a1))
+        v2 = yield NestedCall(self.backend_group, m2, tuple(a2))
+        return calls, v1, v2
+
+    def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
+        m1, a1 = self.backend.random_op(rng)
+        if rng.random() < 0.3:
+            m2, a2 = self.backend.random_op(rng)
+            return "fwd2", (m1, a1, m2, a2)
+        return "fwd", (m1, a1)
+
+
+MODELS: Mapping[str, Callable[[], Model]] = {"counter": Counter, "bank": Bank, "kv": KeyValue}
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One executed message in a replica's lineage log.
+
+    Args:
+        position: its place in the group's order.
+        msg_id: the message.
+        method: the method called.
+        args: its arguments.
+    """
+
+    position: int
+    msg_id: MsgId
+    method: str
+    args: Tuple[Any, ...]
+
+
+def run_method(model: Model, state: State, group: str, entry: LogEntry,
+               nested: Callable[[MsgId, NestedCall], Any]) -> Any:
+    """Run one logged message to completion, answering nested calls with ``nested``.
+
+    Args:
+        model: the group's model.
+        state: the state to mutate.
+        group: the group's name (nested message ids derive from it).
+        entry: the message.
+        nested: ``nested(nested_msg_id, call)`` returns the nested call's value.
+
+    Returns:
+        The method's value.
+    """
+    result = model.call(state, entry.method, entry.args)
+    if not isinstance(result, Generator):
+        return result
+    source = nested_source(group, entry.msg_id)
+    value, index = None, 0
+    while True:
+        try:
+            call = result.send(value)
+        except StopIteration as stop:
+            return stop.value
+        index += 1
+        value = nested(MsgId(source, index), call)
+
+
+def replay(model: Model, group: str, log: Sequence[LogEntry],
+           nested: Callable[[MsgId, NestedCall], Any]) -> Tuple[State, Dict[MsgId, Tuple[int, Any]]]:
+    """Execute ``log`` in order on a fresh state: the reference the replicas must match.
+
+    Args:
+        model: the group's model.
+        group: the group's name.
+        log: the group's order, positions 1..n without gaps.
+        nested: answers nested calls (see :func:`run_method`).
+
+    Returns:
+        (final state, {msg_id: (position, value)}).
+
+    Raises:
+        AssertionError: the log has gaps (a simulator bug).
+    """
+    state = model.initial()
+    answers: Dict[MsgId, Tuple[int, Any]] = {}
+    for i, entry in enumerate(log, start=1):
+        assert entry.position == i, f"{group}: log has a gap at {i}: {entry}"
+        answers[entry.msg_id] = (i, run_method(model, state, group, entry, nested))
+    return state, answers
+
+
+def build_history_ops(entries: List[LogEntry]) -> List[Tuple[MsgId, str, Tuple[Any, ...]]]:
+    """(msg_id, method, args) triples of ``entries``, for reports."""
+    return [(e.msg_id, e.method, e.args) for e in entries]
