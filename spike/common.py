@@ -96,7 +96,8 @@ class BatchRouter:
                'oncomp' (ref._on_completed callback + call_soon_threadsafe)
     """
 
-    def __init__(self, primary, backups, K=1, sched="soon", wait="await"):
+    def __init__(self, primary, backups, K=1, sched="soon", wait="await", bmode="eager"):
+        self.bmode = bmode
         self.p = primary
         self.b = backups
         self.K = K
@@ -138,8 +139,9 @@ class BatchRouter:
             self.nmsgs += len(batch)
             ref = self.p.deliver.remote([m for m, _ in batch])
             self._track(ref, lambda res, exc, batch=batch: self._primary_done(batch, res, exc))
-        for i in range(len(self.b)):
-            self._flush_backup(i)
+        if self.bmode == "eager" or self.outstanding == 0:
+            for i in range(len(self.b)):
+                self._flush_backup(i)
 
     def _primary_done(self, batch, res, exc):
         self.outstanding -= 1
@@ -153,6 +155,13 @@ class BatchRouter:
                     f.set_result(r)
         if self.pending:
             self._flush()
+        if self.bmode == "after":
+            # backups are relayed only after the primary answered (off the latency path)
+            asyncio.get_running_loop().call_soon(self._flush_all_backups)
+
+    def _flush_all_backups(self):
+        for i in range(len(self.b)):
+            self._flush_backup(i)
 
     # ---------------- backup path (group commit, 1 outstanding each)
     def _flush_backup(self, i):
@@ -305,6 +314,17 @@ class ThreadedBatchRouter:
                 ray.get(self.b[i].deliver.remote(batch))
             except BaseException:  # noqa
                 pass
+
+    def pid(self):
+        return os.getpid()
+
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class AsyncNoop:
+    """Ceiling for any async router: async actor that just returns."""
+
+    async def invoke(self, x):
+        return x
 
     def pid(self):
         return os.getpid()

@@ -274,7 +274,6 @@ class Delivered:
             or logged (passive) at this replica.
         checkpoint: a checkpoint to relay to passive backups, or None.
         digests: (position, digest) pairs for divergence checks.
-        nested: nested requests the primary sent while executing (for counts).
     """
 
     replica: str

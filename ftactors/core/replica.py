@@ -229,6 +229,9 @@ class ReplicaCore:
                            ex.nondet if ex.replay else tuple(nondet))
         reply = Reply(msg_id, self.group, self.view, ex.position, outcome, (ann,)) if req.wants_reply else None
         self.dedup.record(msg_id, reply)
+        # apply the source's acknowledgement only now: every seq below it was executed
+        # before this message at every replica (a backup may hold it unexecuted before)
+        self.dedup.acknowledge(msg_id.source, req.ack_below)
         self.executed_upto = self.app_position = ex.position
         self.order.pop(ex.position, None)
         self.next_seq[msg_id.source] = max(self.next_seq.get(msg_id.source, 1), msg_id.seq + 1)
@@ -345,6 +348,7 @@ class ReplicaCore:
                 ex = self._next_scheduled()
         if ex is not None:
             self.executing = ex
+            self._nested_count = 0  # nested ids count per execution: equal at every replica and re-execution
             self.requests.pop(ex.request.msg_id, None)
             self._sched.remove(ex.request.msg_id)
             if ex.replay:
@@ -452,7 +456,6 @@ class ReplicaCore:
     def _accept_request(self, req: Request) -> None:
         if req.group != self.group:
             raise RemoteProtocolError(f"{self.replica_id}: request for group {req.group!r}")
-        self.dedup.acknowledge(req.msg_id.source, req.ack_below)
         status = self.dedup.status(req.msg_id)
         mid = req.msg_id
         if status != "new" or mid in self.requests or (self.executing and self.executing.request.msg_id == mid):
@@ -484,12 +487,13 @@ class ReplicaCore:
         if ann.position <= self.executed_upto:
             return
         old = self.order.get(ann.position)
-        if old is None or ann.view > old.view:
-            self.order[ann.position] = ann
-            if self.role == Role.PRIMARY:
-                self._sched.remove(ann.msg_id)
-        if len(self.order) > self.config.log_max:
+        if old is not None and ann.view <= old.view:
+            return
+        if old is None and len(self.order) >= self.config.log_max:
             raise RemoteProtocolError(f"{self.replica_id}: more than log_max={self.config.log_max} announcements")
+        self.order[ann.position] = ann
+        if self.role == Role.PRIMARY:
+            self._sched.remove(ann.msg_id)
 
     def _accept_checkpoint(self, cp: Checkpoint) -> None:
         if self.role != Role.BACKUP or self.config.style != "passive":

@@ -77,6 +77,7 @@ class _Link:
     last_heard: int = 0
     last_ping: int = 0
     last_sent: int = 0
+    progress_tick: int = 0  # when ``acked`` last advanced
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +133,14 @@ class RouterCore:
         self.trimmed = 0
         self.links: Dict[str, _Link] = {m: _Link(last_heard=0) for m in members}
         self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
+        self.spawning: Set[str] = set()  # asked for with ``spawns``, not yet started
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
         self.source_views: Dict[str, int] = {}
         self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
         self.diverged: List[Tuple[str, int]] = []
         self.peer_groups: Set[str] = set()
+        self.rebuilt_primary: Optional[Tuple[str, int]] = None  # see ``rebuilt``
         self._next_index = next_replica_index if next_replica_index is not None else len(members)
         self._released: List[Reply] = []
         self._failed: List[Tuple[MsgId, str]] = []
@@ -148,7 +151,7 @@ class RouterCore:
             "requests": 0, "replies": 0, "copies": 0, "duplicates": 0, "announcements_piggybacked": 0,
             "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
             "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
-            "divergences": 0, "delivers": 0,
+            "divergences": 0, "delivers": 0, "resyncs": 0,
         }
         for m in members:
             self.links[m].new_view = NewView(view, tuple(members))
@@ -177,6 +180,9 @@ class RouterCore:
             link.new_view = None
             link.last_heard = now
         core.primary_since = view + 1  # no output is accepted until recovery installs a view
+        # ...except from the primary of ``view``: nothing deposed it, and it keeps executing
+        # what it already holds; its announcements must not be lost meanwhile
+        core.rebuilt_primary = (members[0], view)
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
@@ -223,6 +229,8 @@ class RouterCore:
             return self.replies[mid]
         if mid in self.pending or mid in self.requests:
             self.counts["duplicates"] += 1
+            if req.wants_reply and mid not in self.pending:
+                self.pending.add(mid)  # known from a StateReport (restarted router): now someone waits
             return None
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
@@ -247,9 +255,13 @@ class RouterCore:
             return
         link.inflight = max(0, link.inflight - 1)
         link.last_heard = self.now
+        if d.acked_position > link.acked:
+            link.progress_tick = self.now
         link.acked = max(link.acked, d.acked_position)
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)
+        elif self.phase == Phase.RECOVERING and self.rebuilt_primary == (d.replica, d.view) and d.view == self.view:
+            self._from_rebuilt_primary(d)
         elif d.replies or d.announcements:
             self.counts["fenced"] += 1  # a deposed primary's output: fenced off
         self._check_digests(d)
@@ -286,9 +298,15 @@ class RouterCore:
         """A replica asked for with ``spawns`` (or a diverged one) is ready to join."""
         if replica in self.links:
             raise LocalProtocolError(f"{replica} is already a member")
+        self.spawning.discard(replica)
         self.joining[replica] = self.now
         if self.primary is not None:
             self.links[self.primary].snapshot_wanted = True
+
+    def spawn_failed(self, replica: str) -> None:
+        """The host could not create a replica asked for with ``spawns``: ask for another."""
+        self.spawning.discard(replica)
+        self._want_replicas()
 
     def tick(self, now: int) -> None:
         """Advance time: failure detection and recovery timeouts."""
@@ -302,6 +320,29 @@ class RouterCore:
             if missing:
                 self._remove_members(missing, "no state report")
             self._maybe_finish_recovery(force=True)
+        self._replace_stuck_backups()
+
+    def _replace_stuck_backups(self) -> None:
+        """Repair, by state transfer, a backup blocked on a request nobody can send it.
+
+        The next position it needs is announced, the router does not hold that
+        request (it was lost with a crashed router), and it has not advanced for
+        ``2 * failure_timeout_ticks`` although it was sent everything else.
+        """
+        if self.phase != Phase.NORMAL or len(self.members) < 2:
+            return
+        patience = 2 * self.config.failure_timeout_ticks
+        stuck = set()
+        for m in self.members[1:]:
+            link = self.links[m]
+            ann = self.order.get(link.acked + 1)
+            if ann is None or ann.msg_id in self.requests or link.requests or link.announcements or link.inflight:
+                continue
+            if self.now - max(link.progress_tick, self.recovery_started) > patience:
+                stuck.add(m)
+        if stuck:
+            self.counts["resyncs"] += len(stuck)
+            self._remove_members(stuck, "blocked on a request that was lost")
 
     # --------------------------------------------------------------- outputs
 
@@ -321,7 +362,7 @@ class RouterCore:
         """A plain summary for observability."""
         return {
             "group": self.group, "view": self.view, "phase": self.phase.value, "members": list(self.members),
-            "primary": self.primary, "joining": sorted(self.joining),
+            "primary": self.primary, "joining": sorted(set(self.joining) | self.spawning),
             "acked": {r: l.acked for r, l in self.links.items()}, "pending": len(self.pending),
             "retained_requests": len(self.requests), "retained_order": len(self.order),
             "diverged": list(self.diverged), "counts": dict(self.counts),
@@ -375,6 +416,15 @@ class RouterCore:
             while len(self.primary_digests) > 64:
                 self.primary_digests.popitem(last=False)
 
+    def _from_rebuilt_primary(self, d: Delivered) -> None:
+        """Output of the undeposed primary while a rebuilt router recovers: keep its order and replies."""
+        for ann in d.announcements:
+            if ann.group != self.group:
+                raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
+            self._merge_announcement(ann)
+        for rep in d.replies:
+            self._release(rep)
+
     def _release(self, rep: Reply) -> None:
         mid = rep.msg_id
         if rep.position:
@@ -382,11 +432,16 @@ class RouterCore:
         elif mid in self.requests and mid not in self.pos_of:
             del self.requests[mid]  # answered without executing (an error): nothing to retain
         if mid not in self.pending:
+            if rep.position and mid not in self.replies:
+                self._cache_reply(rep)  # nobody waits now (a restarted router): a retry finds it
             return
         self.pending.discard(mid)
         self.counts["replies"] += 1
         self._released.append(rep)
-        self.replies[mid] = rep
+        self._cache_reply(rep)
+
+    def _cache_reply(self, rep: Reply) -> None:
+        self.replies[rep.msg_id] = rep
         while len(self.replies) > self.config.reply_cache_max:
             self.replies.popitem(last=False)
 
@@ -394,6 +449,11 @@ class RouterCore:
         for name, link in self.links.items():
             if name != self.primary and self.config.style == "passive":
                 link.checkpoint = cp
+        if self.joining and cp.position < self.trimmed:
+            # older than the retained log (a promoted backup still replaying): the joiner
+            # could not get the positions in between; ask for a newer snapshot
+            self.links[self.members[0]].snapshot_wanted = True
+            return
         for replica in list(self.joining):
             self._admit(replica, cp)
 
@@ -489,7 +549,8 @@ class RouterCore:
             return
         for rep in self.reports.values():
             for req in rep.requests:
-                if req.msg_id not in self.requests and req.msg_id not in self.pos_of:
+                # keep it even if its position is known: it is not trimmed, so a member still needs it
+                if req.msg_id not in self.requests:
                     self.requests[req.msg_id] = req
             for ann in rep.announcements:
                 self._merge_announcement(ann)
@@ -497,8 +558,19 @@ class RouterCore:
                     for m in self.members}
         # the most advanced survivor leads (it holds the longest prefix); ties by rank
         ranked = sorted(self.members, key=lambda m: (-executed[m], self.members.index(m)))
+        stuck = {m for m in ranked[1:] if not self._can_catch_up(m, executed[m], executed[ranked[0]])}
+        if stuck:  # the order it lacks is gone (a restarted router): repair it by state transfer
+            ranked = [m for m in ranked if m not in stuck]
+            for m in sorted(stuck):
+                del self.links[m]
+                self._retired.append(m)
+                self.counts["resyncs"] += 1
         self._transition("recovered")
         self.primary_since = self.view + 1
+        if self.rebuilt_primary is not None and self.rebuilt_primary[0] == ranked[0]:
+            # a restarted router keeps the undeposed primary: its output of the old view is its own
+            self.primary_since = self.rebuilt_primary[1]
+        self.rebuilt_primary = None
         self._new_view(ranked)
         for m in self.members:
             link = self.links[m]
@@ -508,8 +580,21 @@ class RouterCore:
             link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
             link.anns_since = self.now if link.announcements else None
         self.reports = {}
+        if stuck:
+            self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
+
+    def _can_catch_up(self, member: str, executed: int, upto: int) -> bool:
+        """Whether the router holds, for every position ``member`` lacks up to ``upto``, the
+        announcement and the request (or the member holds the request itself)."""
+        held = self.reports.get(member)
+        own = {r.msg_id for r in held.requests} if held is not None else set()
+        for pos in range(executed + 1, upto + 1):
+            ann = self.order.get(pos)
+            if ann is None or (ann.msg_id not in self.requests and ann.msg_id not in own):
+                return False
+        return True
 
     def _new_view(self, members: List[str]) -> None:
         self.view += 1
@@ -521,11 +606,12 @@ class RouterCore:
                 self.links[m].new_view = nv
 
     def _want_replicas(self) -> None:
-        have = len(self.members) + len(self.joining) + len(self._spawns)
+        have = len(self.members) + len(self.joining) + len(self.spawning)
         while have < self.config.min_replicas and self.phase != Phase.LOST:
             rid = f"{self.group}-r{self._next_index}"
             self._next_index += 1
             self._spawns.append(rid)
+            self.spawning.add(rid)
             have += 1
 
     def _sends(self) -> List[Tuple[str, Deliver]]:

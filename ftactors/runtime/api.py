@@ -161,8 +161,11 @@ class ReplicatedHandle:
     """
 
     def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
-                 max_message_bytes: int, large_arg_bytes: int, style: str) -> None:
+                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = ()) -> None:
         self._group, self._router, self._class_name = group, router, class_name
+        # references to the group's first replicas: Ray collects an actor nobody references,
+        # and the router's references vanish while Ray restarts it
+        self._keepalive = tuple(keepalive)
         self._methods = frozenset(methods)
         self._max_message_bytes, self._large_arg_bytes, self._style = max_message_bytes, large_arg_bytes, style
         self._closed = False
@@ -176,7 +179,7 @@ class ReplicatedHandle:
 
     def __reduce__(self) -> Any:
         return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
-                                   self._max_message_bytes, self._large_arg_bytes, self._style))
+                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive))
 
     def __repr__(self) -> str:
         return f"ReplicatedHandle({self._class_name}, group={self._group!r})"
@@ -260,14 +263,14 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         init_bytes = cloudpickle.dumps((args, kwargs))
     except Exception as exc:
         raise TypeError(f"{rc._cls.__name__}.remote(): a constructor argument cannot be serialized: {exc}") from exc
-    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options),
-                     rc._namespace)
+    namespace = rc._namespace or ray.get_runtime_context().namespace  # explicit: a restarted router looks replicas up
+    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace)
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
     handles = {
         rid: ray.remote(_Replica).options(
-            name=replica_actor_name(group, rid), namespace=rc._namespace, max_restarts=0,
+            name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
             max_concurrency=s.primary_inflight_max + 8, **_strategy(nodes[i], strict), **rc._actor_options,
         ).remote(spec, rid, NewView(1, members))
         for i, rid in enumerate(members)
@@ -276,13 +279,13 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     node_of = {i["replica"]: i["node_id"] for i in infos}
     router_node = node_of[members[-1]] if len(set(node_of.values())) > 1 else None
     router = ray.remote(_Router).options(
-        name=router_actor_name(group), namespace=rc._namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=100_000, num_cpus=0, **_strategy(router_node, False),
+        name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
+        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_strategy(router_node, False),
     ).remote(spec, members, handles, node_of)
     ray.get(router.ready.remote())
     log.info("[%s] replicated group up: %d replicas, %s", group, s.replicas, s.style)
     return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
-                            s.large_arg_bytes, s.style)
+                            s.large_arg_bytes, s.style, tuple(handles.values()))
 
 
 def replicated(cls: Any = None, *, config: Any = None, name: Optional[str] = None,

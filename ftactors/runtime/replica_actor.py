@@ -198,9 +198,16 @@ class _Replica:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             core = self.core
-            digest = state_digest(self.obj) if not self._driving else self._last_digest
+            passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
+            if passive_backup:  # it applies checkpoints and logs instead of executing
+                digest = core.checkpoint.digest if core.checkpoint is not None else ""
+                executed = core.acked_position()
+            else:
+                digest = state_digest(self.obj) if not self._driving else self._last_digest
+                executed = core.executed_upto
             return {
-                **self.ready(), "role": core.role.value, "view": core.view, "executed": core.executed_upto,
+                **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
+                "checkpoint_position": core.checkpoint.position if core.checkpoint is not None else 0,
                 "acked": core.acked_position(), "state_digest": digest, "counts": dict(core.counts),
                 "pending": len(core.requests),
             }

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import ray
@@ -88,7 +89,9 @@ class _Router:
         self._started: Optional[asyncio.Event] = None
         self._closed = False
         self._metrics: Optional[_Metrics] = None
-        self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():  # the property uses a deprecated accessor internally
+            warnings.simplefilter("ignore")
+            self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self.last_failover_s: Optional[float] = None
         self._epoch = uuid.uuid4().hex[:12]
         self._link_seq: Dict[str, int] = {}
@@ -187,13 +190,15 @@ class _Router:
         found: Dict[str, Tuple[int, Tuple[str, ...], str]] = {}
         for _ in range(3):  # members may name replicas spawned after start
             for rid in sorted(names - set(found)):
-                handle = self.handles.get(rid) or _lookup(replica_actor_name(self.group, rid), self.spec.namespace)
+                # by name: handles deserialised from a restarted actor's arguments may be stale
+                handle = _lookup(replica_actor_name(self.group, rid), self.spec.namespace) or self.handles.get(rid)
                 if handle is None:
                     continue
                 try:
                     found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote()), timeout=5.0)
                     self.handles[rid] = handle
-                except Exception:
+                except Exception as exc:
+                    log.warning("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
                     continue
             names |= {m for v in found.values() for m in v[1]}
         live = {rid: v for rid, v in found.items() if v[2] in ("primary", "backup")}
@@ -211,12 +216,15 @@ class _Router:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
     async def _tick_loop(self) -> None:
+        next_metrics = 0.0
         while not self._closed:
             await asyncio.sleep(self.settings.tick_s)
             self.core.tick(self._ticks())
             self._process()
-            if self._metrics is not None:
+            now = time.monotonic()
+            if self._metrics is not None and now >= next_metrics:
                 self._metrics.update(self.core.counts, self.core.view)
+                next_metrics = now + 1.0
 
     def _kick(self) -> None:
         if not self._kick_scheduled:
@@ -311,11 +319,14 @@ class _Router:
         try:
             handle = ray.remote(_Replica).options(
                 name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
+                enable_task_events=False,
                 max_restarts=0, max_concurrency=self.settings.primary_inflight_max + 8, **options,
             ).remote(self.spec, rid, None)
             info = await handle.ready.remote()
         except Exception as exc:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
+            self.core.spawn_failed(rid)
+            self._kick()
             return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
@@ -335,7 +346,8 @@ class _Router:
 def _lookup(name: str, namespace: Optional[str]) -> Any:
     try:
         return ray.get_actor(name, namespace=namespace)
-    except ValueError:
+    except ValueError as exc:
+        log.warning("no actor named %s: %r", name, exc)
         return None
 
 

@@ -42,7 +42,7 @@ class ReplicationSettings(BaseModel):
     log_max: int = Field(100_000, ge=1)
     inflight_max: int = Field(100_000, ge=1)
     batch_max: int = Field(512, ge=1)
-    primary_inflight_max: int = Field(4, ge=1)
+    primary_inflight_max: int = Field(1, ge=1)
 
     @field_validator("scheduling")
     @classmethod

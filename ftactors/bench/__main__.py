@@ -1,0 +1,7 @@
+"""``python -m ftactors.bench``: see :func:`ftactors.bench.main`."""
+
+import sys
+
+from ftactors.bench import main
+
+sys.exit(main())

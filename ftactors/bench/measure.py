@@ -1,0 +1,275 @@
+"""The measurements. Timings are wall clock (time.perf_counter) in the driver."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import psutil
+
+from ftactors.bench.systems import FtActors, System
+
+
+def _pct(xs: List[float], q: float) -> float:
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))
+    return s[k]
+
+
+def sync_latencies(system: System, k: int, method: str = "inc", args: tuple = (1,)) -> List[float]:
+    """``k`` sequential calls; their latencies in ms."""
+    out = []
+    for _ in range(k):
+        t = time.perf_counter()
+        system.call(method, *args)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def throughput(system: System, n: int, method: str = "inc", args: tuple = (1,)) -> float:
+    """``n`` calls in flight at once; completed calls per second."""
+    t = time.perf_counter()
+    system.pipelined(method, [args] * n)
+    return n / (time.perf_counter() - t)
+
+
+@dataclass
+class RoundResults:
+    latencies: Dict[str, List[float]] = field(default_factory=dict)      # all samples, ms
+    medians: Dict[str, List[float]] = field(default_factory=dict)        # per round
+    p99s: Dict[str, List[float]] = field(default_factory=dict)
+    tputs: Dict[str, List[float]] = field(default_factory=dict)
+    lat_ratios: Dict[str, List[float]] = field(default_factory=dict)     # per round, vs reference
+    tput_ratios: Dict[str, List[float]] = field(default_factory=dict)
+    loadavg: List[float] = field(default_factory=list)
+
+
+def rounds(systems: List[System], n_rounds: int, k: int, n: int, reference: str = "ray-plain",
+           log: Callable[[str], None] = print, method: str = "inc", args: tuple = (1,)) -> RoundResults:
+    """Alternate the systems in rounds; each ratio is taken against the reference in the same round.
+
+    The order rotates from round to round so that no system is always measured first.
+    """
+    res = RoundResults()
+    for s in systems:
+        sync_latencies(s, max(5, k // 10), method, args)  # warm-up
+    for rd in range(n_rounds):
+        res.loadavg.append(psutil.getloadavg()[0])
+        order = systems[rd % len(systems):] + systems[: rd % len(systems)]
+        this: Dict[str, tuple] = {}
+        for s in order:
+            lat = sync_latencies(s, k, method, args)
+            tp = throughput(s, n, method, args) if n else float("nan")
+            res.latencies.setdefault(s.name, []).extend(lat)
+            med, p99 = statistics.median(lat), _pct(lat, 0.99)
+            res.medians.setdefault(s.name, []).append(med)
+            res.p99s.setdefault(s.name, []).append(p99)
+            res.tputs.setdefault(s.name, []).append(tp)
+            this[s.name] = (med, tp)
+            log(f"  round {rd + 1}/{n_rounds} {s.name:22s} median {med:7.2f} ms  p99 {p99:7.2f} ms  "
+                f"{tp:8.0f} calls/s")
+        ref = this.get(reference)
+        if ref:
+            for name, (med, tp) in this.items():
+                res.lat_ratios.setdefault(name, []).append(med / ref[0])
+                res.tput_ratios.setdefault(name, []).append(tp / ref[1] if ref[1] else float("nan"))
+    return res
+
+
+# ------------------------------------------------------------------ failover
+
+
+class Load:
+    """Threads issuing ``add(token)`` synchronous calls with unique tokens until stopped."""
+
+    def __init__(self, system: System, threads: int = 3) -> None:
+        self.system = system
+        self.acked: List[tuple] = []           # (token, value, completion time)
+        self.errors: List[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        client = self.system.client()
+        i = 0
+        while not self._stop.is_set():
+            token = f"w{worker}-{i}"
+            try:
+                value = client.call("add", token)
+                self.acked.append((token, value, time.monotonic()))
+            except BaseException as exc:
+                self.errors.append(exc)
+                time.sleep(0.01)
+            i += 1
+
+    def __enter__(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+    def wait_calls(self, count: int, timeout: float = 60.0) -> bool:
+        target = len(self.acked) + count
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+def pause_after(completions: List[float], kill_t: float, until: float) -> float:
+    """The longest gap between consecutive completions (all callers) that ends after the kill,
+    counting from the last completion before it, up to ``until``. Seconds."""
+    before = [t for t in completions if t <= kill_t]
+    after = [t for t in completions if kill_t < t <= until]
+    if not after:
+        return until - (before[-1] if before else kill_t)
+    seq = ([before[-1]] if before else [kill_t]) + after
+    return max(b - a for a, b in zip(seq, seq[1:]))
+
+
+def failover(system: System, kills: int, log: Callable[[str], None] = print, threads: int = 3,
+             calls_between: int = 30, recover_timeout: float = 90.0) -> Dict[str, Any]:
+    """Kill the primary (leader) ``kills`` times under load; pauses, lost, run twice, state."""
+    kill_times: List[float] = []
+    recovered_at: List[float] = []
+    with Load(system, threads) as load:
+        load.wait_calls(calls_between)
+        for i in range(kills):
+            system.kill_primary()
+            kill_times.append(time.monotonic())
+            deadline = time.monotonic() + recover_timeout
+            while not system.recovered():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{system.name}: not recovered {recover_timeout}s after kill {i + 1}")
+                time.sleep(0.1)
+            recovered_at.append(time.monotonic())
+            if not load.wait_calls(calls_between):
+                raise RuntimeError(f"{system.name}: callers stalled for 60 s after kill {i + 1} "
+                                   f"({len(load.errors)} errors: {load.errors[-1:]!r})")
+        load.wait_calls(calls_between)
+    completions = sorted(t for _, _, t in load.acked)
+    pauses = []
+    for i, kt in enumerate(kill_times):
+        until = kill_times[i + 1] if i + 1 < len(kill_times) else completions[-1]
+        pauses.append(pause_after(completions, kt, until) * 1000)
+    state = system.read()
+    tokens = state["tokens"]
+    in_state = set(tokens)
+    acked = {t for t, _, _ in load.acked}
+    runs = system.run_counts(tokens)
+    lost = len(acked - in_state)
+    duplicated = sum(1 for c in runs.values() if c > 1)
+    values = [v for _, v, _ in load.acked]
+    out = {
+        "kills": kills,
+        "calls": len(load.acked),
+        "errors": len(load.errors),
+        "error_kinds": sorted({type(e).__name__ for e in load.errors}),
+        "pauses_ms": pauses,
+        "pause_median_ms": statistics.median(pauses) if pauses else None,
+        "pause_max_ms": max(pauses) if pauses else None,
+        "recovery_s_median": statistics.median(r - k for r, k in zip(recovered_at, kill_times)),
+        "lost": lost,
+        "duplicated": duplicated,
+        "replies_repeated": len(values) - len(set(values)),
+        "state_kept": lost == 0 and state["n"] >= len(acked),
+        "retries": getattr(system, "retries", 0),
+        "failover_done_ms": [round(x, 1) for x in getattr(system, "failover_done_ms", [])] or None,
+    }
+    log(f"  {system.name:22s} {kills} kills: pause median {out['pause_median_ms']:.0f} ms, "
+        f"worst {out['pause_max_ms']:.0f} ms; {out['calls']} calls, {lost} lost, {duplicated} run twice, "
+        f"{out['errors']} errors, state {'kept' if out['state_kept'] else 'LOST'}")
+    return out
+
+
+# ------------------------------------------------------------------ messages
+
+
+def messages_under_load(system: FtActors, seconds: float, window: int = 50, threads: int = 2,
+                        idle_s: float = 1.0) -> Dict[str, Any]:
+    """ftactors' own counters per call, read twice while pipelined load runs; then idle rates."""
+    stop = threading.Event()
+    done = [0]
+
+    def run() -> None:
+        while not stop.is_set():
+            system.pipelined("inc", [(1,)] * window)
+            done[0] += window
+
+    ts = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(min(1.0, seconds / 3))
+    a = system.stats()
+    time.sleep(seconds)
+    b = system.stats()
+    stop.set()
+    for t in ts:
+        t.join(timeout=120)
+    calls = b["requests"] - a["requests"]
+    per_call = {k: (b[k] - a[k]) / calls if calls else None for k in sorted(b)}
+    time.sleep(0.5)
+    c = system.stats()
+    time.sleep(idle_s)
+    d = system.stats()
+    idle = {k: (d[k] - c[k]) / idle_s for k in ("null_messages", "heartbeats", "delivers")}
+    # Ray tasks per application call: the invoke, plus the router's deliver batches.
+    ray_tasks = 1 + per_call["delivers"] if calls else None
+    return {"calls": calls, "per_call": per_call, "idle_per_s": idle, "ray_tasks_per_call": ray_tasks,
+            "extra_messages_per_call": per_call.get("null_messages")}
+
+
+# ------------------------------------------------------------------ memory
+
+
+def rss_mib(pids: List[int]) -> Dict[int, float]:
+    out = {}
+    for p in pids:
+        try:
+            out[p] = psutil.Process(p).memory_info().rss / 2**20
+        except psutil.Error:
+            pass
+    return out
+
+
+def memory_run(system: FtActors, seconds: float, window: int = 200, warmup_calls: int = 2000,
+               log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """RSS of the group's processes after a warm-up and after ``seconds`` of pipelined calls."""
+    for _ in range(max(1, warmup_calls // window)):
+        system.pipelined("inc", [(1,)] * window)
+    pids = system.pids()
+    before = rss_mib(pids)
+    samples = [(0.0, sum(before.values()))]
+    calls, t0 = 0, time.monotonic()
+    next_sample = t0 + max(1.0, seconds / 20)
+    while time.monotonic() - t0 < seconds:
+        system.pipelined("inc", [(1,)] * window)
+        calls += window
+        if time.monotonic() >= next_sample:
+            samples.append((time.monotonic() - t0, sum(rss_mib(pids).values())))
+            next_sample += max(1.0, seconds / 20)
+    after = rss_mib(pids)
+    elapsed = time.monotonic() - t0
+    tb, ta = sum(before.values()), sum(after.get(p, 0.0) for p in before)
+    out = {"system": system.name, "calls": calls, "seconds": round(elapsed, 1), "processes": len(before),
+           "rss_before_mib": round(tb, 1), "rss_after_mib": round(ta, 1), "growth_mib": round(ta - tb, 1),
+           "growth_bytes_per_call": round((ta - tb) * 2**20 / calls, 1) if calls else None,
+           "samples": [(round(t, 1), round(m, 1)) for t, m in samples]}
+    log(f"  memory {system.name}: {calls} calls in {elapsed:.0f}s; RSS {tb:.0f} -> {ta:.0f} MiB "
+        f"({ta - tb:+.0f} MiB over {len(before)} processes)")
+    return out
+
+
+def median_or_none(xs: Optional[List[float]]) -> Optional[float]:
+    return statistics.median(xs) if xs else None

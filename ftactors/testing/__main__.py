@@ -1,0 +1,57 @@
+"""Command line: ``python -m ftactors.testing --seeds 10000 [--start N] [--style S] [--replay SEED] [-v]``.
+
+Runs a swarm of seeded simulations and prints a summary line; exits 1 if any
+seed failed, printing each failing seed with its replay command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from ftactors.core import SCHEDULERS
+from ftactors.testing.options import STYLES, draw_options
+from ftactors.testing.swarm import Failure, run_swarm
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ftactors.testing", description="ftactors deterministic fault simulator")
+    p.add_argument("--seeds", type=int, default=1000, help="number of seeds to run")
+    p.add_argument("--start", type=int, default=0, help="first seed")
+    p.add_argument("--style", choices=STYLES, help="force a replication style")
+    p.add_argument("--scheduling", choices=sorted(SCHEDULERS), help="force a scheduler")
+    p.add_argument("--replay", type=int, metavar="SEED", help="run only this seed")
+    p.add_argument("--stop-after", type=int, default=0, help="stop after this many failures")
+    p.add_argument("-v", "--verbose", action="store_true", help="print options and tracebacks")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 if every seed passed, 1 otherwise.
+    """
+    args = _parser().parse_args(argv)
+    start, seeds = (args.replay, 1) if args.replay is not None else (args.start, args.seeds)
+
+    def report(f: Failure) -> None:
+        print(f"FAIL seed={f.seed}: {f.error}")
+        print(f"  options: {f.options.describe()}")
+        print(f"  replay:  {f.replay_command()}")
+        if args.verbose:
+            print(f.detail)
+
+    if args.verbose and args.replay is not None:
+        print(draw_options(args.replay, args.style, args.scheduling).describe())
+    summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after)
+    print(summary.line())
+    return 1 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

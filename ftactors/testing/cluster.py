@@ -1,0 +1,660 @@
+"""The deterministic fault simulator: one seed decides the whole run.
+
+``Simulator(options).run()`` builds the groups (one, or a frontend calling a
+backend), lets clients issue their scripts through lossy, duplicating,
+reordering links, injects crashes, pauses and router restarts during the
+*safety phase*, then stops faults for the *liveness phase* in which every
+request must complete within ``options.liveness_bound_ticks`` (I6). Invariants
+are checked after every step (:mod:`ftactors.testing.invariants`).
+
+Links, as Ray provides them:
+
+* client <-> router and group <-> group (nested calls): random delay, loss,
+  duplication, hence reordering; senders retransmit with the same MsgId;
+* router <-> replica: FIFO per (router incarnation, replica), reliable while
+  both live; a call to a dead replica fails (``on_failure``) after a small
+  delay; a paused replica is only found out by missing pongs.
+
+The cores never see the random generator: all randomness is here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter as Tally
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from ftactors.core import (
+    ClientCore,
+    CoreConfig,
+    Delivered,
+    GroupOverloadedError,
+    LocalProtocolError,
+    NewView,
+    Phase,
+    RemoteProtocolError,
+    ReplicaCore,
+    Reply,
+    Request,
+    Role,
+    RouterCore,
+    StateReport,
+)
+from ftactors.testing import invariants
+from ftactors.testing.events import (
+    ClientIssue,
+    ClientRetry,
+    Endpoint,
+    Event,
+    FailureNotice,
+    HistoryOp,
+    NestedRetry,
+    Ping,
+    Pong,
+    PullArrives,
+    ReplyArrives,
+    RequestArrives,
+    RouterRestart,
+    SpawnReady,
+    StateQuery,
+    StopReplica,
+    ToReplica,
+    ToRouter,
+    ToRouterMsg,
+    WakeReplica,
+)
+from ftactors.testing.hosts import (
+    ClientHost,
+    InvariantViolation,
+    ReplicaHost,
+    RouterHost,
+)
+from ftactors.testing.models import MODELS, Frontend, Model
+from ftactors.testing.options import SimOptions
+
+#: bound on simultaneously scheduled events
+EVENTS_MAX = 200_000
+#: resources requests may need (resource scheduling)
+RESOURCES = ("disk", "net")
+#: the longest the simulator waits for quiescence after the last operation
+QUIESCE_TICKS_MAX = 400
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A replicated group in the run.
+
+    Args:
+        name: the group's name.
+        model: its application.
+        config: its protocol settings.
+        scheduling: its scheduler.
+    """
+
+    name: str
+    model: Model
+    config: CoreConfig
+    scheduling: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run did, for the swarm summary.
+
+    Args:
+        seed: the seed.
+        ticks: simulated ticks.
+        ops: client operations completed.
+        counts: simulator counters (faults, retries...).
+    """
+
+    seed: int
+    ticks: int
+    ops: int
+    counts: Dict[str, int]
+
+
+class Simulator:
+    """A whole replicated system under one seed.
+
+    Args:
+        options: the run's options (see :func:`ftactors.testing.options.draw_options`).
+
+    Example:
+        >>> from ftactors.testing import Simulator, draw_options
+        >>> Simulator(draw_options(7)).run().ops > 0
+        True
+    """
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self.rng = random.Random(options.seed)
+        self.now = 0
+        self.queue: List[Tuple[int, int, Event]] = []
+        self._seq = itertools.count()
+        self.fifo: Dict[Tuple[Any, ...], int] = {}
+        self.counts: Tally = Tally()
+        self.groups: Dict[str, GroupSpec] = {}
+        self.routers: Dict[str, RouterHost] = {}
+        self.replicas: Dict[str, Dict[str, ReplicaHost]] = {}
+        self.next_index: Dict[str, int] = {}
+        self.clients: Dict[str, ClientHost] = {}
+        self.history: List[HistoryOp] = []
+        self.nested_seen: Dict[Any, Any] = {}
+        self.faults_on = options.faults
+        self.checker = invariants.Checker(self)
+        self._build()
+
+    # ----------------------------------------------------------------- setup
+
+    def _build(self) -> None:
+        opts = self.options
+        cfg = opts.core_config()
+        backend = MODELS[opts.model]()
+        self._add_group(GroupSpec("store", backend, cfg, opts.scheduling))
+        if opts.nested:
+            self._add_group(GroupSpec("front", Frontend("store", backend), cfg, opts.scheduling))
+        for i in range(opts.clients):
+            script = deque(self._draw_op() for _ in range(opts.ops_per_client))
+            self.clients[f"c{i}"] = ClientHost(ClientCore(f"c{i}"), script)
+            self.schedule(self.rng.randint(1, 5), ClientIssue(f"c{i}"))
+
+    def _add_group(self, spec: GroupSpec) -> None:
+        members = tuple(f"{spec.name}-r{i}" for i in range(self.options.replicas))
+        self.groups[spec.name] = spec
+        self.routers[spec.name] = RouterHost(spec.name, RouterCore(spec.name, spec.config, members))
+        self.next_index[spec.name] = len(members)
+        view = NewView(1, members)
+        self.replicas[spec.name] = {
+            m: ReplicaHost(self, spec.name, ReplicaCore(spec.name, m, spec.config, spec.scheduling, view), spec.model)
+            for m in members
+        }
+
+    def _draw_op(self) -> Tuple[str, str, Tuple[Any, ...]]:
+        group = "front" if self.options.nested and self.rng.random() < 0.75 else "store"
+        method, args = self.groups[group].model.random_op(self.rng)
+        return group, method, args
+
+    # ------------------------------------------------------------ scheduling
+
+    def schedule(self, delay: int, event: Event) -> None:
+        """Fire ``event`` ``delay`` ticks from now (at least 1)."""
+        assert len(self.queue) < EVENTS_MAX, f"more than {EVENTS_MAX} events scheduled"
+        heapq.heappush(self.queue, (self.now + max(1, delay), next(self._seq), event))
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Add to a simulator counter."""
+        self.counts[what] += n
+
+    def _lossy(self, event: Event) -> None:
+        """Send on a client or group<->group link: delay, maybe drop, maybe duplicate."""
+        opts = self.options
+        if self.faults_on and self.rng.random() < opts.p_drop:
+            self.count("dropped")
+            return
+        self.schedule(self.rng.randint(1, opts.delay_max), event)
+        if self.faults_on and self.rng.random() < opts.p_dup:
+            self.count("duplicated")
+            self.schedule(self.rng.randint(1, opts.delay_max), event)
+
+    def _fifo(self, key: Tuple[Any, ...], event: Event) -> None:
+        """Send on a FIFO link: random delay, never overtaking an earlier message."""
+        at = max(self.now + self.rng.randint(1, self.options.link_delay_max), self.fifo.get(key, 0))
+        self.fifo[key] = at
+        assert len(self.queue) < EVENTS_MAX
+        heapq.heappush(self.queue, (at, next(self._seq), event))
+
+    # ------------------------------------------------------------ host API
+
+    def to_router(self, group: str, incarnation: int, replica: str, msg: ToRouterMsg) -> None:
+        """A replica answers its router (dropped if that incarnation is dead)."""
+        if incarnation != self.routers[group].incarnation:
+            return
+        self._fifo(("up", group, incarnation, replica), ToRouter(group, incarnation, replica, msg))
+
+    def send_nested(self, host: ReplicaHost, req: Request, pull: bool) -> None:
+        """A replica sends a nested request (primary) or pulls its reply copy (backup)."""
+        self.count("nested_pulls" if pull else "nested_sends")
+        event = PullArrives(req.group, req, host.endpoint) if pull else RequestArrives(req.group, req, host.endpoint)
+        self._lossy(event)
+
+    def schedule_nested_retry(self, host: ReplicaHost, msg_id: Any) -> None:
+        """Arm the retransmission timer of a nested request."""
+        self.schedule(self.options.retry_ticks, NestedRetry(host.group, host.rid, msg_id))
+
+    def record_nested(self, reply: Reply) -> None:
+        """A replica consumed a nested reply; all copies of one must agree (I3)."""
+        answer = (reply.position, reply.outcome.value)
+        seen = self.nested_seen.setdefault(reply.msg_id, answer)
+        if seen != answer:
+            raise InvariantViolation(f"I3: nested {reply.msg_id} answered differently: {seen} vs {answer}")
+
+    def on_executed(self, host: ReplicaHost, entry: Any) -> None:
+        """A replica executed a message: incremental checks (I1, I3, I4)."""
+        self.checker.on_executed(host, entry)
+
+    def protocol_error(self, host: ReplicaHost, exc: Exception) -> None:
+        """A replica rejected a Deliver as malformed: fine for a zombie, a bug for a member."""
+        self.count("protocol_errors")
+        router = self.routers[host.group].core
+        if router is not None and host.rid in router.members and host.core.role != Role.FENCED:
+            raise InvariantViolation(f"protocol: member {host.rid} rejected a Deliver: {exc}")
+
+    # ------------------------------------------------------------ dispatch
+
+    def _dispatch(self, ev: Event) -> None:
+        handler = getattr(self, "_on_" + type(ev).__name__)
+        handler(ev)
+
+    def _on_ClientIssue(self, ev: ClientIssue) -> None:
+        client = self.clients[ev.client]
+        req = client.next_request(self.now, self._hints())
+        if req is not None:
+            self._lossy(RequestArrives(req.group, req, Endpoint("", client.name)))
+            self.schedule(self.options.retry_ticks, ClientRetry(client.name, req.msg_id))
+
+    def _hints(self) -> Dict[str, Any]:
+        """Random scheduling hints of a request: priority, deadline, resources."""
+        rng = self.rng
+        resources = tuple(r for r in RESOURCES if rng.random() < 0.3)
+        deadline = self.now + rng.randint(0, 60) if rng.random() < 0.7 else None
+        return {"priority": rng.randint(0, 3), "deadline_tick": deadline, "resources": resources}
+
+    def _on_ClientRetry(self, ev: ClientRetry) -> None:
+        client = self.clients[ev.client]
+        if client.current is None or client.current.msg_id != ev.msg_id:
+            return
+        self.count("client_retries")
+        req = client.current
+        self._lossy(RequestArrives(req.group, req, Endpoint("", client.name)))
+        self.schedule(self.options.retry_ticks, ev)
+
+    def _on_RequestArrives(self, ev: RequestArrives) -> None:
+        router = self.routers[ev.group]
+        if router.core is None:
+            self.count("lost_to_dead_router")
+            return
+        try:
+            cached = router.core.submit(ev.request)
+        except (RemoteProtocolError, GroupOverloadedError):
+            self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
+            return
+        if cached is not None:
+            self._lossy(ReplyArrives(ev.sender, cached))
+        elif ev.request.wants_reply:
+            router.wait_for(ev.request.msg_id, ev.sender)
+
+    def _on_PullArrives(self, ev: PullArrives) -> None:
+        router = self.routers[ev.group]
+        if router.core is None:
+            return
+        status, rep = router.core.lookup(ev.request.msg_id)
+        if status == "released" and rep is not None:
+            self._lossy(ReplyArrives(ev.sender, rep))
+        elif status == "pending":
+            router.wait_for(ev.request.msg_id, ev.sender)
+        else:  # unknown: not sent yet, or the router restarted: submit it (exactly once downstream)
+            self._on_RequestArrives(RequestArrives(ev.group, ev.request, ev.sender))
+
+    def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
+        if ev.to.is_client:
+            client = self.clients[ev.to.name]
+            op = client.on_reply(ev.reply, self.now)
+            if op is not None:
+                self.history.append(op)
+                self.checker.on_client_reply(op)
+                self.schedule(self.rng.randint(1, 4), ClientIssue(client.name))
+            return
+        host = self.replicas[ev.to.group].get(ev.to.name)
+        if host is not None and host.alive:
+            host.on_nested_reply(ev.reply)
+
+    def _on_NestedRetry(self, ev: NestedRetry) -> None:
+        host = self.replicas[ev.group].get(ev.replica)
+        if host is not None and host.alive:
+            host.retry_nested(ev.msg_id)
+
+    def _on_ToReplica(self, ev: ToReplica) -> None:
+        host = self.replicas[ev.group][ev.replica]
+        host.in_transit -= 1
+        if ev.incarnation != self.routers[ev.group].incarnation:
+            return  # the sending router died: its unsent traffic is lost
+        if not host.alive:
+            self.schedule(self.rng.randint(1, 3), FailureNotice(ev.group, ev.incarnation, ev.replica))
+            return
+        host.receive(ev.incarnation, ev.msg)
+
+    def _on_ToRouter(self, ev: ToRouter) -> None:
+        router = self.routers[ev.group]
+        core = router.core
+        if core is None or ev.incarnation != router.incarnation:
+            return
+        msg = ev.msg
+        if isinstance(msg, Delivered):
+            core.on_delivered(msg)
+        elif isinstance(msg, Pong):
+            core.on_pong(ev.replica)
+        elif isinstance(msg, StateReport):
+            core.on_state_report(msg)
+
+    def _on_FailureNotice(self, ev: FailureNotice) -> None:
+        router = self.routers[ev.group]
+        if router.core is not None and ev.incarnation == router.incarnation:
+            router.core.on_failure(ev.replica)
+
+    def _on_SpawnReady(self, ev: SpawnReady) -> None:
+        router = self.routers[ev.group]
+        router.spawning.discard(ev.replica)
+        if router.core is None or ev.incarnation != router.incarnation:
+            return
+        spec = self.groups[ev.group]
+        core = ReplicaCore(ev.group, ev.replica, spec.config, spec.scheduling, initial_view=None)
+        core.set_unavailable(self._unavailable())
+        self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, spec.model)
+        self.count("spawned")
+        try:
+            router.core.replica_started(ev.replica)
+        except LocalProtocolError:
+            self.count("spawn_refused")
+
+    def _on_StopReplica(self, ev: StopReplica) -> None:
+        host = self.replicas[ev.group].get(ev.replica)
+        if host is not None and host.alive:
+            host.alive = False
+            self.count("stopped")
+
+    def _on_WakeReplica(self, ev: WakeReplica) -> None:
+        host = self.replicas[ev.group][ev.replica]
+        if host.alive and host.paused:
+            host.wake()
+
+    def _on_RouterRestart(self, ev: RouterRestart) -> None:
+        router = self.routers[ev.group]
+        if router.incarnation != ev.incarnation or router.core is not None:
+            return
+        self._rebuild(ev.group)
+
+    # ------------------------------------------------------------ routers
+
+    def _flush(self, group: str) -> None:
+        """Carry out everything the router core asks for (``RouterCore.ready``)."""
+        router = self.routers[group]
+        core = router.core
+        if core is None:
+            return
+        core.tick(self.now)
+        ready = core.ready()
+        for rid, deliver in ready.sends:
+            self.checker.on_send(group, rid, deliver)
+            self._to_replica(group, rid, deliver)
+        for reply in ready.released:
+            self._release(router, reply)
+        for mid, why in ready.failed:
+            raise InvariantViolation(f"I6: {group} failed {mid}: {why}")
+        for rid in ready.pings:
+            self._to_replica(group, rid, Ping())
+        for rid in ready.queries:
+            self._to_replica(group, rid, StateQuery())
+        for rid in ready.spawns:
+            self._spawn(router, rid)
+        for rid in ready.retired:
+            self._retire(group, rid)
+
+    def _to_replica(self, group: str, rid: str, msg: Any) -> None:
+        router = self.routers[group]
+        host = self.replicas[group].get(rid)
+        if host is None or not host.alive:
+            self.schedule(self.rng.randint(1, 3), FailureNotice(group, router.incarnation, rid))
+            return
+        host.in_transit += 1
+        self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+
+    def _release(self, router: RouterHost, reply: Reply) -> None:
+        if reply.msg_id in router.released:
+            raise InvariantViolation(f"I3: router {router.group} released {reply.msg_id} twice")
+        router.released.add(reply.msg_id)
+        for who in router.reply_to.pop(reply.msg_id, []):
+            self._lossy(ReplyArrives(who, reply))
+
+    def _spawn(self, router: RouterHost, rid: str) -> None:
+        index = int(rid.rsplit("-r", 1)[1])
+        self.next_index[router.group] = max(self.next_index[router.group], index + 1)
+        router.spawning.add(rid)
+        self.schedule(self.rng.randint(1, 6), SpawnReady(router.group, router.incarnation, rid))
+
+    def _retire(self, group: str, rid: str) -> None:
+        """Ray stops a removed replica, sometimes late: meanwhile it is a zombie to fence."""
+        if self.rng.random() < 0.5:
+            self.schedule(self.rng.randint(1, 30), StopReplica(group, rid))
+
+    def _rebuild(self, group: str) -> None:
+        """Restart a crashed router from the replicas alive in the highest view they report."""
+        router = self.routers[group]
+        hosts = [h for h in self.replicas[group].values() if h.alive and h.core.view > 0]
+        best = max(hosts, key=lambda h: h.core.view)
+        view, listed = best.core.view, best.core.members
+        members = tuple(m for m in listed if self.replicas[group][m].alive)
+        for h in self.replicas[group].values():
+            if h.alive and h.rid not in members:
+                h.alive = False  # an orphan (joining, or removed): the new router does not know it
+                self.count("orphans_stopped")
+        spec = self.groups[group]
+        router.core = RouterCore.rebuilt(group, spec.config, members, view, self.next_index[group], now=self.now)
+        router.released = set()
+        self.count("router_rebuilds")
+
+    # ------------------------------------------------------------ faults
+
+    def _unavailable(self) -> frozenset:
+        return getattr(self, "_resources_down", frozenset())
+
+    def _inject_faults(self) -> None:
+        opts, rng = self.options, self.rng
+        if opts.p_resources and rng.random() < opts.p_resources:
+            self._set_resources(frozenset(r for r in RESOURCES if rng.random() < 0.5))
+        if not self.faults_on:
+            return
+        for group in self.groups:
+            r = rng.random()
+            if r < opts.p_crash:
+                self.crash_replica(group)
+            elif r < opts.p_crash + opts.p_pause:
+                self.pause_replica(group)
+            elif r < opts.p_crash + opts.p_pause + opts.p_router_crash:
+                self.crash_router(group)
+
+    def _set_resources(self, down: frozenset) -> None:
+        self._resources_down = down
+        for hosts in self.replicas.values():
+            for h in hosts.values():
+                h.core.set_unavailable(down)
+
+    def stable(self, group: str) -> bool:
+        """A new fault may hit ``group``: one fault at a time, each repaired before the next.
+
+        The router is up and in its normal phase, no replica is joining, and
+        every member is alive, awake, in the router's view and recently heard from.
+        """
+        router = self.routers[group]
+        core = router.core
+        if core is None or core.phase != Phase.NORMAL or core.joining or router.spawning:
+            return False
+        if len(core.members) < 2:
+            return False
+        fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
+        for m in core.members:
+            h = self.replicas[group][m]
+            if not h.alive or h.paused or h.core.view != core.view:
+                return False
+            if self.now - core.links[m].last_heard > fresh:
+                return False  # the router may be about to suspect it (e.g. it just woke up)
+        return True
+
+    def crash_replica(self, group: str, rid: Optional[str] = None) -> bool:
+        """Crash a member of ``group`` (random if ``rid`` is None), if the group is stable.
+
+        Returns:
+            True if a replica crashed.
+        """
+        if not self.stable(group):
+            return False
+        core = self.routers[group].core
+        assert core is not None
+        host = self.replicas[group][rid or self.rng.choice(core.members)]
+        host.alive = False
+        self.count("crashes")
+        if host.in_transit or host.inbox or host.answer_to is not None:
+            self.schedule(self.rng.randint(1, 3), FailureNotice(group, self.routers[group].incarnation, host.rid))
+        return True
+
+    def pause_replica(self, group: str, rid: Optional[str] = None, ticks: Optional[int] = None) -> bool:
+        """Pause a member of ``group`` for ``ticks`` (random if None), if the group is stable.
+
+        Returns:
+            True if a replica was paused.
+        """
+        if not self.stable(group):
+            return False
+        core = self.routers[group].core
+        assert core is not None
+        host = self.replicas[group][rid or self.rng.choice(core.members)]
+        host.paused = True
+        self.count("pauses")
+        self.schedule(ticks or self.rng.randint(1, self.options.pause_max), WakeReplica(group, host.rid))
+        return True
+
+    def crash_router(self, group: str) -> bool:
+        """Crash the router of ``group`` (it restarts and rebuilds), if the group is stable.
+
+        Returns:
+            True if the router crashed.
+        """
+        if not self.stable(group):
+            return False
+        router = self.routers[group]
+        router.core = None
+        for h in self.replicas[group].values():
+            h.purge(router.incarnation)
+        router.incarnation += 1
+        router.reply_to = {}
+        router.spawning = set()
+        self.count("router_crashes")
+        self.schedule(self.rng.randint(1, 8), RouterRestart(group, router.incarnation))
+        return True
+
+    def add_operation(self, client: str, group: str, method: str, args: Tuple[Any, ...]) -> None:
+        """Append an operation to a client's script (and wake the client)."""
+        host = self.clients[client]
+        host.script.append((group, method, tuple(args)))
+        self.schedule(1, ClientIssue(client))
+
+    def _stop_faults(self) -> None:
+        """Start the liveness phase: no more faults; paused replicas wake; resources return."""
+        self.faults_on = False
+        for hosts in self.replicas.values():
+            for h in hosts.values():
+                if h.alive and h.paused:
+                    h.wake()
+        if getattr(self, "_resources_down", None):
+            self._set_resources(frozenset())
+
+    # ------------------------------------------------------------ the loop
+
+    def step(self) -> None:
+        """Advance one tick: events, faults, hosts, routers, then invariants."""
+        self.now += 1
+        while self.queue and self.queue[0][0] <= self.now:
+            self._dispatch(heapq.heappop(self.queue)[2])
+        if self.faults_on:
+            self._inject_faults()
+            if self.now >= self.options.safety_ticks:
+                self._stop_faults()
+        for group, hosts in self.replicas.items():
+            for host in list(hosts.values()):
+                if host.alive and not host.paused:
+                    host.core.tick(self.now)
+                    host.run()
+            self._flush(group)
+        self.checker.after_step()
+
+    def clients_done(self) -> bool:
+        """True when every client finished its script."""
+        return all(c.done for c in self.clients.values())
+
+    def quiet(self) -> bool:
+        """True when every group is idle and its members have caught up (for final checks)."""
+        for group, hosts in self.replicas.items():
+            core = self.routers[group].core
+            if core is None or core.phase != Phase.NORMAL or core.pending or core.joining:
+                return False
+            primary = hosts[core.members[0]]
+            for m in core.members:
+                h = hosts[m]
+                if h.busy or h.waiting is not None or h.paused or not h.alive or h.core.view != core.view:
+                    return False
+                if self.options.style == "semi-active" and h.core.executed_upto != primary.core.executed_upto:
+                    return False
+                link = core.links[m]
+                if link.announcements or link.requests or link.inflight:
+                    return False
+        return True
+
+    def run(self) -> RunResult:
+        """Run the safety phase, the liveness phase and the final checks.
+
+        Returns:
+            A summary of the run.
+
+        Raises:
+            InvariantViolation: an invariant broke; the message names it.
+        """
+        while self.faults_on or self.now < self.options.safety_ticks:
+            self.step()
+        return self.finish()
+
+    def finish(self) -> RunResult:
+        """Stop faults, then require every operation to complete within the bound (I6) and check all.
+
+        Returns:
+            A summary of the run.
+
+        Raises:
+            InvariantViolation: an invariant broke.
+        """
+        opts = self.options
+        if self.faults_on:
+            self._stop_faults()
+        calm_since = self.now
+        while not self.clients_done():
+            late = [c.op for c in self.clients.values()
+                    if c.op is not None and self.now - max(c.op.invoked, calm_since) > opts.liveness_bound_ticks]
+            if late:
+                raise InvariantViolation(f"I6: {late[0].msg_id} pending over {opts.liveness_bound_ticks} ticks "
+                                         f"after faults stopped: {self._pending_summary()}")
+            self.step()
+        settle = self.now + QUIESCE_TICKS_MAX
+        while not self.quiet():
+            if self.now > settle:
+                raise InvariantViolation(f"I6: no quiescence {QUIESCE_TICKS_MAX} ticks after the last reply: "
+                                         f"{self._group_summary()}")
+            self.step()
+        self.checker.final()
+        return RunResult(opts.seed, self.now, len(self.history), dict(self.counts))
+
+    def _pending_summary(self) -> str:
+        pending = [str(c.current.msg_id) for c in self.clients.values() if c.current is not None]
+        return f"{pending} {self._group_summary()}"
+
+    def _group_summary(self) -> str:
+        parts = []
+        for group, router in self.routers.items():
+            core = router.core
+            desc = "down" if core is None else f"{core.phase.value} v{core.view} {core.members} pending={len(core.pending)}"
+            reps = {h.rid: (h.core.role.value, h.core.view, h.core.executed_upto, h.alive, h.paused,
+                            h.waiting is not None) for h in self.replicas[group].values() if h.alive}
+            parts.append(f"{group}: {desc} {reps}")
+        return "; ".join(parts)

@@ -1,0 +1,193 @@
+"""Simulator events: what travels on a simulated link or fires on a timer.
+
+Every event is a frozen, slotted dataclass. Router<->replica events carry the
+router *incarnation* that sent or should receive them: a restarted router is a
+new incarnation, and the dead one's traffic is dropped (its Ray calls fail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ftactors.core import Deliver, Delivered, MsgId, Reply, Request, StateReport
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Who waits for a reply: a client, or a replica making a nested call.
+
+    Args:
+        group: the replica's group, or "" for a client.
+        name: the client's source name or the replica id.
+    """
+
+    group: str
+    name: str
+
+    @property
+    def is_client(self) -> bool:
+        """True for a client endpoint."""
+        return not self.group
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Router to replica: are you alive? (``RouterReady.pings``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Replica to router: alive."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    """Router to replica: send a StateReport (``RouterReady.queries``)."""
+
+
+ToReplicaMsg = Union[Deliver, Ping, StateQuery]
+ToRouterMsg = Union[Delivered, Pong, StateReport]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestArrives:
+    """A request (from a client or a nested call) reaches a group's router."""
+
+    group: str
+    request: Request
+    sender: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyArrives:
+    """A reply reaches the endpoint that waits for it."""
+
+    to: Endpoint
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class PullArrives:
+    """A backup asks the target router for a nested reply copy (``RouterCore.lookup``)."""
+
+    group: str
+    request: Request
+    sender: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ToReplica:
+    """Router incarnation ``incarnation`` of ``group`` to replica ``replica`` (FIFO, reliable)."""
+
+    group: str
+    incarnation: int
+    replica: str
+    msg: ToReplicaMsg
+
+
+@dataclass(frozen=True, slots=True)
+class ToRouter:
+    """Replica to router incarnation ``incarnation`` (FIFO, reliable while both live)."""
+
+    group: str
+    incarnation: int
+    replica: str
+    msg: ToRouterMsg
+
+
+@dataclass(frozen=True, slots=True)
+class FailureNotice:
+    """Ray's ActorDiedError: a call from the router to a dead replica failed."""
+
+    group: str
+    incarnation: int
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnReady:
+    """A replica asked for with ``RouterReady.spawns`` has started."""
+
+    group: str
+    incarnation: int
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopReplica:
+    """The host stops a retired replica."""
+
+    group: str
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouterRestart:
+    """A crashed router restarts and rebuilds itself from the surviving replicas."""
+
+    group: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class WakeReplica:
+    """A paused replica wakes up (its stale output must be fenced)."""
+
+    group: str
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRetry:
+    """A client's retransmission timer for request ``msg_id``."""
+
+    client: str
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
+class NestedRetry:
+    """A replica's retransmission (primary) or pull (backup) timer for a nested request."""
+
+    group: str
+    replica: str
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIssue:
+    """A client issues its next operation."""
+
+    client: str
+
+
+Event = Union[RequestArrives, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
+              StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, ClientIssue]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOp:
+    """One client operation, as the client saw it (for invariant I2).
+
+    Args:
+        client: the client.
+        group: the group called.
+        msg_id: its request id.
+        method: the method.
+        args: the arguments.
+        invoked: the tick it was first sent.
+        completed: the tick the reply arrived (None while pending).
+        position: where the group executed it.
+        value: the reply's value.
+    """
+
+    client: str
+    group: str
+    msg_id: MsgId
+    method: str
+    args: tuple
+    invoked: int
+    completed: Optional[int] = None
+    position: int = 0
+    value: object = None

@@ -1,0 +1,208 @@
+"""Invariants I1-I6, checked after every step and at the end of a run.
+
+* I1 agreement: the lineage logs (position, msg_id) of a group's members are
+  prefixes of one another; at quiescence the members' states are equal.
+* I2 linearizability: replaying a group's final order through a fresh model
+  (nested calls answered by the backend's replay) gives exactly the values
+  clients received, and that order respects real time. Small histories are
+  also checked by the Wing-Gong search (:mod:`ftactors.testing.linearizability`).
+* I3 exactly once: no message executes twice in a lineage; a router releases
+  a reply once per incarnation; all copies of a reply agree.
+* I4 durability: an operation whose reply a client received is in the group's
+  order at that position, for good.
+* I5 no extra messages when fault-free: no failover machinery runs, every
+  announcement reaches each backup exactly once, and a null message is never
+  sent while request copies wait for that backup.
+* I6 liveness: checked by :meth:`Simulator.run` (bounded completion after faults stop).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+
+from ftactors.core import Deliver, MsgId, Role
+from ftactors.testing.events import HistoryOp
+from ftactors.testing.hosts import InvariantViolation, ReplicaHost
+from ftactors.testing.linearizability import check_history
+from ftactors.testing.models import LogEntry, NestedCall, replay
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ftactors.testing.cluster import Simulator
+
+#: histories up to this many operations per group also get the Wing-Gong search
+WING_GONG_OPS_MAX = 12
+
+
+class Checker:
+    """Incremental and final invariant checks of one simulation.
+
+    Args:
+        sim: the simulator it watches.
+    """
+
+    def __init__(self, sim: "Simulator") -> None:
+        self.sim = sim
+        self.acked: Dict[str, Dict[int, MsgId]] = {g: {} for g in ("store", "front")}
+        self.dirty: set = set()
+
+    # ------------------------------------------------------------ per step
+
+    def _members(self, group: str) -> List[ReplicaHost]:
+        core = self.sim.routers[group].core
+        if core is None:
+            return []
+        hosts = self.sim.replicas[group]
+        return [hosts[m] for m in core.members if hosts[m].alive and hosts[m].core.role in (Role.PRIMARY, Role.BACKUP)]
+
+    def on_executed(self, host: ReplicaHost, entry: LogEntry) -> None:
+        """I4 at once: a member must not execute another message at an acknowledged position."""
+        self.dirty.add(host.group)
+        want = self.acked[host.group].get(entry.position)
+        if want is not None and want != entry.msg_id and host in self._members(host.group):
+            raise InvariantViolation(f"I4: {host.rid} executes {entry.msg_id} at {entry.position}, "
+                                     f"where the acknowledged {want} is")
+
+    def on_client_reply(self, op: HistoryOp) -> None:
+        """I4: remember where an acknowledged operation was executed; it must stay there."""
+        if op.position <= 0:
+            return
+        acked = self.acked[op.group]
+        prev = acked.setdefault(op.position, op.msg_id)
+        if prev != op.msg_id:
+            raise InvariantViolation(f"I4: position {op.position} of {op.group} acknowledged for {prev} and {op.msg_id}")
+        for host in self._members(op.group):
+            if len(host.log) >= op.position and host.log[op.position - 1].msg_id != op.msg_id:
+                raise InvariantViolation(f"I4: {host.rid} has {host.log[op.position - 1].msg_id} at "
+                                         f"{op.position}, acknowledged for {op.msg_id}")
+
+    def on_send(self, group: str, rid: str, deliver: Deliver) -> None:
+        """I5: a null message must not be sent while request copies wait for that replica."""
+        if not deliver.is_null or not deliver.announcements:
+            return
+        core = self.sim.routers[group].core
+        link = core.links.get(rid) if core is not None else None
+        if link is not None and link.requests:
+            raise InvariantViolation(f"I5: null message to {rid} while {len(link.requests)} request copies wait "
+                                     f"for it (announcements could ride on them)")
+
+    def after_step(self) -> None:
+        """I1 after every step in which something executed: members' logs are prefix-compatible."""
+        for group in self.dirty:
+            self._check_prefixes(group)
+        self.dirty.clear()
+
+    def _check_prefixes(self, group: str) -> None:
+        logs = [(h.rid, h.log) for h in self._members(group) if h.log]
+        if len(logs) < 2:
+            return
+        rid, longest = max(logs, key=lambda x: len(x[1]))
+        for other, log in logs:
+            if longest[: len(log)] != log:
+                at = next(i for i, (a, b) in enumerate(zip(longest, log)) if a != b)
+                raise InvariantViolation(f"I1: {group}: {other} and {rid} disagree at position {at + 1}: "
+                                         f"{log[at].msg_id} vs {longest[at].msg_id}")
+
+    # ------------------------------------------------------------ final
+
+    def final(self) -> None:
+        """All invariants on the quiescent system."""
+        answers: Dict[str, Dict[MsgId, Tuple[int, Any]]] = {}
+        logs = {g: self._final_log(g) for g in self.sim.groups}
+        for g in ("store", "front"):
+            if g in logs:
+                answers[g] = self._check_group(g, logs[g], answers.get("store", {}))
+        self._check_history(answers)
+        self._check_nested(logs, answers)
+        if not self.sim.options.faults:
+            for g in self.sim.groups:
+                self._check_fault_free(g)
+
+    def _final_log(self, group: str) -> List[LogEntry]:
+        members = self._members(group)
+        if not members:
+            raise InvariantViolation(f"I4: {group} has no live member at the end")
+        self._check_prefixes(group)
+        log = members[0].log
+        seen = set()
+        for e in log:
+            if e.msg_id in seen:
+                raise InvariantViolation(f"I3: {e.msg_id} twice in the order of {group}")
+            seen.add(e.msg_id)
+        return log
+
+    def _check_group(self, group: str, log: List[LogEntry],
+                     backend: Dict[MsgId, Tuple[int, Any]]) -> Dict[MsgId, Tuple[int, Any]]:
+        spec = self.sim.groups[group]
+        store_log = {e.msg_id: e for e in self._final_log("store")} if group == "front" else {}
+
+        def nested(mid: MsgId, call: NestedCall) -> Any:
+            entry = store_log.get(mid)
+            if entry is None or mid not in backend:
+                raise InvariantViolation(f"I4: nested call {mid} of {group} is not in the backend's order")
+            if (entry.method, entry.args) != (call.method, call.args):
+                raise InvariantViolation(f"I2: nested {mid} executed as {entry.method}{entry.args}, "
+                                         f"replay asks {call.method}{call.args}")
+            return backend[mid][1]
+
+        state, answers = replay(spec.model, group, log, nested)
+        want = spec.model.digest(state)
+        for host in self._members(group):
+            if self.sim.options.style == "semi-active" or host.core.role == Role.PRIMARY:
+                if spec.model.digest(host.state) != want:
+                    raise InvariantViolation(f"I1: {host.rid} state {host.state} differs from the replay {state}")
+        return answers
+
+    def _check_history(self, answers: Dict[str, Dict[MsgId, Tuple[int, Any]]]) -> None:
+        by_group: Dict[str, List[HistoryOp]] = {}
+        for op in self.sim.history:
+            got = answers[op.group].get(op.msg_id)
+            if got is None:
+                raise InvariantViolation(f"I4: acknowledged {op.msg_id} ({op.method}{op.args}) lost from {op.group}")
+            if got != (op.position, op.value):
+                raise InvariantViolation(f"I2: {op.msg_id} {op.method}{op.args} got {op.value!r} at "
+                                         f"{op.position}; the order gives {got[1]!r} at {got[0]}")
+            by_group.setdefault(op.group, []).append(op)
+        for group, ops in by_group.items():
+            self._check_real_time(group, ops)
+            if group == "store" and len(ops) <= WING_GONG_OPS_MAX and not self.sim.options.nested:
+                if not check_history(self.sim.groups[group].model, ops):
+                    raise InvariantViolation(f"I2: the history of {group} is not linearizable (Wing-Gong)")
+
+    @staticmethod
+    def _check_real_time(group: str, ops: List[HistoryOp]) -> None:
+        for a in ops:
+            for b in ops:
+                if a.completed is not None and a.completed < b.invoked and a.position >= b.position:
+                    raise InvariantViolation(f"I2: {group}: {a.msg_id} finished before {b.msg_id} began, "
+                                             f"yet is ordered after it ({a.position} >= {b.position})")
+
+    def _check_nested(self, logs: Dict[str, List[LogEntry]], answers: Dict[str, Dict[MsgId, Tuple[int, Any]]]) -> None:
+        for mid, answer in self.sim.nested_seen.items():
+            if answers["store"].get(mid) != answer:
+                raise InvariantViolation(f"I2: nested reply {mid}={answer} disagrees with the order "
+                                         f"{answers['store'].get(mid)}")
+        if "front" not in logs:
+            return
+        callers = {f"front|{e.msg_id.source}#{e.msg_id.seq}" for e in logs["front"]}
+        for e in logs["store"]:
+            if "|" in e.msg_id.source and e.msg_id.source not in callers:
+                raise InvariantViolation(f"I3: {e.msg_id} took effect in store but its caller never executed")
+
+    def _check_fault_free(self, group: str) -> None:
+        core = self.sim.routers[group].core
+        assert core is not None
+        c = core.counts
+        for name in ("view_changes", "failovers", "recovery_messages", "fenced", "joins", "divergences"):
+            if c.get(name, 0):
+                raise InvariantViolation(f"I5: fault-free run, yet {group} router counts {name}={c[name]}")
+        backups = len(core.members) - 1
+        primary = self.sim.replicas[group][core.members[0]]
+        sent = c["announcements_piggybacked"] + c["announcements_in_null"]
+        if sent != primary.core.executed_upto * backups:
+            raise InvariantViolation(f"I5: {group} sent {sent} announcements to {backups} backups for "
+                                     f"{primary.core.executed_upto} messages (each exactly once expected)")
+        retries = self.sim.counts["client_retries"] + self.sim.counts["nested_pulls"] + \
+            self.sim.counts["nested_sends"] + self.sim.counts["duplicated"]
+        if c["duplicates"] > retries:
+            raise InvariantViolation(f"I5: {group} saw {c['duplicates']} duplicates without retransmissions")
+

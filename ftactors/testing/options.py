@@ -1,0 +1,165 @@
+"""Swarm options: everything a simulation run varies, drawn from its seed.
+
+Swarm testing (Groce et al.; TigerBeetle's VOPR): instead of one fixed mix of
+faults, each seed also decides *which* faults and features are on, so rare
+combinations get runs where they are not drowned out by others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from ftactors.core import SCHEDULERS, CoreConfig
+
+STYLES = ("semi-active", "passive")
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """One simulation run's options (all drawn from ``seed`` by :func:`draw_options`).
+
+    Args:
+        seed: the seed that decides the run.
+        style: replication style.
+        scheduling: the primary's scheduler (a built-in name).
+        replicas: replicas per group at start (2-5).
+        model: the application model of the (backend) group.
+        nested: a frontend group calls the backend group (A -> B).
+        clients: client handles.
+        ops_per_client: operations each client issues, one at a time.
+        faults: False for a fault-free run (invariant I5 applies).
+        p_crash: per tick and group, probability of crashing a replica.
+        p_pause: per tick and group, probability of pausing a replica.
+        p_router_crash: per tick and group, probability of crashing the router.
+        p_drop: client<->router and group<->group loss probability.
+        p_dup: duplication probability on those links.
+        p_resources: per tick, probability of toggling resource availability.
+        delay_max: max delay (ticks) on client and group<->group links.
+        link_delay_max: max delay on router<->replica links (FIFO).
+        pause_max: longest pause (ticks); longer than the failure timeout it gets fenced.
+        retry_ticks: client and nested retransmission timeout.
+        safety_ticks: ticks with faults; afterwards only delays (liveness phase).
+        null_message_ticks: see CoreConfig.
+        heartbeat_ticks: see CoreConfig.
+        failure_timeout_ticks: see CoreConfig.
+        recovery_timeout_ticks: see CoreConfig.
+        checkpoint_every_messages: see CoreConfig (passive).
+        sequence_gap_ticks: see CoreConfig.
+    """
+
+    seed: int
+    style: str = "semi-active"
+    scheduling: str = "reception"
+    replicas: int = 3
+    model: str = "counter"
+    nested: bool = False
+    clients: int = 2
+    ops_per_client: int = 5
+    faults: bool = True
+    p_crash: float = 0.01
+    p_pause: float = 0.005
+    p_router_crash: float = 0.003
+    p_drop: float = 0.05
+    p_dup: float = 0.05
+    p_resources: float = 0.02
+    delay_max: int = 3
+    link_delay_max: int = 2
+    pause_max: int = 30
+    retry_ticks: int = 20
+    safety_ticks: int = 150
+    null_message_ticks: int = 2
+    heartbeat_ticks: int = 4
+    failure_timeout_ticks: int = 12
+    recovery_timeout_ticks: int = 10
+    checkpoint_every_messages: int = 2
+    sequence_gap_ticks: int = 6
+
+    def core_config(self) -> CoreConfig:
+        """The CoreConfig of every group in the run."""
+        wanted: Dict[str, Any] = dict(
+            style=self.style, checkpoint_every_messages=self.checkpoint_every_messages,
+            null_message_ticks=self.null_message_ticks, heartbeat_ticks=self.heartbeat_ticks,
+            failure_timeout_ticks=self.failure_timeout_ticks, recovery_timeout_ticks=self.recovery_timeout_ticks,
+            min_replicas=self.replicas, sequence_gap_ticks=self.sequence_gap_ticks,
+            log_max=1000, pending_max=1000, inflight_max=1000, reply_cache_max=1000, batch_max=8,
+        )
+        known = {f.name for f in dataclasses.fields(CoreConfig)}
+        return CoreConfig(**{k: v for k, v in wanted.items() if k in known})
+
+    @property
+    def liveness_bound_ticks(self) -> int:
+        """I6: once faults stop, every pending request completes within this many ticks.
+
+        Stated bound: detect a failure (failure timeout plus a heartbeat), run
+        recovery (recovery timeout, twice: router and a blocked new primary),
+        re-replicate, and let the client and nested retries (each up to
+        ``retry_ticks`` plus a round trip) go through, for the frontend and the
+        backend in turn, plus sequence-gap waits.
+        """
+        detect = self.failure_timeout_ticks + self.heartbeat_ticks
+        recover = 2 * self.recovery_timeout_ticks
+        retry = self.retry_ticks + 2 * self.delay_max + 4 * self.link_delay_max
+        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40
+
+    def describe(self) -> str:
+        """A one-line summary of the swarm choices."""
+        faults = (f"crash={self.p_crash:.3f} pause={self.p_pause:.3f} router={self.p_router_crash:.3f} "
+                  f"drop={self.p_drop:.2f} dup={self.p_dup:.2f}") if self.faults else "fault-free"
+        return (f"seed={self.seed} style={self.style} sched={self.scheduling} replicas={self.replicas} "
+                f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}")
+
+
+def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
+    """Draw a run's options from its seed (swarm testing).
+
+    Args:
+        seed: the run's seed.
+        style: force a replication style (the CLI's ``--style``), else drawn.
+        scheduling: force a scheduler, else drawn.
+
+    Returns:
+        The options; the same seed always gives the same options.
+    """
+    rng = random.Random(f"options-{seed}")
+    # draw every choice even when forced, so forcing one does not shift the others
+    drawn_style, drawn_scheduling = rng.choice(STYLES), rng.choice(sorted(SCHEDULERS))
+    faults = rng.random() < 0.85
+
+    def maybe(p_on: float, lo: float, hi: float) -> float:
+        return rng.uniform(lo, hi) if faults and rng.random() < p_on else 0.0
+
+    heartbeat = rng.randint(3, 5)
+    link_delay_max = rng.randint(1, 3)
+    # a healthy replica answers a ping within one round trip: the timeout must cover it
+    failure_timeout = heartbeat + 2 * link_delay_max + rng.randint(3, 12)
+    return SimOptions(
+        seed=seed,
+        style=style or drawn_style,
+        scheduling=scheduling or drawn_scheduling,
+        replicas=rng.randint(2, 5),
+        model=rng.choice(("counter", "bank", "kv")),
+        nested=rng.random() < 0.4,
+        clients=rng.randint(1, 4),
+        ops_per_client=rng.randint(3, 7),
+        faults=faults,
+        p_crash=maybe(0.6, 0.005, 0.03),
+        p_pause=maybe(0.4, 0.003, 0.02),
+        p_router_crash=maybe(0.35, 0.002, 0.015),
+        p_drop=maybe(0.6, 0.02, 0.2),
+        p_dup=maybe(0.5, 0.02, 0.2),
+        p_resources=rng.choice((0.0, 0.03)),
+        delay_max=rng.randint(1, 5),
+        link_delay_max=link_delay_max,
+        pause_max=rng.randint(5, 40),
+        retry_ticks=rng.randint(12, 30),
+        safety_ticks=rng.randint(60, 200),
+        null_message_ticks=rng.randint(1, 3),
+        heartbeat_ticks=heartbeat,
+        failure_timeout_ticks=failure_timeout,
+        recovery_timeout_ticks=rng.randint(6, 15),
+        checkpoint_every_messages=rng.randint(1, 4),
+        sequence_gap_ticks=rng.randint(3, 10),
+    )

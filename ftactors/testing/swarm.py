@@ -1,0 +1,111 @@
+"""Swarm runs: many seeds, each with its own options, and a replayable report.
+
+A failing seed prints itself and a one-line command that replays it exactly.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from ftactors.testing.cluster import RunResult, Simulator
+from ftactors.testing.hosts import InvariantViolation
+from ftactors.testing.options import SimOptions, draw_options
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failing seed.
+
+    Args:
+        seed: the seed.
+        options: the options drawn from it.
+        error: the invariant (or crash) message.
+        detail: the traceback, for ``-v``.
+    """
+
+    seed: int
+    options: SimOptions
+    error: str
+    detail: str
+
+    def replay_command(self) -> str:
+        """The one-line command that replays this seed."""
+        return (f"python -m ftactors.testing --replay {self.seed} --style {self.options.style} "
+                f"--scheduling {self.options.scheduling} -v")
+
+
+@dataclass(slots=True)
+class SwarmSummary:
+    """Totals of a swarm run."""
+
+    seeds: int = 0
+    ops: int = 0
+    ticks: int = 0
+    seconds: float = 0.0
+    failures: List[Failure] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line summary."""
+        rate = self.seeds / self.seconds if self.seconds else 0.0
+        return (f"{self.seeds} seeds, {len(self.failures)} failed, {self.ops} ops, {self.ticks} ticks "
+                f"in {self.seconds:.1f}s ({rate:.0f} seeds/s)")
+
+
+def run_seed(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None,
+             options: Optional[SimOptions] = None) -> RunResult:
+    """Run one seed to the end.
+
+    Args:
+        seed: the seed.
+        style: force a replication style.
+        scheduling: force a scheduler.
+        options: explicit options (overrides the drawn ones).
+
+    Returns:
+        The run's summary.
+
+    Raises:
+        InvariantViolation: an invariant broke.
+    """
+    return Simulator(options or draw_options(seed, style, scheduling)).run()
+
+
+def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, scheduling: Optional[str] = None,
+              on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0) -> SwarmSummary:
+    """Run ``seeds`` consecutive seeds from ``start``.
+
+    Args:
+        seeds: how many.
+        start: the first seed.
+        style: force a replication style.
+        scheduling: force a scheduler.
+        on_failure: called with each failure as it happens.
+        stop_after: stop after this many failures (0: never).
+
+    Returns:
+        The totals and failures.
+    """
+    summary = SwarmSummary()
+    began = time.perf_counter()
+    for seed in range(start, start + seeds):
+        opts = draw_options(seed, style, scheduling)
+        try:
+            result = Simulator(opts).run()
+        except Exception as exc:  # an invariant, or the core's own assertion: both fail the seed
+            kind = "" if isinstance(exc, InvariantViolation) else f"{type(exc).__name__}: "
+            failure = Failure(seed, opts, f"{kind}{exc}", traceback.format_exc())
+            summary.failures.append(failure)
+            if on_failure is not None:
+                on_failure(failure)
+            if stop_after and len(summary.failures) >= stop_after:
+                summary.seeds += 1
+                break
+        else:
+            summary.ops += result.ops
+            summary.ticks += result.ticks
+        summary.seeds += 1
+    summary.seconds = time.perf_counter() - began
+    return summary

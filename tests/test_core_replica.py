@@ -1,0 +1,145 @@
+"""ReplicaCore: the transition table, fencing, announced order, nested ids, acknowledgement."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytest
+
+from ftactors.core import (
+    Announcement,
+    Checkpoint,
+    ClientCore,
+    CoreConfig,
+    Deliver,
+    Execute,
+    MsgId,
+    NewView,
+    Outcome,
+    RemoteProtocolError,
+    ReplicaCore,
+    Request,
+    Role,
+    StaleViewError,
+)
+from ftactors.core.replica import TRANSITIONS
+
+CFG = CoreConfig()
+VIEW = NewView(1, ("g-r0", "g-r1"))
+
+
+def replica(rid: str = "g-r1", view: Optional[NewView] = VIEW) -> ReplicaCore:
+    return ReplicaCore("g", rid, CFG, "reception", view)
+
+
+def run(core: ReplicaCore) -> List[str]:
+    """Execute everything runnable; returns the executed msg ids in order."""
+    done = []
+    while (eff := core.next_effect()) is not None:
+        if isinstance(eff, Execute):
+            core.executed(eff.request.msg_id, Outcome(True, None))
+            done.append(str(eff.request.msg_id))
+    return done
+
+
+def ann(pos: int, mid: MsgId, view: int = 1) -> Announcement:
+    return Announcement("g", view, pos, mid)
+
+
+def test_table_has_no_primary_to_backup_demotion() -> None:
+    assert (Role.PRIMARY, "view_backup") not in TRANSITIONS
+    assert (Role.JOINING, "view_primary") not in TRANSITIONS
+
+
+def test_joining_replica_rejects_a_view_before_joining() -> None:
+    core = replica(view=None)
+    with pytest.raises(RemoteProtocolError, match="before join"):
+        core.deliver(Deliver(view=2, new_view=NewView(2, ("g-r0", "g-r1"))))
+    assert core.role == Role.JOINING
+
+
+def test_primary_demoted_to_backup_is_illegal() -> None:
+    core = replica("g-r0")
+    with pytest.raises(RemoteProtocolError, match="illegal view_backup"):
+        core.deliver(Deliver(view=2, new_view=NewView(2, ("g-r1", "g-r0"))))
+
+
+def test_join_into_a_view_as_primary_is_rejected() -> None:
+    core = replica("g-r2", view=None)
+    cp = Checkpoint("g", 1, 0, None, ())
+    with pytest.raises(RemoteProtocolError):
+        core.deliver(Deliver(view=2, new_view=NewView(2, ("g-r2", "g-r0")), checkpoint=cp, join=True))
+
+
+def test_stale_view_deliver_is_fenced() -> None:
+    core = replica()
+    core.deliver(Deliver(view=3, new_view=NewView(3, ("g-r0", "g-r1"))))
+    with pytest.raises(StaleViewError):
+        core.deliver(Deliver(view=2, requests=()))
+    assert core.counts["fenced"] == 1
+
+
+def test_view_jump_without_new_view_is_malformed() -> None:
+    with pytest.raises(RemoteProtocolError, match="without NewView"):
+        replica().deliver(Deliver(view=5))
+
+
+def test_backup_executes_announced_order_not_reception_order() -> None:
+    client = ClientCore("c")
+    a, b = client.request("g", "m"), client.request("g", "m")
+    core = replica()
+    core.deliver(Deliver(view=1, requests=(a, b)))
+    assert run(core) == []  # nothing announced yet
+    core.deliver(Deliver(view=1, announcements=(ann(1, b.msg_id), ann(2, a.msg_id))))
+    assert run(core) == ["c#2", "c#1"]
+
+
+def test_acknowledgement_applies_at_execution_not_reception() -> None:
+    """Regression: a copy of c#2 (ack_below=2) reached a backup before c#1 executed there."""
+    client = ClientCore("c")
+    first = client.request("g", "m")
+    from ftactors.core import Reply
+    client.on_reply(Reply(first.msg_id, "g", 1, 1, Outcome(True, None)))
+    second = client.request("g", "m")
+    assert second.ack_below == 2
+    core = replica()
+    core.deliver(Deliver(view=1, requests=(first, second)))
+    core.deliver(Deliver(view=1, announcements=(ann(1, first.msg_id), ann(2, second.msg_id))))
+    assert run(core) == ["c#1", "c#2"]
+    assert core.dedup.status(first.msg_id) == "forgotten"
+
+
+def test_nested_ids_do_not_depend_on_replica_history() -> None:
+    """Regression: nested MsgIds counted across executions, so a joined replica or a re-execution
+    numbered them differently and the callee executed the nested call twice."""
+    client = ClientCore("c")
+    old, new = client.request("g", "m"), client.request("g", "m")
+    veteran = replica("g-r0")
+    veteran.deliver(Deliver(view=1, requests=(old, new)))
+    ids = []
+    while (eff := veteran.next_effect()) is not None:
+        if isinstance(eff, Execute):
+            req, send = veteran.nested_request("h", "call")
+            assert send
+            if eff.request.msg_id == new.msg_id:
+                ids.append(req.msg_id)
+            veteran.executed(eff.request.msg_id, Outcome(True, None))
+    newcomer = replica("g-r1")
+    newcomer.deliver(Deliver(view=1, requests=(new,), announcements=(ann(1, new.msg_id),)))
+    eff = newcomer.next_effect()
+    assert isinstance(eff, Execute)
+    req, send = newcomer.nested_request("h", "call")
+    assert not send
+    assert req.msg_id == ids[0] == MsgId("g|c#2", 1)
+
+
+def test_executed_rejects_the_wrong_message() -> None:
+    from ftactors.core import LocalProtocolError
+    with pytest.raises(LocalProtocolError):
+        replica().executed(MsgId("c", 1), Outcome(True, None))
+
+
+def test_request_for_another_group_is_rejected() -> None:
+    bad = Request(ClientCore("c").request("h", "m").kind, MsgId("c", 1), "h", "m")
+    with pytest.raises(RemoteProtocolError):
+        replica().deliver(Deliver(view=1, requests=(bad,)))

@@ -1,0 +1,169 @@
+"""RouterCore: fencing of stale views, exactly-once release, zero extra messages, restart recovery."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import pytest
+
+from ftactors.core import (
+    Checkpoint,
+    ClientCore,
+    CoreConfig,
+    Delivered,
+    Execute,
+    NewView,
+    Outcome,
+    Phase,
+    ReplicaCore,
+    Reply,
+    RouterCore,
+    Snapshot,
+    StaleViewError,
+)
+
+MEMBERS = ("g-r0", "g-r1", "g-r2")
+
+
+class Group:
+    """A router and replicas wired synchronously (as in the smoke example): a counter."""
+
+    def __init__(self, cfg: CoreConfig, members=MEMBERS) -> None:
+        self.router = RouterCore("g", cfg, members)
+        self.reps: Dict[str, ReplicaCore] = {m: ReplicaCore("g", m, cfg, "reception", NewView(1, members))
+                                             for m in members}
+        self.state = {m: 0 for m in members}
+        self.released: List[Reply] = []
+        self.now = 0
+        self.null_while_loaded = 0
+
+    def answer(self, m: str, d) -> Delivered:
+        core = self.reps[m]
+        core.deliver(d)
+        while (e := core.next_effect()) is not None:
+            if isinstance(e, Execute):
+                self.state[m] += e.request.payload
+                core.executed(e.request.msg_id, Outcome(True, self.state[m]))
+            elif isinstance(e, Snapshot):
+                core.snapshot_taken(e.position, self.state[m], str(self.state[m]))
+        return core.take_delivered()
+
+    def pump(self, ticks: int = 1, alive=None) -> None:
+        for _ in range(ticks):
+            self.now += 1
+            self.router.tick(self.now)
+            r = self.router.ready()
+            self.released.extend(r.released)
+            for rid in r.pings:
+                self.router.on_pong(rid)
+            for rid in r.queries:
+                self.router.on_state_report(self.reps[rid].state_report())
+            for m, d in r.sends:
+                if alive is None or m in alive:
+                    self.router.on_delivered(self.answer(m, d))
+
+
+def test_exactly_once_release_and_cached_duplicate() -> None:
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    req = client.request("g", "add", payload=5)
+    assert g.router.submit(req) is None
+    g.pump(5)
+    assert [r.outcome.value for r in g.released] == [5]
+    again = g.router.submit(req)  # a retransmission after the release
+    assert again is not None and again.outcome.value == 5
+    g.pump(5)
+    assert len(g.released) == 1 and g.router.counts["duplicates"] == 1
+    assert g.state == {"g-r0": 5, "g-r1": 5, "g-r2": 5}
+
+
+def test_output_of_a_removed_primary_is_fenced() -> None:
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(4)
+    g.router.on_failure("g-r0")
+    g.pump(4)
+    assert g.router.primary != "g-r0"
+    stale = Reply(client.request("g", "add", payload=2).msg_id, "g", 1, 2, Outcome(True, 3))
+    before = len(g.released)
+    g.router.on_delivered(Delivered("g-r0", 1, replies=(stale,)))
+    g.router.on_delivered(Delivered("g-r1", 1, replies=(stale,)))  # old view, even from the new primary
+    g.pump(2)
+    assert len(g.released) == before
+    assert g.router.counts["fenced"] == 2
+
+
+def test_nested_request_from_a_deposed_primary_view_is_fenced() -> None:
+    g = Group(CoreConfig())
+    caller = ReplicaCore("h", "h-r0", CoreConfig(), "reception", NewView(3, ("h-r0",)))
+    req = ClientCore("c").request("h", "m")
+    caller.deliver(__import__("ftactors.core", fromlist=["Deliver"]).Deliver(view=3, requests=(req,)))
+    assert isinstance(caller.next_effect(), Execute)
+    new, _ = caller.nested_request("g", "add", payload=1)
+    g.router.submit(new)
+    from dataclasses import replace
+    with pytest.raises(StaleViewError):
+        g.router.submit(replace(new, source_view=2))
+
+
+def test_zero_null_messages_under_load() -> None:
+    """Claim 2: under load, announcements ride on request copies; no null message is needed."""
+    g = Group(CoreConfig(null_message_ticks=3))
+    clients = [ClientCore(f"c{i}") for i in range(4)]
+    for _ in range(40):
+        for c in clients:
+            g.router.submit(c.request("g", "add", payload=1))
+        g.pump(1)
+    assert g.router.counts["null_messages"] == 0
+    assert g.router.counts["announcements_piggybacked"] > 0
+    g.pump(20)  # load stops: the last announcements need null messages
+    c = g.router.counts
+    assert c["null_messages"] <= 2 * (len(MEMBERS) - 1)
+    assert c["announcements_piggybacked"] + c["announcements_in_null"] == 160 * (len(MEMBERS) - 1)
+    assert len(set(g.state.values())) == 1 and g.state["g-r0"] == 160
+    assert c["failovers"] == c["view_changes"] == c["recovery_messages"] == 0
+
+
+def test_rebuilt_router_recovers_and_keeps_the_undeposed_primary() -> None:
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)
+    g.router = RouterCore.rebuilt("g", CoreConfig(), MEMBERS, view=1, next_replica_index=3, now=g.now)
+    assert g.router.phase == Phase.RECOVERING
+    # the old primary's output of view 1 is still accepted while the new router recovers
+    late = Reply(client.request("g", "add", payload=2).msg_id, "g", 1, 2, Outcome(True, 3))
+    g.router.on_delivered(Delivered("g-r0", 1, replies=(late,)))
+    assert g.router.lookup(late.msg_id)[0] == "released"
+    g.pump(3)
+    assert g.router.phase == Phase.NORMAL and g.router.primary == "g-r0" and g.router.view == 2
+
+
+def test_retry_of_a_request_known_only_from_reports_is_answered() -> None:
+    """Regression: a restarted router knew a request from a StateReport, not who waited for it."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    req = client.request("g", "add", payload=7)
+    g.router.submit(req)
+    g.pump(1, alive={"g-r1", "g-r2"})  # copies reach the backups only; the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(1)  # reports: g-r1 and g-r2 hold the request
+    assert g.router.submit(req) is None  # the client's retry: someone waits now
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [req.msg_id]
+
+
+def test_join_waits_for_a_checkpoint_the_log_can_complete() -> None:
+    """Regression: a joiner admitted with a snapshot older than the trimmed log lost positions."""
+    g = Group(CoreConfig(style="passive", checkpoint_every_messages=100))
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)
+    assert g.router.trimmed == 1
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 0, 0, ()))  # older than the trimmed log
+    assert "g-r3" in g.router.joining and "g-r3" not in g.router.members
+    g.router._relay_checkpoint(Checkpoint("g", 1, 1, 1, ()))
+    assert "g-r3" in g.router.members

@@ -1,0 +1,105 @@
+"""The simulator catches planted bugs: its invariants can fail."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from ftactors.core import Execute, ReplicaCore, Role, RouterCore
+from ftactors.core.messages import Reply
+from ftactors.testing import SimOptions, Simulator, run_swarm
+from ftactors.testing.__main__ import main
+
+
+def _first_failure(seeds: int = 60, **kw: object) -> str:
+    summary = run_swarm(seeds, start=500, stop_after=1, **kw)  # type: ignore[arg-type]
+    assert summary.failures, "the planted bug went unnoticed"
+    return summary.failures[0].error
+
+
+def test_backup_executing_in_reception_order_breaks_agreement(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ReplicaCore._next_announced
+
+    def reception_order(self: ReplicaCore) -> Optional[Execute]:
+        if self.role == Role.BACKUP and self.requests:  # ignores the primary's announcements
+            return Execute(self.executed_upto + 1, next(iter(self.requests.values())), replay=True)
+        return original(self)
+
+    monkeypatch.setattr(ReplicaCore, "_next_announced", reception_order)
+    error = _first_failure(style="semi-active")
+    assert error.startswith(("I1", "I2", "I3", "I4")), error
+
+
+def test_router_releasing_a_reply_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = RouterCore._release
+
+    def release_twice(self: RouterCore, rep: Reply) -> None:
+        original(self, rep)
+        if rep in self._released:
+            self._released.append(rep)
+
+    monkeypatch.setattr(RouterCore, "_release", release_twice)
+    assert _first_failure().startswith("I3: router")
+
+
+def test_acknowledging_before_execution_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dedup bug the simulator found: a backup applied ack_below on reception."""
+    original = ReplicaCore._accept_request
+
+    def ack_early(self: ReplicaCore, req: object) -> None:
+        self.dedup.acknowledge(req.msg_id.source, req.ack_below)  # type: ignore[attr-defined]
+        original(self, req)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ReplicaCore, "_accept_request", ack_early)
+    assert "executed twice" in _first_failure(style="semi-active")
+
+
+def test_deposed_primary_output_accepted_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without fencing, a paused primary's stale replies reach clients."""
+    original = RouterCore.on_delivered
+
+    def no_fencing(self: RouterCore, d: object) -> None:
+        original(self, d)  # type: ignore[arg-type]
+        if d.replica not in self.links and d.replies:  # type: ignore[attr-defined]
+            for rep in d.replies:  # type: ignore[attr-defined]
+                if rep.msg_id not in self.replies:
+                    self.pending.add(rep.msg_id)
+                    self._release(rep)
+
+    monkeypatch.setattr(RouterCore, "on_delivered", no_fencing)
+    opts = SimOptions(seed=3, replicas=3, clients=3, ops_per_client=6, p_crash=0, p_pause=0, p_router_crash=0,
+                      p_drop=0, p_dup=0, safety_ticks=400, pause_max=60)
+    caught = 0
+    for seed in range(40):
+        sim = Simulator(SimOptions(**{**{f: getattr(opts, f) for f in opts.__slots__}, "seed": seed}))
+        for _ in range(15):
+            sim.step()
+        sim.pause_replica("store", "store-r0", ticks=60)  # far beyond failure_timeout_ticks
+        try:
+            sim.run()
+        except AssertionError:
+            caught += 1
+    assert caught > 0
+
+
+def test_cli_reports_failures_with_replay_command(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    original = RouterCore._release
+
+    def release_twice(self: RouterCore, rep: Reply) -> None:
+        original(self, rep)
+        if rep in self._released:
+            self._released.append(rep)
+
+    monkeypatch.setattr(RouterCore, "_release", release_twice)
+    assert main(["--seeds", "3", "--start", "10"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL seed=10" in out
+    assert "python -m ftactors.testing --replay 10 --style" in out
+    assert "3 seeds, 3 failed" in out
+
+
+def test_cli_passes_on_the_real_core(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "5", "--style", "passive"]) == 0
+    assert "5 seeds, 0 failed" in capsys.readouterr().out
