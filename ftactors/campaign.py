@@ -743,7 +743,7 @@ def faults_table(result: Result, console: Any) -> None:
     for c in ("at s", "fault", "victim", "pid", "waited s", "pause ms", "note"):
         t.add_column(c)
     for f in result.faults:
-        t.add_row("-" if f.at_s is None else f"{f.at_s:.2f}", f.kind, f.victim, str(f.pid) if f.pid > 0 else "",
+        t.add_row("-" if f.at_s is None else f"{f.at_s:.2f}", f.kind, f.victim.rsplit("-", 1)[-1], str(f.pid) if f.pid > 0 else "",
                   f"{f.waited_s:.2f}", "" if f.pause_s is None else f"{f.pause_s * 1000:.0f}", f.skipped)
     console.print(t)
 

@@ -16,6 +16,16 @@ from typing import Any, List, Optional, Union
 import click
 import typer
 
+try:  # typer >= 0.24 vendors click as typer._click
+    from typer._click import exceptions as _tc
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _tc = click.exceptions
+
+_USAGE_ERRORS = tuple({click.UsageError, _tc.UsageError})
+_CLICK_ERRORS = tuple({click.ClickException, _tc.ClickException})
+_EXITS = tuple({click.exceptions.Exit, typer.Exit})
+_ABORTS = tuple({click.exceptions.Abort, typer.Abort})
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
     help="ftactors: Ray actors that survive failures with their state intact.",
@@ -279,12 +289,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         rv: Union[int, None] = command.main(args=args, prog_name="ftactors", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except _EXITS as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _ABORTS:
         print("ftactors: aborted", file=sys.stderr)
         return 130
-    except click.UsageError as exc:
+    except _USAGE_ERRORS as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `ftactors` alone: the help was asked for
+            print(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+            return 0
+        if debug:
+            traceback.print_exc()
+        msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"ftactors: error: {' '.join(msg.split())}", file=sys.stderr)
+        return 2
+    except _CLICK_ERRORS as exc:
         if debug:
             traceback.print_exc()
         print(f"ftactors: error: {_one_line(exc)}", file=sys.stderr)

@@ -68,27 +68,26 @@ def _ago(t: Optional[float]) -> str:
 
 
 def render(rows: List[Dict[str, Any]], console: Any) -> None:
+    """Per group: a summary line, then a table of its replicas (fits 80 columns)."""
     from rich.table import Table
 
     if not rows:
         console.print("no replicated groups in this Ray cluster")
         return
-    t = Table(title=f"ftactors groups ({len(rows)})")
-    for c in ("group", "view", "style", "phase", "primary (node, pid)", "backups (node, pid)", "executed", "lag",
-              "failovers", "last failover"):
-        t.add_column(c)
+    console.print(f"[bold]{len(rows)} replicated group(s)[/]")
     for row in rows:
         if "error" in row:
-            t.add_row(row["group"], "-", "-", f"[red]{row['error']}[/]", "", "", "", "", "", "")
+            console.print(f"[bold]{row['group']}[/]  [red]router unreachable: {row['error']}[/]")
             continue
-
-        def fmt(r: Dict[str, Any]) -> str:
-            return f"{r['replica'].rsplit('-', 1)[-1]} ({r['node'][:8]}, {r['pid']})" + (" [red]![/]" if r["error"] else "")
-
-        prim = [r for r in row["replicas"] if r["role"] == "primary"]
-        backs = [r for r in row["replicas"] if r["role"] != "primary"]
-        t.add_row(row["group"], str(row["view"]), row["style"], row["phase"],
-                  ", ".join(fmt(r) for r in prim) or "-",
-                  "\n".join(fmt(r) for r in backs) + ("".join(f"\n{j} (joining)" for j in row["joining"])),
-                  str(row["executed"]), str(row["lag"]), str(row["failovers"]), _ago(row["last_failover_s"]))
-    console.print(t)
+        console.print(f"[bold]{row['group']}[/]  view {row['view']}  {row['style']}  {row['phase']}  "
+                      f"lag {row['lag']}  failovers {row['failovers']} (last: {_ago(row['last_failover_s'])})")
+        t = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 2, 0, 2))
+        for c in ("role", "replica", "node", "pid", "executed"):
+            t.add_column(c)
+        order = sorted(row["replicas"], key=lambda r: r["role"] != "primary")
+        for r in order:
+            t.add_row(r["role"] + (" [red](unreachable)[/]" if r["error"] else ""), r["replica"],
+                      (r["node"] or "")[:12], str(r["pid"]), str(r["executed"]))
+        for j in row["joining"]:
+            t.add_row("joining", j, "", "", "")
+        console.print(t)

@@ -717,7 +717,7 @@ def test_transition_tables_are_the_only_legal_moves() -> None:
     assert {(r.value, e): n.value for (r, e), n in REPLICA_TRANSITIONS.items()} == {
         ("primary", "view_primary"): "primary", ("primary", "view_removed"): "fenced",
         ("backup", "view_primary"): "primary", ("backup", "view_backup"): "backup",
-        ("backup", "view_removed"): "fenced", ("joining", "join"): "backup",
+        ("backup", "view_removed"): "fenced", ("backup", "join"): "backup", ("joining", "join"): "backup",
         ("joining", "view_removed"): "fenced", ("fenced", "join"): "backup",
         ("fenced", "view_removed"): "fenced",
     }

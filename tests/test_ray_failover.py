@@ -179,3 +179,69 @@ def test_hung_primary_is_detected_replaced_and_fenced(ray_local):
         assert ray.get(h.read.remote())["tokens"] == ["before", "during", "after"]
     finally:
         ftactors.shutdown(h)
+
+
+class Leaky:
+    """A method that breaks the determinism rule: it stores its own process id."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.where = 0
+
+    def add(self, token: str) -> int:
+        self.n += 1
+        return self.n
+
+    def poison(self) -> None:
+        import os
+
+        self.where = os.getpid()
+
+
+def test_divergent_backup_is_detected_and_repaired_by_state_transfer(ray_local):
+    h = ftactors.replicated(replicas=3, digest_every=5)(Leaky).remote()
+    try:
+        ray.get(h.poison.remote())
+        for i in range(12):
+            ray.get(h.add.remote(str(i)))
+
+        def repaired() -> bool:
+            ray.get(h.add.remote("x"))
+            info = ftactors.describe(h)
+            return len(info.diverged) >= 2 and converged(h, 3)
+
+        wait_for(repaired, timeout_s=60, what="both backups flagged as diverged and repaired")
+        assert ftactors.describe(h).counts["divergences"] >= 2
+    finally:
+        ftactors.shutdown(h)
+
+
+class Blob:
+    def __init__(self, mb: int) -> None:
+        self.data = bytearray(mb * 1024 * 1024)
+        self.n = 0
+
+    def add(self, token: str) -> int:
+        self.data[self.n % len(self.data)] = (self.n % 250) + 1
+        self.n += 1
+        return self.n
+
+    def read(self) -> dict:
+        return {"n": self.n, "sum": sum(self.data[: self.n + 1])}
+
+
+def test_passive_takeover_with_50mb_state(ray_local):
+    h = ftactors.replicated(replicas=2, style="passive", checkpoint_every=5, min_replicas=1,
+                            digest_every=0)(Blob).remote(50)
+    try:
+        for i in range(12):
+            ray.get(h.add.remote(str(i)))
+        before = ray.get(h.read.remote())
+        wait_for(lambda: ftactors.describe(h).counts["checkpoints"] >= 2, what="checkpoints")
+        chaos.kill_replica(h, "primary")
+        assert ray.get(h.add.remote("after"), timeout=120) == before["n"] + 1
+        after = ray.get(h.read.remote())
+        assert after["n"] == before["n"] + 1
+        assert after["sum"] >= before["sum"]
+    finally:
+        ftactors.shutdown(h)

@@ -26,7 +26,7 @@ __all__ = ["main", "MODES", "SYSTEM_NAMES"]
 SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "ftactors-semi-active",
                 "ftactors-passive", "pysyncobj"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
-SECTIONS = ["calls", "messages", "args", "scaling", "checkpoint", "failover", "memory"]
+SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint"]  # run in this order
 
 #: Sizes of each mode. rounds x (k sync calls + n pipelined calls) per system, and so on.
 MODES: Dict[str, Dict[str, Any]] = {
@@ -172,7 +172,7 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command, "mode": mode, "config": cfg, "targets": TARGETS,
         "systems": {}, "latency_samples_ms": {}, "failover": {}, "messages": {},
-        "scaling": {"replicas": [], "args": [], "checkpoint": []}, "memory": {},
+        "scaling": {"replicas": [], "args": [], "checkpoint": []}, "memory": {}, "health": {},
     }
     for name in wanted:
         results["systems"][name] = {k: None for k in (
@@ -231,57 +231,7 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
                 "ray-plain": 1, "ray-restart": 1, "naive-active": 3, "primary-backup-ack": 3,
                 "note": "Ray tasks per application call by construction (ftactors: measured ray_tasks_per_call)"}
 
-        if "args" in sections and "ftactors-semi-active" in systems:
-            log(f"[args] sync latency by argument size: {cfg['args']} bytes")
-            pair = [plain, systems["ftactors-semi-active"]]
-            for size in cfg["args"]:
-                rr = M.rounds(pair, 1, cfg["args_k"], 0, method="echo_len", args=(b"x" * size,), log=log)
-                for s in pair:
-                    results["scaling"]["args"].append({
-                        "system": s.name, "bytes": size,
-                        "latency_median_ms": statistics.median(rr.latencies[s.name]),
-                        "latency_p99_ms": M._pct(rr.latencies[s.name], 0.99),
-                        "latency_ratio": M.median_or_none(rr.lat_ratios.get(s.name))})
-
-        if "scaling" in sections:
-            log(f"[scaling] ftactors semi-active with {cfg['scaling']} replicas (vs ray-plain, same rounds)")
-            for r in cfg["scaling"]:
-                g = S.FtActors("semi-active", replicas=r)
-                g.name = f"ftactors-semi-active-x{r}"
-                g.start()
-                try:
-                    rr = M.rounds([plain, g], cfg["scaling_rounds"], cfg["scaling_k"], cfg["scaling_n"], log=log)
-                    results["scaling"]["replicas"].append({
-                        "system": "ftactors-semi-active", "replicas": r,
-                        "latency_median_ms": statistics.median(rr.latencies[g.name]),
-                        "latency_ratio": M.median_or_none(rr.lat_ratios.get(g.name)),
-                        "throughput_per_s": M.median_or_none(rr.tputs.get(g.name)),
-                        "throughput_ratio": M.median_or_none(rr.tput_ratios.get(g.name))})
-                finally:
-                    g.stop()
-
-        if "checkpoint" in sections:
-            log(f"[checkpoint] passive with a state of {cfg['checkpoint']} MiB, checkpoint_every=100")
-            for mib in cfg["checkpoint"]:
-                g = S.FtActors("passive", cls=S.BigBench, init_args=(mib * 2**20,), checkpoint_every=100)
-                g.name = f"ftactors-passive-{mib}MiB"
-                t0 = time.perf_counter()
-                g.start()
-                created = time.perf_counter() - t0
-                try:
-                    c0 = g.stats()["checkpoints"]
-                    rr = M.rounds([g], 1, cfg["checkpoint_k"], cfg["checkpoint_n"], log=log, reference="")
-                    c1 = g.stats()["checkpoints"]
-                    results["scaling"]["checkpoint"].append({
-                        "system": "ftactors-passive", "state_mib": mib, "checkpoint_every": 100,
-                        "create_s": round(created, 2),
-                        "latency_median_ms": statistics.median(rr.latencies[g.name]),
-                        "latency_p99_ms": M._pct(rr.latencies[g.name], 0.99),
-                        "throughput_per_s": M.median_or_none(rr.tputs.get(g.name)),
-                        "checkpoints": c1 - c0})
-                finally:
-                    g.stop()
-
+        health(results, systems, "after calls+messages")
         if "failover" in sections:
             for name in FAILOVER_SYSTEMS:
                 if name not in systems:
@@ -306,6 +256,71 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
             except Exception as exc:  # e.g. the group did not survive the failover section
                 log(f"  memory run failed: {exc!r}")
                 results["memory"] = {"error": repr(exc)}
+        health(results, systems, "after failover+memory")
+        try:
+            if "args" in sections and "ftactors-semi-active" in systems:
+                log(f"[args] sync latency by argument size: {cfg['args']} bytes")
+                pair = [plain, systems["ftactors-semi-active"]]
+                for size in cfg["args"]:
+                    rr = M.rounds(pair, 1, cfg["args_k"], 0, method="echo_len", args=(b"x" * size,), log=log)
+                    for s in pair:
+                        results["scaling"]["args"].append({
+                            "system": s.name, "bytes": size,
+                            "latency_median_ms": statistics.median(rr.latencies[s.name]),
+                            "latency_p99_ms": M._pct(rr.latencies[s.name], 0.99),
+                            "latency_ratio": M.median_or_none(rr.lat_ratios.get(s.name))})
+        except Exception as exc:  # report, keep going
+            log(f"  [args] failed: {exc!r}")
+            results["scaling"]["args_error"] = repr(exc)
+
+        try:
+            if "scaling" in sections:
+                log(f"[scaling] ftactors semi-active with {cfg['scaling']} replicas (vs ray-plain, same rounds)")
+                for r in cfg["scaling"]:
+                    g = S.FtActors("semi-active", replicas=r)
+                    g.name = f"ftactors-semi-active-x{r}"
+                    g.start()
+                    try:
+                        rr = M.rounds([plain, g], cfg["scaling_rounds"], cfg["scaling_k"], cfg["scaling_n"], log=log)
+                        results["scaling"]["replicas"].append({
+                            "system": "ftactors-semi-active", "replicas": r,
+                            "latency_median_ms": statistics.median(rr.latencies[g.name]),
+                            "latency_ratio": M.median_or_none(rr.lat_ratios.get(g.name)),
+                            "throughput_per_s": M.median_or_none(rr.tputs.get(g.name)),
+                            "throughput_ratio": M.median_or_none(rr.tput_ratios.get(g.name))})
+                    finally:
+                        g.stop()
+        except Exception as exc:  # report, keep going
+            log(f"  [scaling] failed: {exc!r}")
+            results["scaling"]["scaling_error"] = repr(exc)
+
+        try:
+            if "checkpoint" in sections:
+                log(f"[checkpoint] passive with a state of {cfg['checkpoint']} MiB, checkpoint_every=100")
+                for mib in cfg["checkpoint"]:
+                    g = S.FtActors("passive", cls=S.BigBench, init_args=(mib * 2**20,), checkpoint_every=100)
+                    g.name = f"ftactors-passive-{mib}MiB"
+                    t0 = time.perf_counter()
+                    g.start()
+                    created = time.perf_counter() - t0
+                    try:
+                        c0 = g.stats()["checkpoints"]
+                        rr = M.rounds([g], 1, cfg["checkpoint_k"], cfg["checkpoint_n"], log=log, reference="")
+                        c1 = g.stats()["checkpoints"]
+                        results["scaling"]["checkpoint"].append({
+                            "system": "ftactors-passive", "state_mib": mib, "checkpoint_every": 100,
+                            "create_s": round(created, 2),
+                            "latency_median_ms": statistics.median(rr.latencies[g.name]),
+                            "latency_p99_ms": M._pct(rr.latencies[g.name], 0.99),
+                            "throughput_per_s": M.median_or_none(rr.tputs.get(g.name)),
+                            "checkpoints": c1 - c0})
+                    finally:
+                        g.stop()
+        except Exception as exc:  # report, keep going
+            log(f"  [checkpoint] failed: {exc!r}")
+            results["scaling"]["checkpoint_error"] = repr(exc)
+
+        health(results, systems, "at the end")
     finally:
         for s in live:
             try:
@@ -316,6 +331,23 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
     results["elapsed_s"] = round(time.monotonic() - t_start, 1)
     results["verdicts"] = verdicts(results)
     return _nan_to_none(results)
+
+
+def health(results: Dict[str, Any], systems: Dict[str, Any], when: str) -> None:
+    """Snapshot ftactors' view-change counters: a view change nobody caused (no kill) is a false suspicion."""
+    for name in ("ftactors-semi-active", "ftactors-passive"):
+        if name not in systems:
+            continue
+        try:
+            import ftactors
+
+            info = ftactors.describe(systems[name].h, timeout_s=30)
+            snap = {k: info.counts.get(k, 0) for k in ("view_changes", "failovers", "joins", "resyncs",
+                                                        "divergences", "fenced")}
+            snap.update(view=info.view, phase=info.phase, replicas=len(info.replicas))
+        except Exception as exc:
+            snap = {"error": repr(exc)}
+        results.setdefault("health", {}).setdefault(name, []).append({"when": when, **snap})
 
 
 BOUNDS = {

@@ -244,7 +244,7 @@ def render_markdown(results: Dict[str, Any]) -> str:
     fo = results.get("failover") or {}
     if fo:
         lines += ["", "Failover details:", "",
-                  _md_row(["system", "kills", "calls", "caller errors", "retries", "router done after kill ms (median)",
+                  _md_row(["system", "kills", "calls", "caller errors", "retries", "router saw the death after ms (median)",
                            "back to full strength s (median)", "same reply twice"]), _md_row(["---"] * 8)]
         for name, f in fo.items():
             if "error" in f:
@@ -262,6 +262,16 @@ def render_markdown(results: Dict[str, Any]) -> str:
                       f"{mem['calls']} calls in {mem['seconds']} s; RSS {mem['rss_before_mib']} MiB before, "
                       f"{mem['rss_after_mib']} MiB after ({mem['growth_mib']:+} MiB, "
                       f"{mem.get('growth_bytes_per_call')} bytes/call)."]
+    hl = results.get("health") or {}
+    if hl:
+        lines += ["", "Health of the long-lived ftactors groups (counters; a view change without a kill is a "
+                      "false suspicion):", ""]
+        for name, snaps in hl.items():
+            lines.append(f"* {name}: " + "; ".join(
+                f"{x.get('when')}: " + (x["error"] if "error" in x else
+                                        f"view {x['view']}, {x['view_changes']} view changes, "
+                                        f"{x['failovers']} failovers, {x['joins']} joins, {x['resyncs']} resyncs, "
+                                        f"{x['divergences']} divergences") for x in snaps))
     lines += ["", "Plots: `latency.png`, `throughput.png`, `failover.png`, `scaling.png` in the `--out` directory."]
     return "\n".join(lines)
 

@@ -65,6 +65,7 @@ TRANSITIONS: Dict[Tuple[Role, str], Role] = {
     (Role.BACKUP, "view_primary"): Role.PRIMARY,
     (Role.BACKUP, "view_backup"): Role.BACKUP,
     (Role.BACKUP, "view_removed"): Role.FENCED,
+    (Role.BACKUP, "join"): Role.BACKUP,  # repaired by state transfer (its state diverged)
     (Role.JOINING, "join"): Role.BACKUP,
     (Role.JOINING, "view_removed"): Role.FENCED,
     (Role.FENCED, "join"): Role.BACKUP,

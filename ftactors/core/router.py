@@ -134,6 +134,7 @@ class RouterCore:
         self.links: Dict[str, _Link] = {m: _Link(last_heard=0) for m in members}
         self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
         self.spawning: Set[str] = set()  # asked for with ``spawns``, not yet started
+        self.resync: Set[str] = set()  # members whose state diverged: state transfer in place
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
         self.source_views: Dict[str, int] = {}
@@ -151,7 +152,7 @@ class RouterCore:
             "requests": 0, "replies": 0, "copies": 0, "duplicates": 0, "announcements_piggybacked": 0,
             "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
             "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
-            "divergences": 0, "delivers": 0, "resyncs": 0,
+            "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
         }
         for m in members:
             self.links[m].new_view = NewView(view, tuple(members))
@@ -205,8 +206,11 @@ class RouterCore:
 
     # ---------------------------------------------------------------- inputs
 
-    def submit(self, req: Request) -> Optional[Reply]:
+    def submit(self, req: Request, copy: bool = False) -> Optional[Reply]:
         """A request arrives from a client or a peer group.
+
+        ``copy`` marks a backup of the calling group fetching the reply copy of a
+        nested request its primary sends (claim 48): counted as a copy, not a duplicate.
 
         Returns:
             The cached reply if this is a duplicate of a released request; else None
@@ -225,10 +229,10 @@ class RouterCore:
                 self._merge_announcement(ann)
         mid = req.msg_id
         if mid in self.replies:
-            self.counts["duplicates"] += 1
+            self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
         if mid in self.pending or mid in self.requests:
-            self.counts["duplicates"] += 1
+            self.counts["reply_copies" if copy else "duplicates"] += 1
             if req.wants_reply and mid not in self.pending:
                 self.pending.add(mid)  # known from a StateReport (restarted router): now someone waits
             return None
@@ -449,6 +453,9 @@ class RouterCore:
         for name, link in self.links.items():
             if name != self.primary and self.config.style == "passive":
                 link.checkpoint = cp
+        for replica in sorted(self.resync):
+            self._transfer_state(replica, cp)
+        self.resync.clear()
         if self.joining and cp.position < self.trimmed:
             # older than the retained log (a promoted backup still replaying): the joiner
             # could not get the positions in between; ask for a newer snapshot
@@ -469,6 +476,18 @@ class RouterCore:
         link.anns_since = self.now if link.announcements else None
         self.links[replica] = link
 
+    def _transfer_state(self, replica: str, cp: Checkpoint) -> None:
+        """Send a member the checkpoint plus the retained log (it restores, then catches up)."""
+        link = self.links.get(replica)
+        if link is None or replica == self.primary or cp.position < self.trimmed:
+            return
+        link.new_view, link.join, link.checkpoint = NewView(self.view, tuple(self.members)), True, cp
+        link.requests = list(self.requests.values())
+        link.announcements = [self.order[p] for p in sorted(self.order) if p > cp.position]
+        link.anns_since = self.now if link.announcements else None
+        link.acked = cp.position
+        self.counts["resyncs"] += 1
+
     def _check_digests(self, d: Delivered) -> None:
         if d.replica == self.primary:
             return
@@ -477,8 +496,10 @@ class RouterCore:
             if ref is not None and ref != digest:
                 self.counts["divergences"] += 1
                 self.diverged.append((d.replica, pos))
-                self._remove_members({d.replica}, "diverged")
-                self.replica_started(d.replica)  # repaired by state transfer
+                del self.diverged[:-64]
+                self.resync.add(d.replica)  # repaired in place by state transfer, no view change
+                if self.primary is not None:
+                    self.links[self.primary].snapshot_wanted = True
                 return
 
     def _trim(self) -> None:
@@ -639,8 +660,14 @@ class RouterCore:
         anns = link.announcements if not is_primary or link.new_view else []
         due_null = bool(anns) and link.anns_since is not None and self.now - link.anns_since >= cfg.null_message_ticks
         wanted = link.snapshot_wanted and is_primary
-        if not (reqs or link.new_view or link.checkpoint or wanted or due_null):
+        # the primary may hold work that became possible later (a resource freed, a sequence
+        # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
+        poll = is_primary and bool(self.pending) and link.inflight == 0 and \
+            self.now - link.last_sent >= cfg.heartbeat_ticks
+        if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
             return None
+        if poll and not (reqs or link.new_view or link.checkpoint or wanted):
+            self.counts["polls"] += 1
         msg = Deliver(view=self.view, requests=tuple(reqs), announcements=tuple(anns),
                       new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
         del link.requests[: len(reqs)]

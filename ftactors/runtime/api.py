@@ -244,12 +244,20 @@ def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
     """A node id per replica (None: let Ray choose)."""
     if settings.placement == "pack":
         return [None] * n
-    nodes = [x["NodeID"] for x in ray.nodes() if x.get("Alive")]
+    nodes = alive_nodes()
     if settings.placement == "strict-spread" and len(nodes) < n:
         raise ConfigError(f"placement='strict-spread' needs {n} Ray nodes; the cluster has {len(nodes)}")
     if len(nodes) <= 1:
         return [None] * n
     return [nodes[i % len(nodes)] for i in range(n)]
+
+
+def alive_nodes() -> List[str]:
+    """Alive Ray node ids, worker nodes first: the head node (GCS) is the cluster's own single
+    point of failure, so the primary and the first backups go elsewhere when they can."""
+    alive = [x for x in ray.nodes() if x.get("Alive")]
+    alive.sort(key=lambda x: "node:__internal_head__" in x.get("Resources", {}))
+    return [x["NodeID"] for x in alive]
 
 
 def _strategy(node: Optional[str], strict: bool) -> Dict[str, Any]:
@@ -271,7 +279,7 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     handles = {
         rid: ray.remote(_Replica).options(
             name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
-            max_concurrency=s.primary_inflight_max + 8, **_strategy(nodes[i], strict), **rc._actor_options,
+            max_concurrency=s.primary_inflight_depth() + 8, **_strategy(nodes[i], strict), **rc._actor_options,
         ).remote(spec, rid, NewView(1, members))
         for i, rid in enumerate(members)
     }

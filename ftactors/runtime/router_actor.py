@@ -112,7 +112,7 @@ class _Router:
         """
         if self.core is None:  # no await before submit once started: submission order is kept
             await self._ensure_started()
-        cached = self.core.submit(req)  # raises GroupOverloadedError / StaleViewError
+        cached = self.core.submit(req, copy)  # raises GroupOverloadedError / StaleViewError
         if cached is not None:
             return unwrap(cached)
         if not req.wants_reply:
@@ -301,6 +301,7 @@ class _Router:
         self._kick()
 
     def _retire(self, rid: str) -> None:
+        log.warning("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
         handle = self.handles.pop(rid, None)
         self.nodes.pop(rid, None)
         if handle is not None:
@@ -320,7 +321,7 @@ class _Router:
             handle = ray.remote(_Replica).options(
                 name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
                 enable_task_events=False,
-                max_restarts=0, max_concurrency=self.settings.primary_inflight_max + 8, **options,
+                max_restarts=0, max_concurrency=self.settings.primary_inflight_depth() + 8, **options,
             ).remote(self.spec, rid, None)
             info = await handle.ready.remote()
         except Exception as exc:

@@ -42,7 +42,9 @@ class ReplicationSettings(BaseModel):
     log_max: int = Field(100_000, ge=1)
     inflight_max: int = Field(100_000, ge=1)
     batch_max: int = Field(512, ge=1)
-    primary_inflight_max: int = Field(1, ge=1)
+    primary_inflight_max: Optional[int] = Field(
+        None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
+        "8 otherwise, so the primary's scheduler sees every waiting call)")
 
     @field_validator("scheduling")
     @classmethod
@@ -62,6 +64,12 @@ class ReplicationSettings(BaseModel):
         """Seconds to ticks, at least 1."""
         return max(1, round(seconds / self.tick_s))
 
+    def primary_inflight_depth(self) -> int:
+        """Batches outstanding to the primary."""
+        if self.primary_inflight_max is not None:
+            return self.primary_inflight_max
+        return 1 if self.scheduling == "reception" else 8
+
     def core_config(self) -> CoreConfig:
         """The core's settings in ticks."""
         return CoreConfig(
@@ -76,7 +84,7 @@ class ReplicationSettings(BaseModel):
             pending_max=max(self.inflight_max, self.log_max),
             inflight_max=self.inflight_max,
             batch_max=self.batch_max,
-            primary_inflight_max=self.primary_inflight_max,
+            primary_inflight_max=self.primary_inflight_depth(),
             backup_inflight_max=1,
             digest_every_messages=self.digest_every,
             min_replicas=self.min_replicas or self.replicas,

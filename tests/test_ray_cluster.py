@@ -1,0 +1,63 @@
+"""Integration on a 3-node Ray cluster on one machine (``ray.cluster_utils.Cluster``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import ray
+
+import ftactors
+from tests.conftest import wait_for
+from tests.test_ray_failover import Counter, Load, check_exactly_once
+
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes, one CPU each, with fast node-failure detection."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    # a local ray.init() earlier in this process turned token auth on for the process
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="warning")
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+    os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def test_replicas_are_placed_on_distinct_nodes(cluster):
+    h = ftactors.replicated(replicas=3, placement="strict-spread")(Counter).remote()
+    try:
+        info = ftactors.describe(h)
+        assert len({r.node_id for r in info.replicas}) == 3
+        assert ray.get(h.add.remote("a")) == 1
+    finally:
+        ftactors.shutdown(h)
+
+
+def test_losing_the_primarys_node_loses_and_duplicates_nothing(cluster):
+    c, workers = cluster
+    h = ftactors.replicated(replicas=3, min_replicas=2)(Counter).remote()
+    try:
+        info = ftactors.describe(h)
+        by_id = {n.node_id: n for n in workers}
+        assert info.primary.node_id in by_id, "placement puts the primary on a worker node"
+        with Load(h, threads=2) as load:
+            load.wait_calls(30)
+            c.remove_node(by_id[info.primary.node_id], allow_graceful=False)
+            load.wait_calls(60)
+        check_exactly_once(h, load)
+        after = ftactors.describe(h)
+        assert after.primary.node_id != info.primary.node_id
+        assert after.counts["failovers"] >= 1
+        wait_for(lambda: len(ftactors.describe(h).replicas) >= 2, what="a working group on the surviving nodes")
+    finally:
+        ftactors.shutdown(h)
