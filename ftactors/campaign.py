@@ -315,6 +315,15 @@ class Result:
         }
 
 
+def _brief(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, unwrapping Ray's task errors."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
+
+
 def _is_ref(x: Any) -> bool:
     import ray
 
@@ -360,7 +369,7 @@ class Clients:
                 out = self.campaign.workload(self.handle, rng, index)
                 value = ray.get(out, timeout=self.call_timeout_s) if _is_ref(out) else out
             except Exception as exc:  # recorded in the history; checks decide
-                error, etype = f"{type(exc).__name__}: {exc}"[:500], type(exc).__name__
+                error, etype = _brief(exc), type(getattr(exc, "cause", None) or exc).__name__
                 if self.campaign.allowed_errors and isinstance(exc, self.campaign.allowed_errors):
                     etype = "allowed:" + etype
             op = Op(index, client, start, self.now(), value, error, etype)
@@ -633,17 +642,28 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
         converged = wait_until(settle, recover_timeout_s, 0.2)
         if not converged:
             violations.append(f"replicas did not converge within {recover_timeout_s:.0f}s: {agree[1]}")
-        info = ftactors.describe(handle, timeout_s=30)
+        failovers, style = -1, settings.style
+        try:
+            info = ftactors.describe(handle, timeout_s=30)
+            failovers, style = int(info.counts.get("failovers", 0)), info.style
+        except Exception as exc:
+            violations.append(f"describe() failed after the run: {_brief(exc)}")
         figures: Dict[str, Any] = {}
         if campaign.figures is not None:
-            figures = dict(campaign.figures(handle, history))
+            try:
+                figures = dict(campaign.figures(handle, history))
+            except Exception as exc:
+                violations.append(f"figures() raised {_brief(exc)}")
         if campaign.check is not None:
-            found = campaign.check(handle, history)
+            try:
+                found = campaign.check(handle, history)
+            except Exception as exc:  # e.g. the group is lost: that is a finding, not a crash
+                found = [f"check() raised {_brief(exc)}"]
             if not isinstance(found, (list, tuple)):
                 raise CampaignError(f"check() must return a list of violations, got {type(found).__name__}")
             violations += [str(v) for v in found]
-        return Result(campaign.name, seed, info.style, replicas, run_s, history, records, violations,
-                      int(info.counts.get("failovers", 0)), converged, figures)
+        return Result(campaign.name, seed, style, replicas, run_s, history, records, violations,
+                      failovers, converged, figures)
     finally:
         clients._stop.set()
         injector.close()

@@ -115,7 +115,7 @@ def plots(results: Dict[str, Any], out_dir: Path) -> List[Path]:
     if samples:
         fig, ax = plt.subplots(figsize=(10, 5))
         names = list(samples)
-        ax.boxplot([samples[n] for n in names], vert=False, whis=(1, 99), showfliers=False)
+        ax.boxplot([samples[n] for n in names], orientation="horizontal", whis=(1, 99), showfliers=False)
         ax.set_yticks(range(1, len(names) + 1), [_label(n, sysr.get(n, {})) for n in names])
         ax.set_xscale("log")
         ax.set_xlabel("synchronous call latency, ms (box: quartiles, whiskers: p1-p99)")

@@ -314,9 +314,17 @@ class RouterCore:
 
     def tick(self, now: int) -> None:
         """Advance time: failure detection and recovery timeouts."""
-        self.now = now
         cfg = self.config
+        gap = now - self.now
+        self.now = now
+        if gap > cfg.heartbeat_ticks:
+            # the router itself did not run (starved, paused): silence meanwhile proves nothing
+            for link in self.links.values():
+                link.last_heard += gap
         dead = {r for r, l in self.links.items() if now - l.last_heard > cfg.failure_timeout_ticks}
+        if dead and dead == set(self.links):
+            # every member silent at once points at the router's side; keep the freshest
+            dead.discard(max(self.links, key=lambda r: (self.links[r].last_heard, r == self.primary)))
         if dead:
             self._remove_members(dead, "timeout")
         if self.phase == Phase.RECOVERING and now - self.recovery_started > cfg.recovery_timeout_ticks:

@@ -33,7 +33,7 @@ class ReplicationSettings(BaseModel):
     min_replicas: Optional[int] = Field(None, ge=1, description="re-replicate below this (default: replicas)")
     placement: Literal["spread", "strict-spread", "pack"] = "spread"
     heartbeat_s: float = Field(0.1, gt=0)
-    failure_timeout_s: float = Field(1.0, gt=0)
+    failure_timeout_s: float = Field(2.0, gt=0)
     tick_s: float = Field(0.01, gt=0, le=1.0)
     digest_every: int = Field(200, ge=0, description="compare state digests every N messages (0: never)")
     max_message_bytes: int = Field(512 * 1024 * 1024, ge=1)
