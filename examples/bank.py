@@ -15,7 +15,7 @@ import time
 import ray
 
 import ftactors
-from ftactors import chaos
+from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 
@@ -69,7 +69,7 @@ def main() -> int:
     rounds = 1 if QUICK else 3
     for _ in range(rounds):
         time.sleep(2 if QUICK else 5)
-        victim = chaos.kill_replica(bank, "primary")
+        victim = kill_replica(bank, "primary")
         print(f"killed the primary {victim.replica_id} (pid {victim.pid}) after {len(acked)} transfers")
     time.sleep(2 if QUICK else 5)
     stop.set()

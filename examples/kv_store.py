@@ -9,7 +9,7 @@ import sys
 import ray
 
 import ftactors
-from ftactors import chaos
+from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 
@@ -52,7 +52,7 @@ def main() -> int:
     ray.get([kv.put.remote(f"k{i}", i) for i in range(n)])
     print(f"{n} keys written; primary is {ftactors.describe(kv).primary.replica_id}")
 
-    victim = chaos.kill_replica(kv, "primary")
+    victim = kill_replica(kv, "primary")
     print(f"killed the primary {victim.replica_id} (pid {victim.pid})")
     # compare-and-set increments: exactly once each, even across the failover
     assert all(ray.get([kv.cas.remote(f"k{i}", i, i + 1) for i in range(0, n, 2)]))

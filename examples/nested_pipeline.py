@@ -12,7 +12,7 @@ import sys
 import ray
 
 import ftactors
-from ftactors import chaos
+from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 
@@ -53,9 +53,9 @@ def main() -> int:
     n = 30 if QUICK else 200
     text = "the quick brown fox jumps over the lazy dog"
     refs = [front.ingest.remote(f"doc{i}", text) for i in range(n // 3)]
-    print(f"frontend primary {chaos.kill_replica(front, 'primary').replica_id} killed")
+    print(f"frontend primary {kill_replica(front, 'primary').replica_id} killed")
     refs += [front.ingest.remote(f"doc{i}", text) for i in range(n // 3, 2 * n // 3)]
-    print(f"store primary {chaos.kill_replica(store, 'primary').replica_id} killed")
+    print(f"store primary {kill_replica(store, 'primary').replica_id} killed")
     refs += [front.ingest.remote(f"doc{i}", text) for i in range(2 * n // 3, n)]
     positions = ray.get(refs, timeout=120)
     summary = ray.get(store.summary.remote())

@@ -16,7 +16,7 @@ import sys
 import ray
 
 import ftactors
-from ftactors import chaos
+from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 SIZE_MB = 16 if QUICK else 32
@@ -56,7 +56,7 @@ def main() -> int:
         refs.append(store.write.remote(block, byte))
         if i == n // 2:
             ray.get(refs)
-            victim = chaos.kill_replica(store, "primary")
+            victim = kill_replica(store, "primary")
             print(f"{SIZE_MB} MB state; killed the primary {victim.replica_id} after {i + 1} writes")
     ray.get(refs, timeout=300)
     same = ray.get(store.digest.remote()) == hashlib.sha256(model).hexdigest()

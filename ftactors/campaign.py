@@ -429,6 +429,13 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
         time.sleep(interval_s)
 
 
+def _check_pid(pid: Any, who: str) -> None:
+    """Refuse to signal anything but one other process (``describe`` reports pid -1 when it
+    could not reach a replica, and ``os.kill(-1, ...)`` would signal every process we own)."""
+    if not isinstance(pid, int) or pid <= 1 or pid == os.getpid():
+        raise CampaignError(f"{who}: no usable pid ({pid!r}); replica unreachable?")
+
+
 def _node_of_router(handle: Any) -> str:
     import ray
 
@@ -444,6 +451,7 @@ class Injector:
         self._timers: List[threading.Timer] = []
         self._paused: List[int] = []
         self._adders: List[threading.Thread] = []
+        self.notes: List[str] = []
 
     def inject(self, fault: Fault, record: FaultRecord) -> None:
         import ray
@@ -461,6 +469,7 @@ class Injector:
             index = 0 if role == "primary" else random.Random(fault.at_s).randrange(len(info.backups))
             victim = info.primary if role == "primary" else info.backups[index]
             record.victim, record.pid, record.node = victim.replica_id, victim.pid, victim.node_id[:8]
+            _check_pid(victim.pid, victim.replica_id)
             try:
                 os.kill(victim.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):  # not on this machine: let Ray kill the actor
@@ -468,11 +477,13 @@ class Injector:
         elif kind == "kill-router":
             pid = chaos.router_pid(self.handle)
             record.victim, record.pid = "router", pid
+            _check_pid(pid, "router")
             os.kill(pid, signal.SIGKILL)
         elif kind == "pause-primary":
             info = ftactors.describe(self.handle, timeout_s=15)
             victim = info.primary
             record.victim, record.pid, record.node = victim.replica_id, victim.pid, victim.node_id[:8]
+            _check_pid(victim.pid, victim.replica_id)
             os.kill(victim.pid, signal.SIGSTOP)
             self._paused.append(victim.pid)
             timer = threading.Timer(fault.pause_s, chaos.resume, args=(victim.pid,))
@@ -493,31 +504,30 @@ class Injector:
         info = ftactors.describe(self.handle, timeout_s=15)
         head = self.cluster.head_node.node_id
         router_node = _node_of_router(self.handle)
-        # Never the head (not tolerated), never the primary together with the router (not tolerated).
-        candidates = []
-        if info.primary and info.primary.node_id not in (head, router_node):
-            candidates.append(info.primary)
-        candidates += [b for b in info.backups if b.node_id != head]
+        # Never the head (not tolerated), never the primary together with the router (not tolerated);
+        # prefer a node without the router (a router restart is a second fault).
         by_id = {n.node_id: n for n in self.cluster.worker_nodes}
-        for victim in candidates:
+        order = []
+        if info.primary and info.primary.node_id not in (head, router_node):
+            order.append(info.primary)
+        order += [b for b in info.backups if b.node_id not in (head, router_node)]
+        order += [b for b in info.backups if b.node_id == router_node and b.node_id != head
+                  and not (info.primary and info.primary.node_id == router_node)]
+        for victim in order:
             node = by_id.get(victim.node_id)
             if node is None:
                 continue
-            if victim.node_id == router_node and info.primary and info.primary.node_id == router_node:
-                continue
             record.victim, record.pid, record.node = victim.replica_id, victim.pid, victim.node_id[:8]
             self.cluster.remove_node(node, allow_graceful=False)
-            adder = threading.Thread(target=self._add_node, daemon=True)
-            adder.start()
-            self._adders.append(adder)
+            self._add_node()  # in this (main) thread: Ray's Node registers signal handlers
             return
         record.skipped = "no replica on a removable worker node"
 
     def _add_node(self) -> None:
         try:
-            self.cluster.add_node(num_cpus=self.num_cpus_per_node)
-        except Exception:
-            pass
+            self.cluster.add_node(num_cpus=self.num_cpus_per_node, wait=False)
+        except Exception as exc:  # the campaign goes on with one node less
+            self.notes.append(f"a replacement node failed to start: {_brief(exc)}")
 
     def close(self) -> None:
         from ftactors import chaos
@@ -525,7 +535,8 @@ class Injector:
         for t in self._timers:
             t.cancel()
         for pid in self._paused:
-            chaos.resume(pid)
+            if isinstance(pid, int) and pid > 1:
+                chaos.resume(pid)
         for a in self._adders:
             a.join(timeout=60)
 
@@ -534,7 +545,7 @@ def caller_pauses(history: Sequence[Op], faults: Sequence[FaultRecord], end_s: f
     """Set each fault's ``pause_s``: the longest gap between completions overlapping [fault, fault+window]."""
     ends = sorted(op.end_s for op in history if op.ok)
     times = [f.at_s for f in faults if f.at_s is not None]
-    for i, f in enumerate(faults):
+    for f in faults:
         if f.at_s is None:
             continue
         later = [t for t in times if t > f.at_s]
@@ -572,7 +583,7 @@ class Progress:
 
     def update(self, elapsed_s: float, info: str) -> None:
         if self._p is not None:
-            self._p.update(self._task, completed=min(elapsed_s, self.total_s), info=info)
+            self._p.update(self._task, total=self.total_s, completed=min(elapsed_s, self.total_s), info=info)
 
     def __exit__(self, *exc: Any) -> None:
         if self._p is not None:
@@ -601,7 +612,7 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
                 last = f", last: {done[-1].kind} {done[-1].victim}" if done else ""
                 bar.update(clients.now(), f"{clients.completed} ops, {len(done)}/{len(records)} faults{last}")
 
-            for fault, record in zip(plan, records):
+            for fault, record in zip(plan, records, strict=True):
                 while clients.now() < fault.at_s:
                     tick()
                     time.sleep(min(0.2, max(0.0, fault.at_s - clients.now())))
@@ -620,6 +631,9 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
                     record.skipped = f"{type(exc).__name__}: {exc}"[:200]
                 log(f"{record.at_s}s {fault.kind} {record.victim} {record.skipped}")
                 tick()
+            if duration_s is None:  # --faults-max: watch the last fault's recovery for a while
+                end_s = max(end_s, clients.now() + 3.0)
+                bar.total_s = end_s
             while clients.now() < end_s:
                 tick()
                 time.sleep(0.2)
@@ -662,6 +676,8 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
             if not isinstance(found, (list, tuple)):
                 raise CampaignError(f"check() must return a list of violations, got {type(found).__name__}")
             violations += [str(v) for v in found]
+        if injector.notes:
+            figures["notes"] = list(injector.notes)
         return Result(campaign.name, seed, style, replicas, run_s, history, records, violations,
                       failovers, converged, figures)
     finally:
@@ -909,3 +925,33 @@ def _chaos_config_model() -> Any:
 
 
 ChaosConfig = _chaos_config_model()
+
+
+# ------------------------------------------------------------ safe faults
+
+
+def kill_replica(handle: Any, role: str = "primary", index: int = 0, timeout_s: float = 30.0) -> Any:
+    """SIGKILL a replica's process, like ``ftactors.chaos.kill_replica``, but only a real pid.
+
+    ``describe`` reports pid -1 for a replica it could not reach, and ``os.kill(-1, SIGKILL)``
+    would signal every process the user owns; this waits (up to ``timeout_s``) until the
+    replica's pid is known instead.
+
+    Returns:
+        The ``ReplicaInfo`` of the replica killed.
+
+    Raises:
+        CampaignError: no such replica with a known pid within ``timeout_s``.
+    """
+    import ftactors
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = ftactors.describe(handle, timeout_s=timeout_s)
+        victim = info.primary if role == "primary" else (info.backups[index] if index < len(info.backups) else None)
+        if victim is not None and isinstance(victim.pid, int) and victim.pid > 1 and victim.pid != os.getpid():
+            os.kill(victim.pid, signal.SIGKILL)
+            return victim
+        if time.monotonic() > deadline:
+            raise CampaignError(f"{handle.group}: no {role} with a known pid after {timeout_s:.0f}s")
+        time.sleep(0.1)

@@ -20,18 +20,27 @@ def pick(handle: ReplicatedHandle, role: str = "primary", index: int = 0) -> Rep
     """The primary, or the ``index``-th backup, of a group.
 
     Raises:
-        ValueError: no such replica.
+        ValueError: no such replica, or its process id is unknown (it did not answer).
     """
     info = describe(handle)
     if role == "primary":
         if info.primary is None:
             raise ValueError(f"{handle.group} has no primary")
-        return info.primary
-    if role == "backup":
+        victim = info.primary
+    elif role == "backup":
         if index >= len(info.backups):
             raise ValueError(f"{handle.group} has {len(info.backups)} backups")
-        return info.backups[index]
-    raise ValueError(f"role must be 'primary' or 'backup', got {role!r}")
+        victim = info.backups[index]
+    else:
+        raise ValueError(f"role must be 'primary' or 'backup', got {role!r}")
+    _check_pid(victim.pid, victim.replica_id)
+    return victim
+
+
+def _check_pid(pid: int, what: str) -> None:
+    """Refuse anything but a real process id: os.kill(-1 or 0, ...) signals every process."""
+    if not isinstance(pid, int) or pid <= 1:
+        raise ValueError(f"{what}: no valid process id ({pid!r}); not signalling")
 
 
 def kill_replica(handle: ReplicatedHandle, role: str = "primary", index: int = 0, how: str = "sigkill") -> ReplicaInfo:
@@ -51,12 +60,14 @@ def kill_replica(handle: ReplicatedHandle, role: str = "primary", index: int = 0
 def pause_replica(handle: ReplicatedHandle, role: str = "primary", index: int = 0) -> ReplicaInfo:
     """Stop a replica's process (SIGSTOP): it hangs without dying."""
     victim = pick(handle, role, index)
+    _check_pid(victim.pid, victim.replica_id)
     os.kill(victim.pid, signal.SIGSTOP)
     return victim
 
 
 def resume(pid: int) -> None:
     """Continue a process stopped by :func:`pause_replica` (SIGCONT); no error if it is gone."""
+    _check_pid(pid, "resume")
     try:
         os.kill(pid, signal.SIGCONT)
     except ProcessLookupError:
@@ -71,6 +82,7 @@ def router_pid(handle: ReplicatedHandle) -> int:
 def kill_router(handle: ReplicatedHandle) -> int:
     """SIGKILL the group's router; Ray restarts it. Returns the old pid."""
     pid = router_pid(handle)
+    _check_pid(pid, "router")
     os.kill(pid, signal.SIGKILL)
     return pid
 

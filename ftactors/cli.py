@@ -140,6 +140,8 @@ def chaos(
     The module defines CHAOS = ftactors.campaign.Campaign(target=<@ftactors.replicated class>,
     workload=workload(handle, rng, op_index), check=check(handle, history) -> [violations], args=(...)).
     """
+    from pydantic import ValidationError
+
     from ftactors.campaign import (ChaosConfig, faults_table, load_campaign, parse_faults, plan_faults,
                                    render_report, run, start_ray, stop_ray, write_outputs)
 
@@ -151,9 +153,9 @@ def chaos(
     merged.update({k: v for k, v in cli.items() if v is not None})
     try:
         cfg = ChaosConfig(**merged)
-    except Exception as exc:
-        errs = getattr(exc, "errors", lambda: [{"loc": (), "msg": str(exc)}])()
-        raise CliError(f"invalid option {'.'.join(map(str, errs[0]['loc']))!r}: {errs[0]['msg']}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CliError(f"invalid option {'.'.join(map(str, err['loc']))!r}: {err['msg']}") from None
     if not cfg.module:
         raise CliError("give the module: ftactors chaos path/to/module.py (or module: in --config)")
     kinds = parse_faults(cfg.faults if isinstance(cfg.faults, str) else list(cfg.faults))

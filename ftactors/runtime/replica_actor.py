@@ -12,6 +12,7 @@ drives are fed to the core at once, so the primary's scheduler sees them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import inspect
 import logging
@@ -78,21 +79,41 @@ def router_actor_name(group: str) -> str:
 _ADDR = re.compile(r"0x[0-9a-fA-F]+")
 
 
-def canonical(obj: Any, depth: int = 0) -> Any:
-    """A process-independent form of ``obj`` for digests (sets sorted, no addresses)."""
+def _feed(h: Any, obj: Any, depth: int = 0) -> None:
+    """Hash a process-independent form of ``obj``: sets sorted, no addresses, bytes streamed."""
     if depth > 50:
-        return "..."
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
-        return obj
-    if isinstance(obj, dict):
-        return ("d", tuple((canonical(k, depth + 1), canonical(v, depth + 1)) for k, v in obj.items()))
-    if isinstance(obj, (list, tuple)):
-        return (type(obj).__name__, tuple(canonical(v, depth + 1) for v in obj))
-    if isinstance(obj, (set, frozenset)):
-        return ("s", tuple(sorted((repr(canonical(v, depth + 1)) for v in obj))))
-    if hasattr(obj, "__dict__") and not inspect.isroutine(obj) and not inspect.isclass(obj):
-        return (type(obj).__qualname__, canonical(vars(obj), depth + 1))
-    return _ADDR.sub("0x", repr(obj))
+        h.update(b"...")
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        h.update(b"b%d:" % len(obj))
+        h.update(obj)
+    elif obj is None or isinstance(obj, (bool, int, float, str)):
+        h.update(repr(obj).encode())
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k, v in obj.items():
+            _feed(h, k, depth + 1)
+            _feed(h, v, depth + 1)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for v in obj:
+            _feed(h, v, depth + 1)
+        h.update(b"]")
+    elif isinstance(obj, (set, frozenset)):
+        parts = sorted(state_digest_of(v) for v in obj)
+        h.update(("s" + ",".join(parts)).encode())
+    elif hasattr(obj, "__dict__") and not inspect.isroutine(obj) and not inspect.isclass(obj):
+        h.update(type(obj).__qualname__.encode())
+        _feed(h, vars(obj), depth + 1)
+    else:
+        h.update(_ADDR.sub("0x", repr(obj)).encode())
+
+
+def state_digest_of(obj: Any) -> str:
+    """The digest of a value (see :func:`state_digest`)."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()[:16]
 
 
 def state_digest(obj: Any) -> str:
@@ -101,8 +122,7 @@ def state_digest(obj: Any) -> str:
     A class may define ``__ftactors_digest__()`` to supply its own.
     """
     custom = getattr(obj, "__ftactors_digest__", None)
-    data = custom() if callable(custom) else canonical(obj)
-    return hashlib.sha256(repr(data).encode()).hexdigest()[:16]
+    return state_digest_of(custom() if callable(custom) else obj)
 
 
 def portable_error(exc: BaseException) -> BaseException:
@@ -298,9 +318,15 @@ class _Replica:
         cp = msg.checkpoint
         if cp is None or not isinstance(cp.state, ray.ObjectRef):
             return msg
-        from dataclasses import replace
-
-        return replace(msg, checkpoint=replace(cp, state=ray.get(cp.state)))
+        try:
+            state = ray.get(cp.state, timeout=max(30.0, self.settings.failure_timeout_s))
+        except Exception as exc:  # its owner (a primary) died: keep the checkpoint already held
+            log.warning("[%s] %s: checkpoint at %d unreachable (%r); keeping the previous one",
+                        self.spec.group, self.replica_id, cp.position, exc)
+            if msg.join:
+                raise
+            return dataclasses.replace(msg, checkpoint=None)
+        return dataclasses.replace(msg, checkpoint=dataclasses.replace(cp, state=state))
 
 
 async def _await(awaitable: Any) -> Any:

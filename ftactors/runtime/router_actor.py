@@ -264,7 +264,8 @@ class _Router:
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
-        except _DEAD:
+        except _DEAD as exc:
+            log.warning("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
             self._failed(rid)
             return
         except Exception as exc:
@@ -288,7 +289,8 @@ class _Router:
     async def _query(self, rid: str) -> None:
         try:
             report = await self.handles[rid].state_report.remote()
-        except Exception:
+        except Exception as exc:
+            log.warning("[%s] replica %s did not report its state: %s", self.group, rid, exc)
             self._failed(rid)
             return
         self.core.on_state_report(report)
