@@ -412,7 +412,9 @@ def replicas_agree(handle: Any, replicas: int) -> Tuple[bool, str]:
     if info.style == "semi-active":
         digests = [r.state_digest for r in info.replicas]
         if len(set(digests)) != 1:
-            return False, f"state digests differ: {digests}"
+            detail = ", ".join(f"{r.replica_id} ({r.role}, executed {r.executed}): {r.state_digest}"
+                               for r in info.replicas)
+            return False, f"state digests differ: {detail}"
     return True, f"{len(info.replicas)} replicas at position {executed[0]}"
 
 

@@ -207,3 +207,12 @@ def test_handle_after_shutdown(ray_local):
         h.deposit.remote(1)
     with pytest.raises(ftactors.NotReplicatedError):
         ftactors.describe(object())
+
+
+def test_one_callers_pipelined_calls_run_in_submission_order(ray_local):
+    h = ftactors.replicated(replicas=2)(Account).remote()
+    try:
+        ray.get([h.note.remote(str(i)) for i in range(300)])
+        assert ray.get(h.notes.remote()) == [str(i) for i in range(300)]
+    finally:
+        ftactors.shutdown(h)

@@ -45,8 +45,11 @@ class CoreConfig:
             positions (0: never).
         min_replicas: the router asks for new replicas below this.
         carried_announcements_max: announcements a client carries back.
-        sequence_gap_ticks: sequence scheduling: how long a later message waits
-            for an earlier one of the same source.
+        sequence_gap_ticks: how long a later message of a source waits for an
+            earlier one (the router's per-source FIFO; sequence scheduling).
+        retain_executed_max: executed messages (with their announcements) each
+            replica keeps for recovery, so a restarted router can still bring a
+            lagging backup up to date.
     """
 
     style: str = "semi-active"
@@ -67,6 +70,7 @@ class CoreConfig:
     min_replicas: int = 2
     carried_announcements_max: int = 64
     sequence_gap_ticks: int = 20
+    retain_executed_max: int = 1024
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -75,7 +79,7 @@ class CoreConfig:
             "checkpoint_every_messages", "null_message_ticks", "heartbeat_ticks",
             "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "log_max",
             "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
-            "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks",
+            "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

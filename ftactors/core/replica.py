@@ -170,6 +170,7 @@ class ReplicaCore:
         self._snapshot_pending: Optional[bool] = None
         self._nested_count = 0
         self._reply_copies: "OrderedDict[MsgId, Reply]" = OrderedDict()
+        self._recent: "OrderedDict[int, Tuple[Announcement, Request]]" = OrderedDict()  # for recovery
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
         self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0}
         if initial_view is not None:
@@ -235,6 +236,9 @@ class ReplicaCore:
         self.dedup.acknowledge(msg_id.source, req.ack_below)
         self.executed_upto = self.app_position = ex.position
         self.order.pop(ex.position, None)
+        self._recent[ex.position] = (ann, req)
+        while len(self._recent) > self.config.retain_executed_max:
+            self._recent.popitem(last=False)
         self.next_seq[msg_id.source] = max(self.next_seq.get(msg_id.source, 1), msg_id.seq + 1)
         self.counts["executed"] += 1
         if self.role == Role.PRIMARY:
@@ -378,10 +382,11 @@ class ReplicaCore:
 
     def state_report(self) -> StateReport:
         """What this replica holds, for recovery (claim 65)."""
+        recent = list(self._recent.values())
         return StateReport(
             replica=self.replica_id, view=self.view, executed_position=self.executed_upto,
-            requests=tuple(self.requests.values()),
-            announcements=tuple(self.order[p] for p in sorted(self.order)),
+            requests=tuple(self.requests.values()) + tuple(req for _, req in recent),
+            announcements=tuple(ann for ann, _ in recent) + tuple(self.order[p] for p in sorted(self.order)),
         )
 
     def has_work(self) -> bool:
@@ -445,6 +450,7 @@ class ReplicaCore:
         self.view, self.members = msg.new_view.view, msg.new_view.members
 
     def _drop_all(self) -> None:
+        self._recent.clear()
         self.requests.clear()
         self.order.clear()
         self._sched = make_scheduler(self._scheduling)

@@ -135,6 +135,11 @@ class RouterCore:
         self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
         self.spawning: Set[str] = set()  # asked for with ``spawns``, not yet started
         self.resync: Set[str] = set()  # members whose state diverged: state transfer in place
+        # per-source FIFO: a source's requests are multicast in its sequence order, as a
+        # sync Ray actor runs one caller's calls (the transport may reorder them)
+        self.expect: Dict[str, int] = {}
+        self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
+        self.lenient = False  # a rebuilt router does not know where each source stands
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
         self.source_views: Dict[str, int] = {}
@@ -184,6 +189,7 @@ class RouterCore:
         # ...except from the primary of ``view``: nothing deposed it, and it keeps executing
         # what it already holds; its announcements must not be lost meanwhile
         core.rebuilt_primary = (members[0], view)
+        core.lenient = True
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
@@ -231,7 +237,7 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
-        if mid in self.pending or mid in self.requests:
+        if mid in self.pending or mid in self.requests or mid.seq in self.held.get(mid.source, ()):
             self.counts["reply_copies" if copy else "duplicates"] += 1
             if req.wants_reply and mid not in self.pending:
                 self.pending.add(mid)  # known from a StateReport (restarted router): now someone waits
@@ -241,6 +247,47 @@ class RouterCore:
             return None
         if len(self.pending) >= self.config.inflight_max:
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
+        if copy or req.source_view is not None:
+            self._accept(req)  # nested sources number calls per execution: no FIFO to keep
+        else:
+            self._in_order(req)
+        return None
+
+    def _in_order(self, req: Request) -> None:
+        """Accept a client's request in its sequence order; hold it while an earlier one is missing."""
+        src, seq = req.msg_id.source, req.msg_id.seq
+        expect = self.expect.get(src, seq if self.lenient else 1)
+        if seq > expect:
+            self.held.setdefault(src, {})[seq] = (req, self.now)
+            if req.wants_reply:
+                self.pending.add(req.msg_id)
+            return
+        self._accept(req)
+        if seq == expect:
+            self._drain(src, seq + 1)
+
+    def _drain(self, src: str, expect: int) -> None:
+        held = self.held.get(src, {})
+        while expect in held:
+            self._accept(held.pop(expect)[0])
+            expect += 1
+        self.expect.pop(src, None)
+        self.expect[src] = expect  # most recent last: the oldest sources are forgotten first
+        while len(self.expect) > self.config.inflight_max:
+            del self.expect[next(iter(self.expect))]
+        if not held:
+            self.held.pop(src, None)
+
+    def _release_gaps(self) -> None:
+        """A missing request (its caller died, or the transport lost it) holds the rest at most
+        ``sequence_gap_ticks``."""
+        for src in list(self.held):
+            held = self.held[src]
+            if held and min(t for _, t in held.values()) + self.config.sequence_gap_ticks <= self.now:
+                self._drain(src, min(held))
+
+    def _accept(self, req: Request) -> None:
+        mid = req.msg_id
         self.counts["requests"] += 1
         self.requests[mid] = req
         if req.wants_reply:
@@ -249,7 +296,6 @@ class RouterCore:
             if not link.requests:
                 link.reqs_since = self.now
             link.requests.append(req)
-        return None
 
     def on_delivered(self, d: Delivered) -> None:
         """A replica answered a Deliver."""
@@ -327,6 +373,8 @@ class RouterCore:
             dead.discard(max(self.links, key=lambda r: (self.links[r].last_heard, r == self.primary)))
         if dead:
             self._remove_members(dead, "timeout")
+        if self.held:
+            self._release_gaps()
         if self.phase == Phase.RECOVERING and now - self.recovery_started > cfg.recovery_timeout_ticks:
             missing = {r for r in self.links if r not in self.reports}
             if missing:
@@ -662,11 +710,12 @@ class RouterCore:
         cfg = self.config
         is_primary = name == self.primary
         reqs = link.requests[: cfg.batch_max]
-        if reqs and not is_primary and len(link.requests) < cfg.batch_max and not link.new_view and \
-                link.reqs_since is not None and self.now - link.reqs_since < cfg.relay_delay_ticks:
-            reqs = []  # relay to backups in batches, off the caller's critical path
         anns = link.announcements if not is_primary or link.new_view else []
         due_null = bool(anns) and link.anns_since is not None and self.now - link.anns_since >= cfg.null_message_ticks
+        going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
+        if reqs and not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
+                link.reqs_since is not None and self.now - link.reqs_since < cfg.relay_delay_ticks:
+            reqs = []  # relay to backups in batches, off the caller's critical path
         wanted = link.snapshot_wanted and is_primary
         # the primary may hold work that became possible later (a resource freed, a sequence
         # gap timed out): when callers wait and the link is idle, an empty Deliver collects it

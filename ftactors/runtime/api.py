@@ -30,18 +30,19 @@ from ftactors.runtime.settings import ReplicationSettings, load_settings
 log = logging.getLogger("ftactors")
 
 _client_lock = threading.Lock()
-_client: Optional[ClientCore] = None
+_clients: Dict[str, ClientCore] = {}  # one numbering per (process, group): the router keeps its FIFO
+_process_id = uuid.uuid4().hex[:16]
 
 #: Ray options that ftactors sets itself and a user may not.
 _RESERVED = {"max_restarts", "max_task_retries", "max_concurrency", "name", "lifetime", "get_if_exists"}
 
 
-def _next_request(**kwargs: Any) -> Any:
-    global _client
+def _next_request(group: str, **kwargs: Any) -> Any:
     with _client_lock:
-        if _client is None:
-            _client = ClientCore(f"c{uuid.uuid4().hex[:16]}")
-        return _client.request(track=False, **kwargs)
+        client = _clients.get(group)
+        if client is None:
+            client = _clients[group] = ClientCore(f"c{_process_id}.{len(_clients)}")
+        return client.request(group=group, track=False, **kwargs)
 
 
 @dataclass(frozen=True)

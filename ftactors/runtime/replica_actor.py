@@ -217,13 +217,15 @@ class _Replica:
     def info(self) -> Dict[str, Any]:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
+            # a digest taken mid-batch would not match the executed count: wait for the batch
+            self._cond.wait_for(lambda: not self._driving, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                digest = state_digest(self.obj) if not self._driving else self._last_digest
+                digest = state_digest(self.obj) if not self._driving else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
