@@ -70,7 +70,7 @@ class CoreConfig:
     min_replicas: int = 2
     carried_announcements_max: int = 64
     sequence_gap_ticks: int = 20
-    retain_executed_max: int = 1024
+    retain_executed_max: int = 256
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:

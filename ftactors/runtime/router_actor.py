@@ -93,6 +93,8 @@ class _Router:
             warnings.simplefilter("ignore")
             self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self.last_failover_s: Optional[float] = None
+        self.last_recovery_ms: Optional[float] = None  # failure seen -> new view installed
+        self._recovery_t0: Optional[float] = None
         self._epoch = uuid.uuid4().hex[:12]
         self._link_seq: Dict[str, int] = {}
 
@@ -138,6 +140,7 @@ class _Router:
         out["replicas"] = infos
         out["settings"] = self.spec.settings
         out["last_failover_s"] = self.last_failover_s
+        out["last_recovery_ms"] = self.last_recovery_ms
         out["handles"] = {rid: self.handles.get(rid) for rid in self.core.members}
         return out
 
@@ -236,7 +239,10 @@ class _Router:
         self._kick_scheduled = False
         if self.core is None or self._closed:
             return
-        failovers = self.core.counts["failovers"]
+        if self._recovery_t0 is not None and self.core.phase.value == "normal":
+            self.last_recovery_ms = 1000 * (time.monotonic() - self._recovery_t0)
+            log.info("[%s] recovered in %.0f ms (view %d)", self.group, self.last_recovery_ms, self.core.view)
+            self._recovery_t0 = None
         r = self.core.ready()
         loop = asyncio.get_running_loop()
         for rid, msg in r.sends:
@@ -258,8 +264,6 @@ class _Router:
             loop.create_task(self._spawn(rid))
         for rid in r.retired:
             self._retire(rid)
-        if self.core.counts["failovers"] != failovers:
-            self.last_failover_s = time.time()
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
@@ -299,7 +303,11 @@ class _Router:
     def _failed(self, rid: str) -> None:
         if rid in self.core.links or rid in self.core.joining:
             log.warning("[%s] replica %s failed", self.group, rid)
+        was_primary = rid == self.core.primary
         self.core.on_failure(rid)
+        if was_primary:
+            self.last_failover_s = time.time()
+            self._recovery_t0 = time.monotonic()
         self._kick()
 
     def _retire(self, rid: str) -> None:
