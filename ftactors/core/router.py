@@ -311,7 +311,7 @@ class RouterCore:
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)
         elif self.phase == Phase.RECOVERING and self.rebuilt_primary == (d.replica, d.view) and d.view == self.view:
-            self._from_rebuilt_primary(d)
+            self._take_order_and_replies(d)  # the undeposed primary of a rebuilt router
         elif d.replies or d.announcements:
             self.counts["fenced"] += 1  # a deposed primary's output: fenced off
         self._check_digests(d)
@@ -462,12 +462,7 @@ class RouterCore:
                 link.announcements.append(ann)
 
     def _from_primary(self, d: Delivered) -> None:
-        for ann in d.announcements:
-            if ann.group != self.group:
-                raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
-            self._merge_announcement(ann)
-        for rep in d.replies:
-            self._release(rep)
+        self._take_order_and_replies(d)
         if d.checkpoint is not None:
             self.counts["checkpoints"] += 1
             self._relay_checkpoint(d.checkpoint)
@@ -476,8 +471,9 @@ class RouterCore:
             while len(self.primary_digests) > 64:
                 self.primary_digests.popitem(last=False)
 
-    def _from_rebuilt_primary(self, d: Delivered) -> None:
-        """Output of the undeposed primary while a rebuilt router recovers: keep its order and replies."""
+    def _take_order_and_replies(self, d: Delivered) -> None:
+        """Merge the primary's announcements, then release its replies (in that order: a reply is
+        released only once the router holds the announcement that orders it)."""
         for ann in d.announcements:
             if ann.group != self.group:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")

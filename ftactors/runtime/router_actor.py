@@ -323,7 +323,8 @@ class _Router:
     async def _spawn(self, rid: str) -> None:
         """Create a replica on a node that holds no other replica of the group, if any."""
         options = dict(self.spec.actor_options)
-        node = self._free_node()
+        # ray.nodes() is a blocking GCS call: keep it off the event loop that serves callers
+        node = await asyncio.get_running_loop().run_in_executor(None, self._free_node)
         if node is not None:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
                 node, soft=self.settings.placement != "strict-spread")
