@@ -93,22 +93,16 @@ def demo(
 
 
 def _load_chaos_config(path: Path) -> Any:
-    import yaml
     from pydantic import ValidationError
 
     from ftactors.campaign import ChaosConfig
+    from ftactors.core.errors import ConfigError
+    from ftactors.runtime.settings import read_yaml_section
 
-    if not path.is_file():
-        raise CliError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a mapping at the top level")
-    data = data.get("chaos", data)
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: the chaos: section must be a mapping")
+        data = read_yaml_section(path, "chaos")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     try:
         return ChaosConfig(**data)
     except ValidationError as exc:

@@ -91,6 +91,27 @@ class ReplicationSettings(BaseModel):
         )
 
 
+def read_yaml_section(path: Union[str, Path], section: str) -> Dict[str, Any]:
+    """A YAML file's ``section:`` mapping, or its top level when it has no such section.
+
+    Raises:
+        ConfigError: a missing file, bad YAML, or a section that is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = loaded.get(section, loaded)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the {section}: section must be a mapping")
+    return dict(data)
+
+
 def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overrides: Any) -> ReplicationSettings:
     """Build settings from a YAML file or dict, then keyword overrides.
 
@@ -106,16 +127,7 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
     """
     data: Dict[str, Any] = {}
     if isinstance(config, (str, Path)):
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = dict(loaded.get("replication", loaded))
+        data = read_yaml_section(config, "replication")
     elif isinstance(config, dict):
         data = dict(config)
     elif config is not None:
