@@ -50,10 +50,14 @@ def test_losing_the_primarys_node_loses_and_duplicates_nothing(cluster):
         info = ftactors.describe(h)
         by_id = {n.node_id: n for n in workers}
         assert info.primary.node_id in by_id, "placement puts the primary on a worker node"
+        removed = info.primary.node_id
         with Load(h, threads=2) as load:
             load.wait_calls(30)
-            c.remove_node(by_id[info.primary.node_id], allow_graceful=False)
-            load.wait_calls(60)
+            c.remove_node(by_id[removed], allow_graceful=False)
+            # the node's processes may outlive its raylet briefly: wait for the failover itself
+            wait_for(lambda: ftactors.describe(h).primary.node_id != removed, timeout_s=90,
+                     what="the primary to move off the removed node")
+            load.wait_calls(30)
         check_exactly_once(h, load)
         after = ftactors.describe(h)
         assert after.primary.node_id != info.primary.node_id
