@@ -61,7 +61,8 @@ def test_losing_the_primarys_node_loses_and_duplicates_nothing(cluster):
         check_exactly_once(h, load)
         after = ftactors.describe(h)
         assert after.primary.node_id != info.primary.node_id
-        assert after.counts["failovers"] >= 1
+        # a new view (counters may restart if the router shared the lost node; the view survives)
+        assert after.view > info.view
         wait_for(lambda: len(ftactors.describe(h).replicas) >= 2, what="a working group on the surviving nodes")
     finally:
         ftactors.shutdown(h)
