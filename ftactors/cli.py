@@ -97,7 +97,7 @@ def _load_chaos_config(path: Path) -> Any:
 
     from ftactors.campaign import ChaosConfig
     from ftactors.core.errors import ConfigError
-    from ftactors.runtime.settings import read_yaml_section
+    from ftactors.runtime.settings import first_error, read_yaml_section
 
     try:
         data = read_yaml_section(path, "chaos")
@@ -106,9 +106,8 @@ def _load_chaos_config(path: Path) -> Any:
     try:
         return ChaosConfig(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "chaos"
-        raise CliError(f"{path}: invalid field {loc!r}: {err['msg']}") from None
+        loc, msg = first_error(exc, "chaos")
+        raise CliError(f"{path}: invalid field {loc!r}: {msg}") from None
 
 
 @app.command()

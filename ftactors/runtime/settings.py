@@ -6,7 +6,7 @@ Seconds here are converted to the core's ticks with ``tick_s``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -91,6 +91,12 @@ class ReplicationSettings(BaseModel):
         )
 
 
+def first_error(exc: ValidationError, default: str) -> Tuple[str, str]:
+    """The first problem of a validation error: (dotted field name, message)."""
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"]) or default, err["msg"]
+
+
 def read_yaml_section(path: Union[str, Path], section: str) -> Dict[str, Any]:
     """A YAML file's ``section:`` mapping, or its top level when it has no such section.
 
@@ -136,6 +142,5 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
     try:
         return ReplicationSettings(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid replication setting {field!r}: {first['msg']}") from None
+        field, msg = first_error(exc, "settings")
+        raise ConfigError(f"invalid replication setting {field!r}: {msg}") from None
