@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import ftactors, ray, pyt
   echo "[run.sh] setting up .venv (first run only)..." >&2
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,bench]'
+  .venv/bin/python -m pip install -q -e '.[test,bench,metrics]'
 fi
 cmd=${1:-help}; shift || true
 case "$cmd" in

@@ -607,6 +607,7 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
     injector = Injector(handle, cluster)
     clients = Clients(campaign, handle, seed, call_timeout_s)
     try:
+        start_nodes = len({r.node_id for r in ftactors.describe(handle, timeout_s=30).replicas})
         clients.start()
         with Progress(end_s, progress, label) as bar:
             def tick() -> None:
@@ -678,6 +679,7 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
             if not isinstance(found, (list, tuple)):
                 raise CampaignError(f"check() must return a list of violations, got {type(found).__name__}")
             violations += [str(v) for v in found]
+        figures["replica_nodes_at_start"] = start_nodes
         if injector.notes:
             figures["notes"] = list(injector.notes)
         return Result(campaign.name, seed, style, replicas, run_s, history, records, violations,

@@ -253,3 +253,39 @@ def test_passive_takeover_with_50mb_state(ray_local):
         assert after["sum"] >= before["sum"]
     finally:
         ftactors.shutdown(h)
+
+
+def test_replicas_spawned_by_rereplication_exit_when_their_router_is_gone(ray_local):
+    """Re-replicated replicas are detached actors: they must not outlive their group's router
+    (a driver that exits without ftactors.shutdown destroys the router it owns)."""
+    from ftactors.runtime.replica_actor import replica_actor_name
+
+    h = ftactors.replicated(replicas=3, orphan_timeout_s=1.0)(Counter).remote()
+    ray.get(h.add.remote("a"))
+    victim = chaos.kill_replica(h, "backup")
+    def rereplicated():
+        i = ftactors.describe(h)
+        ids = [r.replica_id for r in i.replicas]
+        return i if len(ids) == 3 and victim.replica_id not in ids and not i.joining else None
+
+    info = wait_for(rereplicated, timeout_s=60, what="re-replication back to 3")
+    spawned = [r.replica_id for r in info.replicas if r.replica_id != victim.replica_id
+               and r.replica_id not in {f"{h._group}-r{i}" for i in range(3)}]
+    assert len(spawned) == 1, info.replicas
+    ns = ray.get_runtime_context().namespace
+    ray.get_actor(replica_actor_name(h._group, spawned[0]), namespace=ns)  # alive while the group is
+    ray.kill(h._router, no_restart=True)  # what the driver's exit does to the router it owns
+
+    def gone() -> bool:
+        try:
+            ray.get_actor(replica_actor_name(h._group, spawned[0]), namespace=ns)
+            return False
+        except ValueError:
+            return True
+
+    wait_for(gone, timeout_s=30, interval_s=0.2, what="the orphaned replica to exit")
+    for rid in {f"{h._group}-r{i}" for i in range(3)} - {victim.replica_id}:  # owned by this driver
+        try:
+            ray.kill(ray.get_actor(replica_actor_name(h._group, rid), namespace=ns), no_restart=True)
+        except ValueError:
+            pass

@@ -66,6 +66,9 @@ def test_nested_calls_take_effect_once_with_backups_using_reply_copies(ray_local
         assert ray.get(store.read.remote())["tokens"] == [f"t{i}" for i in range(10)] + ["last"]
         if style == "semi-active":
             assert len({r.state_digest for r in ftactors.describe(front).replicas}) == 1
+        # claims 66/67: the store's replies carried its announcements to the frontend, whose
+        # later nested requests carried them back to the store's router (and on to its backups)
+        assert ftactors.describe(store).counts["announcements_carried_back"] >= 5
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sections", metavar="LIST", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     ap.add_argument("--kills", type=int, help="primary kills per system in the failover section")
     ap.add_argument("--memory-seconds", type=float, help="length of the memory run")
+    ap.add_argument("--memory-calls", type=int, help="memory run by call count instead (e.g. 1000000)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     ap.add_argument("--update-docs", action="store_true", help="fill the results section of docs/benchmarks.md")
     ap.add_argument("--docs", metavar="PATH", default=None, help="the benchmarks page (docs/benchmarks.md)")
@@ -249,10 +250,12 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
                     lost=fo["lost"], duplicated=fo["duplicated"], state_kept=fo["state_kept"])
 
         if "memory" in sections and "ftactors-semi-active" in systems:
-            log(f"[memory] ftactors semi-active: pipelined calls for {cfg['memory_s']:.0f}s")
+            length = f"{args.memory_calls} calls" if args.memory_calls else f"{cfg['memory_s']:.0f}s"
+            log(f"[memory] ftactors semi-active: pipelined calls, {length}")
             try:
                 results["memory"] = M.memory_run(systems["ftactors-semi-active"], cfg["memory_s"],
-                                                 warmup_calls=cfg["memory_warmup"], log=log)
+                                                 warmup_calls=cfg["memory_warmup"], log=log,
+                                                 calls_max=args.memory_calls)
             except Exception as exc:  # e.g. the group did not survive the failover section
                 log(f"  memory run failed: {exc!r}")
                 results["memory"] = {"error": repr(exc)}

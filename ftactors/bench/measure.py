@@ -244,27 +244,47 @@ def rss_mib(pids: List[int]) -> Dict[int, float]:
 
 
 def memory_run(system: FtActors, seconds: float, window: int = 200, warmup_calls: int = 2000,
-               log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """RSS of the group's processes after a warm-up and after ``seconds`` of pipelined calls."""
+               log: Callable[[str], None] = print, calls_max: Optional[int] = None) -> Dict[str, Any]:
+    """RSS of the group's processes after a warm-up and after pipelined calls.
+
+    Args:
+        system: the ftactors group to drive.
+        seconds: how long to call, unless ``calls_max`` is given.
+        window: calls in flight per batch.
+        warmup_calls: calls before the first RSS sample.
+        log: progress sink.
+        calls_max: if set, call exactly this many times (rounded up to ``window``) and ignore ``seconds``.
+
+    Returns:
+        RSS before and after (MiB), growth per call, and samples over time.
+    """
     for _ in range(max(1, warmup_calls // window)):
         system.pipelined("inc", [(1,)] * window)
     pids = system.pids()
     before = rss_mib(pids)
     samples = [(0.0, sum(before.values()))]
     calls, t0 = 0, time.monotonic()
-    next_sample = t0 + max(1.0, seconds / 20)
-    while time.monotonic() - t0 < seconds:
+    period_s = max(1.0, seconds / 20) if calls_max is None else 10.0
+    next_sample = t0 + period_s
+
+    def more() -> bool:
+        return calls < calls_max if calls_max is not None else time.monotonic() - t0 < seconds
+
+    while more():
         system.pipelined("inc", [(1,)] * window)
         calls += window
         if time.monotonic() >= next_sample:
             samples.append((time.monotonic() - t0, sum(rss_mib(pids).values())))
-            next_sample += max(1.0, seconds / 20)
+            next_sample += period_s
+            if calls_max is not None:
+                log(f"  memory: {calls} calls, RSS {samples[-1][1]:.0f} MiB")
     after = rss_mib(pids)
     elapsed = time.monotonic() - t0
     tb, ta = sum(before.values()), sum(after.get(p, 0.0) for p in before)
     out = {"system": system.name, "calls": calls, "seconds": round(elapsed, 1), "processes": len(before),
            "rss_before_mib": round(tb, 1), "rss_after_mib": round(ta, 1), "growth_mib": round(ta - tb, 1),
            "growth_bytes_per_call": round((ta - tb) * 2**20 / calls, 1) if calls else None,
+           "rss_by_pid_mib": {str(p): [round(before[p], 1), round(after.get(p, 0.0), 1)] for p in before},
            "samples": [(round(t, 1), round(m, 1)) for t, m in samples]}
     log(f"  memory {system.name}: {calls} calls in {elapsed:.0f}s; RSS {tb:.0f} -> {ta:.0f} MiB "
         f"({ta - tb:+.0f} MiB over {len(before)} processes)")

@@ -316,8 +316,21 @@ class ReplicaCore:
         It is consumed at once (claim 48); the callee's announcements it carries
         are kept to be carried back on the next request to that group (claim 66).
         """
-        carry = self._carry.setdefault(reply.group, OrderedDict())
-        for ann in reply.announcements:
+        self.carry_back(reply.group, reply.announcements)
+
+    def carry_back(self, group: str, announcements: Tuple[Announcement, ...]) -> None:
+        """Keep announcements of ``group`` (from its reply to a nested request) to carry back
+        on the next request to it (claim 66). Hosts that learn a reply's announcements apart
+        from its value feed them here. At most ``carried_announcements_max`` are kept.
+
+        Args:
+            group: the callee group.
+            announcements: its announcements carried by the reply.
+        """
+        if not announcements:
+            return
+        carry = self._carry.setdefault(group, OrderedDict())
+        for ann in announcements:
             carry[ann.position] = ann
         while len(carry) > self.config.carried_announcements_max:
             carry.popitem(last=False)

@@ -48,6 +48,9 @@ class Phase(str, enum.Enum):
     LOST = "lost"  # no replica left
 
 
+#: Rounds of state queries a recovery makes while no member has reported, before giving up.
+RECOVERY_ROUNDS_MAX = 10
+
 #: (phase, event) -> new phase. Anything else is illegal and raises.
 TRANSITIONS: Dict[Tuple[Phase, str], Phase] = {
     (Phase.NORMAL, "primary_failed"): Phase.RECOVERING,
@@ -142,6 +145,7 @@ class RouterCore:
         self.lenient = False  # a rebuilt router does not know where each source stands
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
+        self._recovery_rounds = 0
         self.source_views: Dict[str, int] = {}
         self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
         self.diverged: List[Tuple[str, int]] = []
@@ -158,6 +162,7 @@ class RouterCore:
             "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
             "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
+            "announcements_carried_back": 0,
         }
         for m in members:
             self.links[m].new_view = NewView(view, tuple(members))
@@ -232,6 +237,7 @@ class RouterCore:
         self._check_source_view(req)
         for ann in req.peer_announcements:
             if ann.group == self.group:
+                self.counts["announcements_carried_back"] += 1
                 self._merge_announcement(ann)
         mid = req.msg_id
         if mid in self.replies:
@@ -376,11 +382,29 @@ class RouterCore:
         if self.held:
             self._release_gaps()
         if self.phase == Phase.RECOVERING and now - self.recovery_started > cfg.recovery_timeout_ticks:
-            missing = {r for r in self.links if r not in self.reports}
-            if missing:
-                self._remove_members(missing, "no state report")
-            self._maybe_finish_recovery(force=True)
+            self._recovery_timed_out()
         self._replace_stuck_backups()
+
+    def _recovery_timed_out(self) -> None:
+        """No report from some members within ``recovery_timeout_ticks``.
+
+        If others reported, the silent ones are dropped and the reporters go on.
+        If nobody reported, the survivors are more likely slow (a CPU storm while
+        a node is lost or added) than all dead: ask again, up to
+        ``RECOVERY_ROUNDS_MAX`` times, before giving the group up. Dead members
+        are removed meanwhile by the failure detector or by their hosts' errors.
+        """
+        missing = {r for r in self.links if r not in self.reports}
+        if missing and len(missing) == len(self.links) and self._recovery_rounds < RECOVERY_ROUNDS_MAX:
+            self._recovery_rounds += 1
+            self.recovery_started = self.now
+            for m in sorted(missing):
+                self._queries.append(m)
+                self.counts["recovery_messages"] += 1
+            return
+        if missing:
+            self._remove_members(missing, "no state report")
+        self._maybe_finish_recovery(force=True)
 
     def _replace_stuck_backups(self) -> None:
         """Repair, by state transfer, a backup blocked on a request nobody can send it.
@@ -610,6 +634,7 @@ class RouterCore:
         if primary_lost:
             self.counts["failovers"] += 1
         self.recovery_started = self.now
+        self._recovery_rounds = 0
         self.reports = {}
         for m in self.members:
             self._queries.append(m)

@@ -144,8 +144,13 @@ class ReplicatedMethod:
         else:
             replica = ctx.replica
             with replica._cond:
+                replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
-            ref = h._router.invoke.remote(req, copy=not send)
+            if self._oneway:
+                h._router.invoke.remote(req, copy=not send)
+                return None
+            ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+            replica.carry_back_later(h._group, anns)
         return None if self._oneway else ref
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -261,6 +266,27 @@ def alive_nodes() -> List[str]:
     return [x["NodeID"] for x in alive]
 
 
+def head_node() -> Optional[str]:
+    """The head node's id, if Ray marks one among the alive nodes."""
+    for x in ray.nodes():
+        if x.get("Alive") and "node:__internal_head__" in x.get("Resources", {}):
+            return str(x["NodeID"])
+    return None
+
+
+def _router_strategy(node_of: Dict[str, str]) -> Dict[str, Any]:
+    """Where the router goes. On a multi-node cluster: the head node, pinned. Losing the head
+    loses the cluster (its GCS) anyway, so the router adds no failure of its own there, and it
+    never shares a node with the primary when the primary is elsewhere. Without a head marker:
+    the node of the last backup, preferred."""
+    if len(set(node_of.values())) <= 1:
+        return {}
+    head = head_node()
+    if head is not None:
+        return _strategy(head, True)
+    return _strategy(node_of[sorted(node_of)[-1]], False)
+
+
 def _strategy(node: Optional[str], strict: bool) -> Dict[str, Any]:
     return {} if node is None else {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=not strict)}
 
@@ -286,10 +312,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     }
     infos = ray.get([h.ready.remote() for h in handles.values()])
     node_of = {i["replica"]: i["node_id"] for i in infos}
-    router_node = node_of[members[-1]] if len(set(node_of.values())) > 1 else None
     router = ray.remote(_Router).options(
         name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_strategy(router_node, False),
+        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_router_strategy(node_of),
     ).remote(spec, members, handles, node_of)
     ray.get(router.ready.remote())
     log.info("[%s] replicated group up: %d replicas, %s", group, s.replicas, s.style)

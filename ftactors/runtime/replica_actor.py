@@ -12,6 +12,7 @@ drives are fed to the core at once, so the primary's scheduler sees them
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import inspect
@@ -21,7 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 import cloudpickle
 import ray
@@ -153,6 +154,10 @@ class _Replica:
         self._t0 = time.monotonic()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._last_digest = ""
+        self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
+        # last call from the router; None until its first call (it is created after the first replicas)
+        self._router_seen: Optional[float] = None
+        threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
 
     # ------------------------------------------------------------ Ray methods
@@ -164,6 +169,7 @@ class _Replica:
 
     def ping(self) -> bool:
         """Liveness probe (answered even while a call executes)."""
+        self._router_seen = time.monotonic()
         return True
 
     def deliver(self, msg: Deliver, epoch: str = "", seq: int = 0) -> Delivered:
@@ -175,6 +181,7 @@ class _Replica:
             seq: its number on this link; batches are applied in this order
                 (Ray runs concurrent calls of a threaded actor in any order).
         """
+        self._router_seen = time.monotonic()
         msg = self._localise_checkpoint(msg)
         with self._cond:
             if not self._in_turn(epoch, seq):
@@ -206,11 +213,13 @@ class _Replica:
 
     def state_report(self) -> StateReport:
         """What this replica holds, for the router's recovery."""
+        self._router_seen = time.monotonic()
         with self._cond:
             return self.core.state_report()
 
     def view_info(self) -> Tuple[int, Tuple[str, ...], str]:
         """(view, members, role), for a restarted router rebuilding the view."""
+        self._router_seen = time.monotonic()
         with self._cond:
             return self.core.view, tuple(self.core.members), self.core.role.value
 
@@ -243,6 +252,53 @@ class _Replica:
         """Resource scheduling: mark resources unavailable (empty: all available)."""
         with self._cond:
             self.core.set_unavailable(frozenset(resources))
+
+    # ------------------------------------------------------------- orphans
+
+    def _orphan_watch(self) -> None:
+        """Exit when the group's router is gone for good (its driver exited without
+        ``ftactors.shutdown``): replicas created by re-replication are detached actors
+        and would otherwise outlive the job. A router that Ray is restarting still
+        resolves by name, so only a destroyed router ends the replica."""
+        timeout_s = self.settings.orphan_timeout_s
+        while True:
+            time.sleep(max(0.5, timeout_s / 4))
+            seen = self._router_seen
+            if seen is None or time.monotonic() - seen < timeout_s:
+                continue
+            try:
+                ray.get_actor(router_actor_name(self.spec.group), namespace=self.spec.namespace)
+            except ValueError:
+                log.warning("[%s] replica %s: the group's router is gone; exiting", self.spec.group,
+                            self.replica_id)
+                os._exit(0)
+            except Exception:  # the GCS is unreachable: keep the state, try again
+                continue
+            self._router_seen = time.monotonic()
+
+    # ------------------------------------------------------------- carry-back
+
+    def carry_back_later(self, group: str, anns_ref: Any) -> None:
+        """When the nested reply's announcements arrive, keep them for the core (claim 66).
+
+        Args:
+            group: the callee group.
+            anns_ref: the ObjectRef of the announcements its router returned.
+        """
+        def arrived(fut: Any) -> None:
+            try:
+                anns = fut.result()
+            except Exception:  # the method raised, or the callee failed: nothing to carry
+                return
+            self._carried.append((group, anns))  # thread-safe; the core takes them under the lock
+
+        anns_ref.future().add_done_callback(arrived)
+
+    def take_carried(self) -> None:
+        """Feed the announcements that arrived to the core. Call holding ``_cond``."""
+        while self._carried:
+            group, anns = self._carried.popleft()
+            self.core.carry_back(group, anns)
 
     # --------------------------------------------------------------- driving
 

@@ -112,11 +112,31 @@ class _Router:
             req: the request.
             copy: True when a backup of a calling group fetches its reply copy.
         """
+        rep = await self._reply(req, copy)
+        return None if rep is None else unwrap(rep)
+
+    async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
+        """A nested call from a replicated group; called with ``num_returns=2``.
+
+        Returns:
+            (value, announcements): the caller's code gets the value; the calling
+            replica keeps this group's announcements to carry them back (claim 66).
+
+        Raises:
+            The method's own exception (both returned refs raise it).
+        """
+        rep = await self._reply(req, copy)
+        if rep is None:
+            return None, ()
+        return unwrap(rep), rep.announcements
+
+    async def _reply(self, req: Request, copy: bool) -> Optional[Reply]:
+        """Submit ``req`` and wait for its reply (None for a one-way request)."""
         if self.core is None:  # no await before submit once started: submission order is kept
             await self._ensure_started()
         cached = self.core.submit(req, copy)  # raises GroupOverloadedError / StaleViewError
         if cached is not None:
-            return unwrap(cached)
+            return cached
         if not req.wants_reply:
             self._kick()
             return None
@@ -125,7 +145,8 @@ class _Router:
             fut = asyncio.get_running_loop().create_future()
             self.waiters[req.msg_id] = fut
         self._kick()
-        return unwrap(await fut)
+        rep: Reply = await fut
+        return rep
 
     async def describe(self) -> Dict[str, Any]:
         """The core's summary plus each replica's info."""

@@ -29,12 +29,17 @@ class ReplicationSettings(BaseModel):
     style: Literal["semi-active", "passive"] = "semi-active"
     scheduling: Any = Field("reception", description="reception|sequence|priority|deadline|fair|resources")
     checkpoint_every: int = Field(100, ge=1, description="passive: checkpoint every N messages")
-    null_message_after_s: float = Field(0.02, gt=0, description="announcements wait this long for a ride")
+    null_message_after_s: float = Field(0.05, gt=0, description="announcements wait this long for a ride")
+    relay_after_s: float = Field(0.05, ge=0, description="request copies wait at most this long to reach "
+                                 "the backups in one batch (0: at once)")
     min_replicas: Optional[int] = Field(None, ge=1, description="re-replicate below this (default: replicas)")
     placement: Literal["spread", "strict-spread", "pack"] = "spread"
-    heartbeat_s: float = Field(0.1, gt=0)
+    heartbeat_s: float = Field(0.25, gt=0, description="the router pings a replica it has not heard from "
+                               "for this long")
     failure_timeout_s: float = Field(2.0, gt=0)
     tick_s: float = Field(0.01, gt=0, le=1.0)
+    orphan_timeout_s: float = Field(30.0, gt=0, description="a replica not called by its router for this "
+                                    "long checks that the router still exists, and exits if not")
     digest_every: int = Field(200, ge=0, description="compare state digests every N messages (0: never)")
     max_message_bytes: int = Field(512 * 1024 * 1024, ge=1)
     large_arg_bytes: int = Field(100 * 1024, ge=1, description="arguments above this go via ray.put once")
@@ -86,6 +91,7 @@ class ReplicationSettings(BaseModel):
             batch_max=self.batch_max,
             primary_inflight_max=self.primary_inflight_depth(),
             backup_inflight_max=1,
+            relay_delay_ticks=0 if self.relay_after_s == 0 else self.ticks(self.relay_after_s),
             digest_every_messages=self.digest_every,
             min_replicas=self.min_replicas or self.replicas,
         )
