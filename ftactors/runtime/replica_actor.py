@@ -80,6 +80,14 @@ def router_actor_name(group: str) -> str:
 _ADDR = re.compile(r"0x[0-9a-fA-F]+")
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def _flat(values: Any) -> bool:
+    """Whether every value is an exact scalar (whose repr is the same in every process)."""
+    return all(type(v) in _SCALARS for v in values)
+
+
 def _feed(h: Any, obj: Any, depth: int = 0) -> None:
     """Hash a process-independent form of ``obj``: sets sorted, no addresses, bytes streamed."""
     if depth > 50:
@@ -90,12 +98,20 @@ def _feed(h: Any, obj: Any, depth: int = 0) -> None:
     elif obj is None or isinstance(obj, (bool, int, float, str)):
         h.update(repr(obj).encode())
     elif isinstance(obj, dict):
+        if _flat(obj.keys()) and _flat(obj.values()):
+            h.update(b"D")  # fast path: repr of scalars is process-independent, and done in C
+            h.update(repr(obj).encode())
+            return
         h.update(b"{")
         for k, v in obj.items():
             _feed(h, k, depth + 1)
             _feed(h, v, depth + 1)
         h.update(b"}")
     elif isinstance(obj, (list, tuple)):
+        if _flat(obj):
+            h.update(b"L")
+            h.update(repr(obj).encode())
+            return
         h.update(b"[")
         for v in obj:
             _feed(h, v, depth + 1)
