@@ -398,9 +398,7 @@ class RouterCore:
         if missing and len(missing) == len(self.links) and self._recovery_rounds < RECOVERY_ROUNDS_MAX:
             self._recovery_rounds += 1
             self.recovery_started = self.now
-            for m in sorted(missing):
-                self._queries.append(m)
-                self.counts["recovery_messages"] += 1
+            self._query(sorted(missing))
             return
         if missing:
             self._remove_members(missing, "no state report")
@@ -636,7 +634,11 @@ class RouterCore:
         self.recovery_started = self.now
         self._recovery_rounds = 0
         self.reports = {}
-        for m in self.members:
+        self._query(self.members)
+
+    def _query(self, members: List[str]) -> None:
+        """Ask ``members`` for their StateReports (recovery messages)."""
+        for m in members:
             self._queries.append(m)
             self.counts["recovery_messages"] += 1
 

@@ -258,18 +258,22 @@ def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
     return [nodes[i % len(nodes)] for i in range(n)]
 
 
+#: The resource Ray gives the head node only.
+_HEAD_MARKER = "node:__internal_head__"
+
+
 def alive_nodes() -> List[str]:
     """Alive Ray node ids, worker nodes first: the head node (GCS) is the cluster's own single
     point of failure, so the primary and the first backups go elsewhere when they can."""
     alive = [x for x in ray.nodes() if x.get("Alive")]
-    alive.sort(key=lambda x: "node:__internal_head__" in x.get("Resources", {}))
+    alive.sort(key=lambda x: _HEAD_MARKER in x.get("Resources", {}))
     return [x["NodeID"] for x in alive]
 
 
 def head_node() -> Optional[str]:
     """The head node's id, if Ray marks one among the alive nodes."""
     for x in ray.nodes():
-        if x.get("Alive") and "node:__internal_head__" in x.get("Resources", {}):
+        if x.get("Alive") and _HEAD_MARKER in x.get("Resources", {}):
             return str(x["NodeID"])
     return None
 

@@ -169,7 +169,6 @@ class _Replica:
         self._next_seq = 1
         self._t0 = time.monotonic()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._last_digest = ""
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
@@ -369,7 +368,6 @@ class _Replica:
 
     def _snapshot(self, snap: Snapshot) -> None:
         digest = state_digest(self.obj)
-        self._last_digest = digest
         state: Any = None
         if snap.for_checkpoint:
             data = cloudpickle.dumps(self.obj)
