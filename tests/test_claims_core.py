@@ -624,7 +624,7 @@ def test_new_primary_gets_messages_and_order_from_surviving_replicas() -> None:
     """Claim 65: the primary dies; the router queries the survivors, merges the requests and
     announcements they hold, installs a view led by the most up-to-date one, which replays the
     announced order and then schedules the rest."""
-    g = Group("g", cfg(relay_delay_ticks=0, null_message_ticks=1), n=3)
+    g = Group("g", cfg(relay_delay_ticks=0, null_message_ticks=1, query_on_failover=True), n=3)
     c = ClientCore("c")
     reqs = [c.request("g", "add", payload=10 ** i) for i in range(4)]
     g.router.submit(reqs[0])
@@ -651,6 +651,33 @@ def test_new_primary_gets_messages_and_order_from_surviving_replicas() -> None:
     assert g.order["g-r0"] == mids(reqs[:3])  # the new order extends the old primary's
     assert g.state["g-r1"] == g.state["g-r2"] == 1111
     assert [r.msg_id for _, r in g.released] == mids(reqs)  # every reply once
+
+
+def test_semi_active_router_that_holds_the_log_fails_over_without_asking() -> None:
+    """The same failure without ``query_on_failover``: every request and announcement a
+    survivor could hold passed through this router, so it installs the new view at once
+    (no state queries, no round trip), led by the survivor that acknowledged the most."""
+    g = Group("g", cfg(relay_delay_ticks=0, null_message_ticks=1), n=3)
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=10 ** i) for i in range(4)]
+    g.router.submit(reqs[0])
+    g.router.submit(reqs[1])
+    g.pump(3)
+    g.deaf = {"g-r1"}
+    g.router.submit(reqs[2])
+    g.pump(3)
+    g.deaf = {"g-r0"}
+    g.router.submit(reqs[3])
+    g.router.on_failure("g-r0")
+    assert g.router.phase == Phase.NORMAL
+    assert g.router.members == ["g-r2", "g-r1"]
+    assert g.router.counts["recovery_messages"] == 0 and g.router.counts["failovers"] == 1
+    g.deaf = set()
+    g.settle(6)
+    assert g.router.counts["recovery_messages"] == 0  # no state query was ever sent
+    assert g.order["g-r1"] == g.order["g-r2"] == mids(reqs)
+    assert g.state["g-r1"] == g.state["g-r2"] == 1111
+    assert [r.msg_id for _, r in g.released] == mids(reqs)
 
 
 def test_new_primary_replays_announced_order_and_nondeterministic_values() -> None:

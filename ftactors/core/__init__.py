@@ -10,6 +10,7 @@ from ftactors.core.client import ClientCore
 from ftactors.core.config import CoreConfig
 from ftactors.core.dedup import DedupTable
 from ftactors.core.errors import (
+    AcknowledgedDuplicateError,
     ConfigError,
     FtActorsError,
     GroupOverloadedError,
@@ -36,7 +37,7 @@ from ftactors.core.router import Phase, RouterCore, RouterReady
 from ftactors.core.scheduler import BUILTIN as SCHEDULERS, Queued, ScheduleContext, Scheduler, make_scheduler
 
 __all__ = [
-    "Announcement", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
+    "AcknowledgedDuplicateError", "Announcement", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
     "Delivered", "Execute", "FtActorsError", "GroupOverloadedError", "Kind", "LocalProtocolError", "MsgId",
     "NewView", "Outcome", "Phase", "Queued", "RemoteProtocolError", "Reply", "ReplyUnavailableError",
     "ReplicaCore", "Request", "Restore", "Role", "RouterCore", "RouterReady", "SCHEDULERS", "ScheduleContext",

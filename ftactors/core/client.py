@@ -9,7 +9,7 @@ from that group's replies, back to the group on its next request (claim 66).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ftactors.core.errors import LocalProtocolError
 from ftactors.core.messages import Announcement, Kind, MsgId, Reply, Request
@@ -28,7 +28,7 @@ class ClientCore:
             raise LocalProtocolError(f"client source must be non-empty and without '|': {source!r}")
         self.source = source
         self._next = 1
-        self._outstanding: Set[int] = set()
+        self._outstanding: Dict[int, None] = {}  # insertion order is seq order: the first is the least
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
         self._carry_max = carried_announcements_max
 
@@ -56,7 +56,7 @@ class ClientCore:
         seq = self._next
         self._next += 1
         if track and kind != Kind.ONEWAY:
-            self._outstanding.add(seq)
+            self._outstanding[seq] = None
         carry = self._carry.pop(group, None)
         return Request(
             kind=kind, msg_id=MsgId(self.source, seq), group=group, method=method, payload=payload,
@@ -69,16 +69,21 @@ class ClientCore:
         """A reply arrived: it is no longer outstanding; keep its announcements to carry back."""
         if reply.msg_id.source != self.source:
             raise LocalProtocolError(f"reply for {reply.msg_id} given to client {self.source}")
-        self._outstanding.discard(reply.msg_id.seq)
+        self._outstanding.pop(reply.msg_id.seq, None)
         carry = self._carry.setdefault(reply.group, OrderedDict())
         for ann in reply.announcements:
             carry[ann.position] = ann
         while len(carry) > self._carry_max:
             carry.popitem(last=False)
 
+    def on_settled(self, seq: int) -> None:
+        """The reply to request ``seq`` reached this client by a path that gives no
+        :class:`Reply` (a Ray result): it is no longer outstanding."""
+        self._outstanding.pop(seq, None)
+
     def ack_below(self) -> int:
         """Every reply with a lower sequence number is held by this client."""
-        return min(self._outstanding) if self._outstanding else self._next
+        return next(iter(self._outstanding)) if self._outstanding else self._next
 
     @property
     def outstanding(self) -> int:

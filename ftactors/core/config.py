@@ -50,6 +50,10 @@ class CoreConfig:
         retain_executed_max: executed messages (with their announcements) each
             replica keeps for recovery, so a restarted router can still bring a
             lagging backup up to date.
+        query_on_failover: ask the survivors for their state (claim 65) after a
+            primary failure even when the router holds every message they could
+            (semi-active, a router that never restarted). False saves a round
+            trip per failover; passive groups and restarted routers always ask.
     """
 
     style: str = "semi-active"
@@ -71,6 +75,7 @@ class CoreConfig:
     carried_announcements_max: int = 64
     sequence_gap_ticks: int = 20
     retain_executed_max: int = 256
+    query_on_failover: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -88,6 +93,8 @@ class CoreConfig:
             raise ConfigError(f"relay_delay_ticks must be an int >= 0, got {self.relay_delay_ticks!r}")
         if not isinstance(self.digest_every_messages, int) or self.digest_every_messages < 0:
             raise ConfigError(f"digest_every_messages must be an int >= 0, got {self.digest_every_messages!r}")
+        if not isinstance(self.query_on_failover, bool):
+            raise ConfigError(f"query_on_failover must be a bool, got {self.query_on_failover!r}")
         if not isinstance(self.min_replicas, int) or self.min_replicas < 1:
             raise ConfigError(f"min_replicas must be an int >= 1, got {self.min_replicas!r}")
         if self.failure_timeout_ticks <= self.heartbeat_ticks:

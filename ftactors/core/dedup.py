@@ -14,13 +14,26 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ftactors.core.messages import MsgId, Reply
 
 #: What a table looks like inside a checkpoint:
 #: ((source, floor, evicted_upto, ((seq, reply_or_None), ...)), ...)
 DedupExport = Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...]], ...]
+
+
+def forget_acknowledged(table: "OrderedDict[MsgId, Any]", source: str, floor: int, ack_below: int) -> None:
+    """Drop ``source``'s entries with ``floor <= seq < ack_below`` from ``table``.
+
+    Walks the sequence range when it is shorter than the table, else the table.
+    """
+    if ack_below - floor <= len(table):
+        for seq in range(floor, ack_below):
+            table.pop(MsgId(source, seq), None)
+    else:
+        for mid in [m for m in table if m.source == source and floor <= m.seq < ack_below]:
+            del table[mid]
 
 
 @dataclass(slots=True)
@@ -86,12 +99,7 @@ class DedupTable:
         src = self._sources.setdefault(source, _Source())
         if ack_below <= src.floor:
             return
-        if ack_below - src.floor <= len(self._done):
-            for seq in range(src.floor, ack_below):
-                self._done.pop(MsgId(source, seq), None)
-        else:
-            for mid in [m for m in self._done if m.source == source and m.seq < ack_below]:
-                del self._done[mid]
+        forget_acknowledged(self._done, source, src.floor, ack_below)
         src.floor = ack_below
 
     def export(self) -> DedupExport:

@@ -29,6 +29,13 @@ class StaleViewError(RemoteProtocolError):
     """A message from an older view (a deposed primary, for instance) was fenced off."""
 
 
+class AcknowledgedDuplicateError(RemoteProtocolError):
+    """A duplicate of a request whose reply its source has acknowledged (``ack_below``).
+
+    The source holds that reply already, so nobody waits for this copy: it is dropped.
+    """
+
+
 class ReplyUnavailableError(FtActorsError):
     """A duplicate of a request arrived after its cached reply was trimmed.
 

@@ -25,8 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
+from ftactors.core.dedup import forget_acknowledged
 from ftactors.core.config import CoreConfig
-from ftactors.core.errors import GroupOverloadedError, LocalProtocolError, RemoteProtocolError, StaleViewError
+from ftactors.core.errors import AcknowledgedDuplicateError, GroupOverloadedError, LocalProtocolError, RemoteProtocolError, StaleViewError
 from ftactors.core.messages import (
     Announcement,
     Checkpoint,
@@ -133,6 +134,7 @@ class RouterCore:
         self.pos_of: Dict[MsgId, int] = {}
         self.pending: Set[MsgId] = set()
         self.replies: "OrderedDict[MsgId, Reply]" = OrderedDict()
+        self.reply_floor: "OrderedDict[str, int]" = OrderedDict()  # source -> its last ack_below
         self.trimmed = 0
         self.links: Dict[str, _Link] = {m: _Link(last_heard=0) for m in members}
         self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
@@ -143,6 +145,8 @@ class RouterCore:
         self.expect: Dict[str, int] = {}
         self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
         self.lenient = False  # a rebuilt router does not know where each source stands
+        # this incarnation saw every request and announcement past ``trimmed`` (False when rebuilt)
+        self.holds_log = True
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
         self._recovery_rounds = 0
@@ -195,6 +199,7 @@ class RouterCore:
         # what it already holds; its announcements must not be lost meanwhile
         core.rebuilt_primary = (members[0], view)
         core.lenient = True
+        core.holds_log = False
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
@@ -229,12 +234,14 @@ class RouterCore:
 
         Raises:
             RemoteProtocolError: the request is for another group.
+            AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
             StaleViewError: a nested request from a deposed primary of the source group.
             GroupOverloadedError: ``inflight_max`` requests are already waiting.
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
         self._check_source_view(req)
+        self._forget_replies(req.msg_id.source, req.ack_below)
         for ann in req.peer_announcements:
             if ann.group == self.group:
                 self.counts["announcements_carried_back"] += 1
@@ -243,6 +250,10 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
+        if mid.seq < self.reply_floor.get(mid.source, 0):
+            self.counts["duplicates"] += 1
+            raise AcknowledgedDuplicateError(f"{mid}: its source acknowledged the reply (ack_below "
+                                             f"{self.reply_floor[mid.source]})")
         if mid in self.pending or mid in self.requests or mid.seq in self.held.get(mid.source, ()):
             self.counts["reply_copies" if copy else "duplicates"] += 1
             if req.wants_reply and mid not in self.pending:
@@ -258,6 +269,17 @@ class RouterCore:
         else:
             self._in_order(req)
         return None
+
+    def _forget_replies(self, source: str, ack_below: int) -> None:
+        """The source holds every reply below ``ack_below``: a retry can no longer ask for them."""
+        floor = self.reply_floor.get(source, 1)
+        if ack_below <= floor:
+            return
+        forget_acknowledged(self.replies, source, floor, ack_below)
+        self.reply_floor.pop(source, None)
+        self.reply_floor[source] = ack_below  # most recent last: the oldest sources are forgotten first
+        while len(self.reply_floor) > self.config.inflight_max:
+            self.reply_floor.popitem(last=False)
 
     def _in_order(self, req: Request) -> None:
         """Accept a client's request in its sequence order; hold it while an earlier one is missing."""
@@ -505,7 +527,9 @@ class RouterCore:
 
     def _release(self, rep: Reply) -> None:
         mid = rep.msg_id
-        if rep.position:
+        if rep.position and rep.position <= self.trimmed:
+            self.requests.pop(mid, None)  # a late duplicate: every member executed it already
+        elif rep.position:
             self.pos_of[mid] = rep.position
         elif mid in self.requests and mid not in self.pos_of:
             del self.requests[mid]  # answered without executing (an error): nothing to retain
@@ -634,6 +658,11 @@ class RouterCore:
         self.recovery_started = self.now
         self._recovery_rounds = 0
         self.reports = {}
+        if self.holds_log and self.config.style == "semi-active" and not self.config.query_on_failover:
+            # every request and announcement a survivor could hold passed through this router,
+            # and a survivor's progress is at least what it acknowledged: nothing to ask for
+            self._maybe_finish_recovery(force=True)
+            return
         self._query(self.members)
 
     def _query(self, members: List[str]) -> None:
@@ -647,10 +676,13 @@ class RouterCore:
             return
         if not force and any(m not in self.reports for m in self.members):
             return
+        # every member executed what is at or below ``trimmed``: a report's recent history
+        # repeats it, and retaining it again would re-grow the log at each recovery
+        done = {a.msg_id for rep in self.reports.values() for a in rep.announcements if a.position <= self.trimmed}
         for rep in self.reports.values():
             for req in rep.requests:
                 # keep it even if its position is known: it is not trimmed, so a member still needs it
-                if req.msg_id not in self.requests:
+                if req.msg_id not in self.requests and req.msg_id not in done:
                     self.requests[req.msg_id] = req
             for ann in rep.announcements:
                 self._merge_announcement(ann)

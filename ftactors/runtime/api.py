@@ -8,6 +8,7 @@ into tasks and other actors.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 import threading
@@ -23,26 +24,75 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ftactors.core import ClientCore, ConfigError, Kind, NewView
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
-from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
-from ftactors.runtime.router_actor import _Router
+from ftactors.runtime.replica_actor import GroupSpec, replica_actor_name, router_actor_name
+from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 
 log = logging.getLogger("ftactors")
 
-_client_lock = threading.Lock()
-_clients: Dict[str, ClientCore] = {}  # one numbering per (process, group): the router keeps its FIFO
+_callers_lock = threading.Lock()
+_callers: Dict[str, "_Caller"] = {}  # one numbering per (process, group): the router keeps its FIFO
 _process_id = uuid.uuid4().hex[:16]
 
 #: Ray options that ftactors sets itself and a user may not.
 _RESERVED = {"max_restarts", "max_task_retries", "max_concurrency", "name", "lifetime", "get_if_exists"}
 
 
-def _next_request(group: str, **kwargs: Any) -> Any:
-    with _client_lock:
-        client = _clients.get(group)
-        if client is None:
-            client = _clients[group] = ClientCore(f"c{_process_id}.{len(_clients)}")
-        return client.request(group=group, track=False, **kwargs)
+class _Caller:
+    """One process's requests to one group, and the results it has not yet seen arrive.
+
+    A plain caller gets each reply as a Ray result, never as a :class:`Reply`; it
+    learns that one arrived by asking Ray, every ``sweep_every`` requests, which of
+    its oldest results are ready. Its ``ack_below`` then lets the router and the
+    replicas forget those replies: their exactly-once tables stay as small as the
+    number of calls in flight (a retry of Ray's only ever repeats a call whose
+    result did not arrive).
+
+    Args:
+        source: the source name of this process towards the group.
+        sweep_every: requests between two checks.
+        sweep_max: results checked at most in one go.
+    """
+
+    def __init__(self, source: str, sweep_every: int = 16, sweep_max: int = 256) -> None:
+        self.core = ClientCore(source)
+        self._waiting: "collections.deque[Tuple[int, Any]]" = collections.deque()
+        self._sweep_every, self._sweep_max = sweep_every, sweep_max
+        self._since_sweep = 0
+
+    def request(self, **fields: Any) -> Any:
+        """The next request (call under ``_callers_lock``), its ``ack_below`` up to date."""
+        self._since_sweep += 1
+        if self._since_sweep >= self._sweep_every and self._waiting:
+            self._since_sweep = 0
+            self._sweep()
+        return self.core.request(**fields)
+
+    def sent(self, seq: int, ref: Any) -> None:
+        """Request ``seq`` was submitted; ``ref`` is its result (call under ``_callers_lock``)."""
+        self._waiting.append((seq, ref))
+
+    def _sweep(self) -> None:
+        batch = [self._waiting[i] for i in range(min(len(self._waiting), self._sweep_max))]
+        ready, _ = ray.wait([ref for _, ref in batch], num_returns=len(batch), timeout=0, fetch_local=False)
+        if not ready:
+            return
+        done = set(ready)
+        for seq, ref in batch:
+            if ref in done:
+                self.core.on_settled(seq)
+        kept = [item for item in batch if item[1] not in done]
+        for _ in batch:
+            self._waiting.popleft()
+        self._waiting.extendleft(reversed(kept))
+
+
+def _caller(group: str) -> _Caller:
+    """This process's caller towards ``group`` (call under ``_callers_lock``)."""
+    caller = _callers.get(group)
+    if caller is None:
+        caller = _callers[group] = _Caller(f"c{_process_id}.{len(_callers)}")
+    return caller
 
 
 @dataclass(frozen=True)
@@ -139,8 +189,12 @@ class ReplicatedMethod:
                       deadline_tick=deadline, resources=self._resources, size_bytes=size)
         ctx = context.current()
         if ctx is None:
-            req = _next_request(group=h._group, **fields)
-            ref = h._router.invoke.remote(req)
+            with _callers_lock:
+                caller = _caller(h._group)
+                req = caller.request(group=h._group, **fields)
+                ref = h._router.invoke.remote(req)
+                if not self._oneway:
+                    caller.sent(req.msg_id.seq, ref)
         else:
             replica = ctx.replica
             with replica._cond:
@@ -308,7 +362,7 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
     handles = {
-        rid: ray.remote(_Replica).options(
+        rid: _REPLICA_CLASS.options(
             name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
             max_concurrency=s.primary_inflight_depth() + 8, **_strategy(nodes[i], strict), **rc._actor_options,
         ).remote(spec, rid, NewView(1, members))

@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ftactors.core import (
     GroupOverloadedError,
     MsgId,
+    Phase,
     Reply,
     Request,
     RouterCore,
@@ -35,6 +36,7 @@ from ftactors.runtime.settings import ReplicationSettings
 log = logging.getLogger("ftactors")
 
 _DEAD = (RayActorError, ActorUnavailableError)
+_REPLICA_CLASS = ray.remote(_Replica)  # one actor class: its definition is exported once
 
 
 def unwrap(rep: Reply) -> Any:
@@ -342,19 +344,23 @@ class _Router:
                 pass
 
     async def _spawn(self, rid: str) -> None:
-        """Create a replica on a node that holds no other replica of the group, if any."""
-        options = dict(self.spec.actor_options)
+        """Create a replica on a node that holds no other replica of the group, if any.
+
+        Creating an actor takes the calling thread 50-150 ms (the class and its
+        arguments are pickled and registered): it waits until a recovery is over
+        and runs on a worker thread, so callers are not held up by it.
+        """
+        while self.core.phase == Phase.RECOVERING and not self._closed:
+            await asyncio.sleep(self.settings.tick_s)
+        loop = asyncio.get_running_loop()
         # ray.nodes() is a blocking GCS call: keep it off the event loop that serves callers
-        node = await asyncio.get_running_loop().run_in_executor(None, self._free_node)
+        node = await loop.run_in_executor(None, self._free_node)
+        options = dict(self.spec.actor_options)
         if node is not None:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
                 node, soft=self.settings.placement != "strict-spread")
         try:
-            handle = ray.remote(_Replica).options(
-                name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
-                enable_task_events=False,
-                max_restarts=0, max_concurrency=self.settings.primary_inflight_depth() + 8, **options,
-            ).remote(self.spec, rid, None)
+            handle = await loop.run_in_executor(None, self._create_replica, rid, options)
             info = await handle.ready.remote()
         except Exception as exc:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
@@ -366,6 +372,13 @@ class _Router:
         log.info("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
         self.core.replica_started(rid)
         self._kick()
+
+    def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
+        return _REPLICA_CLASS.options(
+            name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
+            enable_task_events=False,
+            max_restarts=0, max_concurrency=self.settings.primary_inflight_depth() + 8, **options,
+        ).remote(self.spec, rid, None)
 
     def _free_node(self) -> Optional[str]:
         if self.settings.placement == "pack":

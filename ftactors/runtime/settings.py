@@ -47,6 +47,9 @@ class ReplicationSettings(BaseModel):
     log_max: int = Field(100_000, ge=1)
     inflight_max: int = Field(100_000, ge=1)
     batch_max: int = Field(512, ge=1)
+    query_on_failover: bool = Field(False, description="semi-active: ask the survivors for their state "
+                                    "after a primary failure even when the router holds every message "
+                                    "(one more round trip)")
     primary_inflight_max: Optional[int] = Field(
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
@@ -94,6 +97,7 @@ class ReplicationSettings(BaseModel):
             relay_delay_ticks=0 if self.relay_after_s == 0 else self.ticks(self.relay_after_s),
             digest_every_messages=self.digest_every,
             min_replicas=self.min_replicas or self.replicas,
+            query_on_failover=self.query_on_failover,
         )
 
 

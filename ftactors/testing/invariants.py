@@ -1,4 +1,4 @@
-"""Invariants I1-I6, checked after every step and at the end of a run.
+"""Invariants I1-I7, checked after every step and at the end of a run.
 
 * I1 agreement: the lineage logs (position, msg_id) of a group's members are
   prefixes of one another; at quiescence the members' states are equal.
@@ -14,6 +14,8 @@
   announcement reaches each backup exactly once, and a null message is never
   sent while request copies wait for that backup.
 * I6 liveness: checked by :meth:`Simulator.run` (bounded completion after faults stop).
+* I7 bounded retention: at quiescence a router retains no request that every
+  member has executed (its log is trimmed; recoveries do not re-grow it).
 """
 
 from __future__ import annotations
@@ -116,6 +118,21 @@ class Checker:
         if not self.sim.options.faults:
             for g in self.sim.groups:
                 self._check_fault_free(g)
+        for g in self.sim.groups:
+            self._check_retention(g)
+
+    def _check_retention(self, group: str) -> None:
+        core = self.sim.routers[group].core
+        if core is None:
+            return
+        hosts = [self.sim.replicas[group][m] for m in core.members]
+        for mid in core.requests:
+            position = core.pos_of.get(mid)
+            if position is not None and position > core.trimmed:
+                continue
+            if all(h.core.dedup.status(mid) != "new" for h in hosts):
+                raise InvariantViolation(f"I7: router of {group} retains {mid} (position {position}, trimmed "
+                                         f"{core.trimmed}) though every member executed it")
 
     def _final_log(self, group: str) -> List[LogEntry]:
         members = self._members(group)

@@ -48,6 +48,7 @@ class SimOptions:
         recovery_timeout_ticks: see CoreConfig.
         checkpoint_every_messages: see CoreConfig (passive).
         sequence_gap_ticks: see CoreConfig.
+        query_on_failover: see CoreConfig.
     """
 
     seed: int
@@ -76,6 +77,7 @@ class SimOptions:
     recovery_timeout_ticks: int = 10
     checkpoint_every_messages: int = 2
     sequence_gap_ticks: int = 6
+    query_on_failover: bool = False
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -84,6 +86,7 @@ class SimOptions:
             null_message_ticks=self.null_message_ticks, heartbeat_ticks=self.heartbeat_ticks,
             failure_timeout_ticks=self.failure_timeout_ticks, recovery_timeout_ticks=self.recovery_timeout_ticks,
             min_replicas=self.replicas, sequence_gap_ticks=self.sequence_gap_ticks,
+            query_on_failover=self.query_on_failover,
             log_max=1000, pending_max=1000, inflight_max=1000, reply_cache_max=1000, batch_max=8,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
@@ -109,7 +112,8 @@ class SimOptions:
         faults = (f"crash={self.p_crash:.3f} pause={self.p_pause:.3f} router={self.p_router_crash:.3f} "
                   f"drop={self.p_drop:.2f} dup={self.p_dup:.2f}") if self.faults else "fault-free"
         return (f"seed={self.seed} style={self.style} sched={self.scheduling} replicas={self.replicas} "
-                f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}")
+                f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}"
+                + (" query-on-failover" if self.query_on_failover else ""))
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
@@ -162,4 +166,5 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
         recovery_timeout_ticks=rng.randint(6, 15),
         checkpoint_every_messages=rng.randint(1, 4),
         sequence_gap_ticks=rng.randint(3, 10),
+        query_on_failover=rng.random() < 0.5,
     )
