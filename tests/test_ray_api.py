@@ -209,6 +209,20 @@ def test_handle_after_shutdown(ray_local):
         ftactors.describe(object())
 
 
+def test_replies_a_caller_received_are_forgotten(acct):
+    """The exactly-once tables keep a reply only until its caller has it (Ray retries only a
+    call whose result did not arrive), so they stay near the calls in flight, not the calls made."""
+    for _ in range(200):
+        ray.get(acct.deposit.remote(1))
+    ray.get([acct.deposit.remote(1) for _ in range(200)])
+    for _ in range(40):  # a caller checks which results arrived every few calls
+        ray.get(acct.get.remote())
+    info = ftactors.describe(acct)
+    assert 0 <= info.retained["replies"] <= 64, info.retained
+    wait_for(lambda: all(0 <= r.replies_cached <= 64 for r in ftactors.describe(acct).replicas),
+             what="replicas to forget acknowledged replies")
+
+
 def test_one_callers_pipelined_calls_run_in_submission_order(ray_local):
     h = ftactors.replicated(replicas=2)(Account).remote()
     try:

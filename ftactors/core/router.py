@@ -469,6 +469,7 @@ class RouterCore:
             "primary": self.primary, "joining": sorted(set(self.joining) | self.spawning),
             "acked": {r: l.acked for r, l in self.links.items()}, "pending": len(self.pending),
             "retained_requests": len(self.requests), "retained_order": len(self.order),
+            "retained_replies": len(self.replies),
             "diverged": list(self.diverged), "counts": dict(self.counts),
         }
 

@@ -106,6 +106,7 @@ class ReplicaInfo:
     role: str
     executed: int
     state_digest: str
+    replies_cached: int = -1  # its exactly-once table (-1: unknown)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ class GroupInfo:
     counts: Dict[str, int]
     diverged: List[Tuple[str, int]] = field(default_factory=list)
     last_failover_s: Optional[float] = None
+    #: what the router keeps: requests not yet executed everywhere, their order, replies for retries
+    retained: Dict[str, int] = field(default_factory=dict)
 
     @property
     def replicas(self) -> List[ReplicaInfo]:
@@ -443,7 +446,7 @@ def _handle(h: Any) -> ReplicatedHandle:
 def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> ReplicaInfo:
     return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
-                       state_digest=d.get("state_digest", ""))
+                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1))
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
@@ -458,7 +461,9 @@ def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
     infos = [_replica_info(d["replicas"].get(rid, {}), rid, d["handles"]) for rid in d["members"]]
     return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
                      primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
-                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"])
+                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
+                     retained={"requests": d["retained_requests"], "order": d["retained_order"],
+                               "replies": d["retained_replies"]})
 
 
 def stats(handle: ReplicatedHandle) -> Dict[str, int]:

@@ -255,7 +255,7 @@ class _Replica:
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
                 "checkpoint_position": core.checkpoint.position if core.checkpoint is not None else 0,
                 "acked": core.acked_position(), "state_digest": digest, "counts": dict(core.counts),
-                "pending": len(core.requests),
+                "pending": len(core.requests), "replies_cached": len(core.dedup),
             }
 
     def retire(self) -> None:
