@@ -298,7 +298,9 @@ class FtActors(System):
         if killed is not None and info.last_failover_s is not None and info.last_failover_s >= killed:
             # when the router counted the failover (it saw the death), after the kill (same machine clock)
             self.failover_done_ms.append((info.last_failover_s - killed) * 1000)
-            self._killed_wall = None
+            self._killed_wall = killed = None
+        if killed is not None:
+            return False  # the router has not seen the kill yet: the old view still looks whole
         if len(info.replicas) != self.replicas or info.joining or info.phase != "normal":
             return False
         return len({r.executed for r in info.replicas}) == 1 or self.style == "passive"

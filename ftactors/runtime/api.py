@@ -484,3 +484,5 @@ def shutdown(handle: ReplicatedHandle) -> None:
     finally:
         ray.kill(h._router, no_restart=True)
         h._closed = True
+        with _callers_lock:
+            _callers.pop(h._group, None)  # and the results it was still watching

@@ -154,6 +154,9 @@ class _Router:
         """The core's summary plus each replica's info."""
         await self._ensure_started()
         out = self.core.describe()
+        # one snapshot: the view and the failover time together (the awaits below let a failover in)
+        out["last_failover_s"] = self.last_failover_s
+        out["last_recovery_ms"] = self.last_recovery_ms
         infos = {}
         for rid in list(self.core.members):
             try:
@@ -162,8 +165,6 @@ class _Router:
                 infos[rid] = {"replica": rid, "error": repr(exc)}
         out["replicas"] = infos
         out["settings"] = self.spec.settings
-        out["last_failover_s"] = self.last_failover_s
-        out["last_recovery_ms"] = self.last_recovery_ms
         out["handles"] = {rid: self.handles.get(rid) for rid in self.core.members}
         return out
 
