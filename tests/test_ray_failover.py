@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import List
@@ -165,6 +167,36 @@ def test_router_kills_are_recovered_without_double_execution_or_losing_backups(r
         info = ftactors.describe(h)
         assert info.counts.get("resyncs", 0) == 0
         assert sorted(r.replica_id.rsplit("-r", 1)[1] for r in info.replicas) == ["0", "1", "2"]
+    finally:
+        ftactors.shutdown(h)
+
+
+def test_restarted_router_finds_a_view_made_only_of_replacement_replicas(ray_local):
+    """A restarted router finds the group's replicas by name. Once every initial replica has
+    been replaced, it must still rebuild the current view: not give the group up, and not
+    follow a deposed replica back to an old view (which lost acknowledged calls)."""
+    h = ftactors.replicated(replicas=3)(Counter).remote()
+    initial = {f"{h._group}-r{i}" for i in range(3)}
+    try:
+        with Load(h, threads=2) as load:
+            for _ in range(3):
+                load.wait_calls(20)
+                victim = next(r for r in ftactors.describe(h).replicas if r.replica_id in initial)
+                os.kill(victim.pid, signal.SIGKILL)
+
+                def replaced() -> bool:
+                    info = ftactors.describe(h)
+                    ids = [r.replica_id for r in info.replicas]
+                    return victim.replica_id not in ids and len(ids) == 3 and not info.joining
+
+                wait_for(replaced, timeout_s=90, what=f"{victim.replica_id} replaced")
+            view = ftactors.describe(h).view
+            load.wait_calls(20)
+            chaos.kill_router(h)
+            load.wait_calls(50)
+        check_exactly_once(h, load)
+        info = ftactors.describe(h)
+        assert info.view > view and not initial & {r.replica_id for r in info.replicas}
     finally:
         ftactors.shutdown(h)
 

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -213,7 +213,11 @@ class _Router:
 
     async def _rebuild(self) -> None:
         """After a crash: learn the view from the surviving replicas, then recover."""
-        names = set(self.initial_members)
+        # every replica ever started and still alive is a named actor: ask Ray for them all, so a
+        # rebuild finds the current view even when no initial member is in it (a deposed one that
+        # still runs would otherwise lead the rebuild back to its stale view)
+        listed = await asyncio.get_running_loop().run_in_executor(None, self._named_replicas)
+        names = set(self.initial_members) | listed
         found: Dict[str, Tuple[int, Tuple[str, ...], str]] = {}
         for _ in range(3):  # members may name replicas spawned after start
             for rid in sorted(names - set(found)):
@@ -236,6 +240,17 @@ class _Router:
         index = 1 + max(int(r.rsplit("-r", 1)[1]) for r in names if "-r" in r and r.rsplit("-r", 1)[1].isdigit())
         self.core = RouterCore.rebuilt(self.group, self.config, alive, view, index + 100, self._ticks())
         log.warning("[%s] router restarted: rebuilt view %d from %s", self.group, view, alive)
+
+    def _named_replicas(self) -> Set[str]:
+        """Replica ids of this group among Ray's named actors (a blocking GCS call)."""
+        prefix = replica_actor_name(self.group, "")
+        try:
+            named = ray.util.list_named_actors(all_namespaces=True)
+        except Exception as exc:  # the GCS is busy or unreachable: fall back on the initial members
+            log.warning("[%s] rebuild: could not list named actors: %r", self.group, exc)
+            return set()
+        return {a["name"][len(prefix):] for a in named
+                if a["name"].startswith(prefix) and (self.spec.namespace is None or a["namespace"] == self.spec.namespace)}
 
     # ---------------------------------------------------------------- driving
 
