@@ -144,9 +144,9 @@ class RouterCore:
         # sync Ray actor runs one caller's calls (the transport may reorder them)
         self.expect: Dict[str, int] = {}
         self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
-        self.lenient = False  # a rebuilt router does not know where each source stands
-        # this incarnation saw every request and announcement past ``trimmed`` (False when rebuilt)
-        self.holds_log = True
+        # a rebuilt router does not know where each source stands, nor holds every request and
+        # announcement past ``trimmed``; one that never restarted saw all of them pass
+        self.restarted = False
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
         self._recovery_rounds = 0
@@ -198,8 +198,7 @@ class RouterCore:
         # ...except from the primary of ``view``: nothing deposed it, and it keeps executing
         # what it already holds; its announcements must not be lost meanwhile
         core.rebuilt_primary = (members[0], view)
-        core.lenient = True
-        core.holds_log = False
+        core.restarted = True
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
@@ -250,7 +249,7 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
-        if mid.seq < self.reply_floor.get(mid.source, 0):
+        if mid.seq < self.reply_floor.get(mid.source, 1):
             self.counts["duplicates"] += 1
             raise AcknowledgedDuplicateError(f"{mid}: its source acknowledged the reply (ack_below "
                                              f"{self.reply_floor[mid.source]})")
@@ -284,7 +283,7 @@ class RouterCore:
     def _in_order(self, req: Request) -> None:
         """Accept a client's request in its sequence order; hold it while an earlier one is missing."""
         src, seq = req.msg_id.source, req.msg_id.seq
-        expect = self.expect.get(src, seq if self.lenient else 1)
+        expect = self.expect.get(src, seq if self.restarted else 1)
         if seq > expect:
             self.held.setdefault(src, {})[seq] = (req, self.now)
             if req.wants_reply:
@@ -659,7 +658,7 @@ class RouterCore:
         self.recovery_started = self.now
         self._recovery_rounds = 0
         self.reports = {}
-        if self.holds_log and self.config.style == "semi-active" and not self.config.query_on_failover:
+        if not self.restarted and self.config.style == "semi-active" and not self.config.query_on_failover:
             # every request and announcement a survivor could hold passed through this router,
             # and a survivor's progress is at least what it acknowledged: nothing to ask for
             self._maybe_finish_recovery(force=True)

@@ -78,13 +78,13 @@ class _Caller:
         if not ready:
             return
         done = set(ready)
-        for seq, ref in batch:
-            if ref in done:
-                self.core.on_settled(seq)
-        kept = [item for item in batch if item[1] not in done]
         for _ in batch:
             self._waiting.popleft()
-        self._waiting.extendleft(reversed(kept))
+        for seq, ref in reversed(batch):  # the unsettled go back in front, in their order
+            if ref in done:
+                self.core.on_settled(seq)
+            else:
+                self._waiting.appendleft((seq, ref))
 
 
 def _caller(group: str) -> _Caller:
