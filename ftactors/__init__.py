@@ -32,14 +32,14 @@ from ftactors.runtime.api import (
     stats,
 )
 from ftactors.runtime.context import now, random
-from ftactors.runtime.errors import GroupLostError, GroupShutdownError, NotReplicatedError
+from ftactors.runtime.errors import GroupLostError, GroupShutdownError, MethodAbortedError, NotReplicatedError
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "FtActorsError", "GroupInfo", "GroupLostError", "GroupOverloadedError", "GroupShutdownError",
-    "NotReplicatedError", "ReplicaInfo", "ReplicatedClass", "ReplicatedHandle", "ReplicationSettings",
+    "MethodAbortedError", "NotReplicatedError", "ReplicaInfo", "ReplicatedClass", "ReplicatedHandle", "ReplicationSettings",
     "ReplyUnavailableError", "Scheduler", "StaleViewError", "describe", "load_settings", "now", "random",
     "replicated", "set_unavailable", "shutdown", "stats",
 ]

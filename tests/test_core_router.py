@@ -167,3 +167,30 @@ def test_join_waits_for_a_checkpoint_the_log_can_complete() -> None:
     assert "g-r3" in g.router.joining and "g-r3" not in g.router.members
     g.router._relay_checkpoint(Checkpoint("g", 1, 1, 1, ()))
     assert "g-r3" in g.router.members
+
+
+def test_restarted_router_keeps_a_callers_order_when_retries_arrive_after_new_calls() -> None:
+    """Regression (issue 10, one-way calls): Ray may deliver a caller's new calls to a restarted
+    router before the retries of the calls the dead router had taken. The caller's
+    ``ack_below`` says where its unsettled calls start, so the router waits for them (at most
+    ``sequence_gap_ticks``) and one caller's calls still run in its order."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [first.msg_id]
+    client.on_reply(g.released[0])
+    lost = [client.request("g", "add", payload=1) for _ in range(2)]  # taken by the router that dies
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(2)
+    late = client.request("g", "add", payload=1)
+    assert late.ack_below == lost[0].msg_id.seq
+    g.router.submit(late)  # arrives first
+    g.pump(2)
+    for req in lost:  # Ray's retries
+        g.router.submit(req)
+    g.pump(8)
+    order = [ann.msg_id for _, (ann, _) in sorted(g.reps["g-r0"]._recent.items())]
+    assert order == [first.msg_id, lost[0].msg_id, lost[1].msg_id, late.msg_id]

@@ -283,7 +283,11 @@ class RouterCore:
     def _in_order(self, req: Request) -> None:
         """Accept a client's request in its sequence order; hold it while an earlier one is missing."""
         src, seq = req.msg_id.source, req.msg_id.seq
-        expect = self.expect.get(src, seq if self.restarted else 1)
+        expect = self.expect.get(src)
+        if expect is None:
+            # a source new to this router (a restarted one, or one it forgot): its requests below
+            # ``ack_below`` are settled; those from there on may still come (Ray's retries)
+            expect = self._skip_known(src, max(1, req.ack_below))
         if seq > expect:
             self.held.setdefault(src, {})[seq] = (req, self.now)
             if req.wants_reply:
@@ -293,11 +297,19 @@ class RouterCore:
         if seq == expect:
             self._drain(src, seq + 1)
 
+    def _skip_known(self, src: str, seq: int) -> int:
+        """The first sequence number from ``seq`` on that this router does not already hold
+        (from the replicas' reports, or released)."""
+        while MsgId(src, seq) in self.requests or MsgId(src, seq) in self.replies or MsgId(src, seq) in self.pos_of:
+            seq += 1
+        return seq
+
     def _drain(self, src: str, expect: int) -> None:
         held = self.held.get(src, {})
+        expect = self._skip_known(src, expect)
         while expect in held:
             self._accept(held.pop(expect)[0])
-            expect += 1
+            expect = self._skip_known(src, expect + 1)
         self.expect.pop(src, None)
         self.expect[src] = expect  # most recent last: the oldest sources are forgotten first
         while len(self.expect) > self.config.inflight_max:

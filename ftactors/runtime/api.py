@@ -148,7 +148,10 @@ class ReplicatedMethod:
         Args:
             priority: higher runs first (with ``scheduling="priority"``).
             deadline_s: run before this many seconds from now (``scheduling="deadline"``).
-            oneway: a one-way message: ``.remote()`` returns None and no reply is sent.
+            oneway: a one-way call: ``.remote()`` returns None and neither the value nor
+                an exception comes back. The group still acknowledges the call to this
+                process once the primary executed it, so a router crash cannot lose it:
+                Ray retries it and it takes effect exactly once.
             resources: names of resources the call needs (``scheduling="resources"``).
 
         Raises:
@@ -186,7 +189,9 @@ class ReplicatedMethod:
                              f"max_message_bytes={h._max_message_bytes}")
         if size > h._large_arg_bytes:
             payload = ray.put(payload)  # in the object store once, whatever the number of replicas
-        kind = Kind.ONEWAY if self._oneway else Kind.SYNC_REQUEST
+        # one-way calls travel as acknowledged requests too: an invoke that returned before the
+        # primary executed the call would be lost with the router, as Ray would not retry it
+        kind = Kind.SYNC_REQUEST
         deadline = None if self._deadline_s is None else int((time.time() + self._deadline_s) * 1000)
         fields = dict(method=self._name, payload=payload, kind=kind, priority=self._priority,
                       deadline_tick=deadline, resources=self._resources, size_bytes=size)
@@ -195,16 +200,15 @@ class ReplicatedMethod:
             with _callers_lock:
                 caller = _caller(h._group)
                 req = caller.request(group=h._group, **fields)
-                ref = h._router.invoke.remote(req)
-                if not self._oneway:
-                    caller.sent(req.msg_id.seq, ref)
+                ref = h._router.invoke.remote(req, oneway=self._oneway)
+                caller.sent(req.msg_id.seq, ref)  # held until it completes: Ray retries it meanwhile
         else:
             replica = ctx.replica
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
             if self._oneway:
-                h._router.invoke.remote(req, copy=not send)
+                h._router.invoke.remote(req, copy=not send, oneway=True)
                 return None
             ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
             replica.carry_back_later(h._group, anns)

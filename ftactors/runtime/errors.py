@@ -15,3 +15,24 @@ class GroupShutdownError(FtActorsError):
 
 class NotReplicatedError(FtActorsError, TypeError):
     """An object that is not a replicated handle was given where one is needed."""
+
+
+class MethodAbortedError(FtActorsError, RuntimeError):
+    """A replicated method raised ``SystemExit``, ``KeyboardInterrupt``, ``CancelledError`` or
+    another exception that is not an ``Exception``.
+
+    In a plain Ray actor such an exception ends the actor. A replicated method runs on every
+    replica, so it would end them all, one after the other: ftactors turns it into this error
+    instead, on every replica alike, and the group stays up. The call that raised it fails.
+
+    Args:
+        message: what happened, in one line.
+        original_type: the name of the exception the method raised (``"SystemExit"``).
+    """
+
+    def __init__(self, message: str, original_type: str = "") -> None:
+        super().__init__(message)
+        self.original_type = original_type
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (MethodAbortedError, (str(self), self.original_type))

@@ -41,6 +41,7 @@ from ftactors.core import (
     StateReport,
 )
 from ftactors.runtime import context
+from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
 
 log = logging.getLogger("ftactors")
@@ -151,6 +152,25 @@ def portable_error(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def aborted(class_name: str, method: str, exc: BaseException) -> MethodAbortedError:
+    """The error a caller gets for a method that raised a ``BaseException`` that is not an
+    ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError``...).
+
+    Args:
+        class_name: the replicated class.
+        method: the method that raised it.
+        exc: what it raised.
+
+    Returns:
+        A :class:`MethodAbortedError` that says what happened in one line.
+    """
+    what = type(exc).__name__
+    detail = f"{what}({exc})" if str(exc) else what
+    return MethodAbortedError(f"{class_name}.{method}() raised {detail}; the call failed on every replica "
+                              f"alike and the replicated group stays up (a replicated method cannot end "
+                              f"its actor)", what)
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
 
@@ -165,6 +185,7 @@ class _Replica:
         self.obj = cls(*args, **kwargs)
         self._cond = threading.Condition()
         self._driving = False
+        self._standby = False  # a Deliver waits to take over driving after the current effect
         self._epoch = ""  # the router incarnation whose Delivers we apply, in order
         self._next_seq = 1
         self._t0 = time.monotonic()
@@ -190,31 +211,54 @@ class _Replica:
     def deliver(self, msg: Deliver, epoch: str = "", seq: int = 0) -> Delivered:
         """Take a batch from the router; return replies and announcements.
 
+        The batch enters the core at once, so the primary's scheduler sees every call
+        that arrived, even while a long call executes (priority, deadline...). One
+        thread drives the core at a time; one Deliver that arrives meanwhile waits as
+        its *standby* and takes over driving after the current effect, returning the
+        output so far; any further Deliver returns at once, freeing the router to send
+        the next. Output belongs to the router incarnation that is current when it is
+        taken: an execution started under a router that died answers the new one.
+
         Args:
             msg: the batch.
             epoch: the router incarnation sending it.
             seq: its number on this link; batches are applied in this order
                 (Ray runs concurrent calls of a threaded actor in any order).
+
+        Returns:
+            The core's output for the router (empty when another thread delivers it).
         """
         self._router_seen = time.monotonic()
         msg = self._localise_checkpoint(msg)
         with self._cond:
             if not self._in_turn(epoch, seq):
-                return self.core.take_delivered()
+                return self._nothing()  # from a router incarnation that is gone
             self.core.tick(self._ticks())
             try:
                 self.core.deliver(msg)
             except StaleViewError:
-                return self.core.take_delivered()
+                return self._take_for(epoch)
             finally:
                 self._next_seq += 1
                 self._cond.notify_all()
             if self._driving:
+                if self._standby:
+                    return self._nothing()  # the standby or the driver will answer for this batch
+                self._standby = True
                 while self._driving:
                     self._cond.wait()
-                return self.core.take_delivered()
+                self._standby = False
             self._driving = True
-        return self._drive()
+        return self._drive(epoch)
+
+    def _nothing(self) -> Delivered:
+        """An answer that carries no output (and claims no progress)."""
+        return Delivered(replica=self.replica_id, view=self.core.view)
+
+    def _take_for(self, epoch: str) -> Delivered:
+        """The core's output for a Deliver of ``epoch`` (call holding ``_cond``): nothing if that
+        router incarnation is gone, so the output waits for the current one."""
+        return self.core.take_delivered() if epoch == self._epoch else self._nothing()
 
     def _in_turn(self, epoch: str, seq: int) -> bool:
         """Wait (holding the condition) until batch ``seq`` of ``epoch`` is next; False if stale."""
@@ -320,15 +364,16 @@ class _Replica:
     def _ticks(self) -> int:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
-    def _drive(self) -> Delivered:
-        """Carry out effects until the core is idle; return its Delivered."""
+    def _drive(self, epoch: str) -> Delivered:
+        """Carry out effects until the core is idle, or until a standby Deliver can take over
+        after an effect; return the output for ``epoch``'s router."""
         while True:
             with self._cond:
-                effect = self.core.next_effect()
+                effect = None if self._standby else self.core.next_effect()
                 if effect is None:
                     self._driving = False
                     self._cond.notify_all()
-                    return self.core.take_delivered()
+                    return self._take_for(epoch)
             try:
                 self._carry_out(effect)
             except BaseException:
@@ -362,6 +407,8 @@ class _Replica:
             outcome = Outcome(True, result)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
+        except BaseException as exc:  # SystemExit & co. would end every replica in turn
+            outcome = Outcome(False, aborted(type(self.obj).__name__, req.method, exc))
         finally:
             context.set_current(None)
         return outcome, tuple(ctx.recorded)
@@ -379,7 +426,10 @@ class _Replica:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
-        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+        except _Aborted as wrapped:
+            raise wrapped.exc from None
 
     @staticmethod
     def _materialise(value: Any) -> Any:
@@ -401,5 +451,19 @@ class _Replica:
         return dataclasses.replace(msg, checkpoint=dataclasses.replace(cp, state=state))
 
 
+class _Aborted(Exception):
+    """Carries a coroutine's ``BaseException`` out of the replica's event loop, which would
+    otherwise stop on ``SystemExit`` or ``KeyboardInterrupt`` and never answer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(repr(exc))
+        self.exc = exc
+
+
 async def _await(awaitable: Any) -> Any:
-    return await awaitable
+    try:
+        return await awaitable
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise _Aborted(exc) from None

@@ -30,7 +30,7 @@ from ftactors.core import (
     StaleViewError,
 )
 from ftactors.runtime.errors import GroupLostError
-from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name
+from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 
 log = logging.getLogger("ftactors")
@@ -107,15 +107,16 @@ class _Router:
         await self._ensure_started()
         return self.core.describe()
 
-    async def invoke(self, req: Request, copy: bool = False) -> Any:
+    async def invoke(self, req: Request, copy: bool = False, oneway: bool = False) -> Any:
         """A call to the group: returns the method's value or raises its exception.
 
         Args:
             req: the request.
             copy: True when a backup of a calling group fetches its reply copy.
+            oneway: a one-way call: return None once it executed, whatever its outcome.
         """
         rep = await self._reply(req, copy)
-        return None if rep is None else unwrap(rep)
+        return None if rep is None or oneway else unwrap(rep)
 
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.
@@ -250,7 +251,8 @@ class _Router:
             log.warning("[%s] rebuild: could not list named actors: %r", self.group, exc)
             return set()
         return {a["name"][len(prefix):] for a in named
-                if a["name"].startswith(prefix) and (self.spec.namespace is None or a["namespace"] == self.spec.namespace)}
+                if a["name"].startswith(prefix) and a["name"] != router_actor_name(self.group)
+                and (self.spec.namespace is None or a["namespace"] == self.spec.namespace)}
 
     # ---------------------------------------------------------------- driving
 
