@@ -40,6 +40,7 @@ from ftactors.core import (
     StaleViewError,
     StateReport,
 )
+from ftactors.host import Claim, ReplicaTurns, Verdict
 from ftactors.runtime import context
 from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
@@ -184,10 +185,7 @@ class _Replica:
                                 scheduling=self.settings.scheduling, initial_view=initial_view)
         self.obj = cls(*args, **kwargs)
         self._cond = threading.Condition()
-        self._driving = False
-        self._standby = False  # a Deliver waits to take over driving after the current effect
-        self._epoch = ""  # the router incarnation whose Delivers we apply, in order
-        self._next_seq = 1
+        self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
         self._t0 = time.monotonic()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
@@ -231,7 +229,11 @@ class _Replica:
         self._router_seen = time.monotonic()
         msg = self._localise_checkpoint(msg)
         with self._cond:
-            if not self._in_turn(epoch, seq):
+            verdict = self._turns.arrive(epoch, seq)
+            while verdict is Verdict.LATER:  # Ray ran a later Deliver of this link first
+                self._cond.wait()
+                verdict = self._turns.arrive(epoch, seq)
+            if verdict is Verdict.STALE:
                 return self._nothing()  # from a router incarnation that is gone
             self.core.tick(self._ticks())
             try:
@@ -239,16 +241,13 @@ class _Replica:
             except StaleViewError:
                 return self._take_for(epoch)
             finally:
-                self._next_seq += 1
+                self._turns.applied()
                 self._cond.notify_all()
-            if self._driving:
-                if self._standby:
-                    return self._nothing()  # the standby or the driver will answer for this batch
-                self._standby = True
-                while self._driving:
-                    self._cond.wait()
-                self._standby = False
-            self._driving = True
+            claim = self._turns.claim()
+            if claim is Claim.ANSWER:
+                return self._nothing()  # the standby or the driver answers for this batch
+            if claim is Claim.STANDBY:
+                self._cond.wait_for(self._turns.take_over)
         return self._drive(epoch)
 
     def _nothing(self) -> Delivered:
@@ -258,17 +257,7 @@ class _Replica:
     def _take_for(self, epoch: str) -> Delivered:
         """The core's output for a Deliver of ``epoch`` (call holding ``_cond``): nothing if that
         router incarnation is gone, so the output waits for the current one."""
-        return self.core.take_delivered() if epoch == self._epoch else self._nothing()
-
-    def _in_turn(self, epoch: str, seq: int) -> bool:
-        """Wait (holding the condition) until batch ``seq`` of ``epoch`` is next; False if stale."""
-        if epoch != self._epoch:
-            if seq != 1:
-                return False  # from a router incarnation that is gone
-            self._epoch, self._next_seq = epoch, 1
-        while self._next_seq < seq and self._epoch == epoch:
-            self._cond.wait()
-        return self._epoch == epoch and self._next_seq == seq
+        return self.core.take_delivered() if self._turns.owns_output(epoch) else self._nothing()
 
     def state_report(self) -> StateReport:
         """What this replica holds, for the router's recovery."""
@@ -286,14 +275,14 @@ class _Replica:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             # a digest taken mid-batch would not match the executed count: wait for the batch
-            self._cond.wait_for(lambda: not self._driving, timeout=2.0)
+            self._cond.wait_for(lambda: not self._turns.driving, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                digest = state_digest(self.obj) if not self._driving else ""  # unknown: still busy
+                digest = state_digest(self.obj) if not self._turns.driving else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
@@ -369,16 +358,16 @@ class _Replica:
         after an effect; return the output for ``epoch``'s router."""
         while True:
             with self._cond:
-                effect = None if self._standby else self.core.next_effect()
+                effect = self.core.next_effect() if self._turns.keep_driving() else None
                 if effect is None:
-                    self._driving = False
+                    self._turns.stop()
                     self._cond.notify_all()
                     return self._take_for(epoch)
             try:
                 self._carry_out(effect)
             except BaseException:
                 with self._cond:
-                    self._driving = False
+                    self._turns.stop()
                     self._cond.notify_all()
                 raise
 

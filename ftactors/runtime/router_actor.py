@@ -97,7 +97,9 @@ class _Router:
         self.last_failover_s: Optional[float] = None
         self.last_recovery_ms: Optional[float] = None  # failure seen -> new view installed
         self._recovery_t0: Optional[float] = None
-        self._epoch = uuid.uuid4().hex[:12]
+        # names this incarnation on its Delivers; a restarted router's sorts later (it restarts on the
+        # same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
+        self._epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self._link_seq: Dict[str, int] = {}
 
     # ------------------------------------------------------------ Ray methods
