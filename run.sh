@@ -7,11 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import ftactors, ray, pytest, hypothesis" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import ftactors, ray, ray.serve, pytest, hypothesis" 2>/dev/null; then
   echo "[run.sh] setting up .venv (first run only)..." >&2
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,bench,metrics]'
+  .venv/bin/python -m pip install -q -e '.[test,bench,metrics,serve]'
 fi
 cmd=${1:-help}; shift || true
 case "$cmd" in
