@@ -15,7 +15,7 @@ import time
 import ray
 
 import ftactors
-from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
+from ftactors.campaign import Campaign, kill_replica  # kill_replica: ftactors.chaos.kill_replica, checking the pid
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 
@@ -42,11 +42,40 @@ class Bank:
     def applied(self) -> int:
         return len(self.done)
 
+    def audit(self) -> dict:
+        return {"total": self.total(), "done": sorted(self.done)}
+
+
+# ``ftactors chaos examples/bank.py`` (and configs/soak-bank.yaml): the same bank under every kind of fault
+ACCOUNTS, INITIAL = 8, 1_000
+
+
+def workload(handle, rng, op_index):
+    """One transfer between two random accounts; its id is derived from op_index."""
+    src, dst = rng.sample(range(ACCOUNTS), 2)
+    return handle.transfer.remote(f"t{op_index}", f"acct{src}", f"acct{dst}", rng.randint(1, 100))
+
+
+def check(handle, history):
+    """Money is conserved and every acknowledged transfer was applied exactly once."""
+    state = ray.get(handle.audit.remote(), timeout=60)
+    done = set(state["done"])
+    violations = []
+    if state["total"] != ACCOUNTS * INITIAL:
+        violations.append(f"money not conserved: {state['total']} != {ACCOUNTS * INITIAL}")
+    missing = [op.index for op in history if op.ok and f"t{op.index}" not in done]
+    if missing:
+        violations.append(f"{len(missing)} acknowledged transfers missing, first t{missing[0]}")
+    return violations
+
+
+CHAOS = Campaign(target=Bank, workload=workload, check=check, args=(ACCOUNTS, INITIAL), clients=3)
+
 
 def main() -> int:
     ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, logging_level="error",
              log_to_driver=False)
-    accounts, initial = 8, 1_000
+    accounts, initial = ACCOUNTS, INITIAL
     bank = Bank.remote(accounts, initial)
     acked, errors = [], []
     stop = threading.Event()

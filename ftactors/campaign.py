@@ -67,6 +67,7 @@ back to its full size.
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 import json
 import math
 import os
@@ -304,6 +305,7 @@ class Result:
             "throughput_ops_s": round(len(done) / self.duration_s, 1) if self.duration_s > 0 else 0.0,
             "latency_ms_p50": q(0.5), "latency_ms_p99": q(0.99), "latency_ms_max": q(1.0),
             "faults_injected": sum(1 for f in self.faults if f.at_s is not None),
+            "faults_by_kind": dict(Counter(f.kind for f in self.faults if f.at_s is not None)),
             "faults_skipped": sum(1 for f in self.faults if f.skipped),
             "failovers": self.failovers,
             "pause_ms_median": round(statistics.median(pauses) * 1000, 1) if pauses else None,
@@ -416,6 +418,34 @@ def replicas_agree(handle: Any, replicas: int) -> Tuple[bool, str]:
                                for r in info.replicas)
             return False, f"state digests differ: {detail}"
     return True, f"{len(info.replicas)} replicas at position {executed[0]}"
+
+
+def group_memory_mib(handle: Any) -> Dict[str, float]:
+    """Resident memory of the group's processes on this machine, by role (MiB).
+
+    Args:
+        handle: the group.
+
+    Returns:
+        ``{"router": ..., "primary": ..., "backup1": ..., "total": ...}``; a process on another
+        machine, or one that is gone, is left out.
+    """
+    import psutil
+
+    import ftactors
+    from ftactors.chaos import router_pid
+
+    info = ftactors.describe(handle, timeout_s=30)
+    pids = {"router": router_pid(handle)}
+    pids.update({("primary" if i == 0 else f"backup{i}"): r.pid for i, r in enumerate(info.replicas)})
+    out: Dict[str, float] = {}
+    for role, pid in pids.items():
+        try:
+            out[role] = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        except (psutil.Error, ValueError):
+            continue
+    out["total"] = round(sum(out.values()), 1)
+    return out
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.1) -> bool:
@@ -608,6 +638,7 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
     clients = Clients(campaign, handle, seed, call_timeout_s)
     try:
         start_nodes = len({r.node_id for r in ftactors.describe(handle, timeout_s=30).replicas})
+        memory_start = group_memory_mib(handle)
         clients.start()
         with Progress(end_s, progress, label) as bar:
             def tick() -> None:
@@ -680,6 +711,10 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
                 raise CampaignError(f"check() must return a list of violations, got {type(found).__name__}")
             violations += [str(v) for v in found]
         figures["replica_nodes_at_start"] = start_nodes
+        try:
+            figures["memory_mib_start"], figures["memory_mib_end"] = memory_start, group_memory_mib(handle)
+        except Exception as exc:  # a figure, not a check
+            figures["memory_mib_end"] = f"unavailable: {_brief(exc)}"
         if injector.notes:
             figures["notes"] = list(injector.notes)
         return Result(campaign.name, seed, style, replicas, run_s, history, records, violations,
@@ -762,11 +797,18 @@ def render_report(result: Result, console: Any, extra_rows: Sequence[Tuple[str, 
         ("operations completed", f"{s['operations_completed']} ({s['throughput_ops_s']}/s)", None),
         ("operations failed", str(s["operations_failed"]), s["operations_failed"] == 0 or None),
         ("latency p50 / p99 / max", f"{s['latency_ms_p50']} / {s['latency_ms_p99']} / {s['latency_ms_max']} ms", None),
-        ("faults injected", f"{s['faults_injected']}" + (f" ({s['faults_skipped']} skipped)" if s["faults_skipped"] else ""), None),
+        ("faults injected", f"{s['faults_injected']}" + (f" ({s['faults_skipped']} skipped)" if s["faults_skipped"] else "")
+         + (" (" + ", ".join(f"{k} {n}" for k, n in sorted(s["faults_by_kind"].items())) + ")"
+            if s["faults_by_kind"] else ""), None),
         ("failovers", str(s["failovers"]), None),
         ("pause seen by callers, median / worst",
          f"{s['pause_ms_median']} / {s['pause_ms_worst']} ms" if s["pause_ms_median"] is not None else "-", None),
     ]
+    start, end = s.get("memory_mib_start"), s.get("memory_mib_end")
+    if isinstance(start, dict) and isinstance(end, dict):
+        roles = [r for r in ("router", "primary", "backup1", "backup2", "backup3", "total") if r in start or r in end]
+        rows.append(("memory at start -> end (MiB)",
+                     ", ".join(f"{r} {start.get(r, '-')} -> {end.get(r, '-')}" for r in roles), None))
     rows += list(extra_rows)
     rows.append(("replicas agree at the end", "yes" if s["replicas_converged"] else "no", s["replicas_converged"]))
     for name, value, passed in rows:
