@@ -199,6 +199,7 @@ class ReplicatedMethod:
                 if not self._oneway:
                     caller.sent(req.msg_id.seq, ref)
         else:
+            ctx.check_open()
             replica = ctx.replica
             with replica._cond:
                 replica.take_carried()

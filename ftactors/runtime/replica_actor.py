@@ -358,11 +358,12 @@ class _Replica:
             args, kwargs = cloudpickle.loads(self._materialise(req.payload))
             result = getattr(self.obj, req.method)(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = self._run_async(result)
+                result = self._run_async(result, ctx)
             outcome = Outcome(True, result)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
         finally:
+            ctx.finished = True  # a task the method left running can no longer act for this call
             context.set_current(None)
         return outcome, tuple(ctx.recorded)
 
@@ -375,11 +376,28 @@ class _Replica:
         with self._cond:
             self.core.snapshot_taken(snap.position, state, digest)
 
-    def _run_async(self, awaitable: Any) -> Any:
+    def _run_async(self, awaitable: Any, ctx: context.CallContext) -> Any:
+        """Run an async method's awaitable to completion on the replica's event loop thread.
+
+        The call's context is set inside the coroutine's task on the loop thread, so nested
+        calls, ``now()`` and ``random()`` made from the coroutine (and from tasks it creates)
+        are the call's own, exactly as from a sync method. One call at a time: the executing
+        thread waits here, so coroutines of two calls never interleave on a replica.
+
+        Args:
+            awaitable: what the async method returned.
+            ctx: the context of the call being executed.
+
+        Returns:
+            The awaitable's result.
+
+        Raises:
+            Exception: whatever the awaitable raised.
+        """
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
-        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(_await(awaitable, ctx), self._loop).result()
 
     @staticmethod
     def _materialise(value: Any) -> Any:
@@ -401,5 +419,10 @@ class _Replica:
         return dataclasses.replace(msg, checkpoint=dataclasses.replace(cp, state=state))
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+async def _await(awaitable: Any, ctx: context.CallContext) -> Any:
+    """Await ``awaitable`` as the call ``ctx`` (set in this task's own context on the loop thread)."""
+    context.set_current(ctx)
+    try:
+        return await awaitable
+    finally:
+        context.set_current(None)
