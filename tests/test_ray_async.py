@@ -142,3 +142,82 @@ def test_coroutine_yielding_between_two_nested_calls_and_drawing_values_stays_de
     finally:
         ftactors.shutdown(caller)
         ftactors.shutdown(counter)
+
+
+# ------------------------------------------------- plain Ray calls from replicated methods
+
+
+@ray.remote(num_cpus=0)
+class Tally:
+    """A plain Ray actor: it counts the calls it gets, from whichever replica."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self) -> int:
+        self.n += 1
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+
+class UsesPlainActor:
+    def __init__(self, tally) -> None:
+        self.tally = tally
+        self.bumps = 0
+
+    async def bump(self) -> int:
+        await self.tally.add.remote()  # a plain Ray actor call: made by every replica
+        self.bumps += 1
+        return self.bumps
+
+    def warned(self) -> list:
+        from ftactors.runtime import context
+
+        return sorted(context._warned)
+
+
+def test_plain_ray_call_from_a_replicated_method_runs_once_per_replica_and_is_warned_about_once(ray_local):
+    tally = Tally.remote()
+    h = ftactors.replicated(replicas=3)(UsesPlainActor).remote(tally)
+    try:
+        assert ray.get([h.bump.remote() for _ in range(3)], timeout=60) == [1, 2, 3]
+        # the rule README states: each replica makes the plain call (3 calls x 3 replicas)
+        wait_for(lambda: ray.get(tally.get.remote()) == 9, what="every replica's plain calls")
+        # the primary warned once for the method, not once per call
+        assert ray.get(h.warned.remote(), timeout=60) == [(h.group, "bump")]
+    finally:
+        ftactors.shutdown(h)
+
+
+def test_plain_call_warning_is_logged_once_per_method_and_never_for_ftactors_own_calls(ray_local, caplog):
+    from types import SimpleNamespace
+
+    from ftactors.runtime import context
+
+    context.watch_plain_calls()  # in this process, as a replica does in its own
+
+    @ray.remote(num_cpus=0)
+    def plain() -> int:
+        return 1
+
+    def call_as(method: str, **fields) -> list:
+        ex = SimpleNamespace(request=SimpleNamespace(method=method))
+        ctx = context.CallContext(replica=SimpleNamespace(spec=SimpleNamespace(group="G-test")), replay=(),
+                                  choosing=fields.pop("choosing", True), execute=ex, **fields)
+        caplog.clear()
+        context.set_current(ctx)
+        try:
+            ray.get([plain.remote(), plain.options(num_cpus=0).remote()], timeout=60)
+        finally:
+            context.set_current(None)
+        return [r.getMessage() for r in caplog.records if r.name == "ftactors"]
+
+    with caplog.at_level("WARNING", logger="ftactors"):
+        first = call_as("m1")
+        assert len(first) == 1 and "[G-test] replicated method m1()" in first[0] and "plain Ray task" in first[0]
+        assert call_as("m1") == []  # once per (group, method)
+        assert call_as("m2", internal=True) == []  # ftactors' own nested call to a router
+        assert call_as("m3", choosing=False) == []  # a backup: the primary warns
+        assert ray.get(plain.remote()) == 1 and caplog.records == []  # outside replicated calls: nothing

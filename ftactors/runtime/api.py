@@ -222,10 +222,14 @@ class ReplicatedMethod:
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
-            if self._oneway:
-                h._router.invoke.remote(req, copy=not send)
-                return None
-            ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+            ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
+            try:
+                if self._oneway:
+                    h._router.invoke.remote(req, copy=not send)
+                    return None
+                ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+            finally:
+                ctx.internal = False
             replica.carry_back_later(h._group, anns)
         return None if self._oneway else ref
 

@@ -163,6 +163,7 @@ class _Replica:
         self.core = ReplicaCore(spec.group, replica_id, self.settings.core_config(),
                                 scheduling=self.settings.scheduling, initial_view=initial_view)
         self.obj = cls(*args, **kwargs)
+        context.watch_plain_calls()
         self._cond = threading.Condition()
         self._driving = False
         self._epoch = ""  # the router incarnation whose Delivers we apply, in order
