@@ -64,6 +64,29 @@ class AsyncCaller:
         self.stamps.append(value)
         return value
 
+    async def gathered(self) -> list:
+        async def one() -> tuple:  # runs in a task of its own, which copies the call's context
+            return await self.counter.inc.remote(), ftactors.random()
+
+        pair = sorted(await asyncio.gather(one(), one()))
+        self.stamps.append(pair)
+        return [value for value, _ in pair]
+
+    late_errors: list = []  # a class attribute: outside the state digest
+
+    async def leave_a_task(self) -> None:
+        async def late() -> None:
+            await asyncio.sleep(0.2)  # the call has returned by then
+            try:
+                self.counter.inc.remote()
+            except RuntimeError as exc:
+                AsyncCaller.late_errors.append(str(exc))
+
+        asyncio.get_running_loop().create_task(late())
+
+    def lingering_errors(self) -> list:
+        return list(AsyncCaller.late_errors)
+
     def calls(self) -> list:
         return list(self.got)
 
@@ -136,6 +159,15 @@ def test_coroutine_yielding_between_two_nested_calls_and_drawing_values_stays_de
         assert ray.get(counter.value.remote(), timeout=60) == 20
         stamps = ray.get([caller.stamp.remote() for _ in range(10)], timeout=120)
         assert len({r for _, r in stamps}) == 10
+        # nested calls and random() from tasks the coroutine creates (asyncio.gather)
+        assert ray.get([caller.gathered.remote() for _ in range(5)], timeout=120) == \
+            [[21 + 2 * i, 22 + 2 * i] for i in range(5)]
+        assert ray.get(counter.value.remote(), timeout=60) == 30
+        # a task left running after its call returned cannot act for it
+        ray.get(caller.leave_a_task.remote(), timeout=60)
+        errors = wait_for(lambda: ray.get(caller.lingering_errors.remote(), timeout=60), what="the late task")
+        assert len(errors) == 1 and "still running after the method returned" in errors[0]
+        assert ray.get(counter.value.remote(), timeout=60) == 30
         # every replica recorded the primary's now()/random() values: the digests agree
         wait_for(lambda: agree(caller), timeout_s=90, what="the caller's replicas to agree by digest")
         wait_for(lambda: agree(counter), timeout_s=90, what="the counter's replicas to agree by digest")
