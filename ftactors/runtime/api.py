@@ -34,8 +34,26 @@ _callers_lock = threading.Lock()
 _callers: Dict[str, "_Caller"] = {}  # one numbering per (process, group): the router keeps its FIFO
 _process_id = uuid.uuid4().hex[:16]
 
-#: Ray options that ftactors sets itself and a user may not.
-_RESERVED = {"max_restarts", "max_task_retries", "max_concurrency", "name", "lifetime", "get_if_exists"}
+#: Ray options that ftactors sets itself and a user may not, with what to do instead.
+_RESERVED = {
+    "max_restarts": "ftactors replaces a failed replica itself (settings replicas, min_replicas)",
+    "max_task_retries": "ftactors retries calls itself and runs each one exactly once",
+    "name": "name the group with @ftactors.replicated(name=...) or .options(name=...)",
+    "lifetime": "a group lives until ftactors.shutdown(handle)",
+    "get_if_exists": "keep the group's handle (it pickles) instead of looking the group up",
+}
+
+#: Ray options for running several calls of an actor at once.
+_CONCURRENCY = ("max_concurrency", "concurrency_groups")
+
+#: Why a replica runs one call at a time (the refusal of max_concurrency > 1 and concurrency_groups).
+_ONE_AT_A_TIME = (
+    "ftactors runs one call at a time on each replica, in the order the primary chose, so that "
+    "every replica computes the same state (calls running concurrently would interleave "
+    "differently on each replica). Remove it; async methods may still await nested calls. For "
+    "parallelism, split the state over several replicated groups, or run stateless work in plain "
+    "Ray tasks called from outside the replicated actor"
+)
 
 
 class _Caller:
@@ -203,14 +221,19 @@ class ReplicatedMethod:
                 ref = h._router.invoke.remote(req, oneway=self._oneway)
                 caller.sent(req.msg_id.seq, ref)  # held until it completes: Ray retries it meanwhile
         else:
+            ctx.check_open()
             replica = ctx.replica
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
-            if self._oneway:
-                h._router.invoke.remote(req, copy=not send, oneway=True)
-                return None
-            ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+            ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
+            try:
+                if self._oneway:
+                    h._router.invoke.remote(req, copy=not send, oneway=True)
+                    return None
+                ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+            finally:
+                ctx.internal = False
             replica.carry_back_later(h._group, anns)
         return None if self._oneway else ref
 
@@ -278,6 +301,7 @@ class ReplicatedClass:
         settings = {k: v for k, v in changes.items() if k in fields}
         ray_opts = {k: v for k, v in changes.items() if k not in fields}
         _check_actor_options(ray_opts)
+        ray_opts = {k: v for k, v in ray_opts.items() if k not in _CONCURRENCY}  # max_concurrency=1: ours
         new_settings = load_settings(self._settings.model_dump(), **settings)
         return ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
                                name or self._name, namespace or self._namespace)
@@ -297,10 +321,35 @@ class ReplicatedClass:
         raise TypeError(f"replicated classes cannot be instantiated directly; use {self.__name__}.remote()")
 
 
-def _check_actor_options(opts: Dict[str, Any]) -> None:
-    bad = sorted(set(opts) & _RESERVED)
+def _check_actor_options(opts: Dict[str, Any], where: str = ".options()") -> None:
+    """Refuse Ray actor options that replication cannot honour.
+
+    Args:
+        opts: the Ray actor options given by the user.
+        where: where they were given, for the message.
+
+    Raises:
+        ConfigError: ``max_concurrency`` above 1, ``concurrency_groups``, or an option ftactors
+            sets itself; the message names the option, why, and what to do instead.
+    """
+    _check_concurrency(opts, where)
+    bad = sorted(k for k in opts if k in _RESERVED)
     if bad:
-        raise ConfigError(f"ftactors manages these Ray options itself: {bad}")
+        raise ConfigError(f"Ray option {bad[0]!r} in {where}: ftactors manages it itself; {_RESERVED[bad[0]]}")
+
+
+def _check_concurrency(opts: Dict[str, Any], where: str) -> None:
+    """Refuse ``max_concurrency`` above 1 and ``concurrency_groups`` (``max_concurrency=1`` is allowed).
+
+    Raises:
+        ConfigError: either is set; the message names it and says what to do.
+    """
+    if opts.get("max_concurrency", 1) not in (None, 1):
+        raise ConfigError(f"Ray option max_concurrency={opts['max_concurrency']!r} in {where} is not supported "
+                          f"on a replicated class: {_ONE_AT_A_TIME}")
+    if opts.get("concurrency_groups"):
+        raise ConfigError(f"Ray option concurrency_groups in {where} is not supported on a replicated class: "
+                          f"{_ONE_AT_A_TIME}")
 
 
 def _public_methods(cls: type) -> Tuple[str, ...]:
@@ -417,6 +466,7 @@ def replicated(cls: Any = None, *, config: Any = None, name: Optional[str] = Non
         ...     def __init__(self): self.n = 0
         ...     def inc(self): self.n += 1; return self.n
     """
+    _check_concurrency(settings, "@ftactors.replicated(...)")
     resolved = load_settings(config, **settings)
 
     def wrap(target: Any) -> ReplicatedClass:
@@ -432,7 +482,9 @@ def _unwrap_class(target: Any) -> Tuple[type, Dict[str, Any]]:
     if isinstance(target, ray.actor.ActorClass):
         meta = target.__ray_metadata__
         original = getattr(meta.modified_class, "__ray_actor_class__", meta.modified_class)
-        options = {k: v for k, v in dict(target._default_options).items() if k not in _RESERVED}
+        given = dict(target._default_options)
+        _check_concurrency(given, f"@ray.remote on {original.__name__}")
+        options = {k: v for k, v in given.items() if k not in _RESERVED and k not in _CONCURRENCY}
         return original, options
     if not inspect.isclass(target):
         raise TypeError(f"@ftactors.replicated decorates a class, got {type(target).__name__} {target!r}")

@@ -1,25 +1,38 @@
-"""What the executing replica knows about the call it runs (thread-local).
+"""What the executing replica knows about the call it runs (a context variable).
+
+The context is a :class:`contextvars.ContextVar`, not thread-local: an async method runs on
+the replica's event loop thread, and :meth:`_Replica._run_async` sets the same context inside
+the coroutine's task there, so nested calls, ``now()`` and ``random()`` made from a coroutine
+(and from tasks it creates, which copy its context) belong to the call being executed.
 
 ``ftactors.now()`` and ``ftactors.random()`` are the determinism helpers: on
 the primary they read the clock or a random source and record the value; on a
 backup, or on replay after a failover, they return the recorded values in the
 same order, so every replica computes the same state.
+
+:func:`watch_plain_calls` makes a replica process warn (once per group and method) when a
+replicated method submits a plain Ray task or actor call, which every replica makes again.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import logging
 import random as _random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
-_local = threading.local()
+log = logging.getLogger("ftactors")
+
+_current: "contextvars.ContextVar[Optional[CallContext]]" = contextvars.ContextVar("ftactors_call", default=None)
 
 
 @dataclass
 class CallContext:
-    """The call being executed by this thread's replica."""
+    """The call being executed by this replica (in this thread, or this coroutine's task)."""
 
     replica: Any  # the _Replica instance (runtime object)
     replay: Tuple[Any, ...]  # values to replay, or () when choosing fresh
@@ -27,9 +40,34 @@ class CallContext:
     execute: Any = None  # the core's Execute effect being carried out
     recorded: List[Any] = field(default_factory=list)
     cursor: int = 0
+    finished: bool = False  # the call returned; a task it left running still holds this context
+    internal: bool = False  # ftactors itself is submitting a Ray call (a nested call to a router)
+
+    def check_open(self) -> None:
+        """Refuse work for a call that is over.
+
+        Raises:
+            RuntimeError: the call returned, and an asyncio task it created (and did not await)
+                tries to make a nested call or draw a value for it.
+        """
+        if self.finished:
+            raise RuntimeError("ftactors: a task created by a replicated method is still running after the "
+                               "method returned; await every task a replicated method creates (its nested "
+                               "calls, now() and random() belong to the call, which is over)")
 
     def value(self, make: Callable[[], Any]) -> Any:
-        """A nondeterministic value: chosen and recorded, or replayed."""
+        """A nondeterministic value: chosen and recorded, or replayed.
+
+        Args:
+            make: draws a fresh value (on a primary executing a new message).
+
+        Returns:
+            The drawn value, or the next recorded one.
+
+        Raises:
+            RuntimeError: more values asked for than the primary drew, or the call is over.
+        """
+        self.check_open()
         if self.choosing:
             v = make()
             self.recorded.append(v)
@@ -43,13 +81,22 @@ class CallContext:
 
 
 def current() -> Optional[CallContext]:
-    """The context of the call this thread executes, or None outside replicated execution."""
-    return getattr(_local, "ctx", None)
+    """The context of the call being executed here.
+
+    Returns:
+        The CallContext of the thread, or of the asyncio task, executing a replicated call;
+        None outside replicated execution.
+    """
+    return _current.get()
 
 
 def set_current(ctx: Optional[CallContext]) -> None:
-    """Install (or clear) this thread's call context."""
-    _local.ctx = ctx
+    """Install (or clear, with None) the call context of the current thread or asyncio task.
+
+    Args:
+        ctx: the context of the call about to execute, or None once it is over.
+    """
+    _current.set(ctx)
 
 
 def now() -> float:
@@ -70,3 +117,70 @@ def random() -> float:
     """
     ctx = current()
     return _random.random() if ctx is None else ctx.value(_random.random)
+
+
+# ------------------------------------------------------------ plain Ray calls
+
+_watch_lock = threading.Lock()
+_watching = False
+_warned: Set[Tuple[str, str]] = set()  # (group, method) already warned about, in this process
+
+
+def watch_plain_calls() -> None:
+    """Warn when a replicated method submits a plain Ray task or actor call (call once per replica process).
+
+    Wraps Ray's ``ActorMethod._remote`` and ``RemoteFunction._remote`` (what ``.remote()`` and
+    ``.options(...).remote()`` end in) in this process: outside a replicated call the wrapper
+    costs one context-variable read before Ray's own submission. Inside one, the primary logs a
+    warning on the ``ftactors`` logger once per (group, method). Calls from threads the method
+    starts carry no context and are not seen. A Ray without these methods gets no warning.
+    """
+    global _watching
+    with _watch_lock:
+        if _watching:
+            return
+        _watching = True
+        from ray.actor import ActorMethod
+        from ray.remote_function import RemoteFunction
+
+        for cls, kind, name_attr in ((ActorMethod, "actor call", "_method_name"),
+                                     (RemoteFunction, "task", "_function_name")):
+            original = getattr(cls, "_remote", None)
+            if original is not None:
+                setattr(cls, "_remote", _watched(original, kind, name_attr))
+
+
+def _watched(original: Callable[..., Any], kind: str, name_attr: str) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _remote(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ctx = _current.get()
+        if ctx is not None and not ctx.internal:
+            plain_call_made(ctx, kind, str(getattr(self, name_attr, "?")))
+        return original(self, *args, **kwargs)
+
+    return _remote
+
+
+def plain_call_made(ctx: CallContext, kind: str, target: str) -> bool:
+    """Note that the call ``ctx`` submitted a plain Ray call; warn the first time per (group, method).
+
+    Args:
+        ctx: the replicated call being executed.
+        kind: "task" or "actor call".
+        target: the Ray function or actor method called.
+
+    Returns:
+        True if this logged the warning.
+    """
+    if not ctx.choosing or ctx.execute is None:  # the primary warns; backups make the same calls
+        return False
+    group, method = ctx.replica.spec.group, ctx.execute.request.method
+    with _watch_lock:
+        if (group, method) in _warned:
+            return False
+        _warned.add((group, method))
+    log.warning("[%s] replicated method %s() submitted a plain Ray %s (%s): every replica makes it, and a new "
+                "primary makes it again when it re-executes the call, so it is not exactly once. Call "
+                "replicated actors from replicated methods, or make the plain call idempotent (see README, "
+                "'Rules for replicated methods'). Warned once per method.", group, method, kind, target)
+    return True

@@ -184,6 +184,7 @@ class _Replica:
         self.core = ReplicaCore(spec.group, replica_id, self.settings.core_config(),
                                 scheduling=self.settings.scheduling, initial_view=initial_view)
         self.obj = cls(*args, **kwargs)
+        context.watch_plain_calls()
         self._cond = threading.Condition()
         self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
         self._t0 = time.monotonic()
@@ -392,13 +393,14 @@ class _Replica:
             args, kwargs = cloudpickle.loads(self._materialise(req.payload))
             result = getattr(self.obj, req.method)(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = self._run_async(result)
+                result = self._run_async(result, ctx)
             outcome = Outcome(True, result)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
         except BaseException as exc:  # SystemExit & co. would end every replica in turn
             outcome = Outcome(False, aborted(type(self.obj).__name__, req.method, exc))
         finally:
+            ctx.finished = True  # a task the method left running can no longer act for this call
             context.set_current(None)
         return outcome, tuple(ctx.recorded)
 
@@ -411,12 +413,29 @@ class _Replica:
         with self._cond:
             self.core.snapshot_taken(snap.position, state, digest)
 
-    def _run_async(self, awaitable: Any) -> Any:
+    def _run_async(self, awaitable: Any, ctx: context.CallContext) -> Any:
+        """Run an async method's awaitable to completion on the replica's event loop thread.
+
+        The call's context is set inside the coroutine's task on the loop thread, so nested
+        calls, ``now()`` and ``random()`` made from the coroutine (and from tasks it creates)
+        are the call's own, exactly as from a sync method. One call at a time: the executing
+        thread waits here, so coroutines of two calls never interleave on a replica.
+
+        Args:
+            awaitable: what the async method returned.
+            ctx: the context of the call being executed.
+
+        Returns:
+            The awaitable's result.
+
+        Raises:
+            Exception: whatever the awaitable raised.
+        """
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
         try:
-            return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
+            return asyncio.run_coroutine_threadsafe(_await(awaitable, ctx), self._loop).result()
         except _Aborted as wrapped:
             raise wrapped.exc from None
 
@@ -449,10 +468,15 @@ class _Aborted(Exception):
         self.exc = exc
 
 
-async def _await(awaitable: Any) -> Any:
+async def _await(awaitable: Any, ctx: context.CallContext) -> Any:
+    """Await ``awaitable`` as the call ``ctx`` (set in this task's own context on the loop thread);
+    a ``BaseException`` that is not an ``Exception`` comes out wrapped in :class:`_Aborted`."""
+    context.set_current(ctx)
     try:
         return await awaitable
     except Exception:
         raise
     except BaseException as exc:
         raise _Aborted(exc) from None
+    finally:
+        context.set_current(None)

@@ -1,0 +1,55 @@
+"""Ray options a replicated class cannot honour are refused at decoration, with the reason and
+what to do (no Ray session needed: nothing here creates a group)."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+import ftactors
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def step(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def test_max_concurrency_above_one_on_the_ray_class_is_refused_with_the_reason():
+    with pytest.raises(ftactors.ConfigError) as err:
+        ftactors.replicated(replicas=2)(ray.remote(max_concurrency=4)(Worker))
+    message = str(err.value)
+    assert "max_concurrency=4" in message and "@ray.remote on Worker" in message
+    assert "one call at a time" in message and "Remove it" in message
+
+
+def test_max_concurrency_in_options_or_settings_is_refused_with_the_reason():
+    cls = ftactors.replicated(replicas=2)(Worker)
+    with pytest.raises(ftactors.ConfigError, match=r"max_concurrency=8 in \.options\(\).*one call at a time"):
+        cls.options(max_concurrency=8)
+    with pytest.raises(ftactors.ConfigError, match=r"max_concurrency=2 in @ftactors\.replicated.*one call at a time"):
+        ftactors.replicated(replicas=2, max_concurrency=2)(Worker)
+
+
+def test_concurrency_groups_are_refused_with_the_reason():
+    with pytest.raises(ftactors.ConfigError, match=r"concurrency_groups in @ray\.remote on Worker.*one call at a time"):
+        ftactors.replicated(replicas=2)(ray.remote(concurrency_groups={"io": 2})(Worker))
+    with pytest.raises(ftactors.ConfigError, match=r"concurrency_groups in \.options\(\)"):
+        ftactors.replicated(replicas=2)(Worker).options(concurrency_groups={"io": 2})
+
+
+def test_max_concurrency_one_is_what_ftactors_does_and_is_accepted():
+    cls = ftactors.replicated(replicas=2)(ray.remote(max_concurrency=1, num_cpus=0)(Worker))
+    assert "max_concurrency" not in cls._actor_options and cls._actor_options["num_cpus"] == 0
+    assert "max_concurrency" not in cls.options(max_concurrency=1)._actor_options
+
+
+def test_other_options_ftactors_sets_itself_say_what_to_do_instead():
+    cls = ftactors.replicated(replicas=2)(Worker)
+    with pytest.raises(ftactors.ConfigError, match=r"'max_restarts'.*replaces a failed replica itself"):
+        cls.options(max_restarts=3)
+    with pytest.raises(ftactors.ConfigError, match=r"'lifetime'.*ftactors\.shutdown"):
+        cls.options(lifetime="detached")
