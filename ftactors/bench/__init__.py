@@ -356,7 +356,7 @@ def health(results: Dict[str, Any], systems: Dict[str, Any], when: str) -> None:
 BOUNDS = {
     "latency": ("a call goes caller -> router -> primary -> router -> caller: two Ray calls in series "
                 "instead of one, and the router is an async actor whose task receipt costs ~880 us CPU "
-                "(spike/REPORT.md); on this design the floor is about 2x plain"),
+                "(docs/runtime-costs.md); on this design the floor is about 2x plain"),
     "throughput": ("the router's CPU per call (receiving each invoke in an async actor, ~0.9-1.2 ms) caps "
                    "throughput near 0.55x plain on 2 cores, where driver, raylet, router and replicas share "
                    "the CPUs"),
