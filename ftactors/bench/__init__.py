@@ -26,21 +26,21 @@ __all__ = ["main", "MODES", "SYSTEM_NAMES"]
 SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "ftactors-semi-active",
                 "ftactors-passive", "pysyncobj"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
-SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint"]  # run in this order
+SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
 
 #: Sizes of each mode. rounds x (k sync calls + n pipelined calls) per system, and so on.
 MODES: Dict[str, Dict[str, Any]] = {
     "smoke": dict(rounds=1, k=10, n=30, kills=1, messages_s=1.0, scaling=[2], scaling_rounds=1, scaling_k=5,
                   scaling_n=20, args=[100, 200_000], args_k=5, checkpoint=[1], checkpoint_k=10,
-                  checkpoint_n=120, memory_s=2.0, memory_warmup=100, failover_threads=2),
+                  checkpoint_n=120, memory_s=2.0, memory_warmup=100, failover_threads=2, creation_groups=2),
     "quick": dict(rounds=3, k=100, n=300, kills=3, messages_s=2.0, scaling=[2, 3, 4, 5], scaling_rounds=2,
                   scaling_k=30, scaling_n=150, args=[100, 10_000, 100_000, 1_000_000], args_k=20,
                   checkpoint=[1, 10], checkpoint_k=30, checkpoint_n=300, memory_s=15.0, memory_warmup=1000,
-                  failover_threads=3),
+                  failover_threads=3, creation_groups=5),
     "full": dict(rounds=5, k=300, n=2000, kills=20, messages_s=5.0, scaling=[2, 3, 4, 5], scaling_rounds=3,
                  scaling_k=100, scaling_n=500, args=[100, 10_000, 100_000, 1_000_000], args_k=60,
                  checkpoint=[1, 10, 50], checkpoint_k=60, checkpoint_n=400, memory_s=180.0, memory_warmup=2000,
-                 failover_threads=3),
+                 failover_threads=3, creation_groups=20),
 }
 
 TARGETS = {
@@ -322,6 +322,15 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         except Exception as exc:  # report, keep going
             log(f"  [checkpoint] failed: {exc!r}")
             results["scaling"]["checkpoint_error"] = repr(exc)
+
+        try:
+            if "creation" in sections:
+                log(f"[creation] {cfg['creation_groups']} groups of 3 replicas against "
+                    f"{3 * cfg['creation_groups']} plain actors, one after the other and concurrently")
+                results["creation"] = M.creation(cfg["creation_groups"], log=log)
+        except Exception as exc:  # report, keep going
+            log(f"  [creation] failed: {exc!r}")
+            results["creation"] = {"error": repr(exc)}
 
         health(results, systems, "at the end")
     finally:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import psutil
+import ray
 
-from ftactors.bench.systems import FtActors, System
+from ftactors.bench.systems import Bench, FtActors, System
 
 
 def _pct(xs: List[float], q: float) -> float:
@@ -293,3 +294,75 @@ def memory_run(system: FtActors, seconds: float, window: int = 200, warmup_calls
 
 def median_or_none(xs: Optional[List[float]]) -> Optional[float]:
     return statistics.median(xs) if xs else None
+
+
+def _first_replies(make: Callable[[], Any], count: int, concurrent: bool) -> Dict[str, Any]:
+    """Create ``count`` actors (or groups) with ``make()`` and time each one's first reply.
+
+    Args:
+        make: creates one actor or group; it has ``inc.remote(1)``.
+        count: how many.
+        concurrent: create them all, then wait for every first reply; else one after the other.
+
+    Returns:
+        ``first_reply_ms`` per item (from its ``.remote()``), ``remote_ms`` (the ``.remote()`` calls
+        alone), ``total_s``, and the handles (to stop afterwards).
+    """
+    t0 = time.perf_counter()
+    handles, remote_ms, first_ms = [], [], []
+    if concurrent:
+        starts = []
+        for _ in range(count):
+            t = time.perf_counter()
+            handles.append(make())
+            remote_ms.append(1000 * (time.perf_counter() - t))
+            starts.append(t)
+        refs = [h.inc.remote(1) for h in handles]
+        for t, ref in zip(starts, refs):
+            ray.get(ref)
+            first_ms.append(1000 * (time.perf_counter() - t))  # upper bound: waited in order
+    else:
+        for _ in range(count):
+            t = time.perf_counter()
+            h = make()
+            remote_ms.append(1000 * (time.perf_counter() - t))
+            ray.get(h.inc.remote(1))
+            first_ms.append(1000 * (time.perf_counter() - t))
+            handles.append(h)
+    return {"first_reply_ms": [round(x, 1) for x in first_ms], "remote_ms": [round(x, 2) for x in remote_ms],
+            "total_s": round(time.perf_counter() - t0, 2), "handles": handles}
+
+
+def creation(groups: int, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Creating groups against creating plain actors, one after the other and concurrently.
+
+    ``groups`` ftactors groups (3 replicas each) against ``3 * groups`` plain actors: the same
+    number of actors holding the user's class. Each system's actors are stopped before the next.
+
+    Returns:
+        Per system and mode: median and worst first reply (ms from ``.remote()``), median
+        ``.remote()`` time and total time.
+    """
+    import ftactors
+
+    plain_cls = ray.remote(num_cpus=0)(Bench)
+    group_cls = ftactors.replicated(replicas=3)(ray.remote(num_cpus=0)(Bench))
+    out: Dict[str, Any] = {}
+    for name, make, count in (("ray-plain", plain_cls.remote, 3 * groups),
+                              ("ftactors-semi-active", group_cls.remote, groups)):
+        for mode in ("sequential", "concurrent"):
+            r = _first_replies(make, count, mode == "concurrent")
+            first = r.pop("first_reply_ms")
+            row = {"count": count, "first_reply_ms_median": round(statistics.median(first), 1),
+                   "first_reply_ms_max": round(max(first), 1),
+                   "remote_ms_median": round(statistics.median(r["remote_ms"]), 2), "total_s": r["total_s"]}
+            out[f"{name}/{mode}"] = row
+            log(f"  {name} {mode}: {count} created, first reply median {row['first_reply_ms_median']} ms, "
+                f"worst {row['first_reply_ms_max']} ms, .remote() {row['remote_ms_median']} ms, "
+                f"all in {row['total_s']} s")
+            for h in r["handles"]:
+                if name == "ray-plain":
+                    ray.kill(h)
+                else:
+                    ftactors.shutdown(h)
+    return out

@@ -307,7 +307,11 @@ class ReplicatedClass:
                                name or self._name, namespace or self._namespace)
 
     def remote(self, *args: Any, **kwargs: Any) -> ReplicatedHandle:
-        """Create the group (replicas and router) and return its handle.
+        """Create the group (replicas and router) and return its handle at once.
+
+        As with Ray's own ``.remote()``, nothing waits for the actors to start: they start in
+        the background, in parallel, and the group's first call waits for them. A constructor
+        that raises surfaces at the first call, as the constructor's exception.
 
         Raises:
             ConfigError: the cluster cannot satisfy ``placement``.
@@ -424,14 +428,14 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         ).remote(spec, rid, NewView(1, members))
         for i, rid in enumerate(members)
     }
-    infos = ray.get([h.ready.remote() for h in handles.values()])
-    node_of = {i["replica"]: i["node_id"] for i in infos}
+    # nothing waits here, as with Ray's own .remote(): the router learns where each replica runs
+    # when they are up, and the group's first call waits for that
+    planned = {rid: node for rid, node in zip(members, nodes) if node is not None}
     router = ray.remote(_Router).options(
         name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_router_strategy(node_of),
-    ).remote(spec, members, handles, node_of)
-    ray.get(router.ready.remote())
-    log.info("[%s] replicated group up: %d replicas, %s", group, s.replicas, s.style)
+        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_router_strategy(planned),
+    ).remote(spec, members, handles, {})
+    log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
     return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
                             s.large_arg_bytes, s.style, tuple(handles.values()))
 

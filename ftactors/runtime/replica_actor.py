@@ -183,7 +183,13 @@ class _Replica:
         args, kwargs = cloudpickle.loads(spec.init_bytes)
         self.core = ReplicaCore(spec.group, replica_id, self.settings.core_config(),
                                 scheduling=self.settings.scheduling, initial_view=initial_view)
-        self.obj = cls(*args, **kwargs)
+        self.init_error: Optional[BaseException] = None  # the constructor's exception: every call gets it
+        try:
+            self.obj = cls(*args, **kwargs)
+        except Exception as exc:
+            self.obj, self.init_error = None, portable_error(exc)
+        except BaseException as exc:  # SystemExit & co.: this replica must not exit over it
+            self.obj, self.init_error = None, aborted(cls.__name__, "__init__", exc)
         context.watch_plain_calls()
         self._cond = threading.Condition()
         self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
@@ -198,9 +204,10 @@ class _Replica:
     # ------------------------------------------------------------ Ray methods
 
     def ready(self) -> Dict[str, Any]:
-        """Where this replica runs."""
+        """Where this replica runs, and the constructor's exception if it raised one."""
         ctx = ray.get_runtime_context()
-        return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id()}
+        return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id(),
+                "error": self.init_error}
 
     def ping(self) -> bool:
         """Liveness probe (answered even while a call executes)."""

@@ -94,6 +94,7 @@ class _Router:
         with warnings.catch_warnings():  # the property uses a deprecated accessor internally
             warnings.simplefilter("ignore")
             self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        self.start_error: Optional[BaseException] = None  # the user's constructor raised it
         self.last_failover_s: Optional[float] = None
         self.last_recovery_ms: Optional[float] = None  # failure seen -> new view installed
         self._recovery_t0: Optional[float] = None
@@ -139,6 +140,8 @@ class _Router:
         """Submit ``req`` and wait for its reply (None for a one-way request)."""
         if self.core is None:  # no await before submit once started: submission order is kept
             await self._ensure_started()
+        if self.start_error is not None:
+            raise self.start_error  # the user's constructor raised it
         cached = self.core.submit(req, copy)  # raises GroupOverloadedError / StaleViewError
         if cached is not None:
             return cached
@@ -204,7 +207,7 @@ class _Router:
                 await self._rebuild()
             else:
                 self.core = RouterCore(self.group, self.config, self.initial_members)
-                await asyncio.gather(*(_aw(self.handles[m].ready.remote()) for m in self.initial_members))
+                await self._first_replicas_up()
             try:
                 self._metrics = _Metrics(self.group)
             except Exception as exc:  # metrics are optional
@@ -213,6 +216,20 @@ class _Router:
         finally:
             self._started.set()
         self._kick()
+
+    async def _first_replicas_up(self) -> None:
+        """Wait for the group's first replicas (created with the router, in parallel), learn their
+        nodes, and keep the constructor's exception for every call if it raised one."""
+        infos = await asyncio.gather(*(_aw(self.handles[m].ready.remote()) for m in self.initial_members),
+                                     return_exceptions=True)
+        for rid, info in zip(self.initial_members, infos):
+            if isinstance(info, BaseException):  # it died while starting: re-replication replaces it
+                log.info("[%s] replica %s did not start: %s", self.group, rid, str(info).splitlines()[0])
+                self.core.on_failure(rid)
+            elif info.get("error") is not None and self.start_error is None:
+                self.start_error = info["error"]
+            else:
+                self.nodes[rid] = info["node_id"]
 
     async def _rebuild(self) -> None:
         """After a crash: learn the view from the surviving replicas, then recover."""
