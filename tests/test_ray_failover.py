@@ -13,7 +13,7 @@ import ray
 
 import ftactors
 from ftactors import chaos
-from tests.conftest import wait_for
+from tests.conftest import converged, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -85,16 +85,6 @@ def check_exactly_once(handle, load: Load) -> None:
     assert len(values) == len(set(values)), "two calls got the same reply"
     for token, value in load.results:
         assert tokens[value - 1] == token, "a reply does not match the position its call took"
-
-
-def converged(handle, replicas: int) -> bool:
-    """All replicas present and caught up; semi-active ones with equal state digests."""
-    info = ftactors.describe(handle)
-    if len(info.replicas) != replicas or info.joining or info.phase != "normal":
-        return False
-    if len({r.executed for r in info.replicas}) != 1:
-        return False
-    return info.style == "passive" or len({r.state_digest for r in info.replicas}) == 1
 
 
 @pytest.mark.parametrize("style", ["semi-active", "passive"])
