@@ -192,6 +192,9 @@ def test_restarted_router_finds_a_view_made_only_of_replacement_replicas(ray_loc
 
 
 def test_hung_primary_is_detected_replaced_and_fenced(ray_local):
+    """A hung (SIGSTOPped) primary is replaced; the call it was sent is answered by the new
+    primary. When it resumes it executes that call in its old view: its output must be dropped
+    (the router's ``fenced`` count), and no call takes effect twice."""
     h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=0.5)(Counter).remote()
     try:
         ray.get(h.add.remote("before"))
@@ -200,11 +203,14 @@ def test_hung_primary_is_detected_replaced_and_fenced(ray_local):
         try:
             assert ray.get(h.add.remote("during"), timeout=30) == 2
             took = time.monotonic() - t0
+            info = ftactors.describe(h)
         finally:
             chaos.resume(victim.pid)
         assert took < 10, f"hung primary replaced after {took:.1f}s"
-        info = ftactors.describe(h)
         assert victim.replica_id not in [r.replica_id for r in info.replicas]
+        assert info.counts["fenced"] == 0  # nothing from the hung primary yet
+        wait_for(lambda: ftactors.describe(h).counts["fenced"] >= 1,
+                 what="the resumed, deposed primary's output to be fenced off")
         assert ray.get(h.add.remote("after")) == 3
         assert ray.get(h.read.remote())["tokens"] == ["before", "during", "after"]
     finally:
