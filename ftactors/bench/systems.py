@@ -7,6 +7,7 @@ latency and throughput, ``add(token)`` (records a unique token) for failover,
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -321,6 +322,29 @@ class FtActors(System):
 
 
 # --------------------------------------------------------------------------- PySyncObj
+
+#: systems that need a Python package beyond ftactors' own (the ``bench`` extra)
+_NEEDS = {"pysyncobj": "pysyncobj"}
+
+
+def missing_dependency(name: str) -> Optional[str]:
+    """Why the system ``name`` cannot run here, or None if it can.
+
+    Args:
+        name: a system name (``ftactors.bench.SYSTEM_NAMES``).
+
+    Returns:
+        None, or a short reason such as ``"pysyncobj is not installed (pip install
+        'ftactors[bench]')"`` when a package the system needs cannot be imported.
+    """
+    module = _NEEDS.get(name)
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{module} is not installed (pip install 'ftactors[bench]')"
+    return None
 
 
 def _free_port() -> int:
