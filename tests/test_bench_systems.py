@@ -1,5 +1,5 @@
 """``ftactors bench`` without its optional packages: a system that cannot run is skipped with
-one line, not a traceback. No Ray."""
+one line, not a traceback; and its failover clock does not stop on unknown figures. No Ray."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def test_pysyncobj_installed_is_measured() -> None:
 def test_unknown_system_is_refused() -> None:
     with pytest.raises(SystemExit, match="unknown systems"):
         select_systems("ray-plain,etcd", lambda line: None)
+
+
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_failover_is_not_over_while_replicas_do_not_answer(monkeypatch: pytest.MonkeyPatch, style: str) -> None:
+    """The failover pause ends when the group is whole again: replicas that did not answer
+    describe (executed -1 each) do not make it whole."""
+    import ftactors
+    from ftactors.bench.systems import FtActors
+    from tests.test_agreement_checks import group, replica, unreachable
+
+    system = FtActors(style)
+    info = group([unreachable("r0", "primary"), unreachable("r1"), unreachable("r2")], style)
+    monkeypatch.setattr(ftactors, "describe", lambda handle, timeout_s=30.0: info)
+    assert not system.recovered()
+    info = group([replica("r0", "primary"), replica("r1"), replica("r2")], style)
+    assert system.recovered()

@@ -304,6 +304,8 @@ class FtActors(System):
             return False  # the router has not seen the kill yet: the old view still looks whole
         if len(info.replicas) != self.replicas or info.joining or info.phase != "normal":
             return False
+        if any(r.executed < 0 for r in info.replicas):
+            return False  # a replica that did not answer describe: not recovered (-1 == -1 is no agreement)
         return len({r.executed for r in info.replicas}) == 1 or self.style == "passive"
 
     def stats(self) -> Dict[str, int]:
