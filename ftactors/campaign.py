@@ -402,22 +402,23 @@ def group_ready(handle: Any, replicas: int) -> bool:
 
 
 def replicas_agree(handle: Any, replicas: int) -> Tuple[bool, str]:
-    """All replicas caught up; semi-active: equal digests; passive: equal executed positions."""
+    """All replicas reachable and caught up; semi-active: equal, known digests; passive: equal positions.
+
+    Args:
+        handle: the group's handle.
+        replicas: how many members the group must have (at least).
+
+    Returns:
+        (agree, detail): an unreachable or busy replica means not (yet) agreeing (see
+        :meth:`ftactors.GroupInfo.disagreement`).
+    """
     import ftactors
 
     info = ftactors.describe(handle, timeout_s=15)
-    if len(info.replicas) < replicas or info.joining or info.phase != "normal":
-        return False, f"{len(info.replicas)}/{replicas} replicas, phase {info.phase}, joining {info.joining}"
-    executed = [r.executed for r in info.replicas]
-    if len(set(executed)) != 1:
-        return False, f"executed positions differ: {executed}"
-    if info.style == "semi-active":
-        digests = [r.state_digest for r in info.replicas]
-        if len(set(digests)) != 1:
-            detail = ", ".join(f"{r.replica_id} ({r.role}, executed {r.executed}): {r.state_digest}"
-                               for r in info.replicas)
-            return False, f"state digests differ: {detail}"
-    return True, f"{len(info.replicas)} replicas at position {executed[0]}"
+    why = info.disagreement(replicas)
+    if why is not None:
+        return False, why
+    return True, f"{len(info.replicas)} replicas at position {info.replicas[0].executed}"
 
 
 def group_memory_mib(handle: Any) -> Dict[str, float]:

@@ -31,6 +31,44 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
 
 
+class NotYet:
+    """A falsy poll result that says why (``wait_for`` shows it when it times out).
+
+    Args:
+        why: what is still missing.
+    """
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"NotYet({self.why!r})"
+
+
+def converged(handle: Any, replicas: int) -> Any:
+    """Whether a group has exactly ``replicas`` members, every one reachable and caught up, with
+    equal, known state digests (semi-active); see :meth:`ftactors.GroupInfo.disagreement`.
+
+    Args:
+        handle: the group's handle.
+        replicas: the number of members expected.
+
+    Returns:
+        True, or a falsy :class:`NotYet` naming what is missing: an unreachable or busy
+        replica is "not yet", never agreement.
+    """
+    import ftactors
+
+    info = ftactors.describe(handle)
+    if len(info.replicas) != replicas:
+        return NotYet(f"{len(info.replicas)} members, {replicas} expected")
+    why = info.disagreement(replicas)
+    return True if why is None else NotYet(why)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A private local Ray instance for the module (``address='local'`` never joins another cluster)."""

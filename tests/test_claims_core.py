@@ -8,8 +8,8 @@ Harness: a :class:`Group` is one router and its replicas wired synchronously,
 as in the core's driving example. The application is a counter:
 
 * ``add(n)``: ``state += n``; returns the new state.
-* ``fwd(group, n)``: a nested call ``add(n)`` on another group; ``state +=``
-  its answer. The primary sends the nested request to the callee's router;
+* ``fwd(group, n[, method])``: a nested call ``add(n)`` (or ``method``) on
+  another group; ``state +=`` its answer. The primary sends the nested request to the callee's router;
   a backup does not send it and pulls the reply copy by the same MsgId.
 * ``stamp()``: a nondeterministic value chosen by the primary
   (like ``ftactors.now()``), replayed by the backups from the announcement.
@@ -94,9 +94,9 @@ class Group:
         if req.method == "add":
             self.state[m] += req.payload
         elif req.method == "fwd":
-            target, amount = req.payload
+            target, amount, *method = req.payload
             callee = self.peers[target]
-            nreq, send = core.nested_request(target, "add", amount)
+            nreq, send = core.nested_request(target, method[0] if method else "add", amount)
             if send:
                 self.events.append(("nested_send", m, str(nreq.msg_id)))
                 callee.router.submit(nreq)
@@ -703,19 +703,35 @@ def test_new_primary_replays_announced_order_and_nondeterministic_values() -> No
 
 
 def test_rebuilt_callee_router_recovers_order_from_the_caller_replicas() -> None:
-    """Claims 65, 69: the order of b's messages can be obtained from a replica of the calling
-    group a (``ReplicaCore.carried_for`` -> ``RouterCore.on_peer_announcements``)."""
-    b = Group("b", cfg(relay_delay_ticks=0, null_message_ticks=5), n=3)
-    a = Group("a", cfg(), n=2, peers={"b": b})
-    a.router.submit(ClientCore("c").request("a", "fwd", payload=("b", 3)))
-    a.pump()
-    held = a.reps["a-r0"].carried_for("b")
-    assert [x.position for x in held] == [1]
-    b.router = RouterCore.rebuilt("b", b.cfg, b.members, view=1, next_replica_index=3, now=b.now)
-    b.router.on_peer_announcements(held)
-    b.settle(5)
-    assert b.router.counts["resyncs"] == 0
+    """Claims 65, 69: b's primary and b's router are both gone. The rebuilt router queries the
+    surviving replicas (they hold the request, not its order) and obtains the order, with the
+    value the dead primary chose, from a replica of the calling group a
+    (``ReplicaCore.carried_for`` -> ``RouterCore.on_peer_announcements``)."""
+    def scenario(from_peers: bool) -> Tuple[Group, Group]:
+        b = Group("b", cfg(relay_delay_ticks=0, null_message_ticks=5), n=3)
+        a = Group("a", cfg(), n=2, peers={"b": b})
+        a.router.submit(ClientCore("c").request("a", "fwd", payload=("b", 0, "stamp")))
+        a.pump()  # b-r0 executes stamp() at position 1; b's backups hold the copy, not the order
+        assert len(b.order["b-r0"]) == 1 and not b.order["b-r1"] and not b.order["b-r2"]
+        held = a.reps["a-r0"].carried_for("b")
+        assert [(x.position, x.nondet) for x in held] == [(1, tuple(b.nondet["b-r0"][0]))]
+        b.deaf = {"b-r0"}  # the old primary is gone: only the survivors are in the rebuilt view
+        b.router = RouterCore.rebuilt("b", b.cfg, ("b-r1", "b-r2"), view=1, next_replica_index=3, now=b.now)
+        if from_peers:
+            b.router.on_peer_announcements(held)
+        b.settle(5)
+        assert b.router.phase == Phase.NORMAL and b.router.counts["recovery_messages"] == 2  # survivors asked
+        return a, b
+
+    a, b = scenario(from_peers=True)
     assert b.order["b-r1"] == b.order["b-r2"] == b.order["b-r0"]
+    assert b.nondet["b-r1"] == b.nondet["b-r2"] == b.nondet["b-r0"]  # replayed, not chosen again
+    assert b.state["b-r1"] == b.state["b-r2"] == b.state["b-r0"] == a.state["a-r0"]  # what a was told
+    assert b.router.counts["resyncs"] == 0
+    # the control: without the peer group's announcements the new primary chooses its own value,
+    # and b's state no longer matches the answer a's replicas acted on
+    a, b = scenario(from_peers=False)
+    assert b.nondet["b-r1"] != b.nondet["b-r0"] and b.state["b-r1"] != a.state["a-r0"]
 
 
 # =====================================================================================

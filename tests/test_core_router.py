@@ -194,3 +194,29 @@ def test_restarted_router_keeps_a_callers_order_when_retries_arrive_after_new_ca
     g.pump(8)
     order = [ann.msg_id for _, (ann, _) in sorted(g.reps["g-r0"]._recent.items())]
     assert order == [first.msg_id, lost[0].msg_id, lost[1].msg_id, late.msg_id]
+
+
+def _digests(first: int, last: int, tag: str = "d") -> tuple:
+    return tuple((p, f"{tag}{p}") for p in range(first, last + 1))
+
+
+def test_backup_lagging_many_digests_behind_is_still_compared() -> None:
+    """A backup reports its digest for a position when it executes it, possibly long after the
+    primary did: the primary's digest must still be there, however many came since (it was
+    dropped after 64, so a backup lagging steadily beyond that was never checked)."""
+    router = RouterCore("g", CoreConfig(digest_every_messages=1), ("g-r0", "g-r1"))
+    router.on_delivered(Delivered("g-r0", 1, acked_position=500, digests=_digests(1, 500)))
+    router.on_delivered(Delivered("g-r1", 1, acked_position=2, digests=((1, "d1"), (2, "wrong"))))
+    assert router.diverged == [("g-r1", 2)] and router.counts["divergences"] == 1
+    assert router.resync == {"g-r1"} and router.links["g-r0"].snapshot_wanted  # state transfer asked for
+
+
+def test_primary_digests_are_forgotten_once_every_member_passed_them() -> None:
+    router = RouterCore("g", CoreConfig(digest_every_messages=1), ("g-r0", "g-r1", "g-r2"))
+    router.on_delivered(Delivered("g-r0", 1, acked_position=10, digests=_digests(1, 10)))
+    router.on_delivered(Delivered("g-r1", 1, acked_position=10, digests=_digests(1, 10)))
+    assert list(router.primary_digests) == list(range(1, 11))  # g-r2 has not reported yet
+    router.on_delivered(Delivered("g-r2", 1, acked_position=6, digests=_digests(1, 6)))
+    assert list(router.primary_digests) == [7, 8, 9, 10] and not router.diverged
+    router.on_delivered(Delivered("g-r2", 1, acked_position=10, digests=_digests(7, 10)))
+    assert not router.primary_digests and router.counts["divergences"] == 0

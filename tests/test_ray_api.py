@@ -9,7 +9,7 @@ import pytest
 import ray
 
 import ftactors
-from tests.conftest import wait_for
+from tests.conftest import converged, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -48,12 +48,6 @@ class Account:
         return 42
 
 
-def digests_equal(handle) -> bool:
-    info = ftactors.describe(handle)
-    ds = {r.state_digest for r in info.replicas}
-    return len(ds) == 1 and len(info.replicas) >= 2
-
-
 @pytest.fixture(scope="module")
 def acct(ray_local):
     h = ftactors.replicated(replicas=3)(ray.remote(Account)).remote(100)
@@ -82,9 +76,7 @@ def test_backups_reach_same_state(acct):
     for i in range(20):
         acct.deposit.remote(1)
     final = ray.get(acct.deposit.remote(1))
-    wait_for(lambda: all(r.executed == ftactors.describe(acct).primary.executed
-                         for r in ftactors.describe(acct).replicas), what="backups to catch up")
-    assert digests_equal(acct)
+    wait_for(lambda: converged(acct, 3), what="backups to catch up with equal digests")
     assert ray.get(acct.get.remote()) == final
 
 
@@ -107,7 +99,7 @@ def test_exception_arrives_with_its_type_and_state_stays_equal(acct):
     with pytest.raises(ValueError, match="negative deposit"):
         ray.get(acct.deposit.remote(-1))
     assert ray.get(acct.get.remote()) == before
-    wait_for(lambda: digests_equal(acct), what="equal digests")
+    wait_for(lambda: converged(acct, 3), what="equal digests")
 
 
 def test_handle_pickles_into_tasks_and_actors(acct):
@@ -143,7 +135,7 @@ def test_nondeterminism_helpers_are_replayed_by_backups(acct):
     stamps = ray.get([acct.stamp.remote() for _ in range(5)])
     assert len({s[1] for s in stamps}) == 5
     ray.get(acct.deposit.remote(0))
-    wait_for(lambda: digests_equal(acct), what="equal digests after now()/random()")
+    wait_for(lambda: converged(acct, 3), what="equal digests after now()/random()")
 
 
 def test_bad_input_errors_at_call_site_and_group_keeps_working(acct):
@@ -179,7 +171,7 @@ def test_large_argument_goes_through_object_store(ray_local):
         blob = "y" * 200_000
         ray.get(h.note.remote(blob))
         assert ray.get(h.notes.remote()) == [blob]
-        wait_for(lambda: digests_equal(h), what="backups to apply the large argument")
+        wait_for(lambda: converged(h, 3), what="backups to apply the large argument")
     finally:
         ftactors.shutdown(h)
 

@@ -13,7 +13,7 @@ import ray
 
 import ftactors
 from ftactors import chaos
-from tests.conftest import wait_for
+from tests.conftest import converged, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -85,16 +85,6 @@ def check_exactly_once(handle, load: Load) -> None:
     assert len(values) == len(set(values)), "two calls got the same reply"
     for token, value in load.results:
         assert tokens[value - 1] == token, "a reply does not match the position its call took"
-
-
-def converged(handle, replicas: int) -> bool:
-    """All replicas present and caught up; semi-active ones with equal state digests."""
-    info = ftactors.describe(handle)
-    if len(info.replicas) != replicas or info.joining or info.phase != "normal":
-        return False
-    if len({r.executed for r in info.replicas}) != 1:
-        return False
-    return info.style == "passive" or len({r.state_digest for r in info.replicas}) == 1
 
 
 @pytest.mark.parametrize("style", ["semi-active", "passive"])
@@ -202,6 +192,9 @@ def test_restarted_router_finds_a_view_made_only_of_replacement_replicas(ray_loc
 
 
 def test_hung_primary_is_detected_replaced_and_fenced(ray_local):
+    """A hung (SIGSTOPped) primary is replaced; the call it was sent is answered by the new
+    primary. When it resumes it executes that call in its old view: its output must be dropped
+    (the router's ``fenced`` count), and no call takes effect twice."""
     h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=0.5)(Counter).remote()
     try:
         ray.get(h.add.remote("before"))
@@ -210,11 +203,14 @@ def test_hung_primary_is_detected_replaced_and_fenced(ray_local):
         try:
             assert ray.get(h.add.remote("during"), timeout=30) == 2
             took = time.monotonic() - t0
+            info = ftactors.describe(h)
         finally:
             chaos.resume(victim.pid)
         assert took < 10, f"hung primary replaced after {took:.1f}s"
-        info = ftactors.describe(h)
         assert victim.replica_id not in [r.replica_id for r in info.replicas]
+        assert info.counts["fenced"] == 0  # nothing from the hung primary yet
+        wait_for(lambda: ftactors.describe(h).counts["fenced"] >= 1,
+                 what="the resumed, deposed primary's output to be fenced off")
         assert ray.get(h.add.remote("after")) == 3
         assert ray.get(h.read.remote())["tokens"] == ["before", "during", "after"]
     finally:
@@ -239,19 +235,24 @@ class Leaky:
 
 
 def test_divergent_backup_is_detected_and_repaired_by_state_transfer(ray_local):
+    """Digests are compared only at positions that are multiples of ``digest_every``, and only
+    once the backup has executed them: calls must keep coming until both backups are flagged.
+    Convergence is then awaited without further calls (a call just answered is not executed by
+    the backups yet: its announcement waits up to ``null_message_after_s`` for a ride)."""
     h = ftactors.replicated(replicas=3, digest_every=5)(Leaky).remote()
     try:
         ray.get(h.poison.remote())
-        for i in range(12):
-            ray.get(h.add.remote(str(i)))
+        backups = {r.replica_id for r in ftactors.describe(h).backups}
 
-        def repaired() -> bool:
-            ray.get(h.add.remote("x"))
-            info = ftactors.describe(h)
-            return len(info.diverged) >= 2 and converged(h, 3)
+        def flagged() -> bool:
+            ray.get(h.add.remote("x"))  # drives the positions at which digests are compared
+            return backups <= {rid for rid, _ in ftactors.describe(h).diverged}
 
-        wait_for(repaired, timeout_s=60, what="both backups flagged as diverged and repaired")
-        assert ftactors.describe(h).counts["divergences"] >= 2
+        wait_for(flagged, timeout_s=60, what="both backups flagged as diverged")
+        wait_for(lambda: converged(h, 3), timeout_s=60, what="the flagged backups repaired by state transfer")
+        info = ftactors.describe(h)
+        assert info.counts["divergences"] >= 2 and info.counts["resyncs"] >= 2
+        assert {r.replica_id for r in info.backups} == backups  # repaired in place, not replaced
     finally:
         ftactors.shutdown(h)
 

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 import ftactors
-from tests.conftest import wait_for
+from tests.conftest import converged, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -69,8 +69,7 @@ def test_waiting_calls_run_in_the_chosen_order(ray_local, scheduling):
         expected = ["high", "mid", "low"] if scheduling == "priority" else ["soon", "mid", "late"]
         assert ray.get(h.read.remote()) == expected
         # the backup followed the announced order, not the order it received the calls in
-        wait_for(lambda: len({r.state_digest for r in ftactors.describe(h).replicas}) == 1,
-                 what="the backup to reach the same state")
+        wait_for(lambda: converged(h, 2), what="the backup to reach the same state")
     finally:
         ftactors.shutdown(h)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import pytest
@@ -10,6 +11,10 @@ from ftactors.core import Execute, ReplicaCore, Role, RouterCore
 from ftactors.core.messages import Reply
 from ftactors.testing import SimOptions, Simulator, run_swarm
 from ftactors.testing.__main__ import main
+
+
+#: the violation an unfenced deposed primary causes: its reply released (or answered) once more
+STALE_REPLY_RELEASED = re.compile(r"I3: (router store released \S+ twice|\S+ answered twice differently)")
 
 
 def _first_failure(seeds: int = 60, **kw: object) -> str:
@@ -78,7 +83,11 @@ def test_deposed_primary_output_accepted_is_caught(monkeypatch: pytest.MonkeyPat
         sim.pause_replica("store", "store-r0", ticks=60)  # far beyond failure_timeout_ticks
         try:
             sim.run()
-        except AssertionError:
+        except AssertionError as exc:
+            # the deposed primary's reply reaches a client a second time (I3); anything else
+            # is not this bug being caught, and is raised
+            if not STALE_REPLY_RELEASED.match(str(exc)):
+                raise
             caught += 1
     assert caught > 0
 

@@ -44,13 +44,33 @@ def test_primary_crash_fails_over_without_losing_replies(style: str) -> None:
 
 
 def test_paused_primary_is_fenced_when_it_wakes() -> None:
+    """A primary paused past the failure timeout is deposed; when it wakes it executes what
+    queued up for it in its old view, and that output must be dropped (fenced): no client gets
+    a reply from it, no call takes effect twice."""
     sim = Simulator(quiet_options(clients=3))
     advance(sim, 20)
+    old = sim.replicas["store"]["store-r0"]
     assert sim.pause_replica("store", "store-r0", ticks=80)
-    advance(sim, 100)  # removed by missing pongs, then wakes with stale output
     core = sim.routers["store"].core
-    assert core is not None and "store-r0" not in core.members
+    assert core is not None
+    for _ in range(100):  # removed by missing pongs, then wakes with stale output
+        sim.step()
+        if "store-r0" not in core.members:
+            deposed_at = old.core.executed_upto
+            break
+    else:
+        raise AssertionError("the paused primary was never removed from the view")
+    assert core.counts["fenced"] == 0
+    advance(sim, 100)
+    assert not old.paused and old.core.executed_upto > deposed_at  # it woke and produced output
+    assert core.counts["fenced"] >= 1  # ...which the router dropped
     sim.finish()
+    ops = 3 * 6
+    assert len(sim.history) == ops and len({op.msg_id for op in sim.history}) == ops  # one reply each
+    assert core.counts["replies"] == ops  # the router released no reply of the deposed primary
+    for rid in core.members:  # no call applied twice
+        log = [e.msg_id for e in sim.replicas["store"][rid].log]
+        assert len(log) == len(set(log)) == ops
     assert core.counts["failovers"] >= 1
 
 

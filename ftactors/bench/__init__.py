@@ -144,6 +144,36 @@ def _nan_to_none(x: Any) -> Any:
     return x
 
 
+def select_systems(spec: Optional[str], log: Callable[[str], None] = _log) -> List[str]:
+    """The systems to measure: ``spec`` (comma-separated) or all, plus the ray-plain reference,
+    less those whose package is not installed (skipped with one log line each).
+
+    Args:
+        spec: the ``--systems`` value, or None for every system.
+        log: where the skip lines go.
+
+    Returns:
+        System names, ray-plain first if it was not asked for.
+
+    Raises:
+        SystemExit: an unknown system name.
+    """
+    from ftactors.bench import systems as S
+
+    wanted = spec.split(",") if spec else list(SYSTEM_NAMES)
+    unknown = set(wanted) - set(SYSTEM_NAMES)
+    if unknown:
+        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES}")
+    if "ray-plain" not in wanted:
+        wanted.insert(0, "ray-plain")  # the reference of every ratio
+    for name in list(wanted):
+        why = S.missing_dependency(name)
+        if why is not None:
+            log(f"skipping {name}: {why}")
+            wanted.remove(name)
+    return wanted
+
+
 def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], None] = _log) -> Dict[str, Any]:
     """Start Ray, measure every section, stop everything; the results as a JSON-able dict."""
     import ray
@@ -156,12 +186,7 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         cfg["kills"] = args.kills
     if args.memory_seconds is not None:
         cfg["memory_s"] = args.memory_seconds
-    wanted = args.systems.split(",") if args.systems else list(SYSTEM_NAMES)
-    unknown = set(wanted) - set(SYSTEM_NAMES)
-    if unknown:
-        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES}")
-    if "ray-plain" not in wanted:
-        wanted.insert(0, "ray-plain")  # the reference of every ratio
+    wanted = select_systems(args.systems, log)
     sections = args.sections.split(",") if args.sections else list(SECTIONS)
     bad = set(sections) - set(SECTIONS)
     if bad:

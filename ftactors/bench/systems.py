@@ -7,6 +7,7 @@ latency and throughput, ``add(token)`` (records a unique token) for failover,
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -303,6 +304,8 @@ class FtActors(System):
             return False  # the router has not seen the kill yet: the old view still looks whole
         if len(info.replicas) != self.replicas or info.joining or info.phase != "normal":
             return False
+        if any(r.executed < 0 for r in info.replicas):
+            return False  # a replica that did not answer describe: not recovered (-1 == -1 is no agreement)
         return len({r.executed for r in info.replicas}) == 1 or self.style == "passive"
 
     def stats(self) -> Dict[str, int]:
@@ -321,6 +324,29 @@ class FtActors(System):
 
 
 # --------------------------------------------------------------------------- PySyncObj
+
+#: systems that need a Python package beyond ftactors' own (the ``bench`` extra)
+_NEEDS = {"pysyncobj": "pysyncobj"}
+
+
+def missing_dependency(name: str) -> Optional[str]:
+    """Why the system ``name`` cannot run here, or None if it can.
+
+    Args:
+        name: a system name (``ftactors.bench.SYSTEM_NAMES``).
+
+    Returns:
+        None, or a short reason such as ``"pysyncobj is not installed (pip install
+        'ftactors[bench]')"`` when a package the system needs cannot be imported.
+    """
+    module = _NEEDS.get(name)
+    if module is None:
+        return None
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return f"{module} is not installed (pip install 'ftactors[bench]')"
+    return None
 
 
 def _free_port() -> int:

@@ -49,6 +49,10 @@ class Phase(str, enum.Enum):
     LOST = "lost"  # no replica left
 
 
+#: The primary's state digests a router keeps, beyond one per ``digest_every_messages`` positions
+#: of ``log_max`` (the most a backup can lag before it is removed); trimmed positions go first.
+DIGESTS_MIN = 64
+
 #: Rounds of state queries a recovery makes while no member has reported, before giving up.
 RECOVERY_ROUNDS_MAX = 10
 
@@ -524,8 +528,11 @@ class RouterCore:
             self._relay_checkpoint(d.checkpoint)
         for pos, digest in d.digests:
             self.primary_digests[pos] = digest
-            while len(self.primary_digests) > 64:
-                self.primary_digests.popitem(last=False)
+        # kept until every member passed the position (see ``_trim``): a lagging backup's digest
+        # must still find the primary's; the cap only guards against a position never trimmed
+        cap = DIGESTS_MIN + self.config.log_max // max(1, self.config.digest_every_messages)
+        while len(self.primary_digests) > cap:
+            self.primary_digests.popitem(last=False)
 
     def _take_order_and_replies(self, d: Delivered) -> None:
         """Merge the primary's announcements, then release its replies (in that order: a reply is
@@ -631,6 +638,9 @@ class RouterCore:
             self.requests.pop(mid, None)
             del self.pos_of[mid]
         self.trimmed = floor
+        # every member reported its digest for these positions with the acknowledgement that trimmed them
+        while self.primary_digests and next(iter(self.primary_digests)) <= floor:
+            self.primary_digests.popitem(last=False)
         self._check_lag()
 
     def _check_lag(self) -> None:

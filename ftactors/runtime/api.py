@@ -149,6 +149,38 @@ class GroupInfo:
         """Primary first, then backups."""
         return ([self.primary] if self.primary else []) + list(self.backups)
 
+    def disagreement(self, replicas: int) -> Optional[str]:
+        """Why the group is not (yet) whole, caught up and in agreement; None when it is.
+
+        A replica that did not answer ``describe`` (executed -1) or was busy
+        (semi-active, empty digest) counts as not converged: agreement is shown
+        only by real figures from every replica, never by two unknowns that compare equal.
+
+        Args:
+            replicas: how many members the group must have (at least).
+
+        Returns:
+            None if the router is in its normal phase with no join pending, at
+            least ``replicas`` members all reported an executed position >= 0 and
+            the same one, and (semi-active) all reported the same non-empty state
+            digest; otherwise a sentence saying what is missing or differs.
+        """
+        reps = self.replicas
+        if len(reps) < replicas or self.joining or self.phase != "normal":
+            return f"{len(reps)}/{replicas} replicas, phase {self.phase}, joining {self.joining}"
+        unknown = [r.replica_id for r in reps if r.executed < 0 or r.pid <= 0]
+        if unknown:
+            return f"no progress reported by {unknown} (unreachable or busy)"
+        executed = [r.executed for r in reps]
+        if len(set(executed)) != 1:
+            return f"executed positions differ: {executed}"
+        if self.style == "semi-active":  # passive backups hold a checkpoint's digest, not the current state's
+            digests = [r.state_digest for r in reps]
+            if not all(digests) or len(set(digests)) != 1:
+                return "state digests differ or are unknown (busy): " + ", ".join(
+                    f"{r.replica_id} ({r.role}, executed {r.executed}): {r.state_digest!r}" for r in reps)
+        return None
+
 
 class ReplicatedMethod:
     """``handle.method``: call it with ``.remote(...)``; set hints with ``.options(...)``."""

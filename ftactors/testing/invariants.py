@@ -72,10 +72,7 @@ class Checker:
         prev = acked.setdefault(op.position, op.msg_id)
         if prev != op.msg_id:
             raise InvariantViolation(f"I4: position {op.position} of {op.group} acknowledged for {prev} and {op.msg_id}")
-        for host in self._members(op.group):
-            if len(host.log) >= op.position and host.log[op.position - 1].msg_id != op.msg_id:
-                raise InvariantViolation(f"I4: {host.rid} has {host.log[op.position - 1].msg_id} at "
-                                         f"{op.position}, acknowledged for {op.msg_id}")
+        self._check_acknowledged(op.group, {op.position: op.msg_id})
 
     def on_send(self, group: str, rid: str, deliver: Deliver) -> None:
         """I5: a null message must not be sent while request copies wait for that replica."""
@@ -92,6 +89,28 @@ class Checker:
         for group in self.dirty:
             self._check_prefixes(group)
         self.dirty.clear()
+
+    def check_all(self) -> None:
+        """I1 and I4 on every group, whether or not anything executed since the last check.
+
+        ``after_step`` checks only the groups in which something executed during the
+        step; this one is for checks between steps (a crash, a pause or a router
+        restart changes the members without executing anything).
+
+        Raises:
+            InvariantViolation: two members' logs are not prefixes of one another, or a
+                member holds another message at an acknowledged position.
+        """
+        for group in self.sim.groups:
+            self._check_prefixes(group)
+            self._check_acknowledged(group, self.acked[group])
+
+    def _check_acknowledged(self, group: str, acked: Dict[int, MsgId]) -> None:
+        for host in self._members(group):
+            for position, msg_id in acked.items():
+                if len(host.log) >= position and host.log[position - 1].msg_id != msg_id:
+                    raise InvariantViolation(f"I4: {host.rid} has {host.log[position - 1].msg_id} at "
+                                             f"{position}, acknowledged for {msg_id}")
 
     def _check_prefixes(self, group: str) -> None:
         logs = [(h.rid, h.log) for h in self._members(group) if h.log]
