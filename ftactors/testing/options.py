@@ -49,6 +49,7 @@ class SimOptions:
         checkpoint_every_messages: see CoreConfig (passive).
         sequence_gap_ticks: see CoreConfig.
         query_on_failover: see CoreConfig.
+        sources_max: see CoreConfig (small in some seeds, so runs pass the bound many times).
     """
 
     seed: int
@@ -78,6 +79,7 @@ class SimOptions:
     checkpoint_every_messages: int = 2
     sequence_gap_ticks: int = 6
     query_on_failover: bool = False
+    sources_max: int = 100_000
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -86,7 +88,7 @@ class SimOptions:
             null_message_ticks=self.null_message_ticks, heartbeat_ticks=self.heartbeat_ticks,
             failure_timeout_ticks=self.failure_timeout_ticks, recovery_timeout_ticks=self.recovery_timeout_ticks,
             min_replicas=self.replicas, sequence_gap_ticks=self.sequence_gap_ticks,
-            query_on_failover=self.query_on_failover,
+            query_on_failover=self.query_on_failover, sources_max=self.sources_max,
             log_max=1000, pending_max=1000, inflight_max=1000, reply_cache_max=1000, batch_max=8,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
@@ -113,7 +115,8 @@ class SimOptions:
                   f"drop={self.p_drop:.2f} dup={self.p_dup:.2f}") if self.faults else "fault-free"
         return (f"seed={self.seed} style={self.style} sched={self.scheduling} replicas={self.replicas} "
                 f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}"
-                + (" query-on-failover" if self.query_on_failover else ""))
+                + (" query-on-failover" if self.query_on_failover else "")
+                + (f" sources_max={self.sources_max}" if self.sources_max < 100_000 else ""))
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
@@ -167,4 +170,5 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
         checkpoint_every_messages=rng.randint(1, 4),
         sequence_gap_ticks=rng.randint(3, 10),
         query_on_failover=rng.random() < 0.5,
+        sources_max=rng.choice((8, 12, 100_000)),  # drawn last: earlier choices keep their values
     )
