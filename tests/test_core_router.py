@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List
 
 import pytest
@@ -12,14 +13,18 @@ from ftactors.core import (
     CoreConfig,
     Delivered,
     Execute,
+    Kind,
+    MsgId,
     NewView,
     Outcome,
     Phase,
     ReplicaCore,
     Reply,
+    Request,
     RouterCore,
     Snapshot,
     StaleViewError,
+    nested_source,
 )
 
 MEMBERS = ("g-r0", "g-r1", "g-r2")
@@ -105,6 +110,40 @@ def test_nested_request_from_a_deposed_primary_view_is_fenced() -> None:
     from dataclasses import replace
     with pytest.raises(StaleViewError):
         g.router.submit(replace(new, source_view=2))
+
+
+def nested_call(caller_seq: int, view: int) -> "Request":
+    """The nested call group h's primary (in ``view``) makes to g while executing c's message ``caller_seq``."""
+    return Request(Kind.SYNC_REQUEST, MsgId(nested_source("h", MsgId("c", caller_seq)), 1), "g", "add",
+                   payload=1, source_view=view)
+
+
+def test_a_lagging_backup_fetches_its_reply_copy_after_the_callers_view_moved_on() -> None:
+    """h's primary (view 1) calls g; h changes view; h's backup, still in view 1, fetches the copy."""
+    g = Group(CoreConfig())
+    first = nested_call(1, view=1)
+    g.router.submit(first)
+    g.pump(4)
+    assert g.router.lookup(first.msg_id)[0] == "released"
+    g.router.submit(nested_call(2, view=2))  # h's primary, now in view 2, calls again
+    g.pump(4)
+    copy = g.router.submit(first, copy=True)  # the lagging backup of view 1 pulls its copy
+    assert copy is not None and copy.outcome == Outcome(True, 1)
+    with pytest.raises(StaleViewError):
+        g.router.submit(nested_call(3, view=1))  # a deposed primary's own call is still fenced
+
+
+def test_a_stale_copy_fetch_of_an_unknown_request_executes_it_once() -> None:
+    """The backup's fetch got ahead of its primary's send: the request runs once, the send finds it."""
+    g = Group(CoreConfig())
+    g.router.submit(nested_call(1, view=2))
+    g.pump(4)
+    ahead = nested_call(2, view=1)
+    assert g.router.submit(ahead, copy=True) is None  # a lagging backup's fetch, before the primary's send
+    g.pump(4)
+    assert g.router.submit(replace(ahead, source_view=2)) is not None  # the primary's send: the cached reply
+    g.pump(4)
+    assert g.state["g-r0"] == 2 and g.router.counts["requests"] == 2
 
 
 def test_zero_null_messages_under_load() -> None:

@@ -125,3 +125,25 @@ def test_replay_answers_nested_calls_from_the_backend() -> None:
     with pytest.raises(AssertionError):
         replay(front, "front", [LogEntry(2, MsgId("c0", 1), "fwd", ("get", ("x",)))], nested)
     assert run_method(KeyValue(), {"kv": {}}, "store", LogEntry(1, MsgId("c", 1), "put", ("x", 2)), nested) is None
+
+
+def test_a_lagging_backup_fetches_nested_replies_after_its_group_changed_view() -> None:
+    """front-r2 stalls in view 1 while front loses front-r1 and moves on to views 2 and 3; its
+    primary's calls to store carry the new views. When front-r2 wakes it replays view 1's
+    announced order and fetches the reply copies of those nested calls with view 1."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=3, ops_per_client=10,
+                                  failure_timeout_ticks=80, heartbeat_ticks=4))
+    advance(sim, 15)
+    assert sim.crash_replica("front", "front-r1")
+    lagging = sim.replicas["front"]["front-r2"]
+    lagging.paused = True  # a long pause, shorter than the failure timeout: it stays a member
+    advance(sim, 50)
+    store = sim.routers["store"].core
+    assert store is not None and store.source_views["front"] >= 2  # store saw front's new view
+    assert lagging.core.view == 1
+    lagging.wake()
+    result = sim.finish()  # before the fix: I6, the fetch was refused with StaleViewError
+    assert result.ops == 30
+    assert sim.counts["refused_pulls"] == 0 and store.counts["reply_copies"] > 0
+    front = sim.routers["front"].core
+    assert front is not None and "front-r2" in front.members

@@ -225,7 +225,11 @@ class RouterCore:
         """A request arrives from a client or a peer group.
 
         ``copy`` marks a backup of the calling group fetching the reply copy of a
-        nested request its primary sends (claim 48): counted as a copy, not a duplicate.
+        nested request its primary sends (claim 48): counted as a copy, not a duplicate,
+        and never fenced. A lagging backup may still be in a view its group has left;
+        its fetch cannot make anything run twice (the request is the one its primary
+        sends, under the same MsgId, and the replicas execute a MsgId once), and
+        refusing it would leave that backup unable to finish the calling message.
 
         Returns:
             The cached reply if this is a duplicate of a released request; else None
@@ -234,12 +238,14 @@ class RouterCore:
         Raises:
             RemoteProtocolError: the request is for another group.
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
-            StaleViewError: a nested request from a deposed primary of the source group.
+            StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
+                source group.
             GroupOverloadedError: ``inflight_max`` requests are already waiting.
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
-        self._check_source_view(req)
+        if not copy:
+            self._check_source_view(req)
         self._forget_replies(req.msg_id.source, req.ack_below)
         for ann in req.peer_announcements:
             if ann.group == self.group:

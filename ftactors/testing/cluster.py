@@ -35,6 +35,7 @@ from ftactors.core import (
     GroupOverloadedError,
     LocalProtocolError,
     NewView,
+    Outcome,
     Phase,
     RemoteProtocolError,
     ReplicaCore,
@@ -289,16 +290,26 @@ class Simulator:
             router.wait_for(ev.request.msg_id, ev.sender)
 
     def _on_PullArrives(self, ev: PullArrives) -> None:
+        """A backup fetches a nested reply copy, as the Ray host does: ``submit(req, copy=True)``;
+        an error is raised to the fetching backup's method (a failed nested reply)."""
         router = self.routers[ev.group]
         if router.core is None:
+            self.count("lost_to_dead_router")
             return
-        status, rep = router.core.lookup(ev.request.msg_id)
-        if status == "released" and rep is not None:
-            self._lossy(ReplyArrives(ev.sender, rep))
-        elif status == "pending":
-            router.wait_for(ev.request.msg_id, ev.sender)
-        else:  # unknown: not sent yet, or the router restarted: submit it (exactly once downstream)
-            self._on_RequestArrives(RequestArrives(ev.group, ev.request, ev.sender))
+        mid = ev.request.msg_id
+        try:
+            cached = router.core.submit(ev.request, copy=True)
+        except GroupOverloadedError:
+            self.count("fenced_submits")
+            return
+        except RemoteProtocolError as exc:  # StaleViewError, AcknowledgedDuplicateError...
+            self.count("refused_pulls")
+            self._lossy(ReplyArrives(ev.sender, Reply(mid, ev.group, 0, 0, Outcome(False, exc))))
+            return
+        if cached is not None:
+            self._lossy(ReplyArrives(ev.sender, cached))
+        elif ev.request.wants_reply:
+            router.wait_for(mid, ev.sender)
 
     def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
         if ev.to.is_client:
