@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
@@ -147,3 +148,52 @@ def test_a_lagging_backup_fetches_nested_replies_after_its_group_changed_view() 
     assert sim.counts["refused_pulls"] == 0 and store.counts["reply_copies"] > 0
     front = sim.routers["front"].core
     assert front is not None and "front-r2" in front.members
+
+
+def run_until(sim: Simulator, done: "Callable[[], bool]", ticks_max: int = 500) -> None:
+    for _ in range(ticks_max):
+        if done():
+            return
+        sim.step()
+    raise AssertionError(f"not reached in {ticks_max} ticks")
+
+
+def long_call_across_a_router_restart(output_to_deliverer: bool) -> Simulator:
+    """c0's long call runs at store-r0 when the router dies; the rebuilt router queries the
+    replicas while it still runs. Once it ended, c1's three calls are acknowledged; then
+    store-r0 dies just after the router took c2's call."""
+    sim = Simulator(quiet_options(clients=3, ops_per_client=0, output_to_deliverer=output_to_deliverer))
+    primary = sim.replicas["store"]["store-r0"]
+    sim.add_operation("c0", "store", "add", (1,))
+    run_until(sim, lambda: len(sim.history) == 1)
+    sim.add_operation("c0", "store", "slow", (30, "add", (10,)))
+    run_until(sim, lambda: primary.working_until is not None)  # store-r0 executes the long call
+    assert sim.crash_router("store")
+    router = sim.routers["store"]
+    run_until(sim, lambda: router.core is not None and router.core.phase == Phase.NORMAL)
+    assert primary.working_until is not None  # recovered while the long call still runs
+    run_until(sim, lambda: primary.core.executed_upto == 2)  # the long call ends at position 2
+    for k in (100, 1000, 10000):
+        sim.add_operation("c1", "store", "add", (k,))
+    run_until(sim, lambda: sum(op.client == "c1" for op in sim.history) == 3)  # c1's three are acknowledged
+    run_until(sim, lambda: sim.stable("store"))
+    sim.add_operation("c2", "store", "add", (7,))
+    run_until(sim, lambda: MsgId("c2", 1) in (router.core.pending if router.core else ()))
+    assert sim.crash_replica("store", "store-r0")  # before c2's call reaches it
+    sim.finish()
+    return sim
+
+
+def test_a_long_call_survives_a_router_restart_and_a_later_primary_crash() -> None:
+    sim = long_call_across_a_router_restart(output_to_deliverer=False)
+    positions = {str(op.msg_id): op.position for op in sim.history}
+    assert positions == {"c0#1": 1, "c0#2": 2, "c1#1": 3, "c1#2": 4, "c1#3": 5, "c2#1": 6}
+    assert sim.counts["outputs_lost_to_dead_router"] == 0 and sim.counts["router_rebuilds"] == 1
+
+
+def test_the_ray_host_before_the_fix_loses_the_long_calls_output() -> None:
+    """What the Ray replica did: the output went to the dead router incarnation. The backups
+    never learn position 2 and stall; the new primary gives that order up and puts c2's call
+    where c1's acknowledged one was (the repro router_restart_reorder.py)."""
+    with pytest.raises(InvariantViolation, match=r"I4: store-r1 executes c2#1 at 3, where the acknowledged c1#1 is"):
+        long_call_across_a_router_restart(output_to_deliverer=True)

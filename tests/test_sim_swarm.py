@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import Simulator, draw_options, run_seed, run_swarm
+from ftactors.testing import InvariantViolation, Simulator, draw_options, run_seed, run_swarm
 from ftactors.testing.options import STYLES
 
 #: 2 styles x 6 schedulers x 170 = 2,040 seeds
@@ -65,3 +66,15 @@ def test_fault_free_run_has_no_failover_traffic() -> None:
         assert router.core is not None
         counts = router.core.counts
         assert counts["failovers"] == counts["view_changes"] == counts["recovery_messages"] == 0
+
+
+def test_seed_4075_a_long_method_across_a_router_restart() -> None:
+    """Issue 10 item 2 as a seed: a long method ran when the router crashed. With the Ray host's
+    output routing of the time (to the incarnation that started the execution) its announcement
+    was lost and the backups stalled; the output now stays for the current incarnation."""
+    opts = draw_options(4075)
+    assert opts.p_long and opts.p_router_crash and not opts.nested
+    with pytest.raises(InvariantViolation, match="I6"):
+        Simulator(replace(opts, output_to_deliverer=True)).run()
+    result = Simulator(opts).run()
+    assert result.counts["long_methods"] > 0 and result.counts["router_crashes"] > 0

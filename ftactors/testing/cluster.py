@@ -178,6 +178,8 @@ class Simulator:
     def _draw_op(self) -> Tuple[str, str, Tuple[Any, ...]]:
         group = "front" if self.options.nested and self.rng.random() < 0.75 else "store"
         method, args = self.groups[group].model.random_op(self.rng)
+        if self.options.p_long and self.rng.random() < self.options.p_long:
+            method, args = "slow", (self.rng.randint(2, self.options.long_ticks_max), method, args)
         return group, method, args
 
     # ------------------------------------------------------------ scheduling

@@ -47,7 +47,7 @@ from ftactors.testing.events import (
     StateQuery,
     ToReplicaMsg,
 )
-from ftactors.testing.models import LogEntry, Model, NestedCall, State
+from ftactors.testing.models import LogEntry, Model, NestedCall, State, Work
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
@@ -104,6 +104,8 @@ class ReplicaHost:
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     worked: bool = False  # effects ran since the last Delivered: there may be output to push
+    working_until: Optional[int] = None  # a long method executes until this tick
+    drive_inc: Optional[int] = None  # the router incarnation whose Deliver started the current drive
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -121,7 +123,8 @@ class ReplicaHost:
     @property
     def busy(self) -> bool:
         """True if the host has something to do now."""
-        return bool(self.inbox) or self.answer_to is not None or self.core.has_work() or bool(self.held_replies)
+        return bool(self.inbox) or self.answer_to is not None or self.core.has_work() or \
+            bool(self.held_replies) or self.working_until is not None
 
     # ------------------------------------------------------------ inputs
 
@@ -189,8 +192,12 @@ class ReplicaHost:
         """
         if not self.alive or self.paused:
             return
+        if self.working_until is not None and self.sim.now >= self.working_until:
+            self.working_until = None  # a long method's work is done: it goes on
+            self.worked = True
+            self._advance(None)
         if not (self.inbox or self.held_replies or self.worked or self.answer_to is not None) and \
-                (self.waiting is not None or not self.core.has_work()):
+                (self.waiting is not None or self.working_until is not None or not self.core.has_work()):
             return  # idle: nothing arrived, nothing became runnable
         for rep in self.held_replies:
             self.on_nested_reply(rep)
@@ -220,10 +227,15 @@ class ReplicaHost:
             self.sim.protocol_error(self, exc)
 
     def _push(self) -> None:
-        """Work made possible by time (resources, sequence gaps, give-up) reports unsolicited."""
+        """Output no Deliver is waiting for (work made possible by time: resources, sequence
+        gaps, give-up; the end of a long method or of a nested wait) is reported unsolicited
+        to the current router incarnation. While the router is down it stays in the core
+        for the restarted one."""
         if not self.worked or self.answer_to is not None or self.inbox or \
                 self.core.role not in (Role.PRIMARY, Role.BACKUP):
             return
+        if self.sim.routers[self.group].core is None:
+            return  # the router is restarting: push to the new incarnation once it is up
         self.worked = False
         out = self.core.take_delivered()
         if out.replies or out.announcements or out.checkpoint is not None:
@@ -231,10 +243,14 @@ class ReplicaHost:
             self.sim.to_router(self.group, self.sim.routers[self.group].incarnation, self.rid, out)
 
     def _drive(self) -> None:
-        while self.waiting is None and self.alive:
+        while self.waiting is None and self.working_until is None and self.alive:
             eff = self.core.next_effect()
             if eff is None:
+                self.drive_inc = None  # idle: the drive ends
                 return
+            if self.drive_inc is None:
+                self.drive_inc = self.answer_to if self.answer_to is not None else \
+                    self.sim.routers[self.group].incarnation
             self.worked = True
             if isinstance(eff, Restore):
                 self._restore(eff)
@@ -272,6 +288,10 @@ class ReplicaHost:
             self.gen = None
             self._finish(stop.value)
             return
+        if isinstance(call, Work):
+            self.working_until = self.sim.now + max(1, call.ticks)
+            self.sim.count("long_methods")
+            return
         req, send = self.core.nested_request(call.group, call.method, call.args)
         self.waiting = NestedWait(req, send)
         if not send:
@@ -295,6 +315,12 @@ class ReplicaHost:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
         self.core.executed(ex.request.msg_id, Outcome(True, value))
         self.sim.on_executed(self, entry)
+        if self.sim.options.output_to_deliverer and self.drive_inc != self.sim.routers[self.group].incarnation:
+            # the Ray host before the fix: a drive's output is the return value of the Deliver
+            # that started it; that router incarnation is dead, so the output is lost
+            lost = self.core.take_delivered()
+            if lost.replies or lost.announcements:
+                self.sim.count("outputs_lost_to_dead_router")
 
 
 @dataclass(slots=True)
