@@ -194,6 +194,58 @@ def test_retry_of_a_request_known_only_from_reports_is_answered() -> None:
     assert [r.msg_id for r in g.released] == [req.msg_id]
 
 
+def long_call_across_a_rebuild(retry_while_running: bool) -> Group:
+    """The repro router_restart_reorder.py: store-r0 executes m1 and starts m2, a long call;
+    the router dies, and the rebuilt one queries the replicas while m2 still runs. m2's output
+    (its reply and the announcement of position 2) goes to the dead router: lost. The caller
+    retries m2 (while it runs, or after), then sends m3..m5, which are acknowledged."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    c = ClientCore("c")
+    m1, m2 = c.request("g", "add", payload=1), c.request("g", "add", payload=10)
+    g.router.submit(m1)
+    g.router.submit(m2)
+    primary = g.reps["g-r0"]
+    for rid, d in g.router.ready().sends:
+        if rid == "g-r0":
+            primary.deliver(d)  # the backups' copies are still batched when the router dies
+    e = primary.next_effect()
+    assert isinstance(e, Execute) and e.request.msg_id == m1.msg_id
+    g.state["g-r0"] += 1
+    primary.executed(m1.msg_id, Outcome(True, 1))
+    assert primary.next_effect().request.msg_id == m2.msg_id  # m2 runs
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(2)
+    assert g.router.phase == Phase.NORMAL and primary.executing is not None  # recovered while m2 runs
+    if retry_while_running:
+        assert g.router.submit(m2) is None
+        g.pump(1)
+    g.state["g-r0"] += 10
+    primary.executed(m2.msg_id, Outcome(True, g.state["g-r0"]))
+    assert primary.take_delivered().announcements  # returned to the dead router: lost
+    if not retry_while_running:
+        assert g.router.submit(m2) is None
+    later = [c.request("g", "add", payload=k) for k in (100, 1000, 10000)]
+    for m in later:
+        g.router.submit(m)
+        g.pump(3)
+    g.pump(30)
+    return g
+
+
+@pytest.mark.parametrize("retry_while_running", [True, False])
+def test_a_rebuilt_router_learns_the_order_its_state_query_missed(retry_while_running: bool) -> None:
+    g = long_call_across_a_rebuild(retry_while_running)
+    assert sorted(r.position for r in g.released) == [2, 3, 4, 5]  # m2 answered too
+    assert {m: core.executed_upto for m, core in g.reps.items()} == {m: 5 for m in MEMBERS}  # no backup stalls
+    assert len(set(g.state.values())) == 1
+    # a later primary crash keeps every acknowledged call where it was
+    g.router.on_failure("g-r0")
+    g.pump(5, alive={"g-r1", "g-r2"})
+    assert g.router.primary == "g-r1"
+    assert [a.msg_id.seq for _, (a, _) in sorted(g.reps["g-r1"]._recent.items())] == [1, 2, 3, 4, 5]
+
+
 def test_join_waits_for_a_checkpoint_the_log_can_complete() -> None:
     """Regression: a joiner admitted with a snapshot older than the trimmed log lost positions."""
     g = Group(CoreConfig(style="passive", checkpoint_every_messages=100))

@@ -191,9 +191,15 @@ def test_a_long_call_survives_a_router_restart_and_a_later_primary_crash() -> No
     assert sim.counts["outputs_lost_to_dead_router"] == 0 and sim.counts["router_rebuilds"] == 1
 
 
-def test_the_ray_host_before_the_fix_loses_the_long_calls_output() -> None:
-    """What the Ray replica did: the output went to the dead router incarnation. The backups
-    never learn position 2 and stall; the new primary gives that order up and puts c2's call
-    where c1's acknowledged one was (the repro router_restart_reorder.py)."""
-    with pytest.raises(InvariantViolation, match=r"I4: store-r1 executes c2#1 at 3, where the acknowledged c1#1 is"):
-        long_call_across_a_router_restart(output_to_deliverer=True)
+def test_a_rebuilt_router_repairs_the_output_a_ray_host_lost() -> None:
+    """The Ray replica of the time sent the long call's output to the dead router incarnation.
+    Before the core fix the backups never learnt position 2 and stalled; the new primary gave
+    that order up and put c2's call where c1's acknowledged one was ("I4: store-r1 executes c2#1
+    at 3, where the acknowledged c1#1 is", the repro router_restart_reorder.py). Now the rebuilt
+    router sees the primary ack a position it holds no announcement for and asks it again."""
+    sim = long_call_across_a_router_restart(output_to_deliverer=True)
+    positions = {str(op.msg_id): op.position for op in sim.history}
+    assert positions == {"c0#1": 1, "c0#2": 2, "c1#1": 3, "c1#2": 4, "c1#3": 5, "c2#1": 6}
+    assert sim.counts["outputs_lost_to_dead_router"] >= 1
+    core = sim.routers["store"].core
+    assert core is not None and core.counts["order_gap_queries"] >= 1
