@@ -115,3 +115,16 @@ def test_nested_calls_of_nested_calls_share_their_client_lineage() -> None:
     assert t.sources() <= 3 and len(t.export()[1]) <= 3
     assert t.status(MsgId(nested_source("B", MsgId(nested(7), 1)), 1)) == "expired"
     assert t.status(MsgId(nested_source("B", MsgId(nested(201), 1)), 1)) == "new"
+
+
+def test_a_message_accepted_before_its_root_floor_rose_is_recorded_once() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=2)
+    waiting = MsgId(nested(3), 1)
+    assert t.status(waiting) == "new"  # accepted; it waits in the queue
+    for i in (5, 6, 7):  # later calling messages run first (a priority scheduler); nested(5) is forgotten
+        t.record(MsgId(nested(i), 1), None)
+    assert t.status(waiting) == "expired"
+    t.record(waiting, None)  # it runs now: once
+    assert t.status(waiting) == "done"
+    with pytest.raises(AssertionError, match="executed twice"):
+        t.record(waiting, None)
