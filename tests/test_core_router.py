@@ -8,6 +8,7 @@ from typing import Dict, List
 import pytest
 
 from ftactors.core import (
+    Announcement,
     Checkpoint,
     ClientCore,
     CoreConfig,
@@ -24,6 +25,7 @@ from ftactors.core import (
     RouterCore,
     Snapshot,
     StaleViewError,
+    StateReport,
     nested_source,
 )
 
@@ -244,6 +246,40 @@ def test_a_rebuilt_router_learns_the_order_its_state_query_missed(retry_while_ru
     g.pump(5, alive={"g-r1", "g-r2"})
     assert g.router.primary == "g-r1"
     assert [a.msg_id.seq for _, (a, _) in sorted(g.reps["g-r1"]._recent.items())] == [1, 2, 3, 4, 5]
+
+
+def test_a_rebuilt_router_keeps_a_primary_that_replays_behind_its_backups() -> None:
+    """Found by seed 40 with --output-to-deliverer: g-r1, promoted after a failover, still replays
+    position 3 (a long call) that g-r2 and g-r3 finished. The router dies and the rebuilt one
+    ranked the backups first: a NewView making the primary a backup, which no replica accepts."""
+    cfg = CoreConfig()
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2, 3)]
+    anns = tuple(Announcement("g", 2, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    members = ("g-r1", "g-r2", "g-r3")
+    router = RouterCore.rebuilt("g", cfg, members, view=4, next_replica_index=4)
+    router.on_state_report(StateReport("g-r2", 4, 3, tuple(reqs), anns))  # its recent history
+    router.on_state_report(StateReport("g-r3", 4, 3, tuple(reqs), anns))
+    router.on_state_report(StateReport("g-r1", 4, 2, tuple(reqs[:2]), anns))  # executing position 3
+    assert router.phase == Phase.NORMAL and router.primary == "g-r1"
+    nv = {rid: d.new_view for rid, d in router.ready().sends}
+    assert nv["g-r1"] is not None and nv["g-r1"].primary == "g-r1"
+    assert router.counts["resyncs"] == 0
+
+
+def test_a_rebuilt_router_retires_a_primary_that_cannot_catch_up() -> None:
+    """Nobody holds the request of position 3 the primary lacks: it cannot lead; it leaves the
+    view (it cannot be made a backup) and the most advanced backup leads."""
+    cfg = CoreConfig()
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2, 3)]
+    anns = tuple(Announcement("g", 2, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    router = RouterCore.rebuilt("g", cfg, ("g-r1", "g-r2"), view=4, next_replica_index=4)
+    router.on_state_report(StateReport("g-r2", 4, 3, (), anns))
+    router.on_state_report(StateReport("g-r1", 4, 2, (), anns[:2]))
+    ready = router.ready()
+    assert router.primary == "g-r2" and router.members == ["g-r2"]
+    assert ready.retired == ("g-r1",) and ready.spawns == ("g-r4",)
 
 
 def test_join_waits_for_a_checkpoint_the_log_can_complete() -> None:

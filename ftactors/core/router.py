@@ -557,8 +557,10 @@ class RouterCore:
             return
         if self.gap_queried is not None and self.now - self.gap_queried < self.config.heartbeat_ticks:
             return
-        held = sum(1 for p in self.order if p <= acked)
-        if held >= acked - self.trimmed:
+        # every position in (trimmed, acked] held: at least that many entries, acked among them
+        # (O(1); the order holds nothing beyond what the primary announced, so this is exact
+        # unless a peer or a report announced further ahead)
+        if acked in self.order and len(self.order) >= acked - self.trimmed:
             return
         self.gap_queried = self.now
         self.counts["order_gap_queries"] += 1
@@ -761,7 +763,20 @@ class RouterCore:
                     for m in self.members}
         # the most advanced survivor leads (it holds the longest prefix); ties by rank
         ranked = sorted(self.members, key=lambda m: (-executed[m], self.members.index(m)))
+        undeposed = self.rebuilt_primary[0] if self.rebuilt_primary is not None else None
+        if undeposed in ranked and ranked[0] != undeposed:
+            # a primary is never made a backup (no replica accepts that view). Behind its backups
+            # it is replaying an earlier primary's order (a long call): it keeps the lead if the
+            # order it lacks is here; else it leaves the view and the most advanced backup leads
+            ranked.remove(undeposed)
+            if self._can_catch_up(undeposed, executed[undeposed], executed[ranked[0]]):
+                ranked.insert(0, undeposed)
+            else:
+                del self.links[undeposed]
+                self._retired.append(undeposed)
+                self.counts["resyncs"] += 1
         stuck = {m for m in ranked[1:] if not self._can_catch_up(m, executed[m], executed[ranked[0]])}
+        replenish = bool(stuck) or len(ranked) < len(self.members)
         if stuck:  # the order it lacks is gone (a restarted router): repair it by state transfer
             ranked = [m for m in ranked if m not in stuck]
             for m in sorted(stuck):
@@ -783,7 +798,7 @@ class RouterCore:
             link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
             link.anns_since = self.now if link.announcements else None
         self.reports = {}
-        if stuck:
+        if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
