@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ftactors.core import (
     ClientCore,
     CoreConfig,
+    Deliver,
     Delivered,
     GroupOverloadedError,
     LocalProtocolError,
@@ -334,12 +335,13 @@ class Simulator:
     def _on_ToReplica(self, ev: ToReplica) -> None:
         host = self.replicas[ev.group][ev.replica]
         host.in_transit -= 1
-        if ev.incarnation != self.routers[ev.group].incarnation:
-            return  # the sending router died: its unsent traffic is lost
+        if ev.incarnation != self.routers[ev.group].incarnation and \
+                (not isinstance(ev.msg, Deliver) or self.rng.random() < 0.5):
+            return  # the sending router died: its unsent traffic is lost (a Deliver it sent may still run)
         if not host.alive:
             self.schedule(self.rng.randint(1, 3), FailureNotice(ev.group, ev.incarnation, ev.replica))
             return
-        host.receive(ev.incarnation, ev.msg)
+        host.receive(ev.incarnation, ev.msg, ev.seq)
 
     def _on_ToRouter(self, ev: ToRouter) -> None:
         router = self.routers[ev.group]
@@ -424,7 +426,16 @@ class Simulator:
             self.schedule(self.rng.randint(1, 3), FailureNotice(group, router.incarnation, rid))
             return
         host.in_transit += 1
-        self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+        if not isinstance(msg, Deliver):
+            self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+            return
+        seq = router.link_seq[rid] = router.link_seq.get(rid, 0) + 1
+        event = ToReplica(group, router.incarnation, rid, msg, seq)
+        if self.rng.random() < self.options.p_reorder:  # Ray runs this call before an earlier one
+            self.count("delivers_reordered")
+            self.schedule(self.rng.randint(1, 2 * self.options.link_delay_max), event)
+        else:
+            self._fifo(("down", group, router.incarnation, rid), event)
 
     def _release(self, router: RouterHost, reply: Reply) -> None:
         if reply.msg_id in router.released:
@@ -520,7 +531,7 @@ class Simulator:
         host = self.replicas[group][rid or self.rng.choice(core.members)]
         host.alive = False
         self.count("crashes")
-        if host.in_transit or host.inbox or host.answer_to is not None:
+        if host.in_transit or host.inbox or host.driver is not None or host.standby is not None:
             self.schedule(self.rng.randint(1, 3), FailureNotice(group, self.routers[group].incarnation, host.rid))
         return True
 
@@ -550,9 +561,8 @@ class Simulator:
             return False
         router = self.routers[group]
         router.core = None
-        for h in self.replicas[group].values():
-            h.purge(router.incarnation)
-        router.incarnation += 1
+        router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
+        router.link_seq = {}
         router.reply_to = {}
         router.spawning = set()
         self.count("router_crashes")

@@ -53,6 +53,8 @@ class SimOptions:
         p_long: probability that an operation is a long method (``slow``: it executes
             for several ticks, during which a router or replica can crash).
         long_ticks_max: the longest a long method works.
+        p_reorder: probability that a Deliver overtakes earlier ones on its router->replica link
+            (Ray runs a threaded actor's calls concurrently; the replica's turns restore the order).
         output_to_deliverer: model the Ray replica host before issue 10's fix: an
             execution's output goes back to the router incarnation whose Deliver
             started it, and is lost if that incarnation died meanwhile. False: output
@@ -91,6 +93,7 @@ class SimOptions:
     p_long: float = 0.0
     long_ticks_max: int = 10
     output_to_deliverer: bool = False
+    p_reorder: float = 0.0
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -130,7 +133,8 @@ class SimOptions:
                 + (" query-on-failover" if self.query_on_failover else "")
                 + (f" sources_max={self.sources_max}" if self.sources_max < 100_000 else "")
                 + (f" long={self.p_long:.2f}x{self.long_ticks_max}" if self.p_long else "")
-                + (" output-to-deliverer" if self.output_to_deliverer else ""))
+                + (" output-to-deliverer" if self.output_to_deliverer else "")
+                + (f" reorder={self.p_reorder:.1f}" if self.p_reorder else ""))
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
@@ -187,4 +191,5 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
         sources_max=rng.choice((8, 12, 100_000)),  # drawn last: earlier choices keep their values
         p_long=rng.choice((0.0, 0.0, 0.15, 0.3)),
         long_ticks_max=rng.randint(2, 12),
+        p_reorder=rng.choice((0.0, 0.1, 0.3)),
     )
