@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftactors.core import DedupTable, MsgId, Outcome, Reply
+from ftactors.core import DedupTable, MsgId, Outcome, Reply, nested_source
 
 
 def reply(source: str, seq: int) -> Reply:
@@ -58,3 +58,73 @@ def test_export_restore_round_trip() -> None:
     for seq in range(1, 7):
         assert back.status(MsgId("a", seq)) == t.status(MsgId("a", seq))
     assert back.reply(MsgId("a", 4)) == reply("a", 4)
+
+
+def nested(caller_seq: int) -> str:
+    """The source of nested calls made while group A executes client c's message ``caller_seq``."""
+    return nested_source("A", MsgId("c", caller_seq))
+
+
+def test_nested_sources_are_bounded_and_the_checkpoint_with_them() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=10)
+    for i in range(1, 5001):
+        t.record(MsgId(nested(i), 1), reply(nested(i), 1))
+    assert len(t) <= 10
+    assert t.sources() <= 10
+    exported = DedupTable.restore(t.export(), 10, 10)
+    assert exported.sources() <= 10 and len(repr(t.export())) < 5_000
+
+
+def test_bound_defaults_to_reply_cache_max() -> None:
+    t = DedupTable(reply_cache_max=10)
+    for i in range(1, 5001):
+        t.record(MsgId(nested(i), 1), None)
+    assert t.sources() <= 10
+
+
+def test_a_duplicate_of_a_forgotten_source_is_not_new() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=4)
+    for i in range(1, 101):
+        t.record(MsgId(nested(i), 1), reply(nested(i), 1))
+        t.record(MsgId(nested(i), 2), reply(nested(i), 2))
+    assert t.status(MsgId(nested(1), 1)) == "expired"  # forgotten: answered with an error, never run again
+    assert t.status(MsgId(nested(50), 2)) == "expired"
+    assert t.status(MsgId(nested(100), 2)) == "done"
+    assert t.status(MsgId(nested(101), 1)) == "new"  # the next calling message's calls are new
+    assert t.status(MsgId(nested(100), 3)) == "new"  # a later call of a forgotten source's execution too
+    back = DedupTable.restore(t.export(), 10, 4)  # a checkpoint keeps the floor
+    assert back.status(MsgId(nested(1), 1)) == "expired" and back.status(MsgId(nested(101), 1)) == "new"
+
+
+def test_a_forgotten_client_source_keeps_its_floor() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=2)
+    t.record(MsgId("a", 1), None)
+    t.record(MsgId("a", 2), None)
+    t.acknowledge("a", 2)
+    for name in ("b", "c", "d"):
+        t.record(MsgId(name, 1), None)
+    assert t.sources() <= 2
+    assert t.status(MsgId("a", 1)) != "new" and t.status(MsgId("a", 2)) != "new"
+    assert t.status(MsgId("a", 3)) == "new"
+
+
+def test_nested_calls_of_nested_calls_share_their_client_lineage() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=3)
+    for i in range(1, 201):  # B executes A's nested call i, and calls C: C sees B|A|c#i#1
+        t.record(MsgId(nested_source("B", MsgId(nested(i), 1)), 1), None)
+    assert t.sources() <= 3 and len(t.export()[1]) <= 3
+    assert t.status(MsgId(nested_source("B", MsgId(nested(7), 1)), 1)) == "expired"
+    assert t.status(MsgId(nested_source("B", MsgId(nested(201), 1)), 1)) == "new"
+
+
+def test_a_message_accepted_before_its_root_floor_rose_is_recorded_once() -> None:
+    t = DedupTable(reply_cache_max=10, sources_max=2)
+    waiting = MsgId(nested(3), 1)
+    assert t.status(waiting) == "new"  # accepted; it waits in the queue
+    for i in (5, 6, 7):  # later calling messages run first (a priority scheduler); nested(5) is forgotten
+        t.record(MsgId(nested(i), 1), None)
+    assert t.status(waiting) == "expired"
+    t.record(waiting, None)  # it runs now: once
+    assert t.status(waiting) == "done"
+    with pytest.raises(AssertionError, match="executed twice"):
+        t.record(waiting, None)

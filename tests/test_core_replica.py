@@ -143,3 +143,34 @@ def test_request_for_another_group_is_rejected() -> None:
     bad = Request(ClientCore("c").request("h", "m").kind, MsgId("c", 1), "h", "m")
     with pytest.raises(RemoteProtocolError):
         replica().deliver(Deliver(view=1, requests=(bad,)))
+
+
+def test_per_source_state_is_bounded_by_sources_max() -> None:
+    """Nested calls mint a source per calling message: 5,000 of them keep the replica,
+    its scheduler and its checkpoint bounded, and a duplicate after forgetting is not run."""
+    from ftactors.core import CoreConfig, Deliver, Execute, Kind, MsgId, NewView, Outcome, ReplicaCore, Request
+    from ftactors.core import nested_source
+
+    cfg = CoreConfig(reply_cache_max=10, sources_max=16, style="passive", checkpoint_every_messages=5000)
+    core = ReplicaCore("B", "B-r0", cfg, "fair", NewView(1, ("B-r0",)))
+
+    def call(i: int) -> Request:
+        return Request(Kind.SYNC_REQUEST, MsgId(nested_source("A", MsgId("c", i)), 1), "B", "m", source_view=1)
+
+    for i in range(1, 5001):
+        core.deliver(Deliver(view=1, requests=(call(i),)))
+        while (e := core.next_effect()) is not None:
+            if isinstance(e, Execute):
+                core.executed(e.request.msg_id, Outcome(True, i))
+            else:
+                core.snapshot_taken(e.position, "state", "d")
+        core.take_delivered()
+    assert core.executed_upto == 5000
+    assert len(core.dedup) <= 10 and core.dedup.sources() <= 16 and len(core.next_seq) <= 16
+    assert len(core._sched._served) <= 16  # type: ignore[attr-defined]
+    sources, floors = core.dedup.export()
+    assert len(sources) <= 16 and len(floors) <= 16
+    core.deliver(Deliver(view=1, requests=(call(3),)))  # a very late duplicate of a forgotten source
+    assert core.next_effect() is None and core.executed_upto == 5000
+    answer = core.take_delivered()
+    assert [r.msg_id for r in answer.replies] == [call(3).msg_id] and not answer.replies[0].outcome.ok

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List
 
 import pytest
 
 from ftactors.core import (
+    Announcement,
     Checkpoint,
     ClientCore,
     CoreConfig,
     Delivered,
     Execute,
+    Kind,
+    MsgId,
     NewView,
     Outcome,
     Phase,
     ReplicaCore,
     Reply,
+    Request,
     RouterCore,
     Snapshot,
     StaleViewError,
+    StateReport,
+    nested_source,
 )
 
 MEMBERS = ("g-r0", "g-r1", "g-r2")
@@ -107,6 +114,40 @@ def test_nested_request_from_a_deposed_primary_view_is_fenced() -> None:
         g.router.submit(replace(new, source_view=2))
 
 
+def nested_call(caller_seq: int, view: int) -> "Request":
+    """The nested call group h's primary (in ``view``) makes to g while executing c's message ``caller_seq``."""
+    return Request(Kind.SYNC_REQUEST, MsgId(nested_source("h", MsgId("c", caller_seq)), 1), "g", "add",
+                   payload=1, source_view=view)
+
+
+def test_a_lagging_backup_fetches_its_reply_copy_after_the_callers_view_moved_on() -> None:
+    """h's primary (view 1) calls g; h changes view; h's backup, still in view 1, fetches the copy."""
+    g = Group(CoreConfig())
+    first = nested_call(1, view=1)
+    g.router.submit(first)
+    g.pump(4)
+    assert g.router.lookup(first.msg_id)[0] == "released"
+    g.router.submit(nested_call(2, view=2))  # h's primary, now in view 2, calls again
+    g.pump(4)
+    copy = g.router.submit(first, copy=True)  # the lagging backup of view 1 pulls its copy
+    assert copy is not None and copy.outcome == Outcome(True, 1)
+    with pytest.raises(StaleViewError):
+        g.router.submit(nested_call(3, view=1))  # a deposed primary's own call is still fenced
+
+
+def test_a_stale_copy_fetch_of_an_unknown_request_executes_it_once() -> None:
+    """The backup's fetch got ahead of its primary's send: the request runs once, the send finds it."""
+    g = Group(CoreConfig())
+    g.router.submit(nested_call(1, view=2))
+    g.pump(4)
+    ahead = nested_call(2, view=1)
+    assert g.router.submit(ahead, copy=True) is None  # a lagging backup's fetch, before the primary's send
+    g.pump(4)
+    assert g.router.submit(replace(ahead, source_view=2)) is not None  # the primary's send: the cached reply
+    g.pump(4)
+    assert g.state["g-r0"] == 2 and g.router.counts["requests"] == 2
+
+
 def test_zero_null_messages_under_load() -> None:
     """Claim 2: under load, announcements ride on request copies; no null message is needed."""
     g = Group(CoreConfig(null_message_ticks=3))
@@ -153,6 +194,92 @@ def test_retry_of_a_request_known_only_from_reports_is_answered() -> None:
     assert g.router.submit(req) is None  # the client's retry: someone waits now
     g.pump(6)
     assert [r.msg_id for r in g.released] == [req.msg_id]
+
+
+def long_call_across_a_rebuild(retry_while_running: bool) -> Group:
+    """The repro router_restart_reorder.py: store-r0 executes m1 and starts m2, a long call;
+    the router dies, and the rebuilt one queries the replicas while m2 still runs. m2's output
+    (its reply and the announcement of position 2) goes to the dead router: lost. The caller
+    retries m2 (while it runs, or after), then sends m3..m5, which are acknowledged."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    c = ClientCore("c")
+    m1, m2 = c.request("g", "add", payload=1), c.request("g", "add", payload=10)
+    g.router.submit(m1)
+    g.router.submit(m2)
+    primary = g.reps["g-r0"]
+    for rid, d in g.router.ready().sends:
+        if rid == "g-r0":
+            primary.deliver(d)  # the backups' copies are still batched when the router dies
+    e = primary.next_effect()
+    assert isinstance(e, Execute) and e.request.msg_id == m1.msg_id
+    g.state["g-r0"] += 1
+    primary.executed(m1.msg_id, Outcome(True, 1))
+    assert primary.next_effect().request.msg_id == m2.msg_id  # m2 runs
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(2)
+    assert g.router.phase == Phase.NORMAL and primary.executing is not None  # recovered while m2 runs
+    if retry_while_running:
+        assert g.router.submit(m2) is None
+        g.pump(1)
+    g.state["g-r0"] += 10
+    primary.executed(m2.msg_id, Outcome(True, g.state["g-r0"]))
+    assert primary.take_delivered().announcements  # returned to the dead router: lost
+    if not retry_while_running:
+        assert g.router.submit(m2) is None
+    later = [c.request("g", "add", payload=k) for k in (100, 1000, 10000)]
+    for m in later:
+        g.router.submit(m)
+        g.pump(3)
+    g.pump(30)
+    return g
+
+
+@pytest.mark.parametrize("retry_while_running", [True, False])
+def test_a_rebuilt_router_learns_the_order_its_state_query_missed(retry_while_running: bool) -> None:
+    g = long_call_across_a_rebuild(retry_while_running)
+    assert sorted(r.position for r in g.released) == [2, 3, 4, 5]  # m2 answered too
+    assert {m: core.executed_upto for m, core in g.reps.items()} == {m: 5 for m in MEMBERS}  # no backup stalls
+    assert len(set(g.state.values())) == 1
+    # a later primary crash keeps every acknowledged call where it was
+    g.router.on_failure("g-r0")
+    g.pump(5, alive={"g-r1", "g-r2"})
+    assert g.router.primary == "g-r1"
+    assert [a.msg_id.seq for _, (a, _) in sorted(g.reps["g-r1"]._recent.items())] == [1, 2, 3, 4, 5]
+
+
+def test_a_rebuilt_router_keeps_a_primary_that_replays_behind_its_backups() -> None:
+    """Found by seed 40 with --output-to-deliverer: g-r1, promoted after a failover, still replays
+    position 3 (a long call) that g-r2 and g-r3 finished. The router dies and the rebuilt one
+    ranked the backups first: a NewView making the primary a backup, which no replica accepts."""
+    cfg = CoreConfig()
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2, 3)]
+    anns = tuple(Announcement("g", 2, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    members = ("g-r1", "g-r2", "g-r3")
+    router = RouterCore.rebuilt("g", cfg, members, view=4, next_replica_index=4)
+    router.on_state_report(StateReport("g-r2", 4, 3, tuple(reqs), anns))  # its recent history
+    router.on_state_report(StateReport("g-r3", 4, 3, tuple(reqs), anns))
+    router.on_state_report(StateReport("g-r1", 4, 2, tuple(reqs[:2]), anns))  # executing position 3
+    assert router.phase == Phase.NORMAL and router.primary == "g-r1"
+    nv = {rid: d.new_view for rid, d in router.ready().sends}
+    assert nv["g-r1"] is not None and nv["g-r1"].primary == "g-r1"
+    assert router.counts["resyncs"] == 0
+
+
+def test_a_rebuilt_router_retires_a_primary_that_cannot_catch_up() -> None:
+    """Nobody holds the request of position 3 the primary lacks: it cannot lead; it leaves the
+    view (it cannot be made a backup) and the most advanced backup leads."""
+    cfg = CoreConfig()
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2, 3)]
+    anns = tuple(Announcement("g", 2, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    router = RouterCore.rebuilt("g", cfg, ("g-r1", "g-r2"), view=4, next_replica_index=4)
+    router.on_state_report(StateReport("g-r2", 4, 3, (), anns))
+    router.on_state_report(StateReport("g-r1", 4, 2, (), anns[:2]))
+    ready = router.ready()
+    assert router.primary == "g-r2" and router.members == ["g-r2"]
+    assert ready.retired == ("g-r1",) and ready.spawns == ("g-r4",)
 
 
 def test_join_waits_for_a_checkpoint_the_log_can_complete() -> None:

@@ -91,3 +91,23 @@ def test_unknown_scheduler_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         make_scheduler("lottery")
     assert type(make_scheduler(make_scheduler("fair"))).__name__ == "FairOrder"
+
+
+def test_fair_order_remembers_at_most_sources_max_sources() -> None:
+    sched = make_scheduler("fair", sources_max=8)
+    ctx = ScheduleContext(0)
+    for i in range(1, 2001):  # a nested source per calling message
+        sched.push(Queued(req(f"A|c#{i}", 1), i, 0))
+        assert sched.pop(ctx) is not None
+    assert len(sched._served) <= 8  # type: ignore[attr-defined]
+
+
+def test_fair_order_is_unchanged_by_forgetting_the_least_recently_served() -> None:
+    reqs = [req(s, q) for q in range(1, 4) for s in ("a", "b", "c", "d")]
+    bounded = make_scheduler("fair", sources_max=2)
+    for i, r in enumerate(reqs):
+        bounded.push(Queued(r, i, 0))
+    order = []
+    while (q := bounded.pop(ScheduleContext(0))) is not None:
+        order.append(str(q.request.msg_id))
+    assert order == drain("fair", reqs)

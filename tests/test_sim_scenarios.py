@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
@@ -145,3 +146,80 @@ def test_replay_answers_nested_calls_from_the_backend() -> None:
     with pytest.raises(AssertionError):
         replay(front, "front", [LogEntry(2, MsgId("c0", 1), "fwd", ("get", ("x",)))], nested)
     assert run_method(KeyValue(), {"kv": {}}, "store", LogEntry(1, MsgId("c", 1), "put", ("x", 2)), nested) is None
+
+
+def test_a_lagging_backup_fetches_nested_replies_after_its_group_changed_view() -> None:
+    """front-r2 stalls in view 1 while front loses front-r1 and moves on to views 2 and 3; its
+    primary's calls to store carry the new views. When front-r2 wakes it replays view 1's
+    announced order and fetches the reply copies of those nested calls with view 1."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=3, ops_per_client=10,
+                                  failure_timeout_ticks=80, heartbeat_ticks=4))
+    advance(sim, 15)
+    assert sim.crash_replica("front", "front-r1")
+    lagging = sim.replicas["front"]["front-r2"]
+    lagging.paused = True  # a long pause, shorter than the failure timeout: it stays a member
+    advance(sim, 50)
+    store = sim.routers["store"].core
+    assert store is not None and store.source_views["front"] >= 2  # store saw front's new view
+    assert lagging.core.view == 1
+    lagging.wake()
+    result = sim.finish()  # before the fix: I6, the fetch was refused with StaleViewError
+    assert result.ops == 30
+    assert sim.counts["refused_pulls"] == 0 and store.counts["reply_copies"] > 0
+    front = sim.routers["front"].core
+    assert front is not None and "front-r2" in front.members
+
+
+def run_until(sim: Simulator, done: "Callable[[], bool]", ticks_max: int = 500) -> None:
+    for _ in range(ticks_max):
+        if done():
+            return
+        sim.step()
+    raise AssertionError(f"not reached in {ticks_max} ticks")
+
+
+def long_call_across_a_router_restart(output_to_deliverer: bool) -> Simulator:
+    """c0's long call runs at store-r0 when the router dies; the rebuilt router queries the
+    replicas while it still runs. Once it ended, c1's three calls are acknowledged; then
+    store-r0 dies just after the router took c2's call."""
+    sim = Simulator(quiet_options(clients=3, ops_per_client=0, output_to_deliverer=output_to_deliverer))
+    primary = sim.replicas["store"]["store-r0"]
+    sim.add_operation("c0", "store", "add", (1,))
+    run_until(sim, lambda: len(sim.history) == 1)
+    sim.add_operation("c0", "store", "slow", (30, "add", (10,)))
+    run_until(sim, lambda: primary.working_until is not None)  # store-r0 executes the long call
+    assert sim.crash_router("store")
+    router = sim.routers["store"]
+    run_until(sim, lambda: router.core is not None and router.core.phase == Phase.NORMAL)
+    assert primary.working_until is not None  # recovered while the long call still runs
+    run_until(sim, lambda: primary.core.executed_upto == 2)  # the long call ends at position 2
+    for k in (100, 1000, 10000):
+        sim.add_operation("c1", "store", "add", (k,))
+    run_until(sim, lambda: sum(op.client == "c1" for op in sim.history) == 3)  # c1's three are acknowledged
+    run_until(sim, lambda: sim.stable("store"))
+    sim.add_operation("c2", "store", "add", (7,))
+    run_until(sim, lambda: MsgId("c2", 1) in (router.core.pending if router.core else ()))
+    assert sim.crash_replica("store", "store-r0")  # before c2's call reaches it
+    sim.finish()
+    return sim
+
+
+def test_a_long_call_survives_a_router_restart_and_a_later_primary_crash() -> None:
+    sim = long_call_across_a_router_restart(output_to_deliverer=False)
+    positions = {str(op.msg_id): op.position for op in sim.history}
+    assert positions == {"c0#1": 1, "c0#2": 2, "c1#1": 3, "c1#2": 4, "c1#3": 5, "c2#1": 6}
+    assert sim.counts["outputs_lost_to_dead_router"] == 0 and sim.counts["router_rebuilds"] == 1
+
+
+def test_a_rebuilt_router_repairs_the_output_a_ray_host_lost() -> None:
+    """The Ray replica of the time sent the long call's output to the dead router incarnation.
+    Before the core fix the backups never learnt position 2 and stalled; the new primary gave
+    that order up and put c2's call where c1's acknowledged one was ("I4: store-r1 executes c2#1
+    at 3, where the acknowledged c1#1 is", the repro router_restart_reorder.py). Now the rebuilt
+    router sees the primary ack a position it holds no announcement for and asks it again."""
+    sim = long_call_across_a_router_restart(output_to_deliverer=True)
+    positions = {str(op.msg_id): op.position for op in sim.history}
+    assert positions == {"c0#1": 1, "c0#2": 2, "c1#1": 3, "c1#2": 4, "c1#3": 5, "c2#1": 6}
+    assert sim.counts["outputs_lost_to_dead_router"] >= 1
+    core = sim.routers["store"].core
+    assert core is not None and core.counts["order_gap_queries"] >= 1

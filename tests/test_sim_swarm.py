@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -65,3 +66,18 @@ def test_fault_free_run_has_no_failover_traffic() -> None:
         assert router.core is not None
         counts = router.core.counts
         assert counts["failovers"] == counts["view_changes"] == counts["recovery_messages"] == 0
+
+
+def test_seed_4075_a_long_method_across_a_router_restart() -> None:
+    """Issue 10 item 2 as a seed: a long method ran when the router crashed. With the Ray host's
+    output routing of the time (to the incarnation that started the execution) its announcement
+    was lost and the backups stalled (I6, before the core fix). The simulated host now keeps
+    output made after the router changed for the current incarnation, and the rebuilt router
+    asks its primary for order it missed: both ways pass."""
+    opts = draw_options(4075)
+    assert opts.p_long and opts.p_router_crash and not opts.nested
+    lossy = Simulator(replace(opts, output_to_deliverer=True))
+    lossy.run()
+    assert lossy.counts["outputs_lost_to_dead_router"] > 0 and lossy.counts["router_rebuilds"] > 0
+    result = Simulator(opts).run()
+    assert result.counts["long_methods"] > 0 and result.counts["router_crashes"] > 0

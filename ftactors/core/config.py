@@ -31,6 +31,11 @@ class CoreConfig:
         recovery_timeout_ticks: a new primary waits this long for a message it
             lacks before giving up the announced order beyond it.
         reply_cache_max: replies kept for duplicates, per group.
+        sources_max: sources a replica tracks at most (in its exactly-once table, the
+            sequence scheduler's next sequence numbers and the fair scheduler's turns).
+            Nested calls mint a source per calling message; the least recently active
+            are forgotten first, and a duplicate of a forgotten source's request is
+            answered with ``ReplyUnavailableError``, never run again.
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
         pending_max: requests a replica holds before executing them.
@@ -63,6 +68,7 @@ class CoreConfig:
     failure_timeout_ticks: int = 100
     recovery_timeout_ticks: int = 50
     reply_cache_max: int = 100_000
+    sources_max: int = 100_000
     log_max: int = 100_000
     pending_max: int = 100_000
     inflight_max: int = 100_000
@@ -82,7 +88,7 @@ class CoreConfig:
             raise ConfigError(f"style must be one of {STYLES}, got {self.style!r}")
         for name in (
             "checkpoint_every_messages", "null_message_ticks", "heartbeat_ticks",
-            "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "log_max",
+            "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "sources_max", "log_max",
             "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
             "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
         ):

@@ -67,6 +67,48 @@ class MsgId:
         return f"{self.source}#{self.seq}"
 
 
+def nested_source(group: str, caller: MsgId) -> str:
+    """The source name of nested requests made while executing ``caller`` in ``group``.
+
+    Deriving it from the calling message makes it the same at every replica and
+    on every re-execution, so copies and retries are one message (exactly once).
+    Client sources never contain ``|``, so the name can be read back (:func:`lineage`).
+
+    Args:
+        group: the calling group.
+        caller: the message whose execution makes the nested calls.
+
+    Returns:
+        ``"group|caller.source#caller.seq"``.
+    """
+    return f"{group}|{caller.source}#{caller.seq}"
+
+
+def lineage(source: str) -> Tuple[str, Tuple[int, ...]]:
+    """Split a source name into its root and the calling sequence numbers below it.
+
+    A client source is its own root: ``lineage("c") == ("c", ())``. A nested source
+    names the calling group and message: ``lineage("A|c#5") == ("A|c", (5,))`` and,
+    one level deeper, ``lineage("B|A|c#5#1") == ("B|A|c", (5, 1))``. Sources with
+    one root are ordered by their path: a calling message's nested source comes after
+    those of the messages its source sent before it.
+
+    Args:
+        source: a source name.
+
+    Returns:
+        (root, path).
+    """
+    if "|" not in source:
+        return source, ()
+    group, caller = source.split("|", 1)
+    caller_source, sep, seq = caller.rpartition("#")
+    if not sep or not seq.isdigit() or not caller_source:
+        return source, ()  # not made by nested_source: a root of its own
+    root, path = lineage(caller_source)
+    return f"{group}|{root}", path + (int(seq),)
+
+
 @dataclass(frozen=True, slots=True)
 class Announcement:
     """The primary of ``group`` executed (or is executing) ``msg_id`` at ``position``.

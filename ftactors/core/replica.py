@@ -41,6 +41,7 @@ from ftactors.core.messages import (
     Kind,
     MsgId,
     NewView,
+    nested_source,
     Outcome,
     Reply,
     Request,
@@ -109,15 +110,6 @@ class Snapshot:
 Effect = Union[Restore, Execute, Snapshot]
 
 
-def nested_source(group: str, caller: MsgId) -> str:
-    """The source name of nested requests made while executing ``caller`` in ``group``.
-
-    Deriving it from the calling message makes it the same at every replica and
-    on every re-execution, so copies and retries are one message (exactly once).
-    """
-    return f"{group}|{caller.source}#{caller.seq}"
-
-
 class ReplicaCore:
     """The protocol state machine of one replica.
 
@@ -146,7 +138,7 @@ class ReplicaCore:
         self.replica_id = replica_id
         self.config = config
         self._scheduling = scheduling
-        self._sched: Scheduler = make_scheduler(scheduling)
+        self._sched: Scheduler = make_scheduler(scheduling, config.sources_max)
         self.view = 0
         self.members: Tuple[str, ...] = ()
         self.role = Role.JOINING
@@ -154,12 +146,12 @@ class ReplicaCore:
         self.app_position = 0
         self.requests: Dict[MsgId, Request] = {}
         self.order: Dict[int, Announcement] = {}
-        self.dedup = DedupTable(config.reply_cache_max)
+        self.dedup = DedupTable(config.reply_cache_max, config.sources_max)
         self.checkpoint: Optional[Checkpoint] = None
         self.executing: Optional[Execute] = None
         self.now = 0
         self.unavailable: frozenset = frozenset()
-        self.next_seq: Dict[str, int] = {}
+        self.next_seq: "OrderedDict[str, int]" = OrderedDict()  # at most sources_max, least recent first
         self._arrivals = 0
         self._effects: Deque[Effect] = deque()
         self._replies: List[Reply] = []
@@ -239,7 +231,7 @@ class ReplicaCore:
         self._recent[ex.position] = (ann, req)
         while len(self._recent) > self.config.retain_executed_max:
             self._recent.popitem(last=False)
-        self.next_seq[msg_id.source] = max(self.next_seq.get(msg_id.source, 1), msg_id.seq + 1)
+        self._advance_next_seq(msg_id)
         self.counts["executed"] += 1
         if self.role == Role.PRIMARY:
             self._announcements.append(ann)  # rides on the reply's Delivered (claims 42-45)
@@ -443,7 +435,7 @@ class ReplicaCore:
         if cp is not None and self.app_position < cp.position:
             self._effects.append(Restore(cp))
             self.app_position = self.executed_upto = cp.position
-        self._sched = make_scheduler(self._scheduling)
+        self._sched = make_scheduler(self._scheduling, self.config.sources_max)
         for req in self.requests.values():
             if not self._is_announced(req.msg_id):
                 self._push(req)
@@ -457,7 +449,7 @@ class ReplicaCore:
         self._drop_all()
         cp = msg.checkpoint
         self.checkpoint = cp
-        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max)
+        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max, self.config.sources_max)
         self.executed_upto = self.app_position = cp.position
         self._effects.append(Restore(cp))
         self.view, self.members = msg.new_view.view, msg.new_view.members
@@ -466,7 +458,7 @@ class ReplicaCore:
         self._recent.clear()
         self.requests.clear()
         self.order.clear()
-        self._sched = make_scheduler(self._scheduling)
+        self._sched = make_scheduler(self._scheduling, self.config.sources_max)
         self._effects.clear()
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
@@ -521,7 +513,7 @@ class ReplicaCore:
         if self.checkpoint is not None and cp.position <= self.checkpoint.position:
             return
         self.checkpoint = cp
-        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max)
+        self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max, self.config.sources_max)
         for pos in [p for p in self.order if p <= cp.position]:
             self.requests.pop(self.order.pop(pos).msg_id, None)
         for mid in [m for m in self.requests if self.dedup.status(m) != "new"]:
@@ -532,6 +524,15 @@ class ReplicaCore:
         self._reply_copies[rep.msg_id] = rep
         while len(self._reply_copies) > self.config.reply_cache_max:
             self._reply_copies.popitem(last=False)
+
+    def _advance_next_seq(self, msg_id: MsgId) -> None:
+        """Remember the source's next sequence number (sequence scheduling); the least
+        recently executed source is forgotten past ``sources_max`` (its next request then
+        waits at most ``sequence_gap_ticks`` for an earlier one)."""
+        nxt = max(self.next_seq.pop(msg_id.source, 1), msg_id.seq + 1)
+        self.next_seq[msg_id.source] = nxt
+        while len(self.next_seq) > self.config.sources_max:
+            self.next_seq.popitem(last=False)
 
     def _push(self, req: Request) -> None:
         self._sched.push(Queued(req, self._arrivals, self.now))

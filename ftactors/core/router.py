@@ -159,6 +159,7 @@ class RouterCore:
         self.diverged: List[Tuple[str, int]] = []
         self.peer_groups: Set[str] = set()
         self.rebuilt_primary: Optional[Tuple[str, int]] = None  # see ``rebuilt``
+        self.gap_queried: Optional[int] = None  # tick a rebuilt router last asked its primary for lost order
         self._next_index = next_replica_index if next_replica_index is not None else len(members)
         self._released: List[Reply] = []
         self._failed: List[Tuple[MsgId, str]] = []
@@ -170,7 +171,7 @@ class RouterCore:
             "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
             "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
-            "announcements_carried_back": 0,
+            "announcements_carried_back": 0, "order_gap_queries": 0,
         }
         for m in members:
             self.links[m].new_view = NewView(view, tuple(members))
@@ -229,7 +230,11 @@ class RouterCore:
         """A request arrives from a client or a peer group.
 
         ``copy`` marks a backup of the calling group fetching the reply copy of a
-        nested request its primary sends (claim 48): counted as a copy, not a duplicate.
+        nested request its primary sends (claim 48): counted as a copy, not a duplicate,
+        and never fenced. A lagging backup may still be in a view its group has left;
+        its fetch cannot make anything run twice (the request is the one its primary
+        sends, under the same MsgId, and the replicas execute a MsgId once), and
+        refusing it would leave that backup unable to finish the calling message.
 
         Returns:
             The cached reply if this is a duplicate of a released request; else None
@@ -238,12 +243,14 @@ class RouterCore:
         Raises:
             RemoteProtocolError: the request is for another group.
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
-            StaleViewError: a nested request from a deposed primary of the source group.
+            StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
+                source group.
             GroupOverloadedError: ``inflight_max`` requests are already waiting.
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
-        self._check_source_view(req)
+        if not copy:
+            self._check_source_view(req)
         self._forget_replies(req.msg_id.source, req.ack_below)
         for ann in req.peer_announcements:
             if ann.group == self.group:
@@ -261,6 +268,8 @@ class RouterCore:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             if req.wants_reply and mid not in self.pending:
                 self.pending.add(mid)  # known from a StateReport (restarted router): now someone waits
+            if req.wants_reply and self.restarted and mid.seq not in self.held.get(mid.source, ()):
+                self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
@@ -351,14 +360,18 @@ class RouterCore:
         if d.acked_position > link.acked:
             link.progress_tick = self.now
         link.acked = max(link.acked, d.acked_position)
+        from_primary = False
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)
+            from_primary = True
         elif self.phase == Phase.RECOVERING and self.rebuilt_primary == (d.replica, d.view) and d.view == self.view:
             self._take_order_and_replies(d)  # the undeposed primary of a rebuilt router
         elif d.replies or d.announcements:
             self.counts["fenced"] += 1  # a deposed primary's output: fenced off
         self._check_digests(d)
         self._trim()
+        if from_primary:
+            self._check_order_gap(link.acked)
 
     def on_pong(self, replica: str) -> None:
         """A replica answered a ping: it is alive."""
@@ -374,7 +387,11 @@ class RouterCore:
             self._remove_members({replica}, "failure")
 
     def on_state_report(self, rep: StateReport) -> None:
-        """A surviving replica reports what it holds (recovery)."""
+        """A surviving replica reports what it holds (recovery), or the primary answers a
+        rebuilt router's question about order it lost (see ``_check_order_gap``)."""
+        if self.phase == Phase.NORMAL and rep.replica == self.primary and self.gap_queried is not None:
+            self._learn_lost_order(rep)
+            return
         if self.phase != Phase.RECOVERING or rep.replica not in self.links:
             return
         self.reports[rep.replica] = rep
@@ -536,13 +553,69 @@ class RouterCore:
 
     def _take_order_and_replies(self, d: Delivered) -> None:
         """Merge the primary's announcements, then release its replies (in that order: a reply is
-        released only once the router holds the announcement that orders it)."""
-        for ann in d.announcements:
+        released only once the router holds the announcement that orders it). A reply carries
+        its own announcement: a cached reply answering a duplicate brings it again, when the
+        Delivered that first carried it went to a router incarnation that died."""
+        for ann in d.announcements + tuple(a for rep in d.replies for a in rep.announcements):
             if ann.group != self.group:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
             self._merge_announcement(ann)
         for rep in d.replies:
             self._release(rep)
+
+    def _check_order_gap(self, acked: int) -> None:
+        """A rebuilt router: the primary executed positions it holds no announcement for.
+
+        Output the primary made after this router's state query went to the incarnation
+        that died (a long call running across the restart): without the announcement the
+        backups stall at that position, and a later failover gives the order up, moving
+        acknowledged calls. Ask the primary for its StateReport (its recent history holds
+        the announcement), at most once per ``heartbeat_ticks``.
+        """
+        if not self.restarted or acked <= self.trimmed or self.primary is None:
+            return
+        if self.gap_queried is not None and self.now - self.gap_queried < self.config.heartbeat_ticks:
+            return
+        # every position in (trimmed, acked] held: at least that many entries, acked among them
+        # (O(1); the order holds nothing beyond what the primary announced, so this is exact
+        # unless a peer or a report announced further ahead)
+        if acked in self.order and len(self.order) >= acked - self.trimmed:
+            return
+        self.gap_queried = self.now
+        self.counts["order_gap_queries"] += 1
+        self._query([self.primary])
+
+    def _ask_primary_again(self, req: Request) -> None:
+        """A rebuilt router: the caller of ``req`` retries, and its reply may have gone to the
+        incarnation that died. The primary answers a duplicate of an executed request with
+        its cached reply, and ignores one it holds or executes (nothing runs twice)."""
+        link = self.links.get(self.primary) if self.primary is not None else None
+        if link is None or any(r.msg_id == req.msg_id for r in link.requests):
+            return
+        if not link.requests:
+            link.reqs_since = self.now
+        link.requests.append(req)
+
+    def _learn_lost_order(self, rep: StateReport) -> None:
+        """Merge the primary's announcements; relay the requests they order that this router
+        does not hold to the backups; re-send to the primary those whose caller still waits
+        (it answers a duplicate with the cached reply)."""
+        self.gap_queried = None
+        for ann in rep.announcements:
+            if ann.group == self.group:
+                self._merge_announcement(ann)
+        announced = {a.msg_id for a in self.order.values()}
+        for req in rep.requests:
+            mid = req.msg_id
+            if mid in announced and mid not in self.requests:
+                self.requests[mid] = req
+                for name, link in self.links.items():
+                    if name != rep.replica:
+                        if not link.requests:
+                            link.reqs_since = self.now
+                        link.requests.append(req)
+            if mid in self.pending and mid in self.pos_of:
+                self._ask_primary_again(req)
 
     def _release(self, rep: Reply) -> None:
         mid = rep.msg_id
@@ -712,7 +785,20 @@ class RouterCore:
                     for m in self.members}
         # the most advanced survivor leads (it holds the longest prefix); ties by rank
         ranked = sorted(self.members, key=lambda m: (-executed[m], self.members.index(m)))
+        undeposed = self.rebuilt_primary[0] if self.rebuilt_primary is not None else None
+        if undeposed in ranked and ranked[0] != undeposed:
+            # a primary is never made a backup (no replica accepts that view). Behind its backups
+            # it is replaying an earlier primary's order (a long call): it keeps the lead if the
+            # order it lacks is here; else it leaves the view and the most advanced backup leads
+            ranked.remove(undeposed)
+            if self._can_catch_up(undeposed, executed[undeposed], executed[ranked[0]]):
+                ranked.insert(0, undeposed)
+            else:
+                del self.links[undeposed]
+                self._retired.append(undeposed)
+                self.counts["resyncs"] += 1
         stuck = {m for m in ranked[1:] if not self._can_catch_up(m, executed[m], executed[ranked[0]])}
+        replenish = bool(stuck) or len(ranked) < len(self.members)
         if stuck:  # the order it lacks is gone (a restarted router): repair it by state transfer
             ranked = [m for m in ranked if m not in stuck]
             for m in sorted(stuck):
@@ -734,7 +820,7 @@ class RouterCore:
             link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
             link.anns_since = self.now if link.announcements else None
         self.reports = {}
-        if stuck:
+        if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True

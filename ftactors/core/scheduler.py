@@ -10,6 +10,7 @@ Every scheduler here is deterministic: ties are broken by reception order.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Type
 
@@ -53,6 +54,8 @@ class Scheduler:
     """Base scheduler: a bounded bag of queued requests; subclasses choose ``pick``."""
 
     name = "base"
+    #: sources a scheduler remembers anything about at most (``CoreConfig.sources_max``)
+    sources_max = 100_000
 
     def __init__(self) -> None:
         self._items: Dict[MsgId, Queued] = {}
@@ -155,14 +158,19 @@ class FairOrder(Scheduler):
 
     def __init__(self) -> None:
         super().__init__()
-        self._served: Dict[str, int] = {}
+        # source -> the turn it was last served, least recent first; at most ``sources_max``:
+        # the ones forgotten were served before every remembered one, and -1 keeps them there
+        self._served: "OrderedDict[str, int]" = OrderedDict()
         self._turn = 0
 
     def pick(self, eligible: List[Queued], ctx: ScheduleContext) -> Queued:
         self._turn += 1
         # the source served least recently goes first; then reception order
         chosen = min(eligible, key=lambda q: (self._served.get(q.request.msg_id.source, -1), q.arrival))
+        self._served.pop(chosen.request.msg_id.source, None)
         self._served[chosen.request.msg_id.source] = self._turn
+        while len(self._served) > self.sources_max:
+            self._served.popitem(last=False)
         return chosen
 
 
@@ -178,12 +186,14 @@ BUILTIN: Dict[str, Type[Scheduler]] = {
 }
 
 
-def make_scheduler(spec: object) -> Scheduler:
+def make_scheduler(spec: object, sources_max: Optional[int] = None) -> Scheduler:
     """Build a scheduler from a name, a Scheduler subclass, or an instance's class.
 
     Args:
         spec: a built-in name, a :class:`Scheduler` subclass, or an instance
             (its class is instantiated again, so every replica gets its own).
+        sources_max: sources it may remember (``CoreConfig.sources_max``); None
+            keeps the class default.
 
     Returns:
         A fresh scheduler.
@@ -191,12 +201,17 @@ def make_scheduler(spec: object) -> Scheduler:
     Raises:
         ConfigError: if ``spec`` names no scheduler.
     """
+    sched: Scheduler
     if isinstance(spec, str):
         if spec not in BUILTIN:
             raise ConfigError(f"scheduling must be one of {sorted(BUILTIN)} or a Scheduler, got {spec!r}")
-        return BUILTIN[spec]()
-    if isinstance(spec, type) and issubclass(spec, Scheduler):
-        return spec()
-    if isinstance(spec, Scheduler):
-        return type(spec)()
-    raise ConfigError(f"scheduling must be one of {sorted(BUILTIN)} or a Scheduler, got {spec!r}")
+        sched = BUILTIN[spec]()
+    elif isinstance(spec, type) and issubclass(spec, Scheduler):
+        sched = spec()
+    elif isinstance(spec, Scheduler):
+        sched = type(spec)()
+    else:
+        raise ConfigError(f"scheduling must be one of {sorted(BUILTIN)} or a Scheduler, got {spec!r}")
+    if sources_max is not None:
+        sched.sources_max = sources_max
+    return sched

@@ -1,4 +1,5 @@
-"""Command line: ``python -m ftactors.testing --seeds 10000 [--start N] [--style S] [--replay SEED] [-v]``.
+"""Command line: ``python -m ftactors.testing --seeds 10000 [--start N] [--style S] [--replay SEED] [-v]
+[--output-to-deliverer]``.
 
 Runs a swarm of seeded simulations and prints a summary line; exits 1 if any
 seed failed, printing each failing seed with its replay command.
@@ -22,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=STYLES, help="force a replication style")
     p.add_argument("--scheduling", choices=sorted(SCHEDULERS), help="force a scheduler")
     p.add_argument("--replay", type=int, metavar="SEED", help="run only this seed")
+    p.add_argument("--output-to-deliverer", action="store_true",
+                   help="replicas send an execution's output to the router incarnation that started it "
+                        "(the Ray host before issue 10's fix)")
     p.add_argument("--stop-after", type=int, default=0, help="stop after this many failures")
     p.add_argument("-v", "--verbose", action="store_true", help="print options and tracebacks")
     return p
@@ -48,7 +52,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.verbose and args.replay is not None:
         print(draw_options(args.replay, args.style, args.scheduling).describe())
-    summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after)
+    summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after,
+                        output_to_deliverer=args.output_to_deliverer)
     print(summary.line())
     return 1 if summary.failures else 0
 

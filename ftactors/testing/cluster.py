@@ -31,10 +31,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from ftactors.core import (
     ClientCore,
     CoreConfig,
+    Deliver,
     Delivered,
     GroupOverloadedError,
     LocalProtocolError,
     NewView,
+    Outcome,
     Phase,
     RemoteProtocolError,
     ReplicaCore,
@@ -177,6 +179,8 @@ class Simulator:
     def _draw_op(self) -> Tuple[str, str, Tuple[Any, ...]]:
         group = "front" if self.options.nested and self.rng.random() < 0.75 else "store"
         method, args = self.groups[group].model.random_op(self.rng)
+        if self.options.p_long and self.rng.random() < self.options.p_long:
+            method, args = "slow", (self.rng.randint(2, self.options.long_ticks_max), method, args)
         return group, method, args
 
     # ------------------------------------------------------------ scheduling
@@ -289,16 +293,26 @@ class Simulator:
             router.wait_for(ev.request.msg_id, ev.sender)
 
     def _on_PullArrives(self, ev: PullArrives) -> None:
+        """A backup fetches a nested reply copy, as the Ray host does: ``submit(req, copy=True)``;
+        an error is raised to the fetching backup's method (a failed nested reply)."""
         router = self.routers[ev.group]
         if router.core is None:
+            self.count("lost_to_dead_router")
             return
-        status, rep = router.core.lookup(ev.request.msg_id)
-        if status == "released" and rep is not None:
-            self._lossy(ReplyArrives(ev.sender, rep))
-        elif status == "pending":
-            router.wait_for(ev.request.msg_id, ev.sender)
-        else:  # unknown: not sent yet, or the router restarted: submit it (exactly once downstream)
-            self._on_RequestArrives(RequestArrives(ev.group, ev.request, ev.sender))
+        mid = ev.request.msg_id
+        try:
+            cached = router.core.submit(ev.request, copy=True)
+        except GroupOverloadedError:
+            self.count("fenced_submits")
+            return
+        except RemoteProtocolError as exc:  # StaleViewError, AcknowledgedDuplicateError...
+            self.count("refused_pulls")
+            self._lossy(ReplyArrives(ev.sender, Reply(mid, ev.group, 0, 0, Outcome(False, exc))))
+            return
+        if cached is not None:
+            self._lossy(ReplyArrives(ev.sender, cached))
+        elif ev.request.wants_reply:
+            router.wait_for(mid, ev.sender)
 
     def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
         if ev.to.is_client:
@@ -321,12 +335,13 @@ class Simulator:
     def _on_ToReplica(self, ev: ToReplica) -> None:
         host = self.replicas[ev.group][ev.replica]
         host.in_transit -= 1
-        if ev.incarnation != self.routers[ev.group].incarnation:
-            return  # the sending router died: its unsent traffic is lost
+        if ev.incarnation != self.routers[ev.group].incarnation and \
+                (not isinstance(ev.msg, Deliver) or self.rng.random() < 0.5):
+            return  # the sending router died: its unsent traffic is lost (a Deliver it sent may still run)
         if not host.alive:
             self.schedule(self.rng.randint(1, 3), FailureNotice(ev.group, ev.incarnation, ev.replica))
             return
-        host.receive(ev.incarnation, ev.msg)
+        host.receive(ev.incarnation, ev.msg, ev.seq)
 
     def _on_ToRouter(self, ev: ToRouter) -> None:
         router = self.routers[ev.group]
@@ -411,7 +426,16 @@ class Simulator:
             self.schedule(self.rng.randint(1, 3), FailureNotice(group, router.incarnation, rid))
             return
         host.in_transit += 1
-        self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+        if not isinstance(msg, Deliver):
+            self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+            return
+        seq = router.link_seq[rid] = router.link_seq.get(rid, 0) + 1
+        event = ToReplica(group, router.incarnation, rid, msg, seq)
+        if self.rng.random() < self.options.p_reorder:  # Ray runs this call before an earlier one
+            self.count("delivers_reordered")
+            self.schedule(self.rng.randint(1, 2 * self.options.link_delay_max), event)
+        else:
+            self._fifo(("down", group, router.incarnation, rid), event)
 
     def _release(self, router: RouterHost, reply: Reply) -> None:
         if reply.msg_id in router.released:
@@ -507,7 +531,7 @@ class Simulator:
         host = self.replicas[group][rid or self.rng.choice(core.members)]
         host.alive = False
         self.count("crashes")
-        if host.in_transit or host.inbox or host.answer_to is not None:
+        if host.in_transit or host.inbox or host.driver is not None or host.standby is not None:
             self.schedule(self.rng.randint(1, 3), FailureNotice(group, self.routers[group].incarnation, host.rid))
         return True
 
@@ -537,9 +561,8 @@ class Simulator:
             return False
         router = self.routers[group]
         router.core = None
-        for h in self.replicas[group].values():
-            h.purge(router.incarnation)
-        router.incarnation += 1
+        router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
+        router.link_seq = {}
         router.reply_to = {}
         router.spawning = set()
         self.count("router_crashes")

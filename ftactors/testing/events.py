@@ -78,12 +78,15 @@ class PullArrives:
 
 @dataclass(frozen=True, slots=True)
 class ToReplica:
-    """Router incarnation ``incarnation`` of ``group`` to replica ``replica`` (FIFO, reliable)."""
+    """Router incarnation ``incarnation`` of ``group`` to replica ``replica``: reliable; FIFO, except
+    that Delivers may overtake each other (Ray runs a threaded actor's calls concurrently), so
+    each carries its number ``seq`` on the link (0 for pings and state queries)."""
 
     group: str
     incarnation: int
     replica: str
     msg: ToReplicaMsg
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

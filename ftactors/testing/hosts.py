@@ -25,6 +25,7 @@ from typing import (
 from ftactors.core import (
     ClientCore,
     Deliver,
+    Delivered,
     Execute,
     Kind,
     MsgId,
@@ -39,6 +40,7 @@ from ftactors.core import (
     Snapshot,
     StaleViewError,
 )
+from ftactors.host import Claim, ReplicaTurns, Verdict
 from ftactors.testing.events import (
     Endpoint,
     HistoryOp,
@@ -47,7 +49,7 @@ from ftactors.testing.events import (
     StateQuery,
     ToReplicaMsg,
 )
-from ftactors.testing.models import LogEntry, Model, NestedCall, State
+from ftactors.testing.models import LogEntry, Model, NestedCall, State, Work
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
@@ -77,6 +79,16 @@ class NestedWait:
 class ReplicaHost:
     """A simulated replica actor: a ReplicaCore, the model state and its lineage log.
 
+    It takes Delivers the way the Ray replica actor does (``runtime/replica_actor.py``), with
+    the same turn-taking (:class:`ftactors.host.ReplicaTurns`): Delivers of one router
+    incarnation apply in their order whatever order they arrive in, a dead incarnation's are
+    dropped once its successor spoke, one Deliver drives the core while another waits as its
+    standby and any further one is answered at once with nothing, and the output goes to the
+    incarnation that is current when it is taken. A Deliver's answer leaves when its drive
+    stops: the core is idle, or it hands over to the standby after an effect. There is no
+    unsolicited output: work that time makes possible waits for the router's next Deliver
+    (a poll while callers wait), as in Ray.
+
     The lineage log (every executed message from position 1) travels inside
     checkpoints with the state, so any replica's log is complete and can be
     compared with the others (invariant I1).
@@ -97,13 +109,17 @@ class ReplicaHost:
     logged: Set[MsgId] = field(default_factory=set)
     alive: bool = True
     paused: bool = False
-    inbox: Deque[Tuple[int, ToReplicaMsg]] = field(default_factory=deque)
+    inbox: Deque[Tuple[int, ToReplicaMsg, int]] = field(default_factory=deque)
+    later: List[Tuple[int, Deliver, int]] = field(default_factory=list)  # waiting for an earlier one
     in_transit: int = 0
-    answer_to: Optional[int] = None
+    turns: ReplicaTurns = field(default_factory=ReplicaTurns)
+    driver: Optional[int] = None  # the incarnation of the Deliver that drives (its answer is pending)
+    standby: Optional[int] = None  # the incarnation of the Deliver that waits to take over
+    drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
     gen: Optional[Generator[NestedCall, Any, Any]] = None
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
-    worked: bool = False  # effects ran since the last Delivered: there may be output to push
+    working_until: Optional[int] = None  # a long method executes until this tick
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -120,13 +136,14 @@ class ReplicaHost:
 
     @property
     def busy(self) -> bool:
-        """True if the host has something to do now."""
-        return bool(self.inbox) or self.answer_to is not None or self.core.has_work() or bool(self.held_replies)
+        """True if the host has something to do now, or a Deliver's answer is pending."""
+        return bool(self.inbox or self.later or self.held_replies) or self.driver is not None or \
+            self.standby is not None or self.core.has_work() or self.working_until is not None
 
     # ------------------------------------------------------------ inputs
 
-    def receive(self, incarnation: int, msg: ToReplicaMsg) -> None:
-        """A message from router incarnation ``incarnation`` arrived (FIFO)."""
+    def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0) -> None:
+        """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``)."""
         if isinstance(msg, Ping) and not self.paused:
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
@@ -134,21 +151,15 @@ class ReplicaHost:
             self.sim.to_router(self.group, incarnation, self.rid, self.core.state_report())
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
-        self.inbox.append((incarnation, msg))
+        self.inbox.append((incarnation, msg, seq))
 
     def wake(self) -> None:
         """End a pause: answer what queued up meanwhile."""
         self.paused = False
-        for inc, msg in list(self.inbox):
+        for inc, msg, seq in list(self.inbox):
             if isinstance(msg, (Ping, StateQuery)):
-                self.inbox.remove((inc, msg))
-                self.receive(inc, msg)
-
-    def purge(self, incarnation: int) -> None:
-        """Drop unprocessed messages of a dead router incarnation."""
-        self.inbox = deque((i, m) for i, m in self.inbox if i != incarnation)
-        if self.answer_to == incarnation:
-            self.answer_to = None
+                self.inbox.remove((inc, msg, seq))
+                self.receive(inc, msg, seq)
 
     def on_nested_reply(self, reply: Reply) -> None:
         """A nested reply (primary) or a pulled reply copy (backup) arrived."""
@@ -162,7 +173,6 @@ class ReplicaHost:
             raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
         self.sim.record_nested(reply)
         self.waiting = None
-        self.worked = True
         self.core.nested_reply(reply)
         self._advance(reply.outcome.value)
 
@@ -181,67 +191,104 @@ class ReplicaHost:
     # -------------------------------------------------------------- work
 
     def run(self) -> None:
-        """Process the inbox and the core's effects until idle or blocked on a nested call.
-
-        Like an async actor, the host keeps taking Delivers while a method awaits
-        a nested reply: each Deliver is answered once the core has done what it
-        can; output that becomes ready later is pushed (see ``_push``).
-        """
+        """Take what arrived, then drive the core until idle, handed over, or blocked (a long
+        method works, a nested call waits)."""
         if not self.alive or self.paused:
             return
-        if not (self.inbox or self.held_replies or self.worked or self.answer_to is not None) and \
-                (self.waiting is not None or not self.core.has_work()):
-            return  # idle: nothing arrived, nothing became runnable
+        if self.working_until is not None and self.sim.now >= self.working_until:
+            self.working_until = None  # a long method's work is done: it goes on
+            self._advance(None)
         for rep in self.held_replies:
             self.on_nested_reply(rep)
         self.held_replies = []
-        while self.alive:
-            self._drive()
-            if self.answer_to is not None:
-                self.sim.to_router(self.group, self.answer_to, self.rid, self.core.take_delivered())
-                self.answer_to = None
-                self.worked = False
-            if not self.inbox:
-                break
-            inc, msg = self.inbox.popleft()
+        while self.inbox and self.alive:
+            inc, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self._take_deliver(inc, msg)
+                self._arrive(inc, msg, seq)
             else:
-                self.receive(inc, msg)
-        self._push()
+                self.receive(inc, msg, seq)
+        self._drive()
 
-    def _take_deliver(self, incarnation: int, msg: Deliver) -> None:
-        self.answer_to = incarnation
+    @staticmethod
+    def epoch(incarnation: int) -> str:
+        """The epoch string of a router incarnation (later incarnations sort later, as in Ray)."""
+        return f"{incarnation:010d}"
+
+    def _arrive(self, inc: int, msg: Deliver, seq: int) -> None:
+        """A Deliver arrived: apply it in its turn, then drive, stand by or answer at once."""
+        verdict = self.turns.arrive(self.epoch(inc), seq)
+        if verdict is Verdict.LATER:
+            self.later.append((inc, msg, seq))
+            return
+        if verdict is Verdict.STALE:
+            self.sim.count("stale_delivers")
+            self._answer(inc, self._nothing())
+            return
         try:
             self.core.deliver(msg)
         except StaleViewError:
-            self.sim.count("stale_delivers")
-        except RemoteProtocolError as exc:
-            self.sim.protocol_error(self, exc)
-
-    def _push(self) -> None:
-        """Work made possible by time (resources, sequence gaps, give-up) reports unsolicited."""
-        if not self.worked or self.answer_to is not None or self.inbox or \
-                self.core.role not in (Role.PRIMARY, Role.BACKUP):
+            self.sim.count("stale_view_delivers")
+            self.turns.applied()
+            self._answer(inc, self._take_for(inc))
+            self._retry_later()
             return
-        self.worked = False
-        out = self.core.take_delivered()
-        if out.replies or out.announcements or out.checkpoint is not None:
-            self.sim.count("pushes")
-            self.sim.to_router(self.group, self.sim.routers[self.group].incarnation, self.rid, out)
+        except RemoteProtocolError as exc:
+            self.turns.applied()
+            self.sim.protocol_error(self, exc)
+            self._answer(inc, self._nothing())
+            self._retry_later()
+            return
+        self.turns.applied()
+        claim = self.turns.claim()
+        if claim is Claim.DRIVE:
+            self.driver = inc
+        elif claim is Claim.STANDBY:
+            self.standby = inc
+        else:
+            self.sim.count("answered_at_once")
+            self._answer(inc, self._nothing())
+        self._retry_later()
+
+    def _retry_later(self) -> None:
+        """Look again at the Delivers that waited for this one."""
+        waiting, self.later = self.later, []
+        for inc, msg, seq in sorted(waiting, key=lambda w: (w[0], w[2])):
+            self._arrive(inc, msg, seq)
 
     def _drive(self) -> None:
-        while self.waiting is None and self.alive:
-            eff = self.core.next_effect()
-            if eff is None:
-                return
-            self.worked = True
-            if isinstance(eff, Restore):
-                self._restore(eff)
-            elif isinstance(eff, Snapshot):
-                self._snapshot(eff)
-            else:
-                self._start(eff)
+        """The driving Deliver carries out effects until the core is idle or a standby takes over."""
+        while self.driver is not None and self.alive:
+            if self.waiting is not None or self.working_until is not None:
+                return  # blocked inside an execution: Delivers arriving meanwhile stand by or answer
+            eff = self.core.next_effect() if self.turns.keep_driving() else None
+            if eff is not None:
+                self._carry_out(eff)
+                continue
+            self.turns.stop()
+            self._answer(self.driver, self._take_for(self.driver))
+            self.driver = None
+            if self.standby is not None and self.turns.take_over():
+                self.driver, self.standby = self.standby, None
+                self.sim.count("hand_overs")
+
+    def _carry_out(self, eff: Any) -> None:
+        if isinstance(eff, Restore):
+            self._restore(eff)
+        elif isinstance(eff, Snapshot):
+            self._snapshot(eff)
+        else:
+            self.drive_inc = self.driver
+            self._start(eff)
+
+    def _nothing(self) -> Delivered:
+        return Delivered(replica=self.rid, view=self.core.view)
+
+    def _take_for(self, inc: int) -> Delivered:
+        """The output for a Deliver of incarnation ``inc``: nothing if its router is gone."""
+        return self.core.take_delivered() if self.turns.owns_output(self.epoch(inc)) else self._nothing()
+
+    def _answer(self, inc: int, out: Delivered) -> None:
+        self.sim.to_router(self.group, inc, self.rid, out)
 
     def _restore(self, eff: Restore) -> None:
         payload = eff.checkpoint.state
@@ -272,6 +319,10 @@ class ReplicaHost:
             self.gen = None
             self._finish(stop.value)
             return
+        if isinstance(call, Work):
+            self.working_until = self.sim.now + max(1, call.ticks)
+            self.sim.count("long_methods")
+            return
         req, send = self.core.nested_request(call.group, call.method, call.args)
         self.waiting = NestedWait(req, send)
         if not send:
@@ -295,6 +346,13 @@ class ReplicaHost:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
         self.core.executed(ex.request.msg_id, Outcome(True, value))
         self.sim.on_executed(self, entry)
+        started_by, self.drive_inc = self.drive_inc, None
+        if self.sim.options.output_to_deliverer and started_by != self.sim.routers[self.group].incarnation:
+            # the Ray host before the fix: a drive's output is the return value of the Deliver
+            # that started it; that router incarnation is dead, so the output is lost
+            lost = self.core.take_delivered()
+            if lost.replies or lost.announcements:
+                self.sim.count("outputs_lost_to_dead_router")
 
 
 @dataclass(slots=True)
@@ -312,6 +370,7 @@ class RouterHost:
     reply_to: Dict[MsgId, List[Endpoint]] = field(default_factory=dict)
     released: Set[MsgId] = field(default_factory=set)
     spawning: Set[str] = field(default_factory=set)
+    link_seq: Dict[str, int] = field(default_factory=dict)  # Delivers sent to each replica by this incarnation
 
     def wait_for(self, msg_id: MsgId, who: Endpoint) -> None:
         """Route the reply of ``msg_id`` to ``who`` too, when it is released."""

@@ -1,4 +1,4 @@
-"""Invariants I1-I7, checked after every step and at the end of a run.
+"""Invariants I1-I8, checked after every step and at the end of a run.
 
 * I1 agreement: the lineage logs (position, msg_id) of a group's members are
   prefixes of one another; at quiescence the members' states are equal.
@@ -16,6 +16,8 @@
 * I6 liveness: checked by :meth:`Simulator.run` (bounded completion after faults stop).
 * I7 bounded retention: at quiescence a router retains no request that every
   member has executed (its log is trimmed; recoveries do not re-grow it).
+* I8 bounded sources: no replica tracks more sources than ``sources_max`` (the
+  exactly-once table and its checkpoint, sequence and fair scheduling).
 """
 
 from __future__ import annotations
@@ -139,6 +141,18 @@ class Checker:
                 self._check_fault_free(g)
         for g in self.sim.groups:
             self._check_retention(g)
+            self._check_bounds(g)
+
+    def _check_bounds(self, group: str) -> None:
+        """I8: no per-source structure of a replica is past its ``sources_max``."""
+        bound = self.sim.groups[group].config.sources_max
+        for h in self.sim.replicas[group].values():
+            sources, floors = h.core.dedup.export()
+            sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "next_seq": len(h.core.next_seq),
+                     "fair turns": len(getattr(h.core._sched, "_served", ()))}
+            over = {k: v for k, v in sizes.items() if v > bound}
+            if over:
+                raise InvariantViolation(f"I8: {h.rid}: {over} past sources_max={bound}")
 
     def _check_retention(self, group: str) -> None:
         core = self.sim.routers[group].core

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, FrozenSet, List, Sequence, Set, Tuple
 
 from ftactors.testing.events import HistoryOp
-from ftactors.testing.models import Model
+from ftactors.testing.models import Model, run_local
 
 #: histories longer than this are refused (the search is exponential)
 HISTORY_OPS_MAX = 24
@@ -66,7 +66,7 @@ def _search(model: Model, items: List[HistoryOp], remaining: FrozenSet[int], sta
     for i in _candidates(items, remaining):
         op = items[i]
         trial = model.copy(state)
-        value = model.call(trial, op.method, tuple(op.args))
+        value = run_local(model, trial, op.method, tuple(op.args))
         if op.completed is not None and value != op.value:
             continue
         if _search(model, items, remaining - {i}, trial, refuted):

@@ -46,7 +46,21 @@ class NestedCall:
     args: Tuple[Any, ...] = ()
 
 
-MethodResult = Union[Any, Generator[NestedCall, Any, Any]]
+@dataclass(frozen=True, slots=True)
+class Work:
+    """Yielded by a model method: keep executing for ``ticks`` more ticks (a long method).
+
+    The host stays inside the execution meanwhile (a router can crash under it);
+    the reference replay (:func:`run_method`) skips it.
+
+    Args:
+        ticks: how long, at least 1.
+    """
+
+    ticks: int
+
+
+MethodResult = Union[Any, Generator[Union[NestedCall, Work], Any, Any]]
 
 
 class Model:
@@ -75,6 +89,14 @@ class Model:
     def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
         """A random (method, args) pair."""
         raise NotImplementedError
+
+    def op_slow(self, state: State, ticks: int, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """A long method: work for ``ticks`` ticks, then run ``method(*args)``."""
+        yield Work(ticks)
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        return result
 
     def check_state(self, state: State) -> Optional[str]:
         """An application invariant; returns a description of the violation or None."""
@@ -257,8 +279,23 @@ def run_method(model: Model, state: State, group: str, entry: LogEntry,
             call = result.send(value)
         except StopIteration as stop:
             return stop.value
+        if isinstance(call, Work):
+            value = None
+            continue
         index += 1
         value = nested(MsgId(source, index), call)
+
+
+def run_local(model: Model, state: State, method: str, args: Tuple[Any, ...]) -> Any:
+    """Run a method that makes no nested call (long ones included) to completion.
+
+    Raises:
+        AssertionError: it made a nested call.
+    """
+    def no_nested(mid: MsgId, call: NestedCall) -> Any:
+        raise AssertionError(f"{method} made a nested call {call}")
+
+    return run_method(model, state, "local", LogEntry(0, MsgId("local", 1), method, tuple(args)), no_nested)
 
 
 def replay(model: Model, group: str, log: Sequence[LogEntry],

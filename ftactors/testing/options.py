@@ -49,6 +49,17 @@ class SimOptions:
         checkpoint_every_messages: see CoreConfig (passive).
         sequence_gap_ticks: see CoreConfig.
         query_on_failover: see CoreConfig.
+        sources_max: see CoreConfig (small in some seeds, so runs pass the bound many times).
+        p_long: probability that an operation is a long method (``slow``: it executes
+            for several ticks, during which a router or replica can crash).
+        long_ticks_max: the longest a long method works.
+        p_reorder: probability that a Deliver overtakes earlier ones on its router->replica link
+            (Ray runs a threaded actor's calls concurrently; the replica's turns restore the order).
+        output_to_deliverer: model the Ray replica host before issue 10's fix: an
+            execution's output goes back to the router incarnation whose Deliver
+            started it, and is lost if that incarnation died meanwhile. False: output
+            produced after the router changed stays in the replica's core for the
+            current incarnation (its next Deliver, or a push).
     """
 
     seed: int
@@ -78,6 +89,11 @@ class SimOptions:
     checkpoint_every_messages: int = 2
     sequence_gap_ticks: int = 6
     query_on_failover: bool = False
+    sources_max: int = 100_000
+    p_long: float = 0.0
+    long_ticks_max: int = 10
+    output_to_deliverer: bool = False
+    p_reorder: float = 0.0
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -86,7 +102,7 @@ class SimOptions:
             null_message_ticks=self.null_message_ticks, heartbeat_ticks=self.heartbeat_ticks,
             failure_timeout_ticks=self.failure_timeout_ticks, recovery_timeout_ticks=self.recovery_timeout_ticks,
             min_replicas=self.replicas, sequence_gap_ticks=self.sequence_gap_ticks,
-            query_on_failover=self.query_on_failover,
+            query_on_failover=self.query_on_failover, sources_max=self.sources_max,
             log_max=1000, pending_max=1000, inflight_max=1000, reply_cache_max=1000, batch_max=8,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
@@ -105,7 +121,8 @@ class SimOptions:
         detect = self.failure_timeout_ticks + self.heartbeat_ticks
         recover = 2 * self.recovery_timeout_ticks
         retry = self.retry_ticks + 2 * self.delay_max + 4 * self.link_delay_max
-        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40
+        slow = 2 * self.clients * self.long_ticks_max if self.p_long else 0  # queued behind long methods
+        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40 + slow
 
     def describe(self) -> str:
         """A one-line summary of the swarm choices."""
@@ -113,7 +130,11 @@ class SimOptions:
                   f"drop={self.p_drop:.2f} dup={self.p_dup:.2f}") if self.faults else "fault-free"
         return (f"seed={self.seed} style={self.style} sched={self.scheduling} replicas={self.replicas} "
                 f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}"
-                + (" query-on-failover" if self.query_on_failover else ""))
+                + (" query-on-failover" if self.query_on_failover else "")
+                + (f" sources_max={self.sources_max}" if self.sources_max < 100_000 else "")
+                + (f" long={self.p_long:.2f}x{self.long_ticks_max}" if self.p_long else "")
+                + (" output-to-deliverer" if self.output_to_deliverer else "")
+                + (f" reorder={self.p_reorder:.1f}" if self.p_reorder else ""))
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
@@ -167,4 +188,8 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
         checkpoint_every_messages=rng.randint(1, 4),
         sequence_gap_ticks=rng.randint(3, 10),
         query_on_failover=rng.random() < 0.5,
+        sources_max=rng.choice((8, 12, 100_000)),  # drawn last: earlier choices keep their values
+        p_long=rng.choice((0.0, 0.0, 0.15, 0.3)),
+        long_ticks_max=rng.randint(2, 12),
+        p_reorder=rng.choice((0.0, 0.1, 0.3)),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 from ftactors.testing.cluster import RunResult, Simulator
@@ -34,7 +34,8 @@ class Failure:
     def replay_command(self) -> str:
         """The one-line command that replays this seed."""
         return (f"python -m ftactors.testing --replay {self.seed} --style {self.options.style} "
-                f"--scheduling {self.options.scheduling} -v")
+                f"--scheduling {self.options.scheduling} -v"
+                + (" --output-to-deliverer" if self.options.output_to_deliverer else ""))
 
 
 @dataclass(slots=True)
@@ -74,7 +75,8 @@ def run_seed(seed: int, style: Optional[str] = None, scheduling: Optional[str] =
 
 
 def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, scheduling: Optional[str] = None,
-              on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0) -> SwarmSummary:
+              on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0,
+              output_to_deliverer: bool = False) -> SwarmSummary:
     """Run ``seeds`` consecutive seeds from ``start``.
 
     Args:
@@ -84,6 +86,7 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         scheduling: force a scheduler.
         on_failure: called with each failure as it happens.
         stop_after: stop after this many failures (0: never).
+        output_to_deliverer: model the Ray replica host before issue 10's fix (see SimOptions).
 
     Returns:
         The totals and failures.
@@ -92,6 +95,8 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
     began = time.perf_counter()
     for seed in range(start, start + seeds):
         opts = draw_options(seed, style, scheduling)
+        if output_to_deliverer:
+            opts = replace(opts, output_to_deliverer=True)
         try:
             result = Simulator(opts).run()
         except Exception as exc:  # an invariant, or the core's own assertion: both fail the seed
