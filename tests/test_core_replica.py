@@ -174,3 +174,18 @@ def test_per_source_state_is_bounded_by_sources_max() -> None:
     assert core.next_effect() is None and core.executed_upto == 5000
     answer = core.take_delivered()
     assert [r.msg_id for r in answer.replies] == [call(3).msg_id] and not answer.replies[0].outcome.ok
+
+
+def test_state_report_includes_the_request_being_executed() -> None:
+    """Regression (simulator seed 36): a primary executing a call the restarted router never saw
+    left it out of its StateReport; the backups never got it, and after the primary died its
+    position, already acknowledged, went to another call."""
+    from ftactors.core import CoreConfig, Execute, MsgId, NewView, ReplicaCore, Request, Kind, Deliver
+
+    members = ("g-r0", "g-r1")
+    core = ReplicaCore("g", "g-r0", CoreConfig(), "reception", NewView(1, members))
+    req = Request(Kind.SYNC_REQUEST, MsgId("c", 1), "g", "slow", ())
+    core.deliver(Deliver(view=1, requests=(req,)))
+    effect = core.next_effect()
+    assert isinstance(effect, Execute) and core.executing is not None
+    assert req.msg_id in {r.msg_id for r in core.state_report().requests}

@@ -39,6 +39,21 @@ def test_a_dead_incarnation_is_dropped_once_its_successor_spoke() -> None:
     assert not t.owns_output("e1") and t.owns_output("e2")
 
 
+def test_a_state_query_of_a_new_router_fences_its_predecessor() -> None:
+    """Regression (simulator seed 36 once a dead router's Deliver could still arrive): the dead
+    router's last Deliver reached the primary after the new router's state query; the primary
+    executed a request the new router never learnt, and after a primary crash its position,
+    already acknowledged, went to another call."""
+    t = ReplicaTurns()
+    t.arrive("e1", 1)
+    t.applied()
+    t.adopt("e2")  # the restarted router asks for the state
+    assert t.arrive("e1", 2) is Verdict.STALE
+    assert t.arrive("e2", 1) is Verdict.NOW
+    t.adopt("e1")  # an older one never wins back
+    assert t.owns_output("e2")
+
+
 def test_one_driver_one_standby_the_rest_answer_at_once() -> None:
     t = ReplicaTurns()
     assert t.claim() is Claim.DRIVE

@@ -386,11 +386,14 @@ class ReplicaCore:
         return self.executed_upto
 
     def state_report(self) -> StateReport:
-        """What this replica holds, for recovery (claim 65)."""
+        """What this replica holds, for recovery (claim 65): the requests it holds, the one it
+        executes now (a long call, or one waiting for a nested reply: the router may never
+        have seen it, and the backups need it if this replica dies), and its recent history."""
         recent = list(self._recent.values())
+        running = (self.executing.request,) if self.executing is not None else ()
         return StateReport(
             replica=self.replica_id, view=self.view, executed_position=self.executed_upto,
-            requests=tuple(self.requests.values()) + tuple(req for _, req in recent),
+            requests=tuple(self.requests.values()) + running + tuple(req for _, req in recent),
             announcements=tuple(ann for ann, _ in recent) + tuple(self.order[p] for p in sorted(self.order)),
         )
 

@@ -86,6 +86,17 @@ class ReplicaTurns:
             return Verdict.STALE
         return Verdict.NOW if seq == self.next_seq else Verdict.LATER
 
+    def adopt(self, epoch: str) -> None:
+        """A newer router incarnation asked for this replica's state (a restarted router's view
+        query or state query): from now on a dead incarnation's Delivers are dropped, so the
+        state reported is all this replica will hold of what the dead one sent.
+
+        Args:
+            epoch: the asking router incarnation.
+        """
+        if epoch > self.epoch:
+            self.epoch, self.next_seq = epoch, 1
+
     def applied(self) -> None:
         """The Deliver whose turn it was entered the core (or was refused by it)."""
         self.next_seq += 1

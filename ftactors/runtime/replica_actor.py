@@ -267,16 +267,29 @@ class _Replica:
         router incarnation is gone, so the output waits for the current one."""
         return self.core.take_delivered() if self._turns.owns_output(epoch) else self._nothing()
 
-    def state_report(self) -> StateReport:
-        """What this replica holds, for the router's recovery."""
+    def state_report(self, epoch: str = "") -> StateReport:
+        """What this replica holds, for the router's recovery.
+
+        Args:
+            epoch: the asking router incarnation: a dead one's Delivers are dropped from now on,
+                so the report is all this replica will hold of what it sent.
+        """
         self._router_seen = time.monotonic()
         with self._cond:
+            self._turns.adopt(epoch)
+            self._cond.notify_all()
             return self.core.state_report()
 
-    def view_info(self) -> Tuple[int, Tuple[str, ...], str]:
-        """(view, members, role), for a restarted router rebuilding the view."""
+    def view_info(self, epoch: str = "") -> Tuple[int, Tuple[str, ...], str]:
+        """(view, members, role), for a restarted router rebuilding the view.
+
+        Args:
+            epoch: the asking router incarnation (see :meth:`state_report`).
+        """
         self._router_seen = time.monotonic()
         with self._cond:
+            self._turns.adopt(epoch)
+            self._cond.notify_all()
             return self.core.view, tuple(self.core.members), self.core.role.value
 
     def info(self) -> Dict[str, Any]:

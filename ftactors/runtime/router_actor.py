@@ -246,7 +246,7 @@ class _Router:
                 if handle is None:
                     continue
                 try:
-                    found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote()), timeout=5.0)
+                    found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote(self._epoch)), timeout=5.0)
                     self.handles[rid] = handle
                 except Exception as exc:
                     log.warning("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
@@ -352,7 +352,7 @@ class _Router:
 
     async def _query(self, rid: str) -> None:
         try:
-            report = await self.handles[rid].state_report.remote()
+            report = await self.handles[rid].state_report.remote(self._epoch)
         except Exception as exc:
             log.warning("[%s] replica %s did not report its state: %s", self.group, rid, exc)
             self._failed(rid)

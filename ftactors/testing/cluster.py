@@ -46,6 +46,7 @@ from ftactors.core import (
     RouterCore,
     StateReport,
 )
+from ftactors.host.rebuild import rebuilt_view
 from ftactors.testing import invariants
 from ftactors.testing.events import (
     ClientIssue,
@@ -458,10 +459,14 @@ class Simulator:
     def _rebuild(self, group: str) -> None:
         """Restart a crashed router from the replicas alive in the highest view they report."""
         router = self.routers[group]
-        hosts = [h for h in self.replicas[group].values() if h.alive and h.core.view > 0]
-        best = max(hosts, key=lambda h: h.core.view)
-        view, listed = best.core.view, best.core.members
-        members = tuple(m for m in listed if self.replicas[group][m].alive)
+        epoch = ReplicaHost.epoch(router.incarnation)
+        reports = {}
+        for h in self.replicas[group].values():  # the Ray router asks each replica's view_info
+            if h.alive:
+                h.turns.adopt(epoch)
+                reports[h.rid] = (h.core.view, tuple(h.core.members), h.core.role.value)
+        rebuilt = rebuilt_view(reports)
+        view, members = rebuilt.view, rebuilt.members
         for h in self.replicas[group].values():
             if h.alive and h.rid not in members:
                 h.alive = False  # an orphan (joining, or removed): the new router does not know it

@@ -148,6 +148,7 @@ class ReplicaHost:
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
         if isinstance(msg, StateQuery) and not self.paused:
+            self.turns.adopt(self.epoch(incarnation))  # the dead router's late Delivers are dropped
             self.sim.to_router(self.group, incarnation, self.rid, self.core.state_report())
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
