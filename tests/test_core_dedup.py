@@ -128,3 +128,16 @@ def test_a_message_accepted_before_its_root_floor_rose_is_recorded_once() -> Non
     assert t.status(waiting) == "done"
     with pytest.raises(AssertionError, match="executed twice"):
         t.record(waiting, None)
+
+
+def test_a_restored_table_forgets_in_the_same_order() -> None:
+    t = DedupTable(reply_cache_max=2, sources_max=3)
+    t.record(MsgId("a", 1), None)
+    t.record(MsgId("b", 1), None)
+    t.acknowledge("a", 2)  # a settles first, though b was active before it
+    t.record(MsgId("c", 1), None)
+    t.record(MsgId("c", 2), None)  # evicts b's entry: b settles second
+    back = DedupTable.restore(t.export(), 2, 3)
+    for table in (t, back):
+        table.record(MsgId("d", 1), None)  # past sources_max: the first settled (a) is forgotten
+    assert t.export() == back.export()

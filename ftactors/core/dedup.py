@@ -26,11 +26,14 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 from ftactors.core.messages import MsgId, Reply, lineage
 
-#: What a table looks like inside a checkpoint:
-#: (((source, floor, evicted_upto, ((seq, reply_or_None), ...)), ...), ((root, floor_path), ...))
+#: What a table looks like inside a checkpoint: (sources least recently active first,
+#: root floors, settled sources oldest first), so a restored table forgets in the same order:
+#: (((source, floor, evicted_upto, ((seq, reply_or_None), ...)), ...), ((root, floor_path), ...),
+#:  (source, ...))
 DedupExport = Tuple[
     Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...]], ...],
     Tuple[Tuple[str, Tuple[int, ...]], ...],
+    Tuple[str, ...],
 ]
 
 
@@ -145,7 +148,7 @@ class DedupTable:
         for mid, rep in self._done.items():
             by_source[mid.source].append((mid.seq, rep))
         sources = tuple((s, src.floor, src.evicted_upto, tuple(by_source[s])) for s, src in self._sources.items())
-        return sources, tuple(self._floors.items())
+        return sources, tuple(self._floors.items()), tuple(self._settled)
 
     @classmethod
     def restore(cls, data: DedupExport, reply_cache_max: int, sources_max: Optional[int] = None) -> "DedupTable":
@@ -160,7 +163,7 @@ class DedupTable:
             The table, trimmed to the bounds if they are smaller than the exporter's.
         """
         table = cls(reply_cache_max, sources_max)
-        sources, floors = data
+        sources, floors, settled = data
         table._floors.update(floors)
         for source, floor, evicted_upto, entries in sources:
             src = table._sources[source] = _Source(floor=floor, evicted_upto=evicted_upto)
@@ -169,8 +172,7 @@ class DedupTable:
                 src.held.add(seq)
                 src.top = max(src.top, seq)
             src.top = max(src.top, evicted_upto, floor - 1)
-            if not src.held:
-                table._settled[source] = None
+        table._settled.update((s, None) for s in settled)
         table._bound_entries()
         table._bound_sources()
         return table

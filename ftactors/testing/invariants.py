@@ -147,7 +147,7 @@ class Checker:
         """I8: no per-source structure of a replica is past its ``sources_max``."""
         bound = self.sim.groups[group].config.sources_max
         for h in self.sim.replicas[group].values():
-            sources, floors = h.core.dedup.export()
+            sources, floors, _ = h.core.dedup.export()
             sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "next_seq": len(h.core.next_seq),
                      "fair turns": len(getattr(h.core._sched, "_served", ()))}
             over = {k: v for k, v in sizes.items() if v > bound}
