@@ -347,3 +347,30 @@ def test_primary_digests_are_forgotten_once_every_member_passed_them() -> None:
     assert list(router.primary_digests) == [7, 8, 9, 10] and not router.diverged
     router.on_delivered(Delivered("g-r2", 1, acked_position=10, digests=_digests(7, 10)))
     assert not router.primary_digests and router.counts["divergences"] == 0
+
+
+def test_a_call_answered_while_held_for_an_earlier_one_is_not_released_again() -> None:
+    """Regression (simulator, pipelined clients): a restarted router held c#3 for c#2; the
+    primary, which had c#3 from before, answered it; the caller acknowledged it, the router
+    forgot the reply, and then the sequence-gap timer accepted the held c#3 again and released
+    its reply a second time."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    reqs = [client.request("g", "add", payload=1) for _ in range(3)]
+    g.router.submit(reqs[0])
+    g.pump(6)
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(3)
+    g.router.submit(reqs[2])  # held: c#2 has not arrived
+    assert reqs[2].msg_id.seq in g.router.held.get("c", {})
+    answer = Reply(reqs[2].msg_id, "g", g.router.view, 3, Outcome(True, 3))
+    g.router.on_delivered(Delivered("g-r0", g.router.view, replies=(answer,)))
+    assert [r.msg_id for r in g.router.ready().released] == [reqs[2].msg_id]
+    assert reqs[2].msg_id.seq not in g.router.held.get("c", {}), "an answered call is still held"
+    for r in (g.released + [answer]):
+        client.on_reply(r)
+    client.on_settled(2)
+    g.router.submit(client.request("g", "add", payload=1))  # acknowledges up to c#3: its reply is forgotten
+    g.pump(cfg.sequence_gap_ticks + 5)
+    assert reqs[2].msg_id not in [r.msg_id for r in g.released]

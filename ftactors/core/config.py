@@ -35,7 +35,9 @@ class CoreConfig:
             sequence scheduler's next sequence numbers and the fair scheduler's turns).
             Nested calls mint a source per calling message; the least recently active
             are forgotten first, and a duplicate of a forgotten source's request is
-            answered with ``ReplyUnavailableError``, never run again.
+            answered with ``ReplyUnavailableError``, never run again. It must exceed
+            the sources active at once (one per call in flight that makes nested
+            calls), or a call still running may find its own source forgotten.
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
         pending_max: requests a replica holds before executing them.

@@ -619,6 +619,12 @@ class RouterCore:
 
     def _release(self, rep: Reply) -> None:
         mid = rep.msg_id
+        held = self.held.get(mid.source)
+        if held is not None and held.pop(mid.seq, None) is not None:
+            # answered while it waited for an earlier call of its source (a restarted router's
+            # primary held it already): accepting it later would release it a second time
+            if not held:
+                del self.held[mid.source]
         if rep.position and rep.position <= self.trimmed:
             self.requests.pop(mid, None)  # a late duplicate: every member executed it already
         elif rep.position:

@@ -382,17 +382,18 @@ class RouterHost:
 
 @dataclass(slots=True)
 class ClientHost:
-    """A simulated client: issues its script one operation at a time and retries.
+    """A simulated client: issues its script with up to ``window`` calls outstanding, and retries.
 
     Args:
         core: the client's core.
         script: (group, method, args) operations still to issue.
+        window: calls it keeps outstanding at once (pipelined, like ``ray.get`` on a list).
     """
 
     core: ClientCore
     script: Deque[Tuple[str, str, Tuple[Any, ...]]]
-    current: Optional[Request] = None
-    op: Optional[HistoryOp] = None
+    window: int = 1
+    outstanding: Dict[MsgId, Tuple[Request, HistoryOp]] = field(default_factory=dict)
     answers: Dict[MsgId, Tuple[int, Any]] = field(default_factory=dict)
 
     @property
@@ -403,16 +404,21 @@ class ClientHost:
     @property
     def done(self) -> bool:
         """True when the script is finished and nothing is outstanding."""
-        return not self.script and self.current is None
+        return not self.script and not self.outstanding
 
     def next_request(self, now: int, extra: Dict[str, Any]) -> Optional[Request]:
-        """Issue the next scripted operation (or None if done or busy)."""
-        if self.current is not None or not self.script:
+        """Issue the next scripted operation (or None if done or the window is full)."""
+        if len(self.outstanding) >= self.window or not self.script:
             return None
         group, method, args = self.script.popleft()
-        self.current = self.core.request(group, method, payload=args, kind=Kind.SYNC_REQUEST, **extra)
-        self.op = HistoryOp(self.name, group, self.current.msg_id, method, args, invoked=now)
-        return self.current
+        req = self.core.request(group, method, payload=args, kind=Kind.SYNC_REQUEST, **extra)
+        self.outstanding[req.msg_id] = (req, HistoryOp(self.name, group, req.msg_id, method, args, invoked=now))
+        return req
+
+    def pending(self, msg_id: MsgId) -> Optional[Request]:
+        """The outstanding request ``msg_id`` (to retransmit), or None once answered."""
+        entry = self.outstanding.get(msg_id)
+        return entry[0] if entry is not None else None
 
     def on_reply(self, reply: Reply, now: int) -> Optional[HistoryOp]:
         """A reply arrived. Returns the completed operation, or None for a duplicate.
@@ -426,13 +432,12 @@ class ClientHost:
             if seen != answer:
                 raise InvariantViolation(f"I3: {reply.msg_id} answered twice differently: {seen} then {answer}")
             return None
-        if self.current is None or reply.msg_id != self.current.msg_id:
+        entry = self.outstanding.get(reply.msg_id)
+        if entry is None:
             return None
         if not reply.outcome.ok:
             raise InvariantViolation(f"I6: {reply.msg_id} failed: {reply.outcome.value!r}")
         self.answers[reply.msg_id] = answer
         self.core.on_reply(reply)
-        assert self.op is not None
-        done = replace(self.op, completed=now, position=reply.position, value=reply.outcome.value)
-        self.current, self.op = None, None
-        return done
+        del self.outstanding[reply.msg_id]
+        return replace(entry[1], completed=now, position=reply.position, value=reply.outcome.value)
