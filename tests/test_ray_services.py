@@ -160,6 +160,31 @@ def test_names_are_unique_per_namespace_and_get_if_exists_returns_the_group(ray_
         Cls.options(max_restarts=3)
 
 
+def test_status_lists_groups_of_every_namespace_with_namespace_and_lifetime(ray_local):
+    from rich.console import Console
+
+    from ftactors.status import collect, render
+
+    Cls = ftactors.replicated(replicas=2)(Ledger)
+    a = Cls.options(name="stat-a", namespace="team-a", lifetime="detached").remote()
+    b = Cls.options(name="stat-b").remote()
+    try:
+        rows = {r["group"]: r for r in collect()}
+        assert rows["stat-a"]["namespace"] == "team-a" and rows["stat-a"]["lifetime"] == "detached"
+        # the namespace as get_actor takes it: this job's own
+        assert rows["stat-b"]["namespace"] == ray.get_runtime_context().namespace
+        assert rows["stat-b"]["lifetime"] == "non_detached"
+        console = Console(record=True, width=160)
+        render(list(rows.values()), console)
+        text = console.export_text()
+        header = next(line for line in text.splitlines() if "namespace" in line)
+        assert "lifetime" in header
+        assert any("stat-a" in line and "team-a" in line and "detached" in line for line in text.splitlines())
+    finally:
+        ftactors.shutdown(a)
+        ftactors.shutdown(b)
+
+
 #: What Ray printed, before, while a group ran, failed over, re-replicated and had its router restarted.
 NOISE = ("anonymous namespace", "constructor arguments in the object store", "will be retried")
 
