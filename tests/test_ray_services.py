@@ -226,7 +226,13 @@ def test_console_stays_quiet_through_failover_rereplication_and_router_restart(s
         inflight = [h.add.remote() for _ in range(50)]  # in flight at the kill
         chaos.kill_router(h)
         inflight += [h.add.remote() for _ in range(50)]
-        assert sorted(ray.get(inflight, timeout=180)) == list(range(121, 221))  # each once
+        try:
+            done = ray.get(inflight, timeout=180)
+        except ray.exceptions.GetTimeoutError:  # say where the group is stuck
+            _, stuck = ray.wait(inflight, num_returns=len(inflight), timeout=0)
+            print("STUCK", len(stuck), ftactors.describe(h, timeout_s=10), flush=True)
+            raise
+        assert sorted(done) == list(range(121, 221))  # each once
         ray.get(slow)
         until(lambda: ftactors.describe(h).phase == "normal")
         ftactors.shutdown(h)
