@@ -12,6 +12,13 @@
     ray.get(acct.deposit.remote(5))   # 105, even if the primary dies meanwhile
 """
 
+import os as _os
+
+# Ray retries a caller's pending calls when it restarts a group's router, and by default prints
+# "Task _Router.invoke failed ... will be retried" for each: nothing a user can act on. Set this
+# before ray.init() (export it as 1 to see Ray's retry messages again).
+_os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "0")
+
 from ftactors.core.errors import (
     ConfigError,
     FtActorsError,
@@ -26,6 +33,7 @@ from ftactors.runtime.api import (
     ReplicatedClass,
     ReplicatedHandle,
     describe,
+    get_actor,
     replicated,
     set_unavailable,
     shutdown,
@@ -39,7 +47,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "FtActorsError", "GroupInfo", "GroupLostError", "GroupOverloadedError", "GroupShutdownError",
-    "MethodAbortedError", "NotReplicatedError", "ReplicaInfo", "ReplicatedClass", "ReplicatedHandle", "ReplicationSettings",
-    "ReplyUnavailableError", "Scheduler", "StaleViewError", "describe", "load_settings", "now", "random",
+    "MethodAbortedError", "NotReplicatedError", "ReplicaInfo", "ReplicatedClass", "ReplicatedHandle",
+    "ReplicationSettings", "ReplyUnavailableError", "Scheduler", "StaleViewError", "describe", "get_actor",
+    "load_settings", "now", "random",
     "replicated", "set_unavailable", "shutdown", "stats",
 ]

@@ -1,7 +1,7 @@
-"""``ftactors status``: the replicated groups of a running Ray cluster.
+"""``ftactors status``: the replicated groups of a running Ray cluster, in every namespace.
 
 Each group has a named router actor ``ftactors:<group>:router``; its
-``describe()`` gives the view, the style, the replicas and the counters.
+``describe()`` gives the view, the style, the lifetime, the replicas and the counters.
 """
 
 from __future__ import annotations
@@ -27,12 +27,23 @@ def find_routers() -> List[Dict[str, str]]:
 
 
 def collect(timeout_s: float = 10.0) -> List[Dict[str, Any]]:
-    """One row per group (Ray must be initialised). Unreachable routers get an ``error`` field."""
+    """One row per group of every namespace (Ray must be initialised).
+
+    Args:
+        timeout_s: how long to wait for each router.
+
+    Returns:
+        Rows with the group, its ``namespace`` (as ``ftactors.get_actor`` takes it), ``lifetime``
+        (``"detached"`` or ``"non_detached"``), view, style, phase, replicas and counters.
+        Unreachable routers get an ``error`` field.
+    """
     import ray
+
+    from ftactors.runtime.api import user_namespace
 
     rows = []
     for entry in find_routers():
-        row: Dict[str, Any] = {"group": entry["group"], "namespace": entry["namespace"]}
+        row: Dict[str, Any] = {"group": entry["group"], "namespace": user_namespace(entry["namespace"])}
         try:
             router = ray.get_actor(entry["name"], namespace=entry["namespace"])
             d = ray.get(router.describe.remote(), timeout=timeout_s)
@@ -48,6 +59,7 @@ def collect(timeout_s: float = 10.0) -> List[Dict[str, Any]]:
                              "error": r.get("error")})
         executed = [r["executed"] for r in replicas if isinstance(r["executed"], int) and r["executed"] >= 0]
         row.update({
+            "lifetime": d.get("lifetime") or "non_detached",
             "view": d["view"], "style": d["settings"]["style"], "phase": d["phase"],
             "replicas": replicas, "joining": list(d.get("joining", [])),
             "executed": max(executed) if executed else None,
@@ -75,12 +87,23 @@ def render(rows: List[Dict[str, Any]], console: Any) -> None:
         console.print("no replicated groups in this Ray cluster")
         return
     console.print(f"[bold]{len(rows)} replicated group(s)[/]")
+    groups = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 2, 0, 0))
+    for c in ("group", "namespace", "lifetime", "view", "style", "phase", "lag", "failovers"):
+        groups.add_column(c)
+    for row in rows:
+        if "error" in row:
+            groups.add_row(row["group"], str(row["namespace"]), "?", "", "", "[red]unreachable[/]", "", "")
+        else:
+            groups.add_row(row["group"], str(row["namespace"]), row["lifetime"], str(row["view"]), row["style"],
+                           row["phase"], str(row["lag"]), str(row["failovers"]))
+    console.print(groups)
     for row in rows:
         if "error" in row:
             console.print(f"[bold]{row['group']}[/]  [red]router unreachable: {row['error']}[/]")
             continue
-        console.print(f"[bold]{row['group']}[/]  view {row['view']}  {row['style']}  {row['phase']}  "
-                      f"lag {row['lag']}  failovers {row['failovers']} (last: {_ago(row['last_failover_s'])})")
+        console.print(f"[bold]{row['group']}[/] ({row['namespace']})  view {row['view']}  {row['style']}  "
+                      f"{row['phase']}  lag {row['lag']}  failovers {row['failovers']} "
+                      f"(last: {_ago(row['last_failover_s'])})")
         t = Table(show_edge=False, pad_edge=False, box=None, padding=(0, 2, 0, 2))
         for c in ("role", "replica", "node", "pid", "executed"):
             t.add_column(c)

@@ -291,6 +291,7 @@ def test_passive_takeover_with_50mb_state(ray_local):
 def test_replicas_spawned_by_rereplication_exit_when_their_router_is_gone(ray_local):
     """Re-replicated replicas are detached actors: they must not outlive their group's router
     (a driver that exits without ftactors.shutdown destroys the router it owns)."""
+    from ftactors.runtime.api import group_namespace
     from ftactors.runtime.replica_actor import replica_actor_name
 
     h = ftactors.replicated(replicas=3, orphan_timeout_s=1.0)(Counter).remote()
@@ -305,7 +306,7 @@ def test_replicas_spawned_by_rereplication_exit_when_their_router_is_gone(ray_lo
     spawned = [r.replica_id for r in info.replicas if r.replica_id != victim.replica_id
                and r.replica_id not in {f"{h._group}-r{i}" for i in range(3)}]
     assert len(spawned) == 1, info.replicas
-    ns = ray.get_runtime_context().namespace
+    ns = group_namespace()  # the Ray namespace of this job's groups
     ray.get_actor(replica_actor_name(h._group, spawned[0]), namespace=ns)  # alive while the group is
     ray.kill(h._router, no_restart=True)  # what the driver's exit does to the router it owns
 

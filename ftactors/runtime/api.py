@@ -9,8 +9,10 @@ into tasks and other actors.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import inspect
 import logging
+import re
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import cloudpickle
 import ray
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ftactors.core import ClientCore, ConfigError, Kind, NewView
@@ -39,8 +42,6 @@ _RESERVED = {
     "max_restarts": "ftactors replaces a failed replica itself (settings replicas, min_replicas)",
     "max_task_retries": "ftactors retries calls itself and runs each one exactly once",
     "name": "name the group with @ftactors.replicated(name=...) or .options(name=...)",
-    "lifetime": "a group lives until ftactors.shutdown(handle)",
-    "get_if_exists": "keep the group's handle (it pickles) instead of looking the group up",
 }
 
 #: Ray options for running several calls of an actor at once.
@@ -54,6 +55,36 @@ _ONE_AT_A_TIME = (
     "parallelism, split the state over several replicated groups, or run stateless work in plain "
     "Ray tasks called from outside the replicated actor"
 )
+#: Ray's values of an actor's ``lifetime`` option.
+_LIFETIMES = (None, "detached", "non_detached")
+
+#: The prefix of the Ray namespace of a group created in an anonymous one (see :func:`group_namespace`).
+_ANONYMOUS_PREFIX = "ftactors-"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def group_namespace(namespace: Optional[str] = None) -> str:
+    """The Ray namespace of a group's named actors (its router and replicas).
+
+    Args:
+        namespace: the namespace the user named, or None for the current job's.
+
+    Returns:
+        That namespace; an anonymous one (the UUID Ray gives a job started without
+        ``namespace=``) with the prefix ``ftactors-``: the router creates replacement
+        replicas as detached actors, and Ray warns about every detached actor created in
+        an anonymous namespace. A group stays private to its job there, as with Ray.
+    """
+    ns = namespace if namespace is not None else ray.get_runtime_context().namespace
+    return _ANONYMOUS_PREFIX + ns if _UUID.fullmatch(ns) else ns
+
+
+def user_namespace(ray_namespace: Optional[str]) -> Optional[str]:
+    """The namespace a user names to reach a group: the inverse of :func:`group_namespace`."""
+    if ray_namespace and ray_namespace.startswith(_ANONYMOUS_PREFIX) \
+            and _UUID.fullmatch(ray_namespace[len(_ANONYMOUS_PREFIX):]):
+        return ray_namespace[len(_ANONYMOUS_PREFIX):]
+    return ray_namespace
 
 
 class _Caller:
@@ -316,27 +347,52 @@ class ReplicatedClass:
     """What ``@replicated`` returns: call ``.remote(*args)`` to create a group."""
 
     def __init__(self, cls: type, settings: ReplicationSettings, actor_options: Dict[str, Any],
-                 name: Optional[str] = None, namespace: Optional[str] = None) -> None:
+                 name: Optional[str] = None, namespace: Optional[str] = None, lifetime: Optional[str] = None,
+                 get_if_exists: bool = False) -> None:
         self._cls, self._settings, self._actor_options = cls, settings, actor_options
         self._name, self._namespace = name, namespace
+        self._lifetime, self._get_if_exists = _check_lifetime(lifetime), get_if_exists
         self.__name__ = cls.__name__
         self.__doc__ = cls.__doc__
 
     def options(self, *, name: Optional[str] = None, namespace: Optional[str] = None,
+                lifetime: Optional[str] = None, get_if_exists: Optional[bool] = None,
                 **changes: Any) -> "ReplicatedClass":
-        """A copy with a group name, replication settings or Ray actor options changed.
+        """A copy with a group name, lifetime, replication settings or Ray actor options changed.
+
+        Args:
+            name: the group's name, unique in its namespace (``ftactors.get_actor`` finds it).
+            namespace: the Ray namespace of the group (default: the current job's).
+            lifetime: ``"detached"``: the group outlives the job that creates it and ends only
+                with ``ftactors.shutdown``; None or ``"non_detached"``: it ends with its job.
+            get_if_exists: with ``name``: return the existing group of that name instead of
+                raising ``ValueError``.
+            **changes: replication settings (see :class:`ReplicationSettings`) and Ray actor
+                options for every replica (``num_cpus``, ``resources``, ``runtime_env``...).
+
+        Returns:
+            A new :class:`ReplicatedClass`.
 
         Raises:
-            ConfigError: an unknown or invalid setting.
+            ConfigError: an unknown or invalid setting, a Ray option ftactors sets itself, a
+                lifetime other than Ray's, or ``get_if_exists`` without a name.
+            TypeError: ``get_if_exists`` is not a bool.
         """
         fields = set(ReplicationSettings.model_fields)
         settings = {k: v for k, v in changes.items() if k in fields}
         ray_opts = {k: v for k, v in changes.items() if k not in fields}
         _check_actor_options(ray_opts)
         ray_opts = {k: v for k, v in ray_opts.items() if k not in _CONCURRENCY}  # max_concurrency=1: ours
+        if get_if_exists is not None and not isinstance(get_if_exists, bool):
+            raise TypeError(f"get_if_exists must be a bool, got {get_if_exists!r}")
         new_settings = load_settings(self._settings.model_dump(), **settings)
-        return ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
-                               name or self._name, namespace or self._namespace)
+        out = ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
+                              name or self._name, namespace or self._namespace,
+                              lifetime if lifetime is not None else self._lifetime,
+                              self._get_if_exists if get_if_exists is None else get_if_exists)
+        if out._get_if_exists and not out._name:
+            raise ConfigError("get_if_exists=True needs a group name: .options(name=..., get_if_exists=True)")
+        return out
 
     def remote(self, *args: Any, **kwargs: Any) -> ReplicatedHandle:
         """Create the group (replicas and router) and return its handle at once.
@@ -345,9 +401,14 @@ class ReplicatedClass:
         the background, in parallel, and the group's first call waits for them. A constructor
         that raises surfaces at the first call, as the constructor's exception.
 
+        Returns:
+            The group's handle; with ``get_if_exists=True``, the existing group's if there is one.
+
         Raises:
             ConfigError: the cluster cannot satisfy ``placement``.
             TypeError: constructor arguments cannot be serialised.
+            ValueError: a group of this name already exists in the namespace (without
+                ``get_if_exists=True``).
         """
         if not ray.is_initialized():
             ray.init()
@@ -355,6 +416,17 @@ class ReplicatedClass:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"replicated classes cannot be instantiated directly; use {self.__name__}.remote()")
+
+
+def _check_lifetime(lifetime: Optional[str]) -> Optional[str]:
+    """``lifetime`` if it is one of Ray's values.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if lifetime not in _LIFETIMES:
+        raise ConfigError(f"lifetime must be 'detached', 'non_detached' or None, got {lifetime!r}")
+    return lifetime
 
 
 def _check_actor_options(opts: Dict[str, Any], where: str = ".options()") -> None:
@@ -448,28 +520,115 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         init_bytes = cloudpickle.dumps((args, kwargs))
     except Exception as exc:
         raise TypeError(f"{rc._cls.__name__}.remote(): a constructor argument cannot be serialized: {exc}") from exc
-    namespace = rc._namespace or ray.get_runtime_context().namespace  # explicit: a restarted router looks replicas up
+    namespace = group_namespace(rc._namespace)  # explicit: a restarted router looks replicas up
+    if rc._name:
+        existing = _existing_group(group, namespace, rc)
+        if existing is not None:
+            return existing
     spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace)
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
-    handles = {
-        rid: _REPLICA_CLASS.options(
-            name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
-            max_concurrency=s.primary_inflight_depth() + 8, **_strategy(nodes[i], strict), **rc._actor_options,
-        ).remote(spec, rid, NewView(1, members))
-        for i, rid in enumerate(members)
-    }
+    lifetime = {} if rc._lifetime is None else {"lifetime": rc._lifetime}
+    handles: Dict[str, Any] = {}
+    try:
+        for i, rid in enumerate(members):
+            handles[rid] = _REPLICA_CLASS.options(
+                name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
+                max_concurrency=s.primary_inflight_depth() + 8, **_strategy(nodes[i], strict), **lifetime,
+                **rc._actor_options,
+            ).remote(spec, rid, NewView(1, members))
+    except ValueError:  # a name taken meanwhile: another driver is creating the same group
+        for h in handles.values():
+            ray.kill(h, no_restart=True)
+        if rc._get_if_exists:
+            return _wait_for_group(group, namespace)
+        raise ValueError(f"a replicated group named {group!r} already exists in namespace "
+                         f"{user_namespace(namespace)!r}") from None
     # nothing waits here, as with Ray's own .remote(): the router learns where each replica runs
     # when they are up, and the group's first call waits for that
     planned = {rid: node for rid, node in zip(members, nodes) if node is not None}
+    info = {"class_name": rc._cls.__name__, "methods": _public_methods(rc._cls), "lifetime": rc._lifetime}
+    # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
+    # them even after the creating driver is gone (it finds the replicas, and the class, by name)
     router = ray.remote(_Router).options(
         name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=1000, num_cpus=0, enable_task_events=False, **_router_strategy(planned),
-    ).remote(spec, members, handles, {})
+        max_concurrency=1000, num_cpus=0, enable_task_events=False, **lifetime, **_router_strategy(planned),
+    ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
     return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
                             s.large_arg_bytes, s.style, tuple(handles.values()))
+
+
+def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:
+    """With ``get_if_exists``: the group named ``group`` if it exists; without: raise if it does."""
+    try:
+        ray.get_actor(router_actor_name(group), namespace=namespace)
+    except ValueError:
+        return None
+    if not rc._get_if_exists:
+        raise ValueError(f"a replicated group named {group!r} already exists in namespace "
+                         f"{user_namespace(namespace)!r}; use .options(get_if_exists=True) to get it")
+    return _wait_for_group(group, namespace)
+
+
+def _wait_for_group(group: str, namespace: str, timeout_s: float = 60.0) -> ReplicatedHandle:
+    """The handle of a group another driver is creating or has created."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _group_handle(group, namespace, timeout_s)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _group_handle(group: str, namespace: str, timeout_s: float) -> ReplicatedHandle:
+    """A handle built from the group's router (found by name)."""
+    missing = f"no replicated group named {group!r} in namespace {user_namespace(namespace)!r}"
+    try:
+        router = ray.get_actor(router_actor_name(group), namespace=namespace)
+    except ValueError:
+        raise ValueError(missing) from None
+    try:
+        info = ray.get(router.handle_info.remote(), timeout=timeout_s)
+    except RayActorError:  # shut down meanwhile
+        raise ValueError(missing) from None
+    return ReplicatedHandle(group, router, info["class_name"], tuple(info["methods"]), info["max_message_bytes"],
+                            info["large_arg_bytes"], info["style"])
+
+
+def get_actor(name: str, namespace: Optional[str] = None, timeout_s: float = 30.0) -> ReplicatedHandle:
+    """The handle of a named replicated group, from any driver or job of the cluster.
+
+    Like ``ray.get_actor``: the group was created with ``.options(name=...)``; a detached
+    group (``lifetime="detached"``) is found after its creating driver has exited.
+
+    Args:
+        name: the group's name.
+        namespace: its namespace (default: the current job's, as for ``ray.get_actor``).
+        timeout_s: how long to wait for the group's router to answer.
+
+    Returns:
+        A :class:`ReplicatedHandle` to the group.
+
+    Raises:
+        ValueError: no group of that name in that namespace (or it was shut down).
+        TypeError: ``name`` is not a non-empty string.
+        ray.exceptions.GetTimeoutError: the router did not answer within ``timeout_s``.
+
+    Example:
+        >>> Orders.options(name="orders", namespace="shop", lifetime="detached").remote()
+        >>> # later, in another job:
+        >>> orders = ftactors.get_actor("orders", namespace="shop")
+        >>> ray.get(orders.place.remote("book"))
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not ray.is_initialized():
+        ray.init()
+    return _group_handle(name, group_namespace(namespace), timeout_s)
 
 
 def replicated(cls: Any = None, *, config: Any = None, name: Optional[str] = None,
@@ -507,7 +666,11 @@ def replicated(cls: Any = None, *, config: Any = None, name: Optional[str] = Non
 
     def wrap(target: Any) -> ReplicatedClass:
         user_cls, options = _unwrap_class(target)
-        return ReplicatedClass(user_cls, resolved, options, name, namespace)
+        # Ray's naming options of a @ray.remote class apply to the group
+        lifetime, get_if_exists = options.pop("lifetime", None), bool(options.pop("get_if_exists", False))
+        ns = namespace or options.pop("namespace", None)
+        options.pop("namespace", None)
+        return ReplicatedClass(user_cls, resolved, options, name, ns, lifetime, get_if_exists and bool(name))
 
     return wrap(cls) if cls is not None else wrap
 
@@ -568,13 +731,43 @@ def set_unavailable(handle: ReplicatedHandle, *resources: str) -> None:
     ray.get(_handle(handle)._router.set_unavailable.remote(tuple(resources)))
 
 
-def shutdown(handle: ReplicatedHandle) -> None:
-    """Stop the group's replicas and router. The handle cannot be used afterwards."""
+def shutdown(handle: ReplicatedHandle, timeout_s: float = 30.0) -> None:
+    """Stop the group's replicas and router; the only end of a detached group.
+
+    When it returns, ``ftactors.get_actor`` no longer finds the group and its name can
+    be used again. The handle cannot be used afterwards.
+
+    Args:
+        handle: the group's handle (from ``.remote()`` or ``ftactors.get_actor``).
+        timeout_s: how long to wait for the router and the names to go.
+
+    Raises:
+        NotReplicatedError: ``handle`` is not a replicated handle.
+        GroupShutdownError: the group was already shut down through this handle.
+    """
     h = _handle(handle)
+    namespace = None
     try:
-        ray.get(h._router.shutdown.remote(), timeout=30)
+        namespace = ray.get(h._router.shutdown.remote(), timeout=timeout_s)
     finally:
         ray.kill(h._router, no_restart=True)
         h._closed = True
         with _callers_lock:
             _callers.pop(h._group, None)  # and the results it was still watching
+    if namespace is not None:
+        _wait_names_gone(h._group, namespace, min(timeout_s, 10.0))
+
+
+def _wait_names_gone(group: str, namespace: str, timeout_s: float) -> None:
+    """Wait until Ray has released the names of the group's actors (``ray.kill`` is asynchronous)."""
+    prefix = router_actor_name(group)[: -len("router")]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            named = ray.util.list_named_actors(all_namespaces=True)
+        except Exception:  # the GCS is busy: the names go anyway
+            return
+        if not any(a["name"].startswith(prefix) and a["namespace"] == namespace for a in named):
+            return
+        time.sleep(0.05)
+    log.info("[%s] shut down; Ray has not released every name yet", group)

@@ -198,6 +198,7 @@ class _Replica:
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
+        self._router_counts: Dict[str, int] = {}  # the router's counters, as it last sent them
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
 
@@ -209,10 +210,21 @@ class _Replica:
         return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id(),
                 "error": self.init_error}
 
-    def ping(self) -> bool:
-        """Liveness probe (answered even while a call executes)."""
+    def ping(self, counts: Optional[Dict[str, int]] = None) -> bool:
+        """Liveness probe (answered even while a call executes).
+
+        Args:
+            counts: the router's counters, kept for a restarted router (see ``view_info``).
+        """
         self._router_seen = time.monotonic()
+        if counts:  # the highest of each: a late ping from a router incarnation that is gone
+            kept = self._router_counts
+            self._router_counts = {k: max(n, kept.get(k, 0)) for k, n in {**kept, **counts}.items()}
         return True
+
+    def group_spec(self) -> GroupSpec:
+        """The group's spec with the class and constructor arguments (the router spawns replicas from it)."""
+        return self.spec
 
     def deliver(self, msg: Deliver, epoch: str = "", seq: int = 0) -> Delivered:
         """Take a batch from the router; return replies and announcements.
@@ -280,8 +292,8 @@ class _Replica:
             self._cond.notify_all()
             return self.core.state_report()
 
-    def view_info(self, epoch: str = "") -> Tuple[int, Tuple[str, ...], str]:
-        """(view, members, role), for a restarted router rebuilding the view.
+    def view_info(self, epoch: str = "") -> Tuple[int, Tuple[str, ...], str, Dict[str, int]]:
+        """(view, members, role, the router's last counters), for a restarted router rebuilding the view.
 
         Args:
             epoch: the asking router incarnation (see :meth:`state_report`).
@@ -290,7 +302,7 @@ class _Replica:
         with self._cond:
             self._turns.adopt(epoch)
             self._cond.notify_all()
-            return self.core.view, tuple(self.core.members), self.core.role.value
+            return self.core.view, tuple(self.core.members), self.core.role.value, dict(self._router_counts)
 
     def info(self) -> Dict[str, Any]:
         """Role, progress and a state digest, for ``ftactors.describe``."""
@@ -338,8 +350,8 @@ class _Replica:
             try:
                 ray.get_actor(router_actor_name(self.spec.group), namespace=self.spec.namespace)
             except ValueError:
-                log.warning("[%s] replica %s: the group's router is gone; exiting", self.spec.group,
-                            self.replica_id)
+                log.info("[%s] replica %s: the group's router is gone; exiting", self.spec.group,
+                         self.replica_id)
                 os._exit(0)
             except Exception:  # the GCS is unreachable: keep the state, try again
                 continue

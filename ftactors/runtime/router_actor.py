@@ -29,6 +29,7 @@ from ftactors.core import (
     RouterCore,
     StaleViewError,
 )
+from ftactors.host.rebuild import rebuilt_view
 from ftactors.runtime.errors import GroupLostError
 from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
@@ -75,13 +76,17 @@ class _Metrics:
 class _Router:
     """Ray actor routing one group. Private: created by ``ftactors.replicated``."""
 
-    def __init__(self, spec: GroupSpec, members: Tuple[str, ...], handles: Dict[str, Any],
-                 nodes: Dict[str, str]) -> None:
+    def __init__(self, spec: GroupSpec, members: Tuple[str, ...], nodes: Dict[str, str],
+                 info: Optional[Dict[str, Any]] = None) -> None:
+        # small values only, no ObjectRefs or actor handles, so that Ray can restart this actor from
+        # them after its creator is gone: the replicas are found by name, and the user's class and
+        # constructor arguments (``spec`` comes without them) are fetched from a replica when needed
         self.spec = spec
         self.group = spec.group
         self.settings = ReplicationSettings(**spec.settings)
         self.config = self.settings.core_config()
-        self.handles: Dict[str, Any] = dict(handles)
+        self.info: Dict[str, Any] = dict(info or {})
+        self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
         self.initial_members = tuple(members)
         self.waiters: Dict[MsgId, asyncio.Future] = {}
@@ -102,6 +107,8 @@ class _Router:
         # same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
         self._epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self._link_seq: Dict[str, int] = {}
+        self._logged_view = 0
+        self._saved_counts: Dict[str, int] = {}  # what the replicas were last sent (they keep it for a restart)
 
     # ------------------------------------------------------------ Ray methods
 
@@ -156,6 +163,13 @@ class _Router:
         rep: Reply = await fut
         return rep
 
+    async def handle_info(self) -> Dict[str, Any]:
+        """What a handle needs (``ftactors.get_actor`` builds one from it): the class name, its
+        methods, the message size limits, the style and the lifetime."""
+        return {**self.info, "group": self.group, "namespace": self.spec.namespace,
+                "max_message_bytes": self.settings.max_message_bytes,
+                "large_arg_bytes": self.settings.large_arg_bytes, "style": self.settings.style}
+
     async def describe(self) -> Dict[str, Any]:
         """The core's summary plus each replica's info."""
         await self._ensure_started()
@@ -171,6 +185,7 @@ class _Router:
                 infos[rid] = {"replica": rid, "error": repr(exc)}
         out["replicas"] = infos
         out["settings"] = self.spec.settings
+        out["lifetime"] = self.info.get("lifetime")
         out["handles"] = {rid: self.handles.get(rid) for rid in self.core.members}
         return out
 
@@ -180,9 +195,16 @@ class _Router:
         for rid in self.core.members:
             self.handles[rid].set_unavailable.remote(tuple(resources))
 
-    async def shutdown(self) -> None:
-        """Stop every replica; fail waiting callers."""
+    async def shutdown(self) -> Optional[str]:
+        """Stop every replica; fail waiting callers. Returns the group's namespace."""
         self._closed = True
+        # and those it has no handle to (one being spawned, or a deposed one): by name
+        loop = asyncio.get_running_loop()
+        for rid in await loop.run_in_executor(None, self._named_replicas) - set(self.handles):
+            handle = await loop.run_in_executor(None, _lookup, replica_actor_name(self.group, rid),
+                                                self.spec.namespace)
+            if handle is not None:
+                self.handles[rid] = handle
         for rid, h in list(self.handles.items()):
             try:
                 ray.kill(h, no_restart=True)
@@ -192,6 +214,7 @@ class _Router:
             if not fut.done():
                 fut.set_exception(GroupLostError(f"{self.group} was shut down"))
         self.waiters.clear()
+        return self.spec.namespace
 
     # -------------------------------------------------------------- start-up
 
@@ -207,6 +230,10 @@ class _Router:
                 await self._rebuild()
             else:
                 self.core = RouterCore(self.group, self.config, self.initial_members)
+                loop = asyncio.get_running_loop()
+                for m in self.initial_members:  # a blocking GCS call: off the event loop
+                    self.handles[m] = await loop.run_in_executor(
+                        None, ray.get_actor, replica_actor_name(self.group, m), self.spec.namespace)
                 await self._first_replicas_up()
             try:
                 self._metrics = _Metrics(self.group)
@@ -238,7 +265,7 @@ class _Router:
         # still runs would otherwise lead the rebuild back to its stale view)
         listed = await asyncio.get_running_loop().run_in_executor(None, self._named_replicas)
         names = set(self.initial_members) | listed
-        found: Dict[str, Tuple[int, Tuple[str, ...], str]] = {}
+        found: Dict[str, Tuple[Any, ...]] = {}  # (view, members, role, counts)
         for _ in range(3):  # members may name replicas spawned after start
             for rid in sorted(names - set(found)):
                 # by name: handles deserialised from a restarted actor's arguments may be stale
@@ -248,18 +275,25 @@ class _Router:
                 try:
                     found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote(self._epoch)), timeout=5.0)
                     self.handles[rid] = handle
-                except Exception as exc:
-                    log.warning("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
+                except Exception as exc:  # a dead replica, replaced before the restart
+                    log.debug("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
                     continue
             names |= {m for v in found.values() for m in v[1]}
-        live = {rid: v for rid, v in found.items() if v[2] in ("primary", "backup")}
-        if not live:
-            raise GroupLostError(f"{self.group}: no replica survived the router's restart")
-        view, members, _ = max(live.values(), key=lambda v: v[0])
-        alive = tuple(m for m in members if m in live)
-        index = 1 + max(int(r.rsplit("-r", 1)[1]) for r in names if "-r" in r and r.rsplit("-r", 1)[1].isdigit())
-        self.core = RouterCore.rebuilt(self.group, self.config, alive, view, index + 100, self._ticks())
-        log.warning("[%s] router restarted: rebuilt view %d from %s", self.group, view, alive)
+        try:  # the same choice as the simulator's router makes (ftactors.host.rebuild)
+            rebuilt = rebuilt_view({rid: v[:3] for rid, v in found.items()}, known=names)
+        except LookupError:
+            raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None
+        view, alive = rebuilt.view, rebuilt.members
+        self.core = RouterCore.rebuilt(self.group, self.config, alive, view, rebuilt.next_replica_index,
+                                       self._ticks())
+        # the counters go on from the highest the replicas kept for the router before the restart
+        for counts in (v[3] for v in found.values() if len(v) > 3 and v[3]):
+            for k, n in counts.items():
+                self._saved_counts[k] = max(self._saved_counts.get(k, 0), n)
+        for k, n in self._saved_counts.items():
+            self.core.counts[k] = self.core.counts.get(k, 0) + n
+        self._logged_view = view
+        log.info("[%s] router restarted: rebuilt view %d from %s", self.group, view, alive)
 
     def _named_replicas(self) -> Set[str]:
         """Replica ids of this group among Ray's named actors (a blocking GCS call)."""
@@ -285,9 +319,19 @@ class _Router:
             self.core.tick(self._ticks())
             self._process()
             now = time.monotonic()
-            if self._metrics is not None and now >= next_metrics:
-                self._metrics.update(self.core.counts, self.core.view)
+            if now >= next_metrics:
+                if self._metrics is not None:
+                    self._metrics.update(self.core.counts, self.core.view)
+                self._save_counts()
                 next_metrics = now + 1.0
+
+    def _save_counts(self) -> None:
+        """Send the counters to the members when they changed: a restarted router goes on from them."""
+        if self.core.counts == self._saved_counts:
+            return
+        loop = asyncio.get_running_loop()
+        for rid in self.core.members:
+            loop.create_task(self._ping(rid))
 
     def _kick(self) -> None:
         if not self._kick_scheduled:
@@ -299,10 +343,17 @@ class _Router:
         self._kick_scheduled = False
         if self.core is None or self._closed:
             return
+        recovered = ""
         if self._recovery_t0 is not None and self.core.phase.value == "normal":
             self.last_recovery_ms = 1000 * (time.monotonic() - self._recovery_t0)
-            log.info("[%s] recovered in %.0f ms (view %d)", self.group, self.last_recovery_ms, self.core.view)
+            recovered = f" (recovered in {self.last_recovery_ms:.0f} ms)"
             self._recovery_t0 = None
+        if self.core.view != self._logged_view:  # one line per view change
+            self._logged_view = self.core.view
+            members = list(self.core.members)
+            log.info("[%s] view %d: primary %s, backups %s%s", self.group, self.core.view,
+                     members[0] if members else None, members[1:], recovered)
+            self._save_counts()  # at once: a failover must survive a router restart right after it
         r = self.core.ready()
         loop = asyncio.get_running_loop()
         for rid, msg in r.sends:
@@ -329,7 +380,7 @@ class _Router:
         try:
             answer = await ref
         except _DEAD as exc:
-            log.warning("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
+            log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
             self._failed(rid)
             return
         except Exception as exc:
@@ -344,7 +395,9 @@ class _Router:
         if handle is None:
             return
         try:
-            await handle.ping.remote()
+            counts = dict(self.core.counts)
+            await handle.ping.remote(counts)  # the replica keeps the counters for a restarted router
+            self._saved_counts = counts
         except _DEAD:
             self._failed(rid)
             return
@@ -354,7 +407,7 @@ class _Router:
         try:
             report = await self.handles[rid].state_report.remote(self._epoch)
         except Exception as exc:
-            log.warning("[%s] replica %s did not report its state: %s", self.group, rid, exc)
+            log.info("[%s] replica %s did not report its state: %s", self.group, rid, exc)
             self._failed(rid)
             return
         self.core.on_state_report(report)
@@ -362,7 +415,7 @@ class _Router:
 
     def _failed(self, rid: str) -> None:
         if rid in self.core.links or rid in self.core.joining:
-            log.warning("[%s] replica %s failed", self.group, rid)
+            log.info("[%s] replica %s failed", self.group, rid)
         was_primary = rid == self.core.primary
         self.core.on_failure(rid)
         if was_primary:
@@ -371,7 +424,7 @@ class _Router:
         self._kick()
 
     def _retire(self, rid: str) -> None:
-        log.warning("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
+        log.debug("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
         handle = self.handles.pop(rid, None)
         self.nodes.pop(rid, None)
         if handle is not None:
@@ -397,7 +450,11 @@ class _Router:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
                 node, soft=self.settings.placement != "strict-spread")
         try:
+            await self._fetch_spec()
             handle = await loop.run_in_executor(None, self._create_replica, rid, options)
+            if self._closed:  # shut down meanwhile
+                ray.kill(handle, no_restart=True)
+                return
             info = await handle.ready.remote()
         except Exception as exc:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
@@ -406,16 +463,31 @@ class _Router:
             return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
-        log.info("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
+        log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
         self.core.replica_started(rid)
         self._kick()
 
     def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
+        """Start replica ``rid`` (on a worker thread: blocking calls). It is detached, so that it
+        outlives this router's restarts, in the group's namespace, never an anonymous one."""
         return _REPLICA_CLASS.options(
             name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
             enable_task_events=False,
             max_restarts=0, max_concurrency=self.settings.primary_inflight_depth() + 8, **options,
         ).remote(self.spec, rid, None)
+
+    async def _fetch_spec(self) -> None:
+        """Get the user's class and constructor arguments from a member, once (the router is
+        created without them, see ``__init__``)."""
+        if self.spec.cls_bytes:
+            return
+        for m in list(self.core.members):
+            try:
+                self.spec = await asyncio.wait_for(_aw(self.handles[m].group_spec.remote()), timeout=30.0)
+                return
+            except Exception as exc:
+                log.debug("[%s] replica %s did not give the group's spec: %r", self.group, m, exc)
+        raise GroupLostError(f"{self.group}: no member gave the group's class")
 
     def _free_node(self) -> Optional[str]:
         if self.settings.placement == "pack":
@@ -429,8 +501,8 @@ class _Router:
 def _lookup(name: str, namespace: Optional[str]) -> Any:
     try:
         return ray.get_actor(name, namespace=namespace)
-    except ValueError as exc:
-        log.warning("no actor named %s: %r", name, exc)
+    except ValueError as exc:  # a replica that is gone
+        log.debug("no actor named %s: %r", name, exc)
         return None
 
 
