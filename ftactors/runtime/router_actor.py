@@ -145,7 +145,7 @@ class _Router:
 
     async def _reply(self, req: Request, copy: bool) -> Optional[Reply]:
         """Submit ``req`` and wait for its reply (None for a one-way request)."""
-        if self.core is None:  # no await before submit once started: submission order is kept
+        if not self._is_started():  # no await before submit once started: submission order is kept
             await self._ensure_started()
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
@@ -218,6 +218,10 @@ class _Router:
 
     # -------------------------------------------------------------- start-up
 
+    def _is_started(self) -> bool:
+        """Whether start-up is over (the core exists before: it learns of replicas that fail to start)."""
+        return self._started is not None and self._started.is_set()
+
     async def _ensure_started(self) -> None:
         if self._started is None:
             self._started = asyncio.Event()
@@ -231,9 +235,9 @@ class _Router:
             else:
                 self.core = RouterCore(self.group, self.config, self.initial_members)
                 loop = asyncio.get_running_loop()
-                for m in self.initial_members:  # a blocking GCS call: off the event loop
-                    self.handles[m] = await loop.run_in_executor(
-                        None, ray.get_actor, replica_actor_name(self.group, m), self.spec.namespace)
+                for m in self.initial_members:  # blocking GCS calls: off the event loop
+                    self.handles[m] = await loop.run_in_executor(None, _await_name, replica_actor_name(
+                        self.group, m), self.spec.namespace, self.settings.failure_timeout_s * 30)
                 await self._first_replicas_up()
             try:
                 self._metrics = _Metrics(self.group)
@@ -341,7 +345,7 @@ class _Router:
     def _process(self) -> None:
         """Carry out everything the core asks for, in order."""
         self._kick_scheduled = False
-        if self.core is None or self._closed:
+        if self.core is None or self._closed or not self._is_started():
             return
         recovered = ""
         if self._recovery_t0 is not None and self.core.phase.value == "normal":
@@ -496,6 +500,23 @@ class _Router:
         alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
         free = [n for n in alive if n not in used]
         return free[0] if free else None
+
+
+def _await_name(name: str, namespace: Optional[str], timeout_s: float) -> Any:
+    """The actor named ``name``, waiting for Ray to register it (the router starts in parallel with
+    the group's first replicas, whose names may not be registered yet).
+
+    Raises:
+        ValueError: no such actor after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _lookup(name: str, namespace: Optional[str]) -> Any:
