@@ -551,7 +551,167 @@ def test_after_a_restart_a_call_does_not_wait_for_one_the_backups_already_hold()
     g.router.submit(client.request("g", "add", payload=7))
     g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
     g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
-    g.pump(2)
+    g.pump(1)  # the reports arrive; call 1 is not ordered yet
     g.router.submit(client.request("g", "add", payload=1))
     g.pump(6)  # far less than sequence_gap_ticks
     assert g.state == {"g-r0": 8, "g-r1": 8, "g-r2": 8}
+
+
+def test_retries_and_copy_fetches_of_a_pending_call_are_counted_apart() -> None:
+    """Before the reply exists, a client's retry is a duplicate and a backup's fetch a copy."""
+    router = RouterCore("g", CoreConfig(), MEMBERS)
+    req = ClientCore("c").request("g", "add", payload=1)
+    router.submit(req)
+    assert router.submit(req) is None
+    assert router.submit(req, copy=True) is None
+    assert router.submit(req, copy=True) is None
+    assert (router.counts["duplicates"], router.counts["reply_copies"]) == (1, 2)
+
+
+def test_the_first_deliver_tells_each_replica_its_view() -> None:
+    """A replica host may start its core without a view: the router's first Deliver gives it."""
+    router = RouterCore("g", CoreConfig(), MEMBERS)
+    router.submit(ClientCore("c").request("g", "add", payload=1))
+    router.tick(1)
+    sends = dict(router.ready().sends)
+    assert set(sends) == set(MEMBERS)
+    assert all(d.new_view == NewView(1, MEMBERS) for d in sends.values())
+
+
+def test_a_replica_silent_from_the_start_fails_after_failure_timeout_ticks() -> None:
+    """Failure detection counts from the group's start: tick ``failure_timeout_ticks + 1``."""
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    for now in range(1, cfg.failure_timeout_ticks + 2):
+        router.tick(now)
+        if now == cfg.failure_timeout_ticks:
+            assert "g-r2" in router.members
+        for m in router.ready().pings:
+            if m != "g-r2":
+                router.on_pong(m)
+    assert router.members == ["g-r0", "g-r1"]
+
+
+def test_a_diverged_backup_that_fails_before_its_repair_is_simply_gone() -> None:
+    """The repair of a diverged backup must not trip over it having failed meanwhile."""
+    g = RestoringGroup(CoreConfig(digest_every_messages=1))
+    g.state["g-r2"] = 100
+    g.router.submit(ClientCore("c").request("g", "add", payload=1))
+    while not g.router.counts["divergences"] and g.now < 10:
+        g.pump(1)
+    assert g.router.diverged == [("g-r2", 1)]
+    g.router.on_failure("g-r2")  # before the primary's checkpoint for the repair
+    g.pump(10)
+    assert g.router.members == ["g-r0", "g-r1"] and g.router.counts["resyncs"] == 0
+    assert g.state["g-r0"] == g.state["g-r1"] == 1
+
+
+def test_a_joiner_offered_a_too_old_checkpoint_gets_a_fresh_one() -> None:
+    """The router asks the primary for a new snapshot at once instead of waiting for the
+    next periodic checkpoint."""
+    from ftactors.core import Checkpoint
+
+    g, _ = loaded_group(1, 6, CoreConfig(style="passive", checkpoint_every_messages=100))
+    assert g.router.trimmed == 1
+    g.reps["g-r3"] = ReplicaCore("g", "g-r3", g.router.config, "reception", None)
+    g.state["g-r3"] = 0
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 0, 0, ()))  # older than the trimmed log
+    assert "g-r3" not in g.router.members
+    g.pump(4)
+    assert "g-r3" in g.router.members
+
+
+def test_restarted_router_drops_every_backup_that_cannot_reach_the_leader() -> None:
+    """Two backups behind the leader by order no survivor retains are both dropped, even
+    though they are level with each other."""
+    cfg = CoreConfig(retain_executed_max=1, failure_timeout_ticks=1_000, min_replicas=1)
+    g, client = loaded_group(1, 4, cfg)
+    for _ in range(2):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(3, alive={"g-r0"})
+    assert g.state == {"g-r0": 3, "g-r1": 1, "g-r2": 1}
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.router.ready()
+    for m in MEMBERS:
+        g.router.on_state_report(g.reps[m].state_report())
+    assert g.router.members == ["g-r0"] and g.router.counts["resyncs"] == 2
+
+
+def test_an_idle_primary_is_polled_every_heartbeat_while_callers_wait() -> None:
+    """The primary may hold work that became possible later: with a caller waiting and the
+    link idle, the router sends an empty Deliver ``heartbeat_ticks`` after the last one."""
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    router.submit(ClientCore("c").request("g", "add", payload=1))
+    router.tick(1)
+    router.ready()
+    router.on_delivered(Delivered("g-r0", 1))  # answered, without the reply yet
+    polled_at = []
+    for now in range(2, 2 + cfg.heartbeat_ticks + 1):
+        router.tick(now)
+        r = router.ready()
+        for m in r.pings:
+            router.on_pong(m)
+        if any(m == "g-r0" for m, _ in r.sends):
+            polled_at.append(now)
+            router.on_delivered(Delivered("g-r0", 1))
+    assert polled_at == [1 + cfg.heartbeat_ticks] and router.counts["polls"] == 1
+
+
+def test_after_a_restart_a_call_arriving_once_the_earlier_one_is_ordered_runs_after_it() -> None:
+    """As above, but call 2 arrives one tick later, when the new view already ordered call 1."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=7))
+    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(2)
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)
+    assert g.state == {"g-r0": 8, "g-r1": 8, "g-r2": 8}
+
+
+def test_new_primary_with_a_hole_in_the_order_gives_it_up_after_recovery_timeout() -> None:
+    """A promoted primary knows position 2 but never got position 1: it waits
+    ``recovery_timeout_ticks`` for it, then drops that order and runs what it holds."""
+    from ftactors.core import Announcement
+
+    cfg = CoreConfig(recovery_timeout_ticks=10)
+    core = ReplicaCore("g", "g-r1", cfg, "reception", NewView(2, ("g-r1", "g-r0")))
+    client = ClientCore("c")
+    first, second = client.request("g", "m", 1), client.request("g", "m", 2)
+    core.deliver(Deliver(view=2, requests=(first, second),
+                         announcements=(Announcement("g", 1, 2, second.msg_id),)))
+    assert execute_all(core) == []
+    core.tick(9)
+    assert execute_all(core) == []
+    core.tick(10)
+    assert execute_all(core) == [first.msg_id, second.msg_id]
+
+
+def test_backups_blocked_on_a_request_nobody_holds_are_replaced() -> None:
+    """The primary announced a request the router does not hold (it was lost with a crashed
+    router): backups that cannot get it are replaced after ``2 * failure_timeout_ticks``
+    without progress, instead of lagging forever."""
+    from ftactors.core import Announcement
+
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    ann = Announcement("g", 1, 1, MsgId("c", 1))
+    router.on_delivered(Delivered("g-r0", 1, announcements=(ann,), acked_position=1))
+    patience = 2 * cfg.failure_timeout_ticks
+    spawns: List[str] = []
+    for now in range(1, patience + 3):
+        router.tick(now)
+        if now == patience:
+            assert router.members == list(MEMBERS)
+        r = router.ready()
+        spawns += r.spawns
+        for m in r.pings:
+            router.on_pong(m)
+        for m, _ in r.sends:
+            router.on_delivered(Delivered(m, router.view, acked_position=1 if m == "g-r0" else 0))
+    assert router.members == ["g-r0"] and router.counts["resyncs"] == 2
+    assert spawns == ["g-r3"]
