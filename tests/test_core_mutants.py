@@ -465,15 +465,21 @@ def test_restarted_router_asks_again_then_gives_the_group_up() -> None:
     assert router.phase == Phase.LOST
 
 
+def restarted_after_a_lost_deliver():
+    """A group whose call (add 7) reached only the backups, then whose router was rebuilt."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=7))
+    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    return g, client
+
+
 def test_request_known_only_to_backups_runs_after_a_router_restart() -> None:
     """The dead router had copied a request to the backups only: the restarted router learns
     it from their reports and the new view runs it, without the caller retrying."""
-    cfg = CoreConfig()
-    g = Group(cfg)
-    req = ClientCore("c").request("g", "add", payload=7)
-    g.router.submit(req)
-    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
-    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g, _ = restarted_after_a_lost_deliver()
     g.pump(8)
     assert g.state == {"g-r0": 7, "g-r1": 7, "g-r2": 7}
 
@@ -542,16 +548,13 @@ def test_a_held_call_waits_exactly_sequence_gap_ticks_for_a_missing_earlier_one(
     assert router.counts["requests"] == 1
 
 
-def test_after_a_restart_a_call_does_not_wait_for_one_the_backups_already_hold() -> None:
+@pytest.mark.parametrize("ticks_before", [1, 2])
+def test_after_a_restart_a_call_does_not_wait_for_one_the_backups_already_hold(ticks_before: int) -> None:
     """Call 1 reached the backups before the router died; call 2 arrives at the restarted
-    router, which knows call 1 from the reports: call 2 runs at once, after call 1."""
-    cfg = CoreConfig()
-    g = Group(cfg)
-    client = ClientCore("c")
-    g.router.submit(client.request("g", "add", payload=7))
-    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
-    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
-    g.pump(1)  # the reports arrive; call 1 is not ordered yet
+    router, which knows call 1 from the reports (1 tick: not ordered yet; 2 ticks: ordered):
+    call 2 runs at once, after call 1."""
+    g, client = restarted_after_a_lost_deliver()
+    g.pump(ticks_before)
     g.router.submit(client.request("g", "add", payload=1))
     g.pump(6)  # far less than sequence_gap_ticks
     assert g.state == {"g-r0": 8, "g-r1": 8, "g-r2": 8}
@@ -657,20 +660,6 @@ def test_an_idle_primary_is_polled_every_heartbeat_while_callers_wait() -> None:
             polled_at.append(now)
             router.on_delivered(Delivered("g-r0", 1))
     assert polled_at == [1 + cfg.heartbeat_ticks] and router.counts["polls"] == 1
-
-
-def test_after_a_restart_a_call_arriving_once_the_earlier_one_is_ordered_runs_after_it() -> None:
-    """As above, but call 2 arrives one tick later, when the new view already ordered call 1."""
-    cfg = CoreConfig()
-    g = Group(cfg)
-    client = ClientCore("c")
-    g.router.submit(client.request("g", "add", payload=7))
-    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
-    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
-    g.pump(2)
-    g.router.submit(client.request("g", "add", payload=1))
-    g.pump(6)
-    assert g.state == {"g-r0": 8, "g-r1": 8, "g-r2": 8}
 
 
 def test_new_primary_with_a_hole_in_the_order_gives_it_up_after_recovery_timeout() -> None:
