@@ -58,8 +58,11 @@ def generate(root: Path = ROOT) -> None:
     """Create (or refresh) ``mutants/`` and mutmut's test statistics.
 
     mutmut 3 has no generate-only command: this runs the first mutant of each
-    dedup.py function, which generates every mutant on the way.
+    dedup.py function, which generates every mutant on the way. The cached map of
+    which tests call which function is deleted first: mutmut refreshes it only for
+    new test names, so an edited test would otherwise keep its old map.
     """
+    (root / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     mutmut("run", "ftactors.core.dedup.*__mutmut_1", root=root)
 
 
