@@ -142,8 +142,9 @@ def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
 
 def test_router_needs_a_replica() -> None:
     """An empty member list is refused with a message that says so."""
-    with pytest.raises(LocalProtocolError, match="a group needs at least one replica"):
+    with pytest.raises(LocalProtocolError) as err:
         RouterCore("g", CoreConfig(), ())
+    assert str(err.value) == "a group needs at least one replica"
 
 
 def test_describe_lists_members_joiners_retention_and_counts() -> None:
@@ -241,12 +242,21 @@ def test_sequence_gap_counts_from_the_arrival_tick() -> None:
 
 
 class RestoringGroup(Group):
-    """A :class:`Group` whose replicas also apply ``Restore`` (state transfer)."""
+    """A :class:`Group` whose replicas also apply ``Restore`` (state transfer); it keeps
+    the state-transfer Delivers it passed on in ``joins``."""
+
+    joins: List[tuple]
+
+    def __init__(self, cfg: CoreConfig) -> None:
+        super().__init__(cfg)
+        self.joins = []
 
     def answer(self, m: str, d):
         """Deliver ``d`` to ``m``, run its effects (Restore included), return its answer."""
         from ftactors.core.replica import Restore, Snapshot
 
+        if d.join:
+            self.joins.append((m, d))
         core = self.reps[m]
         core.deliver(d)
         while (e := core.next_effect()) is not None:
@@ -273,6 +283,8 @@ def test_diverged_backups_are_detected_and_repaired_in_place() -> None:
     assert sorted(g.router.diverged) == [("g-r1", 1), ("g-r2", 1)]
     g.pump(10)
     assert g.router.counts["resyncs"] == 2
+    for _, d in g.joins:  # the checkpoint plus only what comes after it
+        assert all(a.position > d.checkpoint.position for a in d.announcements)
     assert g.router.members == list(MEMBERS) and g.router.view == 1
     g.router.submit(client.request("g", "add", payload=1))
     g.pump(6)
@@ -414,6 +426,23 @@ def test_joiner_is_admitted_at_its_checkpoint_position() -> None:
     g.router._relay_checkpoint(Checkpoint("g", 1, 2, 2, ()))
     assert g.router.describe()["acked"]["g-r3"] == 2
     assert "g-r3" in g.router.members
+
+
+def test_a_joiner_gets_only_the_order_after_its_checkpoint() -> None:
+    """The join Deliver carries the checkpoint plus the announcements after it, not the
+    one the checkpoint already covers."""
+    from ftactors.core import Checkpoint
+
+    g = Group(CoreConfig(failure_timeout_ticks=1_000))
+    client = ClientCore("c")
+    for _ in range(2):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(3, alive={"g-r0", "g-r1"})  # g-r2 lags: the router keeps the order
+    assert g.router.trimmed == 0
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 1, 1, ()))
+    join = dict(g.router.ready().sends)["g-r3"]
+    assert join.join and [a.position for a in join.announcements] == [2]
 
 
 def test_acknowledged_order_is_trimmed() -> None:
@@ -706,3 +735,22 @@ def test_backups_blocked_on_a_request_nobody_holds_are_replaced() -> None:
             router.on_delivered(Delivered(m, router.view, acked_position=1 if m == "g-r0" else 0))
     assert router.members == ["g-r0"] and router.counts["resyncs"] == 2
     assert spawns == ["g-r3"]
+
+
+def test_a_repaired_backup_still_gets_announcements_batched() -> None:
+    """After a state transfer, announcements to the repaired backup wait ``null_message_ticks``
+    for a request to ride on, as for any backup: both backups get their null message together."""
+    cfg = CoreConfig(digest_every_messages=1)
+    g = RestoringGroup(cfg)
+    g.state["g-r2"] = 100
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(30)
+    assert g.router.counts["resyncs"] == 1
+    g.router.submit(client.request("g", "add", payload=1))
+    nulls_per_tick = []
+    for _ in range(cfg.null_message_ticks + 1):
+        before = g.router.counts["null_messages"]
+        g.pump(1)
+        nulls_per_tick.append(g.router.counts["null_messages"] - before)
+    assert nulls_per_tick == [0] * cfg.null_message_ticks + [2]
