@@ -7,7 +7,7 @@ observability reads, boundaries of the timeouts and bounds in ``CoreConfig``.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import pytest
 
@@ -36,9 +36,9 @@ from tests.test_core_router import MEMBERS, Group
 VIEW = NewView(1, ("g-r0", "g-r1"))
 
 
-def primary(cfg: CoreConfig = CoreConfig()) -> ReplicaCore:
-    """A primary replica of group ``g`` in view 1."""
-    return ReplicaCore("g", "g-r0", cfg, "reception", VIEW)
+def primary(cfg: Optional[CoreConfig] = None) -> ReplicaCore:
+    """A primary replica of group ``g`` in view 1 (default settings unless ``cfg``)."""
+    return ReplicaCore("g", "g-r0", cfg or CoreConfig(), "reception", VIEW)
 
 
 def execute_all(core: ReplicaCore) -> List[MsgId]:
@@ -74,9 +74,9 @@ def test_settling_a_request_twice_or_an_unknown_one_is_harmless() -> None:
     assert client.outstanding == 0 and client.ack_below() == 3
 
 
-def loaded_group(calls: int, ticks: int, cfg: CoreConfig = CoreConfig()):
+def loaded_group(calls: int, ticks: int, cfg: Optional[CoreConfig] = None):
     """A :class:`Group` that ran ``calls`` additions of 1 from one client for ``ticks`` ticks."""
-    g = Group(cfg)
+    g = Group(cfg or CoreConfig())
     client = ClientCore("c")
     for _ in range(calls):
         g.router.submit(client.request("g", "add", payload=1))
@@ -248,6 +248,7 @@ class RestoringGroup(Group):
     joins: List[tuple]
 
     def __init__(self, cfg: CoreConfig) -> None:
+        """A group of MEMBERS with ``cfg``, no state transfer seen yet."""
         super().__init__(cfg)
         self.joins = []
 
