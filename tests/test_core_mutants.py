@@ -1,0 +1,757 @@
+"""Behaviour that the mutation run of ``ftactors/core`` showed untested (see docs/mutation.md).
+
+Each test is a short transcript of something a user or a host relies on:
+error messages that name the problem, counters and ``describe()`` that
+observability reads, boundaries of the timeouts and bounds in ``CoreConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytest
+
+from ftactors.core import (
+    ClientCore,
+    CoreConfig,
+    Deliver,
+    Delivered,
+    Execute,
+    GroupOverloadedError,
+    LocalProtocolError,
+    MsgId,
+    NewView,
+    Outcome,
+    Phase,
+    RemoteProtocolError,
+    ReplicaCore,
+    Reply,
+    ReplyUnavailableError,
+    RouterCore,
+    StaleViewError,
+)
+from ftactors.core.scheduler import Queued, ScheduleContext, make_scheduler
+from tests.test_core_router import MEMBERS, Group
+
+VIEW = NewView(1, ("g-r0", "g-r1"))
+
+
+def primary(cfg: Optional[CoreConfig] = None) -> ReplicaCore:
+    """A primary replica of group ``g`` in view 1 (default settings unless ``cfg``)."""
+    return ReplicaCore("g", "g-r0", cfg or CoreConfig(), "reception", VIEW)
+
+
+def execute_all(core: ReplicaCore) -> List[MsgId]:
+    """Execute everything runnable at ``core``; returns the executed ids in order."""
+    done = []
+    while (eff := core.next_effect()) is not None:
+        if isinstance(eff, Execute):
+            core.executed(eff.request.msg_id, Outcome(True, eff.request.payload))
+            done.append(eff.request.msg_id)
+    return done
+
+
+# ------------------------------------------------------------------ clients
+
+
+def test_client_source_must_be_non_empty_and_without_separator() -> None:
+    """Nested sources are ``group|...``: a client name with ``|`` could collide with them."""
+    for bad in ("", "a|b", "|"):
+        with pytest.raises(LocalProtocolError, match="non-empty and without"):
+            ClientCore(bad)
+    assert ClientCore("driver-1").source == "driver-1"
+
+
+def test_settling_a_request_twice_or_an_unknown_one_is_harmless() -> None:
+    """A Ray result may settle a call whose Reply was also seen; both paths may run."""
+    client = ClientCore("c")
+    first, second = client.request("g", "m"), client.request("g", "m")
+    client.on_settled(first.msg_id.seq)
+    client.on_settled(first.msg_id.seq)
+    client.on_settled(99)
+    assert client.outstanding == 1 and client.ack_below() == second.msg_id.seq
+    client.on_settled(second.msg_id.seq)
+    assert client.outstanding == 0 and client.ack_below() == 3
+
+
+def loaded_group(calls: int, ticks: int, cfg: Optional[CoreConfig] = None):
+    """A :class:`Group` that ran ``calls`` additions of 1 from one client for ``ticks`` ticks."""
+    g = Group(cfg or CoreConfig())
+    client = ClientCore("c")
+    for _ in range(calls):
+        g.router.submit(client.request("g", "add", payload=1))
+    g.pump(ticks)
+    return g, client
+
+
+# ----------------------------------------------------------------- replicas
+
+
+def test_replica_errors_name_the_replica_and_the_problem() -> None:
+    """Hosts log these messages; each says which replica and what was wrong."""
+    with pytest.raises(LocalProtocolError, match=r"g-r9 is not in its initial view \('g-r0', 'g-r1'\)"):
+        ReplicaCore("g", "g-r9", CoreConfig(), "reception", VIEW)
+    core = ReplicaCore("g", "g-r1", CoreConfig(), "reception", NewView(2, ("g-r0", "g-r1")))
+    with pytest.raises(StaleViewError, match=r"g-r1: Deliver of view 1 < 2"):
+        core.deliver(Deliver(view=1))
+    assert core.counts["fenced"] == 1
+    with pytest.raises(RemoteProtocolError, match="g-r1: join without checkpoint or view"):
+        core.deliver(Deliver(view=2, join=True))
+    with pytest.raises(LocalProtocolError, match="snapshot at 5 but executed 0"):
+        core.snapshot_taken(5, None, "d")
+
+
+def test_fresh_replica_counts_nothing() -> None:
+    """The counters a host exports start at zero."""
+    assert primary().counts == {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0}
+
+
+def test_primary_over_pending_max_answers_overloaded_to_that_caller() -> None:
+    """A request beyond ``pending_max`` is refused with an error reply, not dropped silently."""
+    core = primary(CoreConfig(pending_max=1))
+    client = ClientCore("c")
+    kept, refused = client.request("g", "m", 1), client.request("g", "m", 2)
+    core.deliver(Deliver(view=1, requests=(kept, refused)))
+    replies = core.take_delivered().replies
+    assert [r.msg_id for r in replies] == [refused.msg_id]
+    (rep,) = replies
+    assert rep.group == "g" and rep.outcome.ok is False
+    assert isinstance(rep.outcome.value, GroupOverloadedError)
+    assert "1 requests pending" in str(rep.outcome.value)
+    assert execute_all(core) == [kept.msg_id]
+
+
+def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
+    """With ``reply_cache_max`` exceeded, a late retry must not run twice: it gets an error."""
+    core = primary(CoreConfig(reply_cache_max=1))
+    client = ClientCore("c")
+    old, new = client.request("g", "m", 1), client.request("g", "m", 2)
+    core.deliver(Deliver(view=1, requests=(old, new)))
+    assert execute_all(core) == [old.msg_id, new.msg_id]
+    core.take_delivered()
+    core.deliver(Deliver(view=1, requests=(old,)))  # the retry of the evicted one
+    assert execute_all(core) == []
+    (rep,) = core.take_delivered().replies
+    assert rep.msg_id == old.msg_id and rep.group == "g" and rep.outcome.ok is False
+    assert isinstance(rep.outcome.value, ReplyUnavailableError)
+    assert "trimmed" in str(rep.outcome.value)
+
+
+# ------------------------------------------------------------------ routers
+
+
+def test_router_needs_a_replica() -> None:
+    """An empty member list is refused with a message that says so."""
+    with pytest.raises(LocalProtocolError) as err:
+        RouterCore("g", CoreConfig(), ())
+    assert str(err.value) == "a group needs at least one replica"
+
+
+def test_describe_lists_members_joiners_retention_and_counts() -> None:
+    """``describe()`` is what ``ftactors status`` shows; its keys are an interface."""
+    g = Group(CoreConfig())
+    g.router.submit(ClientCore("c").request("g", "add", payload=1))
+    g.pump(5)
+    g.router.replica_started("g-r3")
+    d = g.router.describe()
+    assert d["members"] == list(MEMBERS) and d["primary"] == "g-r0"
+    assert d["joining"] == ["g-r3"]
+    assert d["retained_requests"] == len(g.router.requests)
+    assert d["diverged"] == [] and d["counts"]["requests"] >= 1
+    assert set(d) >= {"group", "view", "phase", "acked", "pending", "retained_order", "retained_replies"}
+
+
+def test_retransmission_and_reply_copy_fetch_are_counted_apart() -> None:
+    """A client's retry is a duplicate; a backup fetching a nested reply is a reply copy."""
+    g = Group(CoreConfig())
+    req = ClientCore("c").request("g", "add", payload=4)
+    g.router.submit(req)
+    g.pump(5)
+    assert g.router.submit(req).outcome.value == 4
+    assert g.router.submit(req, copy=True).outcome.value == 4
+    assert g.router.submit(req, copy=True).outcome.value == 4
+    assert (g.router.counts["duplicates"], g.router.counts["reply_copies"]) == (1, 2)
+
+
+def test_backup_copies_are_counted() -> None:
+    """Every request copy sent to a backup is counted (the cost of replication)."""
+    g, _ = loaded_group(3, 8)
+    assert g.router.counts["copies"] == 3 * (len(MEMBERS) - 1)
+
+
+def test_requests_to_a_lost_group_fail_with_a_reason() -> None:
+    """Once every replica failed, a new call fails at once instead of waiting forever (and the
+    router keeps running: the host still ticks it)."""
+    g = Group(CoreConfig())
+    for m in MEMBERS:
+        g.router.on_failure(m)
+    assert g.router.phase == Phase.LOST
+    g.router.ready()
+    g.pump(3)  # the host keeps ticking a lost group's router
+    req = ClientCore("c").request("g", "add", payload=1)
+    assert g.router.submit(req) is None
+    assert g.router.ready().failed == ((req.msg_id, "all replicas of the group failed"),)
+
+
+def test_router_accepts_exactly_inflight_max_calls() -> None:
+    """``inflight_max`` calls may wait; the next one is refused as overloaded."""
+    g = Group(CoreConfig(inflight_max=2))
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.router.submit(client.request("g", "add", payload=1))
+    with pytest.raises(GroupOverloadedError, match="2 requests in flight"):
+        g.router.submit(client.request("g", "add", payload=1))
+
+
+def test_a_removed_member_is_reported_retired_to_the_host() -> None:
+    """The host stops (kills) retired replicas: ``ready().retired`` names them once."""
+    g = Group(CoreConfig())
+    g.router.ready()
+    g.router.on_failure("g-r2")
+    assert g.router.ready().retired == ("g-r2",)
+    assert g.router.ready().retired == ()
+
+
+# --------------------------------------------------------------- schedulers
+
+
+def test_scheduler_membership_and_removal() -> None:
+    """``in`` and ``remove`` say whether a request is still queued."""
+    sched = make_scheduler("reception")
+    req = ClientCore("c").request("g", "m")
+    assert req.msg_id not in sched
+    sched.push(Queued(req, 0, 0))
+    assert req.msg_id in sched
+    assert sched.remove(req.msg_id) is True
+    assert req.msg_id not in sched and sched.remove(req.msg_id) is False
+
+
+def test_sequence_gap_counts_from_the_arrival_tick() -> None:
+    """A request after a gap in its source's numbers waits ``sequence_gap_ticks`` from its arrival."""
+    sched = make_scheduler("sequence")
+    client = ClientCore("c")
+    client.request("g", "m")  # seq 1: lost
+    late = client.request("g", "m")  # seq 2
+    sched.push(Queued(late, 0, 100))
+    assert sched.pop(ScheduleContext(now_tick=105, sequence_gap_ticks=20)) is None
+    assert sched.pop(ScheduleContext(now_tick=119, sequence_gap_ticks=20)) is None
+    assert sched.pop(ScheduleContext(now_tick=120, sequence_gap_ticks=20)).request == late
+
+
+# ---------------------------------------------------------- digests, repair
+
+
+class RestoringGroup(Group):
+    """A :class:`Group` whose replicas also apply ``Restore`` (state transfer); it keeps
+    the state-transfer Delivers it passed on in ``joins``."""
+
+    joins: List[tuple]
+
+    def __init__(self, cfg: CoreConfig) -> None:
+        """A group of MEMBERS with ``cfg``, no state transfer seen yet."""
+        super().__init__(cfg)
+        self.joins = []
+
+    def answer(self, m: str, d):
+        """Deliver ``d`` to ``m``, run its effects (Restore included), return its answer."""
+        from ftactors.core.replica import Restore, Snapshot
+
+        if d.join:
+            self.joins.append((m, d))
+        core = self.reps[m]
+        core.deliver(d)
+        while (e := core.next_effect()) is not None:
+            if isinstance(e, Restore):
+                self.state[m] = e.checkpoint.state
+            elif isinstance(e, Execute):
+                self.state[m] += e.request.payload
+                core.executed(e.request.msg_id, Outcome(True, self.state[m]))
+            elif isinstance(e, Snapshot):
+                core.snapshot_taken(e.position, self.state[m], str(self.state[m]))
+        return core.take_delivered()
+
+
+def test_diverged_backups_are_detected_and_repaired_in_place() -> None:
+    """Digests catch backups whose state differs; they are repaired by state transfer,
+    keeping their membership and the view."""
+    g = RestoringGroup(CoreConfig(digest_every_messages=1))
+    g.state["g-r1"] = g.state["g-r2"] = 100  # their state went wrong before the first call
+    client = ClientCore("c")
+    for _ in range(2):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(1)
+    assert g.router.counts["divergences"] == 2
+    assert sorted(g.router.diverged) == [("g-r1", 1), ("g-r2", 1)]
+    g.pump(10)
+    assert g.router.counts["resyncs"] == 2
+    for _, d in g.joins:  # the checkpoint plus only what comes after it
+        assert all(a.position > d.checkpoint.position for a in d.announcements)
+    assert g.router.members == list(MEMBERS) and g.router.view == 1
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)
+    assert g.state == {"g-r0": 3, "g-r1": 3, "g-r2": 3}
+    assert g.router.counts["divergences"] == 2  # repaired: no new divergence
+
+
+# ------------------------------------------------- replicas: more transcripts
+
+
+def test_semi_active_backup_has_work_when_the_announced_next_request_is_here() -> None:
+    """Hosts poll ``has_work``: a backup holding the next announced request must run it."""
+    from ftactors.core import Announcement
+
+    backup = ReplicaCore("g", "g-r1", CoreConfig(), "reception", VIEW)
+    req = ClientCore("c").request("g", "m", 1)
+    backup.deliver(Deliver(view=1, requests=(req,)))
+    assert not backup.has_work()  # not ordered yet
+    backup.deliver(Deliver(view=1, announcements=(Announcement("g", 1, 1, req.msg_id),)))
+    assert backup.has_work()
+    assert execute_all(backup) == [req.msg_id]
+    assert backup.counts["replayed"] == 1 and backup.counts["executed"] == 1
+
+
+def test_state_report_keeps_retain_executed_max_recent_messages() -> None:
+    """Recovery sees exactly the last ``retain_executed_max`` executed messages."""
+    core = primary(CoreConfig(retain_executed_max=3))
+    client = ClientCore("c")
+    reqs = [client.request("g", "m", i) for i in range(5)]
+    core.deliver(Deliver(view=1, requests=tuple(reqs)))
+    execute_all(core)
+    report = core.state_report()
+    assert [a.position for a in report.announcements] == [3, 4, 5]
+    assert [r.msg_id for r in report.requests] == [r.msg_id for r in reqs[2:]]
+
+
+def test_digests_are_taken_every_digest_every_messages() -> None:
+    """With ``digest_every_messages=2`` a replica snapshots at positions 2 and 4, no more."""
+    from ftactors.core.replica import Snapshot
+
+    core = primary(CoreConfig(digest_every_messages=2))
+    client = ClientCore("c")
+    core.deliver(Deliver(view=1, requests=tuple(client.request("g", "m", i) for i in range(5))))
+    snapshots = []
+    while (eff := core.next_effect()) is not None:
+        if isinstance(eff, Execute):
+            core.executed(eff.request.msg_id, Outcome(True, None))
+        elif isinstance(eff, Snapshot):
+            snapshots.append(eff.position)
+            core.snapshot_taken(eff.position, None, f"d{eff.position}")
+    assert snapshots == [2, 4]
+    assert core.take_delivered().digests == ((2, "d2"), (4, "d4"))
+
+
+def test_backup_takes_a_nested_reply_copy_and_carries_its_announcements() -> None:
+    """Claims 48 and 66 at a backup: the copy is taken once; its announcements ride back."""
+    from ftactors.core import Announcement
+
+    backup = ReplicaCore("g", "g-r1", CoreConfig(), "reception", VIEW)
+    mid = MsgId("g|c:1", 1)
+    ann = Announcement("h", 1, 7, mid)
+    rep = Reply(mid, "h", 1, 7, Outcome(True, 42), (ann,))
+    backup.deliver(Deliver(view=1, reply_copies=(rep,)))
+    assert backup.reply_copy(mid) == rep
+    assert backup.reply_copy(mid) is None
+    assert backup.carried_for("h") == (ann,)
+
+
+def test_passive_backup_keeps_requests_after_a_checkpoint() -> None:
+    """A checkpoint covers what it executed; requests after it are still needed on failover."""
+    from ftactors.core import Announcement, Checkpoint
+    from ftactors.core.dedup import DedupTable
+
+    cfg = CoreConfig(style="passive")
+    backup = ReplicaCore("g", "g-r1", cfg, "reception", VIEW)
+    client = ClientCore("c")
+    first, second = client.request("g", "m", 1), client.request("g", "m", 2)
+    backup.deliver(Deliver(view=1, requests=(first, second),
+                           announcements=(Announcement("g", 1, 1, first.msg_id),)))
+    table = DedupTable(cfg.reply_cache_max)
+    table.record(first.msg_id, None)
+    backup.deliver(Deliver(view=1, checkpoint=Checkpoint("g", 1, 1, "state", table.export())))
+    assert [r.msg_id for r in backup.state_report().requests] == [second.msg_id]
+
+
+def test_sequence_scheduler_works_before_the_first_tick() -> None:
+    """A replica may get a gap in a source's numbers before its host ever called ``tick``."""
+    core = ReplicaCore("g", "g-r0", CoreConfig(sequence_gap_ticks=5), "sequence", VIEW)
+    client = ClientCore("c")
+    client.request("g", "m", 1)  # lost
+    late = client.request("g", "m", 2)
+    core.deliver(Deliver(view=1, requests=(late,)))
+    assert execute_all(core) == []
+    core.tick(5)
+    assert execute_all(core) == [late.msg_id]
+
+
+# ------------------------------------------------------ routers: more transcripts
+
+
+def test_a_callers_calls_run_in_its_order_when_they_reach_the_router_reversed() -> None:
+    """FIFO per caller: calls 3 and 2 arriving before 1 wait for it, then all run at once."""
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    reqs = [client.request("g", "add", payload=1) for _ in range(3)]
+    for req in reversed(reqs):
+        g.router.submit(req)
+    g.pump(6)  # far less than sequence_gap_ticks
+    order = [ann.msg_id for _, (ann, _) in sorted(g.reps["g-r0"]._recent.items())]
+    assert order == [r.msg_id for r in reqs]
+
+
+def test_primary_gets_at_most_primary_inflight_max_unanswered_delivers() -> None:
+    """Flow control: unanswered Delivers to the primary stop at ``primary_inflight_max``."""
+    router = RouterCore("g", CoreConfig(primary_inflight_max=2), MEMBERS)
+    client = ClientCore("c")
+    to_primary = 0
+    for now in range(1, 6):
+        router.submit(client.request("g", "add", payload=1))
+        router.tick(now)
+        to_primary += sum(1 for m, _ in router.ready().sends if m == "g-r0")
+    assert to_primary == 2
+
+
+def test_replacements_are_named_with_consecutive_indexes() -> None:
+    """Spawned replicas get the next free names, in order."""
+    router = RouterCore("g", CoreConfig(min_replicas=3), MEMBERS)
+    router.on_failure("g-r1")
+    router.on_failure("g-r2")
+    assert router.ready().spawns == ("g-r3", "g-r4")
+
+
+def test_joiner_is_admitted_at_its_checkpoint_position() -> None:
+    """A joiner restored from a checkpoint counts as having acknowledged its position."""
+    from ftactors.core import Checkpoint
+
+    g, _ = loaded_group(2, 6)
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 2, 2, ()))
+    assert g.router.describe()["acked"]["g-r3"] == 2
+    assert "g-r3" in g.router.members
+
+
+def test_a_joiner_gets_only_the_order_after_its_checkpoint() -> None:
+    """The join Deliver carries the checkpoint plus the announcements after it, not the
+    one the checkpoint already covers."""
+    from ftactors.core import Checkpoint
+
+    g = Group(CoreConfig(failure_timeout_ticks=1_000))
+    client = ClientCore("c")
+    for _ in range(2):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(3, alive={"g-r0", "g-r1"})  # g-r2 lags: the router keeps the order
+    assert g.router.trimmed == 0
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 1, 1, ()))
+    join = dict(g.router.ready().sends)["g-r3"]
+    assert join.join and [a.position for a in join.announcements] == [2]
+
+
+def test_acknowledged_order_is_trimmed() -> None:
+    """Once every member executed a position, the router forgets it (bounded memory)."""
+    g, _ = loaded_group(3, 10)
+    d = g.router.describe()
+    assert g.router.trimmed == 3
+    assert d["retained_order"] == 0 and d["retained_requests"] == 0
+
+
+# ------------------------------------------------------ a restarted router's recovery
+
+
+def restarted(cfg: CoreConfig) -> RouterCore:
+    """A router rebuilt after a crash at tick 0, for MEMBERS in view 1; its queries taken."""
+    router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=0)
+    assert router.ready().queries == MEMBERS
+    return router
+
+
+def test_restarted_router_drops_members_silent_past_recovery_timeout() -> None:
+    """Members that do not report within ``recovery_timeout_ticks`` are dropped; the
+    reporters go on in a new view."""
+    cfg = CoreConfig(recovery_timeout_ticks=10)
+    router = restarted(cfg)
+    for m in ("g-r0", "g-r1"):
+        router.on_state_report(ReplicaCore("g", m, cfg, "reception", NewView(1, MEMBERS)).state_report())
+    for now in range(1, 11):
+        router.tick(now)
+    assert router.phase == Phase.RECOVERING  # exactly the timeout: still waiting
+    router.ready()
+    router.tick(11)
+    assert router.phase == Phase.NORMAL and router.members == ["g-r0", "g-r1"]
+    assert router.ready().retired == ("g-r2",)
+
+
+def test_restarted_router_asks_again_then_gives_the_group_up() -> None:
+    """Nobody reports: the router asks again each timeout, ``RECOVERY_ROUNDS_MAX`` times,
+    then fails the group (slow survivors get several chances; dead ones do not hang it)."""
+    from ftactors.core.router import RECOVERY_ROUNDS_MAX
+
+    router = restarted(CoreConfig(recovery_timeout_ticks=10, failure_timeout_ticks=100_000))
+    rounds = 0
+    now = 0
+    while router.phase == Phase.RECOVERING and now < 1_000:
+        now += 1
+        router.tick(now)
+        if router.ready().queries:
+            rounds += 1
+    assert rounds == RECOVERY_ROUNDS_MAX
+    assert router.phase == Phase.LOST
+
+
+def restarted_after_a_lost_deliver():
+    """A group whose call (add 7) reached only the backups, then whose router was rebuilt."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=7))
+    g.pump(1, alive={"g-r1", "g-r2"})  # the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    return g, client
+
+
+def test_request_known_only_to_backups_runs_after_a_router_restart() -> None:
+    """The dead router had copied a request to the backups only: the restarted router learns
+    it from their reports and the new view runs it, without the caller retrying."""
+    g, _ = restarted_after_a_lost_deliver()
+    g.pump(8)
+    assert g.state == {"g-r0": 7, "g-r1": 7, "g-r2": 7}
+
+
+def test_restarted_router_keeps_accepting_the_undeposed_primarys_old_view_output() -> None:
+    """After recovery the primary is the same replica: its late output of view 1 is its own
+    and is released, not fenced."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.pump(3)
+    assert g.router.phase == Phase.NORMAL and g.router.primary == "g-r0" and g.router.view == 2
+    late = Reply(client.request("g", "add", payload=2).msg_id, "g", 1, 2, Outcome(True, 3))
+    g.router.on_delivered(Delivered("g-r0", 1, replies=(late,)))
+    assert g.router.lookup(late.msg_id)[0] == "released"
+
+
+def test_restarted_router_replaces_a_member_whose_missing_order_is_gone() -> None:
+    """A backup far behind needs positions no survivor retains any more: the restarted router
+    drops it (to be replaced by state transfer) instead of waiting forever."""
+    cfg = CoreConfig(retain_executed_max=1, failure_timeout_ticks=1_000)
+    g = Group(cfg)
+    client = ClientCore("c")
+    for _ in range(3):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(3, alive={"g-r0", "g-r1"})  # g-r2 answers pings but gets no Deliver through
+    assert g.state == {"g-r0": 3, "g-r1": 3, "g-r2": 0}
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.router.ready()
+    for m in MEMBERS:
+        g.router.on_state_report(g.reps[m].state_report())
+    assert g.router.phase == Phase.NORMAL
+    assert g.router.members == ["g-r0", "g-r1"] and g.router.primary == "g-r0"
+    assert g.router.counts["resyncs"] == 1
+    assert g.router.ready().retired == ("g-r2",)
+
+
+def test_slowest_backup_is_dropped_when_the_log_exceeds_log_max() -> None:
+    """A backup that stops acknowledging must not grow the router's log without bound."""
+    cfg = CoreConfig(log_max=2, failure_timeout_ticks=1_000)
+    g = Group(cfg)
+    client = ClientCore("c")
+    gone: List[str] = []
+    for _ in range(5):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(1, alive={"g-r0", "g-r1"})
+        gone += [m for m in MEMBERS if m not in g.router.members and m not in gone]
+    assert gone[:1] == ["g-r2"]  # the slowest goes first
+    assert g.router.primary == "g-r0"
+
+
+def test_a_held_call_waits_exactly_sequence_gap_ticks_for_a_missing_earlier_one() -> None:
+    """Call 2 arrives but call 1 never does (its caller's message was lost): call 2 is
+    accepted ``sequence_gap_ticks`` after it arrived, not before and not later."""
+    router = RouterCore("g", CoreConfig(sequence_gap_ticks=5), MEMBERS)
+    client = ClientCore("c")
+    client.request("g", "add", payload=1)  # lost
+    router.submit(client.request("g", "add", payload=1))
+    for now in range(1, 5):
+        router.tick(now)
+    assert router.counts["requests"] == 0
+    router.tick(5)
+    assert router.counts["requests"] == 1
+
+
+@pytest.mark.parametrize("ticks_before", [1, 2])
+def test_after_a_restart_a_call_does_not_wait_for_one_the_backups_already_hold(ticks_before: int) -> None:
+    """Call 1 reached the backups before the router died; call 2 arrives at the restarted
+    router, which knows call 1 from the reports (1 tick: not ordered yet; 2 ticks: ordered):
+    call 2 runs at once, after call 1."""
+    g, client = restarted_after_a_lost_deliver()
+    g.pump(ticks_before)
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(6)  # far less than sequence_gap_ticks
+    assert g.state == {"g-r0": 8, "g-r1": 8, "g-r2": 8}
+
+
+def test_retries_and_copy_fetches_of_a_pending_call_are_counted_apart() -> None:
+    """Before the reply exists, a client's retry is a duplicate and a backup's fetch a copy."""
+    router = RouterCore("g", CoreConfig(), MEMBERS)
+    req = ClientCore("c").request("g", "add", payload=1)
+    router.submit(req)
+    assert router.submit(req) is None
+    assert router.submit(req, copy=True) is None
+    assert router.submit(req, copy=True) is None
+    assert (router.counts["duplicates"], router.counts["reply_copies"]) == (1, 2)
+
+
+def test_the_first_deliver_tells_each_replica_its_view() -> None:
+    """A replica host may start its core without a view: the router's first Deliver gives it."""
+    router = RouterCore("g", CoreConfig(), MEMBERS)
+    router.submit(ClientCore("c").request("g", "add", payload=1))
+    router.tick(1)
+    sends = dict(router.ready().sends)
+    assert set(sends) == set(MEMBERS)
+    assert all(d.new_view == NewView(1, MEMBERS) for d in sends.values())
+
+
+def test_a_replica_silent_from_the_start_fails_after_failure_timeout_ticks() -> None:
+    """Failure detection counts from the group's start: tick ``failure_timeout_ticks + 1``."""
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    for now in range(1, cfg.failure_timeout_ticks + 2):
+        router.tick(now)
+        if now == cfg.failure_timeout_ticks:
+            assert "g-r2" in router.members
+        for m in router.ready().pings:
+            if m != "g-r2":
+                router.on_pong(m)
+    assert router.members == ["g-r0", "g-r1"]
+
+
+def test_a_diverged_backup_that_fails_before_its_repair_is_simply_gone() -> None:
+    """The repair of a diverged backup must not trip over it having failed meanwhile."""
+    g = RestoringGroup(CoreConfig(digest_every_messages=1))
+    g.state["g-r2"] = 100
+    g.router.submit(ClientCore("c").request("g", "add", payload=1))
+    while not g.router.counts["divergences"] and g.now < 10:
+        g.pump(1)
+    assert g.router.diverged == [("g-r2", 1)]
+    g.router.on_failure("g-r2")  # before the primary's checkpoint for the repair
+    g.pump(10)
+    assert g.router.members == ["g-r0", "g-r1"] and g.router.counts["resyncs"] == 0
+    assert g.state["g-r0"] == g.state["g-r1"] == 1
+
+
+def test_a_joiner_offered_a_too_old_checkpoint_gets_a_fresh_one() -> None:
+    """The router asks the primary for a new snapshot at once instead of waiting for the
+    next periodic checkpoint."""
+    from ftactors.core import Checkpoint
+
+    g, _ = loaded_group(1, 6, CoreConfig(style="passive", checkpoint_every_messages=100))
+    assert g.router.trimmed == 1
+    g.reps["g-r3"] = ReplicaCore("g", "g-r3", g.router.config, "reception", None)
+    g.state["g-r3"] = 0
+    g.router.replica_started("g-r3")
+    g.router._relay_checkpoint(Checkpoint("g", 1, 0, 0, ()))  # older than the trimmed log
+    assert "g-r3" not in g.router.members
+    g.pump(4)
+    assert "g-r3" in g.router.members
+
+
+def test_restarted_router_drops_every_backup_that_cannot_reach_the_leader() -> None:
+    """Two backups behind the leader by order no survivor retains are both dropped, even
+    though they are level with each other."""
+    cfg = CoreConfig(retain_executed_max=1, failure_timeout_ticks=1_000, min_replicas=1)
+    g, client = loaded_group(1, 4, cfg)
+    for _ in range(2):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(3, alive={"g-r0"})
+    assert g.state == {"g-r0": 3, "g-r1": 1, "g-r2": 1}
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    g.router.ready()
+    for m in MEMBERS:
+        g.router.on_state_report(g.reps[m].state_report())
+    assert g.router.members == ["g-r0"] and g.router.counts["resyncs"] == 2
+
+
+def test_an_idle_primary_is_polled_every_heartbeat_while_callers_wait() -> None:
+    """The primary may hold work that became possible later: with a caller waiting and the
+    link idle, the router sends an empty Deliver ``heartbeat_ticks`` after the last one."""
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    router.submit(ClientCore("c").request("g", "add", payload=1))
+    router.tick(1)
+    router.ready()
+    router.on_delivered(Delivered("g-r0", 1))  # answered, without the reply yet
+    polled_at = []
+    for now in range(2, 2 + cfg.heartbeat_ticks + 1):
+        router.tick(now)
+        r = router.ready()
+        for m in r.pings:
+            router.on_pong(m)
+        if any(m == "g-r0" for m, _ in r.sends):
+            polled_at.append(now)
+            router.on_delivered(Delivered("g-r0", 1))
+    assert polled_at == [1 + cfg.heartbeat_ticks] and router.counts["polls"] == 1
+
+
+def test_new_primary_with_a_hole_in_the_order_gives_it_up_after_recovery_timeout() -> None:
+    """A promoted primary knows position 2 but never got position 1: it waits
+    ``recovery_timeout_ticks`` for it, then drops that order and runs what it holds."""
+    from ftactors.core import Announcement
+
+    cfg = CoreConfig(recovery_timeout_ticks=10)
+    core = ReplicaCore("g", "g-r1", cfg, "reception", NewView(2, ("g-r1", "g-r0")))
+    client = ClientCore("c")
+    first, second = client.request("g", "m", 1), client.request("g", "m", 2)
+    core.deliver(Deliver(view=2, requests=(first, second),
+                         announcements=(Announcement("g", 1, 2, second.msg_id),)))
+    assert execute_all(core) == []
+    core.tick(9)
+    assert execute_all(core) == []
+    core.tick(10)
+    assert execute_all(core) == [first.msg_id, second.msg_id]
+
+
+def test_backups_blocked_on_a_request_nobody_holds_are_replaced() -> None:
+    """The primary announced a request the router does not hold (it was lost with a crashed
+    router): backups that cannot get it are replaced after ``2 * failure_timeout_ticks``
+    without progress, instead of lagging forever."""
+    from ftactors.core import Announcement
+
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    ann = Announcement("g", 1, 1, MsgId("c", 1))
+    router.on_delivered(Delivered("g-r0", 1, announcements=(ann,), acked_position=1))
+    patience = 2 * cfg.failure_timeout_ticks
+    spawns: List[str] = []
+    for now in range(1, patience + 3):
+        router.tick(now)
+        if now == patience:
+            assert router.members == list(MEMBERS)
+        r = router.ready()
+        spawns += r.spawns
+        for m in r.pings:
+            router.on_pong(m)
+        for m, _ in r.sends:
+            router.on_delivered(Delivered(m, router.view, acked_position=1 if m == "g-r0" else 0))
+    assert router.members == ["g-r0"] and router.counts["resyncs"] == 2
+    assert spawns == ["g-r3"]
+
+
+def test_a_repaired_backup_still_gets_announcements_batched() -> None:
+    """After a state transfer, announcements to the repaired backup wait ``null_message_ticks``
+    for a request to ride on, as for any backup: both backups get their null message together."""
+    cfg = CoreConfig(digest_every_messages=1)
+    g = RestoringGroup(cfg)
+    g.state["g-r2"] = 100
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.pump(30)
+    assert g.router.counts["resyncs"] == 1
+    g.router.submit(client.request("g", "add", payload=1))
+    nulls_per_tick = []
+    for _ in range(cfg.null_message_ticks + 1):
+        before = g.router.counts["null_messages"]
+        g.pump(1)
+        nulls_per_tick.append(g.router.counts["null_messages"] - before)
+    assert nulls_per_tick == [0] * cfg.null_message_ticks + [2]
