@@ -651,7 +651,10 @@ def test_a_joiner_offered_a_too_old_checkpoint_gets_a_fresh_one() -> None:
     g.reps["g-r3"] = ReplicaCore("g", "g-r3", g.router.config, "reception", None)
     g.state["g-r3"] = 0
     g.router.replica_started("g-r3")
-    g.router._relay_checkpoint(Checkpoint("g", 1, 0, 0, ()))  # older than the trimmed log
+    from ftactors.core.dedup import DedupTable
+
+    empty = DedupTable(g.router.config.reply_cache_max).export()
+    g.router._relay_checkpoint(Checkpoint("g", 1, 0, 0, empty))  # older than the trimmed log
     assert "g-r3" not in g.router.members
     g.pump(4)
     assert "g-r3" in g.router.members
