@@ -45,6 +45,7 @@ def wait_queued(handle, n: int, timeout_s: float = 30.0) -> None:
 
 def run(scheduling: str) -> list:
     group = ftactors.replicated(replicas=2, scheduling=scheduling)(Worker).remote()
+    ray.get(group.executed.remote())  # the group is up (.remote() returns before it is)
     slow = group.slow.remote(1.0 if QUICK else 2.0)
     time.sleep(0.3)                # let the slow call start
     refs = []

@@ -51,5 +51,7 @@ def test_other_options_ftactors_sets_itself_say_what_to_do_instead():
     cls = ftactors.replicated(replicas=2)(Worker)
     with pytest.raises(ftactors.ConfigError, match=r"'max_restarts'.*replaces a failed replica itself"):
         cls.options(max_restarts=3)
-    with pytest.raises(ftactors.ConfigError, match=r"'lifetime'.*ftactors\.shutdown"):
-        cls.options(lifetime="detached")
+    with pytest.raises(ftactors.ConfigError, match=r"'max_task_retries'.*exactly once"):
+        cls.options(max_task_retries=2)
+    with pytest.raises(ftactors.ConfigError, match=r"lifetime must be 'detached', 'non_detached' or None"):
+        cls.options(lifetime="forever")  # Ray's lifetimes are supported (tests/test_ray_services.py)

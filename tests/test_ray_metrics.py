@@ -50,7 +50,9 @@ def _scrape(port: int, group: str) -> dict:
 def test_calls_views_and_failovers_are_exported(metrics_port):
     h = ftactors.replicated(replicas=3)(Counter).options(name="metered").remote()
     try:
-        ray.get([h.add.remote() for _ in range(40)])
+        ray.get([h.add.remote() for _ in range(20)])  # a burst (it may wait for the group to start)
+        for _ in range(20):  # then one at a time: each announcement rides on the next call's copy
+            ray.get(h.add.remote())
         got = wait_for(lambda: (lambda m: m if m.get("ftactors_requests_total", 0) >= 40 else None)(
             _scrape(metrics_port, "metered")), timeout_s=60, interval_s=1.0, what="exported request count")
         assert got["ftactors_replies_total"] >= 40

@@ -150,6 +150,7 @@ class RouterCore:
         self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
         # a rebuilt router does not know where each source stands, nor holds every request and
         # announcement past ``trimmed``; one that never restarted saw all of them pass
+        self.rebuilt_at = 0  # when a restarted router was rebuilt (its grace for late retries)
         self.restarted = False
         self.reports: Dict[str, StateReport] = {}
         self.recovery_started = 0
@@ -204,6 +205,7 @@ class RouterCore:
         # what it already holds; its announcements must not be lost meanwhile
         core.rebuilt_primary = (members[0], view)
         core.restarted = True
+        core.rebuilt_at = now
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
@@ -335,8 +337,17 @@ class RouterCore:
         ``sequence_gap_ticks``."""
         for src in list(self.held):
             held = self.held[src]
-            if held and min(t for _, t in held.values()) + self.config.sequence_gap_ticks <= self.now:
+            if held and min(t + self._gap_ticks(t) for _, t in held.values()) <= self.now:
                 self._drain(src, min(held))
+
+    def _gap_ticks(self, arrived: int) -> int:
+        """How long a request that arrived at tick ``arrived`` waits for an earlier one of its source:
+        ``sequence_gap_ticks``; for a restarted router's first ``failure_timeout_ticks``, that long
+        instead: Ray resubmits the calls the dead router had taken once the new one is up, behind
+        the calls made meanwhile, and one caller's calls must still run in its order."""
+        if self.restarted and arrived - self.rebuilt_at <= self.config.failure_timeout_ticks:
+            return max(self.config.sequence_gap_ticks, self.config.failure_timeout_ticks)
+        return self.config.sequence_gap_ticks
 
     def _accept(self, req: Request) -> None:
         mid = req.msg_id
