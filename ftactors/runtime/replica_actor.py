@@ -511,4 +511,7 @@ async def _await(awaitable: Any, ctx: context.CallContext) -> Any:
     except BaseException as exc:
         raise _Aborted(exc) from None
     finally:
+        # closed in the same step of the loop as the method's end: a task it left running must find
+        # it closed on every replica alike (else one replica's task acts for the call, another's not)
+        ctx.finished = True
         context.set_current(None)
