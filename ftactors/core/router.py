@@ -10,6 +10,17 @@ keeps what backups have not acknowledged (bounded by ``log_max``), detects
 failures, changes views, runs recovery from the replicas' reports (claim 65)
 and admits new replicas by state transfer.
 
+``RouterCore`` is the façade: it owns the view, the phase table ``TRANSITIONS``
+and the ``ready()`` bundle, and decides; its parts in ``ftactors.core.routing``
+each keep one kind of state (as etcd raft keeps ``tracker/`` and ``log.go``
+apart from ``raft.go``):
+
+* ``Intake`` (``routing/intake.py``): per-source admission, held calls, waiting callers, reply cache;
+* ``OrderLog`` (``routing/log.py``): retained requests, announced order, digests, trimming;
+* ``LinkTracker`` (``routing/links.py``): each replica's link, liveness, pings, joiners;
+* ``Recovery`` (``routing/recovery.py``): state reports and the ranking of the new view;
+* ``Outbox`` (``routing/outbox.py``): the Delivers built from the links.
+
 Host loop (the Ray router actor or the simulator)::
 
     core.submit(request)          # a client or peer group sent a request
@@ -22,12 +33,11 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
-from ftactors.core.dedup import forget_acknowledged
 from ftactors.core.config import CoreConfig
-from ftactors.core.errors import AcknowledgedDuplicateError, GroupOverloadedError, LocalProtocolError, RemoteProtocolError, StaleViewError
+from ftactors.core.errors import AcknowledgedDuplicateError, GroupOverloadedError, LocalProtocolError, RemoteProtocolError
 from ftactors.core.messages import (
     Announcement,
     Checkpoint,
@@ -39,6 +49,13 @@ from ftactors.core.messages import (
     Request,
     StateReport,
 )
+from ftactors.core.routing.intake import Intake
+from ftactors.core.routing.links import Link, LinkTracker
+from ftactors.core.routing.log import DIGESTS_MIN, OrderLog
+from ftactors.core.routing.outbox import Outbox
+from ftactors.core.routing.recovery import RECOVERY_ROUNDS_MAX, Recovery
+
+__all__ = ["DIGESTS_MIN", "RECOVERY_ROUNDS_MAX", "TRANSITIONS", "Phase", "RouterCore", "RouterReady"]
 
 
 class Phase(str, enum.Enum):
@@ -48,13 +65,6 @@ class Phase(str, enum.Enum):
     RECOVERING = "recovering"  # collecting state reports before a new primary starts
     LOST = "lost"  # no replica left
 
-
-#: The primary's state digests a router keeps, beyond one per ``digest_every_messages`` positions
-#: of ``log_max`` (the most a backup can lag before it is removed); trimmed positions go first.
-DIGESTS_MIN = 64
-
-#: Rounds of state queries a recovery makes while no member has reported, before giving up.
-RECOVERY_ROUNDS_MAX = 10
 
 #: (phase, event) -> new phase. Anything else is illegal and raises.
 TRANSITIONS: Dict[Tuple[Phase, str], Phase] = {
@@ -66,26 +76,6 @@ TRANSITIONS: Dict[Tuple[Phase, str], Phase] = {
     (Phase.NORMAL, "all_failed"): Phase.LOST,
     (Phase.RECOVERING, "all_failed"): Phase.LOST,
 }
-
-
-@dataclass(slots=True)
-class _Link:
-    """The router's view of one replica."""
-
-    requests: List[Request] = field(default_factory=list)
-    announcements: List[Announcement] = field(default_factory=list)
-    anns_since: Optional[int] = None
-    reqs_since: Optional[int] = None
-    checkpoint: Optional[Checkpoint] = None
-    new_view: Optional[NewView] = None
-    join: bool = False
-    snapshot_wanted: bool = False
-    inflight: int = 0
-    acked: int = 0
-    last_heard: int = 0
-    last_ping: int = 0
-    last_sent: int = 0
-    progress_tick: int = 0  # when ``acked`` last advanced
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +110,9 @@ class RouterCore:
         members: the initial replicas in rank order (primary first).
         view: the initial view number.
         next_replica_index: numbering of replicas spawned later.
+
+    Raises:
+        LocalProtocolError: ``members`` is empty.
     """
 
     def __init__(self, group: str, config: CoreConfig, members: Tuple[str, ...], view: int = 1,
@@ -133,40 +126,6 @@ class RouterCore:
         self.primary_since = view
         self.phase = Phase.NORMAL
         self.now = 0
-        self.requests: "OrderedDict[MsgId, Request]" = OrderedDict()
-        self.order: Dict[int, Announcement] = {}
-        self.pos_of: Dict[MsgId, int] = {}
-        self.pending: Set[MsgId] = set()
-        self.replies: "OrderedDict[MsgId, Reply]" = OrderedDict()
-        self.reply_floor: "OrderedDict[str, int]" = OrderedDict()  # source -> its last ack_below
-        self.trimmed = 0
-        self.links: Dict[str, _Link] = {m: _Link(last_heard=0) for m in members}
-        self.joining: Dict[str, int] = {}  # replica -> tick the snapshot was asked for
-        self.spawning: Set[str] = set()  # asked for with ``spawns``, not yet started
-        self.resync: Set[str] = set()  # members whose state diverged: state transfer in place
-        # per-source FIFO: a source's requests are multicast in its sequence order, as a
-        # sync Ray actor runs one caller's calls (the transport may reorder them)
-        self.expect: Dict[str, int] = {}
-        self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
-        # a rebuilt router does not know where each source stands, nor holds every request and
-        # announcement past ``trimmed``; one that never restarted saw all of them pass
-        self.rebuilt_at = 0  # when a restarted router was rebuilt (its grace for late retries)
-        self.restarted = False
-        self.reports: Dict[str, StateReport] = {}
-        self.recovery_started = 0
-        self._recovery_rounds = 0
-        self.source_views: Dict[str, int] = {}
-        self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
-        self.diverged: List[Tuple[str, int]] = []
-        self.peer_groups: Set[str] = set()
-        self.rebuilt_primary: Optional[Tuple[str, int]] = None  # see ``rebuilt``
-        self.gap_queried: Optional[int] = None  # tick a rebuilt router last asked its primary for lost order
-        self._next_index = next_replica_index if next_replica_index is not None else len(members)
-        self._released: List[Reply] = []
-        self._failed: List[Tuple[MsgId, str]] = []
-        self._queries: List[str] = []
-        self._spawns: List[str] = []
-        self._retired: List[str] = []
         self.counts: Dict[str, int] = {
             "requests": 0, "replies": 0, "copies": 0, "duplicates": 0, "announcements_piggybacked": 0,
             "announcements_in_null": 0, "null_messages": 0, "heartbeats": 0, "checkpoints": 0,
@@ -174,8 +133,23 @@ class RouterCore:
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
             "announcements_carried_back": 0, "order_gap_queries": 0,
         }
-        for m in members:
-            self.links[m].new_view = NewView(view, tuple(members))
+        self.log = OrderLog(config)
+        self.intake = Intake(config, self.counts, self.log)
+        self.tracker = LinkTracker(members)
+        self.recovery = Recovery()
+        self.outbox = Outbox(config, self.counts)
+        # a rebuilt router does not know where each source stands, nor holds every request and
+        # announcement past ``trimmed``; one that never restarted saw all of them pass
+        self.rebuilt_at = 0  # when a restarted router was rebuilt (its grace for late retries)
+        self.restarted = False
+        self.gap_queried: Optional[int] = None  # tick a rebuilt router last asked its primary for lost order
+        self._next_index = next_replica_index if next_replica_index is not None else len(members)
+        self._released: List[Reply] = []
+        self._failed: List[Tuple[MsgId, str]] = []
+        self._queries: List[str] = []
+        self._spawns: List[str] = []
+        self._retired: List[str] = []
+        self.tracker.install_view(NewView(view, tuple(members)))
 
     @classmethod
     def rebuilt(cls, group: str, config: CoreConfig, members: Tuple[str, ...], view: int,
@@ -194,6 +168,12 @@ class RouterCore:
             next_replica_index: numbering of replicas spawned from now on (above
                 any used before the crash).
             now: the current tick.
+
+        Returns:
+            The router, recovering.
+
+        Raises:
+            LocalProtocolError: ``members`` is empty.
         """
         core = cls(group, config, members, view=view, next_replica_index=next_replica_index)
         core.now = now
@@ -203,12 +183,84 @@ class RouterCore:
         core.primary_since = view + 1  # no output is accepted until recovery installs a view
         # ...except from the primary of ``view``: nothing deposed it, and it keeps executing
         # what it already holds; its announcements must not be lost meanwhile
-        core.rebuilt_primary = (members[0], view)
+        core.recovery.rebuilt_primary = (members[0], view)
         core.restarted = True
         core.rebuilt_at = now
         core._transition("primary_failed")
         core._start_recovery(primary_lost=False)
         return core
+
+    # ---------------------------------------------------------- the parts' state
+
+    @property
+    def requests(self) -> "OrderedDict[MsgId, Request]":
+        """Retained requests (``OrderLog.requests``)."""
+        return self.log.requests
+
+    @property
+    def order(self) -> Dict[int, Announcement]:
+        """Announced order by position (``OrderLog.order``)."""
+        return self.log.order
+
+    @property
+    def pos_of(self) -> Dict[MsgId, int]:
+        """Known positions by message (``OrderLog.pos_of``)."""
+        return self.log.pos_of
+
+    @property
+    def trimmed(self) -> int:
+        """Every member acknowledged up to here (``OrderLog.trimmed``)."""
+        return self.log.trimmed
+
+    @property
+    def primary_digests(self) -> "OrderedDict[int, str]":
+        """The primary's state digests by position (``OrderLog.primary_digests``)."""
+        return self.log.primary_digests
+
+    @property
+    def pending(self) -> Set[MsgId]:
+        """Calls whose caller waits for the reply (``Intake.pending``)."""
+        return self.intake.pending
+
+    @property
+    def replies(self) -> "OrderedDict[MsgId, Reply]":
+        """Released replies kept for duplicates (``Intake.replies``)."""
+        return self.intake.replies
+
+    @property
+    def held(self) -> Dict[str, Dict[int, Tuple[Request, int]]]:
+        """Calls waiting for an earlier one of their source (``Intake.held``)."""
+        return self.intake.held
+
+    @property
+    def source_views(self) -> Dict[str, int]:
+        """The highest view seen of each calling group (``Intake.source_views``)."""
+        return self.intake.source_views
+
+    @property
+    def links(self) -> Dict[str, Link]:
+        """Each member's link (``LinkTracker.links``)."""
+        return self.tracker.links
+
+    @property
+    def joining(self) -> Dict[str, int]:
+        """Replicas started and waiting for a snapshot to join (``LinkTracker.joining``)."""
+        return self.tracker.joining
+
+    @property
+    def spawning(self) -> Set[str]:
+        """Replicas asked for, not started yet (``LinkTracker.spawning``)."""
+        return self.tracker.spawning
+
+    @property
+    def resync(self) -> Set[str]:
+        """Diverged members awaiting state transfer (``LinkTracker.resync``)."""
+        return self.tracker.resync
+
+    @property
+    def diverged(self) -> List[Tuple[str, int]]:
+        """Recent divergences, (replica, position) (``LinkTracker.diverged``)."""
+        return self.tracker.diverged
 
     # --------------------------------------------------------------- queries
 
@@ -219,12 +271,7 @@ class RouterCore:
 
     def lookup(self, msg_id: MsgId) -> Tuple[str, Optional[Reply]]:
         """Where a request stands: ("released", reply), ("pending", None) or ("unknown", None)."""
-        rep = self.replies.get(msg_id)
-        if rep is not None:
-            return "released", rep
-        if msg_id in self.pending:
-            return "pending", None
-        return "unknown", None
+        return self.intake.lookup(msg_id)
 
     # ---------------------------------------------------------------- inputs
 
@@ -237,6 +284,10 @@ class RouterCore:
         its fetch cannot make anything run twice (the request is the one its primary
         sends, under the same MsgId, and the replicas execute a MsgId once), and
         refusing it would leave that backup unable to finish the calling message.
+
+        Args:
+            req: the request.
+            copy: a backup's fetch of a nested reply copy.
 
         Returns:
             The cached reply if this is a duplicate of a released request; else None
@@ -252,8 +303,8 @@ class RouterCore:
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
         if not copy:
-            self._check_source_view(req)
-        self._forget_replies(req.msg_id.source, req.ack_below)
+            self.intake.check_source_view(req)
+        self.intake.forget_replies(req.msg_id.source, req.ack_below)
         for ann in req.peer_announcements:
             if ann.group == self.group:
                 self.counts["announcements_carried_back"] += 1
@@ -262,15 +313,15 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
-        if mid.seq < self.reply_floor.get(mid.source, 1):
+        floor = self.intake.acknowledged(mid)
+        if floor is not None:
             self.counts["duplicates"] += 1
-            raise AcknowledgedDuplicateError(f"{mid}: its source acknowledged the reply (ack_below "
-                                             f"{self.reply_floor[mid.source]})")
-        if mid in self.pending or mid in self.requests or mid.seq in self.held.get(mid.source, ()):
+            raise AcknowledgedDuplicateError(f"{mid}: its source acknowledged the reply (ack_below {floor})")
+        if mid in self.pending or mid in self.requests or self.intake.holds(mid):
             self.counts["reply_copies" if copy else "duplicates"] += 1
             if req.wants_reply and mid not in self.pending:
                 self.pending.add(mid)  # known from a StateReport (restarted router): now someone waits
-            if req.wants_reply and self.restarted and mid.seq not in self.held.get(mid.source, ()):
+            if req.wants_reply and self.restarted and not self.intake.holds(mid):
                 self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
         if self.phase == Phase.LOST:
@@ -281,64 +332,9 @@ class RouterCore:
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:
-            self._in_order(req)
+            for ready in self.intake.admit(req, self.now):
+                self._accept(ready)
         return None
-
-    def _forget_replies(self, source: str, ack_below: int) -> None:
-        """The source holds every reply below ``ack_below``: a retry can no longer ask for them."""
-        floor = self.reply_floor.get(source, 1)
-        if ack_below <= floor:
-            return
-        forget_acknowledged(self.replies, source, floor, ack_below)
-        self.reply_floor.pop(source, None)
-        self.reply_floor[source] = ack_below  # most recent last: the oldest sources are forgotten first
-        while len(self.reply_floor) > self.config.inflight_max:
-            self.reply_floor.popitem(last=False)
-
-    def _in_order(self, req: Request) -> None:
-        """Accept a client's request in its sequence order; hold it while an earlier one is missing."""
-        src, seq = req.msg_id.source, req.msg_id.seq
-        expect = self.expect.get(src)
-        if expect is None:
-            # a source new to this router (a restarted one, or one it forgot): its requests below
-            # ``ack_below`` are settled; those from there on may still come (Ray's retries)
-            expect = self._skip_known(src, max(1, req.ack_below))
-        if seq > expect:
-            self.held.setdefault(src, {})[seq] = (req, self.now)
-            if req.wants_reply:
-                self.pending.add(req.msg_id)
-            return
-        self._accept(req)
-        if seq == expect:
-            self._drain(src, seq + 1)
-
-    def _skip_known(self, src: str, seq: int) -> int:
-        """The first sequence number from ``seq`` on that this router does not already hold
-        (from the replicas' reports, or released)."""
-        while MsgId(src, seq) in self.requests or MsgId(src, seq) in self.replies or MsgId(src, seq) in self.pos_of:
-            seq += 1
-        return seq
-
-    def _drain(self, src: str, expect: int) -> None:
-        held = self.held.get(src, {})
-        expect = self._skip_known(src, expect)
-        while expect in held:
-            self._accept(held.pop(expect)[0])
-            expect = self._skip_known(src, expect + 1)
-        self.expect.pop(src, None)
-        self.expect[src] = expect  # most recent last: the oldest sources are forgotten first
-        while len(self.expect) > self.config.inflight_max:
-            del self.expect[next(iter(self.expect))]
-        if not held:
-            self.held.pop(src, None)
-
-    def _release_gaps(self) -> None:
-        """A missing request (its caller died, or the transport lost it) holds the rest at most
-        ``sequence_gap_ticks``."""
-        for src in list(self.held):
-            held = self.held[src]
-            if held and min(t + self._gap_ticks(t) for _, t in held.values()) <= self.now:
-                self._drain(src, min(held))
 
     def _gap_ticks(self, arrived: int) -> int:
         """How long a request that arrived at tick ``arrived`` waits for an earlier one of its source:
@@ -350,32 +346,28 @@ class RouterCore:
         return self.config.sequence_gap_ticks
 
     def _accept(self, req: Request) -> None:
-        mid = req.msg_id
+        """Multicast ``req``: retain it, note its caller waits, queue it on every link."""
         self.counts["requests"] += 1
-        self.requests[mid] = req
-        if req.wants_reply:
-            self.pending.add(mid)
-        for link in self.links.values():
-            if not link.requests:
-                link.reqs_since = self.now
-            link.requests.append(req)
+        self.log.retain(req)
+        self.intake.wait_for(req)
+        self.tracker.queue_request(req, self.now)
 
     def on_delivered(self, d: Delivered) -> None:
-        """A replica answered a Deliver."""
-        link = self.links.get(d.replica)
+        """A replica answered a Deliver.
+
+        Raises:
+            RemoteProtocolError: the primary sent an announcement of another group.
+        """
+        link = self.tracker.acknowledge(d.replica, d.acked_position, self.now)
         if link is None:
             self.counts["fenced"] += 1
             return
-        link.inflight = max(0, link.inflight - 1)
-        link.last_heard = self.now
-        if d.acked_position > link.acked:
-            link.progress_tick = self.now
-        link.acked = max(link.acked, d.acked_position)
         from_primary = False
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)
             from_primary = True
-        elif self.phase == Phase.RECOVERING and self.rebuilt_primary == (d.replica, d.view) and d.view == self.view:
+        elif self.phase == Phase.RECOVERING and self.recovery.rebuilt_primary == (d.replica, d.view) and \
+                d.view == self.view:
             self._take_order_and_replies(d)  # the undeposed primary of a rebuilt router
         elif d.replies or d.announcements:
             self.counts["fenced"] += 1  # a deposed primary's output: fenced off
@@ -386,9 +378,7 @@ class RouterCore:
 
     def on_pong(self, replica: str) -> None:
         """A replica answered a ping: it is alive."""
-        link = self.links.get(replica)
-        if link is not None:
-            link.last_heard = self.now
+        self.tracker.heard(replica, self.now)
 
     def on_failure(self, replica: str) -> None:
         """The host saw ``replica`` die (for instance Ray's ActorDiedError)."""
@@ -405,8 +395,8 @@ class RouterCore:
             return
         if self.phase != Phase.RECOVERING or rep.replica not in self.links:
             return
-        self.reports[rep.replica] = rep
-        self.links[rep.replica].last_heard = self.now
+        self.recovery.report(rep)
+        self.tracker.heard(rep.replica, self.now)
         self._maybe_finish_recovery()
 
     def on_peer_announcements(self, anns: Tuple[Announcement, ...]) -> None:
@@ -416,13 +406,16 @@ class RouterCore:
                 self._merge_announcement(ann)
 
     def replica_started(self, replica: str) -> None:
-        """A replica asked for with ``spawns`` (or a diverged one) is ready to join."""
+        """A replica asked for with ``spawns`` (or a diverged one) is ready to join.
+
+        Raises:
+            LocalProtocolError: ``replica`` is already a member.
+        """
         if replica in self.links:
             raise LocalProtocolError(f"{replica} is already a member")
         self.spawning.discard(replica)
         self.joining[replica] = self.now
-        if self.primary is not None:
-            self.links[self.primary].snapshot_wanted = True
+        self.tracker.want_snapshot(self.primary)
 
     def spawn_failed(self, replica: str) -> None:
         """The host could not create a replica asked for with ``spawns``: ask for another."""
@@ -436,17 +429,14 @@ class RouterCore:
         self.now = now
         if gap > cfg.heartbeat_ticks:
             # the router itself did not run (starved, paused): silence meanwhile proves nothing
-            for link in self.links.values():
-                link.last_heard += gap
-        dead = {r for r, l in self.links.items() if now - l.last_heard > cfg.failure_timeout_ticks}
-        if dead and dead == set(self.links):
-            # every member silent at once points at the router's side; keep the freshest
-            dead.discard(max(self.links, key=lambda r: (self.links[r].last_heard, r == self.primary)))
+            self.tracker.excuse(gap)
+        dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")
         if self.held:
-            self._release_gaps()
-        if self.phase == Phase.RECOVERING and now - self.recovery_started > cfg.recovery_timeout_ticks:
+            for req in self.intake.release_gaps(self.now, self._gap_ticks):
+                self._accept(req)
+        if self.phase == Phase.RECOVERING and now - self.recovery.started > cfg.recovery_timeout_ticks:
             self._recovery_timed_out()
         self._replace_stuck_backups()
 
@@ -459,10 +449,9 @@ class RouterCore:
         ``RECOVERY_ROUNDS_MAX`` times, before giving the group up. Dead members
         are removed meanwhile by the failure detector or by their hosts' errors.
         """
-        missing = {r for r in self.links if r not in self.reports}
-        if missing and len(missing) == len(self.links) and self._recovery_rounds < RECOVERY_ROUNDS_MAX:
-            self._recovery_rounds += 1
-            self.recovery_started = self.now
+        members = list(self.links)
+        missing = self.recovery.missing(members)
+        if self.recovery.ask_again(self.now, missing, members):
             self._query(sorted(missing))
             return
         if missing:
@@ -481,11 +470,10 @@ class RouterCore:
         patience = 2 * self.config.failure_timeout_ticks
         stuck = set()
         for m in self.members[1:]:
-            link = self.links[m]
-            ann = self.order.get(link.acked + 1)
-            if ann is None or ann.msg_id in self.requests or link.requests or link.announcements or link.inflight:
+            if not self.log.lost_request_at(self.links[m].acked + 1):
                 continue
-            if self.now - max(link.progress_tick, self.recovery_started) > patience:
+            idle = self.tracker.idle_since(m)
+            if idle is not None and self.now - max(idle, self.recovery.started) > patience:
                 stuck.add(m)
         if stuck:
             self.counts["resyncs"] += len(stuck)
@@ -494,9 +482,16 @@ class RouterCore:
     # --------------------------------------------------------------- outputs
 
     def ready(self) -> RouterReady:
-        """Collect what the host must do now; clears it from the core."""
-        sends = self._sends() if self.phase == Phase.NORMAL else []
-        pings = self._pings()
+        """Collect what the host must do now; clears it from the core.
+
+        Returns:
+            The bundle of sends, released and failed calls, pings, queries, spawns and
+            retirements, to handle in that order.
+        """
+        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending)) \
+            if self.phase == Phase.NORMAL else []
+        pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
+        self.counts["heartbeats"] += len(pings)
         out = RouterReady(
             sends=tuple(sends), released=tuple(self._released), failed=tuple(self._failed),
             pings=tuple(pings), queries=tuple(self._queries), spawns=tuple(self._spawns),
@@ -519,54 +514,35 @@ class RouterCore:
     # ------------------------------------------------------------- internals
 
     def _transition(self, event: str) -> None:
+        """Move the phase by ``TRANSITIONS``; any other event raises LocalProtocolError."""
         new = TRANSITIONS.get((self.phase, event))
         if new is None:
             raise LocalProtocolError(f"router {self.group}: illegal {event} in phase {self.phase.value}")
         self.phase = new
 
-    def _check_source_view(self, req: Request) -> None:
-        if req.source_view is None:
-            return
-        src_group = req.msg_id.source.split("|", 1)[0]
-        self.peer_groups.add(src_group)
-        seen = self.source_views.get(src_group, 0)
-        if req.source_view < seen:
-            self.counts["fenced"] += 1
-            raise StaleViewError(f"request from view {req.source_view} of {src_group}, which is at {seen}")
-        self.source_views[src_group] = req.source_view
-
     def _merge_announcement(self, ann: Announcement) -> None:
-        if ann.position <= self.trimmed:
-            return
-        old = self.order.get(ann.position)
-        if old is not None and (old.view > ann.view or old == ann):
-            return
-        self.order[ann.position] = ann
-        self.pos_of[ann.msg_id] = ann.position
-        for name, link in self.links.items():
-            if name != self.primary or self.phase != Phase.NORMAL:
-                if link.anns_since is None:
-                    link.anns_since = self.now
-                link.announcements.append(ann)
+        """Take ``ann`` into the order and queue it for the backups (and for a recovering primary)."""
+        if self.log.merge(ann):
+            skip = self.primary if self.phase == Phase.NORMAL else None
+            self.tracker.queue_announcement(ann, self.now, skip)
 
     def _from_primary(self, d: Delivered) -> None:
+        """The primary's output in the current view: order, replies, checkpoint, digests."""
         self._take_order_and_replies(d)
         if d.checkpoint is not None:
             self.counts["checkpoints"] += 1
             self._relay_checkpoint(d.checkpoint)
-        for pos, digest in d.digests:
-            self.primary_digests[pos] = digest
-        # kept until every member passed the position (see ``_trim``): a lagging backup's digest
-        # must still find the primary's; the cap only guards against a position never trimmed
-        cap = DIGESTS_MIN + self.config.log_max // max(1, self.config.digest_every_messages)
-        while len(self.primary_digests) > cap:
-            self.primary_digests.popitem(last=False)
+        self.log.record_digests(d.digests)
 
     def _take_order_and_replies(self, d: Delivered) -> None:
         """Merge the primary's announcements, then release its replies (in that order: a reply is
         released only once the router holds the announcement that orders it). A reply carries
         its own announcement: a cached reply answering a duplicate brings it again, when the
-        Delivered that first carried it went to a router incarnation that died."""
+        Delivered that first carried it went to a router incarnation that died.
+
+        Raises:
+            RemoteProtocolError: an announcement of another group.
+        """
         for ann in d.announcements + tuple(a for rep in d.replies for a in rep.announcements):
             if ann.group != self.group:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
@@ -587,10 +563,7 @@ class RouterCore:
             return
         if self.gap_queried is not None and self.now - self.gap_queried < self.config.heartbeat_ticks:
             return
-        # every position in (trimmed, acked] held: at least that many entries, acked among them
-        # (O(1); the order holds nothing beyond what the primary announced, so this is exact
-        # unless a peer or a report announced further ahead)
-        if acked in self.order and len(self.order) >= acked - self.trimmed:
+        if not self.log.lacks_order_upto(acked):
             return
         self.gap_queried = self.now
         self.counts["order_gap_queries"] += 1
@@ -603,9 +576,7 @@ class RouterCore:
         link = self.links.get(self.primary) if self.primary is not None else None
         if link is None or any(r.msg_id == req.msg_id for r in link.requests):
             return
-        if not link.requests:
-            link.reqs_since = self.now
-        link.requests.append(req)
+        link.queue_request(req, self.now)
 
     def _learn_lost_order(self, rep: StateReport) -> None:
         """Merge the primary's announcements; relay the requests they order that this router
@@ -615,48 +586,24 @@ class RouterCore:
         for ann in rep.announcements:
             if ann.group == self.group:
                 self._merge_announcement(ann)
-        announced = {a.msg_id for a in self.order.values()}
+        announced = self.log.announced()
         for req in rep.requests:
             mid = req.msg_id
             if mid in announced and mid not in self.requests:
-                self.requests[mid] = req
-                for name, link in self.links.items():
-                    if name != rep.replica:
-                        if not link.requests:
-                            link.reqs_since = self.now
-                        link.requests.append(req)
+                self.log.retain(req)
+                self.tracker.queue_request(req, self.now, skip=rep.replica)
             if mid in self.pending and mid in self.pos_of:
                 self._ask_primary_again(req)
 
     def _release(self, rep: Reply) -> None:
-        mid = rep.msg_id
-        held = self.held.get(mid.source)
-        if held is not None and held.pop(mid.seq, None) is not None:
-            # answered while it waited for an earlier call of its source (a restarted router's
-            # primary held it already): accepting it later would release it a second time
-            if not held:
-                del self.held[mid.source]
-        if rep.position and rep.position <= self.trimmed:
-            self.requests.pop(mid, None)  # a late duplicate: every member executed it already
-        elif rep.position:
-            self.pos_of[mid] = rep.position
-        elif mid in self.requests and mid not in self.pos_of:
-            del self.requests[mid]  # answered without executing (an error): nothing to retain
-        if mid not in self.pending:
-            if rep.position and mid not in self.replies:
-                self._cache_reply(rep)  # nobody waits now (a restarted router): a retry finds it
-            return
-        self.pending.discard(mid)
-        self.counts["replies"] += 1
-        self._released.append(rep)
-        self._cache_reply(rep)
-
-    def _cache_reply(self, rep: Reply) -> None:
-        self.replies[rep.msg_id] = rep
-        while len(self.replies) > self.config.reply_cache_max:
-            self.replies.popitem(last=False)
+        """The primary answered: release the reply to its waiting caller, once."""
+        self.log.settle(rep)
+        if self.intake.settle(rep):
+            self.counts["replies"] += 1
+            self._released.append(rep)
 
     def _relay_checkpoint(self, cp: Checkpoint) -> None:
+        """A checkpoint of the primary: to the passive backups, to repair diverged members, to admit joiners."""
         for name, link in self.links.items():
             if name != self.primary and self.config.style == "passive":
                 link.checkpoint = cp
@@ -676,11 +623,9 @@ class RouterCore:
         del self.joining[replica]
         self.counts["joins"] += 1
         self._new_view(self.members + [replica])
-        link = _Link(last_heard=self.now, acked=cp.position)
-        link.new_view, link.join, link.checkpoint = NewView(self.view, tuple(self.members)), True, cp
-        link.requests = list(self.requests.values())
-        link.announcements = [self.order[p] for p in sorted(self.order) if p > cp.position]
-        link.anns_since = self.now if link.announcements else None
+        link = Link(last_heard=self.now, acked=cp.position)
+        link.transfer(NewView(self.view, tuple(self.members)), cp, self.requests.values(), self.log.after(cp.position),
+                      self.now)
         self.links[replica] = link
 
     def _transfer_state(self, replica: str, cp: Checkpoint) -> None:
@@ -688,72 +633,53 @@ class RouterCore:
         link = self.links.get(replica)
         if link is None or replica == self.primary or cp.position < self.trimmed:
             return
-        link.new_view, link.join, link.checkpoint = NewView(self.view, tuple(self.members)), True, cp
-        link.requests = list(self.requests.values())
-        link.announcements = [self.order[p] for p in sorted(self.order) if p > cp.position]
-        link.anns_since = self.now if link.announcements else None
+        link.transfer(NewView(self.view, tuple(self.members)), cp, self.requests.values(), self.log.after(cp.position),
+                      self.now)
         link.acked = cp.position
         self.counts["resyncs"] += 1
 
     def _check_digests(self, d: Delivered) -> None:
+        """A backup's digests against the primary's: a difference is repaired by state transfer."""
         if d.replica == self.primary:
             return
-        for pos, digest in d.digests:
-            ref = self.primary_digests.get(pos)
-            if ref is not None and ref != digest:
-                self.counts["divergences"] += 1
-                self.diverged.append((d.replica, pos))
-                del self.diverged[:-64]
-                self.resync.add(d.replica)  # repaired in place by state transfer, no view change
-                if self.primary is not None:
-                    self.links[self.primary].snapshot_wanted = True
-                return
+        pos = self.log.divergence(d.digests)
+        if pos is not None:
+            self.counts["divergences"] += 1
+            self.tracker.flag_divergence(d.replica, pos)  # repaired in place, no view change
+            self.tracker.want_snapshot(self.primary)
 
     def _trim(self) -> None:
         """Forget what every member has acknowledged (and no join still needs)."""
         if not self.links or self.phase != Phase.NORMAL:
             return
-        floor = min(link.acked for link in self.links.values())
+        floor = self.tracker.floor()
         if self.joining:
             floor = min(floor, self.trimmed)
-        if floor <= self.trimmed:
-            self._check_lag()
-            return
-        for pos in range(self.trimmed + 1, floor + 1):
-            ann = self.order.pop(pos, None)
-            if ann is not None:
-                self.requests.pop(ann.msg_id, None)
-                self.pos_of.pop(ann.msg_id, None)
-        for mid in [m for m, p in self.pos_of.items() if p <= floor]:
-            self.requests.pop(mid, None)
-            del self.pos_of[mid]
-        self.trimmed = floor
-        # every member reported its digest for these positions with the acknowledgement that trimmed them
-        while self.primary_digests and next(iter(self.primary_digests)) <= floor:
-            self.primary_digests.popitem(last=False)
+        if floor > self.trimmed:
+            self.log.trim(floor)
         self._check_lag()
 
     def _check_lag(self) -> None:
-        if len(self.requests) <= self.config.log_max or len(self.members) < 2:
+        """Remove the slowest backup when the log outgrows ``log_max``."""
+        if not self.log.overfull() or len(self.members) < 2:
             return
-        slowest = min(self.members[1:], key=lambda r: self.links[r].acked)
-        self._remove_members({slowest}, "lagging beyond log_max")
+        self._remove_members({self.tracker.slowest(self.members[1:])}, "lagging beyond log_max")
 
     def _remove_members(self, gone: Set[str], why: str) -> None:
+        """Take ``gone`` out of the view: a new view, a recovery, or the group lost."""
         gone = {g for g in gone if g in self.links}
         if not gone:
             return
         primary_lost = self.primary in gone
         for g in gone:
-            del self.links[g]
+            self.tracker.drop(g)
             self._retired.append(g)
         survivors = [m for m in self.members if m not in gone]
         if not survivors:
             self._transition("all_failed")
             self.members = []
-            for mid in sorted(self.pending):
+            for mid in self.intake.fail_all():
                 self._failed.append((mid, f"all replicas of {self.group} failed ({why})"))
-            self.pending.clear()
             return
         if primary_lost or self.phase == Phase.RECOVERING:
             self._transition("primary_failed" if primary_lost else "backup_failed")
@@ -765,11 +691,10 @@ class RouterCore:
         self._want_replicas()
 
     def _start_recovery(self, primary_lost: bool) -> None:
+        """Collect the members' state reports (or, if this router holds everything, finish at once)."""
         if primary_lost:
             self.counts["failovers"] += 1
-        self.recovery_started = self.now
-        self._recovery_rounds = 0
-        self.reports = {}
+        self.recovery.start(self.now)
         if not self.restarted and self.config.style == "semi-active" and not self.config.query_on_failover:
             # every request and announcement a survivor could hold passed through this router,
             # and a survivor's progress is at least what it acknowledged: nothing to ask for
@@ -784,85 +709,49 @@ class RouterCore:
             self.counts["recovery_messages"] += 1
 
     def _maybe_finish_recovery(self, force: bool = False) -> None:
+        """Install the new view once every member reported (or ``force``)."""
         if self.phase != Phase.RECOVERING:
             return
-        if not force and any(m not in self.reports for m in self.members):
+        if not force and not self.recovery.complete(self.members):
             return
+        reports = self.recovery.reports
         # every member executed what is at or below ``trimmed``: a report's recent history
         # repeats it, and retaining it again would re-grow the log at each recovery
-        done = {a.msg_id for rep in self.reports.values() for a in rep.announcements if a.position <= self.trimmed}
-        for rep in self.reports.values():
-            for req in rep.requests:
-                # keep it even if its position is known: it is not trimmed, so a member still needs it
-                if req.msg_id not in self.requests and req.msg_id not in done:
-                    self.requests[req.msg_id] = req
+        done = {a.msg_id for rep in reports.values() for a in rep.announcements if a.position <= self.trimmed}
+        for rep in reports.values():
+            self.log.adopt_reported(rep.requests, done)
             for ann in rep.announcements:
                 self._merge_announcement(ann)
-        executed = {m: max(self.links[m].acked, self.reports[m].executed_position if m in self.reports else 0)
-                    for m in self.members}
-        # the most advanced survivor leads (it holds the longest prefix); ties by rank
-        ranked = sorted(self.members, key=lambda m: (-executed[m], self.members.index(m)))
-        undeposed = self.rebuilt_primary[0] if self.rebuilt_primary is not None else None
-        if undeposed in ranked and ranked[0] != undeposed:
-            # a primary is never made a backup (no replica accepts that view). Behind its backups
-            # it is replaying an earlier primary's order (a long call): it keeps the lead if the
-            # order it lacks is here; else it leaves the view and the most advanced backup leads
-            ranked.remove(undeposed)
-            if self._can_catch_up(undeposed, executed[undeposed], executed[ranked[0]]):
-                ranked.insert(0, undeposed)
-            else:
-                del self.links[undeposed]
-                self._retired.append(undeposed)
-                self.counts["resyncs"] += 1
-        stuck = {m for m in ranked[1:] if not self._can_catch_up(m, executed[m], executed[ranked[0]])}
-        replenish = bool(stuck) or len(ranked) < len(self.members)
-        if stuck:  # the order it lacks is gone (a restarted router): repair it by state transfer
-            ranked = [m for m in ranked if m not in stuck]
-            for m in sorted(stuck):
-                del self.links[m]
-                self._retired.append(m)
-                self.counts["resyncs"] += 1
+        executed = self.recovery.executed(self.members, {m: self.links[m].acked for m in self.members})
+        ranked, dropped, replenish = self.recovery.rank(self.members, executed, self.log)
+        for m in dropped:  # the order it lacks is gone (a restarted router): repair it by state transfer
+            self.tracker.drop(m)
+            self._retired.append(m)
+            self.counts["resyncs"] += 1
         self._transition("recovered")
-        self.primary_since = self.view + 1
-        if self.rebuilt_primary is not None and self.rebuilt_primary[0] == ranked[0]:
-            # a restarted router keeps the undeposed primary: its output of the old view is its own
-            self.primary_since = self.rebuilt_primary[1]
-        self.rebuilt_primary = None
+        self.primary_since = self.recovery.primary_since(ranked[0], self.view + 1) if ranked else self.view + 1
+        self.recovery.rebuilt_primary = None
         self._new_view(ranked)
         for m in self.members:
             link = self.links[m]
             link.acked = executed[m]
             link.inflight = 0
-            link.requests = list(self.requests.values())
-            link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
-            link.anns_since = self.now if link.announcements else None
-        self.reports = {}
+            link.reload(self.requests.values(), self.log.after(executed[m]), self.now)
+        self.recovery.reports = {}
         if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
 
-    def _can_catch_up(self, member: str, executed: int, upto: int) -> bool:
-        """Whether the router holds, for every position ``member`` lacks up to ``upto``, the
-        announcement and the request (or the member holds the request itself)."""
-        held = self.reports.get(member)
-        own = {r.msg_id for r in held.requests} if held is not None else set()
-        for pos in range(executed + 1, upto + 1):
-            ann = self.order.get(pos)
-            if ann is None or (ann.msg_id not in self.requests and ann.msg_id not in own):
-                return False
-        return True
-
     def _new_view(self, members: List[str]) -> None:
+        """Install the next view with ``members`` (its NewView goes on their links)."""
         self.view += 1
         self.counts["view_changes"] += 1
         self.members = list(members)
-        nv = NewView(self.view, tuple(members))
-        for m in members:
-            if m in self.links:
-                self.links[m].new_view = nv
+        self.tracker.install_view(NewView(self.view, tuple(members)))
 
     def _want_replicas(self) -> None:
+        """Ask the host for replicas until ``min_replicas`` are members, joining or spawning."""
         have = len(self.members) + len(self.joining) + len(self.spawning)
         while have < self.config.min_replicas and self.phase != Phase.LOST:
             rid = f"{self.group}-r{self._next_index}"
@@ -870,65 +759,3 @@ class RouterCore:
             self._spawns.append(rid)
             self.spawning.add(rid)
             have += 1
-
-    def _sends(self) -> List[Tuple[str, Deliver]]:
-        out = []
-        for name in self.members:
-            link = self.links[name]
-            limit = self.config.primary_inflight_max if name == self.primary else self.config.backup_inflight_max
-            if link.inflight >= limit:
-                continue
-            msg = self._build(name, link)
-            if msg is not None:
-                link.inflight += 1
-                link.last_sent = self.now
-                self.counts["delivers"] += 1
-                out.append((name, msg))
-        return out
-
-    def _build(self, name: str, link: _Link) -> Optional[Deliver]:
-        cfg = self.config
-        is_primary = name == self.primary
-        reqs = link.requests[: cfg.batch_max]
-        anns = link.announcements if not is_primary or link.new_view else []
-        due_null = bool(anns) and link.anns_since is not None and self.now - link.anns_since >= cfg.null_message_ticks
-        going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
-        if reqs and not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
-                link.reqs_since is not None and self.now - link.reqs_since < cfg.relay_delay_ticks:
-            reqs = []  # relay to backups in batches, off the caller's critical path
-        wanted = link.snapshot_wanted and is_primary
-        # the primary may hold work that became possible later (a resource freed, a sequence
-        # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
-        poll = is_primary and bool(self.pending) and link.inflight == 0 and \
-            self.now - link.last_sent >= cfg.heartbeat_ticks
-        if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
-            return None
-        if poll and not (reqs or link.new_view or link.checkpoint or wanted):
-            self.counts["polls"] += 1
-        msg = Deliver(view=self.view, requests=tuple(reqs), announcements=tuple(anns),
-                      new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
-        del link.requests[: len(reqs)]
-        link.reqs_since = self.now if link.requests else None
-        if not is_primary:
-            self.counts["copies"] += len(reqs)
-        if msg.is_null:
-            self.counts["null_messages"] += 1
-            self.counts["announcements_in_null"] += len(anns)
-        else:
-            self.counts["announcements_piggybacked"] += len(anns)
-        if anns:
-            link.announcements, link.anns_since = [], None
-        link.new_view, link.checkpoint, link.join = None, None, False
-        if wanted:
-            link.snapshot_wanted = False
-        return msg
-
-    def _pings(self) -> List[str]:
-        out = []
-        for name, link in self.links.items():
-            quiet = self.now - max(link.last_heard, link.last_ping)
-            if quiet >= self.config.heartbeat_ticks:
-                link.last_ping = self.now
-                self.counts["heartbeats"] += 1
-                out.append(name)
-        return out

@@ -1,0 +1,178 @@
+"""The router's order log: the requests it retains and the primary's announced order.
+
+What a router keeps so that a backup (or a new primary) can catch up: every
+request some member may still need, the announcement of each position not yet
+acknowledged by every member, and the primary's state digests for those
+positions. The log is trimmed to the lowest position every member acknowledged
+(``trimmed``); nothing at or below it is ever held again.
+
+A transcript::
+
+    log = OrderLog(config)
+    log.retain(req)                      # a request went out to the members
+    log.merge(Announcement(..., 1, ...)) # True: position 1 is now ordered
+    log.trim(1)                          # every member acknowledged position 1
+    log.trimmed                          # 1; position 1's request is forgotten
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from ftactors.core.config import CoreConfig
+from ftactors.core.messages import Announcement, MsgId, Reply, Request
+
+#: The primary's state digests a router keeps, beyond one per ``digest_every_messages`` positions
+#: of ``log_max`` (the most a backup can lag before it is removed); trimmed positions go first.
+DIGESTS_MIN = 64
+
+
+class OrderLog:
+    """Retained requests, announced order and the primary's digests, trimmed together.
+
+    Args:
+        config: protocol settings (``log_max``, ``digest_every_messages``).
+    """
+
+    def __init__(self, config: CoreConfig) -> None:
+        self.config = config
+        self.requests: "OrderedDict[MsgId, Request]" = OrderedDict()
+        self.order: Dict[int, Announcement] = {}
+        self.pos_of: Dict[MsgId, int] = {}
+        self.trimmed = 0
+        self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
+
+    # ------------------------------------------------------------- requests
+
+    def retain(self, req: Request) -> None:
+        """Keep ``req`` until every member executed it (or it was answered without a position)."""
+        self.requests[req.msg_id] = req
+
+    def knows(self, msg_id: MsgId) -> bool:
+        """Whether ``msg_id`` is retained or has a known position."""
+        return msg_id in self.requests or msg_id in self.pos_of
+
+    def overfull(self) -> bool:
+        """Whether more than ``log_max`` requests are retained (a backup lags too far)."""
+        return len(self.requests) > self.config.log_max
+
+    def settle(self, rep: Reply) -> None:
+        """Record where the request ``rep`` answers stands in the order.
+
+        A reply at a trimmed position is a late duplicate (every member executed it); one
+        with a position gives its request that position; one without a position was
+        answered without executing (an error), and its request needs no retaining.
+
+        Args:
+            rep: the reply the primary sent.
+        """
+        mid = rep.msg_id
+        if rep.position and rep.position <= self.trimmed:
+            self.requests.pop(mid, None)
+        elif rep.position:
+            self.pos_of[mid] = rep.position
+        elif mid in self.requests and mid not in self.pos_of:
+            del self.requests[mid]
+
+    def adopt_reported(self, requests: Iterable[Request], done: Set[MsgId]) -> None:
+        """Retain the requests a member reported in recovery that the log lacks.
+
+        Args:
+            requests: a StateReport's requests.
+            done: those executed at or below ``trimmed`` by every member (not retained again).
+        """
+        for req in requests:
+            # keep it even if its position is known: it is not trimmed, so a member still needs it
+            if req.msg_id not in self.requests and req.msg_id not in done:
+                self.requests[req.msg_id] = req
+
+    # ---------------------------------------------------------------- order
+
+    def merge(self, ann: Announcement) -> bool:
+        """Take an announcement of the order.
+
+        Returns:
+            True if it is new (to relay to the backups); False for a trimmed position, a
+            repeat, or an older view's announcement of a position already announced.
+        """
+        if ann.position <= self.trimmed:
+            return False
+        old = self.order.get(ann.position)
+        if old is not None and (old.view > ann.view or old == ann):
+            return False
+        self.order[ann.position] = ann
+        self.pos_of[ann.msg_id] = ann.position
+        return True
+
+    def after(self, position: int) -> List[Announcement]:
+        """The announcements of the positions above ``position``, in order."""
+        return [self.order[p] for p in sorted(self.order) if p > position]
+
+    def announced(self) -> Set[MsgId]:
+        """The messages that hold a position in the retained order."""
+        return {a.msg_id for a in self.order.values()}
+
+    def lacks_order_upto(self, acked: int) -> bool:
+        """Whether some position in (``trimmed``, ``acked``] has no announcement here.
+
+        O(1): the order must hold at least that many entries, ``acked`` among them (exact
+        unless a peer or a report announced further ahead).
+        """
+        return not (acked in self.order and len(self.order) >= acked - self.trimmed)
+
+    def can_replay(self, executed: int, upto: int, own: Set[MsgId]) -> bool:
+        """Whether every position in (``executed``, ``upto``] has its announcement here and its
+        request here or in ``own`` (what the member holds itself)."""
+        for pos in range(executed + 1, upto + 1):
+            ann = self.order.get(pos)
+            if ann is None or (ann.msg_id not in self.requests and ann.msg_id not in own):
+                return False
+        return True
+
+    def lost_request_at(self, position: int) -> bool:
+        """Whether ``position`` is announced but its request is not retained here."""
+        ann = self.order.get(position)
+        return ann is not None and ann.msg_id not in self.requests
+
+    def trim(self, floor: int) -> None:
+        """Forget every position up to ``floor`` (acknowledged by every member).
+
+        Args:
+            floor: the new ``trimmed``; above the current one.
+        """
+        assert floor > self.trimmed, (floor, self.trimmed)
+        for pos in range(self.trimmed + 1, floor + 1):
+            ann = self.order.pop(pos, None)
+            if ann is not None:
+                self.requests.pop(ann.msg_id, None)
+                self.pos_of.pop(ann.msg_id, None)
+        for mid in [m for m, p in self.pos_of.items() if p <= floor]:
+            self.requests.pop(mid, None)
+            del self.pos_of[mid]
+        self.trimmed = floor
+        # every member reported its digest for these positions with the acknowledgement that trimmed them
+        while self.primary_digests and next(iter(self.primary_digests)) <= floor:
+            self.primary_digests.popitem(last=False)
+
+    # -------------------------------------------------------------- digests
+
+    def record_digests(self, digests: Tuple[Tuple[int, str], ...]) -> None:
+        """Keep the primary's digests until every member passed their positions (see ``trim``).
+
+        A lagging backup's digest must still find the primary's; the cap only guards
+        against a position never trimmed.
+        """
+        for pos, digest in digests:
+            self.primary_digests[pos] = digest
+        cap = DIGESTS_MIN + self.config.log_max // max(1, self.config.digest_every_messages)
+        while len(self.primary_digests) > cap:
+            self.primary_digests.popitem(last=False)
+
+    def divergence(self, digests: Tuple[Tuple[int, str], ...]) -> Optional[int]:
+        """The first position whose digest differs from the primary's, or None."""
+        for pos, digest in digests:
+            ref = self.primary_digests.get(pos)
+            if ref is not None and ref != digest:
+                return pos
+        return None

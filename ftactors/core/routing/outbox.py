@@ -1,0 +1,103 @@
+"""The router's outbox: the Delivers that go out on the links now.
+
+For each member with room (``primary_inflight_max`` / ``backup_inflight_max``
+Delivers in flight) it builds one Deliver from what waits on the link:
+up to ``batch_max`` requests (to backups in batches, after
+``relay_delay_ticks``, unless a message goes anyway), every waiting
+announcement (piggybacked, claims 42-45; alone in a null message after
+``null_message_ticks``, claim 46), the view, checkpoint or join to carry, a
+snapshot request for the primary, and an empty poll of an idle primary while
+callers wait.
+
+A transcript::
+
+    outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=0, callers_wait=True)
+    # [("g-r0", Deliver(requests=(c#1,), ...))]: g-r1's copy waits relay_delay_ticks
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from ftactors.core.config import CoreConfig
+from ftactors.core.messages import Deliver
+from ftactors.core.routing.links import Link, LinkTracker
+
+
+class Outbox:
+    """Builds the Delivers of each step and counts what they carry.
+
+    Args:
+        config: protocol settings (batching, delays, inflight bounds).
+        counts: the router's counters (``delivers``, ``copies``, ``polls``, ``null_messages``,
+            ``announcements_in_null``, ``announcements_piggybacked``).
+    """
+
+    def __init__(self, config: CoreConfig, counts: Dict[str, int]) -> None:
+        self.config = config
+        self.counts = counts
+
+    def sends(self, tracker: LinkTracker, members: List[str], view: int, now: int,
+              callers_wait: bool) -> List[Tuple[str, Deliver]]:
+        """The (replica, Deliver) pairs to send now, primary (``members[0]``) first.
+
+        Args:
+            tracker: the members' links (updated: what is sent leaves them).
+            members: the view's members in rank order.
+            view: the current view number.
+            now: the current tick.
+            callers_wait: whether some caller waits for a reply (an idle primary is polled).
+
+        Returns:
+            One Deliver at most per member with room for one.
+        """
+        out = []
+        primary = members[0] if members else None
+        for name in members:
+            link = tracker.links[name]
+            limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
+            if link.inflight >= limit:
+                continue
+            msg = self._build(link, name == primary, view, now, callers_wait)
+            if msg is not None:
+                link.inflight += 1
+                link.last_sent = now
+                self.counts["delivers"] += 1
+                out.append((name, msg))
+        return out
+
+    def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool) -> Optional[Deliver]:
+        """The Deliver for ``link`` now, or None if nothing needs to go."""
+        cfg = self.config
+        reqs = link.requests[: cfg.batch_max]
+        anns = link.announcements if not is_primary or link.new_view else []
+        due_null = bool(anns) and link.anns_since is not None and now - link.anns_since >= cfg.null_message_ticks
+        going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
+        if reqs and not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
+                link.reqs_since is not None and now - link.reqs_since < cfg.relay_delay_ticks:
+            reqs = []  # relay to backups in batches, off the caller's critical path
+        wanted = link.snapshot_wanted and is_primary
+        # the primary may hold work that became possible later (a resource freed, a sequence
+        # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
+        poll = is_primary and callers_wait and link.inflight == 0 and now - link.last_sent >= cfg.heartbeat_ticks
+        if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
+            return None
+        if poll and not (reqs or link.new_view or link.checkpoint or wanted):
+            self.counts["polls"] += 1
+        msg = Deliver(view=view, requests=tuple(reqs), announcements=tuple(anns),
+                      new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
+        del link.requests[: len(reqs)]
+        link.reqs_since = now if link.requests else None
+        if not is_primary:
+            self.counts["copies"] += len(reqs)
+        if msg.is_null:
+            self.counts["null_messages"] += 1
+            self.counts["announcements_in_null"] += len(anns)
+        else:
+            self.counts["announcements_piggybacked"] += len(anns)
+        if anns:
+            link.announcements, link.anns_since = [], None
+        link.new_view, link.checkpoint, link.join = None, None, False
+        if wanted:
+            link.snapshot_wanted = False
+        return msg

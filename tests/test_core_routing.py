@@ -1,0 +1,425 @@
+"""The router's parts, each on its own: intake, order log, links, recovery, outbox.
+
+``RouterCore`` (tests/test_core_router.py) composes them; these transcripts pin what
+each part promises the façade.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from ftactors.core import (
+    Announcement,
+    Checkpoint,
+    CoreConfig,
+    Kind,
+    MsgId,
+    NewView,
+    Outcome,
+    Reply,
+    Request,
+    StaleViewError,
+    StateReport,
+)
+from ftactors.core.routing import Intake, LinkTracker, OrderLog, Outbox, Recovery
+from ftactors.core.routing.links import DIVERGED_MAX
+from ftactors.core.routing.log import DIGESTS_MIN
+from ftactors.core.routing.recovery import RECOVERY_ROUNDS_MAX
+
+
+def req(source: str, seq: int, *, ack_below: int = 0, kind: Kind = Kind.SYNC_REQUEST,
+        source_view: Optional[int] = None) -> Request:
+    return Request(kind, MsgId(source, seq), "g", "add", payload=seq, ack_below=ack_below, source_view=source_view)
+
+
+def ann(position: int, source: str = "c", seq: Optional[int] = None, view: int = 1) -> Announcement:
+    return Announcement("g", view, position, MsgId(source, position if seq is None else seq))
+
+
+def reply(source: str, seq: int, position: int) -> Reply:
+    return Reply(MsgId(source, seq), "g", 1, position, Outcome(True, seq))
+
+
+def seqs(requests: list) -> list:
+    return [r.msg_id.seq for r in requests]
+
+
+# ------------------------------------------------------------------ OrderLog
+
+
+def test_log_orders_each_position_once_and_a_newer_view_overrides() -> None:
+    log = OrderLog(CoreConfig())
+    assert log.merge(ann(1)) is True
+    assert log.merge(ann(1)) is False  # a repeat
+    assert log.merge(ann(1, seq=9, view=0)) is False  # an older view cannot move it
+    assert log.order[1].msg_id == MsgId("c", 1)
+    assert log.merge(ann(1, seq=9, view=2)) is True  # a new primary re-ordered it
+    assert log.order[1].msg_id == MsgId("c", 9) and log.pos_of[MsgId("c", 9)] == 1
+    assert [a.position for a in log.after(0)] == [1]
+    assert log.after(1) == []
+
+
+def test_log_trims_what_every_member_acknowledged_and_never_takes_it_back() -> None:
+    log = OrderLog(CoreConfig())
+    for seq in (1, 2, 3):
+        log.retain(req("c", seq))
+        log.merge(ann(seq))
+    log.record_digests(((1, "d1"), (2, "d2"), (3, "d3")))
+    log.trim(2)
+    assert log.trimmed == 2
+    assert list(log.requests) == [MsgId("c", 3)] and list(log.order) == [3]
+    assert list(log.primary_digests) == [3]
+    assert log.merge(ann(2, seq=7, view=5)) is False  # trimmed: settled for good
+    assert not log.knows(MsgId("c", 1)) and log.knows(MsgId("c", 3))
+    with pytest.raises(AssertionError):
+        log.trim(2)  # the floor only rises
+
+
+def test_log_settles_replies_by_position() -> None:
+    log = OrderLog(CoreConfig())
+    for seq in (1, 2, 3):
+        log.retain(req("c", seq))
+    log.settle(reply("c", 1, position=4))  # executed at 4: retained until trimmed
+    assert log.pos_of[MsgId("c", 1)] == 4 and MsgId("c", 1) in log.requests
+    log.settle(reply("c", 2, position=0))  # answered without executing (an error)
+    assert MsgId("c", 2) not in log.requests
+    log.trim(4)
+    log.retain(req("c", 3))
+    log.settle(reply("c", 3, position=3))  # a late duplicate below the trimmed floor
+    assert MsgId("c", 3) not in log.requests and MsgId("c", 3) not in log.pos_of
+
+
+def test_log_knows_which_positions_it_can_replay() -> None:
+    log = OrderLog(CoreConfig())
+    log.retain(req("c", 1))
+    log.merge(ann(1))
+    log.merge(ann(2))  # its request is not here
+    assert log.can_replay(0, 1, set())
+    assert not log.can_replay(0, 2, set())
+    assert log.can_replay(0, 2, {MsgId("c", 2)})  # the member holds it itself
+    assert not log.can_replay(0, 3, {MsgId("c", 2)})  # position 3 was never announced here
+    assert log.lost_request_at(2) and not log.lost_request_at(1) and not log.lost_request_at(3)
+    assert log.announced() == {MsgId("c", 1), MsgId("c", 2)}
+    assert not log.lacks_order_upto(2)
+    assert log.lacks_order_upto(3)
+
+
+def test_log_counts_the_order_it_lacks_from_the_trimmed_floor() -> None:
+    log = OrderLog(CoreConfig())
+    log.merge(ann(1))
+    log.merge(ann(3))
+    assert log.lacks_order_upto(3)  # position 2 is missing
+    log.trim(1)
+    assert log.lacks_order_upto(3)  # still missing 2
+    log.merge(ann(2))
+    assert not log.lacks_order_upto(3)
+
+
+def test_log_keeps_the_primary_digests_within_its_cap_and_finds_a_divergence() -> None:
+    cfg = CoreConfig(log_max=64, digest_every_messages=8)
+    cap = DIGESTS_MIN + 64 // 8
+    log = OrderLog(cfg)
+    log.record_digests(tuple((p, f"d{p}") for p in range(1, cap + 3)))
+    assert len(log.primary_digests) == cap and next(iter(log.primary_digests)) == 3  # oldest first out
+    assert log.divergence(((5, "d5"), (6, "d6"))) is None
+    assert log.divergence(((1, "zz"), (5, "d5"), (6, "xx"), (7, "yy"))) == 6  # 1 is not kept: nothing to compare
+    assert log.overfull() is False
+
+
+def test_log_adopts_reported_requests_it_lacks_except_those_done() -> None:
+    log = OrderLog(CoreConfig())
+    log.retain(req("c", 1))
+    log.adopt_reported([req("c", 1), req("c", 2), req("c", 3)], done={MsgId("c", 3)})
+    assert list(log.requests) == [MsgId("c", 1), MsgId("c", 2)]
+
+
+def test_log_is_overfull_beyond_log_max() -> None:
+    log = OrderLog(CoreConfig(log_max=2))
+    log.retain(req("c", 1))
+    log.retain(req("c", 2))
+    assert not log.overfull()
+    log.retain(req("c", 3))
+    assert log.overfull()
+
+
+# -------------------------------------------------------------------- Intake
+
+
+def make_intake(**cfg: int) -> Intake:
+    log = OrderLog(CoreConfig(**cfg))  # type: ignore[arg-type]
+    return Intake(log.config, {"fenced": 0}, log)
+
+
+def test_intake_releases_one_sources_calls_in_its_order() -> None:
+    intake = make_intake()
+    assert intake.admit(req("c", 2), now=0) == []  # c#1 is missing: c#2 waits
+    assert intake.holds(MsgId("c", 2)) and MsgId("c", 2) in intake.pending
+    assert intake.admit(req("c", 3), now=1) == []
+    assert seqs(intake.admit(req("c", 1), now=2)) == [1, 2, 3]
+    assert intake.held == {} and intake.expect["c"] == 4
+    assert seqs(intake.admit(req("c", 4), now=3)) == [4]
+
+
+def test_intake_gives_up_a_missing_call_after_the_gap() -> None:
+    intake = make_intake()
+    intake.admit(req("c", 1), now=0)
+    intake.admit(req("c", 3), now=10)
+    intake.admit(req("c", 4), now=11)
+    assert intake.release_gaps(now=14, gap_ticks=lambda arrived: 5) == []
+    assert seqs(intake.release_gaps(now=15, gap_ticks=lambda arrived: 5)) == [3, 4]  # c#2 never came
+    assert intake.expect["c"] == 5
+
+
+def test_a_source_new_to_the_intake_starts_at_its_ack_below_past_what_the_log_holds() -> None:
+    intake = make_intake()
+    intake.log.retain(req("c", 5))  # from a replica's report: the restarted router holds it
+    assert seqs(intake.admit(req("c", 6, ack_below=5), now=0)) == [6]  # 5 is held already, 1-4 settled
+
+
+def accept(intake: Intake, requests: list) -> list:
+    """What the façade does with admitted requests (besides multicasting them)."""
+    for r in requests:
+        intake.wait_for(r)
+    return requests
+
+
+def test_intake_caches_each_reply_once_and_forgets_what_the_source_acknowledged() -> None:
+    intake = make_intake()
+    accept(intake, intake.admit(req("c", 1), now=0))
+    assert intake.lookup(MsgId("c", 1)) == ("pending", None)
+    assert intake.settle(reply("c", 1, position=1)) is True  # the caller waits: release it
+    assert intake.settle(reply("c", 1, position=1)) is False  # again: nobody waits any more
+    assert intake.lookup(MsgId("c", 1)) == ("released", reply("c", 1, position=1))
+    assert intake.acknowledged(MsgId("c", 1)) is None
+    intake.forget_replies("c", 2)  # the source holds reply 1
+    assert intake.lookup(MsgId("c", 1)) == ("unknown", None)
+    assert intake.acknowledged(MsgId("c", 1)) == 2
+    intake.forget_replies("c", 1)  # an older ack_below changes nothing
+    assert intake.acknowledged(MsgId("c", 1)) == 2
+
+
+def test_intake_keeps_a_reply_nobody_waits_for_only_if_it_has_a_position() -> None:
+    intake = make_intake()
+    assert intake.settle(reply("c", 1, position=3)) is False  # a restarted router: a retry finds it
+    assert intake.lookup(MsgId("c", 1))[0] == "released"
+    assert intake.settle(reply("c", 2, position=0)) is False
+    assert intake.lookup(MsgId("c", 2)) == ("unknown", None)
+
+
+def test_an_answered_held_call_is_no_longer_held() -> None:
+    intake = make_intake()
+    intake.admit(req("c", 2), now=0)
+    assert intake.settle(reply("c", 2, position=1)) is True
+    assert intake.held == {} and seqs(intake.admit(req("c", 1), now=1)) == [1]
+
+
+def test_intake_bounds_its_per_source_maps_by_inflight_max() -> None:
+    intake = make_intake(inflight_max=2, reply_cache_max=2)
+    for i, src in enumerate(("a", "b", "c")):
+        intake.admit(req(src, 1), now=i)
+        intake.forget_replies(src, 2)
+        intake.settle(reply(src, 1, position=i + 1))
+    assert list(intake.expect) == ["b", "c"] and list(intake.reply_floor) == ["b", "c"]
+    assert len(intake.replies) == 2
+
+
+def test_intake_fences_a_deposed_calling_primary() -> None:
+    intake = make_intake()
+    intake.check_source_view(req("front|7", 1, source_view=3))
+    with pytest.raises(StaleViewError, match="view 2 of front, which is at 3"):
+        intake.check_source_view(req("front|8", 1, source_view=2))
+    assert intake.counts["fenced"] == 1 and intake.peer_groups == {"front"}
+    intake.check_source_view(req("c", 1))  # a client: nothing to fence
+
+
+def test_intake_fails_every_waiting_call_once() -> None:
+    intake = make_intake()
+    accept(intake, intake.admit(req("c", 2), now=0))  # held: its caller waits already
+    accept(intake, intake.admit(req("c", 1), now=0))
+    accept(intake, intake.admit(req("c", 3, kind=Kind.ONEWAY), now=0))  # nobody waits for a one-way call
+    assert intake.fail_all() == [MsgId("c", 1), MsgId("c", 2)]
+    assert intake.fail_all() == []
+
+
+# --------------------------------------------------------------- LinkTracker
+
+
+def test_links_queue_requests_and_announcements_for_the_right_members() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1", "g-r2"))
+    tracker.queue_request(req("c", 1), now=3)
+    tracker.queue_request(req("c", 2), now=4, skip="g-r2")
+    tracker.queue_announcement(ann(1), now=5, skip="g-r0")
+    r0, r1, r2 = (tracker.links[m] for m in ("g-r0", "g-r1", "g-r2"))
+    assert seqs(r0.requests) == [1, 2] and seqs(r2.requests) == [1]
+    assert r0.reqs_since == 3  # batching counts from the first waiting request
+    assert r0.announcements == [] and r1.announcements == [ann(1)] and r1.anns_since == 5
+    tracker.queue_announcement(ann(2), now=8, skip="g-r0")
+    assert r1.anns_since == 5
+
+
+def test_links_track_acknowledgements_and_progress() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1"))
+    r1 = tracker.links["g-r1"]
+    r1.inflight = 1
+    assert tracker.acknowledge("g-r1", 3, now=7) is r1
+    assert (r1.inflight, r1.acked, r1.last_heard, r1.progress_tick) == (0, 3, 7, 7)
+    tracker.acknowledge("g-r1", 2, now=9)  # an old acknowledgement: no progress, still heard
+    assert (r1.inflight, r1.acked, r1.last_heard, r1.progress_tick) == (0, 3, 9, 7)
+    assert tracker.acknowledge("g-r9", 1, now=9) is None  # not a member
+    assert tracker.floor() == 0 and tracker.slowest(["g-r1"]) == "g-r1"
+    assert tracker.idle_since("g-r1") == 7
+    r1.requests.append(req("c", 1))
+    assert tracker.idle_since("g-r1") is None
+
+
+def test_links_suspect_the_silent_but_never_all_members_at_once() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1", "g-r2"))
+    tracker.heard("g-r1", now=5)
+    tracker.heard("g-r2", now=20)
+    assert tracker.silent(now=30, failure_timeout_ticks=10, primary="g-r0") == {"g-r0", "g-r1"}
+    assert tracker.silent(now=40, failure_timeout_ticks=10, primary="g-r0") == {"g-r0", "g-r1"}  # r2 freshest
+    tracker.excuse(30)  # the router itself did not run for 30 ticks
+    assert tracker.silent(now=40, failure_timeout_ticks=10, primary="g-r0") == set()
+    assert tracker.silent(now=41, failure_timeout_ticks=10, primary="g-r0") == {"g-r0"}
+
+
+def test_links_ping_each_quiet_member_once_per_heartbeat() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1"))
+    tracker.heard("g-r1", now=4)
+    assert tracker.pings(now=5, heartbeat_ticks=5) == ["g-r0"]
+    assert tracker.pings(now=6, heartbeat_ticks=5) == []
+    assert tracker.pings(now=9, heartbeat_ticks=5) == ["g-r1"]
+    assert tracker.pings(now=10, heartbeat_ticks=5) == ["g-r0"]
+
+
+def test_links_remember_recent_divergences_and_whom_to_repair() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1"))
+    for pos in range(DIVERGED_MAX + 2):
+        tracker.flag_divergence("g-r1", pos)
+    assert len(tracker.diverged) == DIVERGED_MAX and tracker.diverged[-1] == ("g-r1", DIVERGED_MAX + 1)
+    assert tracker.resync == {"g-r1"}
+    tracker.want_snapshot("g-r0")
+    assert tracker.links["g-r0"].snapshot_wanted
+
+
+def test_a_state_transfer_replaces_what_waits_on_the_link() -> None:
+    tracker = LinkTracker(("g-r0", "g-r1"))
+    link = tracker.links["g-r1"]
+    link.queue_request(req("c", 9), now=1)
+    nv, cp = NewView(2, ("g-r0", "g-r1")), Checkpoint("g", 1, 4, "state", None)
+    link.transfer(nv, cp, [req("c", 5)], [ann(5)], now=6)
+    assert (link.new_view, link.checkpoint, link.join) == (nv, cp, True)
+    assert seqs(link.requests) == [5] and link.announcements == [ann(5)] and link.anns_since == 6
+    link.reload([], [], now=7)
+    assert link.anns_since is None
+    tracker.install_view(NewView(3, ("g-r1", "g-r5")))  # only members with a link get it
+    assert tracker.links["g-r1"].new_view == NewView(3, ("g-r1", "g-r5")) and tracker.links["g-r0"].new_view is None
+    tracker.drop("g-r1")
+    assert list(tracker.links) == ["g-r0"]
+
+
+# ------------------------------------------------------------------ Recovery
+
+
+def report(replica: str, executed: int, requests: tuple = ()) -> StateReport:
+    return StateReport(replica, 1, executed, requests=requests)
+
+
+def test_recovery_waits_for_every_member_and_asks_again_while_nobody_answers() -> None:
+    rec = Recovery()
+    rec.start(now=10)
+    members = ["g-r1", "g-r2"]
+    for round_ in range(1, RECOVERY_ROUNDS_MAX + 1):
+        assert rec.ask_again(10 + round_, rec.missing(members), members)
+        assert rec.started == 10 + round_
+    assert not rec.ask_again(99, rec.missing(members), members)  # the rounds are used up
+    rec.start(now=100)
+    rec.report(report("g-r1", 4))
+    assert not rec.complete(members) and rec.missing(members) == {"g-r2"}
+    assert not rec.ask_again(101, rec.missing(members), members)  # someone answered: drop the silent
+    rec.report(report("g-r2", 3))
+    assert rec.complete(members)
+    assert rec.executed(members, {"g-r1": 5, "g-r2": 0}) == {"g-r1": 5, "g-r2": 3}
+
+
+def test_recovery_ranks_the_most_advanced_first_and_drops_who_cannot_catch_up() -> None:
+    log = OrderLog(CoreConfig())
+    for pos in (1, 2, 3):
+        log.merge(ann(pos))
+    log.retain(req("c", 3))
+    rec = Recovery()
+    rec.start(now=0)
+    rec.report(report("g-r2", 1, requests=(req("c", 2),)))  # it holds c#2 itself
+    members = ["g-r0", "g-r1", "g-r2"]
+    ranked, dropped, replenish = rec.rank(members, {"g-r0": 2, "g-r1": 3, "g-r2": 1}, log)
+    assert ranked == ["g-r1", "g-r0", "g-r2"] and dropped == [] and not replenish
+    ranked, dropped, replenish = rec.rank(members, {"g-r0": 0, "g-r1": 3, "g-r2": 3}, log)
+    assert ranked == ["g-r1", "g-r2"] and dropped == ["g-r0"] and replenish  # c#1 is gone: state transfer
+
+
+def test_recovery_keeps_a_rebuilt_routers_undeposed_primary_in_the_lead_when_it_can_catch_up() -> None:
+    log = OrderLog(CoreConfig())
+    log.merge(ann(1))
+    log.retain(req("c", 1))
+    rec = Recovery()
+    rec.rebuilt_primary = ("g-r0", 4)
+    ranked, dropped, _ = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 1}, log)
+    assert ranked == ["g-r0", "g-r1"] and dropped == []
+    assert rec.primary_since("g-r0", 6) == 4 and rec.primary_since("g-r1", 6) == 6
+    ranked, dropped, replenish = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 2}, log)  # position 2 unknown
+    assert ranked == ["g-r1"] and dropped == ["g-r0"] and replenish
+
+
+# -------------------------------------------------------------------- Outbox
+
+
+def test_outbox_piggybacks_order_and_batches_copies_to_backups() -> None:
+    cfg = CoreConfig(relay_delay_ticks=2, null_message_ticks=5, batch_max=8)
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0", "g-r1"))
+    for link in tracker.links.values():
+        link.new_view = None
+    members = ["g-r0", "g-r1"]
+    tracker.queue_request(req("c", 1), now=0)
+    sends = outbox.sends(tracker, members, view=1, now=0, callers_wait=True)
+    assert [(m, seqs(d.requests)) for m, d in sends] == [("g-r0", [1])]  # the backup's copy waits
+    tracker.queue_announcement(ann(1), now=1, skip="g-r0")
+    sends = outbox.sends(tracker, members, view=1, now=2, callers_wait=True)
+    assert [(m, seqs(d.requests), len(d.announcements)) for m, d in sends] == [("g-r1", [1], 1)]
+    assert counts["copies"] == 1 and counts["announcements_piggybacked"] == 1 and counts["delivers"] == 2
+
+
+def test_outbox_sends_a_null_message_only_after_null_message_ticks() -> None:
+    cfg = CoreConfig(null_message_ticks=5)
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0", "g-r1"))
+    for link in tracker.links.values():
+        link.new_view = None
+    tracker.queue_announcement(ann(1), now=0, skip="g-r0")
+    assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=4, callers_wait=False) == []
+    (name, msg), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=5, callers_wait=False)
+    assert name == "g-r1" and msg.is_null and msg.announcements == (ann(1),)
+    assert counts["null_messages"] == 1 and counts["announcements_in_null"] == 1
+
+
+def test_outbox_respects_inflight_bounds_and_polls_an_idle_primary_while_callers_wait() -> None:
+    cfg = CoreConfig(primary_inflight_max=1, heartbeat_ticks=3)
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0",))
+    tracker.links["g-r0"].new_view = None
+    tracker.queue_request(req("c", 1), now=0)
+    assert len(outbox.sends(tracker, ["g-r0"], view=1, now=0, callers_wait=True)) == 1
+    tracker.queue_request(req("c", 2), now=0)
+    assert outbox.sends(tracker, ["g-r0"], view=1, now=1, callers_wait=True) == []  # one in flight already
+    tracker.acknowledge("g-r0", 1, now=2)
+    assert seqs(outbox.sends(tracker, ["g-r0"], view=1, now=2, callers_wait=True)[0][1].requests) == [2]
+    tracker.acknowledge("g-r0", 2, now=3)
+    assert outbox.sends(tracker, ["g-r0"], view=1, now=4, callers_wait=True) == []  # sent 2 ticks ago
+    assert outbox.sends(tracker, ["g-r0"], view=1, now=5, callers_wait=False) == []  # nobody waits
+    (_, poll), = outbox.sends(tracker, ["g-r0"], view=1, now=5, callers_wait=True)
+    assert poll.requests == () and counts["polls"] == 1
