@@ -13,7 +13,7 @@ import pytest
 import ray
 
 import ftactors
-from ftactors.campaign import plan_faults
+from ftactors.chaos import plan_faults
 from ftactors.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def test_fault_plan_is_a_function_of_the_seed():
 def plain_module(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text(textwrap.dedent("""
-        from ftactors.campaign import Campaign
+        from ftactors.chaos import Campaign
 
         class Plain:
             def add(self, x):
@@ -223,7 +223,7 @@ def test_chaos_violation_exits_1_with_seed_and_replay(shared, tmp_path):
     module = tmp_path / "planted.py"
     module.write_text(textwrap.dedent("""
         import ray, ftactors
-        from ftactors.campaign import Campaign
+        from ftactors.chaos import Campaign
 
         @ftactors.replicated(replicas=2)
         class Box:
