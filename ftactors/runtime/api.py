@@ -27,9 +27,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ftactors.core import ClientCore, ConfigError, Kind, NewView
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
-from ftactors.runtime.replica_actor import GroupSpec, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
 from ftactors.runtime.settings import ReplicationSettings, load_settings
+from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
 
@@ -525,7 +526,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         existing = _existing_group(group, namespace, rc)
         if existing is not None:
             return existing
-    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace)
+    spec = GroupSpec(group=group, config=s.core_config(), scheduling=s.scheduling, settings=s.model_dump(),
+                     cls_bytes=cloudpickle.dumps(rc._cls), init_bytes=init_bytes,
+                     actor_options=dict(rc._actor_options), namespace=namespace)
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"

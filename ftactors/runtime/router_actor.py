@@ -31,8 +31,9 @@ from ftactors.core import (
 )
 from ftactors.host.rebuild import rebuilt_view
 from ftactors.runtime.errors import GroupLostError
-from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
+from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
 
@@ -84,7 +85,7 @@ class _Router:
         self.spec = spec
         self.group = spec.group
         self.settings = ReplicationSettings(**spec.settings)
-        self.config = self.settings.core_config()
+        self.config = spec.config
         self.info: Dict[str, Any] = dict(info or {})
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
