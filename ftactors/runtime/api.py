@@ -25,6 +25,7 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ftactors.core import ClientCore, ConfigError, Kind, NewView
+from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
@@ -466,15 +467,13 @@ def _public_methods(cls: type) -> Tuple[str, ...]:
 
 
 def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
-    """A node id per replica (None: let Ray choose)."""
-    if settings.placement == "pack":
-        return [None] * n
-    nodes = alive_nodes()
-    if settings.placement == "strict-spread" and len(nodes) < n:
-        raise ConfigError(f"placement='strict-spread' needs {n} Ray nodes; the cluster has {len(nodes)}")
-    if len(nodes) <= 1:
-        return [None] * n
-    return [nodes[i % len(nodes)] for i in range(n)]
+    """A node id per replica (None: let Ray choose), by the one placement policy.
+
+    Raises:
+        PlacementError: ``strict-spread`` with fewer alive nodes than replicas.
+    """
+    nodes = [] if settings.placement == "pack" else alive_nodes()
+    return plan_nodes(nodes, n, settings.placement)
 
 
 #: The resource Ray gives the head node only.
