@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ftactors.chaos.errors import CampaignError
 
@@ -35,7 +35,7 @@ def check_address(address: str, timeout_s: float = 3.0) -> None:
         raise CampaignError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def start_cluster(nodes: int, quiet: dict) -> Any:
+def start_cluster(nodes: int, quiet: Dict[str, Any]) -> Any:
     """``nodes`` Ray nodes on this machine (one CPU each), joined by this driver.
 
     Raises:
@@ -71,7 +71,8 @@ def start_ray(address: Optional[str] = None, nodes: Optional[int] = None, debug:
     """
     import ray
 
-    quiet = dict(logging_level="info" if debug else "error", log_to_driver=debug, include_dashboard=False)
+    quiet: Dict[str, Any] = dict(logging_level="info" if debug else "error", log_to_driver=debug,
+                                 include_dashboard=False)
     if not debug:
         _quiet_expected_warnings()
     if nodes is not None:

@@ -158,6 +158,7 @@ class ReplicaInfo:
     executed: int
     state_digest: str
     replies_cached: int = -1  # its exactly-once table (-1: unknown)
+    error: str = ""  # why it did not answer ``describe`` ("" when it did)
 
 
 @dataclass(frozen=True)
@@ -703,7 +704,28 @@ def _handle(h: Any) -> ReplicatedHandle:
 def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> ReplicaInfo:
     return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
-                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1))
+                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1),
+                       error=str(d.get("error") or ""))
+
+
+def group_info(d: Dict[str, Any]) -> GroupInfo:
+    """A :class:`GroupInfo` from the dict the group's router returns from ``describe()``.
+
+    ``ftactors.describe`` and ``ftactors status`` both read a router through this.
+
+    Args:
+        d: the router's ``describe()``: the core's summary, each member's info, the settings.
+
+    Returns:
+        The group's view, style, phase, primary and backups (members in view order), counters.
+    """
+    handles = d.get("handles") or {}
+    infos = [_replica_info(d["replicas"].get(rid, {}), rid, handles) for rid in d["members"]]
+    return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
+                     primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
+                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
+                     retained={"requests": d["retained_requests"], "order": d["retained_order"],
+                               "replies": d["retained_replies"]})
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
@@ -714,13 +736,7 @@ def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
         GroupShutdownError: the group was shut down.
     """
     h = _handle(handle)
-    d = ray.get(h._router.describe.remote(), timeout=timeout_s)
-    infos = [_replica_info(d["replicas"].get(rid, {}), rid, d["handles"]) for rid in d["members"]]
-    return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
-                     primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
-                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
-                     retained={"requests": d["retained_requests"], "order": d["retained_order"],
-                               "replies": d["retained_replies"]})
+    return group_info(ray.get(h._router.describe.remote(), timeout=timeout_s))
 
 
 def stats(handle: ReplicatedHandle) -> Dict[str, int]:
