@@ -136,7 +136,7 @@ def chaos(
     from pydantic import ValidationError
 
     from ftactors.chaos import (ChaosConfig, faults_table, load_campaign, parse_faults, plan_faults,
-                                   render_report, run, start_ray, stop_ray, write_outputs)
+                                render_report, run, start_ray, stop_ray, write_outputs)
 
     cfg = _load_chaos_config(config) if config is not None else ChaosConfig()
     cli = dict(module=str(module) if module else None, faults=faults, fault_every_s=fault_every_s,

@@ -359,6 +359,47 @@ class _Run:
         except Exception as exc:
             self.figures["memory_mib_end"] = f"unavailable: {brief(exc)}"
 
+    def measure_start(self) -> None:
+        """Figures before the clients start: on how many nodes the replicas are, their memory."""
+        import ftactors
+
+        info = ftactors.describe(self.handle, timeout_s=30)
+        self.figures["replica_nodes_at_start"] = len({x.node_id for x in info.replicas})
+        self.figures["memory_mib_start"] = group_memory_mib(self.handle)
+
+    def drive(self, duration_s: Optional[float], progress: bool, label: str) -> None:
+        """Clients run while the plan's faults are injected, until ``duration_s`` (None: a few
+        seconds after the last fault)."""
+        end_s = duration_s if duration_s is not None else (self.plan[-1].at_s if self.plan else 0.0) + 3.0
+        with Progress(end_s, progress, label) as bar:
+            self.inject_plan(bar)
+            if duration_s is None:  # --faults-max: watch the last fault's recovery for a while
+                end_s = bar.total_s = max(end_s, self.clients.now() + 3.0)
+            self.sleep_until(end_s, bar)
+            self.tick(bar)
+
+    def execute(self, duration_s: Optional[float], progress: bool, label: str) -> Result:
+        """The whole run: figures at the start, clients and faults, then the checks."""
+        self.measure_start()
+        self.clients.start()
+        self.drive(duration_s, progress, label)
+        self.clients.stop()
+        run_s = self.clients.now()
+        self.injector.close()
+        history = self.clients.snapshot()
+        caller_pauses(history, self.records, run_s)
+        converged, failovers, style = self.check(history)
+        self.memory_end()
+        if self.injector.notes:
+            self.figures["notes"] = list(self.injector.notes)
+        return Result(self.campaign.name, self.seed, style, self.replicas, run_s, history, self.records,
+                      self.violations, failovers, converged, self.figures)
+
+    def close(self) -> None:
+        """Stop the clients and resume anything still paused (also after an error)."""
+        self.clients.signal_stop()
+        self.injector.close()
+
 
 def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), duration_s: Optional[float] = None,
         cluster: Any = None, progress: bool = True, recover_timeout_s: float = 60.0,
@@ -384,31 +425,10 @@ def run(campaign: Campaign, *, seed: int = 0, plan: Sequence[Fault] = (), durati
 
     handle = campaign.target.remote(*campaign.args, **campaign.kwargs)
     r = _Run(campaign, handle, seed, plan, cluster, recover_timeout_s, call_timeout_s, log)
-    end_s = duration_s if duration_s is not None else (plan[-1].at_s if plan else 0.0) + 3.0
     try:
-        r.figures["replica_nodes_at_start"] = len({x.node_id for x in ftactors.describe(handle, timeout_s=30).replicas})
-        r.figures["memory_mib_start"] = group_memory_mib(handle)
-        r.clients.start()
-        with Progress(end_s, progress, label) as bar:
-            r.inject_plan(bar)
-            if duration_s is None:  # --faults-max: watch the last fault's recovery for a while
-                end_s = bar.total_s = max(end_s, r.clients.now() + 3.0)
-            r.sleep_until(end_s, bar)
-            r.tick(bar)
-        r.clients.stop()
-        run_s = r.clients.now()
-        r.injector.close()
-        history = r.clients.snapshot()
-        caller_pauses(history, r.records, run_s)
-        converged, failovers, style = r.check(history)
-        r.memory_end()
-        if r.injector.notes:
-            r.figures["notes"] = list(r.injector.notes)
-        return Result(campaign.name, seed, style, r.replicas, run_s, history, r.records, r.violations,
-                      failovers, converged, r.figures)
+        return r.execute(duration_s, progress, label)
     finally:
-        r.clients.signal_stop()
-        r.injector.close()
+        r.close()
         try:
             ftactors.shutdown(handle)
         except Exception:
