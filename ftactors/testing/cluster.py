@@ -30,7 +30,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ftactors.core import (
     ClientCore,
-    CoreConfig,
     Deliver,
     Delivered,
     GroupOverloadedError,
@@ -47,6 +46,7 @@ from ftactors.core import (
     StateReport,
 )
 from ftactors.host.rebuild import rebuilt_view
+from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
 from ftactors.testing.events import (
     ClientIssue,
@@ -77,7 +77,6 @@ from ftactors.testing.hosts import (
     RouterHost,
 )
 from ftactors.testing.models import MODELS, Frontend, Model
-from ftactors.spec import GroupSpec
 from ftactors.testing.options import SimOptions
 
 #: bound on simultaneously scheduled events
