@@ -241,3 +241,11 @@ def test_caller_pause_is_the_longest_gap_in_completions_after_a_fault() -> None:
     caller_pauses(history, [f, skipped], end_s=6.0)
     assert f.pause_s == pytest.approx(5.0 - 2.1)  # from the last completion before the fault
     assert skipped.pause_s is None
+
+
+def test_modules_written_against_ftactors_campaign_get_the_same_names() -> None:
+    import ftactors.campaign as old
+    import ftactors.chaos as chaos
+
+    assert set(chaos.__all__) <= set(dir(old))
+    assert old.Campaign is chaos.Campaign and old.kill_replica is chaos.kill_replica
