@@ -15,7 +15,7 @@ import time
 import ray
 
 import ftactors
-from ftactors.campaign import Campaign, kill_replica  # kill_replica: ftactors.chaos.kill_replica, checking the pid
+from ftactors.chaos import Campaign, audit_tokens, kill_replica, money_violations
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 
@@ -59,14 +59,9 @@ def workload(handle, rng, op_index):
 def check(handle, history):
     """Money is conserved and every acknowledged transfer was applied exactly once."""
     state = ray.get(handle.audit.remote(), timeout=60)
-    done = set(state["done"])
-    violations = []
-    if state["total"] != ACCOUNTS * INITIAL:
-        violations.append(f"money not conserved: {state['total']} != {ACCOUNTS * INITIAL}")
-    missing = [op.index for op in history if op.ok and f"t{op.index}" not in done]
-    if missing:
-        violations.append(f"{len(missing)} acknowledged transfers missing, first t{missing[0]}")
-    return violations
+    acked = {f"t{op.index}": op.value for op in history if op.ok}
+    return (money_violations(state["total"], ACCOUNTS * INITIAL)
+            + audit_tokens(acked, state["done"]).violations("transfers"))
 
 
 CHAOS = Campaign(target=Bank, workload=workload, check=check, args=(ACCOUNTS, INITIAL), clients=3)

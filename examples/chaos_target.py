@@ -4,7 +4,7 @@
     ftactors chaos examples/chaos_target.py --faults kill-primary,pause-primary --faults-max 3
     python examples/chaos_target.py          # the same as the first line, shorter
 
-The contract (see ``ftactors.campaign``): the module defines ``CHAOS``, a
+The contract (see ``ftactors.chaos``): the module defines ``CHAOS``, a
 ``Campaign`` naming
 
 * ``target``: a class decorated with ``@ftactors.replicated(...)``;
@@ -25,7 +25,7 @@ from typing import Dict, List
 import ray
 
 import ftactors
-from ftactors.campaign import Campaign
+from ftactors.chaos import Campaign, audit_tokens
 
 
 @ftactors.replicated(replicas=3, style="semi-active", heartbeat_s=0.1, failure_timeout_s=1.0)
@@ -54,21 +54,9 @@ def workload(handle, rng, op_index):
 
 def check(handle, history) -> List[str]:
     """Every acknowledged append is there once, at the position its reply named."""
-    state = ray.get(handle.snapshot.remote())
-    entries = state["entries"]
-    violations = []
-    if len(entries) != len(set(entries)):
-        violations.append(f"{len(entries) - len(set(entries))} entries applied twice")
-    present = set(entries)
-    for op in history:
-        if not op.ok:
-            continue
-        token = f"op{op.index}"
-        if token not in present:
-            violations.append(f"acknowledged {token} is missing")
-        elif not (0 < op.value <= len(entries) and entries[op.value - 1] == token):
-            violations.append(f"{token} replied position {op.value}, but it is not there")
-    return violations[:20]
+    entries = ray.get(handle.snapshot.remote())["entries"]
+    return audit_tokens({f"op{op.index}": op.value for op in history if op.ok}, entries,
+                        positions=True).violations("appends")
 
 
 CHAOS = Campaign(target=Ledger, workload=workload, check=check, args=("main",), clients=3)

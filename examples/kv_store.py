@@ -9,7 +9,7 @@ import sys
 import ray
 
 import ftactors
-from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
+from ftactors.chaos import kill_replica
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 

@@ -23,7 +23,7 @@ from ray import serve
 from starlette.requests import Request
 
 import ftactors
-from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
+from ftactors.chaos import kill_replica
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 

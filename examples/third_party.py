@@ -15,7 +15,7 @@ import sys
 import ray
 
 import ftactors
-from ftactors.campaign import kill_replica  # ftactors.chaos.kill_replica, checking the pid first
+from ftactors.chaos import kill_replica
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vendor.lru_cache import LRUCache  # noqa: E402  (a "third-party" class)

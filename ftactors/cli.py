@@ -62,7 +62,7 @@ def demo(
     debug: bool = typer.Option(False, "--debug", help="tracebacks and Ray logs"),
 ) -> int:
     """A replicated bank whose primary is killed every few seconds; checks nothing is lost or doubled."""
-    from ftactors.campaign import start_ray, stop_ray
+    from ftactors.chaos import start_ray, stop_ray
     from ftactors.demo import run_demo
 
     if style not in ("semi-active", "passive"):
@@ -95,7 +95,7 @@ def demo(
 def _load_chaos_config(path: Path) -> Any:
     from pydantic import ValidationError
 
-    from ftactors.campaign import ChaosConfig
+    from ftactors.chaos import ChaosConfig
     from ftactors.core.errors import ConfigError
     from ftactors.runtime.settings import first_error, read_yaml_section
 
@@ -112,7 +112,7 @@ def _load_chaos_config(path: Path) -> Any:
 
 @app.command()
 def chaos(
-    module: Optional[Path] = typer.Argument(None, help="a Python file defining CHAOS = ftactors.campaign.Campaign(...)"),
+    module: Optional[Path] = typer.Argument(None, help="a Python file defining CHAOS = ftactors.chaos.Campaign(...)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a campaign YAML (configs/chaos.yaml); options win"),
     faults: Optional[str] = typer.Option(None, "--faults", help=f"comma-separated mix [default: {DEFAULT_FAULTS}]; "
                                          "also remove-node (with --nodes)"),
@@ -128,15 +128,15 @@ def chaos(
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
     debug: bool = typer.Option(False, "--debug", help="tracebacks and Ray logs"),
 ) -> int:
-    """A chaos campaign against your own replicated actor (see ftactors.campaign for the module contract).
+    """A chaos campaign against your own replicated actor (see ftactors.chaos for the module contract).
 
-    The module defines CHAOS = ftactors.campaign.Campaign(target=<@ftactors.replicated class>,
+    The module defines CHAOS = ftactors.chaos.Campaign(target=<@ftactors.replicated class>,
     workload=workload(handle, rng, op_index), check=check(handle, history) -> [violations], args=(...)).
     """
     from pydantic import ValidationError
 
-    from ftactors.campaign import (ChaosConfig, faults_table, load_campaign, parse_faults, plan_faults,
-                                   render_report, run, start_ray, stop_ray, write_outputs)
+    from ftactors.chaos import (ChaosConfig, faults_table, load_campaign, parse_faults, plan_faults,
+                                render_report, run, start_ray, stop_ray, write_outputs)
 
     cfg = _load_chaos_config(config) if config is not None else ChaosConfig()
     cli = dict(module=str(module) if module else None, faults=faults, fault_every_s=fault_every_s,
@@ -205,7 +205,7 @@ def status(
 
     import ray
 
-    from ftactors.campaign import CampaignError, check_address
+    from ftactors.chaos import CampaignError, check_address
     from ftactors.status import collect, render
 
     joined = not ray.is_initialized()  # inside a driver (tests, notebooks): use its session
@@ -275,7 +275,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry point; returns the exit status."""
-    from ftactors.campaign import CampaignError
+    from ftactors.chaos import CampaignError
     from ftactors.core.errors import ConfigError
 
     args = list(sys.argv[1:] if argv is None else argv)

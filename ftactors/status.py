@@ -1,7 +1,10 @@
 """``ftactors status``: the replicated groups of a running Ray cluster, in every namespace.
 
-Each group has a named router actor ``ftactors:<group>:router``; its
-``describe()`` gives the view, the style, the lifetime, the replicas and the counters.
+Each group has a named router actor ``ftactors:<group>:router``: the names only find the
+routers. What is shown comes from each router as structured data: its ``handle_info()``
+(the group's name, namespace, lifetime, class) and its ``describe()``, read into a
+:class:`ftactors.GroupInfo` by the same :func:`ftactors.runtime.api.group_info` as
+``ftactors.describe``.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional
 
+from ftactors.runtime.api import GroupInfo
+
 ROUTER_PREFIX = "ftactors:"
 ROUTER_SUFFIX = ":router"
 
 
-def find_routers() -> List[Dict[str, str]]:
-    """Named router actors in every namespace: ``[{"group", "name", "namespace"}]``."""
+def find_routers() -> List[Dict[str, Any]]:
+    """Named router actors in every namespace: ``[{"name", "namespace"}]`` (Ray's own names)."""
     import ray
 
     out = []
@@ -22,54 +27,72 @@ def find_routers() -> List[Dict[str, str]]:
         name = entry["name"] if isinstance(entry, dict) else entry
         ns = entry.get("namespace") if isinstance(entry, dict) else None
         if name.startswith(ROUTER_PREFIX) and name.endswith(ROUTER_SUFFIX):
-            out.append({"group": name[len(ROUTER_PREFIX):-len(ROUTER_SUFFIX)], "name": name, "namespace": ns})
-    return sorted(out, key=lambda e: e["group"])
+            out.append({"name": name, "namespace": ns})
+    return out
+
+
+def status_row(meta: Dict[str, Any], info: GroupInfo) -> Dict[str, Any]:
+    """One group's row, from its router's ``handle_info()`` and its :class:`GroupInfo`.
+
+    Args:
+        meta: the router's ``handle_info()``: ``group``, ``namespace`` (Ray's), ``lifetime``...
+        info: the group as described.
+
+    Returns:
+        The group, its ``namespace`` (as ``ftactors.get_actor`` takes it), ``lifetime``
+        (``"detached"`` or ``"non_detached"``), view, style, phase, replicas (primary first),
+        joining, the highest position executed, the lag between replicas, failovers, requests.
+    """
+    from ftactors.runtime.api import user_namespace
+
+    replicas = [{"replica": r.replica_id, "role": r.role, "node": r.node_id, "pid": r.pid,
+                 "executed": r.executed, "error": r.error or None} for r in info.replicas]
+    executed = [r.executed for r in info.replicas if r.executed >= 0]
+    return {
+        "group": meta.get("group") or info.group, "namespace": user_namespace(meta.get("namespace")),
+        "lifetime": meta.get("lifetime") or "non_detached", "class_name": meta.get("class_name"),
+        "view": info.view, "style": info.style, "phase": info.phase,
+        "replicas": replicas, "joining": list(info.joining),
+        "executed": max(executed) if executed else None,
+        "lag": (max(executed) - min(executed)) if executed else None,
+        "failovers": info.counts.get("failovers", 0),
+        "last_failover_s": info.last_failover_s,
+        "requests": info.counts.get("requests", 0),
+    }
+
+
+def _error_row(entry: Dict[str, Any], exc: BaseException) -> Dict[str, Any]:
+    """The row of a router that did not answer (being restarted, or gone meanwhile)."""
+    from ftactors.runtime.api import user_namespace
+
+    text = str(exc).strip()
+    group = entry["name"][len(ROUTER_PREFIX):-len(ROUTER_SUFFIX)]  # all that is known without the router
+    return {"group": group, "namespace": user_namespace(entry["namespace"]),
+            "error": f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:200]}
 
 
 def collect(timeout_s: float = 10.0) -> List[Dict[str, Any]]:
-    """One row per group of every namespace (Ray must be initialised).
+    """One row per group of every namespace (Ray must be initialised), sorted by group.
 
     Args:
         timeout_s: how long to wait for each router.
 
     Returns:
-        Rows with the group, its ``namespace`` (as ``ftactors.get_actor`` takes it), ``lifetime``
-        (``"detached"`` or ``"non_detached"``), view, style, phase, replicas and counters.
-        Unreachable routers get an ``error`` field.
+        :func:`status_row` rows; an unreachable router's row has an ``error`` field instead.
     """
     import ray
 
-    from ftactors.runtime.api import user_namespace
+    from ftactors.runtime.api import group_info
 
     rows = []
     for entry in find_routers():
-        row: Dict[str, Any] = {"group": entry["group"], "namespace": user_namespace(entry["namespace"])}
         try:
             router = ray.get_actor(entry["name"], namespace=entry["namespace"])
-            d = ray.get(router.describe.remote(), timeout=timeout_s)
+            meta = ray.get(router.handle_info.remote(), timeout=timeout_s)
+            rows.append(status_row(meta, group_info(ray.get(router.describe.remote(), timeout=timeout_s))))
         except Exception as exc:  # a router being restarted, or gone meanwhile
-            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-            rows.append(row)
-            continue
-        replicas = []
-        for rid in d["members"]:
-            r = d["replicas"].get(rid, {})
-            replicas.append({"replica": rid, "role": r.get("role", "?"), "node": r.get("node_id", ""),
-                             "pid": r.get("pid", -1), "executed": r.get("executed", -1),
-                             "error": r.get("error")})
-        executed = [r["executed"] for r in replicas if isinstance(r["executed"], int) and r["executed"] >= 0]
-        row.update({
-            "lifetime": d.get("lifetime") or "non_detached",
-            "view": d["view"], "style": d["settings"]["style"], "phase": d["phase"],
-            "replicas": replicas, "joining": list(d.get("joining", [])),
-            "executed": max(executed) if executed else None,
-            "lag": (max(executed) - min(executed)) if executed else None,
-            "failovers": d["counts"].get("failovers", 0),
-            "last_failover_s": d.get("last_failover_s"),
-            "requests": d["counts"].get("requests", 0),
-        })
-        rows.append(row)
-    return rows
+            rows.append(_error_row(entry, exc))
+    return sorted(rows, key=lambda r: (str(r["group"]), str(r["namespace"])))
 
 
 def _ago(t: Optional[float]) -> str:

@@ -7,7 +7,8 @@ from typing import List
 
 import pytest
 
-from ftactors import GroupInfo, ReplicaInfo, campaign
+from ftactors import GroupInfo, ReplicaInfo
+from ftactors.chaos import checks
 
 
 def replica(rid: str, role: str = "backup", executed: int = 7, digest: str = "d7", pid: int = 100) -> ReplicaInfo:
@@ -64,7 +65,7 @@ def test_campaign_check_fails_when_every_replica_is_unreachable(monkeypatch: pyt
 
     info = group([unreachable("r0", "primary"), unreachable("r1"), unreachable("r2")])
     monkeypatch.setattr(ftactors, "describe", lambda handle, timeout_s=30.0: info)
-    agree, detail = campaign.replicas_agree(object(), 3)
+    agree, detail = checks.replicas_agree(object(), 3)
     assert not agree and "unreachable" in detail
     info = group([replica("r0", "primary"), replica("r1"), replica("r2")])
-    assert campaign.replicas_agree(object(), 3) == (True, "3 replicas at position 7")
+    assert checks.replicas_agree(object(), 3) == (True, "3 replicas at position 7")

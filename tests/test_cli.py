@@ -13,7 +13,7 @@ import pytest
 import ray
 
 import ftactors
-from ftactors.campaign import plan_faults
+from ftactors.chaos import plan_faults
 from ftactors.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def test_fault_plan_is_a_function_of_the_seed():
 def plain_module(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text(textwrap.dedent("""
-        from ftactors.campaign import Campaign
+        from ftactors.chaos import Campaign
 
         class Plain:
             def add(self, x):
@@ -131,6 +131,38 @@ def test_console_script_error_is_one_line():
     proc = run_cli(["chaos", "missing_module.py"], timeout=120)
     assert proc.returncode == 2
     assert "module not found" in one_line_error(proc.stderr)
+
+
+def router_describe() -> dict:
+    """What a router's ``describe()`` returns: one backup did not answer."""
+    return {"group": "g", "view": 4, "phase": "normal", "members": ["g-r3", "g-r1", "g-r2"], "primary": "g-r3",
+            "joining": ["g-r5"], "counts": {"failovers": 2, "requests": 40}, "diverged": [],
+            "retained_requests": 1, "retained_order": 1, "retained_replies": 2, "last_failover_s": None,
+            "settings": {"style": "passive"}, "handles": {},
+            "replicas": {"g-r3": {"role": "primary", "node_id": "n1", "pid": 11, "executed": 40},
+                         "g-r1": {"role": "backup", "node_id": "n2", "pid": 12, "executed": 37},
+                         "g-r2": {"replica": "g-r2", "error": "GetTimeoutError()"}}}
+
+
+def test_status_rows_come_from_the_routers_structured_description():
+    from rich.console import Console
+
+    from ftactors.runtime.api import group_info
+    from ftactors.status import render, status_row
+
+    meta = {"group": "g", "namespace": "shop", "lifetime": "detached", "class_name": "Counter"}
+    row = status_row(meta, group_info(router_describe()))
+    assert (row["group"], row["namespace"], row["lifetime"], row["view"], row["style"]) == \
+        ("g", "shop", "detached", 4, "passive")
+    assert [(r["replica"], r["role"], r["executed"]) for r in row["replicas"]] == [
+        ("g-r3", "primary", 40), ("g-r1", "backup", 37), ("g-r2", "unknown", -1)]
+    assert row["replicas"][2]["error"] == "GetTimeoutError()" and row["replicas"][0]["error"] is None
+    assert (row["executed"], row["lag"], row["failovers"], row["joining"]) == (40, 3, 2, ["g-r5"])
+    assert status_row({"group": "g", "namespace": None}, group_info(router_describe()))["lifetime"] == "non_detached"
+    console = Console(record=True, width=100)
+    render([row], console)
+    text = console.export_text()
+    assert "g-r2" in text and "unreachable" in text and "joining" in text and "passive" in text
 
 
 # ------------------------------------------------------------- with Ray
@@ -223,7 +255,7 @@ def test_chaos_violation_exits_1_with_seed_and_replay(shared, tmp_path):
     module = tmp_path / "planted.py"
     module.write_text(textwrap.dedent("""
         import ray, ftactors
-        from ftactors.campaign import Campaign
+        from ftactors.chaos import Campaign
 
         @ftactors.replicated(replicas=2)
         class Box:

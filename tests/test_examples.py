@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from ftactors.campaign import Campaign, load_campaign
+from ftactors.chaos import Campaign, load_campaign
 
 pytestmark = pytest.mark.ray
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import pytest
 import ray
 
 import ftactors
+from ftactors import chaos
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.ray
@@ -140,8 +140,7 @@ def test_primary_kill_in_either_group_keeps_async_nested_calls_exactly_once(ray_
         refs = [ray.put(v) for v in refs]
         refs += [caller.work.remote(i) for i in range(15, 20)]  # in flight during the kill
         target = caller if victim == "caller" else counter
-        pid = ftactors.describe(target).primary.pid
-        os.kill(pid, signal.SIGKILL)
+        pid = chaos.kill_replica(target, "primary").pid
         refs += [caller.work.remote(i) for i in range(20, CALLS)]
         replies = ray.get(refs, timeout=180)
         wait_for(lambda: ftactors.describe(target).primary.pid != pid, what="a new primary")

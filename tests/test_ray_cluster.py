@@ -8,6 +8,7 @@ import pytest
 import ray
 
 import ftactors
+from ftactors import chaos
 from tests.conftest import wait_for
 from tests.test_ray_failover import Counter, Load, check_exactly_once
 
@@ -55,7 +56,7 @@ def test_losing_the_primarys_node_loses_and_duplicates_nothing(cluster):
         removed = info.primary.node_id
         with Load(h, threads=2) as load:
             load.wait_calls(30)
-            c.remove_node(by_id[removed], allow_graceful=False)
+            chaos.remove_node(c, removed)
             # the node's processes may outlive its raylet briefly: wait for the failover itself
             wait_for(lambda: ftactors.describe(h).primary.node_id != removed, timeout_s=90,
                      what="the primary to move off the removed node")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from typing import List
@@ -172,7 +171,7 @@ def test_restarted_router_finds_a_view_made_only_of_replacement_replicas(ray_loc
             for _ in range(3):
                 load.wait_calls(20)
                 victim = next(r for r in ftactors.describe(h).replicas if r.replica_id in initial)
-                os.kill(victim.pid, signal.SIGKILL)
+                chaos.kill(victim)
 
                 def replaced() -> bool:
                     info = ftactors.describe(h)

@@ -50,7 +50,7 @@ def session(ray_local) -> Dict[str, Any]:
 def run_driver(session: Dict[str, Any], body: str, prelude: str = "",
                timeout_s: float = 240) -> subprocess.CompletedProcess:
     """Run ``prelude`` then ``body`` as another driver of the session; it prints ``RESULT <json>``."""
-    script = "import json, os, signal, sys, time\nimport ray, ftactors\n" \
+    script = "import json, os, signal, sys, time\nimport ray, ftactors\nfrom ftactors import chaos\n" \
              f"ray.init(address={session['address']!r})\n" + prelude + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=session["env"], capture_output=True,
                           text=True, timeout=timeout_s)
@@ -107,8 +107,7 @@ def test_detached_group_outlives_its_driver_and_serves_another_across_a_primary_
     user = run_driver(session, '''
         h = ftactors.get_actor("orders", namespace="shop")
         ray.get([h.add.remote(f"d{i}") for i in range(20)])
-        old = ftactors.describe(h).primary
-        os.kill(old.pid, signal.SIGKILL)
+        old = chaos.kill_replica(h, "primary")
         ray.get([h.add.remote(f"e{i}") for i in range(20)])
         tokens = ray.get(h.read.remote())
         info = ftactors.describe(h)
@@ -218,7 +217,7 @@ def test_console_stays_quiet_through_failover_rereplication_and_router_restart(s
         h = Counter.remote()
         assert ray.get([h.add.remote() for _ in range(100)])[-1] == 100
         first = {r.replica_id for r in ftactors.describe(h).replicas}
-        os.kill(ftactors.describe(h).primary.pid, signal.SIGKILL)
+        chaos.kill_replica(h, "primary")
         ray.get([h.add.remote() for _ in range(20)])
         until(lambda: (lambda i: len(i.replicas) == 3 and not i.joining
                        and {r.replica_id for r in i.replicas} != first)(ftactors.describe(h)))

@@ -291,7 +291,7 @@ class FtActors(System):
     def kill_primary(self) -> None:
         victim = chaos.pick(self.h, "primary")
         self._killed_wall = time.time()
-        os.kill(victim.pid, signal.SIGKILL)
+        chaos.kill(victim)
 
     def recovered(self) -> bool:
         info = ftactors.describe(self.h)

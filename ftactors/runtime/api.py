@@ -25,11 +25,13 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ftactors.core import ClientCore, ConfigError, Kind, NewView
+from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
-from ftactors.runtime.replica_actor import GroupSpec, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
 from ftactors.runtime.settings import ReplicationSettings, load_settings
+from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
 
@@ -156,6 +158,7 @@ class ReplicaInfo:
     executed: int
     state_digest: str
     replies_cached: int = -1  # its exactly-once table (-1: unknown)
+    error: str = ""  # why it did not answer ``describe`` ("" when it did)
 
 
 @dataclass(frozen=True)
@@ -465,15 +468,13 @@ def _public_methods(cls: type) -> Tuple[str, ...]:
 
 
 def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
-    """A node id per replica (None: let Ray choose)."""
-    if settings.placement == "pack":
-        return [None] * n
-    nodes = alive_nodes()
-    if settings.placement == "strict-spread" and len(nodes) < n:
-        raise ConfigError(f"placement='strict-spread' needs {n} Ray nodes; the cluster has {len(nodes)}")
-    if len(nodes) <= 1:
-        return [None] * n
-    return [nodes[i % len(nodes)] for i in range(n)]
+    """A node id per replica (None: let Ray choose), by the one placement policy.
+
+    Raises:
+        PlacementError: ``strict-spread`` with fewer alive nodes than replicas.
+    """
+    nodes = [] if settings.placement == "pack" else alive_nodes()
+    return plan_nodes(nodes, n, settings.placement)
 
 
 #: The resource Ray gives the head node only.
@@ -525,7 +526,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         existing = _existing_group(group, namespace, rc)
         if existing is not None:
             return existing
-    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace)
+    spec = GroupSpec(group=group, config=s.core_config(), scheduling=s.scheduling, settings=s.model_dump(),
+                     cls_bytes=cloudpickle.dumps(rc._cls), init_bytes=init_bytes,
+                     actor_options=dict(rc._actor_options), namespace=namespace)
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
@@ -701,7 +704,28 @@ def _handle(h: Any) -> ReplicatedHandle:
 def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> ReplicaInfo:
     return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
-                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1))
+                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1),
+                       error=str(d.get("error") or ""))
+
+
+def group_info(d: Dict[str, Any]) -> GroupInfo:
+    """A :class:`GroupInfo` from the dict the group's router returns from ``describe()``.
+
+    ``ftactors.describe`` and ``ftactors status`` both read a router through this.
+
+    Args:
+        d: the router's ``describe()``: the core's summary, each member's info, the settings.
+
+    Returns:
+        The group's view, style, phase, primary and backups (members in view order), counters.
+    """
+    handles = d.get("handles") or {}
+    infos = [_replica_info(d["replicas"].get(rid, {}), rid, handles) for rid in d["members"]]
+    return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
+                     primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
+                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
+                     retained={"requests": d["retained_requests"], "order": d["retained_order"],
+                               "replies": d["retained_replies"]})
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
@@ -712,13 +736,7 @@ def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
         GroupShutdownError: the group was shut down.
     """
     h = _handle(handle)
-    d = ray.get(h._router.describe.remote(), timeout=timeout_s)
-    infos = [_replica_info(d["replicas"].get(rid, {}), rid, d["handles"]) for rid in d["members"]]
-    return GroupInfo(group=d["group"], view=d["view"], style=d["settings"]["style"], phase=d["phase"],
-                     primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
-                     counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
-                     retained={"requests": d["retained_requests"], "order": d["retained_order"],
-                               "replies": d["retained_replies"]})
+    return group_info(ray.get(h._router.describe.remote(), timeout=timeout_s))
 
 
 def stats(handle: ReplicatedHandle) -> Dict[str, int]:

@@ -21,7 +21,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Deque, Dict, Optional, Tuple
 
 import cloudpickle
@@ -44,29 +43,9 @@ from ftactors.host import Claim, ReplicaTurns, Verdict
 from ftactors.runtime import context
 from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
+from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
-
-
-@dataclass(frozen=True)
-class GroupSpec:
-    """Everything needed to build a replica of a group (shipped to router and replicas).
-
-    Args:
-        group: the group name.
-        cls_bytes: the user's class, cloudpickled.
-        init_bytes: constructor (args, kwargs), cloudpickled.
-        settings: ReplicationSettings as a dict.
-        actor_options: Ray actor options for each replica (num_cpus, resources, ...).
-        namespace: Ray namespace of the named actors.
-    """
-
-    group: str
-    cls_bytes: bytes
-    init_bytes: bytes
-    settings: Dict[str, Any]
-    actor_options: Dict[str, Any]
-    namespace: Optional[str] = None
 
 
 def replica_actor_name(group: str, replica_id: str) -> str:
@@ -181,8 +160,8 @@ class _Replica:
         self.settings = ReplicationSettings(**spec.settings)
         cls = cloudpickle.loads(spec.cls_bytes)
         args, kwargs = cloudpickle.loads(spec.init_bytes)
-        self.core = ReplicaCore(spec.group, replica_id, self.settings.core_config(),
-                                scheduling=self.settings.scheduling, initial_view=initial_view)
+        self.core = ReplicaCore(spec.group, replica_id, spec.config, scheduling=spec.scheduling,
+                                initial_view=initial_view)
         self.init_error: Optional[BaseException] = None  # the constructor's exception: every call gets it
         try:
             self.obj = cls(*args, **kwargs)

@@ -29,10 +29,12 @@ from ftactors.core import (
     RouterCore,
     StaleViewError,
 )
+from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.rebuild import rebuilt_view
 from ftactors.runtime.errors import GroupLostError
-from ftactors.runtime.replica_actor import GroupSpec, _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
+from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
 
@@ -84,7 +86,7 @@ class _Router:
         self.spec = spec
         self.group = spec.group
         self.settings = ReplicationSettings(**spec.settings)
-        self.config = self.settings.core_config()
+        self.config = spec.config
         self.info: Dict[str, Any] = dict(info or {})
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
@@ -494,12 +496,17 @@ class _Router:
         raise GroupLostError(f"{self.group}: no member gave the group's class")
 
     def _free_node(self) -> Optional[str]:
+        """Where a replacement replica goes, by the one placement policy (None: Ray chooses)."""
         if self.settings.placement == "pack":
             return None
-        used = {self.nodes.get(m) for m in self.core.members}
-        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-        free = [n for n in alive if n not in used]
-        return free[0] if free else None
+        from ftactors.runtime.api import alive_nodes  # api imports this module
+
+        try:
+            return choose_node(alive_nodes(), [self.nodes.get(m) for m in self.core.members],
+                               self.settings.placement)
+        except PlacementError as exc:
+            log.warning("[%s] %s; Ray places the replacement replica", self.group, exc)
+            return None
 
 
 def _await_name(name: str, namespace: Optional[str], timeout_s: float) -> Any:

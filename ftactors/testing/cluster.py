@@ -30,7 +30,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ftactors.core import (
     ClientCore,
-    CoreConfig,
     Deliver,
     Delivered,
     GroupOverloadedError,
@@ -47,6 +46,7 @@ from ftactors.core import (
     StateReport,
 )
 from ftactors.host.rebuild import rebuilt_view
+from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
 from ftactors.testing.events import (
     ClientIssue,
@@ -88,23 +88,6 @@ QUIESCE_TICKS_MAX = 400
 
 
 @dataclass(frozen=True, slots=True)
-class GroupSpec:
-    """A replicated group in the run.
-
-    Args:
-        name: the group's name.
-        model: its application.
-        config: its protocol settings.
-        scheduling: its scheduler.
-    """
-
-    name: str
-    model: Model
-    config: CoreConfig
-    scheduling: str
-
-
-@dataclass(frozen=True, slots=True)
 class RunResult:
     """What a run did, for the swarm summary.
 
@@ -142,6 +125,7 @@ class Simulator:
         self.fifo: Dict[Tuple[Any, ...], int] = {}
         self.counts: Tally = Tally()
         self.groups: Dict[str, GroupSpec] = {}
+        self.models: Dict[str, Model] = {}  # what each group's replicas run (the simulator's own)
         self.routers: Dict[str, RouterHost] = {}
         self.replicas: Dict[str, Dict[str, ReplicaHost]] = {}
         self.next_index: Dict[str, int] = {}
@@ -159,28 +143,29 @@ class Simulator:
         opts = self.options
         cfg = opts.core_config()
         backend = MODELS[opts.model]()
-        self._add_group(GroupSpec("store", backend, cfg, opts.scheduling))
+        self._add_group(GroupSpec("store", cfg, opts.scheduling), backend)
         if opts.nested:
-            self._add_group(GroupSpec("front", Frontend("store", backend), cfg, opts.scheduling))
+            self._add_group(GroupSpec("front", cfg, opts.scheduling), Frontend("store", backend))
         for i in range(opts.clients):
             script = deque(self._draw_op() for _ in range(opts.ops_per_client))
             self.clients[f"c{i}"] = ClientHost(ClientCore(f"c{i}"), script, window=opts.window)
             self.schedule(self.rng.randint(1, 5), ClientIssue(f"c{i}"))
 
-    def _add_group(self, spec: GroupSpec) -> None:
-        members = tuple(f"{spec.name}-r{i}" for i in range(self.options.replicas))
-        self.groups[spec.name] = spec
-        self.routers[spec.name] = RouterHost(spec.name, RouterCore(spec.name, spec.config, members))
-        self.next_index[spec.name] = len(members)
+    def _add_group(self, spec: GroupSpec, model: Model) -> None:
+        members = tuple(f"{spec.group}-r{i}" for i in range(self.options.replicas))
+        self.groups[spec.group] = spec
+        self.models[spec.group] = model
+        self.routers[spec.group] = RouterHost(spec.group, RouterCore(spec.group, spec.config, members))
+        self.next_index[spec.group] = len(members)
         view = NewView(1, members)
-        self.replicas[spec.name] = {
-            m: ReplicaHost(self, spec.name, ReplicaCore(spec.name, m, spec.config, spec.scheduling, view), spec.model)
+        self.replicas[spec.group] = {
+            m: ReplicaHost(self, spec.group, ReplicaCore(spec.group, m, spec.config, spec.scheduling, view), model)
             for m in members
         }
 
     def _draw_op(self) -> Tuple[str, str, Tuple[Any, ...]]:
         group = "front" if self.options.nested and self.rng.random() < 0.75 else "store"
-        method, args = self.groups[group].model.random_op(self.rng)
+        method, args = self.models[group].random_op(self.rng)
         if self.options.p_long and self.rng.random() < self.options.p_long:
             method, args = "slow", (self.rng.randint(2, self.options.long_ticks_max), method, args)
         return group, method, args
@@ -371,7 +356,7 @@ class Simulator:
         spec = self.groups[ev.group]
         core = ReplicaCore(ev.group, ev.replica, spec.config, spec.scheduling, initial_view=None)
         core.set_unavailable(self._unavailable())
-        self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, spec.model)
+        self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, self.models[ev.group])
         self.count("spawned")
         try:
             router.core.replica_started(ev.replica)

@@ -182,7 +182,7 @@ class Checker:
 
     def _check_group(self, group: str, log: List[LogEntry],
                      backend: Dict[MsgId, Tuple[int, Any]]) -> Dict[MsgId, Tuple[int, Any]]:
-        spec = self.sim.groups[group]
+        model = self.sim.models[group]
         store_log = {e.msg_id: e for e in self._final_log("store")} if group == "front" else {}
 
         def nested(mid: MsgId, call: NestedCall) -> Any:
@@ -194,11 +194,11 @@ class Checker:
                                          f"replay asks {call.method}{call.args}")
             return backend[mid][1]
 
-        state, answers = replay(spec.model, group, log, nested)
-        want = spec.model.digest(state)
+        state, answers = replay(model, group, log, nested)
+        want = model.digest(state)
         for host in self._members(group):
             if self.sim.options.style == "semi-active" or host.core.role == Role.PRIMARY:
-                if spec.model.digest(host.state) != want:
+                if model.digest(host.state) != want:
                     raise InvariantViolation(f"I1: {host.rid} state {host.state} differs from the replay {state}")
         return answers
 
@@ -215,7 +215,7 @@ class Checker:
         for group, ops in by_group.items():
             self._check_real_time(group, ops)
             if group == "store" and len(ops) <= WING_GONG_OPS_MAX and not self.sim.options.nested:
-                if not check_history(self.sim.groups[group].model, ops):
+                if not check_history(self.sim.models[group], ops):
                     raise InvariantViolation(f"I2: the history of {group} is not linearizable (Wing-Gong)")
 
     @staticmethod

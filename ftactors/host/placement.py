@@ -1,0 +1,81 @@
+"""Where a replica goes: the one placement policy, for a group's creation and for its replacements.
+
+Pure: the host gives the alive nodes (in order of preference) and the nodes of the group's
+current members; the policy names a node, or None to let Ray choose. Group creation
+(``runtime/api.py``) asks once per replica, adding each choice to the members' nodes; the
+router asks when it starts a replacement replica (``runtime/router_actor.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import List, Optional, Sequence
+
+from ftactors.core.errors import ConfigError
+
+#: the settings of ``placement=`` (``ReplicationSettings.placement``)
+PLACEMENTS = ("spread", "strict-spread", "pack")
+
+
+class PlacementError(ConfigError):
+    """``placement="strict-spread"`` and every alive node already holds a replica of the group."""
+
+
+def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement: str) -> Optional[str]:
+    """The node for one more replica of a group.
+
+    ``spread`` takes the node holding the fewest of the group's replicas, the earliest in
+    ``nodes`` among equals: a node without one while there is such a node, and the load
+    evened out when every node has one. ``strict-spread`` takes only a node without one.
+    ``pack`` and a cluster of one node leave the choice to Ray.
+
+    Args:
+        nodes: the alive node ids, in order of preference (the host puts worker nodes first and
+            the head node, whose loss is the cluster's, last).
+        taken: the node of each current member (None: not known yet, which counts nowhere).
+        placement: ``"spread"``, ``"strict-spread"`` or ``"pack"``.
+
+    Returns:
+        A node id, or None: let Ray choose.
+
+    Raises:
+        ConfigError: an unknown ``placement``.
+        PlacementError: ``strict-spread`` and every node of ``nodes`` holds a member.
+    """
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    if placement == "pack":
+        return None
+    load = Counter(n for n in taken if n is not None)
+    if placement == "strict-spread":
+        free = [n for n in nodes if load[n] == 0]
+        if not free:
+            raise PlacementError(f"placement='strict-spread': each of the {len(nodes)} Ray nodes already "
+                                 f"holds a replica of this group")
+        return free[0]
+    if len(nodes) <= 1:
+        return None
+    return min(nodes, key=lambda n: load[n])  # min keeps the first of equals
+
+
+def plan_nodes(nodes: Sequence[str], replicas: int, placement: str) -> List[Optional[str]]:
+    """A node for each replica of a new group (:func:`choose_node`, one replica after another).
+
+    Args:
+        nodes: the alive node ids, in order of preference.
+        replicas: how many replicas the group starts with.
+        placement: the group's setting.
+
+    Returns:
+        One node id (or None: let Ray choose) per replica, primary first.
+
+    Raises:
+        ConfigError: an unknown ``placement``.
+        PlacementError: ``strict-spread`` with fewer nodes than replicas.
+    """
+    if placement == "strict-spread" and len(nodes) < replicas:
+        raise PlacementError(f"placement='strict-spread' needs {replicas} Ray nodes; the cluster has {len(nodes)}")
+    chosen: List[Optional[str]] = []
+    for _ in range(replicas):
+        chosen.append(choose_node(nodes, chosen, placement))
+    return chosen

@@ -1,0 +1,251 @@
+"""The chaos package without Ray: the fault primitives' choices, the signals they send to a real
+process, and the checks' verdicts (lost, applied twice, money, agreement, failed calls)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+from typing import Any, List
+
+import psutil
+import pytest
+
+import ftactors
+from ftactors import GroupInfo, ReplicaInfo
+from ftactors.chaos import (
+    CampaignError,
+    Fault,
+    FaultError,
+    FaultRecord,
+    Injector,
+    Op,
+    agreement,
+    audit_tokens,
+    backup_index,
+    caller_pauses,
+    check_pid,
+    choose_replica,
+    failed_calls,
+    is_ready,
+    kill,
+    money_violations,
+    removal_order,
+    remove_node,
+    resume,
+)
+from ftactors.chaos import faults
+from ftactors.chaos.faults import signal_process
+
+
+def replica(rid: str, role: str = "backup", node: str = "n1", pid: int = 100, executed: int = 7,
+            digest: str = "d7") -> ReplicaInfo:
+    return ReplicaInfo(replica_id=rid, actor=None, node_id=node, pid=pid, role=role, executed=executed,
+                       state_digest=digest)
+
+
+def group(reps: List[ReplicaInfo], style: str = "semi-active", phase: str = "normal",
+          joining: Any = ()) -> GroupInfo:
+    return GroupInfo(group="g", view=1, style=style, phase=phase, primary=reps[0] if reps else None,
+                     backups=reps[1:], joining=list(joining), counts={})
+
+
+# ------------------------------------------------------------------ choices
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1, None, "123", True, 2.5])
+def test_check_pid_refuses_what_would_signal_many_processes_or_none(pid: Any) -> None:
+    with pytest.raises(FaultError):
+        check_pid(pid, "r0")
+
+
+def test_check_pid_refuses_this_process_and_accepts_another() -> None:
+    with pytest.raises(FaultError):
+        check_pid(os.getpid(), "me")
+    assert check_pid(4242, "r0", own_pid=1000) == 4242
+
+
+def test_choose_replica_by_role_and_index() -> None:
+    info = group([replica("r0", "primary"), replica("r1"), replica("r2")])
+    assert choose_replica(info).replica_id == "r0"
+    assert choose_replica(info, "backup", 1).replica_id == "r2"
+    with pytest.raises(FaultError, match="2 backups"):
+        choose_replica(info, "backup", 2)
+    with pytest.raises(ValueError, match="role"):
+        choose_replica(info, "router")
+
+
+def test_choose_replica_without_a_primary_is_a_fault_error() -> None:
+    with pytest.raises(FaultError, match="no primary"):
+        choose_replica(group([]))
+
+
+def test_backup_index_is_a_function_of_its_key_and_reaches_every_backup() -> None:
+    assert all(backup_index(3, k) == backup_index(3, k) for k in range(20))
+    assert {backup_index(3, k / 7) for k in range(200)} == {0, 1, 2}
+    with pytest.raises(FaultError):
+        backup_index(0, 1.5)
+
+
+def test_removal_order_never_takes_the_head_nor_the_primary_with_the_router() -> None:
+    # router on the head: the primary's worker node first, then the backups' worker nodes
+    info = group([replica("p", "primary", "w1"), replica("b1", node="w2"), replica("b2", node="head")])
+    assert [r.replica_id for r in removal_order(info, "head", "head")] == ["p", "b1"]
+    # router on w1 with the primary: neither w1 (primary + router together) nor the head
+    assert [r.replica_id for r in removal_order(info, "head", "w1")] == ["b1"]
+    # router on w2 with a backup: the primary first, the router's node last
+    assert [r.replica_id for r in removal_order(info, "head", "w2")] == ["p", "b1"]
+
+
+def test_removal_order_is_empty_when_every_replica_is_on_the_head() -> None:
+    info = group([replica("p", "primary", "head"), replica("b1", node="head")])
+    assert removal_order(info, "head", "head") == []
+
+
+def test_remove_node_refuses_a_node_that_is_not_a_worker() -> None:
+    removed: List[Any] = []
+    cluster = SimpleNamespace(worker_nodes=[SimpleNamespace(node_id="w1")],
+                              remove_node=lambda node, allow_graceful: removed.append(node.node_id))
+    with pytest.raises(FaultError, match="not a worker node"):
+        remove_node(cluster, "head")
+    remove_node(cluster, "w1")
+    assert removed == ["w1"]
+
+
+# ------------------------------------------------------- signals, for real
+
+
+@pytest.fixture
+def child() -> Any:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_pause_resume_and_kill_a_real_process(child: Any) -> None:
+    victim = replica("r0", "primary", pid=child.pid)
+    signal_process(child.pid, faults.signal.SIGSTOP, "r0")
+    assert wait_status(child.pid, psutil.STATUS_STOPPED)
+    resume(child.pid)
+    assert wait_status(child.pid, psutil.STATUS_SLEEPING, psutil.STATUS_RUNNING)
+    assert kill(victim) is victim
+    assert child.wait(timeout=10) == -faults.signal.SIGKILL
+
+
+def test_kill_refuses_an_unknown_pid_and_an_unknown_way() -> None:
+    with pytest.raises(FaultError):
+        kill(replica("r0", pid=-1))
+    with pytest.raises(ValueError, match="how"):
+        kill(replica("r0", pid=4242), how="gently")
+
+
+def test_resume_of_a_process_that_is_gone_is_no_error(child: Any) -> None:
+    child.kill()
+    child.wait()
+    resume(child.pid)
+    with pytest.raises(FaultError):
+        resume(-1)
+
+
+def wait_status(pid: int, *statuses: str) -> bool:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if psutil.Process(pid).status() in statuses:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# --------------------------------------------------------------- injector
+
+
+def test_injector_refuses_an_unknown_fault_and_skips_a_backup_kill_without_backups(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    injector = Injector(handle=object())
+    with pytest.raises(CampaignError, match="unknown fault"):
+        injector.inject(Fault(1.0, "kill-everything"), FaultRecord("kill-everything", 1.0))
+    monkeypatch.setattr(ftactors, "describe", lambda h, timeout_s=30.0: group([replica("p", "primary")]))
+    record = FaultRecord("kill-backup", 1.0)
+    injector.inject(Fault(1.0, "kill-backup"), record)
+    assert record.skipped == "no backup" and record.pid == -1
+
+
+def test_injector_skips_remove_node_without_a_cluster() -> None:
+    record = FaultRecord("remove-node", 1.0)
+    Injector(handle=object()).inject(Fault(1.0, "remove-node"), record)
+    assert "needs --nodes" in record.skipped
+
+
+# ------------------------------------------------------------------ checks
+
+
+def op(index: int, value: Any = None, error: Any = None, etype: Any = None) -> Op:
+    return Op(index, 0, float(index), float(index) + 0.1, value, error, etype)
+
+
+def test_audit_finds_lost_twice_and_mismatched_operations() -> None:
+    audit = audit_tokens({"a": 1, "b": 2, "c": 9, "d": 3}, ["a", "b", "b", "x"], positions=True)
+    assert audit.lost == ("c", "d")
+    assert audit.applied_twice == 1
+    assert audit.mismatched == ()  # "a" at 1, "b" at 2; the lost ones are reported as lost
+    text = audit.violations("transfers")
+    assert any("2 acknowledged transfers are not in the log" in v for v in text)
+    assert any("1 transfers were applied twice" in v for v in text)
+
+
+def test_audit_finds_a_reply_naming_the_wrong_position() -> None:
+    audit = audit_tokens({"a": 2, "b": 1}, ["a", "b"], positions=True)
+    assert audit.mismatched == ("a", "b") and audit.violations()
+    assert audit_tokens({"a": 1, "b": 2}, ["a", "b"], positions=True).violations() == []
+
+
+def test_money_must_be_conserved() -> None:
+    assert money_violations(1000, 1000) == []
+    assert money_violations(999, 1000) == ["money not conserved: 999 != 1000"]
+
+
+def test_failed_calls_are_violations_unless_allowed() -> None:
+    history = [op(0, 1), op(1, error="KeyError: x", etype="allowed:KeyError"), op(2, error="GroupLostError: y",
+                                                                                   etype="GroupLostError")]
+    assert failed_calls(history) == ["1 calls failed; first: op 2: GroupLostError: y"]
+    assert failed_calls(history[:2]) == []
+
+
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_agreement_fails_when_every_replica_is_unreachable(style: str) -> None:
+    unreachable = [replica(r, "backup", pid=-1, executed=-1, digest="") for r in ("r0", "r1", "r2")]
+    agree, detail = agreement(group(unreachable, style), 3)
+    assert not agree and "unreachable" in detail
+    assert agreement(group([replica("r0", "primary"), replica("r1"), replica("r2")], style), 3) == (
+        True, "3 replicas at position 7")
+
+
+def test_ready_needs_every_replica_with_a_pid_and_no_join() -> None:
+    whole = [replica("r0", "primary"), replica("r1"), replica("r2")]
+    assert is_ready(group(whole), 3)
+    assert not is_ready(group(whole[:2]), 3)
+    assert not is_ready(group(whole, joining=["r3"]), 3)
+    assert not is_ready(group(whole, phase="recovering"), 3)
+    assert not is_ready(group([whole[0], whole[1], replica("r2", pid=-1)]), 3)
+
+
+def test_caller_pause_is_the_longest_gap_in_completions_after_a_fault() -> None:
+    history = [op(i) for i in (0, 1, 2)] + [Op(3, 0, 2.2, 5.0, 1), Op(4, 0, 5.0, 5.2, 1)]
+    f = FaultRecord("kill-primary", 2.0, at_s=2.5)
+    skipped = FaultRecord("kill-backup", 3.0)
+    caller_pauses(history, [f, skipped], end_s=6.0)
+    assert f.pause_s == pytest.approx(5.0 - 2.1)  # from the last completion before the fault
+    assert skipped.pause_s is None
+
+
+def test_modules_written_against_ftactors_campaign_get_the_same_names() -> None:
+    import ftactors.campaign as old
+    import ftactors.chaos as chaos
+
+    assert set(chaos.__all__) <= set(dir(old))
+    assert old.Campaign is chaos.Campaign and old.kill_replica is chaos.kill_replica

@@ -1,0 +1,62 @@
+"""The one placement policy (``ftactors.host.placement``), used by group creation and by the
+router's replacements: spread, strict-spread, pack, a single node, every node taken."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftactors import ConfigError
+from ftactors.host.placement import PlacementError, choose_node, plan_nodes
+
+NODES = ["w1", "w2", "head"]  # the host's order: worker nodes first, the head last
+
+
+def test_spread_puts_each_replica_on_its_own_node_workers_first() -> None:
+    assert plan_nodes(NODES, 3, "spread") == ["w1", "w2", "head"]
+    assert plan_nodes(NODES, 2, "spread") == ["w1", "w2"]
+
+
+def test_spread_evens_the_load_when_replicas_outnumber_nodes() -> None:
+    assert plan_nodes(["w1", "head"], 3, "spread") == ["w1", "head", "w1"]
+    assert plan_nodes(["w1", "head"], 4, "spread") == ["w1", "head", "w1", "head"]
+
+
+def test_a_replacement_goes_to_the_node_without_a_replica() -> None:
+    assert choose_node(NODES, ["w2", "head"], "spread") == "w1"
+    assert choose_node(NODES, ["w1", "head"], "strict-spread") == "w2"
+    # a member whose node is not known yet counts nowhere
+    assert choose_node(NODES, ["w1", None], "spread") == "w2"
+
+
+def test_spread_with_every_node_taken_takes_the_least_loaded() -> None:
+    assert choose_node(NODES, ["w1", "w2", "head", "w1"], "spread") == "w2"
+    # nodes that left the cluster (a member still on a removed node) do not count
+    assert choose_node(["w3", "head"], ["w1", "head"], "spread") == "w3"
+
+
+def test_strict_spread_refuses_when_every_node_is_taken() -> None:
+    with pytest.raises(PlacementError, match="strict-spread"):
+        choose_node(NODES, ["w1", "w2", "head"], "strict-spread")
+    with pytest.raises(ConfigError, match="needs 3 Ray nodes; the cluster has 2"):
+        plan_nodes(["w1", "head"], 3, "strict-spread")
+
+
+def test_a_single_node_leaves_the_choice_to_ray_unless_strict() -> None:
+    assert plan_nodes(["head"], 3, "spread") == [None, None, None]
+    assert choose_node(["head"], ["head"], "spread") is None
+    with pytest.raises(PlacementError):
+        plan_nodes(["head"], 2, "strict-spread")
+
+
+def test_pack_leaves_every_choice_to_ray() -> None:
+    assert plan_nodes(NODES, 3, "pack") == [None, None, None]
+    assert choose_node(NODES, [], "pack") is None
+
+
+def test_no_alive_node_known_leaves_the_choice_to_ray() -> None:
+    assert choose_node([], ["w1"], "spread") is None
+
+
+def test_an_unknown_placement_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="placement must be one of"):
+        choose_node(NODES, [], "scatter")
