@@ -833,7 +833,7 @@ class RouterCore:
             link = self.links[m]
             link.acked = executed[m]
             link.inflight = 0
-            link.requests = list(self.requests.values())
+            link.requests = self._catch_up_order(executed[m])
             link.announcements = [self.order[p] for p in sorted(self.order) if p > executed[m]]
             link.anns_since = self.now if link.announcements else None
         self.reports = {}
@@ -841,6 +841,15 @@ class RouterCore:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
+
+    def _catch_up_order(self, executed: int) -> List[Request]:
+        """Every request held, those at announced positions past ``executed`` first and in position
+        order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and gives
+        it up after ``recovery_timeout_ticks`` without the next one, so the next one must come next."""
+        first = [self.requests[a.msg_id] for p, a in sorted(self.order.items())
+                 if p > executed and a.msg_id in self.requests]
+        ids = {r.msg_id for r in first}
+        return first + [r for r in self.requests.values() if r.msg_id not in ids]
 
     def _can_catch_up(self, member: str, executed: int, upto: int) -> bool:
         """Whether the router holds, for every position ``member`` lacks up to ``upto``, the
