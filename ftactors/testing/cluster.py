@@ -153,6 +153,7 @@ class Simulator:
         self.nested_seen: Dict[Any, Any] = {}
         self.faults_on = options.faults
         self.store = ObjectStore()
+        self.results_in_flight: set = set()  # results on their way to Ray callers (client_fifo)
         self.checker = invariants.Checker(self)
         self._build()
 
@@ -217,6 +218,7 @@ class Simulator:
         opts = self.options
         if opts.client_fifo and isinstance(event, ReplyArrives) and event.to.is_client:
             self.schedule(self.rng.randint(1, opts.delay_max), event)  # a Ray result: delayed, never lost
+            self.results_in_flight.add(event.reply.msg_id)  # ...and never retried (see _resubmit)
             return
         if self.faults_on and self.rng.random() < opts.p_drop:
             self.count("dropped")
@@ -328,7 +330,8 @@ class Simulator:
             return
         for client in self.clients.values():
             for req, _ in list(client.outstanding.values()):
-                if req.group == group:
+                # a call whose result is on its way completed for Ray: it is not retried
+                if req.group == group and req.msg_id not in self.results_in_flight:
                     self.count("client_resubmits")
                     self._send_request(client, req)
 
@@ -339,8 +342,9 @@ class Simulator:
             return
         try:
             cached = router.core.submit(ev.request)
-        except (RemoteProtocolError, GroupOverloadedError):
+        except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
+            self.count("full:inflight_max", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))
@@ -371,6 +375,7 @@ class Simulator:
 
     def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
         if ev.to.is_client:
+            self.results_in_flight.discard(ev.reply.msg_id)
             client = self.clients[ev.to.name]
             op = client.on_reply(ev.reply, self.now)
             if op is not None:

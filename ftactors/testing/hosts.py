@@ -129,7 +129,7 @@ class ReplicaHost:
     driver: Optional[int] = None  # the incarnation of the Deliver that drives (its answer is pending)
     standby: Optional[int] = None  # the incarnation of the Deliver that waits to take over
     drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
-    gen: Optional[Generator[NestedCall, Any, Any]] = None
+    gen: Optional[Generator[Any, Any, Any]] = None  # a method that yields NestedCall, Work or Draw
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     working_until: Optional[int] = None  # a long method executes until this tick

@@ -126,6 +126,10 @@ class Checker:
             InvariantViolation: a structure past its bound.
         """
         count = self.sim.count
+        for router in self.sim.routers.values():
+            # not a hard cap: past log_max the router replaces its slowest backup (``_check_lag``)
+            if router.core is not None and len(router.core.requests) >= router.core.config.log_max:
+                count("full:log_max")
         for owner, name, size, cap, oldest in self._bounded():
             if size > cap:
                 raise InvariantViolation(f"I8: {owner}: {name} holds {size}, past {cap}")
