@@ -154,6 +154,7 @@ class Simulator:
         self.faults_on = options.faults
         self.store = ObjectStore()
         self.results_in_flight: set = set()  # results on their way to Ray callers (client_fifo)
+        self.needs_resources: set = set()  # client calls that need a resource (at most one per operation)
         self.checker = invariants.Checker(self)
         self._build()
 
@@ -284,6 +285,8 @@ class Simulator:
             self.count("calls")
             self.count("oneway_calls", int(client.outstanding[req.msg_id][1].oneway))
             self.count("byref_args", int(not isinstance(req.payload, tuple)))
+            if req.resources:
+                self.needs_resources.add(req.msg_id)  # a scheduler may pass over it (I10)
             self._send_request(client, req)
             self.schedule(self.options.retry_ticks, ClientRetry(client.name, req.msg_id))
         self._maybe_exit(client)

@@ -341,17 +341,19 @@ class Checker:
     def _check_client_order(self, logs: Dict[str, List[LogEntry]]) -> None:
         """I10: with a scheduler that keeps arrival order, each client's calls to a group (one-way
         or not) run in the order it issued them (the router's per-source FIFO; Ray's per-caller order).
-        Every scheduler passes over a call whose resources are down, and on the lossy link a call may
-        arrive after its source's gap wait: there a break of order is only counted."""
+        Every scheduler passes over a call whose resources are down (such calls are left out when
+        resources come and go), and on the lossy link a call may arrive after its source's gap wait:
+        there a break of order is only counted."""
         opts = self.sim.options
         if opts.scheduling not in ("reception", "sequence"):
             return
-        strict = opts.client_fifo and not opts.p_resources
+        strict = opts.client_fifo
+        passed_over = self.sim.needs_resources if opts.p_resources else set()
         for group, log in logs.items():
             last: Dict[str, Tuple[int, int]] = {}
             for e in log:
                 src = e.msg_id.source
-                if "|" in src:
+                if "|" in src or e.msg_id in passed_over:
                     continue  # nested sources number calls per execution
                 prev = last.get(src)
                 if prev is not None and prev[0] > e.msg_id.seq:
