@@ -369,10 +369,13 @@ class ReplicaHost:
         return value
 
     def _advance(self, value: Any) -> None:
+        """Resume the method with ``value`` (a nested call's :class:`Raised` is raised into it) until it
+        returns, raises, works (``Work``) or makes a nested call; ``now()``/``random()`` answer at once."""
         assert self.gen is not None
+        throw: Optional[BaseException] = RaisedError(value) if isinstance(value, Raised) else None
         while True:
             try:
-                call = self.gen.throw(RaisedError(value)) if isinstance(value, Raised) else self.gen.send(value)
+                call = self.gen.throw(throw) if throw is not None else self.gen.send(value)
             except StopIteration as stop:
                 self.gen = None
                 self._finish(stop.value)
@@ -385,9 +388,9 @@ class ReplicaHost:
             if not isinstance(call, Draw):
                 break
             try:
-                value = self._draw(call.kind)
-            except ReplayExhausted as exc:
-                value = Raised.of(self.model.name, "draw", exc)
+                value, throw = self._draw(call.kind), None
+            except ReplayExhausted as exc:  # raised into the method, as CallContext.value raises it
+                throw = exc
         if isinstance(call, Work):
             self.working_until = self.sim.now + max(1, call.ticks)
             self.sim.count("long_methods")
