@@ -374,3 +374,27 @@ def test_a_call_answered_while_held_for_an_earlier_one_is_not_released_again() -
     g.router.submit(client.request("g", "add", payload=1))  # acknowledges up to c#3: its reply is forgotten
     g.pump(cfg.sequence_gap_ticks + 5)
     assert reqs[2].msg_id not in [r.msg_id for r in g.released]
+
+
+def test_recovery_sends_a_new_primary_the_requests_of_the_announced_order_first() -> None:
+    """A new primary replays the announced order as its requests arrive, ``batch_max`` per Deliver,
+    and gives the order up after ``recovery_timeout_ticks`` without the next one. Sent in the
+    router's reception order, the request at position 1 came last: with ``batch_max=1`` the new
+    primary gave up an order whose positions were acknowledged (simulator seeds 394 and 489:
+    ``I4: store-r3 executes c1#5 at 12, where the acknowledged c3#4 is``)."""
+    router = RouterCore("g", CoreConfig(batch_max=1, query_on_failover=True), MEMBERS)
+    reqs = [Request(Kind.SYNC_REQUEST, MsgId(f"c{i}", 1), "g", "add", 1) for i in range(4)]
+    for req in reqs:
+        router.submit(req)
+    router.ready()
+    announced = list(reversed(reqs))  # the primary ran them in the opposite order
+    anns = tuple(Announcement("g", 1, p, req.msg_id) for p, req in enumerate(announced, 1))
+    router.on_delivered(Delivered("g-r0", 1, announcements=anns, acked_position=4))
+    router.on_failure("g-r0")
+    for m in ("g-r1", "g-r2"):
+        router.on_state_report(StateReport(m, 1, 0))
+    assert router.phase == Phase.NORMAL and router.primary == "g-r1"
+    sends = dict(router.ready().sends)
+    assert [r.msg_id for r in sends["g-r1"].requests] == [announced[0].msg_id]  # position 1's request first
+    link = router.links["g-r1"]
+    assert [r.msg_id for r in link.requests] == [r.msg_id for r in announced[1:]]  # then 2, 3, 4

@@ -7,10 +7,12 @@ seed must finish every client operation with no invariant broken.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import run_seed
+from ftactors.testing import InvariantViolation, draw_options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -24,3 +26,29 @@ def test_fixed_seeds_pass(style: str, scheduling: str) -> None:
     for seed in range(start, start + SEEDS_PER_CELL):
         result = run_seed(seed, style, scheduling)  # raises on an invariant violation
         assert result.ops >= 3, f"seed {seed} ({style}, {scheduling}) completed only {result.ops} ops"
+
+
+@pytest.mark.parametrize("seed", [394, 489])
+def test_a_new_primary_is_sent_the_requests_of_the_order_it_replays_first(seed: int) -> None:
+    """Found by the small bounds of the workload (``batch_max=1``): after a failover the new primary
+    received the requests it lacked in the router's reception order, one per Deliver, gave the
+    announced order up after ``recovery_timeout_ticks`` and put another call at an acknowledged
+    position (``I4: store-r3 executes c1#5 at 12, where the acknowledged c3#4 is``)."""
+    result = run_seed(seed)
+    assert result.counts["crashes"] > 0 and result.ops >= 100
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation,
+                   reason="open (docs/faults.md): a replica past pending_max drops request copies")
+def test_a_replica_at_pending_max_keeps_what_the_order_needs() -> None:
+    """Open, found by the bounds workload: with pending_max=2 (seed 133) a replica whose pending
+    requests are full drops the next copy silently (a backup) or refuses it (the primary, after the
+    router relayed it to the backups); the announced order then lacks a request where it is needed
+    and a later primary puts another call at an acknowledged position
+    (``I4: store-r5 executes c2#3 at 10, where the acknowledged c0#3 is``). The swarm keeps
+    pending_max above what can be outstanding until this is fixed."""
+    try:
+        run_seed(133, options=replace(draw_options(133), pending_max=2))
+    except InvariantViolation as exc:
+        assert str(exc).startswith("I4: store-r5 executes c2#3 at 10"), exc
+        raise

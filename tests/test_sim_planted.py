@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Optional
 
@@ -9,8 +10,9 @@ import pytest
 
 from ftactors.core import Execute, ReplicaCore, Role, RouterCore
 from ftactors.core.messages import Reply
-from ftactors.testing import SimOptions, Simulator, run_swarm
+from ftactors.testing import SimOptions, Simulator, draw_options, run_swarm
 from ftactors.testing.__main__ import main
+from ftactors.testing.hosts import ReplicaHost
 
 
 #: the violation an unfenced deposed primary causes: its reply released (or answered) once more
@@ -33,7 +35,48 @@ def test_backup_executing_in_reception_order_breaks_agreement(monkeypatch: pytes
 
     monkeypatch.setattr(ReplicaCore, "_next_announced", reception_order)
     error = _first_failure(style="semi-active")
-    assert error.startswith(("I1", "I2", "I3", "I4")), error
+    assert error.startswith(("I1", "I2", "I3", "I4", "I9")), error
+
+
+def _drop_replayed_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: a replica replaying the announced order gets no recorded values (``Execute.nondet``)."""
+    original = ReplicaCore._next_announced
+
+    def without_values(self: ReplicaCore) -> Optional[Execute]:
+        ex = original(self)
+        return dataclasses.replace(ex, nondet=()) if ex is not None else None
+
+    monkeypatch.setattr(ReplicaCore, "_next_announced", without_values)
+
+
+def test_backups_dropping_the_primarys_now_and_random_values_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the workload drew now()/random() no seed caught this (no method asked for a value);
+    now the divergence invariant names it: the backups' replay runs out of values (the runtime's
+    RuntimeError), an outcome the primary did not have."""
+    _drop_replayed_values(monkeypatch)
+    error = _first_failure(style="semi-active")
+    assert re.match(r"I9: \S+: \S+ and \S+ recorded different outcomes of \S+ at \d+: "
+                    r"(raised ReplayExhausted vs returned|returned vs raised ReplayExhausted)", error), error
+
+
+def test_backups_drawing_their_own_now_and_random_values_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other way to drop them: a replaying replica draws fresh values as if it were choosing."""
+    def fresh(self: ReplicaHost, kind: str) -> object:
+        value = self.sim.now if kind == "now" else round(self.sim.rng.random(), 6)
+        self.drawn.append(value)
+        return value
+
+    _drop_replayed_values(monkeypatch)
+    monkeypatch.setattr(ReplicaHost, "_draw", fresh)
+    error = _first_failure(style="semi-active")
+    assert re.match(r"I9: \S+: \S+ and \S+ drew different now\(\)/random\(\) for ", error), error
+
+
+def test_dropped_values_go_unnoticed_without_draws_in_the_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same planted bug with the workload of before (no method reads now() or random()): invisible."""
+    _drop_replayed_values(monkeypatch)
+    for seed in range(500, 530):
+        Simulator(dataclasses.replace(draw_options(seed, style="semi-active"), p_stamped=0.0)).run()
 
 
 def test_router_releasing_a_reply_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
-
 import pytest
 
 from ftactors.core import MsgId, Phase
@@ -171,14 +169,6 @@ def test_a_lagging_backup_fetches_nested_replies_after_its_group_changed_view() 
     assert front is not None and "front-r2" in front.members
 
 
-def run_until(sim: Simulator, done: "Callable[[], bool]", ticks_max: int = 500) -> None:
-    for _ in range(ticks_max):
-        if done():
-            return
-        sim.step()
-    raise AssertionError(f"not reached in {ticks_max} ticks")
-
-
 def long_call_across_a_router_restart(output_to_deliverer: bool) -> Simulator:
     """c0's long call runs at store-r0 when the router dies; the rebuilt router queries the
     replicas while it still runs. Once it ended, c1's three calls are acknowledged; then
@@ -186,20 +176,20 @@ def long_call_across_a_router_restart(output_to_deliverer: bool) -> Simulator:
     sim = Simulator(quiet_options(clients=3, ops_per_client=0, output_to_deliverer=output_to_deliverer))
     primary = sim.replicas["store"]["store-r0"]
     sim.add_operation("c0", "store", "add", (1,))
-    run_until(sim, lambda: len(sim.history) == 1)
+    sim.run_until(lambda: len(sim.history) == 1)
     sim.add_operation("c0", "store", "slow", (30, "add", (10,)))
-    run_until(sim, lambda: primary.working_until is not None)  # store-r0 executes the long call
+    sim.run_until(lambda: primary.working_until is not None)  # store-r0 executes the long call
     assert sim.crash_router("store")
     router = sim.routers["store"]
-    run_until(sim, lambda: router.core is not None and router.core.phase == Phase.NORMAL)
+    sim.run_until(lambda: router.core is not None and router.core.phase == Phase.NORMAL)
     assert primary.working_until is not None  # recovered while the long call still runs
-    run_until(sim, lambda: primary.core.executed_upto == 2)  # the long call ends at position 2
+    sim.run_until(lambda: primary.core.executed_upto == 2)  # the long call ends at position 2
     for k in (100, 1000, 10000):
         sim.add_operation("c1", "store", "add", (k,))
-    run_until(sim, lambda: sum(op.client == "c1" for op in sim.history) == 3)  # c1's three are acknowledged
-    run_until(sim, lambda: sim.stable("store"))
+    sim.run_until(lambda: sum(op.client == "c1" for op in sim.history) == 3)  # c1's three are acknowledged
+    sim.run_until(lambda: sim.stable("store"))
     sim.add_operation("c2", "store", "add", (7,))
-    run_until(sim, lambda: MsgId("c2", 1) in (router.core.pending if router.core else ()))
+    sim.run_until(lambda: MsgId("c2", 1) in (router.core.pending if router.core else ()))
     assert sim.crash_replica("store", "store-r0")  # before c2's call reaches it
     sim.finish()
     return sim

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -40,14 +39,25 @@ def test_forcing_style_does_not_change_the_other_choices() -> None:
         (forced.replicas, forced.model, forced.nested, forced.p_crash)
 
 
-def test_swarm_exercises_every_fault_and_repair() -> None:
-    """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen."""
-    total: Counter = Counter()
-    for seed in range(300):
-        total.update(run_seed(seed).counts)
+def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
+    """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen, and so
+    does every corner of the workload: one-way calls (acknowledged, resubmitted to a restarted
+    router), methods that raise and abort, now()/random() drawn and replayed, arguments by
+    reference, and every evicting bound wrapped several times (its oldest entry evicted while full)."""
+    summary = run_swarm(300)
+    assert not summary.failures, [f.error for f in summary.failures]
+    total = summary.counts
     for what in ("crashes", "pauses", "router_crashes", "router_rebuilds", "spawned", "dropped", "duplicated",
-                 "client_retries", "nested_sends", "nested_pulls", "fenced_submits"):
+                 "client_retries", "nested_sends", "nested_pulls", "fenced_submits",
+                 "oneway_calls", "oneway_acks", "client_resubmits", "raised", "aborted", "nondet_draws",
+                 "nondet_replays", "byref_args", "byref_fetches"):
         assert total[what] > 0, f"no {what} in 300 seeds: {dict(total)}"
+    assert all(n > 0 for n in summary.features().values()), summary.feature_line()
+    for bound in ("reply_cache_max", "sources_max", "retain_executed_max", "carried_announcements_max"):
+        assert total[f"wraps:{bound}"] >= 3, f"{bound} wrapped {total[f'wraps:{bound}']} times in 300 seeds"
+    for bound in ("batch_max", "primary_inflight_max", "backup_inflight_max"):
+        assert total[f"full:{bound}"] > 0, f"{bound} never reached in 300 seeds"
+    assert summary.ops / summary.seeds >= 100
 
 
 def test_options_cover_replica_counts_and_models() -> None:

@@ -736,12 +736,27 @@ class RouterCore:
             link = self.links[m]
             link.acked = executed[m]
             link.inflight = 0
-            link.reload(self.requests.values(), self.log.after(executed[m]), self.now)
+            link.reload(self._catch_up_order(executed[m]), self.log.after(executed[m]), self.now)
         self.recovery.reports = {}
         if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
+
+    def _catch_up_order(self, executed: int) -> List[Request]:
+        """Every request held, those at announced positions past ``executed`` first and in position
+        order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and gives
+        it up after ``recovery_timeout_ticks`` without the next one, so the next one must come next.
+
+        Args:
+            executed: the position the new primary executed up to.
+
+        Returns:
+            The requests to reload its link with.
+        """
+        first = [self.requests[a.msg_id] for a in self.log.after(executed) if a.msg_id in self.requests]
+        ids = {r.msg_id for r in first}
+        return first + [r for r in self.requests.values() if r.msg_id not in ids]
 
     def _new_view(self, members: List[str]) -> None:
         """Install the next view with ``members`` (its NewView goes on their links)."""

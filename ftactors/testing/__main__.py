@@ -55,6 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after,
                         output_to_deliverer=args.output_to_deliverer)
     print(summary.line())
+    print(summary.feature_line())
     return 1 if summary.failures else 0
 
 

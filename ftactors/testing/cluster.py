@@ -26,7 +26,7 @@ import random
 from collections import Counter as Tally
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ftactors.core import (
     ClientCore,
@@ -73,8 +73,10 @@ from ftactors.testing.events import (
 from ftactors.testing.hosts import (
     ClientHost,
     InvariantViolation,
+    ObjectStore,
     ReplicaHost,
     RouterHost,
+    ScriptOp,
 )
 from ftactors.testing.models import MODELS, Frontend, Model
 from ftactors.testing.options import SimOptions
@@ -134,6 +136,9 @@ class Simulator:
         self.last_issue = 0  # when a client last issued a call
         self.nested_seen: Dict[Any, Any] = {}
         self.faults_on = options.faults
+        self.store = ObjectStore()
+        self.results_in_flight: set = set()  # results on their way to Ray callers (client_fifo)
+        self.needs_resources: set = set()  # client calls that need a resource (at most one per operation)
         self.checker = invariants.Checker(self)
         self._build()
 
@@ -148,7 +153,8 @@ class Simulator:
             self._add_group(GroupSpec("front", cfg, opts.scheduling), Frontend("store", backend))
         for i in range(opts.clients):
             script = deque(self._draw_op() for _ in range(opts.ops_per_client))
-            self.clients[f"c{i}"] = ClientHost(ClientCore(f"c{i}"), script, window=opts.window)
+            self.clients[f"c{i}"] = ClientHost(ClientCore(f"c{i}", cfg.carried_announcements_max), script,
+                                               window=opts.window)
             self.schedule(self.rng.randint(1, 5), ClientIssue(f"c{i}"))
 
     def _add_group(self, spec: GroupSpec, model: Model) -> None:
@@ -163,12 +169,24 @@ class Simulator:
             for m in members
         }
 
-    def _draw_op(self) -> Tuple[str, str, Tuple[Any, ...]]:
-        group = "front" if self.options.nested and self.rng.random() < 0.75 else "store"
-        method, args = self.models[group].random_op(self.rng)
-        if self.options.p_long and self.rng.random() < self.options.p_long:
-            method, args = "slow", (self.rng.randint(2, self.options.long_ticks_max), method, args)
-        return group, method, args
+    def _draw_op(self) -> ScriptOp:
+        """A random operation: a model's method, perhaps wrapped (long, reading now()/random(),
+        raising, poisoned), perhaps one-way, perhaps with its arguments passed by reference."""
+        opts, rng = self.options, self.rng
+        group = "front" if opts.nested and rng.random() < 0.75 else "store"
+        method, args = self.models[group].random_op(rng)
+        if opts.p_long and rng.random() < opts.p_long:
+            method, args = "slow", (rng.randint(2, opts.long_ticks_max), method, args)
+        if opts.p_stamped and rng.random() < opts.p_stamped:
+            method, args = "stamped", (method, args)
+        r = rng.random()
+        if r < opts.p_raising:
+            method, args = "raising", (method, args)
+        elif r < opts.p_raising + opts.p_poison:
+            method, args = "poison", (rng.choice(("exit", "interrupt")), method, args)
+        oneway = bool(opts.p_oneway) and rng.random() < opts.p_oneway
+        byref = bool(opts.p_byref) and rng.random() < opts.p_byref
+        return ScriptOp(group, method, tuple(args), oneway=oneway, byref=byref)
 
     # ------------------------------------------------------------ scheduling
 
@@ -184,6 +202,10 @@ class Simulator:
     def _lossy(self, event: Event) -> None:
         """Send on a client or group<->group link: delay, maybe drop, maybe duplicate."""
         opts = self.options
+        if opts.client_fifo and isinstance(event, ReplyArrives) and event.to.is_client:
+            self.schedule(self.rng.randint(1, opts.delay_max), event)  # a Ray result: delayed, never lost
+            self.results_in_flight.add(event.reply.msg_id)  # ...and never retried (see _resubmit)
+            return
         if self.faults_on and self.rng.random() < opts.p_drop:
             self.count("dropped")
             return
@@ -243,10 +265,25 @@ class Simulator:
 
     def _on_ClientIssue(self, ev: ClientIssue) -> None:
         client = self.clients[ev.client]
-        while (req := client.next_request(self.now, self._hints())) is not None:
+        while (req := client.next_request(self.now, self._hints(), self.store)) is not None:
             self.last_issue = self.now
-            self._lossy(RequestArrives(req.group, req, Endpoint("", client.name)))
+            self.count("calls")
+            self.count("oneway_calls", int(client.outstanding[req.msg_id][1].oneway))
+            self.count("byref_args", int(not isinstance(req.payload, tuple)))
+            if req.resources:
+                self.needs_resources.add(req.msg_id)  # a scheduler may pass over it (I10)
+            self._send_request(client, req)
             self.schedule(self.options.retry_ticks, ClientRetry(client.name, req.msg_id))
+        self._maybe_exit(client)
+
+    def _maybe_exit(self, client: ClientHost) -> None:
+        """A client whose script is done may exit (``p_owner_exit``): the objects it owned are lost,
+        and a replica that has not yet executed one of its calls by reference cannot fetch it."""
+        if client.done and not client.exited and self.options.p_owner_exit and \
+                self.rng.random() < self.options.p_owner_exit:
+            client.exited = True
+            self.count("owner_exits")
+            self.count("objects_lost", self.store.owner_exited(client.name))
 
     def _hints(self) -> Dict[str, Any]:
         """Random scheduling hints of a request: priority, deadline, resources."""
@@ -261,18 +298,41 @@ class Simulator:
         if req is None:
             return
         self.count("client_retries")
-        self._lossy(RequestArrives(req.group, req, Endpoint("", client.name)))
+        self._send_request(client, req)
         self.schedule(self.options.retry_ticks, ev)
+
+    def _send_request(self, client: ClientHost, req: Request) -> None:
+        """A client sends a call: on the lossy link, or (``client_fifo``) on a Ray caller's link to the
+        router: FIFO per client and router incarnation, no loss or duplicate while that router lives."""
+        sender = Endpoint("", client.name)
+        if not self.options.client_fifo:
+            self._lossy(RequestArrives(req.group, req, sender))
+            return
+        inc = self.routers[req.group].incarnation
+        self._fifo(("client", client.name, req.group, inc), RequestArrives(req.group, req, sender, inc))
+
+    def _resubmit(self, group: str) -> None:
+        """A router restarted: Ray resubmits every unacknowledged call of a caller to it, in the caller's
+        order (``client_fifo``; the lossy clients' retry timers do it by themselves)."""
+        if not self.options.client_fifo:
+            return
+        for client in self.clients.values():
+            for req, _ in list(client.outstanding.values()):
+                # a call whose result is on its way completed for Ray: it is not retried
+                if req.group == group and req.msg_id not in self.results_in_flight:
+                    self.count("client_resubmits")
+                    self._send_request(client, req)
 
     def _on_RequestArrives(self, ev: RequestArrives) -> None:
         router = self.routers[ev.group]
-        if router.core is None:
+        if router.core is None or (ev.incarnation and ev.incarnation != router.incarnation):
             self.count("lost_to_dead_router")
             return
         try:
             cached = router.core.submit(ev.request)
-        except (RemoteProtocolError, GroupOverloadedError):
+        except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
+            self.count("full:inflight_max", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))
@@ -303,12 +363,14 @@ class Simulator:
 
     def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
         if ev.to.is_client:
+            self.results_in_flight.discard(ev.reply.msg_id)
             client = self.clients[ev.to.name]
             op = client.on_reply(ev.reply, self.now)
             if op is not None:
                 self.history.append(op)
                 self.checker.on_client_reply(op)
                 self.schedule(self.rng.randint(1, 4), ClientIssue(client.name))
+                self.count("oneway_acks", int(op.oneway))
             return
         host = self.replicas[ev.to.group].get(ev.to.name)
         if host is not None and host.alive:
@@ -379,6 +441,7 @@ class Simulator:
         if router.incarnation != ev.incarnation or router.core is not None:
             return
         self._rebuild(ev.group)
+        self._resubmit(ev.group)
 
     # ------------------------------------------------------------ routers
 
@@ -560,11 +623,43 @@ class Simulator:
         self.schedule(self.rng.randint(1, 8), RouterRestart(group, router.incarnation))
         return True
 
-    def add_operation(self, client: str, group: str, method: str, args: Tuple[Any, ...]) -> None:
-        """Append an operation to a client's script (and wake the client)."""
+    def add_operation(self, client: str, group: str, method: str, args: Tuple[Any, ...], oneway: bool = False,
+                      byref: bool = False) -> None:
+        """Append an operation to a client's script (and wake the client).
+
+        Args:
+            client: the client.
+            group: the group to call.
+            method: the method.
+            args: its arguments.
+            oneway: a one-way call (the client does not await it).
+            byref: pass the arguments by reference (through the object store).
+        """
         host = self.clients[client]
-        host.script.append((group, method, tuple(args)))
+        host.script.append(ScriptOp(group, method, tuple(args), oneway=oneway, byref=byref))
         self.schedule(1, ClientIssue(client))
+
+    def run_until(self, predicate: Callable[[], bool], max_steps: int = 1000) -> int:
+        """Step until ``predicate()`` holds (checked before each step), for scenario tests that read
+        like transcripts ("run until c1 has its reply") instead of counting ticks.
+
+        Args:
+            predicate: the condition to reach.
+            max_steps: the most steps to take.
+
+        Returns:
+            The steps taken.
+
+        Raises:
+            AssertionError: not reached within ``max_steps``.
+            InvariantViolation: an invariant broke on the way.
+        """
+        for taken in range(max_steps + 1):
+            if predicate():
+                return taken
+            if taken < max_steps:
+                self.step()
+        raise AssertionError(f"not reached in {max_steps} steps (tick {self.now}): {self._group_summary()}")
 
     def _stop_faults(self) -> None:
         """Start the liveness phase: no more faults; paused replicas wake; resources return."""

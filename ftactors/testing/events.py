@@ -52,11 +52,17 @@ ToRouterMsg = Union[Delivered, Pong, StateReport]
 
 @dataclass(frozen=True, slots=True)
 class RequestArrives:
-    """A request (from a client or a nested call) reaches a group's router."""
+    """A request (from a client or a nested call) reaches a group's router.
+
+    ``incarnation``: on a Ray caller's link (``SimOptions.client_fifo``), the router incarnation
+    it was sent to; a call in flight to a router that died is lost (the caller resubmits it
+    to the restarted one). 0 on the lossy links, where any incarnation takes it.
+    """
 
     group: str
     request: Request
     sender: Endpoint
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +188,8 @@ class HistoryOp:
         invoked: the tick it was first sent.
         completed: the tick the reply arrived (None while pending).
         position: where the group executed it.
-        value: the reply's value.
+        value: the reply's value (a ``Raised`` if the method raised; None for a one-way call).
+        oneway: a one-way call: only its acknowledgement came back.
     """
 
     client: str
@@ -194,3 +201,4 @@ class HistoryOp:
     completed: Optional[int] = None
     position: int = 0
     value: object = None
+    oneway: bool = False

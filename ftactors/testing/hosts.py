@@ -49,13 +49,26 @@ from ftactors.testing.events import (
     StateQuery,
     ToReplicaMsg,
 )
-from ftactors.testing.models import LogEntry, Model, NestedCall, State, Work
+from ftactors.testing.models import (
+    ByRef,
+    Draw,
+    LogEntry,
+    Model,
+    NestedCall,
+    Raised,
+    RaisedError,
+    ReplayExhausted,
+    State,
+    Work,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
 
 #: inbox bound of a replica host (messages from its router, FIFO)
 INBOX_MAX = 10_000
+#: one-way calls a client keeps unacknowledged at once (outside its window: it never awaits them)
+ONEWAY_OUTSTANDING_MAX = 4
 
 
 class InvariantViolation(AssertionError):
@@ -116,10 +129,13 @@ class ReplicaHost:
     driver: Optional[int] = None  # the incarnation of the Deliver that drives (its answer is pending)
     standby: Optional[int] = None  # the incarnation of the Deliver that waits to take over
     drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
-    gen: Optional[Generator[NestedCall, Any, Any]] = None
+    gen: Optional[Generator[Any, Any, Any]] = None  # a method that yields NestedCall, Work or Draw
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     working_until: Optional[int] = None  # a long method executes until this tick
+    replay_values: Tuple[Any, ...] = ()  # the announced now()/random() values of the current execution
+    drawn: List[Any] = field(default_factory=list)  # values drawn (primary) or replayed so far
+    choosing: bool = False  # the current execution draws fresh values (a primary, a new message)
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -170,7 +186,7 @@ class ReplicaHost:
         w = self.waiting
         if w is None or w.request.msg_id != reply.msg_id:
             return  # a late duplicate
-        if not reply.outcome.ok:
+        if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
             raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
         self.sim.record_nested(reply)
         self.waiting = None
@@ -302,24 +318,79 @@ class ReplicaHost:
         self.core.snapshot_taken(eff.position, payload, f"{eff.position}:{self.model.digest(self.state)}")
 
     def _start(self, ex: Execute) -> None:
+        """Run the method of an Execute as ``_Replica._execute`` does: fetch arguments passed by
+        reference, record or replay ``now()``/``random()``, and turn what the method raises into
+        the caller's exception (``BaseException`` errors into ``MethodAbortedError``), on every replica."""
         req = ex.request
         if req.msg_id in self.logged:
             raise InvariantViolation(f"I3: {self.rid} executes {req.msg_id} a second time (position {ex.position})")
-        result = self.model.call(self.state, req.method, tuple(req.payload or ()))
+        self.choosing = self.core.role == Role.PRIMARY and not ex.replay
+        self.replay_values, self.drawn = tuple(ex.nondet), []
+        try:
+            args = self._materialise(req.payload)
+            result = self.model.call(self.state, req.method, args)
+        except BaseException as exc:  # noqa: B036 - the runtime's _execute catches BaseException too
+            self._finish(Raised.of(self.model.name, req.method, exc))
+            return
         if isinstance(result, Generator):
             self.gen = result
             self._advance(None)
         else:
             self._finish(result)
 
+    def _materialise(self, payload: Any) -> Tuple[Any, ...]:
+        """The call's arguments; one passed by reference is fetched from the object store.
+
+        Raises:
+            OwnerDiedError: the object's owner exited (Ray's ``ray.get`` raises it).
+        """
+        if isinstance(payload, ByRef):
+            self.sim.count("byref_fetches")
+            return tuple(self.sim.store.get(payload))
+        return tuple(payload or ())
+
+    def _draw(self, kind: str) -> Any:
+        """``ftactors.now()`` / ``ftactors.random()`` (``CallContext.value``): a primary running a new
+        message draws and records; any other execution replays the announced values in order.
+
+        Raises:
+            ReplayExhausted: more values asked for than the primary drew.
+        """
+        if self.choosing:
+            value: Any = self.sim.now if kind == "now" else round(self.sim.rng.random(), 6)
+            self.sim.count("nondet_draws")
+        elif len(self.drawn) < len(self.replay_values):
+            value = self.replay_values[len(self.drawn)]
+            self.sim.count("nondet_replays")
+        else:
+            raise ReplayExhausted("ftactors: method asked for more nondeterministic values than the primary "
+                                  "did; replicated methods must be deterministic")
+        self.drawn.append(value)
+        return value
+
     def _advance(self, value: Any) -> None:
+        """Resume the method with ``value`` (a nested call's :class:`Raised` is raised into it) until it
+        returns, raises, works (``Work``) or makes a nested call; ``now()``/``random()`` answer at once."""
         assert self.gen is not None
-        try:
-            call = self.gen.send(value)
-        except StopIteration as stop:
-            self.gen = None
-            self._finish(stop.value)
-            return
+        throw: Optional[BaseException] = RaisedError(value) if isinstance(value, Raised) else None
+        while True:
+            try:
+                call = self.gen.throw(throw) if throw is not None else self.gen.send(value)
+            except StopIteration as stop:
+                self.gen = None
+                self._finish(stop.value)
+                return
+            except BaseException as exc:  # noqa: B036 - as _start
+                self.gen = None
+                assert self.core.executing is not None
+                self._finish(Raised.of(self.model.name, self.core.executing.request.method, exc))
+                return
+            if not isinstance(call, Draw):
+                break
+            try:
+                value, throw = self._draw(call.kind), None
+            except ReplayExhausted as exc:  # raised into the method, as CallContext.value raises it
+                throw = exc
         if isinstance(call, Work):
             self.working_until = self.sim.now + max(1, call.ticks)
             self.sim.count("long_methods")
@@ -339,13 +410,18 @@ class ReplicaHost:
     def _finish(self, value: Any) -> None:
         ex = self.core.executing
         assert ex is not None
-        entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, tuple(ex.request.payload or ()))
+        raised = value if isinstance(value, Raised) else None
+        if raised is not None:
+            self.sim.count("aborted" if raised.kind == "MethodAbortedError" else "raised")
+        entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, self.sim.store.args_of(ex.request.payload),
+                         tuple(self.drawn), raised)
         self.log.append(entry)
         self.logged.add(entry.msg_id)
         problem = self.model.check_state(self.state)
         if problem:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
-        self.core.executed(ex.request.msg_id, Outcome(True, value))
+        self.core.executed(ex.request.msg_id, Outcome(raised is None, value), tuple(self.drawn) if self.choosing else ())
+        self.choosing, self.replay_values, self.drawn = False, (), []
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None
         if self.sim.options.output_to_deliverer and started_by != self.sim.routers[self.group].incarnation:
@@ -380,21 +456,51 @@ class RouterHost:
             waiters.append(who)
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptOp:
+    """One operation of a client's script.
+
+    Args:
+        group: the group called.
+        method: the method.
+        args: its arguments.
+        oneway: a one-way call (``.options(oneway=True)``): the client never awaits it; the
+            group acknowledges it once executed and the client retransmits it until then.
+        byref: the arguments go by reference (``ray.put``: over ``large_arg_bytes``).
+    """
+
+    group: str
+    method: str
+    args: Tuple[Any, ...]
+    oneway: bool = False
+    byref: bool = False
+
+
+#: the size a call's arguments have when they go by reference (over the runtime's large_arg_bytes)
+BYREF_SIZE_BYTES = 200 * 1024
+
+
 @dataclass(slots=True)
 class ClientHost:
     """A simulated client: issues its script with up to ``window`` calls outstanding, and retries.
 
+    One-way calls do not wait in the window (the caller never awaits them): up to
+    ``ONEWAY_OUTSTANDING_MAX`` are unacknowledged at once, and they are issued in script order
+    with the other calls, so the group must run them in the client's order too.
+
     Args:
         core: the client's core.
-        script: (group, method, args) operations still to issue.
+        script: operations still to issue.
         window: calls it keeps outstanding at once (pipelined, like ``ray.get`` on a list).
     """
 
     core: ClientCore
-    script: Deque[Tuple[str, str, Tuple[Any, ...]]]
+    script: Deque[ScriptOp]
     window: int = 1
     outstanding: Dict[MsgId, Tuple[Request, HistoryOp]] = field(default_factory=dict)
     answers: Dict[MsgId, Tuple[int, Any]] = field(default_factory=dict)
+    oneway_outstanding: int = 0
+    exited: bool = False  # its script is done and the process is gone: the objects it owned are lost
 
     @property
     def name(self) -> str:
@@ -406,13 +512,30 @@ class ClientHost:
         """True when the script is finished and nothing is outstanding."""
         return not self.script and not self.outstanding
 
-    def next_request(self, now: int, extra: Dict[str, Any]) -> Optional[Request]:
-        """Issue the next scripted operation (or None if done or the window is full)."""
-        if len(self.outstanding) >= self.window or not self.script:
+    def next_request(self, now: int, extra: Dict[str, Any], store: "ObjectStore") -> Optional[Request]:
+        """Issue the next scripted operation (or None if done, or the window or the one-way slots are full).
+
+        Args:
+            now: the tick.
+            extra: scheduling hints of the request.
+            store: where arguments passed by reference go.
+        """
+        if not self.script:
             return None
-        group, method, args = self.script.popleft()
-        req = self.core.request(group, method, payload=args, kind=Kind.SYNC_REQUEST, **extra)
-        self.outstanding[req.msg_id] = (req, HistoryOp(self.name, group, req.msg_id, method, args, invoked=now))
+        op = self.script[0]
+        if op.oneway and self.oneway_outstanding >= ONEWAY_OUTSTANDING_MAX:
+            return None
+        if not op.oneway and len(self.outstanding) - self.oneway_outstanding >= self.window:
+            return None
+        self.script.popleft()
+        payload: Any = op.args
+        size = 0
+        if op.byref:
+            payload, size = store.put(self.name, op.args), BYREF_SIZE_BYTES
+        req = self.core.request(op.group, op.method, payload=payload, kind=Kind.SYNC_REQUEST, size_bytes=size, **extra)
+        self.outstanding[req.msg_id] = (req, HistoryOp(self.name, op.group, req.msg_id, op.method, op.args,
+                                                       invoked=now, oneway=op.oneway))
+        self.oneway_outstanding += op.oneway
         return req
 
     def pending(self, msg_id: MsgId) -> Optional[Request]:
@@ -423,8 +546,12 @@ class ClientHost:
     def on_reply(self, reply: Reply, now: int) -> Optional[HistoryOp]:
         """A reply arrived. Returns the completed operation, or None for a duplicate.
 
+        A one-way call's reply is only its acknowledgement (the runtime's ``invoke`` returns None):
+        its value and exception are not the caller's, and no announcements come back with it.
+
         Raises:
-            InvariantViolation: two replies to one request differ (I3).
+            InvariantViolation: two replies to one request differ (I3), or the call failed for a
+                reason other than the method's own exception (I6).
         """
         seen = self.answers.get(reply.msg_id)
         answer = (reply.position, reply.outcome.value)
@@ -435,9 +562,71 @@ class ClientHost:
         entry = self.outstanding.get(reply.msg_id)
         if entry is None:
             return None
-        if not reply.outcome.ok:
+        if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
             raise InvariantViolation(f"I6: {reply.msg_id} failed: {reply.outcome.value!r}")
         self.answers[reply.msg_id] = answer
-        self.core.on_reply(reply)
+        op = entry[1]
+        if op.oneway:
+            self.core.on_settled(reply.msg_id.seq)  # a Ray result (None), not a Reply
+            self.oneway_outstanding -= 1
+        else:
+            self.core.on_reply(reply)
         del self.outstanding[reply.msg_id]
-        return replace(entry[1], completed=now, position=reply.position, value=reply.outcome.value)
+        return replace(op, completed=now, position=reply.position, value=None if op.oneway else reply.outcome.value)
+
+
+#: objects the simulated object store holds at most (arguments passed by reference)
+OBJECTS_MAX = 100_000
+
+
+class OwnerDiedError(Exception):
+    """Ray's ``OwnerDiedError``: the object's owner exited, so its value is lost."""
+
+
+@dataclass(slots=True)
+class ObjectStore:
+    """The simulated object store: arguments passed by reference, each owned by the client that put it.
+
+    ``archive`` keeps every object's arguments for the checker's reference replay (I2); replicas
+    read only ``objects``, which loses an owner's objects when it exits.
+    """
+
+    objects: Dict[str, Tuple[Any, ...]] = field(default_factory=dict)
+    archive: Dict[str, Tuple[Any, ...]] = field(default_factory=dict)
+    owned: Dict[str, List[str]] = field(default_factory=dict)
+    count: int = 0
+
+    def put(self, owner: str, args: Tuple[Any, ...]) -> ByRef:
+        """``ray.put`` by ``owner``: returns the reference.
+
+        Raises:
+            AssertionError: more than ``OBJECTS_MAX`` objects.
+        """
+        assert len(self.archive) < OBJECTS_MAX, f"more than {OBJECTS_MAX} objects put"
+        self.count += 1
+        ref = ByRef(f"{owner}/obj{self.count}", owner)
+        self.objects[ref.key] = self.archive[ref.key] = tuple(args)
+        self.owned.setdefault(owner, []).append(ref.key)
+        return ref
+
+    def get(self, ref: ByRef) -> Tuple[Any, ...]:
+        """``ray.get``: the arguments.
+
+        Raises:
+            OwnerDiedError: the owner exited.
+        """
+        args = self.objects.get(ref.key)
+        if args is None:
+            raise OwnerDiedError(f"{ref.key}: its owner {ref.owner} exited")
+        return args
+
+    def owner_exited(self, owner: str) -> int:
+        """The owner's process is gone: its objects are lost. Returns how many."""
+        keys = self.owned.pop(owner, [])
+        for key in keys:
+            self.objects.pop(key, None)
+        return len(keys)
+
+    def args_of(self, payload: Any) -> Tuple[Any, ...]:
+        """The arguments a payload stands for (for the lineage log and the reference replay)."""
+        return self.archive[payload.key] if isinstance(payload, ByRef) else tuple(payload or ())

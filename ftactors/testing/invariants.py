@@ -16,25 +16,39 @@
 * I6 liveness: checked by :meth:`Simulator.run` (bounded completion after faults stop).
 * I7 bounded retention: at quiescence a router retains no request that every
   member has executed (its log is trimmed; recoveries do not re-grow it).
-* I8 bounded sources: no replica tracks more sources than ``sources_max`` (the
-  exactly-once table and its checkpoint, sequence and fair scheduling).
+* I8 bounded structures: after every step, no queue, map or batch of a replica or router
+  core is past its ``*_max`` (``CoreConfig``): sources (the exactly-once table, sequence and
+  fair scheduling), replies kept, pending requests, announcements held, recent executions,
+  carried announcements, reply copies, in-flight Delivers, batch sizes. Evictions of a full
+  structure are counted (``bound_wraps``, per bound ``wraps:<name>``).
+* I9 same outcome: every execution of a message in a group's lineage has the same outcome
+  (value or exception: an application exception, or ``MethodAbortedError`` for ``SystemExit``
+  and ``KeyboardInterrupt``) and draws the same ``now()`` / ``random()`` values, those the
+  primary announced (``Execute.nondet``).
+* I10 one client's order, one-way calls once: each one-way call takes effect exactly once (it
+  is in its group's order once, where its acknowledgement said); with a scheduler that keeps
+  arrival order, one client's calls (one-way or not) run in the order the client issued them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ftactors.core import Deliver, MsgId, Role
 from ftactors.testing.events import HistoryOp
 from ftactors.testing.hosts import InvariantViolation, ReplicaHost
 from ftactors.testing.linearizability import check_history
-from ftactors.testing.models import LogEntry, NestedCall, replay
+from ftactors.testing.models import LogEntry, NestedCall, Raised, replay
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
 
 #: histories up to this many operations per group also get the Wing-Gong search
 WING_GONG_OPS_MAX = 12
+
+
+def _outcome(entry: LogEntry) -> str:
+    return "returned" if entry.raised is None else f"raised {entry.raised.kind}"
 
 
 class Checker:
@@ -48,6 +62,7 @@ class Checker:
         self.sim = sim
         self.acked: Dict[str, Dict[int, MsgId]] = {g: {} for g in ("store", "front")}
         self.dirty: set = set()
+        self.oldest: Dict[Tuple[str, str], Any] = {}  # (owner, structure) -> its oldest key when last full
 
     # ------------------------------------------------------------ per step
 
@@ -77,7 +92,8 @@ class Checker:
         self._check_acknowledged(op.group, {op.position: op.msg_id})
 
     def on_send(self, group: str, rid: str, deliver: Deliver) -> None:
-        """I5: a null message must not be sent while request copies wait for that replica."""
+        """I5: a null message must not be sent while request copies wait for that replica; I8: batch size."""
+        self.on_send_batch(group, rid, deliver)
         if not deliver.is_null or not deliver.announcements:
             return
         core = self.sim.routers[group].core
@@ -86,11 +102,91 @@ class Checker:
             raise InvariantViolation(f"I5: null message to {rid} while {len(link.requests)} request copies wait "
                                      f"for it (announcements could ride on them)")
 
+    def on_send_batch(self, group: str, rid: str, deliver: Deliver) -> None:
+        """I8: a Deliver carries at most ``batch_max`` requests."""
+        cap = self.sim.groups[group].config.batch_max
+        if len(deliver.requests) > cap:
+            raise InvariantViolation(f"I8: router of {group} sent {len(deliver.requests)} requests to {rid} "
+                                     f"in one Deliver, past batch_max={cap}")
+        if len(deliver.requests) == cap:
+            self.sim.count("full:batch_max")
+
     def after_step(self) -> None:
-        """I1 after every step in which something executed: members' logs are prefix-compatible."""
+        """I1 after every step in which something executed: members' logs are prefix-compatible;
+        I8 after every step: no structure past its bound."""
         for group in self.dirty:
             self._check_prefixes(group)
         self.dirty.clear()
+        self.check_bounds()
+
+    def check_bounds(self) -> None:
+        """I8: every bounded structure of every live core within its ``*_max``; count evictions.
+
+        Raises:
+            InvariantViolation: a structure past its bound.
+        """
+        count = self.sim.count
+        for router in self.sim.routers.values():
+            # not a hard cap: past log_max the router replaces its slowest backup (``_check_lag``)
+            if router.core is not None and len(router.core.requests) >= router.core.config.log_max:
+                count("full:log_max")
+        for owner, name, size, cap, oldest in self._bounded():
+            if size > cap:
+                raise InvariantViolation(f"I8: {owner}: {name} holds {size}, past {cap}")
+            if size == cap:
+                count(f"full:{name.split(' ')[0]}")
+                if oldest is not None:
+                    key = (owner, name)
+                    before = self.oldest.get(key)
+                    if before is not None and before != oldest:  # the oldest entry was evicted
+                        count("bound_wraps")
+                        count(f"wraps:{name.split(' ')[0]}")
+                    self.oldest[key] = oldest
+
+    def _bounded(self) -> Iterator[Tuple[str, str, int, int, Optional[Any]]]:
+        """(owner, structure named after its bound, size, bound, oldest key or None) of every live core."""
+        def first(d: Any) -> Any:
+            return next(iter(d)) if d else None
+
+        for group, hosts in self.sim.replicas.items():
+            cfg = self.sim.groups[group].config
+            for h in hosts.values():
+                if not h.alive:
+                    continue
+                c = h.core
+                dedup = c.dedup
+                yield h.rid, "reply_cache_max (exactly-once table)", len(dedup), cfg.reply_cache_max, first(dedup._done)
+                yield h.rid, "sources_max (exactly-once sources)", dedup.sources(), cfg.sources_max, \
+                    first(dedup._sources)
+                yield h.rid, "sources_max (next_seq)", len(c.next_seq), cfg.sources_max, first(c.next_seq)
+                yield h.rid, "pending_max (requests held)", len(c.requests), cfg.pending_max, None
+                yield h.rid, "log_max (announcements held)", len(c.order), cfg.log_max, None
+                yield h.rid, "retain_executed_max (recent executions)", len(c._recent), cfg.retain_executed_max, \
+                    first(c._recent)
+                yield h.rid, "reply_cache_max (reply copies)", len(c._reply_copies), cfg.reply_cache_max, \
+                    first(c._reply_copies)
+                for target, carry in c._carry.items():
+                    yield h.rid, f"carried_announcements_max (for {target})", len(carry), \
+                        cfg.carried_announcements_max, first(carry)
+        for group, router in self.sim.routers.items():
+            core = router.core
+            if core is None:
+                continue
+            cfg = core.config
+            owner = f"router {group}"
+            yield owner, "reply_cache_max (replies)", len(core.replies), cfg.reply_cache_max, first(core.replies)
+            yield owner, "inflight_max (reply floors)", len(core.intake.reply_floor), cfg.inflight_max, first(core.intake.reply_floor)
+            yield owner, "inflight_max (per-source order)", len(core.intake.expect), cfg.inflight_max, first(core.intake.expect)
+            for m, link in core.links.items():
+                # a link's Delivers were sent under the bound of its replica's role then (a backup promoted
+                # keeps its backup's in flight): the larger bound holds at any time
+                cap = max(cfg.primary_inflight_max, cfg.backup_inflight_max)
+                name = "primary_inflight_max" if m == core.primary else "backup_inflight_max"
+                yield owner, f"{name} (to {m})", link.inflight, cap, None
+        for client in self.sim.clients.values():
+            for target, carry in client.core._carry.items():
+                yield client.name, f"carried_announcements_max (client, for {target})", len(carry), \
+                    client.core._carry_max, first(carry)
 
     def check_all(self) -> None:
         """I1 and I4 on every group, whether or not anything executed since the last check.
@@ -122,6 +218,14 @@ class Checker:
         for other, log in logs:
             if longest[: len(log)] != log:
                 at = next(i for i, (a, b) in enumerate(zip(longest, log)) if a != b)
+                mine, theirs = log[at], longest[at]
+                if mine.msg_id == theirs.msg_id and mine.raised != theirs.raised:
+                    raise InvariantViolation(f"I9: {group}: {other} and {rid} recorded different outcomes of "
+                                             f"{mine.msg_id} at {at + 1}: {_outcome(mine)} vs {_outcome(theirs)}")
+                if mine.msg_id == theirs.msg_id and mine.nondet != theirs.nondet:
+                    raise InvariantViolation(f"I9: {group}: {other} and {rid} drew different now()/random() for "
+                                             f"{mine.msg_id} at {at + 1}: {mine.nondet} vs {theirs.nondet} "
+                                             f"(the primary's values were not replayed)")
                 raise InvariantViolation(f"I1: {group}: {other} and {rid} disagree at position {at + 1}: "
                                          f"{log[at].msg_id} vs {longest[at].msg_id}")
 
@@ -135,6 +239,7 @@ class Checker:
             if g in logs:
                 answers[g] = self._check_group(g, logs[g], answers.get("store", {}))
         self._check_history(answers)
+        self._check_client_order(logs)
         self._check_nested(logs, answers)
         if not self.sim.options.faults:
             for g in self.sim.groups:
@@ -207,14 +312,21 @@ class Checker:
         for op in self.sim.history:
             got = answers[op.group].get(op.msg_id)
             if got is None:
-                raise InvariantViolation(f"I4: acknowledged {op.msg_id} ({op.method}{op.args}) lost from {op.group}")
-            if got != (op.position, op.value):
+                what = "one-way call" if op.oneway else "acknowledged"
+                raise InvariantViolation(f"{'I10' if op.oneway else 'I4'}: {what} {op.msg_id} ({op.method}{op.args}) "
+                                         f"lost from {op.group}")
+            if op.oneway:
+                if got[0] != op.position:
+                    raise InvariantViolation(f"I10: one-way {op.msg_id} acknowledged at {op.position}, in the order "
+                                             f"at {got[0]}")
+            elif got != (op.position, op.value):
                 raise InvariantViolation(f"I2: {op.msg_id} {op.method}{op.args} got {op.value!r} at "
                                          f"{op.position}; the order gives {got[1]!r} at {got[0]}")
             by_group.setdefault(op.group, []).append(op)
         for group, ops in by_group.items():
             self._check_real_time(group, ops)
-            if group == "store" and len(ops) <= WING_GONG_OPS_MAX and not self.sim.options.nested:
+            plain = not any(op.oneway or "stamped" in repr((op.method, op.args)) for op in ops)
+            if group == "store" and len(ops) <= WING_GONG_OPS_MAX and not self.sim.options.nested and plain:
                 if not check_history(self.sim.models[group], ops):
                     raise InvariantViolation(f"I2: the history of {group} is not linearizable (Wing-Gong)")
 
@@ -225,6 +337,31 @@ class Checker:
                 if a.completed is not None and a.completed < b.invoked and a.position >= b.position:
                     raise InvariantViolation(f"I2: {group}: {a.msg_id} finished before {b.msg_id} began, "
                                              f"yet is ordered after it ({a.position} >= {b.position})")
+
+    def _check_client_order(self, logs: Dict[str, List[LogEntry]]) -> None:
+        """I10: with a scheduler that keeps arrival order, each client's calls to a group (one-way
+        or not) run in the order it issued them (the router's per-source FIFO; Ray's per-caller order).
+        Every scheduler passes over a call whose resources are down (such calls are left out when
+        resources come and go), and on the lossy link a call may arrive after its source's gap wait:
+        there a break of order is only counted."""
+        opts = self.sim.options
+        if opts.scheduling not in ("reception", "sequence"):
+            return
+        strict = opts.client_fifo
+        passed_over = self.sim.needs_resources if opts.p_resources else set()
+        for group, log in logs.items():
+            last: Dict[str, Tuple[int, int]] = {}
+            for e in log:
+                src = e.msg_id.source
+                if "|" in src or e.msg_id in passed_over:
+                    continue  # nested sources number calls per execution
+                prev = last.get(src)
+                if prev is not None and prev[0] > e.msg_id.seq:
+                    self.sim.count("client_order_broken")
+                    if strict:
+                        raise InvariantViolation(f"I10: {group} ran {e.msg_id} at {e.position}, after "
+                                                 f"{src}#{prev[0]} at {prev[1]}: not in the client's order")
+                last[src] = (e.msg_id.seq, e.position)
 
     def _check_nested(self, logs: Dict[str, List[LogEntry]], answers: Dict[str, Dict[MsgId, Tuple[int, Any]]]) -> None:
         for mid, answer in self.sim.nested_seen.items():

@@ -60,7 +60,92 @@ class Work:
     ticks: int
 
 
-MethodResult = Union[Any, Generator[Union[NestedCall, Work], Any, Any]]
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """Yielded by a model method: a nondeterministic value, as ``ftactors.now()`` (``kind="now"``)
+    or ``ftactors.random()`` (``kind="random"``).
+
+    The primary executing a new message draws it and records it; the core announces the record
+    (``Execute.nondet``, ``ReplicaCore.executed(..., nondet)``) and every other execution of the
+    message (a backup, a new primary replaying the order, :func:`run_method`) gets the recorded
+    values back in the same order (``runtime/context.py``: ``CallContext.value``).
+
+    Args:
+        kind: "now" or "random".
+    """
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRAW_KINDS:
+            raise ValueError(f"Draw.kind must be one of {DRAW_KINDS}, got {self.kind!r}")
+
+
+DRAW_KINDS = ("now", "random")
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """A method's exception as the caller gets it, portable and comparable (the runtime's
+    ``portable_error``): an application exception keeps its type name; ``SystemExit``,
+    ``KeyboardInterrupt`` and other ``BaseException`` errors become ``MethodAbortedError``.
+
+    Args:
+        kind: the exception type's name.
+        text: its message.
+    """
+
+    kind: str
+    text: str
+
+    @classmethod
+    def of(cls, model: str, method: str, exc: BaseException) -> "Raised":
+        """What the caller gets when ``method`` of ``model`` raised ``exc`` (``_Replica._execute``).
+
+        Args:
+            model: the model's name.
+            method: the method that raised.
+            exc: what it raised.
+
+        Returns:
+            The portable exception.
+        """
+        if isinstance(exc, RaisedError):
+            return exc.raised  # a nested call's exception, not caught: the caller's caller gets it as is
+        if isinstance(exc, Exception):
+            return cls(type(exc).__name__, str(exc))
+        return cls("MethodAbortedError", f"{model}.{method}() raised {type(exc).__name__}{exc.args!r}; the call "
+                                         f"failed on every replica alike and the replicated group stays up")
+
+
+class RaisedError(Exception):
+    """A nested call's exception, raised into the calling method (``ray.get`` raises it there).
+
+    Args:
+        raised: the callee's exception.
+    """
+
+    def __init__(self, raised: Raised) -> None:
+        super().__init__(f"{raised.kind}: {raised.text}")
+        self.raised = raised
+
+
+@dataclass(frozen=True, slots=True)
+class ByRef:
+    """Arguments passed by reference: the payload names an object in the simulated object store
+    (``ray.put`` above ``large_arg_bytes``), owned by the caller; a replica fetches it when it
+    executes the call, and fails to if its owner exited meanwhile (Ray's ``OwnerDiedError``).
+
+    Args:
+        key: the object's name in the store.
+        owner: the client that put it.
+    """
+
+    key: str
+    owner: str
+
+
+MethodResult = Union[Any, Generator[Union[NestedCall, Work, Draw], Any, Any]]
 
 
 class Model:
@@ -98,6 +183,38 @@ class Model:
             result = yield from result
         return result
 
+    def op_stamped(self, state: State, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Read ``now()`` and ``random()``, keep them in the state, then run ``method(*args)``.
+
+        Returns:
+            (the method's value, the time, the random value).
+        """
+        at = yield Draw("now")
+        luck = yield Draw("random")
+        state["stamp"] = (at, luck)
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        return result, at, luck
+
+    def op_raising(self, state: State, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Run ``method(*args)``, then raise ``ValueError``: the caller gets the exception, and the
+        state keeps what the method changed (the runtime rolls nothing back)."""
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        raise ValueError(f"{method} rejected after it ran (it returned {result!r})")
+
+    def op_poison(self, state: State, which: str, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Run ``method(*args)``, then raise ``SystemExit`` or ``KeyboardInterrupt`` (``which``):
+        the runtime turns it into ``MethodAbortedError`` for the caller, on every replica alike."""
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        if which == "exit":
+            raise SystemExit(3)
+        raise KeyboardInterrupt(f"after {method} returned {result!r}")
+
     def check_state(self, state: State) -> Optional[str]:
         """An application invariant; returns a description of the violation or None."""
         return None
@@ -105,6 +222,26 @@ class Model:
     def digest(self, state: State) -> str:
         """A stable digest of ``state``."""
         return repr(sorted((k, sorted(v.items()) if isinstance(v, dict) else v) for k, v in state.items()))
+
+
+#: methods every model has (``Model.op_*``) that wrap another: (name, how many leading args precede it)
+WRAPPERS = {"slow": 1, "stamped": 0, "raising": 0, "poison": 1}
+
+
+def inner_method(method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ...]]:
+    """The application method a (possibly wrapped) operation finally runs.
+
+    Args:
+        method: the operation's method.
+        args: its arguments.
+
+    Returns:
+        (method, args) with every wrapper (``slow``, ``stamped``, ``raising``, ``poison``) removed.
+    """
+    while method in WRAPPERS:
+        lead = WRAPPERS[method]
+        method, args = args[lead], tuple(args[lead + 1])
+    return method, args
 
 
 class Counter(Model):
@@ -229,6 +366,8 @@ class Frontend(Model):
 
     def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
         m1, a1 = self.backend.random_op(rng)
+        if rng.random() < 0.1:  # the backend raises: the exception reaches this method, and its caller
+            m1, a1 = "raising", (m1, a1)
         if rng.random() < 0.3:
             m2, a2 = self.backend.random_op(rng)
             return "fwd2", (m1, a1, m2, a2)
@@ -253,37 +392,62 @@ class LogEntry:
     msg_id: MsgId
     method: str
     args: Tuple[Any, ...]
+    nondet: Tuple[Any, ...] = ()
+    raised: Optional[Raised] = None
+
+
+class ReplayExhausted(RuntimeError):
+    """A method asked for more nondeterministic values than the primary drew (``CallContext.value``)."""
 
 
 def run_method(model: Model, state: State, group: str, entry: LogEntry,
                nested: Callable[[MsgId, NestedCall], Any]) -> Any:
-    """Run one logged message to completion, answering nested calls with ``nested``.
+    """Run one logged message to completion, answering nested calls with ``nested`` and
+    ``now()`` / ``random()`` with the values the entry recorded.
 
     Args:
         model: the group's model.
         state: the state to mutate.
         group: the group's name (nested message ids derive from it).
         entry: the message.
-        nested: ``nested(nested_msg_id, call)`` returns the nested call's value.
+        nested: ``nested(nested_msg_id, call)`` returns the nested call's value (a
+            :class:`Raised` is raised into the method).
 
     Returns:
-        The method's value.
+        The method's value, or the :class:`Raised` the caller gets if it raised.
     """
-    result = model.call(state, entry.method, entry.args)
+    try:
+        result = model.call(state, entry.method, entry.args)
+    except BaseException as exc:  # noqa: B036 - the runtime catches BaseException too
+        return Raised.of(model.name, entry.method, exc)
     if not isinstance(result, Generator):
         return result
     source = nested_source(group, entry.msg_id)
-    value, index = None, 0
+    value: Any = None
+    index, cursor = 0, 0
     while True:
         try:
-            call = result.send(value)
+            if isinstance(value, Raised):
+                call = result.throw(RaisedError(value))
+            elif isinstance(value, ReplayExhausted):
+                call = result.throw(value)
+            else:
+                call = result.send(value)
         except StopIteration as stop:
             return stop.value
+        except BaseException as exc:  # noqa: B036
+            return Raised.of(model.name, entry.method, exc)
         if isinstance(call, Work):
             value = None
-            continue
-        index += 1
-        value = nested(MsgId(source, index), call)
+        elif isinstance(call, Draw):
+            if cursor >= len(entry.nondet):
+                value = ReplayExhausted("ftactors: method asked for more nondeterministic values than the "
+                                        "primary did; replicated methods must be deterministic")
+            else:
+                value, cursor = entry.nondet[cursor], cursor + 1
+        else:
+            index += 1
+            value = nested(MsgId(source, index), call)
 
 
 def run_local(model: Model, state: State, method: str, args: Tuple[Any, ...]) -> Any:

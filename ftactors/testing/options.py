@@ -61,6 +61,19 @@ class SimOptions:
             started it, and is lost if that incarnation died meanwhile. False: output
             produced after the router changed stays in the replica's core for the
             current incarnation (its next Deliver, or a push).
+        p_oneway: probability that an operation is a one-way call (``.options(oneway=True)``).
+        p_stamped: probability that an operation reads ``now()`` and ``random()`` (replayed at backups).
+        p_raising: probability that an operation raises an application exception after running.
+        p_poison: probability that an operation raises ``SystemExit`` / ``KeyboardInterrupt``.
+        p_byref: probability that an operation's arguments go by reference (the object store).
+        p_owner_exit: probability that a client whose script is done exits, losing its objects.
+        client_fifo: clients call through Ray's caller link (FIFO per caller and router incarnation,
+            lossless while the router lives, calls resubmitted in order to a restarted router)
+            instead of the lossy, duplicating, reordering one; then one client's calls must run
+            in its order under an order-keeping scheduler (I10).
+        reply_cache_max, log_max, pending_max, inflight_max, batch_max, retain_executed_max,
+            carried_announcements_max, primary_inflight_max, backup_inflight_max: see CoreConfig;
+            small in some seeds, so that long runs pass each bound several times.
     """
 
     seed: int
@@ -96,6 +109,22 @@ class SimOptions:
     output_to_deliverer: bool = False
     p_reorder: float = 0.0
     window: int = 1
+    p_oneway: float = 0.0
+    p_stamped: float = 0.0
+    p_raising: float = 0.0
+    p_poison: float = 0.0
+    p_byref: float = 0.0
+    p_owner_exit: float = 0.0
+    client_fifo: bool = False
+    reply_cache_max: int = 1000
+    log_max: int = 1000
+    pending_max: int = 1000
+    inflight_max: int = 1000
+    batch_max: int = 8
+    retain_executed_max: int = 256
+    carried_announcements_max: int = 64
+    primary_inflight_max: int = 4
+    backup_inflight_max: int = 1
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -105,7 +134,10 @@ class SimOptions:
             failure_timeout_ticks=self.failure_timeout_ticks, recovery_timeout_ticks=self.recovery_timeout_ticks,
             min_replicas=self.replicas, sequence_gap_ticks=self.sequence_gap_ticks,
             query_on_failover=self.query_on_failover, sources_max=self.sources_max,
-            log_max=1000, pending_max=1000, inflight_max=1000, reply_cache_max=1000, batch_max=8,
+            log_max=self.log_max, pending_max=self.pending_max, inflight_max=self.inflight_max,
+            reply_cache_max=self.reply_cache_max, batch_max=self.batch_max,
+            retain_executed_max=self.retain_executed_max, carried_announcements_max=self.carried_announcements_max,
+            primary_inflight_max=self.primary_inflight_max, backup_inflight_max=self.backup_inflight_max,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
         return CoreConfig(**{k: v for k, v in wanted.items() if k in known})
@@ -140,7 +172,18 @@ class SimOptions:
                 + (f" sources_max={self.sources_max}" if self.sources_max < 100_000 else "")
                 + (f" long={self.p_long:.2f}x{self.long_ticks_max}" if self.p_long else "")
                 + (" output-to-deliverer" if self.output_to_deliverer else "")
-                + (f" reorder={self.p_reorder:.1f}" if self.p_reorder else ""))
+                + (f" reorder={self.p_reorder:.1f}" if self.p_reorder else "")
+                + (f" window={self.window}" if self.window > 1 else "")
+                + (f" oneway={self.p_oneway:.2f}" if self.p_oneway else "")
+                + (f" stamped={self.p_stamped:.2f}" if self.p_stamped else "")
+                + (f" raising={self.p_raising:.2f} poison={self.p_poison:.2f}" if self.p_raising or self.p_poison
+                   else "")
+                + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
+                + (" client-fifo" if self.client_fifo else "")
+                + (f" bounds=(reply_cache {self.reply_cache_max}, log {self.log_max}, retain "
+                   f"{self.retain_executed_max}, carried {self.carried_announcements_max}, batch {self.batch_max}, "
+                   f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max})"
+                   if self.reply_cache_max < 1000 else ""))
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
@@ -211,5 +254,44 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     active = 2 * opts.clients * opts.window
     in_order = opts.scheduling in ("reception", "sequence")
     sources_max = 4 * active + opts.sources_max if opts.sources_max < 100_000 and in_order else 100_000
-    return dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
+    opts = dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
                                safety_ticks=opts.safety_ticks * scale // 2, sources_max=sources_max)
+    return _draw_workload(rng, opts)
+
+
+def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """The workload's corners, drawn after everything else (earlier choices keep their values):
+    one-way calls, methods that raise or abort, now()/random(), arguments by reference whose
+    owner may exit, and small bounds that a long run passes several times."""
+    wanted: Dict[str, Any] = dict(
+        p_oneway=rng.choice((0.0, 0.1, 0.25)),
+        p_stamped=rng.choice((0.0, 0.1, 0.3)),
+        p_raising=rng.choice((0.0, 0.05, 0.1)),
+        p_poison=rng.choice((0.0, 0.03)),
+        p_byref=rng.choice((0.0, 0.1, 0.3)),
+        # the owner of an argument passed by reference stays: a replica that executes the call after
+        # the owner exited cannot fetch it (docs/faults.md, open); tests/test_sim_scenarios.py shows it
+        p_owner_exit=0.0,
+        client_fifo=rng.random() < 0.5,
+    )
+    if rng.random() < 0.3:
+        # small bounds: the evicting ones (replies kept, recent executions, carried announcements)
+        # must still cover what a retry or a lagging replica can ask for within a run's delays
+        outstanding = opts.clients * (opts.window + 4) * (3 if opts.nested else 1)
+        wanted.update(
+            reply_cache_max=rng.choice((4, 8)) * outstanding,
+            retain_executed_max=rng.choice((16, 32)),
+            carried_announcements_max=rng.choice((2, 4, 8)),
+            # a backup lagging past log_max is replaced: a view change, which a fault-free run (I5) must not have
+            log_max=rng.choice((32, 64)) if opts.faults else opts.log_max,
+            batch_max=rng.randint(1, 4),
+            primary_inflight_max=rng.randint(1, 4),
+            backup_inflight_max=rng.randint(1, 2),
+            # a router refuses calls past inflight_max (GroupOverloadedError); a lossy client retransmits,
+            # a Ray caller would get the error: small only on the lossy link, and not below the calls a
+            # window keeps outstanding (far below, every call waits on retransmissions and I6's bound,
+            # which does not count them, breaks: seed 164 with 4 for 16 pipelined calls)
+            inflight_max=opts.inflight_max if wanted["client_fifo"] else
+            opts.clients * opts.window + rng.randint(2, 6),
+        )
+    return dataclasses.replace(opts, **wanted)

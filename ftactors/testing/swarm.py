@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ftactors.testing.cluster import RunResult, Simulator
 from ftactors.testing.hosts import InvariantViolation
@@ -38,15 +39,42 @@ class Failure:
                 + (" --output-to-deliverer" if self.options.output_to_deliverer else ""))
 
 
+#: the workload's corners, as counted by the simulator: (label in the summary, counter)
+FEATURES = (
+    ("one-way calls", "oneway_calls"),
+    ("raised", "raised"),
+    ("aborted", "aborted"),
+    ("nondet draws", "nondet_draws"),
+    ("nondet replays", "nondet_replays"),
+    ("by-ref args", "byref_args"),
+    ("bound wraps", "bound_wraps"),
+    ("long methods", "long_methods"),
+    ("nested calls", "nested_sends"),
+)
+
+
 @dataclass(slots=True)
 class SwarmSummary:
-    """Totals of a swarm run."""
+    """Totals of a swarm run.
+
+    ``counts`` adds up every passing seed's simulator counters (faults, retries, and the
+    workload's features: see :data:`FEATURES`).
+    """
 
     seeds: int = 0
     ops: int = 0
     ticks: int = 0
     seconds: float = 0.0
     failures: List[Failure] = field(default_factory=list)
+    counts: "Counter[str]" = field(default_factory=Counter)
+
+    def features(self) -> Dict[str, int]:
+        """How often each corner of the workload occurred (passing seeds)."""
+        return {label: self.counts[key] for label, key in FEATURES}
+
+    def feature_line(self) -> str:
+        """The per-feature counts, one line."""
+        return "features: " + ", ".join(f"{label} {n}" for label, n in self.features().items())
 
     def line(self) -> str:
         """The one-line summary."""
@@ -111,6 +139,7 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         else:
             summary.ops += result.ops
             summary.ticks += result.ticks
+            summary.counts.update(result.counts)
         summary.seeds += 1
     summary.seconds = time.perf_counter() - began
     return summary
