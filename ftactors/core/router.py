@@ -86,6 +86,7 @@ class _Link:
     last_ping: int = 0
     last_sent: int = 0
     progress_tick: int = 0  # when ``acked`` last advanced
+    suspended: int = 0  # messages the replica holds suspended (async methods), as it last said
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +369,7 @@ class RouterCore:
             return
         link.inflight = max(0, link.inflight - 1)
         link.last_heard = self.now
+        link.suspended = d.suspended
         if d.acked_position > link.acked:
             link.progress_tick = self.now
         link.acked = max(link.acked, d.acked_position)
@@ -876,7 +878,7 @@ class RouterCore:
         for name in self.members:
             link = self.links[name]
             limit = self.config.primary_inflight_max if name == self.primary else self.config.backup_inflight_max
-            if link.inflight >= limit:
+            if link.inflight >= limit + (1 if link.suspended else 0):  # one waits for suspended messages
                 continue
             msg = self._build(name, link)
             if msg is not None:
@@ -899,8 +901,10 @@ class RouterCore:
         wanted = link.snapshot_wanted and is_primary
         # the primary may hold work that became possible later (a resource freed, a sequence
         # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
-        poll = is_primary and bool(self.pending) and link.inflight == 0 and \
-            self.now - link.last_sent >= cfg.heartbeat_ticks
+        # a primary holding suspended messages (async methods waiting for a nested reply or a
+        # timer) keeps one Deliver: it returns with the replies of the steps that resume them
+        poll = is_primary and link.inflight == 0 and (link.suspended > 0 or bool(self.pending) and
+                                                      self.now - link.last_sent >= cfg.heartbeat_ticks)
         if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
             return None
         if poll and not (reqs or link.new_view or link.checkpoint or wanted):
