@@ -449,6 +449,10 @@ class ReplicaCore:
         self._checkpoint_out = None
         return out
 
+    def replies_waiting(self) -> bool:
+        """Whether the outbox holds replies (the host answers its Deliver at once then)."""
+        return bool(self._replies)
+
     def acked_position(self) -> int:
         """Executed positions (semi-active, primary) or logged ones (passive backup)."""
         if self.role == Role.BACKUP and self.config.style == "passive":
