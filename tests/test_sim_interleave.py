@@ -32,3 +32,12 @@ def test_backups_resuming_in_arrival_order_are_caught_as_divergence():
     assert caught, "the planted resume-order bug went unnoticed"
     assert all(msg.startswith("divergence: seed") for msg in caught), caught[:3]
     assert len(caught) >= 30, f"caught in {len(caught)} of 40 seeds"
+
+
+def test_command_line_names_the_seed_that_replays_a_violation(capsys):
+    from ftactors.testing.interleave import main
+
+    assert main(["--seeds", "20"]) == 0
+    assert main(["--seeds", "20", "--planted-bug"]) == 1
+    out = capsys.readouterr().out
+    assert "divergence" in out and "replay: python -m ftactors.testing.interleave --seeds 1 --start" in out
