@@ -14,8 +14,9 @@ order, admit the event of that name, waiting for a reply until it arrives and fi
 once (the primary waited for it). Coroutines of different calls thus interleave in the same
 order on every replica, and so do the tasks one call gathers.
 
-Relies on two details of CPython's ``asyncio.BaseEventLoop`` (3.10-3.12): ``_ready`` (the
-callbacks due now) and that ``stop()`` before ``run_forever()`` runs one iteration.
+Relies on details of CPython's ``asyncio.BaseEventLoop`` (3.10-3.12): ``_ready`` (the callbacks
+due now), the ``_selector``/``_process_events``/``_write_to_self`` hooks, and that ``stop()``
+before ``run_forever()`` runs one iteration.
 """
 
 from __future__ import annotations
@@ -35,8 +36,22 @@ Wake = Tuple[str, int]  # ("f", n): the n-th future of the call completed; ("t",
 _arrivals = itertools.count(1)
 
 
-class CallLoop(asyncio.SelectorEventLoop):
+class _NoSelector:
+    """What a :class:`CallLoop` polls instead of sockets: nothing (no file descriptor per call)."""
+
+    def select(self, timeout: Optional[float] = None) -> List[Any]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class CallLoop(asyncio.BaseEventLoop):
     """The private event loop of one async call; external events wait in its inbox.
+
+    It holds no selector and no file descriptor: sockets, pipes and subprocesses are not
+    available on it (``NotImplementedError``): their events would reach each replica in its
+    own order.
 
     Args:
         on_event: called (from any thread) when an event arrives, to wake the replica's driver.
@@ -45,6 +60,7 @@ class CallLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, on_event: Callable[[], None], events_max: int = 10_000) -> None:
         super().__init__()
+        self._selector = _NoSelector()
         self._on_event = on_event
         self._events_max = events_max
         self._lock = threading.Lock()
@@ -166,6 +182,12 @@ class CallLoop(asyncio.SelectorEventLoop):
         self._inbox.clear()
         self._timers.clear()
         self.close()
+
+    def _process_events(self, event_list: List[Any]) -> None:
+        """No I/O events: the selector is :class:`_NoSelector`."""
+
+    def _write_to_self(self) -> None:
+        """Nothing to wake: the replica's driver is notified by ``on_event`` instead."""
 
     def _drop_cancelled(self) -> None:
         for n in [n for n, (h, *_) in self._timers.items() if h.cancelled()]:
