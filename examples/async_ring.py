@@ -15,7 +15,10 @@ import sys
 import ray
 
 import ftactors
-from ftactors.campaign import kill_replica, wait_until  # kill_replica: checks the pid first
+from ftactors.campaign import (  # kill_replica: checks the pid first
+    kill_replica,
+    wait_until,
+)
 
 QUICK = "--quick" in sys.argv or os.environ.get("FTACTORS_EXAMPLE_QUICK") == "1"
 

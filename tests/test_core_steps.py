@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from ftactors.core import CoreConfig, Deliver, Execute, Kind, MsgId, NewView, Outcome, ReplicaCore, Request, Role
+from ftactors.core import (
+    CoreConfig,
+    Deliver,
+    Execute,
+    Kind,
+    MsgId,
+    NewView,
+    Outcome,
+    ReplicaCore,
+    Request,
+    Role,
+)
 
 VIEW = NewView(1, ("g-r0", "g-r1"))
 

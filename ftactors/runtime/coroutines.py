@@ -82,7 +82,7 @@ class CallLoop(asyncio.BaseEventLoop):
         self._futures[fut] = self._future_count
         return fut
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
                              context: Any = None) -> asyncio.Handle:
         """An event from another thread (a nested reply): parked until a step admits it."""
         name = self._name_of(callback, args)
@@ -93,7 +93,7 @@ class CallLoop(asyncio.BaseEventLoop):
         self._on_event()
         return asyncio.Handle(callback, args, self, context)
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,  # type: ignore[override]
                 context: Any = None) -> asyncio.TimerHandle:
         """A timer (``asyncio.sleep``, ``call_later``): parked until a step admits it."""
         self._timer_count += 1
