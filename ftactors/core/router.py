@@ -878,7 +878,7 @@ class RouterCore:
         for name in self.members:
             link = self.links[name]
             limit = self.config.primary_inflight_max if name == self.primary else self.config.backup_inflight_max
-            if link.inflight >= limit + (1 if link.suspended else 0):  # one waits for suspended messages
+            if link.inflight >= limit + (1 if name == self.primary and link.suspended else 0):  # see _build
                 continue
             msg = self._build(name, link)
             if msg is not None:

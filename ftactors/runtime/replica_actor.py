@@ -196,6 +196,7 @@ class _Replica:
         self._t0 = time.monotonic()
         # async calls started and suspended, stepped in the primary's announced order
         self._coroutines = Coroutines(self._wake_driver, self.core.config.suspended_max)
+        self._polling = False  # the driver waits for a suspended call's event (no step runs)
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
@@ -309,14 +310,15 @@ class _Replica:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             # a digest taken mid-batch would not match the executed count: wait for the batch
-            self._cond.wait_for(lambda: not self._turns.driving, timeout=2.0)
+            self._cond.wait_for(lambda: not self._turns.driving or self._polling, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                digest = state_digest(self.obj) if not self._turns.driving else ""  # unknown: still busy
+                idle = not self._turns.driving or self._polling
+                digest = state_digest(self.obj) if idle else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
@@ -408,7 +410,11 @@ class _Replica:
         if left <= 0:
             return False
         timer = self._coroutines.next_timer_s()
-        self._cond.wait(timeout=min(left, 0.05 if timer is None else max(0.001, timer)))
+        self._polling = True  # no step runs meanwhile: info() may read the state
+        try:
+            self._cond.wait(timeout=min(left, 0.05 if timer is None else max(0.001, timer)))
+        finally:
+            self._polling = False
         return True
 
     def _drive(self, epoch: str) -> Delivered:
