@@ -1,10 +1,11 @@
 """Integration: async replicated methods that await nested calls, timers and the determinism
 helpers behave exactly as sync methods do (issue 12, first part).
 
-A coroutine runs on the replica's private event loop thread, not on the thread that executes
-the call: the call context must follow it there, or a nested call from a coroutine becomes a
-plain call made by every replica (taking effect up to once per replica), and ``ftactors.now()``
-/ ``ftactors.random()`` are drawn afresh by each replica.
+A coroutine runs on its call's own event loop, stepped by the replica: the call context must
+follow it there, or a nested call from a coroutine becomes a plain call made by every replica
+(taking effect up to once per replica), and ``ftactors.now()`` / ``ftactors.random()`` are drawn
+afresh by each replica. Calls interleave, as in a Ray async actor, in the order the primary
+announces (re-entrant calls: ``tests/test_ray_reentrant.py``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ until the core has nothing to do, and returns the core's Delivered (replies
 and piggybacked announcements). Deliveries that arrive while another thread
 drives are fed to the core at once, so the primary's scheduler sees them
 (priority, deadline, ...), and the driving thread executes them.
+
+Async methods run in steps on private event loops (:mod:`ftactors.runtime.coroutines`): the
+driving thread starts or resumes one call at a time, in the order the primary chooses (and the
+core announces) or, on a backup, the announced one. A primary holding suspended calls keeps
+its Deliver (at most ``heartbeat_s``) until one of them can resume, so the resumed step's reply
+leaves at once; the router keeps such a Deliver outstanding.
 """
 
 from __future__ import annotations
