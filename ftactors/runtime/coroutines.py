@@ -60,6 +60,9 @@ class CallLoop(asyncio.BaseEventLoop):
 
     def __init__(self, on_event: Callable[[], None], events_max: int = 10_000) -> None:
         super().__init__()
+        if not isinstance(getattr(self, "_ready", None), collections.deque):
+            raise RuntimeError("ftactors: this Python's asyncio event loop has no _ready queue; replicated async "
+                               "methods need CPython 3.10-3.12's asyncio.BaseEventLoop")
         self._selector = _NoSelector()
         self._on_event = on_event
         self._events_max = events_max
