@@ -16,7 +16,8 @@ pytestmark = pytest.mark.ray
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ["bank.py", "kv_store.py", "nested_pipeline.py", "priority_scheduling.py", "passive_large_state.py",
-           "third_party.py", "serve_gateway.py", "async_pipeline.py"]
+           "third_party.py", "serve_gateway.py", "async_pipeline.py",
+           "async_ring.py"]
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,9 @@ class CoreConfig:
         retain_executed_max: executed messages (with their announcements) each
             replica keeps for recovery, so a restarted router can still bring a
             lagging backup up to date.
+        suspended_max: messages a replica holds started but not finished (async methods
+            suspended on a nested reply or a timer); the primary starts no new message
+            while this many are suspended, and resumes them first.
         query_on_failover: ask the survivors for their state (claim 65) after a
             primary failure even when the router holds every message they could
             (semi-active, a router that never restarted). False saves a round
@@ -83,6 +86,7 @@ class CoreConfig:
     carried_announcements_max: int = 64
     sequence_gap_ticks: int = 20
     retain_executed_max: int = 256
+    suspended_max: int = 1024
     query_on_failover: bool = False
 
     def __post_init__(self) -> None:
@@ -93,6 +97,7 @@ class CoreConfig:
             "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "sources_max", "log_max",
             "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
             "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
+            "suspended_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -120,6 +120,15 @@ class Announcement:
         msg_id: the message executed there.
         nondet: values the primary chose while executing it (``ftactors.now()``,
             ``ftactors.random()``); backups replay them. Opaque to the core.
+        resume: 0 when the message starts at this position; ``k >= 1`` when the
+            message, suspended since its previous position (an async method waiting
+            for a nested reply or a timer), resumes for the ``k``-th time here. A
+            message that suspends holds one position per step; its reply carries the
+            announcement of the step that finished it (claims 1, 5, 39: the primary
+            orders the replies to its nested calls like any other message).
+        wake: the host's name of the event that resumed it (which reply, which timer),
+            so that a backup admits that event and not another that arrived first.
+            Opaque to the core; None for a start.
     """
 
     group: str
@@ -127,6 +136,8 @@ class Announcement:
     position: int
     msg_id: MsgId
     nondet: Tuple[Any, ...] = ()
+    resume: int = 0
+    wake: Any = None
 
     kind = Kind.ANNOUNCEMENT
 
@@ -135,6 +146,8 @@ class Announcement:
             raise RemoteProtocolError(f"Announcement.position must be >= 1, got {self.position}")
         if self.view < 0:
             raise RemoteProtocolError(f"Announcement.view must be >= 0, got {self.view}")
+        if not isinstance(self.resume, int) or self.resume < 0:
+            raise RemoteProtocolError(f"Announcement.resume must be an int >= 0, got {self.resume!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +329,9 @@ class Delivered:
             or logged (passive) at this replica.
         checkpoint: a checkpoint to relay to passive backups, or None.
         digests: (position, digest) pairs for divergence checks.
+        suspended: messages the replica holds suspended (async methods waiting for a
+            nested reply or a timer); the router keeps a Deliver outstanding to a
+            primary that holds some, which carries their replies back.
     """
 
     replica: str
@@ -325,6 +341,7 @@ class Delivered:
     acked_position: int = 0
     checkpoint: Optional[Checkpoint] = None
     digests: Tuple[Tuple[int, str], ...] = ()
+    suspended: int = 0
 
     kind = Kind.DELIVERED
 

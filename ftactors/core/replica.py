@@ -3,11 +3,21 @@
 The host (the Ray runtime or the simulator) drives it like etcd's RawNode:
 
     core.deliver(msg)                      # a Deliver from the router
+    core.set_resumable(msg_ids)            # suspended messages whose awaited event arrived
     while (effect := core.next_effect()):  # Restore, Execute or Snapshot
         ...                                # carry it out, then report:
-        core.executed(msg_id, outcome)     # after an Execute
+        core.executed(msg_id, outcome)     # after an Execute that finished its message
+        core.suspend(msg_id)               # after an Execute whose method waits (async)
         core.snapshot_taken(pos, state, digest)  # after a Snapshot
     answer = core.take_delivered()         # the Delivered to return
+
+Async methods run in *steps*: from their start, or a resume, to the next point where
+they wait for something outside them (a nested reply, a timer). Each step holds one
+position of the order: the primary chooses which suspended message resumes, or which
+new message starts, and announces it (``Announcement.resume``/``wake``) like any other
+position; backups and a new primary replaying the order resume in exactly that order
+(claims 1, 5, 39). Sync methods are one step. Snapshots wait for a position at which
+no message is suspended, so a checkpoint never holds a half-run coroutine.
 
 Roles and their legal transitions are in :data:`TRANSITIONS`. The primary
 chooses the order with its scheduler and announces it *after* starting a
@@ -93,6 +103,17 @@ class Execute:
     request: Request
     replay: bool
     nondet: Tuple[Any, ...] = ()
+    resume: int = 0
+    wake: Any = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A message started but suspended (an async method waiting), and what its steps used."""
+
+    request: Request
+    resumes: int = 0  # steps after the first, so far
+    nested_count: int = 0  # nested requests made so far (their ids continue across steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +170,8 @@ class ReplicaCore:
         self.dedup = DedupTable(config.reply_cache_max, config.sources_max)
         self.checkpoint: Optional[Checkpoint] = None
         self.executing: Optional[Execute] = None
+        self.suspended: "OrderedDict[MsgId, _Held]" = OrderedDict()  # at most suspended_max
+        self._resumable: Tuple[MsgId, ...] = ()
         self.now = 0
         self.unavailable: frozenset = frozenset()
         self.next_seq: "OrderedDict[str, int]" = OrderedDict()  # at most sources_max, least recent first
@@ -202,25 +225,23 @@ class ReplicaCore:
         if msg.snapshot_wanted and self.role == Role.PRIMARY:
             self._want_snapshot(for_checkpoint=True)
 
-    def executed(self, msg_id: MsgId, outcome: Outcome, nondet: Tuple[Any, ...] = ()) -> None:
-        """Report the outcome of the current Execute.
+    def executed(self, msg_id: MsgId, outcome: Outcome, nondet: Tuple[Any, ...] = (), wake: Any = None) -> None:
+        """Report the outcome of the current Execute: its message finished.
 
         Args:
             msg_id: the message executed.
             outcome: its value or exception.
             nondet: values the primary chose during execution (ignored on replay:
                 the announced ones were used).
+            wake: for a resume step, the host's name of the event that resumed it
+                (ignored on replay).
 
         Raises:
             LocalProtocolError: nothing is executing, or it is another message.
         """
-        ex = self.executing
-        if ex is None or ex.request.msg_id != msg_id:
-            raise LocalProtocolError(f"executed({msg_id}) but executing {ex and ex.request.msg_id}")
-        self.executing = None
+        ex = self._end_step(msg_id, "executed")
         req = ex.request
-        ann = Announcement(self.group, self._announced_view(ex), ex.position, msg_id,
-                           ex.nondet if ex.replay else tuple(nondet))
+        ann = self._step_announcement(ex, nondet, wake)
         reply = Reply(msg_id, self.group, self.view, ex.position, outcome, (ann,)) if req.wants_reply else None
         self.dedup.record(msg_id, reply)
         # apply the source's acknowledgement only now: every seq below it was executed
@@ -240,6 +261,55 @@ class ReplicaCore:
         self._after_execution(ex.position)
         if self._snapshot_pending is not None:
             self._want_snapshot(self._snapshot_pending)
+
+    def suspend(self, msg_id: MsgId, nondet: Tuple[Any, ...] = (), wake: Any = None) -> None:
+        """Report that the current Execute ended with its (async) method waiting for something
+        outside it: the step took its position; the message resumes at a later one.
+
+        Args:
+            msg_id: the message executing.
+            nondet: values the primary chose during this step (ignored on replay).
+            wake: for a resume step, the host's name of the event that resumed it.
+
+        Raises:
+            LocalProtocolError: nothing is executing, or it is another message.
+        """
+        ex = self._end_step(msg_id, "suspend")
+        ann = self._step_announcement(ex, nondet, wake)
+        assert len(self.suspended) < self.config.suspended_max or ex.replay, "suspended_max exceeded"
+        self.suspended[msg_id] = _Held(ex.request, ex.resume, self._nested_count)
+        self.executed_upto = self.app_position = ex.position
+        self.order.pop(ex.position, None)
+        self._recent[ex.position] = (ann, ex.request)
+        while len(self._recent) > self.config.retain_executed_max:
+            self._recent.popitem(last=False)
+        if self.role == Role.PRIMARY:
+            self._announcements.append(ann)
+        self._after_execution(ex.position)  # a snapshot due here waits until nothing is suspended
+
+    def set_resumable(self, msg_ids: Tuple[MsgId, ...]) -> None:
+        """The host's suspended messages whose awaited event arrived, oldest first; the
+        primary resumes the first of them before starting anything new (backups and a
+        replaying primary follow the announced order instead).
+
+        Args:
+            msg_ids: messages the host can resume now.
+        """
+        self._resumable = tuple(msg_ids)
+
+    def _end_step(self, msg_id: MsgId, what: str) -> Execute:
+        ex = self.executing
+        if ex is None or ex.request.msg_id != msg_id:
+            raise LocalProtocolError(f"{what}({msg_id}) but executing {ex and ex.request.msg_id}")
+        self.executing = None
+        return ex
+
+    def _step_announcement(self, ex: Execute, nondet: Tuple[Any, ...], wake: Any) -> Announcement:
+        if ex.replay:
+            return Announcement(self.group, self._announced_view(ex), ex.position, ex.request.msg_id,
+                                ex.nondet, ex.resume, ex.wake)
+        return Announcement(self.group, self.view, ex.position, ex.request.msg_id, tuple(nondet), ex.resume,
+                            wake if ex.resume else None)
 
     def snapshot_taken(self, position: int, state: Any, digest: str) -> None:
         """Report a snapshot taken for a Snapshot effect.
@@ -290,7 +360,7 @@ class ReplicaCore:
         ex = self.executing
         if ex is None:
             raise LocalProtocolError("nested_request outside an execution")
-        self._nested_count += 1
+        self._nested_count += 1  # counts per message, across its steps: equal at every replica
         carry = self._carry.get(target_group)
         req = Request(
             kind=kind, msg_id=MsgId(nested_source(self.group, ex.request.msg_id), self._nested_count),
@@ -355,12 +425,15 @@ class ReplicaCore:
                 if self._blocked_since is None:
                     self._blocked_since = self.now
             else:
-                ex = self._next_scheduled()
+                ex = self._next_resumed() or self._next_scheduled()
         if ex is not None:
             self.executing = ex
-            self._nested_count = 0  # nested ids count per execution: equal at every replica and re-execution
-            self.requests.pop(ex.request.msg_id, None)
-            self._sched.remove(ex.request.msg_id)
+            held = self.suspended.pop(ex.request.msg_id, None)
+            # nested ids count per message: equal at every replica and re-execution
+            self._nested_count = held.nested_count if held is not None else 0
+            if ex.resume == 0:
+                self.requests.pop(ex.request.msg_id, None)
+                self._sched.remove(ex.request.msg_id)
             if ex.replay:
                 self.counts["replayed"] += 1
         return ex
@@ -370,11 +443,15 @@ class ReplicaCore:
         out = Delivered(
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
-            checkpoint=self._checkpoint_out, digests=tuple(self._digests),
+            checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
         )
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
         return out
+
+    def replies_waiting(self) -> bool:
+        """Whether the outbox holds replies (the host answers its Deliver at once then)."""
+        return bool(self._replies)
 
     def acked_position(self) -> int:
         """Executed positions (semi-active, primary) or logged ones (passive backup)."""
@@ -390,7 +467,9 @@ class ReplicaCore:
         executes now (a long call, or one waiting for a nested reply: the router may never
         have seen it, and the backups need it if this replica dies), and its recent history."""
         recent = list(self._recent.values())
-        running = (self.executing.request,) if self.executing is not None else ()
+        running = tuple(h.request for h in self.suspended.values())
+        if self.executing is not None and self.executing.request.msg_id not in self.suspended:
+            running += (self.executing.request,)
         return StateReport(
             replica=self.replica_id, view=self.view, executed_position=self.executed_upto,
             requests=tuple(self.requests.values()) + running + tuple(req for _, req in recent),
@@ -407,8 +486,12 @@ class ReplicaCore:
             return False
         ann = self.order.get(self.executed_upto + 1)
         if ann is not None:
-            return ann.msg_id in self.requests
-        return self.role == Role.PRIMARY and len(self._sched) > 0 and not self._waiting_for_order()
+            return ann.msg_id in (self.suspended if ann.resume else self.requests)
+        if self.role != Role.PRIMARY or self._waiting_for_order():
+            return False
+        if any(m in self.suspended for m in self._resumable):
+            return True
+        return len(self._sched) > 0 and len(self.suspended) < self.config.suspended_max
 
     # ------------------------------------------------------------- internals
 
@@ -460,6 +543,7 @@ class ReplicaCore:
     def _drop_all(self) -> None:
         self._recent.clear()
         self.requests.clear()
+        self.suspended.clear()  # the host drops its coroutines with them (Restore, or fenced)
         self.order.clear()
         self._sched = make_scheduler(self._scheduling, self.config.sources_max)
         self._effects.clear()
@@ -473,7 +557,8 @@ class ReplicaCore:
             raise RemoteProtocolError(f"{self.replica_id}: request for group {req.group!r}")
         status = self.dedup.status(req.msg_id)
         mid = req.msg_id
-        if status != "new" or mid in self.requests or (self.executing and self.executing.request.msg_id == mid):
+        if status != "new" or mid in self.requests or mid in self.suspended or \
+                (self.executing and self.executing.request.msg_id == mid):
             self.counts["duplicates"] += 1
             if self.role == Role.PRIMARY and req.wants_reply:
                 self._answer_duplicate(req, status)
@@ -552,6 +637,13 @@ class ReplicaCore:
         ann = self.order.get(self.executed_upto + 1)
         if ann is None:
             return None
+        if ann.resume:
+            held = self.suspended.get(ann.msg_id)
+            if held is None:  # not started here: it cannot be (its start is an earlier position)
+                raise RemoteProtocolError(f"{self.replica_id}: position {ann.position} resumes {ann.msg_id}, "
+                                          f"which is not suspended here")
+            return Execute(ann.position, held.request, replay=True, nondet=ann.nondet, resume=ann.resume,
+                           wake=ann.wake)
         req = self.requests.get(ann.msg_id)
         if req is None:
             if self._blocked_since is None:
@@ -564,7 +656,18 @@ class ReplicaCore:
         """The primary still holds announced positions it has not executed (recovery)."""
         return bool(self.order)
 
+    def _next_resumed(self) -> Optional[Execute]:
+        """The primary resumes the first suspended message the host can resume."""
+        for mid in self._resumable:
+            held = self.suspended.get(mid)
+            if held is not None:
+                self._resumable = tuple(m for m in self._resumable if m != mid)
+                return Execute(self.executed_upto + 1, held.request, replay=False, resume=held.resumes + 1)
+        return None
+
     def _next_scheduled(self) -> Optional[Execute]:
+        if len(self.suspended) >= self.config.suspended_max:
+            return None  # resume before starting more
         ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
         item = self._sched.pop(ctx)
         if item is None:
@@ -591,7 +694,7 @@ class ReplicaCore:
             self._want_snapshot(for_checkpoint=False)
 
     def _want_snapshot(self, for_checkpoint: bool) -> None:
-        if self.executing is not None:
+        if self.executing is not None or self.suspended:  # a checkpoint never holds a half-run coroutine
             self._snapshot_pending = bool(self._snapshot_pending) or for_checkpoint  # after this execution
             return
         self._snapshot_pending = None

@@ -362,6 +362,7 @@ class RouterCore:
         if link is None:
             self.counts["fenced"] += 1
             return
+        link.suspended = d.suspended
         from_primary = False
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)

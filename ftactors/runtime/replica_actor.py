@@ -7,11 +7,16 @@ until the core has nothing to do, and returns the core's Delivered (replies
 and piggybacked announcements). Deliveries that arrive while another thread
 drives are fed to the core at once, so the primary's scheduler sees them
 (priority, deadline, ...), and the driving thread executes them.
+
+Async methods run in steps on private event loops (:mod:`ftactors.runtime.coroutines`): the
+driving thread starts or resumes one call at a time, in the order the primary chooses (and the
+core announces) or, on a backup, the announced one. A primary holding suspended calls keeps
+its Deliver (at most ``heartbeat_s``) until one of them can resume, so the resumed step's reply
+leaves at once; the router keeps such a Deliver outstanding.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import hashlib
@@ -41,6 +46,7 @@ from ftactors.core import (
 )
 from ftactors.host import Claim, ReplicaTurns, Verdict
 from ftactors.runtime import context
+from ftactors.runtime.coroutines import Coroutines, StepResult, wait_on
 from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
@@ -173,7 +179,9 @@ class _Replica:
         self._cond = threading.Condition()
         self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
         self._t0 = time.monotonic()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # async calls started and suspended, stepped in the primary's announced order
+        self._coroutines = Coroutines(self._wake_driver, self.core.config.suspended_max)
+        self._polling = False  # the driver waits for a suspended call's event (no step runs)
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
@@ -287,14 +295,15 @@ class _Replica:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             # a digest taken mid-batch would not match the executed count: wait for the batch
-            self._cond.wait_for(lambda: not self._turns.driving, timeout=2.0)
+            self._cond.wait_for(lambda: not self._turns.driving or self._polling, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                digest = state_digest(self.obj) if not self._turns.driving else ""  # unknown: still busy
+                idle = not self._turns.driving or self._polling
+                digest = state_digest(self.obj) if idle else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
@@ -365,12 +374,44 @@ class _Replica:
     def _ticks(self) -> int:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
+    def _wake_driver(self) -> None:
+        """An event for a suspended async call arrived (from any thread): wake the driver."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _wait_for_resume(self, since: float) -> bool:
+        """The primary holds suspended async calls and nothing else to do: keep this Deliver (the
+        router keeps one outstanding for it) until one can resume, for at most ``heartbeat_s``, so
+        the resumed step's reply leaves at once. Call holding ``_cond``.
+
+        Returns:
+            True to look for work again; False to answer now.
+        """
+        core = self.core
+        if not self._turns.keep_driving() or core.role != Role.PRIMARY or not core.suspended \
+                or core.replies_waiting():
+            return False
+        left = self.settings.heartbeat_s - (time.monotonic() - since)
+        if left <= 0:
+            return False
+        timer = self._coroutines.next_timer_s()
+        self._polling = True  # no step runs meanwhile: info() may read the state
+        try:
+            self._cond.wait(timeout=min(left, 0.05 if timer is None else max(0.001, timer)))
+        finally:
+            self._polling = False
+        return True
+
     def _drive(self, epoch: str) -> Delivered:
         """Carry out effects until the core is idle, or until a standby Deliver can take over
         after an effect; return the output for ``epoch``'s router."""
+        since = time.monotonic()
         while True:
             with self._cond:
+                self.core.set_resumable(self._coroutines.ready())
                 effect = self.core.next_effect() if self._turns.keep_driving() else None
+                if effect is None and self._wait_for_resume(since):
+                    continue
                 if effect is None:
                     self._turns.stop()
                     self._cond.notify_all()
@@ -385,35 +426,67 @@ class _Replica:
 
     def _carry_out(self, effect: Any) -> None:
         if isinstance(effect, Execute):
-            outcome, nondet = self._execute(effect)
+            outcome, nondet, wake = self._execute(effect)
             with self._cond:
-                self.core.executed(effect.request.msg_id, outcome, nondet)
+                if outcome is None:
+                    self.core.suspend(effect.request.msg_id, nondet, wake)
+                else:
+                    self.core.executed(effect.request.msg_id, outcome, nondet, wake)
         elif isinstance(effect, Snapshot):
             self._snapshot(effect)
         elif isinstance(effect, Restore):
+            self._coroutines.drop_all()  # the core dropped them too: a checkpoint holds none
             self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
         else:  # pragma: no cover - the core has no other effects
             raise AssertionError(f"unknown effect {effect!r}")
 
-    def _execute(self, ex: Execute) -> Tuple[Outcome, Tuple[Any, ...]]:
+    def _execute(self, ex: Execute) -> Tuple[Optional[Outcome], Tuple[Any, ...], Any]:
+        """Run one step of ``ex``: a whole sync call, or an async call's start or resume.
+
+        Returns:
+            (outcome, nondet, wake): outcome None when an async call waits (suspended); the
+            values the primary drew in this step; the event a resume step admitted.
+        """
         req = ex.request
         choosing = self.core.role == Role.PRIMARY and not ex.replay
+        if ex.resume:
+            ctx = self._coroutines.context_of(req.msg_id)
+            ctx.replay, ctx.choosing, ctx.execute, ctx.recorded, ctx.cursor = ex.nondet, choosing, ex, [], 0
+            step = self._coroutines.resume(req.msg_id, None if choosing else ex.wake, wait_on(self._cond))
+            return self._step_outcome(step, req.method), tuple(ctx.recorded), step.wake
         ctx = context.CallContext(replica=self, replay=ex.nondet, choosing=choosing, execute=ex)
         context.set_current(ctx)
+        outcome: Optional[Outcome]
         try:
             args, kwargs = cloudpickle.loads(self._materialise(req.payload))
             result = getattr(self.obj, req.method)(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = self._run_async(result, ctx)
-            outcome = Outcome(True, result)
+                context.set_current(None)  # the coroutine runs with its own copy, on its call loop
+                step = self._coroutines.start(req.msg_id, result, ctx, _await)
+                outcome = self._step_outcome(step, req.method)
+            else:
+                outcome = Outcome(True, result)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
         except BaseException as exc:  # SystemExit & co. would end every replica in turn
             outcome = Outcome(False, aborted(type(self.obj).__name__, req.method, exc))
         finally:
-            ctx.finished = True  # a task the method left running can no longer act for this call
+            if not (ex.resume or req.msg_id in self._coroutines):
+                ctx.finished = True  # a task the method left running can no longer act for this call
             context.set_current(None)
-        return outcome, tuple(ctx.recorded)
+        return outcome, tuple(ctx.recorded), None
+
+    def _step_outcome(self, step: StepResult, method: str) -> Optional[Outcome]:
+        """The outcome of an async call's step: None while it waits."""
+        if not step.done:
+            return None
+        if step.error is None:
+            return Outcome(True, step.value)
+        if isinstance(step.error, _Aborted):
+            return Outcome(False, aborted(type(self.obj).__name__, method, step.error.exc))
+        if isinstance(step.error, Exception):
+            return Outcome(False, portable_error(step.error))
+        return Outcome(False, aborted(type(self.obj).__name__, method, step.error))
 
     def _snapshot(self, snap: Snapshot) -> None:
         digest = state_digest(self.obj)
@@ -423,32 +496,6 @@ class _Replica:
             state = ray.put(data) if len(data) > self.settings.large_arg_bytes else data
         with self._cond:
             self.core.snapshot_taken(snap.position, state, digest)
-
-    def _run_async(self, awaitable: Any, ctx: context.CallContext) -> Any:
-        """Run an async method's awaitable to completion on the replica's event loop thread.
-
-        The call's context is set inside the coroutine's task on the loop thread, so nested
-        calls, ``now()`` and ``random()`` made from the coroutine (and from tasks it creates)
-        are the call's own, exactly as from a sync method. One call at a time: the executing
-        thread waits here, so coroutines of two calls never interleave on a replica.
-
-        Args:
-            awaitable: what the async method returned.
-            ctx: the context of the call being executed.
-
-        Returns:
-            The awaitable's result.
-
-        Raises:
-            Exception: whatever the awaitable raised.
-        """
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
-        try:
-            return asyncio.run_coroutine_threadsafe(_await(awaitable, ctx), self._loop).result()
-        except _Aborted as wrapped:
-            raise wrapped.exc from None
 
     @staticmethod
     def _materialise(value: Any) -> Any:

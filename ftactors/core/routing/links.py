@@ -46,6 +46,7 @@ class Link:
     last_ping: int = 0
     last_sent: int = 0
     progress_tick: int = 0  # when ``acked`` last advanced
+    suspended: int = 0  # messages the replica holds suspended (async methods), as it last said
 
     def queue_request(self, req: Request, now: int) -> None:
         """Queue ``req`` for the next Deliver on this link (batching counts from the first one)."""

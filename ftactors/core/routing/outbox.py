@@ -56,7 +56,7 @@ class Outbox:
         for name in members:
             link = tracker.links[name]
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
-            if link.inflight >= limit:
+            if link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
             msg = self._build(link, name == primary, view, now, callers_wait)
             if msg is not None:
@@ -79,7 +79,10 @@ class Outbox:
         wanted = link.snapshot_wanted and is_primary
         # the primary may hold work that became possible later (a resource freed, a sequence
         # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
-        poll = is_primary and callers_wait and link.inflight == 0 and now - link.last_sent >= cfg.heartbeat_ticks
+        # a primary holding suspended messages (async methods waiting for a nested reply or a
+        # timer) keeps one Deliver: it returns with the replies of the steps that resume them
+        poll = is_primary and link.inflight == 0 and (link.suspended > 0 or callers_wait and
+                                                      now - link.last_sent >= cfg.heartbeat_ticks)
         if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
             return None
         if poll and not (reqs or link.new_view or link.checkpoint or wanted):
