@@ -758,3 +758,211 @@ def test_a_repaired_backup_still_gets_announcements_batched() -> None:
         g.pump(1)
         nulls_per_tick.append(g.router.counts["null_messages"] - before)
     assert nulls_per_tick == [0] * cfg.null_message_ticks + [2]
+
+
+# ------------------------------------- survivors of the run after the router split
+
+
+def test_a_forgotten_nested_source_cannot_run_again_whatever_order_its_siblings_are_forgotten_in() -> None:
+    """The root floor only rises: forgetting a source of an older calling message after a newer
+    one must not lower it, or a late duplicate of a call in between would run twice."""
+    from ftactors.core import DedupTable, nested_source
+
+    table = DedupTable(reply_cache_max=10, sources_max=1)
+    newer, older = nested_source("A", MsgId("c", 5)), nested_source("A", MsgId("c", 3))
+    between = nested_source("A", MsgId("c", 4))
+    table.record(MsgId(newer, 1), None)
+    table.record(MsgId(older, 1), None)  # past sources_max: ``newer`` is forgotten first
+    table.record(MsgId("x", 1), None)  # then ``older``
+    assert table.status(MsgId(between, 1)) == "expired"
+    assert table.status(MsgId(newer, 1)) == "expired"
+
+
+def test_the_oldest_root_floor_is_forgotten_first() -> None:
+    from ftactors.core import DedupTable, nested_source
+
+    table = DedupTable(reply_cache_max=10, sources_max=1)
+    a, b = nested_source("A", MsgId("c", 5)), nested_source("B", MsgId("d", 2))
+    table.record(MsgId(a, 1), None)
+    table.record(MsgId(b, 1), None)  # a forgotten: floor of root A|c
+    table.record(MsgId("y", 1), None)  # b forgotten: floor of root B|d; A|c's floor goes (the oldest)
+    assert table.status(MsgId(b, 1)) == "expired"
+    assert table.status(MsgId(a, 1)) == "new"
+
+
+def test_a_joined_replica_sends_no_checkpoint_and_takes_no_snapshot_nobody_asked_for() -> None:
+    """After a join, the first Delivered carries no checkpoint (only a primary's snapshot makes
+    one) and executing a call makes no Snapshot effect (digests are off)."""
+    from ftactors.core import Checkpoint, DedupTable, Kind, Request, Snapshot
+
+    cfg = CoreConfig(digest_every_messages=0)
+    core = ReplicaCore("g", "g-r2", cfg, "reception", None)
+    cp = Checkpoint("g", 2, 0, "state", DedupTable(10).export(), "d0")
+    core.deliver(Deliver(view=2, new_view=NewView(2, ("g-r0", "g-r2")), checkpoint=cp, join=True))
+    assert core.take_delivered().checkpoint is None
+    req = Request(Kind.SYNC_REQUEST, MsgId("c", 1), "g", "m")
+    from ftactors.core import Announcement
+
+    core.deliver(Deliver(view=2, requests=(req,), announcements=(Announcement("g", 2, 1, req.msg_id),)))
+    effects = []
+    while (eff := core.next_effect()) is not None:
+        effects.append(eff)
+        if isinstance(eff, Execute):
+            core.executed(eff.request.msg_id, Outcome(True, 1))
+    assert not any(isinstance(e, Snapshot) for e in effects) and core.executed_upto == 1
+    assert core.take_delivered().checkpoint is None
+
+
+def test_a_passive_backup_keeps_its_exactly_once_table_within_sources_max_after_a_checkpoint() -> None:
+    from ftactors.core import Checkpoint, DedupTable
+
+    big = DedupTable(reply_cache_max=100, sources_max=100)
+    for i in range(12):
+        big.record(MsgId(f"s{i}", 1), None)
+    cfg = CoreConfig(style="passive", reply_cache_max=100, sources_max=4)
+    core = ReplicaCore("g", "g-r1", cfg, "reception", VIEW)
+    core.deliver(Deliver(view=1, checkpoint=Checkpoint("g", 1, 12, "state", big.export(), "d")))
+    assert core.executed_upto == 12 and core.dedup.sources() == 4
+
+
+def test_the_sequence_scheduler_forgets_the_least_recently_executed_source_first() -> None:
+    """Past ``sources_max``, the source executed longest ago is forgotten: one that just ran
+    keeps its place, and its next call runs at once instead of waiting ``sequence_gap_ticks``."""
+    from ftactors.core import Kind, Request
+
+    cfg = CoreConfig(sources_max=2)
+    core = ReplicaCore("g", "g-r0", cfg, "sequence", VIEW)
+    for src, seq in (("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3)):
+        core.deliver(Deliver(view=1, requests=(Request(Kind.SYNC_REQUEST, MsgId(src, seq), "g", "m"),)))
+        assert execute_all(core) == [MsgId(src, seq)]
+    assert list(core.next_seq) == ["c", "a"]
+
+
+def test_a_promoted_backup_schedules_within_sources_max() -> None:
+    from ftactors.core import Kind, Request
+
+    cfg = CoreConfig(sources_max=2)
+    core = ReplicaCore("g", "g-r1", cfg, "fair", VIEW)
+    core.deliver(Deliver(view=2, new_view=NewView(2, ("g-r1",))))  # the primary failed
+    for i in range(5):
+        core.deliver(Deliver(view=2, requests=(Request(Kind.SYNC_REQUEST, MsgId(f"s{i}", 1), "g", "m"),)))
+        execute_all(core)
+    assert core.executed_upto == 5
+    assert len(core._sched._served) <= 2  # type: ignore[attr-defined]
+
+
+def test_a_user_scheduler_class_is_accepted() -> None:
+    from ftactors.core.scheduler import SequenceOrder
+
+    class MyOrder(SequenceOrder):
+        name = "mine"
+
+    assert isinstance(make_scheduler(MyOrder), MyOrder)
+    core = ReplicaCore("g", "g-r0", CoreConfig(), MyOrder, VIEW)
+    assert isinstance(core._sched, MyOrder)  # type: ignore[attr-defined]
+
+
+def test_a_restarted_router_long_after_start_still_waits_for_resubmitted_calls() -> None:
+    """The restart grace counts from the rebuild, not from tick 0: a call held at a router rebuilt
+    at tick 1000 waits ``failure_timeout_ticks`` (not just ``sequence_gap_ticks``) for an earlier one."""
+    from ftactors.core import Kind, Request, StateReport
+
+    cfg = CoreConfig()
+    rebuilt_at = 1000
+    router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=rebuilt_at)
+    for m in MEMBERS:
+        router.on_state_report(StateReport(m, 1, 0))
+    assert router.phase == Phase.NORMAL
+    second = Request(Kind.SYNC_REQUEST, MsgId("c", 2), "g", "m", ack_below=1)
+    router.submit(second)
+    assert 2 in router.held["c"]
+    now = rebuilt_at
+    for now in range(rebuilt_at + 1, rebuilt_at + cfg.failure_timeout_ticks + 2):
+        router.tick(now)
+        for m in router.ready().pings:
+            router.on_pong(m)
+        if now < rebuilt_at + cfg.failure_timeout_ticks:
+            assert 2 in router.held.get("c", {}), now
+    assert "c" not in router.held and second.msg_id in router.requests
+
+
+def test_a_rebuilt_router_relays_to_the_backups_a_request_only_its_primary_reported() -> None:
+    """The primary executed a call the dead router had taken; asked about the order it lacks, it
+    reports the announcement and the request, and the backups get both."""
+    from ftactors.core import Announcement, Kind, Request, StateReport
+
+    router = RouterCore.rebuilt("g", CoreConfig(), ("g-r0", "g-r1"), view=1, next_replica_index=2)
+    for m in ("g-r0", "g-r1"):
+        router.on_state_report(StateReport(m, 1, 0))
+    for m, _ in router.ready().sends:  # the new view
+        router.on_delivered(Delivered(m, router.view))
+    assert router.primary == "g-r0" and router.phase == Phase.NORMAL
+    lost = Request(Kind.SYNC_REQUEST, MsgId("c", 1), "g", "m")
+    ann = Announcement("g", router.view, 1, lost.msg_id)
+    router.on_delivered(Delivered("g-r0", router.view, acked_position=1))  # executed position 1
+    assert router.ready().queries == ("g-r0",)
+    router.on_state_report(StateReport("g-r0", router.view, 1, (lost,), (ann,)))
+    router.tick(1)  # past relay_delay_ticks
+    sends = dict(router.ready().sends)
+    assert "g-r0" not in sends
+    assert sends["g-r1"].requests == (lost,) and sends["g-r1"].announcements == (ann,)
+
+
+def test_a_late_state_report_after_the_recovery_is_ignored() -> None:
+    from ftactors.core import Announcement, StateReport
+
+    g = Group(CoreConfig())
+    stale = Announcement("g", 1, 1, MsgId("c", 9))
+    g.router.on_state_report(StateReport("g-r1", 1, 1, (), (stale,)))
+    assert 1 not in g.router.order and g.router.gap_queried is None
+
+
+def test_announcements_carried_back_are_counted() -> None:
+    from ftactors.core import Announcement
+
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.pump(3)
+    carried = (Announcement("g", 1, 1, first.msg_id),)
+    second = client.request("g", "add", payload=1)
+    g.router.submit(second.__class__(**{**{f: getattr(second, f) for f in second.__slots__},
+                                        "peer_announcements": carried}))
+    assert g.router.counts["announcements_carried_back"] == 1
+
+
+def test_backups_blocked_at_different_times_are_each_counted_as_resyncs() -> None:
+    """Two backups blocked on the same lost request, one 50 ticks after the other: each is
+    replaced after its own ``2 * failure_timeout_ticks`` without progress, and both count."""
+    from ftactors.core import Announcement
+
+    cfg = CoreConfig()
+    router = RouterCore("g", cfg, MEMBERS)
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    router.submit(first)
+    anns = (Announcement("g", 1, 1, first.msg_id), Announcement("g", 1, 2, MsgId("c", 99)))
+    slow_answer_at = 50
+    parked = None
+    removed = {}
+    for now in range(1, slow_answer_at + 2 * cfg.failure_timeout_ticks + 3):
+        router.tick(now)
+        r = router.ready()
+        for m in r.pings:
+            router.on_pong(m)
+        for m, d in r.sends:
+            if m == "g-r0":
+                router.on_delivered(Delivered(m, router.view, announcements=anns if now == 1 else (),
+                                              acked_position=2))
+            elif m == "g-r2" and now < slow_answer_at:
+                parked = d  # g-r2 is slow: it answers its first Deliver at tick 50
+            else:
+                router.on_delivered(Delivered(m, router.view, acked_position=1))
+        if now == slow_answer_at and parked is not None:
+            router.on_delivered(Delivered("g-r2", router.view, acked_position=1))
+        for m in r.retired:
+            removed[m] = now
+    assert removed == {"g-r1": 2 * cfg.failure_timeout_ticks + 2,
+                       "g-r2": slow_answer_at + 2 * cfg.failure_timeout_ticks + 1}
+    assert router.counts["resyncs"] == 2

@@ -86,6 +86,7 @@ def test_log_settles_replies_by_position() -> None:
     log.settle(reply("c", 2, position=0))  # answered without executing (an error)
     assert MsgId("c", 2) not in log.requests
     log.trim(4)
+    assert not log.knows(MsgId("c", 1))  # its position came from the reply alone: trimmed all the same
     log.retain(req("c", 3))
     log.settle(reply("c", 3, position=3))  # a late duplicate below the trimmed floor
     assert MsgId("c", 3) not in log.requests and MsgId("c", 3) not in log.pos_of
@@ -423,3 +424,55 @@ def test_outbox_respects_inflight_bounds_and_polls_an_idle_primary_while_callers
     assert outbox.sends(tracker, ["g-r0"], view=1, now=5, callers_wait=False) == []  # nobody waits
     (_, poll), = outbox.sends(tracker, ["g-r0"], view=1, now=5, callers_wait=True)
     assert poll.requests == () and counts["polls"] == 1
+
+
+def test_log_keeps_a_digest_for_every_position_of_log_max_when_digests_are_taken_every_message() -> None:
+    log = OrderLog(CoreConfig(log_max=100, digest_every_messages=1))
+    log.record_digests(tuple((p, f"d{p}") for p in range(1, DIGESTS_MIN + 101)))
+    assert len(log.primary_digests) == DIGESTS_MIN + 100
+
+
+def test_a_retry_of_the_call_at_ack_below_still_finds_its_reply() -> None:
+    """``ack_below`` 3: the source holds replies 1 and 2, not 3; a retry of 3 must find it."""
+    intake = make_intake()
+    intake.cache(reply("c", 3, position=3))
+    intake.forget_replies("c", 3)
+    assert intake.lookup(MsgId("c", 3))[0] == "released"
+
+
+def test_outbox_counts_polls_only_for_empty_deliveries_to_the_primary() -> None:
+    cfg = CoreConfig(heartbeat_ticks=3, null_message_ticks=2)
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0", "g-r1"))
+    for link in tracker.links.values():
+        link.new_view = None
+    members = ["g-r0", "g-r1"]
+    tracker.queue_announcement(ann(1), now=0, skip="g-r0")
+    tracker.links["g-r0"].queue_request(req("c", 1), now=0)
+    sends = dict(outbox.sends(tracker, members, view=1, now=3, callers_wait=True))
+    assert sends["g-r0"].requests and sends["g-r1"].is_null  # a request and a null message: no poll
+    assert counts["polls"] == 0
+    for now in (6, 9):
+        tracker.acknowledge("g-r0", 1, now=now)
+        (_, poll), = outbox.sends(tracker, members, view=1, now=now, callers_wait=True)
+        assert poll.requests == ()
+    assert counts["polls"] == 2
+
+
+def test_outbox_batches_what_is_left_after_a_full_batch() -> None:
+    """A backup's copies beyond ``batch_max`` wait ``relay_delay_ticks`` again, like any batch."""
+    cfg = CoreConfig(batch_max=2, relay_delay_ticks=2)
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0", "g-r1"))
+    for link in tracker.links.values():
+        link.new_view = None
+    for seq in (1, 2, 3):
+        tracker.links["g-r1"].queue_request(req("c", seq), now=0)
+    (_, first), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=0, callers_wait=False)
+    assert seqs(first.requests) == [1, 2]  # a full batch goes at once
+    tracker.acknowledge("g-r1", 0, now=1)
+    assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=1, callers_wait=False) == []
+    (_, rest), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=2, callers_wait=False)
+    assert seqs(rest.requests) == [3]

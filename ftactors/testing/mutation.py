@@ -4,7 +4,8 @@
     python -m ftactors.testing.mutation --list     # only print the sampled mutant names
 
 mutmut is configured in ``pyproject.toml`` (``[tool.mutmut]``): it mutates
-router.py, replica.py, dedup.py, scheduler.py and client.py and judges each
+router.py and the router's parts (routing/), replica.py, dedup.py, scheduler.py
+and client.py, and judges each
 mutant with the core tests plus ``tests/test_sim_fixed_seeds.py`` (96 fixed
 simulator seeds). mutmut has no sampling option, so this script samples: a
 mutant is in the sample when the SHA-256 of its name is 0 modulo ``--every``
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ("router.py", "replica.py", "dedup.py", "scheduler.py", "client.py")
+#: the mutated files, under ``ftactors/core/`` (as ``only_mutate`` in pyproject.toml)
+FILES = ("router.py", "routing/intake.py", "routing/log.py", "routing/links.py", "routing/recovery.py",
+         "routing/outbox.py", "replica.py", "dedup.py", "scheduler.py", "client.py")
 #: mutmut exit codes that mean a test (or a time limit, or the type checker) caught the mutant
 KILLED_CODES = {1, 3, 24, -24, 36, 37, 152, 255}
 MINIMUM_SAMPLE = 200
