@@ -29,6 +29,7 @@ from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.replica_actor import GroupSpec, replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
+from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 
 log = logging.getLogger("ftactors")
@@ -156,6 +157,9 @@ class ReplicaInfo:
     executed: int
     state_digest: str
     replies_cached: int = -1  # its exactly-once table (-1: unknown)
+    wire_address: Optional[Tuple[str, int]] = None  # its direct data plane's (node IP, port); None: Ray calls
+    wire_delivers: int = 0  # Delivers it took over the direct data plane
+    wire_dropped: int = 0  # connections it dropped (failed handshake, bad frame...)
 
 
 @dataclass(frozen=True)
@@ -525,7 +529,8 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         existing = _existing_group(group, namespace, rc)
         if existing is not None:
             return existing
-    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace)
+    spec = GroupSpec(group, cloudpickle.dumps(rc._cls), init_bytes, s.model_dump(), dict(rc._actor_options), namespace,
+                     secret=new_secret())
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
@@ -701,7 +706,9 @@ def _handle(h: Any) -> ReplicatedHandle:
 def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> ReplicaInfo:
     return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
-                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1))
+                       state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1),
+                       wire_address=tuple(d["wire"]) if d.get("wire") else None,
+                       wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0))
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:
