@@ -114,6 +114,7 @@ class _Router:
         self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
         self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}
         self._wire_addrs: Dict[str, Tuple[str, int]] = {}  # from the replicas' ready()
+        self._retiring_links: Set[DirectLink] = set()  # retired replicas' links awaiting their last answers
 
     # ------------------------------------------------------------ Ray methods
 
@@ -205,6 +206,8 @@ class _Router:
         self._closed = True
         for rid in list(self._links):
             self._close_link(rid)
+        for link in list(self._retiring_links):
+            link.close()
         # and those it has no handle to (one being spawned, or a deposed one): by name
         loop = asyncio.get_running_loop()
         for rid in await loop.run_in_executor(None, self._named_replicas) - set(self.handles):
@@ -443,13 +446,20 @@ class _Router:
         return DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
                           connect_timeout_s=max(1.0, self.settings.failure_timeout_s))
 
-    def _close_link(self, rid: str) -> None:
+    def _close_link(self, rid: str, at_once: bool = True) -> None:
+        """Forget ``rid``'s link and close it, at once or when its pending Delivers are answered."""
         pending = self._links.pop(rid, None)
         self._wire_addrs.pop(rid, None)
         if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
             link = pending.result()
-            if link is not None:
+            if link is None:
+                return
+            if at_once:
                 link.close()
+                return
+            self._retiring_links.add(link)  # held until closed (asyncio holds tasks weakly)
+            link.on_close = lambda: self._retiring_links.discard(link)
+            link.close_when_idle()
 
     async def _ping(self, rid: str) -> None:
         handle = self.handles.get(rid)
@@ -488,7 +498,7 @@ class _Router:
         log.debug("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
         handle = self.handles.pop(rid, None)
         self.nodes.pop(rid, None)
-        self._close_link(rid)
+        self._close_link(rid, at_once=False)  # a deposed replica's late output is fenced, not lost
         if handle is not None:
             try:
                 handle.retire.remote()

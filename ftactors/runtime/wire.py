@@ -429,6 +429,11 @@ class DirectLink:
         self._out: List[bytes] = []
         self._next_id = 0
         self.closed: Optional[str] = None  # why, once closed
+        self._close_idle = False
+        self._reader_task: Optional[asyncio.Task] = None
+        #: called once closed (the router keeps a retired replica's link alive until then: asyncio
+        #: holds its tasks only weakly, and nothing else would hold this link)
+        self.on_close: Optional[Callable[[], None]] = None
 
     async def deliver(self, msg: Any, epoch: str, seq: int) -> Any:
         """Send ``msg`` (a Deliver) as link batch ``seq`` of router incarnation ``epoch``.
@@ -468,12 +473,21 @@ class DirectLink:
         """Close the connection; pending Delivers raise :class:`LinkClosedError`."""
         if self.closed is None:
             self.closed = why
+            if self.on_close is not None:
+                self.on_close()
         if self._writer is not None:
             self._writer.close()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(LinkClosedError(self.closed))
+
+    def close_when_idle(self) -> None:
+        """Close once every pending Deliver has its answer (a deposed replica's late output must
+        still reach the router, which fences it off)."""
+        self._close_idle = True
+        if not self._pending:
+            self.close("retired")
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -492,7 +506,7 @@ class DirectLink:
             self.close(f"could not connect to {self.address}: {exc!r}")
             return
         self._writer = w
-        asyncio.get_running_loop().create_task(self._read_loop(r))
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(r))
 
     async def _handshake(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         r, w = await asyncio.open_connection(*self.address)
@@ -522,6 +536,9 @@ class DirectLink:
                 fut = self._pending.pop(call_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result((kind, body))
+                if self._close_idle and not self._pending:
+                    self.close("retired")
+                    return
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         except FrameError as exc:
