@@ -198,3 +198,21 @@ def test_fuzz_random_bytes_never_run_anything(server: Any, data: bytes, auth: bo
     # of a pickle, which random bytes are not in practice
     time.sleep(0.005)
     assert server.handler_log.ran == []
+
+
+def test_port_range_setting_and_the_nodes_default(monkeypatch: Any) -> None:
+    from ftactors.core.errors import ConfigError
+    from ftactors.runtime.replica_actor import port_range_from_env
+    from ftactors.runtime.settings import load_settings
+
+    assert load_settings(port_range=(20000, 20099)).port_range == (20000, 20099)
+    with pytest.raises(ConfigError, match="port_range"):
+        load_settings(port_range=(20099, 20000))
+    with pytest.raises(ConfigError, match="data_plane"):
+        load_settings(data_plane="zmq")
+    monkeypatch.setenv("FTACTORS_PORT_RANGE", "21000-21009")
+    assert port_range_from_env() == (21000, 21009)
+    monkeypatch.setenv("FTACTORS_PORT_RANGE", "nonsense")
+    assert port_range_from_env() is None
+    monkeypatch.delenv("FTACTORS_PORT_RANGE")
+    assert port_range_from_env() is None

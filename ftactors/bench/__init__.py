@@ -23,8 +23,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 __all__ = ["main", "MODES", "SYSTEM_NAMES"]
 
-SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "ftactors-semi-active",
-                "ftactors-passive", "pysyncobj"]
+SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "bare-relay",
+                "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
+#: run only when asked for (--systems): ftactors with Delivers as Ray calls (data_plane "ray"), for A/B runs
+EXTRA_SYSTEMS = ["ftactors-semi-active-ray", "ftactors-passive-ray"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
 SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
 
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="tiny counts for tests: under a minute")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here (default: OUT/results.json)")
     ap.add_argument("--out", metavar="DIR", default="out/bench", help="directory for plots and JSON (out/bench)")
-    ap.add_argument("--systems", metavar="LIST", help=f"comma-separated subset of: {','.join(SYSTEM_NAMES)}")
+    ap.add_argument("--systems", metavar="LIST", help=f"comma-separated subset of: {','.join(SYSTEM_NAMES)} "
+                    f"(also {','.join(EXTRA_SYSTEMS)}: Delivers as Ray calls, for A/B runs)")
     ap.add_argument("--sections", metavar="LIST", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     ap.add_argument("--kills", type=int, help="primary kills per system in the failover section")
     ap.add_argument("--memory-seconds", type=float, help="length of the memory run")
@@ -161,9 +164,9 @@ def select_systems(spec: Optional[str], log: Callable[[str], None] = _log) -> Li
     from ftactors.bench import systems as S
 
     wanted = spec.split(",") if spec else list(SYSTEM_NAMES)
-    unknown = set(wanted) - set(SYSTEM_NAMES)
+    unknown = set(wanted) - set(SYSTEM_NAMES) - set(EXTRA_SYSTEMS)
     if unknown:
-        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES}")
+        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES + EXTRA_SYSTEMS}")
     if "ray-plain" not in wanted:
         wanted.insert(0, "ray-plain")  # the reference of every ratio
     for name in list(wanted):
@@ -211,6 +214,9 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         "ray-plain": S.RayPlain, "ray-restart": S.RayRestart, "naive-active": S.NaiveActive,
         "primary-backup-ack": S.PrimaryBackupAck, "ftactors-semi-active": lambda: S.FtActors("semi-active"),
         "ftactors-passive": lambda: S.FtActors("passive"), "pysyncobj": S.PySyncObjRaft,
+        "bare-relay": S.BareRelay,
+        "ftactors-semi-active-ray": lambda: S.FtActors("semi-active", data_plane="ray"),
+        "ftactors-passive-ray": lambda: S.FtActors("passive", data_plane="ray"),
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():

@@ -176,6 +176,24 @@ def aborted(class_name: str, method: str, exc: BaseException) -> MethodAbortedEr
                               f"its actor)", what)
 
 
+def port_range_from_env() -> Optional[Tuple[int, int]]:
+    """The node's port range for the direct data plane from ``FTACTORS_PORT_RANGE`` ("first-last"),
+    set where Ray starts on the node (configs/cluster.yaml, configs/kuberay.yaml); a group's
+    ``port_range`` setting wins. None when unset or malformed (malformed: logged)."""
+    raw = os.environ.get("FTACTORS_PORT_RANGE", "").strip()
+    if not raw:
+        return None
+    try:
+        first, last = (int(p) for p in raw.split("-", 1))
+    except ValueError:
+        log.warning("FTACTORS_PORT_RANGE=%r is not first-last; replicas listen on any free port", raw)
+        return None
+    if not 1 <= first <= last <= 65535:
+        log.warning("FTACTORS_PORT_RANGE=%r is out of 1-65535; replicas listen on any free port", raw)
+        return None
+    return first, last
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
 
@@ -222,9 +240,10 @@ class _Replica:
         """Listen for the router's direct link on this node's IP (data_plane "direct")."""
         if self.settings.data_plane != "direct" or not self.spec.secret:
             return None
+        port_range = self.settings.port_range or port_range_from_env()
         try:
             return wire.WireServer(
-                ray.util.get_node_ip_address(), self.settings.port_range, self.spec.secret, self._wire_deliver,
+                ray.util.get_node_ip_address(), port_range, self.spec.secret, self._wire_deliver,
                 self.settings.frame_bytes_max, workers_max=self.settings.primary_inflight_depth() + 8,
                 name=f"[{self.spec.group}] replica {self.replica_id}: data plane")
         except wire.WireError as exc:  # no free port in the range: Ray calls carry the Delivers
