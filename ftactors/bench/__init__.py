@@ -28,7 +28,7 @@ SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack"
 #: run only when asked for (--systems): ftactors with Delivers as Ray calls (data_plane "ray"), for A/B runs
 EXTRA_SYSTEMS = ["ftactors-semi-active-ray", "ftactors-passive-ray"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
-SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
+SECTIONS = ["calls", "messages", "cpu", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
 
 #: Sizes of each mode. rounds x (k sync calls + n pipelined calls) per system, and so on.
 MODES: Dict[str, Dict[str, Any]] = {
@@ -51,6 +51,8 @@ TARGETS = {
     "extra_messages_per_call": 0.0,
     "failover_pause_median_ms_max": 50.0,
     "failover_pause_max_ms_max": 250.0,
+    "bare_relay_latency_ratio_max": 1.1,
+    "bare_relay_throughput_ratio_min": 0.9,
 }
 
 
@@ -249,6 +251,15 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
                            latency_ratio_rounds=rr.lat_ratios.get(name), throughput_ratio_rounds=rr.tput_ratios.get(name))
                 results["latency_samples_ms"][name] = [round(x, 3) for x in lat]
             results["calls_loadavg"] = rr.loadavg
+            bare = results["systems"].get("bare-relay", {})
+            for name in ("ftactors-semi-active", "ftactors-passive"):  # against the physical limit
+                row = results["systems"].get(name)
+                if row is None or not bare.get("latency_ratio") or not bare.get("throughput_ratio"):
+                    continue
+                row["latency_vs_bare_relay"] = row["latency_ratio"] / bare["latency_ratio"]
+                row["throughput_vs_bare_relay"] = row["throughput_ratio"] / bare["throughput_ratio"]
+                log(f"  {name} against bare-relay: latency {row['latency_vs_bare_relay']:.2f}x, "
+                    f"throughput {row['throughput_vs_bare_relay']:.2f}x")
 
         if "messages" in sections:
             for name in ("ftactors-semi-active", "ftactors-passive"):
@@ -262,6 +273,15 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
             results["messages"]["design_ray_tasks_per_call"] = {
                 "ray-plain": 1, "ray-restart": 1, "naive-active": 3, "primary-backup-ack": 3,
                 "note": "Ray tasks per application call by construction (ftactors: measured ray_tasks_per_call)"}
+
+        if "cpu" in sections:
+            results["cpu"] = {}
+            for name in ("ray-plain", "bare-relay", "ftactors-semi-active", "ftactors-passive"):
+                if name in systems:
+                    c = M.cpu_profile(systems[name], cfg["n"] * 3)
+                    results["cpu"][name] = c
+                    log(f"[cpu] {name}: {c['calls_s']} calls/s; CPU us per call: " + ", ".join(
+                        f"{k} {v:.0f}" for k, v in c["us_per_call"].items()))
 
         health(results, systems, "after calls+messages")
         if "failover" in sections:
