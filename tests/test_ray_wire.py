@@ -110,3 +110,37 @@ def test_large_arguments_and_replies_still_go_through_the_object_store(ray_local
         wait_for(lambda: converged(h, 2), what="the group converged")
     finally:
         ftactors.shutdown(h)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.items: List[str] = []
+
+    def add(self, item: str) -> int:
+        self.items.append(item)
+        return len(self.items)
+
+    def all(self) -> List[str]:
+        return list(self.items)
+
+
+def test_checkpoints_in_the_object_store_reach_the_backups_and_survive_a_failover(ray_local: Any) -> None:
+    """Passive: a checkpoint over large_arg_bytes is put in the object store; the primary's answer
+    holding it is parked (it never goes on the wire) and fetched with a Ray call, and the
+    backups get it through Ray calls too. A backup that takes over restores it."""
+    import signal
+
+    h = ftactors.replicated(replicas=2, style="passive", checkpoint_every=5, large_arg_bytes=1000)(
+        ray.remote(Store)).remote()
+    try:
+        items = [f"item-{i:04d}-" + "x" * 100 for i in range(40)]
+        for it in items:
+            ray.get(h.add.remote(it))
+        wait_for(lambda: ftactors.describe(h).counts.get("checkpoints", 0) >= 2, what="checkpoints")
+        primary = _members(h)[0]
+        assert primary.wire_delivers > 0 and primary.wire_parked > 0  # the checkpoints' answers
+        os.kill(primary.pid, signal.SIGKILL)
+        assert ray.get(h.all.remote(), timeout=60) == items
+        assert ray.get(h.add.remote("after"), timeout=60) == len(items) + 1
+    finally:
+        ftactors.shutdown(h)

@@ -276,9 +276,10 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
 
         if "cpu" in sections:
             results["cpu"] = {}
-            for name in ("ray-plain", "bare-relay", "ftactors-semi-active", "ftactors-passive"):
+            for name in ("ray-plain", "bare-relay", "ftactors-semi-active", "ftactors-passive",
+                         "ftactors-semi-active-ray", "ftactors-passive-ray"):
                 if name in systems:
-                    c = M.cpu_profile(systems[name], cfg["n"] * 3)
+                    c = M.cpu_profile(systems[name], cfg["n"] * 10)
                     results["cpu"][name] = c
                     log(f"[cpu] {name}: {c['calls_s']} calls/s; CPU us per call: " + ", ".join(
                         f"{k} {v:.0f}" for k, v in c["us_per_call"].items()))

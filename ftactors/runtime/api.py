@@ -160,6 +160,7 @@ class ReplicaInfo:
     wire_address: Optional[Tuple[str, int]] = None  # its direct data plane's (node IP, port); None: Ray calls
     wire_delivers: int = 0  # Delivers it took over the direct data plane
     wire_dropped: int = 0  # connections it dropped (failed handshake, bad frame...)
+    wire_parked: int = 0  # answers that held an ObjectRef (or were over a frame): fetched with a Ray call
 
 
 @dataclass(frozen=True)
@@ -708,7 +709,8 @@ def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> Repli
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
                        state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1),
                        wire_address=tuple(d["wire"]) if d.get("wire") else None,
-                       wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0))
+                       wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0),
+                       wire_parked=d.get("wire_parked", 0))
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:

@@ -223,6 +223,7 @@ class _Replica:
         self._router_counts: Dict[str, int] = {}  # the router's counters, as it last sent them
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
+        self._parked_total = 0  # answers parked so far
         self._wire = self._start_wire()
         log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
 
@@ -272,6 +273,7 @@ class _Replica:
         except wire.NotOnWireError:  # a checkpoint or a reply in the object store
             pass
         with self._cond:
+            self._parked_total += 1
             self._parked[(epoch, call_id)] = answer
             while len(self._parked) > PARKED_MAX:  # the router fetches each at once; these are lost routers'
                 self._parked.popitem(last=False)
@@ -402,6 +404,7 @@ class _Replica:
                 "pending": len(core.requests), "replies_cached": len(core.dedup),
                 "wire_delivers": self._wire.served if self._wire is not None else 0,
                 "wire_dropped": sum(self._wire.dropped.values()) if self._wire is not None else 0,
+                "wire_parked": self._parked_total,
             }
 
     def retire(self) -> None:
