@@ -216,3 +216,17 @@ def test_port_range_setting_and_the_nodes_default(monkeypatch: Any) -> None:
     assert port_range_from_env() is None
     monkeypatch.delenv("FTACTORS_PORT_RANGE")
     assert port_range_from_env() is None
+
+
+def test_connect_reports_an_unreachable_replica_without_raising() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+
+    async def go() -> Tuple[bool, Any]:
+        link = wire.DirectLink(("127.0.0.1", port), SECRET, FRAME_MAX, connect_timeout_s=1.0)
+        return await link.connect(), link.closed
+
+    ok, why = asyncio.run(go())
+    assert not ok and "could not connect" in why

@@ -443,8 +443,13 @@ class _Router:
             address = await handle.wire_address.remote()
         if address is None:
             return None
-        return DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
+        link = DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
                           connect_timeout_s=max(1.0, self.settings.failure_timeout_s))
+        if not await link.connect():  # a port closed between the nodes, say: not a failed replica
+            log.warning("[%s] replica %s: no direct link (%s); its Delivers go through Ray calls "
+                        "(open port_range between the nodes)", self.group, rid, link.closed)
+            return None
+        return link
 
     def _close_link(self, rid: str, at_once: bool = True) -> None:
         """Forget ``rid``'s link and close it, at once or when its pending Delivers are answered."""

@@ -494,6 +494,15 @@ class DirectLink:
         if self._writer is not None and self.closed is None and out:
             self._writer.write(b"".join(out))
 
+    async def connect(self) -> bool:
+        """Open the connection now (``deliver`` opens it otherwise).
+
+        Returns:
+            Whether it is open; if not, ``closed`` says why.
+        """
+        await self._connect()
+        return self.closed is None
+
     async def _connect(self) -> None:
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
