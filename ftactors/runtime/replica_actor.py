@@ -270,8 +270,8 @@ class _Replica:
             out = wire.dumps(answer)
             if len(out) + 64 <= self.settings.frame_bytes_max:
                 return wire.KIND_DELIVERED, out
-        except wire.NotOnWireError:  # a checkpoint or a reply in the object store
-            pass
+        except Exception as exc:  # an ObjectRef (a checkpoint or a reply in the object store), or what
+            log.debug("[%s] %s: answer parked: %r", self.spec.group, self.replica_id, exc)  # Ray may pickle
         with self._cond:
             self._parked_total += 1
             self._parked[(epoch, call_id)] = answer

@@ -455,16 +455,25 @@ class _Router:
         """Forget ``rid``'s link and close it, at once or when its pending Delivers are answered."""
         pending = self._links.pop(rid, None)
         self._wire_addrs.pop(rid, None)
-        if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
-            link = pending.result()
-            if link is None:
-                return
-            if at_once:
-                link.close()
-                return
-            self._retiring_links.add(link)  # held until closed (asyncio holds tasks weakly)
-            link.on_close = lambda: self._retiring_links.discard(link)
-            link.close_when_idle()
+        if pending is None:
+            return
+        if pending.done():
+            self._end_link(pending, at_once)
+        else:  # still connecting: end it once it is open
+            pending.add_done_callback(lambda done: self._end_link(done, at_once))
+
+    def _end_link(self, opened: "asyncio.Future[Optional[DirectLink]]", at_once: bool) -> None:
+        if opened.cancelled() or opened.exception() is not None:
+            return
+        link = opened.result()
+        if link is None:
+            return
+        if at_once:
+            link.close()
+            return
+        self._retiring_links.add(link)  # held until closed (asyncio holds tasks weakly)
+        link.on_close = lambda: self._retiring_links.discard(link)
+        link.close_when_idle()
 
     async def _ping(self, rid: str) -> None:
         handle = self.handles.get(rid)
