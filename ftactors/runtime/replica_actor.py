@@ -548,6 +548,7 @@ class _Replica:
         """
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
+            self._loop.set_task_factory(context.task_factory)
             threading.Thread(target=self._loop.run_forever, daemon=True, name="ftactors-async").start()
         try:
             return asyncio.run_coroutine_threadsafe(_await(awaitable, ctx), self._loop).result()
