@@ -31,7 +31,7 @@ class Counter:
 
 @pytest.fixture(scope="module")
 def counter(ray_local: Any) -> Any:
-    h = ftactors.replicated(replicas=3, data_plane="direct")(ray.remote(Counter)).remote()
+    h = ftactors.replicated(replicas=3)(ray.remote(Counter)).remote()
     yield h
     ftactors.shutdown(h)
 
@@ -103,7 +103,7 @@ def test_large_arguments_and_replies_still_go_through_the_object_store(ray_local
         def big(self, n: int) -> bytes:
             return b"y" * n
 
-    h = ftactors.replicated(replicas=2, large_arg_bytes=1000, data_plane="direct")(Blob).remote()
+    h = ftactors.replicated(replicas=2, large_arg_bytes=1000)(Blob).remote()
     try:
         assert ray.get(h.put.remote(b"x" * 200_000)) == 200_000
         assert len(ray.get(h.big.remote(300_000))) == 300_000
@@ -130,8 +130,7 @@ def test_checkpoints_in_the_object_store_reach_the_backups_and_survive_a_failove
     backups get it through Ray calls too. A backup that takes over restores it."""
     import signal
 
-    h = ftactors.replicated(replicas=2, style="passive", checkpoint_every=5, large_arg_bytes=1000,
-                            data_plane="direct")(
+    h = ftactors.replicated(replicas=2, style="passive", checkpoint_every=5, large_arg_bytes=1000)(
         ray.remote(Store)).remote()
     try:
         items = [f"item-{i:04d}-" + "x" * 100 for i in range(40)]

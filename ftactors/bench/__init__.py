@@ -214,10 +214,8 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
 
     factories: Dict[str, Callable[[], Any]] = {
         "ray-plain": S.RayPlain, "ray-restart": S.RayRestart, "naive-active": S.NaiveActive,
-        # the direct data plane (opt-in for users until every Ray test passes with it); -ray: as before
-        "primary-backup-ack": S.PrimaryBackupAck,
-        "ftactors-semi-active": lambda: S.FtActors("semi-active", data_plane="direct"),
-        "ftactors-passive": lambda: S.FtActors("passive", data_plane="direct"), "pysyncobj": S.PySyncObjRaft,
+        "primary-backup-ack": S.PrimaryBackupAck, "ftactors-semi-active": lambda: S.FtActors("semi-active"),
+        "ftactors-passive": lambda: S.FtActors("passive"), "pysyncobj": S.PySyncObjRaft,
         "bare-relay": S.BareRelay,
         "ftactors-semi-active-ray": lambda: S.FtActors("semi-active", data_plane="ray"),
         "ftactors-passive-ray": lambda: S.FtActors("passive", data_plane="ray"),

@@ -55,8 +55,8 @@ class ReplicationSettings(BaseModel):
         "8 otherwise, so the primary's scheduler sees every waiting call)")
 
     data_plane: Literal["direct", "ray"] = Field(
-        "ray", description="direct: the router sends Delivers to the replicas over its own authenticated "
-        "TCP connections; ray: as Ray actor calls (the default until every Ray test passes with direct)")
+        "direct", description="direct: the router sends Delivers to the replicas over its own authenticated "
+        "TCP connections; ray: as Ray actor calls (the fallback)")
     port_range: Optional[Tuple[int, int]] = Field(
         None, description="direct data plane: (first, last) TCP ports a replica listens on, on its node's IP "
         "(None: any free port); open them between the nodes")
