@@ -29,6 +29,8 @@ class GroupSpec:
         init_bytes: the constructor's (args, kwargs), cloudpickled (runtime).
         actor_options: Ray actor options of each replica (``num_cpus``, ``resources``, ...).
         namespace: the Ray namespace of the group's named actors.
+        secret: the direct data plane's per-group secret (runtime; never sent on its connections,
+            never shown by ``repr``).
     """
 
     group: str
@@ -39,6 +41,7 @@ class GroupSpec:
     init_bytes: bytes = b""
     actor_options: Dict[str, Any] = field(default_factory=dict)
     namespace: Optional[str] = None
+    secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.group, str) or not self.group:

@@ -23,10 +23,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 __all__ = ["main", "MODES", "SYSTEM_NAMES"]
 
-SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "ftactors-semi-active",
-                "ftactors-passive", "pysyncobj"]
+SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "bare-relay",
+                "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
+#: run only when asked for (--systems): ftactors with Delivers as Ray calls (data_plane "ray"), for A/B runs
+EXTRA_SYSTEMS = ["ftactors-semi-active-ray", "ftactors-passive-ray"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
-SECTIONS = ["calls", "messages", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
+SECTIONS = ["calls", "messages", "cpu", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
 
 #: Sizes of each mode. rounds x (k sync calls + n pipelined calls) per system, and so on.
 MODES: Dict[str, Dict[str, Any]] = {
@@ -49,6 +51,8 @@ TARGETS = {
     "extra_messages_per_call": 0.0,
     "failover_pause_median_ms_max": 50.0,
     "failover_pause_max_ms_max": 250.0,
+    "bare_relay_latency_ratio_max": 1.1,
+    "bare_relay_throughput_ratio_min": 0.9,
 }
 
 
@@ -62,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="tiny counts for tests: under a minute")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here (default: OUT/results.json)")
     ap.add_argument("--out", metavar="DIR", default="out/bench", help="directory for plots and JSON (out/bench)")
-    ap.add_argument("--systems", metavar="LIST", help=f"comma-separated subset of: {','.join(SYSTEM_NAMES)}")
+    ap.add_argument("--systems", metavar="LIST", help=f"comma-separated subset of: {','.join(SYSTEM_NAMES)} "
+                    f"(also {','.join(EXTRA_SYSTEMS)}: Delivers as Ray calls, for A/B runs)")
     ap.add_argument("--sections", metavar="LIST", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     ap.add_argument("--kills", type=int, help="primary kills per system in the failover section")
     ap.add_argument("--memory-seconds", type=float, help="length of the memory run")
@@ -161,9 +166,9 @@ def select_systems(spec: Optional[str], log: Callable[[str], None] = _log) -> Li
     from ftactors.bench import systems as S
 
     wanted = spec.split(",") if spec else list(SYSTEM_NAMES)
-    unknown = set(wanted) - set(SYSTEM_NAMES)
+    unknown = set(wanted) - set(SYSTEM_NAMES) - set(EXTRA_SYSTEMS)
     if unknown:
-        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES}")
+        raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {SYSTEM_NAMES + EXTRA_SYSTEMS}")
     if "ray-plain" not in wanted:
         wanted.insert(0, "ray-plain")  # the reference of every ratio
     for name in list(wanted):
@@ -211,6 +216,9 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         "ray-plain": S.RayPlain, "ray-restart": S.RayRestart, "naive-active": S.NaiveActive,
         "primary-backup-ack": S.PrimaryBackupAck, "ftactors-semi-active": lambda: S.FtActors("semi-active"),
         "ftactors-passive": lambda: S.FtActors("passive"), "pysyncobj": S.PySyncObjRaft,
+        "bare-relay": S.BareRelay,
+        "ftactors-semi-active-ray": lambda: S.FtActors("semi-active", data_plane="ray"),
+        "ftactors-passive-ray": lambda: S.FtActors("passive", data_plane="ray"),
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
@@ -243,6 +251,15 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
                            latency_ratio_rounds=rr.lat_ratios.get(name), throughput_ratio_rounds=rr.tput_ratios.get(name))
                 results["latency_samples_ms"][name] = [round(x, 3) for x in lat]
             results["calls_loadavg"] = rr.loadavg
+            bare = results["systems"].get("bare-relay", {})
+            for name in ("ftactors-semi-active", "ftactors-passive"):  # against the physical limit
+                row = results["systems"].get(name)
+                if row is None or not bare.get("latency_ratio") or not bare.get("throughput_ratio"):
+                    continue
+                row["latency_vs_bare_relay"] = row["latency_ratio"] / bare["latency_ratio"]
+                row["throughput_vs_bare_relay"] = row["throughput_ratio"] / bare["throughput_ratio"]
+                log(f"  {name} against bare-relay: latency {row['latency_vs_bare_relay']:.2f}x, "
+                    f"throughput {row['throughput_vs_bare_relay']:.2f}x")
 
         if "messages" in sections:
             for name in ("ftactors-semi-active", "ftactors-passive"):
@@ -256,6 +273,16 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
             results["messages"]["design_ray_tasks_per_call"] = {
                 "ray-plain": 1, "ray-restart": 1, "naive-active": 3, "primary-backup-ack": 3,
                 "note": "Ray tasks per application call by construction (ftactors: measured ray_tasks_per_call)"}
+
+        if "cpu" in sections:
+            results["cpu"] = {}
+            for name in ("ray-plain", "bare-relay", "ftactors-semi-active", "ftactors-passive",
+                         "ftactors-semi-active-ray", "ftactors-passive-ray"):
+                if name in systems:
+                    c = M.cpu_profile(systems[name], cfg["n"] * 10)
+                    results["cpu"][name] = c
+                    log(f"[cpu] {name}: {c['calls_s']} calls/s; CPU us per call: " + ", ".join(
+                        f"{k} {v:.0f}" for k, v in c["us_per_call"].items()))
 
         health(results, systems, "after calls+messages")
         if "failover" in sections:

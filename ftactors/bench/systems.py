@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter as _Counter
 from multiprocessing.connection import Client
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import ray
 
@@ -271,7 +271,7 @@ class FtActors(System):
     def __init__(self, style: str, replicas: int = 3, cls: type = Bench, init_args: tuple = (),
                  **settings: Any) -> None:
         self.style, self.replicas = style, replicas
-        self.name = f"ftactors-{style}"
+        self.name = f"ftactors-{style}" + ("-ray" if settings.get("data_plane") == "ray" else "")
         self._cls, self._init_args, self._settings = cls, init_args, settings
         self.h: Any = None
         self.failover_done_ms: List[float] = []
@@ -321,6 +321,94 @@ class FtActors(System):
                 ftactors.shutdown(self.h)
             except Exception:
                 pass
+
+
+# --------------------------------------------------------------------------- bare relay
+
+
+class RelayExecutor(Bench):
+    """One replica of the bare relay: a threaded actor that executes what comes on its direct link."""
+
+    def __init__(self, secret: bytes) -> None:
+        super().__init__()
+        from ftactors.runtime import wire
+
+        self._lock = threading.Lock()
+        self._wire = wire.WireServer(ray.util.get_node_ip_address(), None, secret, self._run, 64 * 2**20,
+                                     name="bare relay executor")
+
+    def address(self) -> Tuple[str, int]:
+        return self._wire.address
+
+    def _run(self, call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        from ftactors.runtime import wire
+
+        method, args = wire.loads(body)
+        with self._lock:
+            out = getattr(self, method)(*args)
+        return wire.KIND_DELIVERED, wire.dumps(out)
+
+
+class RelayRouter:
+    """The bare relay's router: an async actor that forwards each call over the direct links of
+    ftactors' data plane to the primary and the backups, and answers with the primary's result.
+    No ordering protocol, no exactly-once table, no failover: the least such a router can cost."""
+
+    def __init__(self, addresses: List[Tuple[str, int]], secret: bytes) -> None:
+        from ftactors.runtime import wire
+
+        self._links = [wire.DirectLink(tuple(a), secret, 64 * 2**20) for a in addresses]
+        self._seq = 0
+        self._backup_calls: set = set()
+
+    async def call(self, method: str, *args: Any) -> Any:
+        import asyncio
+
+        self._seq += 1
+        msg = (method, args)
+        for link in self._links[1:]:  # the backups execute too; their answers are not awaited
+            t = asyncio.ensure_future(link.deliver(msg, "relay", self._seq))
+            self._backup_calls.add(t)
+            t.add_done_callback(self._backup_calls.discard)
+        return await self._links[0].deliver(msg, "relay", self._seq)
+
+
+class BareRelay(System):
+    """The physical limit of ftactors' design on this machine (issue 11): a router actor relaying
+    every call over the same direct links to a primary and two backups that execute it."""
+
+    name = "bare-relay"
+
+    def __init__(self, replicas: int = 3) -> None:
+        self.replicas = replicas
+        self.execs: List[Any] = []
+        self.router: Any = None
+
+    def start(self) -> None:
+        from ftactors.runtime import wire
+
+        secret = wire.new_secret()
+        self.execs = [ray.remote(RelayExecutor).options(max_concurrency=4, enable_task_events=False).remote(secret)
+                      for _ in range(self.replicas)]
+        addresses = ray.get([e.address.remote() for e in self.execs], timeout=120)
+        self.router = ray.remote(RelayRouter).options(max_concurrency=1000, enable_task_events=False) \
+            .remote(addresses, secret)
+        ray.get(self.router.call.remote("inc", 0), timeout=120)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return ray.get(self.router.call.remote(method, *args), timeout=120)
+
+    def pipelined(self, method: str, args_list: List[tuple]) -> List[Any]:
+        return ray.get([self.router.call.remote(method, *a) for a in args_list], timeout=600)
+
+    def pids(self) -> List[int]:
+        return ray.get([e.pid.remote() for e in self.execs]) + [
+            ray.get(self.router.__ray_call__.remote(lambda self: os.getpid()))]
+
+    def stop(self) -> None:
+        for h in [*self.execs, self.router]:
+            if h is not None:
+                ray.kill(h)
 
 
 # --------------------------------------------------------------------------- PySyncObj

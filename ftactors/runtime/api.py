@@ -30,6 +30,7 @@ from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
+from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 from ftactors.spec import GroupSpec
 
@@ -159,6 +160,10 @@ class ReplicaInfo:
     state_digest: str
     replies_cached: int = -1  # its exactly-once table (-1: unknown)
     error: str = ""  # why it did not answer ``describe`` ("" when it did)
+    wire_address: Optional[Tuple[str, int]] = None  # its direct data plane's (node IP, port); None: Ray calls
+    wire_delivers: int = 0  # Delivers it took over the direct data plane
+    wire_dropped: int = 0  # connections it dropped (failed handshake, bad frame...)
+    wire_parked: int = 0  # answers that held an ObjectRef (or were over a frame): fetched with a Ray call
 
 
 @dataclass(frozen=True)
@@ -528,7 +533,7 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
             return existing
     spec = GroupSpec(group=group, config=s.core_config(), scheduling=s.scheduling, settings=s.model_dump(),
                      cls_bytes=cloudpickle.dumps(rc._cls), init_bytes=init_bytes,
-                     actor_options=dict(rc._actor_options), namespace=namespace)
+                     actor_options=dict(rc._actor_options), namespace=namespace, secret=new_secret())
     members = tuple(f"{group}-r{i}" for i in range(s.replicas))
     nodes = _placement(s, s.replicas)
     strict = s.placement == "strict-spread"
@@ -705,7 +710,10 @@ def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> Repli
     return ReplicaInfo(replica_id=rid, actor=handles.get(rid), node_id=d.get("node_id", ""), pid=d.get("pid", -1),
                        role=d.get("role", "unknown"), executed=d.get("executed", -1),
                        state_digest=d.get("state_digest", ""), replies_cached=d.get("replies_cached", -1),
-                       error=str(d.get("error") or ""))
+                       error=str(d.get("error") or ""),
+                       wire_address=tuple(d["wire"]) if d.get("wire") else None,
+                       wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0),
+                       wire_parked=d.get("wire_parked", 0))
 
 
 def group_info(d: Dict[str, Any]) -> GroupInfo:

@@ -8,7 +8,9 @@ the coroutine's task there, so nested calls, ``now()`` and ``random()`` made fro
 ``ftactors.now()`` and ``ftactors.random()`` are the determinism helpers: on
 the primary they read the clock or a random source and record the value; on a
 backup, or on replay after a failover, they return the recorded values in the
-same order, so every replica computes the same state.
+same order, so every replica computes the same state. The order is kept per drawing
+task (the method itself, or a task it created), so tasks that interleave differently on
+a backup still get the primary's values.
 
 :func:`watch_plain_calls` makes a replica process warn (once per group and method) when a
 replicated method submits a plain Ray task or actor call, which every replica makes again.
@@ -16,14 +18,16 @@ replicated method submits a plain Ray task or actor call, which every replica ma
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import logging
 import random as _random
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 log = logging.getLogger("ftactors")
 
@@ -38,8 +42,13 @@ class CallContext:
     replay: Tuple[Any, ...]  # values to replay, or () when choosing fresh
     choosing: bool  # True on a primary executing a new message
     execute: Any = None  # the core's Execute effect being carried out
-    recorded: List[Any] = field(default_factory=list)
-    cursor: int = 0
+    recorded: List[Any] = field(default_factory=list)  # (stream, value) pairs, see ``value``
+    cursors: Dict[Tuple[int, ...], int] = field(default_factory=dict)
+    # the asyncio tasks the call created, each named by its place in the tree of task creations
+    # (creation order within its creator), which the method's code fixes on every replica
+    task_streams: "weakref.WeakKeyDictionary[Any, Tuple[int, ...]]" = field(default_factory=weakref.WeakKeyDictionary)
+    children: Dict[Tuple[int, ...], int] = field(default_factory=dict)
+    _replay_by_stream: Optional[Dict[Tuple[int, ...], List[Any]]] = None
     finished: bool = False  # the call returned; a task it left running still holds this context
     internal: bool = False  # ftactors itself is submitting a Ray call (a nested call to a router)
 
@@ -68,16 +77,62 @@ class CallContext:
             RuntimeError: more values asked for than the primary drew, or the call is over.
         """
         self.check_open()
+        stream = self.stream()
         if self.choosing:
             v = make()
-            self.recorded.append(v)
+            self.recorded.append((stream, v))
             return v
-        if self.cursor >= len(self.replay):
+        if self._replay_by_stream is None:
+            self._replay_by_stream = {}
+            for s, recorded in self.replay:
+                self._replay_by_stream.setdefault(s, []).append(recorded)
+        values = self._replay_by_stream.get(stream, [])
+        i = self.cursors.get(stream, 0)
+        if i >= len(values):
             raise RuntimeError("ftactors: method asked for more nondeterministic values than the primary did; "
                                "replicated methods must be deterministic")
-        v = self.replay[self.cursor]
-        self.cursor += 1
-        return v
+        self.cursors[stream] = i + 1
+        return values[i]
+
+    def begin_step(self, replay: Tuple[Any, ...], choosing: bool, execute: Any) -> None:
+        """Start the next step of an async call (a resume): its own values to record or replay.
+
+        Args:
+            replay: the values the primary drew in this step, as (stream, value) pairs; () to choose.
+            choosing: whether this replica draws fresh values (a primary executing a new step).
+            execute: the core's Execute effect of this step.
+        """
+        self.replay, self.choosing, self.execute = replay, choosing, execute
+        self.recorded, self.cursors, self._replay_by_stream = [], {}, None
+
+    def stream(self) -> Tuple[int, ...]:
+        """Who draws: () for the method itself, else the asyncio task of the call drawing.
+
+        Values are recorded and replayed per stream: two tasks of one call that draw in a different
+        order on a backup (their nested replies arrive in another order) still get the primary's.
+        """
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a sync method
+            return ()
+        return () if task is None else self.task_streams.get(task, ())
+
+    def task_created(self, task: Any) -> None:
+        """Name a task the call just created, after its creator and its creation order there."""
+        parent = self.stream()
+        n = self.children.get(parent, 0)
+        self.children[parent] = n + 1
+        self.task_streams[task] = parent + (n,)
+
+
+def task_factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+    """The replica loop's task factory: tasks created during a replicated call are named for it
+    (see :meth:`CallContext.stream`)."""
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    ctx = _current.get()
+    if ctx is not None and not ctx.finished:
+        ctx.task_created(task)
+    return task
 
 
 def current() -> Optional[CallContext]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ftactors.core import MsgId
+from ftactors.runtime import context
 
 Wake = Tuple[str, int]  # ("f", n): the n-th future of the call completed; ("t", n): its n-th timer; ("x", n)
 
@@ -64,6 +65,9 @@ class CallLoop(asyncio.BaseEventLoop):
             raise RuntimeError("ftactors: this Python's asyncio event loop has no _ready queue; replicated async "
                                "methods need CPython 3.10-3.12's asyncio.BaseEventLoop")
         self._selector = _NoSelector()
+        # tasks a call creates are named by their place in its tree of creations: now()/random()
+        # are recorded and replayed per task (see ftactors.runtime.context.CallContext.stream)
+        self.set_task_factory(context.task_factory)
         self._on_event = on_event
         self._events_max = events_max
         self._lock = threading.Lock()

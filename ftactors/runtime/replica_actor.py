@@ -45,13 +45,16 @@ from ftactors.core import (
     StateReport,
 )
 from ftactors.host import Claim, ReplicaTurns, Verdict
-from ftactors.runtime import context
+from ftactors.runtime import context, wire
 from ftactors.runtime.coroutines import Coroutines, StepResult, wait_on
 from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
+
+#: answers parked for the router's Ray call (see ``_Replica.parked``)
+PARKED_MAX = 1024
 
 
 def replica_actor_name(group: str, replica_id: str) -> str:
@@ -157,6 +160,24 @@ def aborted(class_name: str, method: str, exc: BaseException) -> MethodAbortedEr
                               f"its actor)", what)
 
 
+def port_range_from_env() -> Optional[Tuple[int, int]]:
+    """The node's port range for the direct data plane from ``FTACTORS_PORT_RANGE`` ("first-last"),
+    set where Ray starts on the node (configs/cluster.yaml, configs/kuberay.yaml); a group's
+    ``port_range`` setting wins. None when unset or malformed (malformed: logged)."""
+    raw = os.environ.get("FTACTORS_PORT_RANGE", "").strip()
+    if not raw:
+        return None
+    try:
+        first, last = (int(p) for p in raw.split("-", 1))
+    except ValueError:
+        log.warning("FTACTORS_PORT_RANGE=%r is not first-last; replicas listen on any free port", raw)
+        return None
+    if not 1 <= first <= last <= 65535:
+        log.warning("FTACTORS_PORT_RANGE=%r is out of 1-65535; replicas listen on any free port", raw)
+        return None
+    return first, last
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
 
@@ -187,6 +208,9 @@ class _Replica:
         self._router_seen: Optional[float] = None
         self._router_counts: Dict[str, int] = {}  # the router's counters, as it last sent them
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
+        self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
+        self._parked_total = 0  # answers parked so far
+        self._wire = self._start_wire()
         log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
 
     # ------------------------------------------------------------ Ray methods
@@ -195,7 +219,62 @@ class _Replica:
         """Where this replica runs, and the constructor's exception if it raised one."""
         ctx = ray.get_runtime_context()
         return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id(),
-                "error": self.init_error}
+                "error": self.init_error, "wire": self.wire_address()}
+
+    # ------------------------------------------------------- direct data plane
+
+    def _start_wire(self) -> Optional[wire.WireServer]:
+        """Listen for the router's direct link on this node's IP (data_plane "direct")."""
+        if self.settings.data_plane != "direct" or not self.spec.secret:
+            return None
+        port_range = self.settings.port_range or port_range_from_env()
+        try:
+            return wire.WireServer(
+                ray.util.get_node_ip_address(), port_range, self.spec.secret, self._wire_deliver,
+                self.settings.frame_bytes_max, workers_max=self.settings.primary_inflight_depth() + 8,
+                name=f"[{self.spec.group}] replica {self.replica_id}: data plane")
+        except wire.WireError as exc:  # no free port in the range: Ray calls carry the Delivers
+            log.warning("[%s] replica %s: %s; its Delivers go through Ray calls", self.spec.group,
+                        self.replica_id, exc)
+            return None
+
+    def wire_address(self) -> Optional[Tuple[str, int]]:
+        """(node IP, port) of this replica's direct link, or None (Ray calls only)."""
+        return None if self._wire is None else self._wire.address
+
+    def _wire_deliver(self, call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        """One Deliver that came on the direct link: ``deliver`` it and encode the answer.
+
+        Raises:
+            wire.FrameError: the body is not a Deliver (the connection is dropped).
+        """
+        msg = wire.loads(body)
+        if not isinstance(msg, Deliver):
+            raise wire.FrameError(f"a {type(msg).__name__} where a Deliver was expected")
+        answer = self.deliver(msg, epoch, seq)
+        try:
+            out = wire.dumps(answer)
+            if len(out) + 64 <= self.settings.frame_bytes_max:
+                return wire.KIND_DELIVERED, out
+        except Exception as exc:  # an ObjectRef (a checkpoint or a reply in the object store), or what
+            log.debug("[%s] %s: answer parked: %r", self.spec.group, self.replica_id, exc)  # Ray may pickle
+        with self._cond:
+            self._parked_total += 1
+            self._parked[(epoch, call_id)] = answer
+            while len(self._parked) > PARKED_MAX:  # the router fetches each at once; these are lost routers'
+                self._parked.popitem(last=False)
+        return wire.KIND_PARKED, b""
+
+    def parked(self, epoch: str, call_id: int) -> Delivered:
+        """An answer the direct link could not carry (it holds an ObjectRef or is over a frame).
+
+        Args:
+            epoch: the router incarnation.
+            call_id: the call on its link.
+        """
+        with self._cond:
+            answer = self._parked.pop((epoch, call_id), None)
+        return answer if answer is not None else self._nothing()
 
     def ping(self, counts: Optional[Dict[str, int]] = None) -> bool:
         """Liveness probe (answered even while a call executes).
@@ -310,6 +389,9 @@ class _Replica:
                 "checkpoint_position": core.checkpoint.position if core.checkpoint is not None else 0,
                 "acked": core.acked_position(), "state_digest": digest, "counts": dict(core.counts),
                 "pending": len(core.requests), "replies_cached": len(core.dedup),
+                "wire_delivers": self._wire.served if self._wire is not None else 0,
+                "wire_dropped": sum(self._wire.dropped.values()) if self._wire is not None else 0,
+                "wire_parked": self._parked_total,
             }
 
     def retire(self) -> None:
@@ -451,7 +533,7 @@ class _Replica:
         choosing = self.core.role == Role.PRIMARY and not ex.replay
         if ex.resume:
             ctx = self._coroutines.context_of(req.msg_id)
-            ctx.replay, ctx.choosing, ctx.execute, ctx.recorded, ctx.cursor = ex.nondet, choosing, ex, [], 0
+            ctx.begin_step(ex.nondet, choosing, ex)
             step = self._coroutines.resume(req.msg_id, None if choosing else ex.wake, wait_on(self._cond))
             return self._step_outcome(step, req.method), tuple(ctx.recorded), step.wake
         ctx = context.CallContext(replica=self, replay=ex.nondet, choosing=choosing, execute=ex)

@@ -35,6 +35,7 @@ from ftactors.runtime.errors import GroupLostError
 from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
+from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError
 
 log = logging.getLogger("ftactors")
 
@@ -111,6 +112,11 @@ class _Router:
         self._link_seq: Dict[str, int] = {}
         self._logged_view = 0
         self._saved_counts: Dict[str, int] = {}  # what the replicas were last sent (they keep it for a restart)
+        # the direct data plane: one link per replica, opened on its first Deliver
+        self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
+        self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}
+        self._wire_addrs: Dict[str, Tuple[str, int]] = {}  # from the replicas' ready()
+        self._retiring_links: Set[DirectLink] = set()  # retired replicas' links awaiting their last answers
 
     # ------------------------------------------------------------ Ray methods
 
@@ -200,6 +206,10 @@ class _Router:
     async def shutdown(self) -> Optional[str]:
         """Stop every replica; fail waiting callers. Returns the group's namespace."""
         self._closed = True
+        for rid in list(self._links):
+            self._close_link(rid)
+        for link in list(self._retiring_links):
+            link.close()
         # and those it has no handle to (one being spawned, or a deposed one): by name
         loop = asyncio.get_running_loop()
         for rid in await loop.run_in_executor(None, self._named_replicas) - set(self.handles):
@@ -263,6 +273,8 @@ class _Router:
                 self.start_error = info["error"]
             else:
                 self.nodes[rid] = info["node_id"]
+                if info.get("wire"):
+                    self._wire_addrs[rid] = info["wire"]
 
     async def _rebuild(self) -> None:
         """After a crash: learn the view from the surviving replicas, then recover."""
@@ -364,7 +376,11 @@ class _Router:
         loop = asyncio.get_running_loop()
         for rid, msg in r.sends:
             seq = self._link_seq[rid] = self._link_seq.get(rid, 0) + 1
-            loop.create_task(self._deliver(rid, self.handles[rid].deliver.remote(msg, self._epoch, seq)))
+            if self._direct:
+                sent: Any = self._send_direct(rid, self.handles[rid], msg, seq)
+            else:
+                sent = self.handles[rid].deliver.remote(msg, self._epoch, seq)
+            loop.create_task(self._deliver(rid, sent))
         for rep in r.released:
             fut = self.waiters.pop(rep.msg_id, None)
             if fut is not None and not fut.done():
@@ -385,7 +401,7 @@ class _Router:
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
-        except _DEAD as exc:
+        except (*_DEAD, LinkClosedError) as exc:
             log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
             self._failed(rid)
             return
@@ -395,6 +411,71 @@ class _Router:
             return
         self.core.on_delivered(answer)
         self._kick()
+
+    # ------------------------------------------------------- direct data plane
+
+    async def _send_direct(self, rid: str, handle: Any, msg: Any, seq: int) -> Any:
+        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered.
+
+        Over the replica's direct link; through a Ray call when the message holds an ObjectRef or is
+        over a frame, or the replica has no link. Ordering does not depend on the path: the replica
+        applies a link's batches in ``seq`` order.
+
+        Raises:
+            LinkClosedError: the link closed (the replica is suspected at once).
+            RayActorError: the replica died during a Ray call.
+        """
+        pending = self._links.get(rid)
+        if pending is None:
+            pending = self._links[rid] = asyncio.ensure_future(self._open_link(rid, handle))
+        link = await pending
+        if link is None:
+            return await handle.deliver.remote(msg, self._epoch, seq)
+        try:
+            return await link.deliver(msg, self._epoch, seq)
+        except NotOnWireError:
+            return await handle.deliver.remote(msg, self._epoch, seq)
+        except ParkedError as parked:
+            return await handle.parked.remote(self._epoch, parked.call_id)
+
+    async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
+        """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""
+        address = self._wire_addrs.get(rid)
+        if address is None:  # a rebuilt router: ask the replica
+            address = await handle.wire_address.remote()
+        if address is None:
+            return None
+        link = DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
+                          connect_timeout_s=max(1.0, self.settings.failure_timeout_s))
+        if not await link.connect():  # a port closed between the nodes, say: not a failed replica
+            log.warning("[%s] replica %s: no direct link (%s); its Delivers go through Ray calls "
+                        "(open port_range between the nodes)", self.group, rid, link.closed)
+            return None
+        return link
+
+    def _close_link(self, rid: str, at_once: bool = True) -> None:
+        """Forget ``rid``'s link and close it, at once or when its pending Delivers are answered."""
+        pending = self._links.pop(rid, None)
+        self._wire_addrs.pop(rid, None)
+        if pending is None:
+            return
+        if pending.done():
+            self._end_link(pending, at_once)
+        else:  # still connecting: end it once it is open
+            pending.add_done_callback(lambda done: self._end_link(done, at_once))
+
+    def _end_link(self, opened: "asyncio.Future[Optional[DirectLink]]", at_once: bool) -> None:
+        if opened.cancelled() or opened.exception() is not None:
+            return
+        link = opened.result()
+        if link is None:
+            return
+        if at_once:
+            link.close()
+            return
+        self._retiring_links.add(link)  # held until closed (asyncio holds tasks weakly)
+        link.on_close = lambda: self._retiring_links.discard(link)
+        link.close_when_idle()
 
     async def _ping(self, rid: str) -> None:
         handle = self.handles.get(rid)
@@ -433,6 +514,7 @@ class _Router:
         log.debug("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
         handle = self.handles.pop(rid, None)
         self.nodes.pop(rid, None)
+        self._close_link(rid, at_once=False)  # a deposed replica's late output is fenced, not lost
         if handle is not None:
             try:
                 handle.retire.remote()
@@ -469,6 +551,8 @@ class _Router:
             return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
+        if info.get("wire"):
+            self._wire_addrs[rid] = info["wire"]
         log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
         self.core.replica_started(rid)
         self._kick()

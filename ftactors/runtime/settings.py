@@ -54,6 +54,22 @@ class ReplicationSettings(BaseModel):
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
 
+    data_plane: Literal["direct", "ray"] = Field(
+        "direct", description="direct: the router sends Delivers to the replicas over its own authenticated "
+        "TCP connections; ray: as Ray actor calls (the fallback)")
+    port_range: Optional[Tuple[int, int]] = Field(
+        None, description="direct data plane: (first, last) TCP ports a replica listens on, on its node's IP "
+        "(None: any free port); open them between the nodes")
+    frame_bytes_max: int = Field(64 * 1024 * 1024, ge=1024, description="direct data plane: the largest frame; "
+                                 "larger messages take a Ray call, a peer sending one is disconnected")
+
+    @field_validator("port_range")
+    @classmethod
+    def _check_port_range(cls, v: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+        if v is not None and not 1 <= v[0] <= v[1] <= 65535:
+            raise ValueError("port_range must be (first, last) with 1 <= first <= last <= 65535")
+        return v
+
     @field_validator("scheduling")
     @classmethod
     def _check_scheduling(cls, v: Any) -> Any:

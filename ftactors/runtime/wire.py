@@ -1,0 +1,556 @@
+"""The direct data plane: authenticated TCP links between a group's router and its replicas.
+
+Ray stays the control plane (it places, names, restarts and kills the actors); the per-call
+traffic between the router and the replicas, Deliver out and Delivered back, travels over
+one TCP connection per replica that the router opens to the replica's :class:`WireServer`.
+
+Connection set-up (no secret on the wire; the per-group secret comes in the group spec)::
+
+    server -> client   MAGIC + nonce_s                       (8 + 32 bytes)
+    client -> server   nonce_c + HMAC(secret, "c" nonce_s nonce_c)   (32 + 32)
+    server -> client   HMAC(secret, "s" nonce_s nonce_c)              (32)
+
+Then frames, each a 4-byte big-endian length and a body of at most ``frame_bytes_max``:
+
+    DELIVER    router -> replica   kind 1, call id, link seq, epoch, pickled Deliver
+    DELIVERED  replica -> router   kind 2, call id, pickled Delivered
+    PARKED     replica -> router   kind 3, call id: the answer holds an ObjectRef or is too large;
+                                   the router fetches it with a Ray call (``_Replica.parked``)
+    ERROR      replica -> router   kind 4, call id, the error's text
+
+A peer that fails the handshake, sends a truncated, oversized or unknown frame, or a body that
+is not a Deliver is disconnected and logged once per kind of fault; nothing it sent executes.
+A message that holds an ObjectRef never goes on the wire: it takes the Ray call, so the object
+store keeps tracking the reference (large arguments and checkpoints stay in the object store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import hmac
+import io
+import logging
+import os
+import pickle
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+import cloudpickle
+
+log = logging.getLogger("ftactors")
+
+MAGIC = b"FTAWIRE1"
+NONCE_BYTES = 32
+MAC_BYTES = 32
+_LEN = struct.Struct("!I")
+_DELIVER = struct.Struct("!BQQB")  # kind, call id, link seq, epoch length
+_ANSWER = struct.Struct("!BQ")  # kind, call id
+
+KIND_DELIVER = 1
+KIND_DELIVERED = 2
+KIND_PARKED = 3
+KIND_ERROR = 4
+_ANSWER_KINDS = frozenset({KIND_DELIVERED, KIND_PARKED, KIND_ERROR})
+
+
+class WireError(Exception):
+    """Base of the data plane's errors."""
+
+
+class AuthError(WireError):
+    """The peer failed the challenge-response (or is not speaking this protocol)."""
+
+
+class FrameError(WireError):
+    """A truncated, oversized or malformed frame."""
+
+
+class LinkClosedError(WireError):
+    """The connection is closed: the replica is suspected at once."""
+
+
+class NotOnWireError(WireError):
+    """The message holds an ObjectRef or is larger than a frame: it takes the Ray call."""
+
+
+class ParkedError(WireError):
+    """The replica parked its answer (see ``KIND_PARKED``); fetch it by call id with a Ray call.
+
+    Args:
+        call_id: the call whose answer is parked.
+    """
+
+    def __init__(self, call_id: int) -> None:
+        super().__init__(f"answer {call_id} parked")
+        self.call_id = call_id
+
+
+class RemoteDeliverError(WireError):
+    """The replica's ``deliver`` raised (the text of its exception)."""
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def new_secret() -> bytes:
+    """A fresh per-group secret (32 random bytes)."""
+    import secrets
+
+    return secrets.token_bytes(32)
+
+
+def proof(secret: bytes, side: bytes, nonce_s: bytes, nonce_c: bytes) -> bytes:
+    """The HMAC-SHA256 one side of the handshake shows: ``side`` is ``b"c"`` or ``b"s"``."""
+    return hmac.new(secret, b"ftactors-wire-" + side + nonce_s + nonce_c, hashlib.sha256).digest()
+
+
+class _RefGuard(cloudpickle.Pickler):
+    """cloudpickle that refuses ObjectRefs (they must travel through Ray to stay tracked)."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if _is_ref(obj):
+            raise NotOnWireError("holds an ObjectRef")
+        return None
+
+
+_REF_TYPES: Tuple[type, ...] = ()
+
+
+def _is_ref(obj: Any) -> bool:
+    global _REF_TYPES
+    if not _REF_TYPES:
+        try:
+            import ray
+
+            _REF_TYPES = (ray.ObjectRef,)
+        except ImportError:  # pragma: no cover - ray is a dependency
+            _REF_TYPES = (type(None.__class__),)
+    return isinstance(obj, _REF_TYPES)
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle (protocol 5, cloudpickle for classes defined in ``__main__``) a message body.
+
+    Raises:
+        NotOnWireError: ``obj`` holds an ObjectRef.
+    """
+    buf = io.BytesIO()
+    _RefGuard(buf, protocol=5).dump(obj)
+    return buf.getvalue()
+
+
+def loads(body: bytes) -> Any:
+    """Unpickle a body from an authenticated peer.
+
+    Raises:
+        FrameError: the body is not a pickle.
+    """
+    try:
+        return pickle.loads(body)
+    except Exception as exc:
+        raise FrameError(f"undecodable body: {type(exc).__name__}") from None
+
+
+def encode_deliver(call_id: int, seq: int, epoch: str, body: bytes) -> bytes:
+    """A DELIVER frame, its length prefix included."""
+    e = epoch.encode()
+    if len(e) > 255:
+        raise ValueError("epoch longer than 255 bytes")
+    head = _DELIVER.pack(KIND_DELIVER, call_id, seq, len(e)) + e
+    return _LEN.pack(len(head) + len(body)) + head + body
+
+
+def decode_deliver(frame: bytes) -> Tuple[int, int, str, bytes]:
+    """(call id, link seq, epoch, body) of a DELIVER frame body (without its length prefix).
+
+    Raises:
+        FrameError: not a well-formed DELIVER frame.
+    """
+    if len(frame) < _DELIVER.size:
+        raise FrameError("short frame")
+    kind, call_id, seq, elen = _DELIVER.unpack_from(frame)
+    if kind != KIND_DELIVER:
+        raise FrameError(f"unexpected frame kind {kind}")
+    end = _DELIVER.size + elen
+    if len(frame) < end:
+        raise FrameError("short frame")
+    try:
+        epoch = frame[_DELIVER.size:end].decode()
+    except UnicodeDecodeError:
+        raise FrameError("bad epoch") from None
+    return call_id, seq, epoch, frame[end:]
+
+
+def encode_answer(kind: int, call_id: int, body: bytes = b"") -> bytes:
+    """A DELIVERED, PARKED or ERROR frame, its length prefix included."""
+    assert kind in _ANSWER_KINDS, kind
+    return _LEN.pack(_ANSWER.size + len(body)) + _ANSWER.pack(kind, call_id) + body
+
+
+def decode_answer(frame: bytes) -> Tuple[int, int, bytes]:
+    """(kind, call id, body) of an answer frame body.
+
+    Raises:
+        FrameError: not a well-formed answer frame.
+    """
+    if len(frame) < _ANSWER.size:
+        raise FrameError("short frame")
+    kind, call_id = _ANSWER.unpack_from(frame)
+    if kind not in _ANSWER_KINDS:
+        raise FrameError(f"unexpected frame kind {kind}")
+    return kind, call_id, frame[_ANSWER.size:]
+
+
+class _LogOnce:
+    """Warn once per kind of fault (a fuzzer or a scanner must not flood the log)."""
+
+    KINDS_MAX = 64
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.seen: Set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, kind: str, detail: str) -> None:
+        with self.lock:
+            first = kind not in self.seen and len(self.seen) < self.KINDS_MAX
+            self.seen.add(kind)
+        if first:
+            log.warning("%s: dropped a connection (%s: %s); further ones like it are not logged",
+                        self.where, kind, detail)
+        else:
+            log.debug("%s: dropped a connection (%s: %s)", self.where, kind, detail)
+
+
+# --------------------------------------------------------------------------- replica side
+
+#: (call id, link seq, epoch, body) -> (answer kind, answer body)
+Handler = Callable[[int, int, str, bytes], Tuple[int, bytes]]
+
+
+def bind_in_range(host: str, port_range: Optional[Tuple[int, int]]) -> socket.socket:
+    """A listening TCP socket on ``host`` at the first free port of ``port_range`` (any port if None).
+
+    Raises:
+        WireError: no port of the range is free.
+    """
+    ports: List[int] = [0] if port_range is None else list(range(port_range[0], port_range[1] + 1))
+    for port in ports:
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            s.close()
+            continue
+        s.listen(16)
+        return s
+    raise WireError(f"no free port on {host} in {port_range[0]}-{port_range[1]}")  # type: ignore[index]
+
+
+class WireServer:
+    """A replica's listening socket: authenticates the router's connections and serves their frames.
+
+    Each connection has a reader thread; each DELIVER runs ``handler`` on a worker of a bounded
+    pool (a Deliver may wait for an earlier one, or stand by while another drives), and its answer
+    is written back on the same connection.
+
+    Args:
+        host: the node's IP to bind (never 0.0.0.0).
+        port_range: (first, last) ports to try, or None for any free port.
+        secret: the group's secret.
+        handler: runs one Deliver (see :data:`Handler`).
+        frame_bytes_max: larger frames drop the connection.
+        workers_max: Delivers running at once.
+        connections_max: connections held at once (more are refused).
+        handshake_timeout_s: a peer that does not finish the handshake in this time is dropped.
+        name: for log lines.
+
+    Raises:
+        WireError: no free port in the range.
+    """
+
+    def __init__(self, host: str, port_range: Optional[Tuple[int, int]], secret: bytes, handler: Handler,
+                 frame_bytes_max: int, workers_max: int = 16, connections_max: int = 16,
+                 handshake_timeout_s: float = 5.0, name: str = "ftactors wire") -> None:
+        assert secret, "a wire server needs a secret"
+        self.secret, self.handler, self.frame_bytes_max = secret, handler, frame_bytes_max
+        self.connections_max, self.handshake_timeout_s = connections_max, handshake_timeout_s
+        self.name = name
+        self._sock = bind_in_range(host, port_range)
+        self.address: Tuple[str, int] = (host, self._sock.getsockname()[1])
+        self._pool = ThreadPoolExecutor(max_workers=workers_max, thread_name_prefix="ftactors-wire")
+        self._conns: Set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.drop_log = _LogOnce(name)
+        self.dropped: Dict[str, int] = collections.Counter()  # kind of fault -> connections dropped
+        self.served = 0  # Delivers run
+        threading.Thread(target=self._accept_loop, daemon=True, name="ftactors-wire-accept").start()
+
+    def close(self) -> None:
+        """Stop listening and drop every connection."""
+        self._closed = True
+        for s in [self._sock, *list(self._conns)]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._pool.shutdown(wait=False)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, peer = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                full = len(self._conns) >= self.connections_max
+                if not full:
+                    self._conns.add(conn)
+            if full:
+                self._drop("too many connections", f"{len(self._conns)} open", conn)
+                continue
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
+                             name="ftactors-wire-conn").start()
+
+    def _drop(self, kind: str, detail: str, conn: socket.socket) -> None:
+        self.dropped[kind] += 1
+        self.drop_log(kind, detail)
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            f = conn.makefile("rb")
+            try:
+                self._handshake(conn, f)
+            except (AuthError, ConnectionError, OSError) as exc:
+                self._drop("handshake failed", f"{peer}: {exc}", conn)
+                return
+            conn.settimeout(None)
+            write_lock = threading.Lock()
+            while not self._closed:
+                try:
+                    call_id, seq, epoch, body = self._read_deliver(f)
+                except ConnectionError:
+                    conn.close()
+                    return
+                except (FrameError, OSError) as exc:
+                    self._drop("bad frame", f"{peer}: {exc}", conn)
+                    return
+                self._pool.submit(self._run, conn, write_lock, call_id, seq, epoch, body)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+
+    def _handshake(self, conn: socket.socket, f: Any) -> None:
+        conn.settimeout(self.handshake_timeout_s)
+        nonce_s = os.urandom(NONCE_BYTES)
+        conn.sendall(MAGIC + nonce_s)
+        answer = _read_exact(f, NONCE_BYTES + MAC_BYTES)
+        nonce_c, mac = answer[:NONCE_BYTES], answer[NONCE_BYTES:]
+        if not hmac.compare_digest(mac, proof(self.secret, b"c", nonce_s, nonce_c)):
+            raise AuthError("wrong proof")
+        conn.sendall(proof(self.secret, b"s", nonce_s, nonce_c))
+
+    def _read_deliver(self, f: Any) -> Tuple[int, int, str, bytes]:
+        head = f.read(_LEN.size)
+        if not head:
+            raise ConnectionError("closed")
+        if len(head) < _LEN.size:
+            raise FrameError("truncated length")
+        (n,) = _LEN.unpack(head)
+        if n > self.frame_bytes_max:
+            raise FrameError(f"frame of {n} bytes over frame_bytes_max {self.frame_bytes_max}")
+        frame = f.read(n)
+        if len(frame) < n:
+            raise FrameError(f"truncated frame ({len(frame)} of {n} bytes)")
+        return decode_deliver(frame)
+
+    def _run(self, conn: socket.socket, write_lock: threading.Lock, call_id: int, seq: int, epoch: str,
+             body: bytes) -> None:
+        try:
+            kind, out = self.handler(call_id, seq, epoch, body)
+        except FrameError as exc:  # not a Deliver: the peer misbehaves
+            self._drop("bad body", str(exc), conn)
+            return
+        except Exception as exc:
+            kind, out = KIND_ERROR, repr(exc).encode()[:4096]
+        self.served += 1
+        frame = encode_answer(kind, call_id, out)
+        try:
+            with write_lock:
+                conn.sendall(frame)
+        except OSError:  # the router is gone; it resends what it needs to its next connection
+            pass
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) < n:
+        raise ConnectionError("closed during the handshake")
+    return bytes(data)
+
+
+# --------------------------------------------------------------------------- router side
+
+
+class DirectLink:
+    """The router's connection to one replica (asyncio, on the router's event loop).
+
+    ``deliver(msg, epoch, seq)`` sends one Deliver and returns its Delivered. Frames written in
+    one step of the event loop go out in one write. When the connection closes every pending and
+    later ``deliver`` raises :class:`LinkClosedError`: the router suspects the replica at once.
+
+    Args:
+        address: the replica's (host, port).
+        secret: the group's secret.
+        frame_bytes_max: a larger Deliver raises :class:`NotOnWireError` (it takes the Ray call).
+        connect_timeout_s: for connecting and the handshake.
+        pending_max: Delivers awaiting their answer at once (an assertion: the core bounds them).
+    """
+
+    def __init__(self, address: Tuple[str, int], secret: bytes, frame_bytes_max: int,
+                 connect_timeout_s: float = 5.0, pending_max: int = 100_000) -> None:
+        self.address, self.secret, self.frame_bytes_max = address, secret, frame_bytes_max
+        self.connect_timeout_s, self.pending_max = connect_timeout_s, pending_max
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._connecting: Optional[asyncio.Future] = None
+        self._pending: Dict[int, asyncio.Future] = {}
+        self._out: List[bytes] = []
+        self._next_id = 0
+        self.closed: Optional[str] = None  # why, once closed
+        self._close_idle = False
+        self._reader_task: Optional[asyncio.Task] = None
+        #: called once closed (the router keeps a retired replica's link alive until then: asyncio
+        #: holds its tasks only weakly, and nothing else would hold this link)
+        self.on_close: Optional[Callable[[], None]] = None
+
+    async def deliver(self, msg: Any, epoch: str, seq: int) -> Any:
+        """Send ``msg`` (a Deliver) as link batch ``seq`` of router incarnation ``epoch``.
+
+        Returns:
+            The replica's Delivered.
+
+        Raises:
+            NotOnWireError: ``msg`` holds an ObjectRef or is over ``frame_bytes_max``: send it with Ray.
+            ParkedError: the answer is parked at the replica: fetch it with Ray.
+            LinkClosedError: the connection is closed (or could not be opened).
+            RemoteDeliverError: the replica's ``deliver`` raised.
+        """
+        body = dumps(msg)
+        if len(body) + 64 > self.frame_bytes_max:
+            raise NotOnWireError(f"{len(body)} bytes")
+        if self._writer is None:
+            await self._connect()
+        if self.closed is not None:
+            raise LinkClosedError(self.closed)
+        self._next_id += 1
+        call_id = self._next_id
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = fut
+        assert len(self._pending) <= self.pending_max, "the core bounds the batches in flight"
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(encode_deliver(call_id, seq, epoch, body))
+        kind, out = await fut
+        if kind == KIND_DELIVERED:
+            return loads(out)
+        if kind == KIND_PARKED:
+            raise ParkedError(call_id)
+        raise RemoteDeliverError(out.decode(errors="replace"))
+
+    def close(self, why: str = "closed by the router") -> None:
+        """Close the connection; pending Delivers raise :class:`LinkClosedError`."""
+        if self.closed is None:
+            self.closed = why
+            if self.on_close is not None:
+                self.on_close()
+        if self._writer is not None:
+            self._writer.close()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(LinkClosedError(self.closed))
+
+    def close_when_idle(self) -> None:
+        """Close once every pending Deliver has its answer (a deposed replica's late output must
+        still reach the router, which fences it off)."""
+        self._close_idle = True
+        if not self._pending:
+            self.close("retired")
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._writer is not None and self.closed is None and out:
+            self._writer.write(b"".join(out))
+
+    async def connect(self) -> bool:
+        """Open the connection now (``deliver`` opens it otherwise).
+
+        Returns:
+            Whether it is open; if not, ``closed`` says why.
+        """
+        await self._connect()
+        return self.closed is None
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._connecting)
+
+    async def _open(self) -> None:
+        try:
+            r, w = await asyncio.wait_for(self._handshake(), timeout=self.connect_timeout_s)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, AuthError) as exc:
+            self.close(f"could not connect to {self.address}: {exc!r}")
+            return
+        self._writer = w
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(r))
+
+    async def _handshake(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        r, w = await asyncio.open_connection(*self.address)
+        sock = w.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        hello = await r.readexactly(len(MAGIC) + NONCE_BYTES)
+        if hello[:len(MAGIC)] != MAGIC:
+            w.close()
+            raise AuthError("not an ftactors wire server")
+        nonce_s, nonce_c = hello[len(MAGIC):], os.urandom(NONCE_BYTES)
+        w.write(nonce_c + proof(self.secret, b"c", nonce_s, nonce_c))
+        mac = await r.readexactly(MAC_BYTES)
+        if not hmac.compare_digest(mac, proof(self.secret, b"s", nonce_s, nonce_c)):
+            w.close()
+            raise AuthError("the replica does not hold the group's secret")
+        return r, w
+
+    async def _read_loop(self, r: asyncio.StreamReader) -> None:
+        why = "the replica closed the connection"
+        try:
+            while True:
+                (n,) = _LEN.unpack(await r.readexactly(_LEN.size))
+                if n > self.frame_bytes_max:
+                    raise FrameError(f"answer of {n} bytes over frame_bytes_max")
+                kind, call_id, body = decode_answer(await r.readexactly(n))
+                fut = self._pending.pop(call_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result((kind, body))
+                if self._close_idle and not self._pending:
+                    self.close("retired")
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except FrameError as exc:
+            why = f"bad frame from the replica: {exc}"
+            log.warning("ftactors wire %s: %s", self.address, why)
+        self.close(why)

@@ -1,0 +1,232 @@
+"""The direct data plane's framing and authentication, without Ray (ftactors.runtime.wire)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import threading
+import time
+from typing import Any, List, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ftactors.runtime import wire
+
+SECRET = b"k" * 32
+FRAME_MAX = 4096
+
+
+def _poll(cond: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+class _Echo:
+    """A handler that records what ran and answers (seq, epoch, the message)."""
+
+    def __init__(self) -> None:
+        self.ran: List[Tuple[int, str, Any]] = []
+
+    def __call__(self, call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        msg = wire.loads(body)
+        self.ran.append((seq, epoch, msg))
+        if msg == "park":
+            return wire.KIND_PARKED, b""
+        if msg == "raise":
+            raise RuntimeError("deliver failed")
+        return wire.KIND_DELIVERED, wire.dumps((seq, epoch, msg))
+
+
+@pytest.fixture
+def server() -> Any:
+    handler = _Echo()
+    srv = wire.WireServer("127.0.0.1", None, SECRET, handler, FRAME_MAX, handshake_timeout_s=1.0)
+    srv.handler_log = handler  # type: ignore[attr-defined]
+    yield srv
+    srv.close()
+
+
+def _deliver_all(address: Tuple[str, int], secret: bytes, msgs: List[Any]) -> List[Any]:
+    async def go() -> List[Any]:
+        link = wire.DirectLink(address, secret, FRAME_MAX, connect_timeout_s=2.0)
+        try:
+            return await asyncio.gather(*(link.deliver(m, "e1", i + 1) for i, m in enumerate(msgs)),
+                                        return_exceptions=True)
+        finally:
+            link.close()
+    return asyncio.run(go())
+
+
+def _authenticated_socket(address: Tuple[str, int], secret: bytes = SECRET) -> Tuple[socket.socket, bytes]:
+    """A raw connection that passed the handshake; returns it and every byte exchanged."""
+    s = socket.create_connection(address, timeout=2.0)
+    hello = s.recv(len(wire.MAGIC) + wire.NONCE_BYTES, socket.MSG_WAITALL)
+    nonce_s, nonce_c = hello[len(wire.MAGIC):], os.urandom(wire.NONCE_BYTES)
+    sent = nonce_c + wire.proof(secret, b"c", nonce_s, nonce_c)
+    s.sendall(sent)
+    mac = s.recv(wire.MAC_BYTES, socket.MSG_WAITALL)
+    assert mac == wire.proof(secret, b"s", nonce_s, nonce_c)
+    return s, hello + sent + mac
+
+
+def test_delivers_round_trip_in_order_of_calls(server: Any) -> None:
+    out = _deliver_all(server.address, SECRET, ["a", {"b": 2}, b"c" * 100])
+    assert out == [(1, "e1", "a"), (2, "e1", {"b": 2}), (3, "e1", b"c" * 100)]
+    assert server.address[0] == "127.0.0.1"
+
+
+def test_parked_and_failed_answers_are_typed(server: Any) -> None:
+    parked, failed = _deliver_all(server.address, SECRET, ["park", "raise"])
+    assert isinstance(parked, wire.ParkedError) and parked.call_id == 1
+    assert isinstance(failed, wire.RemoteDeliverError) and "deliver failed" in str(failed)
+
+
+def test_wrong_secret_is_refused_and_nothing_runs(server: Any) -> None:
+    (out,) = _deliver_all(server.address, b"x" * 32, ["inc"])
+    assert isinstance(out, wire.LinkClosedError)
+    _poll(lambda: server.dropped["handshake failed"] == 1)
+    assert server.handler_log.ran == []
+    assert _deliver_all(server.address, SECRET, ["after"]) == [(1, "e1", "after")]
+
+
+def test_the_secret_never_travels(server: Any) -> None:
+    s, exchanged = _authenticated_socket(server.address)
+    s.close()
+    assert SECRET not in exchanged and len(exchanged) == 8 + 32 + 32 + 32 + 32
+
+
+def test_a_client_refuses_a_server_without_the_secret() -> None:
+    srv = wire.WireServer("127.0.0.1", None, b"other" * 8, _Echo(), FRAME_MAX)
+    try:
+        (out,) = _deliver_all(srv.address, SECRET, ["inc"])
+        assert isinstance(out, wire.LinkClosedError)
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("frame,fault", [
+    (struct.pack("!I", FRAME_MAX + 1) + b"x" * 10, "bad frame"),                 # oversized
+    (struct.pack("!I", 100) + b"x" * 10, "bad frame"),                          # truncated, then closed
+    (struct.pack("!I", 5) + b"\x09" * 5, "bad frame"),                          # unknown kind
+    (wire.encode_deliver(1, 1, "e", b"not a pickle"), "bad body"),              # garbage body
+])
+def test_bad_frames_drop_the_connection_and_nothing_runs(server: Any, frame: bytes, fault: str) -> None:
+    s, _ = _authenticated_socket(server.address)
+    s.sendall(frame)
+    s.shutdown(socket.SHUT_WR)
+    _poll(lambda: server.dropped[fault] == 1)
+    assert server.handler_log.ran == []
+    s.close()
+    assert _deliver_all(server.address, SECRET, ["ok"]) == [(1, "e1", "ok")]
+
+
+def test_a_silent_peer_is_dropped_after_the_handshake_timeout(server: Any) -> None:
+    s = socket.create_connection(server.address)
+    _poll(lambda: server.dropped["handshake failed"] == 1)
+    s.close()
+
+
+def test_an_object_ref_never_goes_on_the_wire() -> None:
+    import ray
+
+    with pytest.raises(wire.NotOnWireError):
+        wire.dumps(("x", [ray.ObjectRef(b"0" * 28)]))
+
+
+def test_an_oversized_message_is_not_sent(server: Any) -> None:
+    (out,) = _deliver_all(server.address, SECRET, [b"z" * FRAME_MAX])
+    assert isinstance(out, wire.NotOnWireError)
+    assert server.handler_log.ran == []
+
+
+def test_a_closed_server_fails_pending_delivers_at_once() -> None:
+    release = threading.Event()
+
+    def slow(call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        release.wait(5)
+        return wire.KIND_DELIVERED, wire.dumps("late")
+
+    srv = wire.WireServer("127.0.0.1", None, SECRET, slow, FRAME_MAX)
+
+    async def go() -> Any:
+        link = wire.DirectLink(srv.address, SECRET, FRAME_MAX)
+        task = asyncio.ensure_future(link.deliver("m", "e", 1))
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        srv.close()
+        with pytest.raises(wire.LinkClosedError):
+            await task
+        return time.monotonic() - t0
+
+    try:
+        assert asyncio.run(go()) < 1.0
+    finally:
+        release.set()
+
+
+def test_port_range_takes_the_first_free_port_and_fails_when_none_is() -> None:
+    a = wire.bind_in_range("127.0.0.1", None)
+    port = a.getsockname()[1]
+    try:
+        b = wire.bind_in_range("127.0.0.1", (port, port + 1))
+        assert b.getsockname()[1] == port + 1
+        b.close()
+        with pytest.raises(wire.WireError, match="no free port"):
+            wire.bind_in_range("127.0.0.1", (port, port))
+    finally:
+        a.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), auth=st.booleans())
+def test_fuzz_random_bytes_never_run_anything(server: Any, data: bytes, auth: bool) -> None:
+    if auth:
+        s, _ = _authenticated_socket(server.address)
+        s.sendall(data)
+    else:
+        s = socket.create_connection(server.address, timeout=2.0)
+        s.recv(len(wire.MAGIC) + wire.NONCE_BYTES, socket.MSG_WAITALL)
+        s.sendall(data)
+    s.close()
+    # nothing unauthenticated runs; authenticated garbage runs only if it is a well-formed Deliver
+    # of a pickle, which random bytes are not in practice
+    time.sleep(0.005)
+    assert server.handler_log.ran == []
+
+
+def test_port_range_setting_and_the_nodes_default(monkeypatch: Any) -> None:
+    from ftactors.core.errors import ConfigError
+    from ftactors.runtime.replica_actor import port_range_from_env
+    from ftactors.runtime.settings import load_settings
+
+    assert load_settings(port_range=(20000, 20099)).port_range == (20000, 20099)
+    with pytest.raises(ConfigError, match="port_range"):
+        load_settings(port_range=(20099, 20000))
+    with pytest.raises(ConfigError, match="data_plane"):
+        load_settings(data_plane="zmq")
+    monkeypatch.setenv("FTACTORS_PORT_RANGE", "21000-21009")
+    assert port_range_from_env() == (21000, 21009)
+    monkeypatch.setenv("FTACTORS_PORT_RANGE", "nonsense")
+    assert port_range_from_env() is None
+    monkeypatch.delenv("FTACTORS_PORT_RANGE")
+    assert port_range_from_env() is None
+
+
+def test_connect_reports_an_unreachable_replica_without_raising() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+
+    async def go() -> Tuple[bool, Any]:
+        link = wire.DirectLink(("127.0.0.1", port), SECRET, FRAME_MAX, connect_timeout_s=1.0)
+        return await link.connect(), link.closed
+
+    ok, why = asyncio.run(go())
+    assert not ok and "could not connect" in why
