@@ -16,14 +16,17 @@ from typing import (
     Deque,
     Dict,
     Generator,
+    Iterable,
     List,
     Optional,
+    Sequence,
     Set,
     Tuple,
 )
 
 from ftactors.core import (
     ClientCore,
+    CoreConfig,
     Deliver,
     Delivered,
     Execute,
@@ -41,6 +44,7 @@ from ftactors.core import (
     StaleViewError,
 )
 from ftactors.host import Claim, ReplicaTurns, Verdict
+from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     Endpoint,
     HistoryOp,
@@ -56,6 +60,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: inbox bound of a replica host (messages from its router, FIFO)
 INBOX_MAX = 10_000
+#: simulated seconds per tick (the runtime's default ``tick_s``)
+TICK_S = 0.01
+#: how often a router saves its counters on the members (when they changed): 1 s, as in Ray
+COUNTS_EVERY_TICKS = 100
 
 
 class InvariantViolation(AssertionError):
@@ -120,6 +128,7 @@ class ReplicaHost:
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     working_until: Optional[int] = None  # a long method executes until this tick
+    router_counts: Dict[str, int] = field(default_factory=dict)  # kept for a restarted router
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -145,6 +154,7 @@ class ReplicaHost:
     def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0) -> None:
         """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``)."""
         if isinstance(msg, Ping) and not self.paused:
+            self.keep_router_counts(msg.counts)
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
         if isinstance(msg, StateQuery) and not self.paused:
@@ -153,6 +163,12 @@ class ReplicaHost:
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
         self.inbox.append((incarnation, msg, seq))
+
+    def keep_router_counts(self, counts: Iterable[Tuple[str, int]]) -> None:
+        """Keep the router's counters for a restarted router: the highest of each (a late ping
+        from a dead incarnation carries lower ones)."""
+        for k, n in counts:
+            self.router_counts[k] = max(n, self.router_counts.get(k, 0))
 
     def wake(self) -> None:
         """End a pause: answer what queued up meanwhile."""
@@ -356,28 +372,102 @@ class ReplicaHost:
                 self.sim.count("outputs_lost_to_dead_router")
 
 
-@dataclass(slots=True)
-class RouterHost:
-    """A simulated router actor: a RouterCore (None while crashed) and reply routing.
+class SimRouter:
+    """A simulated router actor: it runs :class:`ftactors.host.router.RouterHost` (None while crashed)
+    and is that host's I/O (:class:`ftactors.host.router.RouterIO`) over the simulated network, as
+    ``runtime/router_actor.py`` is over Ray. Every incarnation gets a new host; the simulator drops
+    what reaches or leaves a dead incarnation.
 
     Args:
+        sim: the simulator.
         group: the group.
-        core: the router core, None while down.
+        config: the group's protocol settings.
+        members: the first view.
     """
 
-    group: str
-    core: Optional[RouterCore]
-    incarnation: int = 1
-    reply_to: Dict[MsgId, List[Endpoint]] = field(default_factory=dict)
-    released: Set[MsgId] = field(default_factory=set)
-    spawning: Set[str] = field(default_factory=set)
-    link_seq: Dict[str, int] = field(default_factory=dict)  # Delivers sent to each replica by this incarnation
+    def __init__(self, sim: "Simulator", group: str, config: CoreConfig, members: Tuple[str, ...]) -> None:
+        self.sim = sim
+        self.group = group
+        self.config = config
+        self.incarnation = 1
+        self.host: Optional[RouterHost] = self.new_host(members)
+        self.released: Set[MsgId] = set()  # replies released by this incarnation (I3)
 
-    def wait_for(self, msg_id: MsgId, who: Endpoint) -> None:
-        """Route the reply of ``msg_id`` to ``who`` too, when it is released."""
-        waiters = self.reply_to.setdefault(msg_id, [])
-        if who not in waiters:
-            waiters.append(who)
+    @property
+    def core(self) -> Optional[RouterCore]:
+        """The router core, None while the router is down (or not rebuilt yet)."""
+        return self.host.core if self.host is not None else None
+
+    @property
+    def epoch(self) -> str:
+        """The current incarnation's epoch (see :meth:`ReplicaHost.epoch`)."""
+        return ReplicaHost.epoch(self.incarnation)
+
+    def new_host(self, members: Optional[Tuple[str, ...]]) -> RouterHost:
+        """A router host for the current incarnation (``members`` None: it rebuilds)."""
+        return RouterHost(self.group, self.config, self, self.epoch, members, counts_every_ticks=COUNTS_EVERY_TICKS)
+
+    # ------------------------------------------------------------ RouterIO
+
+    def ticks(self) -> int:
+        """Now, in ticks."""
+        return self.sim.now
+
+    def wall_s(self) -> float:
+        """Simulated seconds (ticks of 10 ms)."""
+        return self.sim.now * TICK_S
+
+    def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
+        """Send a Deliver over the router->replica link (it may overtake an earlier one, as in Ray)."""
+        assert epoch == self.epoch, f"a Deliver of {epoch} sent while {self.epoch} is current"
+        self.sim.checker.on_send(self.group, rid, msg)
+        self.sim._to_replica(self.group, rid, msg, seq)
+
+    def ping(self, rid: str, counts: Dict[str, int]) -> None:
+        """Ping a replica with the router's counters."""
+        self.sim._to_replica(self.group, rid, Ping(tuple(sorted(counts.items()))))
+
+    def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
+        """Leave the router's counters with a live replica (Ray's ping carrying them). Not a simulated
+        message: it would shift the seeded network's random draws of every later message."""
+        host = self.sim.replicas[self.group].get(rid)
+        if host is not None and host.alive:
+            host.keep_router_counts(counts.items())
+
+    def query(self, rid: str, epoch: str) -> None:
+        """Ask a replica for its state report (it adopts the incarnation the query comes from)."""
+        self.sim._to_replica(self.group, rid, StateQuery())
+
+    def spawn(self, rid: str) -> None:
+        """Start a replica (ready a few ticks later, if this incarnation still lives)."""
+        self.sim._spawn(self, rid)
+
+    def retire(self, rid: str) -> None:
+        """Stop a removed replica (Ray does, sometimes late)."""
+        self.sim._retire(self.group, rid)
+
+    def answer(self, reply: Reply, waiters: Sequence[Any]) -> None:
+        """Send a released reply to every endpoint waiting for it.
+
+        Raises:
+            InvariantViolation: the reply was released before (I3).
+        """
+        if reply.msg_id in self.released:
+            raise InvariantViolation(f"I3: router {self.group} released {reply.msg_id} twice")
+        self.released.add(reply.msg_id)
+        for who in waiters:
+            self.sim.send_reply(who, reply)
+
+    def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
+        """A request failed for good: with every fault repaired, a bug (I6).
+
+        Raises:
+            InvariantViolation: always.
+        """
+        raise InvariantViolation(f"I6: {self.group} failed {msg_id}: {reason}")
+
+    def kick(self) -> None:
+        """Nothing: the simulator processes every router once per step (``Simulator.step``)."""
 
 
 @dataclass(slots=True)
