@@ -4,10 +4,12 @@ The protocol cores (:mod:`ftactors.core`) decide the protocol; a host carries th
 over a transport it is given. What a host decides itself (which router incarnation a Deliver belongs
 to, in which order Delivers apply, which thread drives the core, where output goes, what a restarted
 router takes over, when a replacement replica starts) lives here, so that the simulator runs the same
-decisions as the Ray runtime. The I/O is injected: :class:`~ftactors.host.router.RouterIO`.
+decisions as the Ray runtime. The I/O is injected: :class:`~ftactors.host.router.RouterIO` and
+:class:`~ftactors.host.replica.ReplicaIO`.
 """
 
+from ftactors.host.replica import ReplicaHost, ReplicaIO
 from ftactors.host.router import RouterHost, RouterIO
 from ftactors.host.turns import Claim, ReplicaTurns, Verdict
 
-__all__ = ["Claim", "ReplicaTurns", "RouterHost", "RouterIO", "Verdict"]
+__all__ = ["Claim", "ReplicaHost", "ReplicaIO", "ReplicaTurns", "RouterHost", "RouterIO", "Verdict"]

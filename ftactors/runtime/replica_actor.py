@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import cloudpickle
 import ray
@@ -33,14 +33,14 @@ from ftactors.core import (
     Execute,
     NewView,
     Outcome,
+    RemoteProtocolError,
     ReplicaCore,
     Restore,
     Role,
     Snapshot,
-    StaleViewError,
     StateReport,
 )
-from ftactors.host import Claim, ReplicaTurns, Verdict
+from ftactors.host.replica import ReplicaHost
 from ftactors.runtime import context
 from ftactors.runtime.errors import MethodAbortedError
 from ftactors.runtime.settings import ReplicationSettings
@@ -191,14 +191,15 @@ class _Replica:
         except BaseException as exc:  # SystemExit & co.: this replica must not exit over it
             self.obj, self.init_error = None, aborted(cls.__name__, "__init__", exc)
         context.watch_plain_calls()
-        self._cond = threading.Condition()
-        self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
+        self._cond = threading.Condition()  # held around every call into the host (and the core)
+        # the Deliver loop written once (ftactors.host.replica): which Deliver applies, who drives,
+        # who gets the output; it hands effects to the driving call's thread (_ThreadIO)
+        self.host = ReplicaHost(self.core, _ThreadIO(self))
         self._t0 = time.monotonic()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
-        self._router_counts: Dict[str, int] = {}  # the router's counters, as it last sent them
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         log.debug("[%s] replica %s started (pid %d)", spec.group, replica_id, os.getpid())
 
@@ -218,8 +219,8 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         if counts:  # the highest of each: a late ping from a router incarnation that is gone
-            kept = self._router_counts
-            self._router_counts = {k: max(n, kept.get(k, 0)) for k, n in {**kept, **counts}.items()}
+            with self._cond:
+                self.host.on_ping(counts.items())
         return True
 
     def group_spec(self) -> GroupSpec:
@@ -248,36 +249,21 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         msg = self._localise_checkpoint(msg)
+        ticket = _Ticket()
         with self._cond:
-            verdict = self._turns.arrive(epoch, seq)
-            while verdict is Verdict.LATER:  # Ray ran a later Deliver of this link first
-                self._cond.wait()
-                verdict = self._turns.arrive(epoch, seq)
-            if verdict is Verdict.STALE:
-                return self._nothing()  # from a router incarnation that is gone
-            self.core.tick(self._ticks())
-            try:
-                self.core.deliver(msg)
-            except StaleViewError:
-                return self._take_for(epoch)
-            finally:
-                self._turns.applied()
-                self._cond.notify_all()
-            claim = self._turns.claim()
-            if claim is Claim.ANSWER:
-                return self._nothing()  # the standby or the driver answers for this batch
-            if claim is Claim.STANDBY:
-                self._cond.wait_for(self._turns.take_over)
-        return self._drive(epoch)
-
-    def _nothing(self) -> Delivered:
-        """An answer that carries no output (and claims no progress)."""
-        return Delivered(replica=self.replica_id, view=self.core.view)
-
-    def _take_for(self, epoch: str) -> Delivered:
-        """The core's output for a Deliver of ``epoch`` (call holding ``_cond``): nothing if that
-        router incarnation is gone, so the output waits for the current one."""
-        return self.core.take_delivered() if self._turns.owns_output(epoch) else self._nothing()
+            self.host.tick()
+            self.host.deliver(msg, epoch, seq, ticket)
+            self.host.drive()
+            self._cond.notify_all()
+            while True:
+                if ticket.work is not None:  # this call drives: carry the effect out on this thread
+                    self._carry_out(ticket)
+                elif ticket.answer is not None:
+                    return ticket.answer
+                elif ticket.error is not None:
+                    raise ticket.error
+                else:  # a later one of this link ran first, or another call drives: wait
+                    self._cond.wait()
 
     def state_report(self, epoch: str = "") -> StateReport:
         """What this replica holds, for the router's recovery.
@@ -288,9 +274,9 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         with self._cond:
-            self._turns.adopt(epoch)
+            report = self.host.state_report(epoch)
             self._cond.notify_all()
-            return self.core.state_report()
+            return report
 
     def view_info(self, epoch: str = "") -> Tuple[int, Tuple[str, ...], str, Dict[str, int]]:
         """(view, members, role, the router's last counters), for a restarted router rebuilding the view.
@@ -300,22 +286,22 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         with self._cond:
-            self._turns.adopt(epoch)
+            info = self.host.view_info(epoch)
             self._cond.notify_all()
-            return self.core.view, tuple(self.core.members), self.core.role.value, dict(self._router_counts)
+            return info
 
     def info(self) -> Dict[str, Any]:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             # a digest taken mid-batch would not match the executed count: wait for the batch
-            self._cond.wait_for(lambda: not self._turns.driving, timeout=2.0)
+            self._cond.wait_for(lambda: not self.host.turns.driving, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                digest = state_digest(self.obj) if not self._turns.driving else ""  # unknown: still busy
+                digest = state_digest(self.obj) if not self.host.turns.driving else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
                 **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
@@ -386,35 +372,37 @@ class _Replica:
     def _ticks(self) -> int:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
-    def _drive(self, epoch: str) -> Delivered:
-        """Carry out effects until the core is idle, or until a standby Deliver can take over
-        after an effect; return the output for ``epoch``'s router."""
-        while True:
-            with self._cond:
-                effect = self.core.next_effect() if self._turns.keep_driving() else None
-                if effect is None:
-                    self._turns.stop()
-                    self._cond.notify_all()
-                    return self._take_for(epoch)
-            try:
-                self._carry_out(effect)
-            except BaseException:
-                with self._cond:
-                    self._turns.stop()
-                    self._cond.notify_all()
-                raise
+    def _carry_out(self, ticket: "_Ticket") -> None:
+        """Carry out the effect the host gave this call's thread (call holding ``_cond``): the
+        method, the pickling and the loading run without the lock, so Delivers arriving meanwhile
+        enter the core (the primary's scheduler sees them) and pings are answered."""
+        effect, ticket.work = ticket.work, None
+        self._cond.release()
+        try:
+            done = self._run_effect(effect)
+        except BaseException:
+            self._cond.acquire()
+            self.host.abort()  # this call fails; a standby takes over driving
+            self.host.drive()
+            self._cond.notify_all()
+            raise
+        self._cond.acquire()
+        done()
+        self.host.drive()
+        self._cond.notify_all()
 
-    def _carry_out(self, effect: Any) -> None:
+    def _run_effect(self, effect: Any) -> Callable[[], None]:
+        """Carry ``effect`` out (without the lock); return what tells the host it is done."""
         if isinstance(effect, Execute):
             outcome, nondet = self._execute(effect)
-            with self._cond:
-                self.core.executed(effect.request.msg_id, outcome, nondet)
-        elif isinstance(effect, Snapshot):
-            self._snapshot(effect)
-        elif isinstance(effect, Restore):
+            return lambda: self.host.executed(outcome, nondet)
+        if isinstance(effect, Snapshot):
+            state, digest = self._snapshot(effect)
+            return lambda: self.host.snapshot_taken(state, digest)
+        if isinstance(effect, Restore):
             self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
-        else:  # pragma: no cover - the core has no other effects
-            raise AssertionError(f"unknown effect {effect!r}")
+            return self.host.restored
+        raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover - the core has no other
 
     def _execute(self, ex: Execute) -> Tuple[Outcome, Tuple[Any, ...]]:
         req = ex.request
@@ -436,14 +424,14 @@ class _Replica:
             context.set_current(None)
         return outcome, tuple(ctx.recorded)
 
-    def _snapshot(self, snap: Snapshot) -> None:
+    def _snapshot(self, snap: Snapshot) -> Tuple[Any, str]:
+        """(the state for a checkpoint or None, its digest)."""
         digest = state_digest(self.obj)
         state: Any = None
         if snap.for_checkpoint:
             data = cloudpickle.dumps(self.obj)
             state = ray.put(data) if len(data) > self.settings.large_arg_bytes else data
-        with self._cond:
-            self.core.snapshot_taken(snap.position, state, digest)
+        return state, digest
 
     def _run_async(self, awaitable: Any, ctx: context.CallContext) -> Any:
         """Run an async method's awaitable to completion on the replica's event loop thread.
@@ -515,3 +503,45 @@ async def _await(awaitable: Any, ctx: context.CallContext) -> Any:
         # it closed on every replica alike (else one replica's task acts for the call, another's not)
         ctx.finished = True
         context.set_current(None)
+
+
+class _Ticket:
+    """One Deliver call in the Ray shell: what the host gave it (an answer, an error, or an effect
+    to carry out on the call's own thread). Read and written holding the replica's ``_cond``."""
+
+    __slots__ = ("answer", "error", "work")
+
+    def __init__(self) -> None:
+        self.answer: Optional[Delivered] = None
+        self.error: Optional[BaseException] = None
+        self.work: Any = None
+
+
+class _ThreadIO:
+    """The replica host's I/O in Ray (:class:`ftactors.host.replica.ReplicaIO`): the host runs under
+    the replica's lock; an answer or an effect goes to the waiting Deliver call's ticket, and that
+    call's thread carries the effect out (``_Replica._carry_out``)."""
+
+    def __init__(self, replica: _Replica) -> None:
+        self.r = replica
+
+    def ticks(self) -> int:
+        return self.r._ticks()
+
+    def answer(self, token: _Ticket, out: Delivered) -> None:
+        token.answer = out
+
+    def refused(self, token: _Ticket, exc: RemoteProtocolError) -> None:
+        token.error = exc  # the Ray call raises it: the router treats the replica as failed
+
+    def execute(self, ex: Execute, token: _Ticket) -> None:
+        token.work = ex
+
+    def snapshot(self, snap: Snapshot, token: _Ticket) -> None:
+        token.work = snap
+
+    def restore(self, effect: Restore, token: _Ticket) -> None:
+        token.work = effect
+
+    def count(self, what: str) -> None:
+        pass

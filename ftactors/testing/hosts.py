@@ -43,7 +43,8 @@ from ftactors.core import (
     Snapshot,
     StaleViewError,
 )
-from ftactors.host import Claim, ReplicaTurns, Verdict
+from ftactors.host import ReplicaTurns
+from ftactors.host.replica import ReplicaHost as HostLoop
 from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     Endpoint,
@@ -85,17 +86,18 @@ class NestedWait:
 
 @dataclass(slots=True)
 class ReplicaHost:
-    """A simulated replica actor: a ReplicaCore, the model state and its lineage log.
+    """A simulated replica actor: the shared replica host (:class:`ftactors.host.replica.ReplicaHost`,
+    ``loop``) around a ReplicaCore, with the model state, its lineage log and a generator executor.
 
-    It takes Delivers the way the Ray replica actor does (``runtime/replica_actor.py``), with
-    the same turn-taking (:class:`ftactors.host.ReplicaTurns`): Delivers of one router
-    incarnation apply in their order whatever order they arrive in, a dead incarnation's are
-    dropped once its successor spoke, one Deliver drives the core while another waits as its
-    standby and any further one is answered at once with nothing, and the output goes to the
-    incarnation that is current when it is taken. A Deliver's answer leaves when its drive
-    stops: the core is idle, or it hands over to the standby after an effect. There is no
-    unsolicited output: work that time makes possible waits for the router's next Deliver
-    (a poll while callers wait), as in Ray.
+    It is the loop's I/O (:class:`ftactors.host.replica.ReplicaIO`), as ``runtime/replica_actor.py``
+    is in Ray: the loop does the turn-taking (Delivers of one router incarnation apply in their
+    order whatever order they arrive in, a dead incarnation's are dropped once its successor spoke,
+    one Deliver drives the core while another waits as its standby and any further one is answered
+    at once with nothing, the output goes to the incarnation that is current when it is taken);
+    this class executes the model's methods, which are generators that suspend on nested calls
+    and long work, and answers over the simulated link. A Deliver's answer leaves when its drive
+    stops. There is no unsolicited output: work that time makes possible waits for the router's
+    next Deliver (a poll while callers wait), as in Ray.
 
     The lineage log (every executed message from position 1) travels inside
     checkpoints with the state, so any replica's log is complete and can be
@@ -118,20 +120,17 @@ class ReplicaHost:
     alive: bool = True
     paused: bool = False
     inbox: Deque[Tuple[int, ToReplicaMsg, int]] = field(default_factory=deque)
-    later: List[Tuple[int, Deliver, int]] = field(default_factory=list)  # waiting for an earlier one
     in_transit: int = 0
-    turns: ReplicaTurns = field(default_factory=ReplicaTurns)
-    driver: Optional[int] = None  # the incarnation of the Deliver that drives (its answer is pending)
-    standby: Optional[int] = None  # the incarnation of the Deliver that waits to take over
+    loop: HostLoop = field(init=False)
     drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
     gen: Optional[Generator[NestedCall, Any, Any]] = None
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     working_until: Optional[int] = None  # a long method executes until this tick
-    router_counts: Dict[str, int] = field(default_factory=dict)  # kept for a restarted router
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
+        self.loop = HostLoop(self.core, self)
 
     @property
     def rid(self) -> str:
@@ -144,9 +143,29 @@ class ReplicaHost:
         return Endpoint(self.group, self.rid)
 
     @property
+    def turns(self) -> ReplicaTurns:
+        """The loop's turn-taking state."""
+        return self.loop.turns
+
+    @property
+    def driver(self) -> Optional[int]:
+        """The incarnation of the Deliver that drives (its answer is pending)."""
+        return self.loop.driver[1] if self.loop.driver is not None else None
+
+    @property
+    def standby(self) -> Optional[int]:
+        """The incarnation of the Deliver that waits to take over."""
+        return self.loop.standby[1] if self.loop.standby is not None else None
+
+    @property
+    def router_counts(self) -> Dict[str, int]:
+        """The router's counters this replica keeps for a restarted router."""
+        return self.loop.router_counts
+
+    @property
     def busy(self) -> bool:
         """True if the host has something to do now, or a Deliver's answer is pending."""
-        return bool(self.inbox or self.later or self.held_replies) or self.driver is not None or \
+        return bool(self.inbox or self.loop.later or self.held_replies) or self.driver is not None or \
             self.standby is not None or self.core.has_work() or self.working_until is not None
 
     # ------------------------------------------------------------ inputs
@@ -154,21 +173,19 @@ class ReplicaHost:
     def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0) -> None:
         """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``)."""
         if isinstance(msg, Ping) and not self.paused:
-            self.keep_router_counts(msg.counts)
+            self.loop.on_ping(msg.counts)
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
         if isinstance(msg, StateQuery) and not self.paused:
-            self.turns.adopt(self.epoch(incarnation))  # the dead router's late Delivers are dropped
-            self.sim.to_router(self.group, incarnation, self.rid, self.core.state_report())
+            report = self.loop.state_report(self.epoch(incarnation))  # the dead router's late Delivers drop
+            self.sim.to_router(self.group, incarnation, self.rid, report)
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
         self.inbox.append((incarnation, msg, seq))
 
     def keep_router_counts(self, counts: Iterable[Tuple[str, int]]) -> None:
-        """Keep the router's counters for a restarted router: the highest of each (a late ping
-        from a dead incarnation carries lower ones)."""
-        for k, n in counts:
-            self.router_counts[k] = max(n, self.router_counts.get(k, 0))
+        """Keep the router's counters for a restarted router (see ``HostLoop.on_ping``)."""
+        self.loop.on_ping(counts)
 
     def wake(self) -> None:
         """End a pause: answer what queued up meanwhile."""
@@ -221,103 +238,52 @@ class ReplicaHost:
         while self.inbox and self.alive:
             inc, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self._arrive(inc, msg, seq)
+                self.loop.deliver(msg, self.epoch(inc), seq, inc)
             else:
                 self.receive(inc, msg, seq)
-        self._drive()
+        if self.alive:
+            self.loop.drive()
 
     @staticmethod
     def epoch(incarnation: int) -> str:
         """The epoch string of a router incarnation (later incarnations sort later, as in Ray)."""
         return f"{incarnation:010d}"
 
-    def _arrive(self, inc: int, msg: Deliver, seq: int) -> None:
-        """A Deliver arrived: apply it in its turn, then drive, stand by or answer at once."""
-        verdict = self.turns.arrive(self.epoch(inc), seq)
-        if verdict is Verdict.LATER:
-            self.later.append((inc, msg, seq))
-            return
-        if verdict is Verdict.STALE:
-            self.sim.count("stale_delivers")
-            self._answer(inc, self._nothing())
-            return
-        try:
-            self.core.deliver(msg)
-        except StaleViewError:
-            self.sim.count("stale_view_delivers")
-            self.turns.applied()
-            self._answer(inc, self._take_for(inc))
-            self._retry_later()
-            return
-        except RemoteProtocolError as exc:
-            self.turns.applied()
-            self.sim.protocol_error(self, exc)
-            self._answer(inc, self._nothing())
-            self._retry_later()
-            return
-        self.turns.applied()
-        claim = self.turns.claim()
-        if claim is Claim.DRIVE:
-            self.driver = inc
-        elif claim is Claim.STANDBY:
-            self.standby = inc
-        else:
-            self.sim.count("answered_at_once")
-            self._answer(inc, self._nothing())
-        self._retry_later()
+    # ------------------------------------------------------------ ReplicaIO
 
-    def _retry_later(self) -> None:
-        """Look again at the Delivers that waited for this one."""
-        waiting, self.later = self.later, []
-        for inc, msg, seq in sorted(waiting, key=lambda w: (w[0], w[2])):
-            self._arrive(inc, msg, seq)
+    def ticks(self) -> int:
+        """Now, in ticks."""
+        return self.sim.now
 
-    def _drive(self) -> None:
-        """The driving Deliver carries out effects until the core is idle or a standby takes over."""
-        while self.driver is not None and self.alive:
-            if self.waiting is not None or self.working_until is not None:
-                return  # blocked inside an execution: Delivers arriving meanwhile stand by or answer
-            eff = self.core.next_effect() if self.turns.keep_driving() else None
-            if eff is not None:
-                self._carry_out(eff)
-                continue
-            self.turns.stop()
-            self._answer(self.driver, self._take_for(self.driver))
-            self.driver = None
-            if self.standby is not None and self.turns.take_over():
-                self.driver, self.standby = self.standby, None
-                self.sim.count("hand_overs")
+    def answer(self, token: Any, out: Delivered) -> None:
+        """Answer a Deliver of router incarnation ``token`` (dropped if it is dead)."""
+        self.sim.to_router(self.group, token, self.rid, out)
 
-    def _carry_out(self, eff: Any) -> None:
-        if isinstance(eff, Restore):
-            self._restore(eff)
-        elif isinstance(eff, Snapshot):
-            self._snapshot(eff)
-        else:
-            self.drive_inc = self.driver
-            self._start(eff)
+    def refused(self, token: Any, exc: RemoteProtocolError) -> None:
+        """The core refused a Deliver as malformed: fine for a zombie, a bug for a member."""
+        self.sim.protocol_error(self, exc)
+        self.answer(token, self.loop.nothing())
 
-    def _nothing(self) -> Delivered:
-        return Delivered(replica=self.rid, view=self.core.view)
+    def count(self, what: str) -> None:
+        """Count a host event in the simulator's counters."""
+        self.sim.count(what)
 
-    def _take_for(self, inc: int) -> Delivered:
-        """The output for a Deliver of incarnation ``inc``: nothing if its router is gone."""
-        return self.core.take_delivered() if self.turns.owns_output(self.epoch(inc)) else self._nothing()
-
-    def _answer(self, inc: int, out: Delivered) -> None:
-        self.sim.to_router(self.group, inc, self.rid, out)
-
-    def _restore(self, eff: Restore) -> None:
+    def restore(self, eff: Restore, token: Any) -> None:
+        """Load a checkpoint's state and log."""
         payload = eff.checkpoint.state
         self.state = self.model.copy(payload["app"])
         self.log = list(payload["log"])
         self.logged = {e.msg_id for e in self.log}
+        self.loop.restored()
 
-    def _snapshot(self, eff: Snapshot) -> None:
+    def snapshot(self, eff: Snapshot, token: Any) -> None:
+        """Take a digest, and the state with its log for a checkpoint."""
         payload = {"app": self.model.copy(self.state), "log": tuple(self.log)} if eff.for_checkpoint else None
-        self.core.snapshot_taken(eff.position, payload, f"{eff.position}:{self.model.digest(self.state)}")
+        self.loop.snapshot_taken(payload, f"{eff.position}:{self.model.digest(self.state)}")
 
-    def _start(self, ex: Execute) -> None:
+    def execute(self, ex: Execute, token: Any) -> None:
+        """Run a model method (a generator suspends on nested calls and long work)."""
+        self.drive_inc = token
         req = ex.request
         if req.msg_id in self.logged:
             raise InvariantViolation(f"I3: {self.rid} executes {req.msg_id} a second time (position {ex.position})")
@@ -361,7 +327,7 @@ class ReplicaHost:
         problem = self.model.check_state(self.state)
         if problem:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
-        self.core.executed(ex.request.msg_id, Outcome(True, value))
+        self.loop.executed(Outcome(True, value))
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None
         if self.sim.options.output_to_deliverer and started_by != self.sim.routers[self.group].incarnation:
