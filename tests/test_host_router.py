@@ -52,7 +52,7 @@ class FakeIO:
         self.log.append(("deliver", rid, epoch, seq))
         self.sent.append((rid, msg, epoch, seq))
 
-    def ping(self, rid: str, counts: Dict[str, int]) -> None:
+    def ping(self, rid: str) -> None:
         self.log.append(("ping", rid))
         self.pinged.append(rid)
 

@@ -123,7 +123,8 @@ class ReplicaHost:
         incarnation carries lower ones)."""
         kept = self.router_counts
         for k, n in counts:
-            kept[k] = max(n, kept.get(k, 0))
+            if n > kept.get(k, -1):
+                kept[k] = n
 
     def state_report(self, epoch: str) -> StateReport:
         """What this replica holds, for a router's recovery; the asking incarnation ``epoch`` is

@@ -86,9 +86,8 @@ class RouterIO(Protocol):
         """
         ...
 
-    def ping(self, rid: str, counts: Dict[str, int]) -> None:
-        """Ping ``rid``, which keeps ``counts`` for a restarted router; the answer goes to
-        :meth:`RouterHost.on_pong` (a dead replica: ``on_failure``)."""
+    def ping(self, rid: str) -> None:
+        """Ping ``rid``; the answer goes to :meth:`RouterHost.on_pong` (a dead replica: ``on_failure``)."""
         ...
 
     def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
@@ -318,7 +317,7 @@ class RouterHost:
         for mid, reason in r.failed:
             io.fail(mid, reason, self.waiters.pop(mid, ()))
         for rid in r.pings:
-            io.ping(rid, dict(core.counts))
+            io.ping(rid)
         for rid in r.queries:
             io.query(rid, self.epoch)
         self._spawn_queue.extend(r.spawns)

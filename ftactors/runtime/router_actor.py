@@ -331,7 +331,7 @@ class _Router:
             return
         self.host.on_delivered(answer)
 
-    async def _ping(self, rid: str, counts: Dict[str, int]) -> None:
+    async def _ping(self, rid: str, counts: Optional[Dict[str, int]]) -> None:
         handle = self.handles.get(rid)
         if handle is None:
             return
@@ -440,8 +440,8 @@ class _RayIO:
         r = self.r
         asyncio.get_running_loop().create_task(r._deliver(rid, r.handles[rid].deliver.remote(msg, epoch, seq)))
 
-    def ping(self, rid: str, counts: Dict[str, int]) -> None:
-        asyncio.get_running_loop().create_task(self.r._ping(rid, counts))
+    def ping(self, rid: str) -> None:
+        asyncio.get_running_loop().create_task(self.r._ping(rid, None))
 
     def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
         asyncio.get_running_loop().create_task(self.r._ping(rid, counts))

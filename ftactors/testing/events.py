@@ -8,7 +8,7 @@ new incarnation, and the dead one's traffic is dropped (its Ray calls fail).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 from ftactors.core import Deliver, Delivered, MsgId, Reply, Request, StateReport
 
@@ -33,14 +33,7 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """Router to replica: are you alive? (``RouterReady.pings``). It carries the router's counters,
-    which the replica keeps for a restarted router (as ``_Replica.ping`` does).
-
-    Args:
-        counts: the router core's counters, as ``(name, count)`` pairs.
-    """
-
-    counts: Tuple[Tuple[str, int], ...] = ()
+    """Router to replica: are you alive? (``RouterReady.pings``)."""
 
 
 @dataclass(frozen=True, slots=True)

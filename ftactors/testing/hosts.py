@@ -173,7 +173,6 @@ class ReplicaHost:
     def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0) -> None:
         """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``)."""
         if isinstance(msg, Ping) and not self.paused:
-            self.loop.on_ping(msg.counts)
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
         if isinstance(msg, StateQuery) and not self.paused:
@@ -389,9 +388,9 @@ class SimRouter:
         self.sim.checker.on_send(self.group, rid, msg)
         self.sim._to_replica(self.group, rid, msg, seq)
 
-    def ping(self, rid: str, counts: Dict[str, int]) -> None:
-        """Ping a replica with the router's counters."""
-        self.sim._to_replica(self.group, rid, Ping(tuple(sorted(counts.items()))))
+    def ping(self, rid: str) -> None:
+        """Ping a replica."""
+        self.sim._to_replica(self.group, rid, Ping())
 
     def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
         """Leave the router's counters with a live replica (Ray's ping carrying them). Not a simulated
