@@ -51,3 +51,32 @@ def test_the_old_rule_for_a_new_router_s_first_deliver_fails_seeds_and_the_new_r
 def test_reordered_delivers_and_router_restarts_keep_every_invariant(seed: int) -> None:
     opts = replace(draw_options(seed), p_reorder=0.3, p_router_crash=0.01, faults=True)
     Simulator(opts).run()
+
+
+def test_the_simulator_runs_the_very_host_classes_the_ray_actors_run() -> None:
+    """The simulator's router and replicas are the shared hosts (``ftactors.host``) over simulated
+    I/O, not copies of their loops: a crash replaces the router host, the restart rebuilds one."""
+    from ftactors.host import ReplicaHost as SharedReplicaHost
+    from ftactors.host import RouterHost as SharedRouterHost
+
+    sim = Simulator(replace(draw_options(3), faults=False))
+    router = sim.routers["store"]
+    assert type(router.host) is SharedRouterHost
+    assert all(type(h.loop) is SharedReplicaHost for h in sim.replicas["store"].values())
+    for _ in range(30):
+        sim.step()
+    before = router.host
+
+    def step_until(cond) -> None:
+        for _ in range(500):
+            if cond():
+                return
+            sim.step()
+        raise AssertionError("not within 500 ticks")
+
+    step_until(lambda: sim.crash_router("store"))
+    assert router.host is None
+    step_until(lambda: router.host is not None)
+    assert router.host is not before and router.host.epoch == "0000000002"
+    step_until(lambda: sim.stable("store"))  # the rebuilt host recovers and serves
+    assert router.core is not None and router.core.view > 1

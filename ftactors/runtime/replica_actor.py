@@ -8,11 +8,17 @@ and piggybacked announcements). Deliveries that arrive while another thread
 drives are fed to the core at once, so the primary's scheduler sees them
 (priority, deadline, ...), and the driving thread executes them.
 
+The Deliver loop itself is :class:`ftactors.host.replica.ReplicaHost`, shared with the
+simulator; this shell holds its lock around every call into the host and carries the effects
+out on the driving call's thread (:class:`_ThreadIO`). Delivers come as Ray calls or over the
+direct data plane (a :class:`~ftactors.runtime.wire.WireServer` thread calling ``deliver``).
+
 Async methods run in steps on private event loops (:mod:`ftactors.runtime.coroutines`): the
 driving thread starts or resumes one call at a time, in the order the primary chooses (and the
 core announces) or, on a backup, the announced one. A primary holding suspended calls keeps
-its Deliver (at most ``heartbeat_s``) until one of them can resume, so the resumed step's reply
-leaves at once; the router keeps such a Deliver outstanding.
+its Deliver (the host decides, ``ReplicaIO.hold``; at most ``heartbeat_s``) until one of them
+can resume, so the resumed step's reply leaves at once; the router keeps such a Deliver
+outstanding. A coroutine event wakes the waiting driver (``_wake_driver``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import cloudpickle
 import ray
@@ -35,16 +41,17 @@ from ftactors.core import (
     Deliver,
     Delivered,
     Execute,
+    MsgId,
     NewView,
     Outcome,
+    RemoteProtocolError,
     ReplicaCore,
     Restore,
     Role,
     Snapshot,
-    StaleViewError,
     StateReport,
 )
-from ftactors.host import Claim, ReplicaTurns, Verdict
+from ftactors.host.replica import ReplicaHost
 from ftactors.runtime import context, wire
 from ftactors.runtime.coroutines import Coroutines, StepResult, wait_on
 from ftactors.runtime.errors import MethodAbortedError
@@ -198,7 +205,10 @@ class _Replica:
             self.obj, self.init_error = None, aborted(cls.__name__, "__init__", exc)
         context.watch_plain_calls()
         self._cond = threading.Condition()
-        self._turns = ReplicaTurns()  # which Deliver applies, who drives, who gets the output
+        # the Deliver loop written once (ftactors.host.replica): which Deliver applies, who drives,
+        # who gets the output, whether the primary keeps its Deliver for a suspended call; it hands
+        # effects to the driving call's thread (_ThreadIO)
+        self.host = ReplicaHost(self.core, _ThreadIO(self))
         self._t0 = time.monotonic()
         # async calls started and suspended, stepped in the primary's announced order
         self._coroutines = Coroutines(self._wake_driver, self.core.config.suspended_max)
@@ -206,7 +216,6 @@ class _Replica:
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
-        self._router_counts: Dict[str, int] = {}  # the router's counters, as it last sent them
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
         self._parked_total = 0  # answers parked so far
@@ -274,7 +283,7 @@ class _Replica:
         """
         with self._cond:
             answer = self._parked.pop((epoch, call_id), None)
-        return answer if answer is not None else self._nothing()
+        return answer if answer is not None else self.host.nothing()
 
     def ping(self, counts: Optional[Dict[str, int]] = None) -> bool:
         """Liveness probe (answered even while a call executes).
@@ -284,8 +293,8 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         if counts:  # the highest of each: a late ping from a router incarnation that is gone
-            kept = self._router_counts
-            self._router_counts = {k: max(n, kept.get(k, 0)) for k, n in {**kept, **counts}.items()}
+            with self._cond:
+                self.host.on_ping(counts.items())
         return True
 
     def group_spec(self) -> GroupSpec:
@@ -314,36 +323,23 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         msg = self._localise_checkpoint(msg)
+        ticket = _Ticket()
         with self._cond:
-            verdict = self._turns.arrive(epoch, seq)
-            while verdict is Verdict.LATER:  # Ray ran a later Deliver of this link first
-                self._cond.wait()
-                verdict = self._turns.arrive(epoch, seq)
-            if verdict is Verdict.STALE:
-                return self._nothing()  # from a router incarnation that is gone
-            self.core.tick(self._ticks())
-            try:
-                self.core.deliver(msg)
-            except StaleViewError:
-                return self._take_for(epoch)
-            finally:
-                self._turns.applied()
-                self._cond.notify_all()
-            claim = self._turns.claim()
-            if claim is Claim.ANSWER:
-                return self._nothing()  # the standby or the driver answers for this batch
-            if claim is Claim.STANDBY:
-                self._cond.wait_for(self._turns.take_over)
-        return self._drive(epoch)
-
-    def _nothing(self) -> Delivered:
-        """An answer that carries no output (and claims no progress)."""
-        return Delivered(replica=self.replica_id, view=self.core.view)
-
-    def _take_for(self, epoch: str) -> Delivered:
-        """The core's output for a Deliver of ``epoch`` (call holding ``_cond``): nothing if that
-        router incarnation is gone, so the output waits for the current one."""
-        return self.core.take_delivered() if self._turns.owns_output(epoch) else self._nothing()
+            self.host.tick()
+            self.host.deliver(msg, epoch, seq, ticket)
+            self.host.drive()
+            self._cond.notify_all()
+            while True:
+                if ticket.work is not None:  # this call drives: carry the effect out on this thread
+                    self._carry_out(ticket)
+                elif ticket.answer is not None:
+                    return ticket.answer
+                elif ticket.error is not None:
+                    raise ticket.error
+                elif ticket.hold_s is not None:  # the primary keeps this Deliver for a suspended call
+                    self._hold(ticket)
+                else:  # a later one of this link ran first, or another call drives: wait
+                    self._cond.wait()
 
     def state_report(self, epoch: str = "") -> StateReport:
         """What this replica holds, for the router's recovery.
@@ -354,9 +350,9 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         with self._cond:
-            self._turns.adopt(epoch)
+            report = self.host.state_report(epoch)
             self._cond.notify_all()
-            return self.core.state_report()
+            return report
 
     def view_info(self, epoch: str = "") -> Tuple[int, Tuple[str, ...], str, Dict[str, int]]:
         """(view, members, role, the router's last counters), for a restarted router rebuilding the view.
@@ -366,22 +362,22 @@ class _Replica:
         """
         self._router_seen = time.monotonic()
         with self._cond:
-            self._turns.adopt(epoch)
+            info = self.host.view_info(epoch)
             self._cond.notify_all()
-            return self.core.view, tuple(self.core.members), self.core.role.value, dict(self._router_counts)
+            return info
 
     def info(self) -> Dict[str, Any]:
         """Role, progress and a state digest, for ``ftactors.describe``."""
         with self._cond:
             # a digest taken mid-batch would not match the executed count: wait for the batch
-            self._cond.wait_for(lambda: not self._turns.driving or self._polling, timeout=2.0)
+            self._cond.wait_for(lambda: not self.host.turns.driving or self._polling, timeout=2.0)
             core = self.core
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
                 executed = core.acked_position()
             else:
-                idle = not self._turns.driving or self._polling
+                idle = not self.host.turns.driving or self._polling
                 digest = state_digest(self.obj) if idle else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
@@ -461,66 +457,61 @@ class _Replica:
         with self._cond:
             self._cond.notify_all()
 
-    def _wait_for_resume(self, since: float) -> bool:
-        """The primary holds suspended async calls and nothing else to do: keep this Deliver (the
-        router keeps one outstanding for it) until one can resume, for at most ``heartbeat_s``, so
-        the resumed step's reply leaves at once. Call holding ``_cond``.
+    def _carry_out(self, ticket: "_Ticket") -> None:
+        """Carry out the effect the host gave this call's thread (call holding ``_cond``): the
+        method, the pickling and the loading run without the lock, so Delivers arriving meanwhile
+        enter the core (the primary's scheduler sees them) and pings are answered."""
+        effect, ticket.work = ticket.work, None
+        self._cond.release()
+        try:
+            done = self._run_effect(effect)
+        except BaseException:
+            self._cond.acquire()
+            self.host.abort()  # this call fails; a standby takes over driving
+            self.host.drive()
+            self._cond.notify_all()
+            raise
+        self._cond.acquire()
+        done()
+        self.host.drive()
+        self._cond.notify_all()
 
-        Returns:
-            True to look for work again; False to answer now.
-        """
-        core = self.core
-        if not self._turns.keep_driving() or core.role != Role.PRIMARY or not core.suspended \
-                or core.replies_waiting():
-            return False
-        left = self.settings.heartbeat_s - (time.monotonic() - since)
-        if left <= 0:
-            return False
-        timer = self._coroutines.next_timer_s()
+    def _hold(self, ticket: "_Ticket") -> None:
+        """The host keeps this call's Deliver while the primary's suspended calls wait (call holding
+        ``_cond``): wait for a coroutine event (or the next timer, or another Deliver), then let
+        the host look for work again; it answers once ``heartbeat_s`` passed."""
+        ticket.hold_s, wait_s = None, ticket.hold_s
         self._polling = True  # no step runs meanwhile: info() may read the state
         try:
-            self._cond.wait(timeout=min(left, 0.05 if timer is None else max(0.001, timer)))
+            self._cond.wait(timeout=wait_s)
         finally:
             self._polling = False
-        return True
+        self.host.drive()
+        self._cond.notify_all()
 
-    def _drive(self, epoch: str) -> Delivered:
-        """Carry out effects until the core is idle, or until a standby Deliver can take over
-        after an effect; return the output for ``epoch``'s router."""
-        since = time.monotonic()
-        while True:
-            with self._cond:
-                self.core.set_resumable(self._coroutines.ready())
-                effect = self.core.next_effect() if self._turns.keep_driving() else None
-                if effect is None and self._wait_for_resume(since):
-                    continue
-                if effect is None:
-                    self._turns.stop()
-                    self._cond.notify_all()
-                    return self._take_for(epoch)
-            try:
-                self._carry_out(effect)
-            except BaseException:
-                with self._cond:
-                    self._turns.stop()
-                    self._cond.notify_all()
-                raise
+    def _hold_for_s(self, ticket: "_Ticket") -> Optional[float]:
+        """How long the driving ``ticket`` may keep its Deliver now (None: answer it)."""
+        if ticket.since is None:
+            ticket.since = time.monotonic()
+        left = self.settings.heartbeat_s - (time.monotonic() - ticket.since)
+        if left <= 0:
+            return None
+        timer = self._coroutines.next_timer_s()
+        return min(left, 0.05 if timer is None else max(0.001, timer))
 
-    def _carry_out(self, effect: Any) -> None:
+    def _run_effect(self, effect: Any) -> Callable[[], None]:
+        """Carry ``effect`` out (without the lock); return what tells the host it is done."""
         if isinstance(effect, Execute):
             outcome, nondet, wake = self._execute(effect)
-            with self._cond:
-                if outcome is None:
-                    self.core.suspend(effect.request.msg_id, nondet, wake)
-                else:
-                    self.core.executed(effect.request.msg_id, outcome, nondet, wake)
-        elif isinstance(effect, Snapshot):
-            self._snapshot(effect)
-        elif isinstance(effect, Restore):
+            return lambda: self.host.executed(outcome, nondet, wake)
+        if isinstance(effect, Snapshot):
+            state, digest = self._snapshot(effect)
+            return lambda: self.host.snapshot_taken(state, digest)
+        if isinstance(effect, Restore):
             self._coroutines.drop_all()  # the core dropped them too: a checkpoint holds none
             self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
-        else:  # pragma: no cover - the core has no other effects
-            raise AssertionError(f"unknown effect {effect!r}")
+            return self.host.restored
+        raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover - the core has no other
 
     def _execute(self, ex: Execute) -> Tuple[Optional[Outcome], Tuple[Any, ...], Any]:
         """Run one step of ``ex``: a whole sync call, or an async call's start or resume.
@@ -570,14 +561,14 @@ class _Replica:
             return Outcome(False, portable_error(step.error))
         return Outcome(False, aborted(type(self.obj).__name__, method, step.error))
 
-    def _snapshot(self, snap: Snapshot) -> None:
+    def _snapshot(self, snap: Snapshot) -> Tuple[Any, str]:
+        """(the state for a checkpoint or None, its digest)."""
         digest = state_digest(self.obj)
         state: Any = None
         if snap.for_checkpoint:
             data = cloudpickle.dumps(self.obj)
             state = ray.put(data) if len(data) > self.settings.large_arg_bytes else data
-        with self._cond:
-            self.core.snapshot_taken(snap.position, state, digest)
+        return state, digest
 
     @staticmethod
     def _materialise(value: Any) -> Any:
@@ -623,3 +614,56 @@ async def _await(awaitable: Any, ctx: context.CallContext) -> Any:
         # it closed on every replica alike (else one replica's task acts for the call, another's not)
         ctx.finished = True
         context.set_current(None)
+
+
+class _Ticket:
+    """One Deliver call in the Ray shell: what the host gave it (an answer, an error, or an effect
+    to carry out on the call's own thread). Read and written holding the replica's ``_cond``."""
+
+    __slots__ = ("answer", "error", "work", "hold_s", "since")
+
+    def __init__(self) -> None:
+        self.answer: Optional[Delivered] = None
+        self.error: Optional[BaseException] = None
+        self.work: Any = None
+        self.hold_s: Optional[float] = None  # the host keeps this Deliver: wait this long, then drive
+        self.since: Optional[float] = None  # when it started driving (it keeps it heartbeat_s at most)
+
+
+class _ThreadIO:
+    """The replica host's I/O in Ray (:class:`ftactors.host.replica.ReplicaIO`): the host runs under
+    the replica's lock; an answer or an effect goes to the waiting Deliver call's ticket, and that
+    call's thread carries the effect out (``_Replica._carry_out``)."""
+
+    def __init__(self, replica: _Replica) -> None:
+        self.r = replica
+
+    def ticks(self) -> int:
+        return self.r._ticks()
+
+    def answer(self, token: _Ticket, out: Delivered) -> None:
+        token.answer = out
+
+    def refused(self, token: _Ticket, exc: RemoteProtocolError) -> None:
+        token.error = exc  # the Ray call raises it: the router treats the replica as failed
+
+    def execute(self, ex: Execute, token: _Ticket) -> None:
+        if token.since is None:  # it started driving: it may keep its Deliver heartbeat_s from now
+            token.since = time.monotonic()
+        token.work = ex
+
+    def snapshot(self, snap: Snapshot, token: _Ticket) -> None:
+        token.work = snap
+
+    def restore(self, effect: Restore, token: _Ticket) -> None:
+        token.work = effect
+
+    def resumable(self) -> Tuple[MsgId, ...]:
+        return self.r._coroutines.ready()
+
+    def hold(self, token: _Ticket) -> bool:
+        token.hold_s = self.r._hold_for_s(token)
+        return token.hold_s is not None
+
+    def count(self, what: str) -> None:
+        pass

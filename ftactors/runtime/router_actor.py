@@ -1,4 +1,4 @@
-"""The group router actor: a thin asyncio host around :class:`ftactors.core.RouterCore`.
+"""The group router actor: a thin Ray shell around :class:`ftactors.host.router.RouterHost`.
 
 Callers' ``.remote()`` calls land in ``invoke``; the ObjectRef they hold is this
 actor's task, so it survives the death of any replica. The router is restarted
@@ -14,23 +14,15 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import (
-    GroupOverloadedError,
-    MsgId,
-    Phase,
-    Reply,
-    Request,
-    RouterCore,
-    StaleViewError,
-)
+from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore
 from ftactors.host.placement import PlacementError, choose_node
-from ftactors.host.rebuild import rebuilt_view
+from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError
 from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
@@ -77,7 +69,12 @@ class _Metrics:
 
 
 class _Router:
-    """Ray actor routing one group. Private: created by ``ftactors.replicated``."""
+    """Ray actor routing one group. Private: created by ``ftactors.replicated``.
+
+    A shell around :class:`ftactors.host.router.RouterHost`: it implements the host's I/O
+    (:class:`_RayIO`) over Ray handles and asyncio, and keeps what only Ray has: actor names,
+    placement, ``ray.kill``, metrics export, replica creation.
+    """
 
     def __init__(self, spec: GroupSpec, members: Tuple[str, ...], nodes: Dict[str, str],
                  info: Optional[Dict[str, Any]] = None) -> None:
@@ -92,8 +89,6 @@ class _Router:
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
         self.initial_members = tuple(members)
-        self.waiters: Dict[MsgId, asyncio.Future] = {}
-        self.core: Optional[RouterCore] = None
         self._t0 = time.monotonic()
         self._kick_scheduled = False
         self._started: Optional[asyncio.Event] = None
@@ -103,27 +98,29 @@ class _Router:
             warnings.simplefilter("ignore")
             self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self.start_error: Optional[BaseException] = None  # the user's constructor raised it
-        self.last_failover_s: Optional[float] = None
-        self.last_recovery_ms: Optional[float] = None  # failure seen -> new view installed
-        self._recovery_t0: Optional[float] = None
-        # names this incarnation on its Delivers; a restarted router's sorts later (it restarts on the
-        # same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
-        self._epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._link_seq: Dict[str, int] = {}
-        self._logged_view = 0
-        self._saved_counts: Dict[str, int] = {}  # what the replicas were last sent (they keep it for a restart)
+        # the epoch names this incarnation on its Delivers; a restarted router's sorts later (it restarts
+        # on the same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
+        epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self.host = RouterHost(self.group, self.config, _RayIO(self), epoch,
+                               members=None if self._reconstructed else self.initial_members,
+                               counts_every_ticks=self.settings.ticks(1.0))
         # the direct data plane: one link per replica, opened on its first Deliver
         self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
         self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}
         self._wire_addrs: Dict[str, Tuple[str, int]] = {}  # from the replicas' ready()
         self._retiring_links: Set[DirectLink] = set()  # retired replicas' links awaiting their last answers
 
+    @property
+    def core(self) -> Optional[RouterCore]:
+        """The host's core (None until a restarted router rebuilt its view)."""
+        return self.host.core
+
     # ------------------------------------------------------------ Ray methods
 
     async def ready(self) -> Dict[str, Any]:
         """Wait until the router can serve; return its description."""
         await self._ensure_started()
-        return self.core.describe()
+        return self.host._core().describe()
 
     async def invoke(self, req: Request, copy: bool = False, oneway: bool = False) -> Any:
         """A call to the group: returns the method's value or raises its exception.
@@ -157,17 +154,12 @@ class _Router:
             await self._ensure_started()
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
-        cached = self.core.submit(req, copy)  # raises GroupOverloadedError / StaleViewError
+        fut = asyncio.get_running_loop().create_future() if req.wants_reply else None
+        cached = self.host.submit(req, copy, fut)  # raises GroupOverloadedError / StaleViewError
         if cached is not None:
             return cached
-        if not req.wants_reply:
-            self._kick()
-            return None
-        fut = self.waiters.get(req.msg_id)
         if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self.waiters[req.msg_id] = fut
-        self._kick()
+            return None
         rep: Reply = await fut
         return rep
 
@@ -181,12 +173,13 @@ class _Router:
     async def describe(self) -> Dict[str, Any]:
         """The core's summary plus each replica's info."""
         await self._ensure_started()
-        out = self.core.describe()
+        core = self.host._core()
+        out = core.describe()
         # one snapshot: the view and the failover time together (the awaits below let a failover in)
-        out["last_failover_s"] = self.last_failover_s
-        out["last_recovery_ms"] = self.last_recovery_ms
+        out["last_failover_s"] = self.host.last_failover_s
+        out["last_recovery_ms"] = self.host.last_recovery_ms
         infos = {}
-        for rid in list(self.core.members):
+        for rid in list(core.members):
             try:
                 infos[rid] = await asyncio.wait_for(_aw(self.handles[rid].info.remote()), timeout=5.0)
             except Exception as exc:  # a dying replica: report what we know
@@ -194,13 +187,13 @@ class _Router:
         out["replicas"] = infos
         out["settings"] = self.spec.settings
         out["lifetime"] = self.info.get("lifetime")
-        out["handles"] = {rid: self.handles.get(rid) for rid in self.core.members}
+        out["handles"] = {rid: self.handles.get(rid) for rid in core.members}
         return out
 
     async def set_unavailable(self, resources: Tuple[str, ...]) -> None:
         """Resource scheduling: tell the primary which resources are unavailable."""
         await self._ensure_started()
-        for rid in self.core.members:
+        for rid in self.host._core().members:
             self.handles[rid].set_unavailable.remote(tuple(resources))
 
     async def shutdown(self) -> Optional[str]:
@@ -222,10 +215,7 @@ class _Router:
                 ray.kill(h, no_restart=True)
             except Exception:
                 pass
-        for fut in self.waiters.values():
-            if not fut.done():
-                fut.set_exception(GroupLostError(f"{self.group} was shut down"))
-        self.waiters.clear()
+        self.host.close(f"{self.group} was shut down")
         return self.spec.namespace
 
     # -------------------------------------------------------------- start-up
@@ -241,11 +231,11 @@ class _Router:
         await self._started.wait()
 
     async def _start(self) -> None:
+        assert self._started is not None
         try:
             if self._reconstructed:
                 await self._rebuild()
             else:
-                self.core = RouterCore(self.group, self.config, self.initial_members)
                 loop = asyncio.get_running_loop()
                 for m in self.initial_members:  # blocking GCS calls: off the event loop
                     self.handles[m] = await loop.run_in_executor(None, _await_name, replica_actor_name(
@@ -268,7 +258,7 @@ class _Router:
         for rid, info in zip(self.initial_members, infos):
             if isinstance(info, BaseException):  # it died while starting: re-replication replaces it
                 log.info("[%s] replica %s did not start: %s", self.group, rid, str(info).splitlines()[0])
-                self.core.on_failure(rid)
+                self.host._core().on_failure(rid)
             elif info.get("error") is not None and self.start_error is None:
                 self.start_error = info["error"]
             else:
@@ -283,7 +273,7 @@ class _Router:
         # still runs would otherwise lead the rebuild back to its stale view)
         listed = await asyncio.get_running_loop().run_in_executor(None, self._named_replicas)
         names = set(self.initial_members) | listed
-        found: Dict[str, Tuple[Any, ...]] = {}  # (view, members, role, counts)
+        found: Dict[str, ViewInfo] = {}  # (view, members, role, counts)
         for _ in range(3):  # members may name replicas spawned after start
             for rid in sorted(names - set(found)):
                 # by name: handles deserialised from a restarted actor's arguments may be stale
@@ -291,27 +281,17 @@ class _Router:
                 if handle is None:
                     continue
                 try:
-                    found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote(self._epoch)), timeout=5.0)
+                    found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote(self.host.epoch)),
+                                                        timeout=5.0)
                     self.handles[rid] = handle
                 except Exception as exc:  # a dead replica, replaced before the restart
                     log.debug("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
                     continue
             names |= {m for v in found.values() for m in v[1]}
         try:  # the same choice as the simulator's router makes (ftactors.host.rebuild)
-            rebuilt = rebuilt_view({rid: v[:3] for rid, v in found.items()}, known=names)
+            self.host.rebuild(found, known=names)
         except LookupError:
             raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None
-        view, alive = rebuilt.view, rebuilt.members
-        self.core = RouterCore.rebuilt(self.group, self.config, alive, view, rebuilt.next_replica_index,
-                                       self._ticks())
-        # the counters go on from the highest the replicas kept for the router before the restart
-        for counts in (v[3] for v in found.values() if len(v) > 3 and v[3]):
-            for k, n in counts.items():
-                self._saved_counts[k] = max(self._saved_counts.get(k, 0), n)
-        for k, n in self._saved_counts.items():
-            self.core.counts[k] = self.core.counts.get(k, 0) + n
-        self._logged_view = view
-        log.info("[%s] router restarted: rebuilt view %d from %s", self.group, view, alive)
 
     def _named_replicas(self) -> Set[str]:
         """Replica ids of this group among Ray's named actors (a blocking GCS call)."""
@@ -334,22 +314,11 @@ class _Router:
         next_metrics = 0.0
         while not self._closed:
             await asyncio.sleep(self.settings.tick_s)
-            self.core.tick(self._ticks())
-            self._process()
+            self.host.tick()  # the core's clock, the counters' save timer, then the core's output
             now = time.monotonic()
-            if now >= next_metrics:
-                if self._metrics is not None:
-                    self._metrics.update(self.core.counts, self.core.view)
-                self._save_counts()
+            if now >= next_metrics and self._metrics is not None and self.host.core is not None:
+                self._metrics.update(self.host.core.counts, self.host.core.view)
                 next_metrics = now + 1.0
-
-    def _save_counts(self) -> None:
-        """Send the counters to the members when they changed: a restarted router goes on from them."""
-        if self.core.counts == self._saved_counts:
-            return
-        loop = asyncio.get_running_loop()
-        for rid in self.core.members:
-            loop.create_task(self._ping(rid))
 
     def _kick(self) -> None:
         if not self._kick_scheduled:
@@ -357,64 +326,28 @@ class _Router:
             asyncio.get_running_loop().call_soon(self._process)
 
     def _process(self) -> None:
-        """Carry out everything the core asks for, in order."""
+        """Carry out everything the core asks for, in order (once start-up is over)."""
         self._kick_scheduled = False
-        if self.core is None or self._closed or not self._is_started():
+        if self._closed or not self._is_started():
             return
-        recovered = ""
-        if self._recovery_t0 is not None and self.core.phase.value == "normal":
-            self.last_recovery_ms = 1000 * (time.monotonic() - self._recovery_t0)
-            recovered = f" (recovered in {self.last_recovery_ms:.0f} ms)"
-            self._recovery_t0 = None
-        if self.core.view != self._logged_view:  # one line per view change
-            self._logged_view = self.core.view
-            members = list(self.core.members)
-            log.info("[%s] view %d: primary %s, backups %s%s", self.group, self.core.view,
-                     members[0] if members else None, members[1:], recovered)
-            self._save_counts()  # at once: a failover must survive a router restart right after it
-        r = self.core.ready()
-        loop = asyncio.get_running_loop()
-        for rid, msg in r.sends:
-            seq = self._link_seq[rid] = self._link_seq.get(rid, 0) + 1
-            if self._direct:
-                sent: Any = self._send_direct(rid, self.handles[rid], msg, seq)
-            else:
-                sent = self.handles[rid].deliver.remote(msg, self._epoch, seq)
-            loop.create_task(self._deliver(rid, sent))
-        for rep in r.released:
-            fut = self.waiters.pop(rep.msg_id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rep)
-        for mid, reason in r.failed:
-            fut = self.waiters.pop(mid, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(GroupLostError(reason))
-        for rid in r.pings:
-            loop.create_task(self._ping(rid))
-        for rid in r.queries:
-            loop.create_task(self._query(rid))
-        for rid in r.spawns:
-            loop.create_task(self._spawn(rid))
-        for rid in r.retired:
-            self._retire(rid)
+        self.host.process()
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
         except (*_DEAD, LinkClosedError) as exc:
             log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
-            self._failed(rid)
+            self.host.on_failure(rid)
             return
         except Exception as exc:
             log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
-            self._failed(rid)
+            self.host.on_failure(rid)
             return
-        self.core.on_delivered(answer)
-        self._kick()
+        self.host.on_delivered(answer)
 
     # ------------------------------------------------------- direct data plane
 
-    async def _send_direct(self, rid: str, handle: Any, msg: Any, seq: int) -> Any:
+    async def _send_direct(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> Any:
         """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered.
 
         Over the replica's direct link; through a Ray call when the message holds an ObjectRef or is
@@ -430,13 +363,13 @@ class _Router:
             pending = self._links[rid] = asyncio.ensure_future(self._open_link(rid, handle))
         link = await pending
         if link is None:
-            return await handle.deliver.remote(msg, self._epoch, seq)
+            return await handle.deliver.remote(msg, epoch, seq)
         try:
-            return await link.deliver(msg, self._epoch, seq)
+            return await link.deliver(msg, epoch, seq)
         except NotOnWireError:
-            return await handle.deliver.remote(msg, self._epoch, seq)
+            return await handle.deliver.remote(msg, epoch, seq)
         except ParkedError as parked:
-            return await handle.parked.remote(self._epoch, parked.call_id)
+            return await handle.parked.remote(epoch, parked.call_id)
 
     async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
         """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""
@@ -477,41 +410,27 @@ class _Router:
         link.on_close = lambda: self._retiring_links.discard(link)
         link.close_when_idle()
 
-    async def _ping(self, rid: str) -> None:
+    async def _ping(self, rid: str, counts: Optional[Dict[str, int]]) -> None:
         handle = self.handles.get(rid)
         if handle is None:
             return
         try:
-            counts = dict(self.core.counts)
             await handle.ping.remote(counts)  # the replica keeps the counters for a restarted router
-            self._saved_counts = counts
         except _DEAD:
-            self._failed(rid)
+            self.host.on_failure(rid)
             return
-        self.core.on_pong(rid)
+        self.host.on_pong(rid)
 
-    async def _query(self, rid: str) -> None:
+    async def _query(self, rid: str, epoch: str) -> None:
         try:
-            report = await self.handles[rid].state_report.remote(self._epoch)
+            report = await self.handles[rid].state_report.remote(epoch)
         except Exception as exc:
             log.info("[%s] replica %s did not report its state: %s", self.group, rid, exc)
-            self._failed(rid)
+            self.host.on_failure(rid)
             return
-        self.core.on_state_report(report)
-        self._kick()
-
-    def _failed(self, rid: str) -> None:
-        if rid in self.core.links or rid in self.core.joining:
-            log.info("[%s] replica %s failed", self.group, rid)
-        was_primary = rid == self.core.primary
-        self.core.on_failure(rid)
-        if was_primary:
-            self.last_failover_s = time.time()
-            self._recovery_t0 = time.monotonic()
-        self._kick()
+        self.host.on_state_report(report)
 
     def _retire(self, rid: str) -> None:
-        log.debug("[%s] replica %s left the view (view %d)", self.group, rid, self.core.view)
         handle = self.handles.pop(rid, None)
         self.nodes.pop(rid, None)
         self._close_link(rid, at_once=False)  # a deposed replica's late output is fenced, not lost
@@ -525,11 +444,9 @@ class _Router:
         """Create a replica on a node that holds no other replica of the group, if any.
 
         Creating an actor takes the calling thread 50-150 ms (the class and its
-        arguments are pickled and registered): it waits until a recovery is over
-        and runs on a worker thread, so callers are not held up by it.
+        arguments are pickled and registered): the host asks for it once a recovery
+        is over, and it runs on a worker thread, so callers are not held up by it.
         """
-        while self.core.phase == Phase.RECOVERING and not self._closed:
-            await asyncio.sleep(self.settings.tick_s)
         loop = asyncio.get_running_loop()
         # ray.nodes() is a blocking GCS call: keep it off the event loop that serves callers
         node = await loop.run_in_executor(None, self._free_node)
@@ -546,16 +463,14 @@ class _Router:
             info = await handle.ready.remote()
         except Exception as exc:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
-            self.core.spawn_failed(rid)
-            self._kick()
+            self.host.on_spawn_failed(rid)
             return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
         if info.get("wire"):
             self._wire_addrs[rid] = info["wire"]
         log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
-        self.core.replica_started(rid)
-        self._kick()
+        self.host.on_spawned(rid)
 
     def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
         """Start replica ``rid`` (on a worker thread: blocking calls). It is detached, so that it
@@ -571,7 +486,7 @@ class _Router:
         created without them, see ``__init__``)."""
         if self.spec.cls_bytes:
             return
-        for m in list(self.core.members):
+        for m in list(self.host._core().members):
             try:
                 self.spec = await asyncio.wait_for(_aw(self.handles[m].group_spec.remote()), timeout=30.0)
                 return
@@ -586,11 +501,66 @@ class _Router:
         from ftactors.runtime.api import alive_nodes  # api imports this module
 
         try:
-            return choose_node(alive_nodes(), [self.nodes.get(m) for m in self.core.members],
+            return choose_node(alive_nodes(), [self.nodes.get(m) for m in self.host._core().members],
                                self.settings.placement)
         except PlacementError as exc:
             log.warning("[%s] %s; Ray places the replacement replica", self.group, exc)
             return None
+
+
+class _RayIO:
+    """The router host's I/O over Ray (:class:`ftactors.host.router.RouterIO`): each call to a
+    replica is a Ray actor call awaited in a task on the router's event loop; callers wait on
+    asyncio futures."""
+
+    def __init__(self, router: _Router) -> None:
+        self.r = router
+
+    def ticks(self) -> int:
+        return self.r._ticks()
+
+    def wall_s(self) -> float:
+        return time.time()
+
+    def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
+        """The data plane, router -> replica: the replica's direct link (``_Router._send_direct``;
+        a closed link fails the replica at once, a parked answer is fetched with a Ray call), or a
+        Ray actor call (``_Replica.deliver``) when the data plane is ``ray`` or the replica has no
+        link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
+        r = self.r
+        handle = r.handles[rid]
+        sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
+                     else handle.deliver.remote(msg, epoch, seq))
+        asyncio.get_running_loop().create_task(r._deliver(rid, sent))
+
+    def ping(self, rid: str) -> None:
+        asyncio.get_running_loop().create_task(self.r._ping(rid, None))
+
+    def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
+        asyncio.get_running_loop().create_task(self.r._ping(rid, counts))
+
+    def query(self, rid: str, epoch: str) -> None:
+        asyncio.get_running_loop().create_task(self.r._query(rid, epoch))
+
+    def spawn(self, rid: str) -> None:
+        asyncio.get_running_loop().create_task(self.r._spawn(rid))
+
+    def retire(self, rid: str) -> None:
+        self.r._retire(rid)
+
+    def answer(self, reply: Reply, waiters: Sequence[Any]) -> None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(reply)
+
+    def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(GroupLostError(reason))
+
+    def kick(self) -> None:
+        self.r._kick()
+
 
 
 def _await_name(name: str, namespace: Optional[str], timeout_s: float) -> Any:

@@ -33,7 +33,6 @@ from ftactors.core import (
     Deliver,
     Delivered,
     GroupOverloadedError,
-    LocalProtocolError,
     NewView,
     Outcome,
     Phase,
@@ -42,10 +41,8 @@ from ftactors.core import (
     Reply,
     Request,
     Role,
-    RouterCore,
     StateReport,
 )
-from ftactors.host.rebuild import rebuilt_view
 from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
 from ftactors.testing.events import (
@@ -75,8 +72,8 @@ from ftactors.testing.hosts import (
     InvariantViolation,
     ObjectStore,
     ReplicaHost,
-    RouterHost,
     ScriptOp,
+    SimRouter,
 )
 from ftactors.testing.models import MODELS, Frontend, Model
 from ftactors.testing.options import SimOptions
@@ -128,7 +125,7 @@ class Simulator:
         self.counts: Tally = Tally()
         self.groups: Dict[str, GroupSpec] = {}
         self.models: Dict[str, Model] = {}  # what each group's replicas run (the simulator's own)
-        self.routers: Dict[str, RouterHost] = {}
+        self.routers: Dict[str, SimRouter] = {}
         self.replicas: Dict[str, Dict[str, ReplicaHost]] = {}
         self.next_index: Dict[str, int] = {}
         self.clients: Dict[str, ClientHost] = {}
@@ -161,7 +158,7 @@ class Simulator:
         members = tuple(f"{spec.group}-r{i}" for i in range(self.options.replicas))
         self.groups[spec.group] = spec
         self.models[spec.group] = model
-        self.routers[spec.group] = RouterHost(spec.group, RouterCore(spec.group, spec.config, members))
+        self.routers[spec.group] = SimRouter(self, spec.group, spec.config, members)
         self.next_index[spec.group] = len(members)
         view = NewView(1, members)
         self.replicas[spec.group] = {
@@ -228,6 +225,10 @@ class Simulator:
         if incarnation != self.routers[group].incarnation:
             return
         self._fifo(("up", group, incarnation, replica), ToRouter(group, incarnation, replica, msg))
+
+    def send_reply(self, who: Endpoint, reply: Reply) -> None:
+        """A router answers a client or a calling replica (a lossy link)."""
+        self._lossy(ReplyArrives(who, reply))
 
     def send_nested(self, host: ReplicaHost, req: Request, pull: bool) -> None:
         """A replica sends a nested request (primary) or pulls its reply copy (backup)."""
@@ -325,30 +326,29 @@ class Simulator:
 
     def _on_RequestArrives(self, ev: RequestArrives) -> None:
         router = self.routers[ev.group]
-        if router.core is None or (ev.incarnation and ev.incarnation != router.incarnation):
+        host = router.host
+        if host is None or host.core is None or (ev.incarnation and ev.incarnation != router.incarnation):
             self.count("lost_to_dead_router")
             return
         try:
-            cached = router.core.submit(ev.request)
+            cached = host.submit(ev.request, waiter=ev.sender)
         except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
             self.count("full:inflight_max", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))
-        elif ev.request.wants_reply:
-            router.wait_for(ev.request.msg_id, ev.sender)
 
     def _on_PullArrives(self, ev: PullArrives) -> None:
         """A backup fetches a nested reply copy, as the Ray host does: ``submit(req, copy=True)``;
         an error is raised to the fetching backup's method (a failed nested reply)."""
-        router = self.routers[ev.group]
-        if router.core is None:
+        host = self.routers[ev.group].host
+        if host is None or host.core is None:
             self.count("lost_to_dead_router")
             return
         mid = ev.request.msg_id
         try:
-            cached = router.core.submit(ev.request, copy=True)
+            cached = host.submit(ev.request, copy=True, waiter=ev.sender)
         except GroupOverloadedError:
             self.count("fenced_submits")
             return
@@ -358,8 +358,6 @@ class Simulator:
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))
-        elif ev.request.wants_reply:
-            router.wait_for(mid, ev.sender)
 
     def _on_ReplyArrives(self, ev: ReplyArrives) -> None:
         if ev.to.is_client:
@@ -394,35 +392,32 @@ class Simulator:
 
     def _on_ToRouter(self, ev: ToRouter) -> None:
         router = self.routers[ev.group]
-        core = router.core
-        if core is None or ev.incarnation != router.incarnation:
+        host = router.host
+        if host is None or host.core is None or ev.incarnation != router.incarnation:
             return
         msg = ev.msg
         if isinstance(msg, Delivered):
-            core.on_delivered(msg)
+            host.on_delivered(msg)
         elif isinstance(msg, Pong):
-            core.on_pong(ev.replica)
+            host.on_pong(ev.replica)
         elif isinstance(msg, StateReport):
-            core.on_state_report(msg)
+            host.on_state_report(msg)
 
     def _on_FailureNotice(self, ev: FailureNotice) -> None:
         router = self.routers[ev.group]
-        if router.core is not None and ev.incarnation == router.incarnation:
-            router.core.on_failure(ev.replica)
+        if router.core is not None and router.host is not None and ev.incarnation == router.incarnation:
+            router.host.on_failure(ev.replica)
 
     def _on_SpawnReady(self, ev: SpawnReady) -> None:
         router = self.routers[ev.group]
-        router.spawning.discard(ev.replica)
-        if router.core is None or ev.incarnation != router.incarnation:
+        if router.host is None or router.core is None or ev.incarnation != router.incarnation:
             return
         spec = self.groups[ev.group]
         core = ReplicaCore(ev.group, ev.replica, spec.config, spec.scheduling, initial_view=None)
         core.set_unavailable(self._unavailable())
         self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, self.models[ev.group])
         self.count("spawned")
-        try:
-            router.core.replica_started(ev.replica)
-        except LocalProtocolError:
+        if not router.host.on_spawned(ev.replica):
             self.count("spawn_refused")
 
     def _on_StopReplica(self, ev: StopReplica) -> None:
@@ -446,30 +441,13 @@ class Simulator:
     # ------------------------------------------------------------ routers
 
     def _flush(self, group: str) -> None:
-        """Carry out everything the router core asks for (``RouterCore.ready``)."""
-        router = self.routers[group]
-        core = router.core
-        if core is None:
-            return
-        core.tick(self.now)
-        ready = core.ready()
-        for rid, deliver in ready.sends:
-            self.checker.on_send(group, rid, deliver)
-            self._to_replica(group, rid, deliver)
-        for reply in ready.released:
-            self._release(router, reply)
-        for mid, why in ready.failed:
-            raise InvariantViolation(f"I6: {group} failed {mid}: {why}")
-        for rid in ready.pings:
-            self._to_replica(group, rid, Ping())
-        for rid in ready.queries:
-            self._to_replica(group, rid, StateQuery())
-        for rid in ready.spawns:
-            self._spawn(router, rid)
-        for rid in ready.retired:
-            self._retire(group, rid)
+        """One tick of the router host: the core's clock, its timers, then ``RouterCore.ready``."""
+        host = self.routers[group].host
+        if host is not None:
+            host.tick()
 
-    def _to_replica(self, group: str, rid: str, msg: Any) -> None:
+    def _to_replica(self, group: str, rid: str, msg: Any, seq: int = 0) -> None:
+        """Router -> replica (``seq``: the Deliver's number on the link); a dead replica: FailureNotice."""
         router = self.routers[group]
         host = self.replicas[group].get(rid)
         if host is None or not host.alive:
@@ -479,7 +457,6 @@ class Simulator:
         if not isinstance(msg, Deliver):
             self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
             return
-        seq = router.link_seq[rid] = router.link_seq.get(rid, 0) + 1
         event = ToReplica(group, router.incarnation, rid, msg, seq)
         if self.rng.random() < self.options.p_reorder:  # Ray runs this call before an earlier one
             self.count("delivers_reordered")
@@ -487,17 +464,10 @@ class Simulator:
         else:
             self._fifo(("down", group, router.incarnation, rid), event)
 
-    def _release(self, router: RouterHost, reply: Reply) -> None:
-        if reply.msg_id in router.released:
-            raise InvariantViolation(f"I3: router {router.group} released {reply.msg_id} twice")
-        router.released.add(reply.msg_id)
-        for who in router.reply_to.pop(reply.msg_id, []):
-            self._lossy(ReplyArrives(who, reply))
-
-    def _spawn(self, router: RouterHost, rid: str) -> None:
+    def _spawn(self, router: SimRouter, rid: str) -> None:
+        """Start replica ``rid`` for ``router``'s current incarnation (ready a few ticks later)."""
         index = int(rid.rsplit("-r", 1)[1])
         self.next_index[router.group] = max(self.next_index[router.group], index + 1)
-        router.spawning.add(rid)
         self.schedule(self.rng.randint(1, 6), SpawnReady(router.group, router.incarnation, rid))
 
     def _retire(self, group: str, rid: str) -> None:
@@ -508,20 +478,18 @@ class Simulator:
     def _rebuild(self, group: str) -> None:
         """Restart a crashed router from the replicas alive in the highest view they report."""
         router = self.routers[group]
-        epoch = ReplicaHost.epoch(router.incarnation)
         reports = {}
         for h in self.replicas[group].values():  # the Ray router asks each replica's view_info
             if h.alive:
-                h.turns.adopt(epoch)
-                reports[h.rid] = (h.core.view, tuple(h.core.members), h.core.role.value)
-        rebuilt = rebuilt_view(reports)
-        view, members = rebuilt.view, rebuilt.members
+                h.turns.adopt(router.epoch)
+                reports[h.rid] = (h.core.view, tuple(h.core.members), h.core.role.value, dict(h.router_counts))
+        host = router.new_host(None)
+        rebuilt = host.rebuild(reports, known=[f"{group}-r{self.next_index[group] - 1}"])
+        router.host = host
         for h in self.replicas[group].values():
-            if h.alive and h.rid not in members:
+            if h.alive and h.rid not in rebuilt.members:
                 h.alive = False  # an orphan (joining, or removed): the new router does not know it
                 self.count("orphans_stopped")
-        spec = self.groups[group]
-        router.core = RouterCore.rebuilt(group, spec.config, members, view, self.next_index[group], now=self.now)
         router.released = set()
         self.count("router_rebuilds")
 
@@ -559,7 +527,7 @@ class Simulator:
         """
         router = self.routers[group]
         core = router.core
-        if core is None or core.phase != Phase.NORMAL or core.joining or router.spawning:
+        if core is None or core.phase != Phase.NORMAL or core.joining or core.spawning:
             return False
         if len(core.members) < 2:
             return False
@@ -614,11 +582,8 @@ class Simulator:
         if not self.stable(group):
             return False
         router = self.routers[group]
-        router.core = None
+        router.host = None  # its waiters, link numbers and spawns in progress die with it
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
-        router.link_seq = {}
-        router.reply_to = {}
-        router.spawning = set()
         self.count("router_crashes")
         self.schedule(self.rng.randint(1, 8), RouterRestart(group, router.incarnation))
         return True

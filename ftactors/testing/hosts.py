@@ -16,14 +16,17 @@ from typing import (
     Deque,
     Dict,
     Generator,
+    Iterable,
     List,
     Optional,
+    Sequence,
     Set,
     Tuple,
 )
 
 from ftactors.core import (
     ClientCore,
+    CoreConfig,
     Deliver,
     Delivered,
     Execute,
@@ -40,7 +43,9 @@ from ftactors.core import (
     Snapshot,
     StaleViewError,
 )
-from ftactors.host import Claim, ReplicaTurns, Verdict
+from ftactors.host import ReplicaTurns
+from ftactors.host.replica import ReplicaHost as HostLoop
+from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     Endpoint,
     HistoryOp,
@@ -69,6 +74,10 @@ if TYPE_CHECKING:  # pragma: no cover
 INBOX_MAX = 10_000
 #: one-way calls a client keeps unacknowledged at once (outside its window: it never awaits them)
 ONEWAY_OUTSTANDING_MAX = 4
+#: simulated seconds per tick (the runtime's default ``tick_s``)
+TICK_S = 0.01
+#: how often a router saves its counters on the members (when they changed): 1 s, as in Ray
+COUNTS_EVERY_TICKS = 100
 
 
 class InvariantViolation(AssertionError):
@@ -90,17 +99,18 @@ class NestedWait:
 
 @dataclass(slots=True)
 class ReplicaHost:
-    """A simulated replica actor: a ReplicaCore, the model state and its lineage log.
+    """A simulated replica actor: the shared replica host (:class:`ftactors.host.replica.ReplicaHost`,
+    ``loop``) around a ReplicaCore, with the model state, its lineage log and a generator executor.
 
-    It takes Delivers the way the Ray replica actor does (``runtime/replica_actor.py``), with
-    the same turn-taking (:class:`ftactors.host.ReplicaTurns`): Delivers of one router
-    incarnation apply in their order whatever order they arrive in, a dead incarnation's are
-    dropped once its successor spoke, one Deliver drives the core while another waits as its
-    standby and any further one is answered at once with nothing, and the output goes to the
-    incarnation that is current when it is taken. A Deliver's answer leaves when its drive
-    stops: the core is idle, or it hands over to the standby after an effect. There is no
-    unsolicited output: work that time makes possible waits for the router's next Deliver
-    (a poll while callers wait), as in Ray.
+    It is the loop's I/O (:class:`ftactors.host.replica.ReplicaIO`), as ``runtime/replica_actor.py``
+    is in Ray: the loop does the turn-taking (Delivers of one router incarnation apply in their
+    order whatever order they arrive in, a dead incarnation's are dropped once its successor spoke,
+    one Deliver drives the core while another waits as its standby and any further one is answered
+    at once with nothing, the output goes to the incarnation that is current when it is taken);
+    this class executes the model's methods, which are generators that suspend on nested calls
+    and long work, and answers over the simulated link. A Deliver's answer leaves when its drive
+    stops. There is no unsolicited output: work that time makes possible waits for the router's
+    next Deliver (a poll while callers wait), as in Ray.
 
     The lineage log (every executed message from position 1) travels inside
     checkpoints with the state, so any replica's log is complete and can be
@@ -123,11 +133,8 @@ class ReplicaHost:
     alive: bool = True
     paused: bool = False
     inbox: Deque[Tuple[int, ToReplicaMsg, int]] = field(default_factory=deque)
-    later: List[Tuple[int, Deliver, int]] = field(default_factory=list)  # waiting for an earlier one
     in_transit: int = 0
-    turns: ReplicaTurns = field(default_factory=ReplicaTurns)
-    driver: Optional[int] = None  # the incarnation of the Deliver that drives (its answer is pending)
-    standby: Optional[int] = None  # the incarnation of the Deliver that waits to take over
+    loop: HostLoop = field(init=False)
     drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
     gen: Optional[Generator[Any, Any, Any]] = None  # a method that yields NestedCall, Work or Draw
     waiting: Optional[NestedWait] = None
@@ -139,6 +146,7 @@ class ReplicaHost:
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
+        self.loop = HostLoop(self.core, self)
 
     @property
     def rid(self) -> str:
@@ -151,9 +159,29 @@ class ReplicaHost:
         return Endpoint(self.group, self.rid)
 
     @property
+    def turns(self) -> ReplicaTurns:
+        """The loop's turn-taking state."""
+        return self.loop.turns
+
+    @property
+    def driver(self) -> Optional[int]:
+        """The incarnation of the Deliver that drives (its answer is pending)."""
+        return self.loop.driver[1] if self.loop.driver is not None else None
+
+    @property
+    def standby(self) -> Optional[int]:
+        """The incarnation of the Deliver that waits to take over."""
+        return self.loop.standby[1] if self.loop.standby is not None else None
+
+    @property
+    def router_counts(self) -> Dict[str, int]:
+        """The router's counters this replica keeps for a restarted router."""
+        return self.loop.router_counts
+
+    @property
     def busy(self) -> bool:
         """True if the host has something to do now, or a Deliver's answer is pending."""
-        return bool(self.inbox or self.later or self.held_replies) or self.driver is not None or \
+        return bool(self.inbox or self.loop.later or self.held_replies) or self.driver is not None or \
             self.standby is not None or self.core.has_work() or self.working_until is not None
 
     # ------------------------------------------------------------ inputs
@@ -164,11 +192,15 @@ class ReplicaHost:
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
         if isinstance(msg, StateQuery) and not self.paused:
-            self.turns.adopt(self.epoch(incarnation))  # the dead router's late Delivers are dropped
-            self.sim.to_router(self.group, incarnation, self.rid, self.core.state_report())
+            report = self.loop.state_report(self.epoch(incarnation))  # the dead router's late Delivers drop
+            self.sim.to_router(self.group, incarnation, self.rid, report)
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
         self.inbox.append((incarnation, msg, seq))
+
+    def keep_router_counts(self, counts: Iterable[Tuple[str, int]]) -> None:
+        """Keep the router's counters for a restarted router (see ``HostLoop.on_ping``)."""
+        self.loop.on_ping(counts)
 
     def wake(self) -> None:
         """End a pause: answer what queued up meanwhile."""
@@ -221,106 +253,64 @@ class ReplicaHost:
         while self.inbox and self.alive:
             inc, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self._arrive(inc, msg, seq)
+                self.loop.deliver(msg, self.epoch(inc), seq, inc)
             else:
                 self.receive(inc, msg, seq)
-        self._drive()
+        if self.alive:
+            self.loop.drive()
 
     @staticmethod
     def epoch(incarnation: int) -> str:
         """The epoch string of a router incarnation (later incarnations sort later, as in Ray)."""
         return f"{incarnation:010d}"
 
-    def _arrive(self, inc: int, msg: Deliver, seq: int) -> None:
-        """A Deliver arrived: apply it in its turn, then drive, stand by or answer at once."""
-        verdict = self.turns.arrive(self.epoch(inc), seq)
-        if verdict is Verdict.LATER:
-            self.later.append((inc, msg, seq))
-            return
-        if verdict is Verdict.STALE:
-            self.sim.count("stale_delivers")
-            self._answer(inc, self._nothing())
-            return
-        try:
-            self.core.deliver(msg)
-        except StaleViewError:
-            self.sim.count("stale_view_delivers")
-            self.turns.applied()
-            self._answer(inc, self._take_for(inc))
-            self._retry_later()
-            return
-        except RemoteProtocolError as exc:
-            self.turns.applied()
-            self.sim.protocol_error(self, exc)
-            self._answer(inc, self._nothing())
-            self._retry_later()
-            return
-        self.turns.applied()
-        claim = self.turns.claim()
-        if claim is Claim.DRIVE:
-            self.driver = inc
-        elif claim is Claim.STANDBY:
-            self.standby = inc
-        else:
-            self.sim.count("answered_at_once")
-            self._answer(inc, self._nothing())
-        self._retry_later()
+    # ------------------------------------------------------------ ReplicaIO
 
-    def _retry_later(self) -> None:
-        """Look again at the Delivers that waited for this one."""
-        waiting, self.later = self.later, []
-        for inc, msg, seq in sorted(waiting, key=lambda w: (w[0], w[2])):
-            self._arrive(inc, msg, seq)
+    def ticks(self) -> int:
+        """Now, in ticks."""
+        return self.sim.now
 
-    def _drive(self) -> None:
-        """The driving Deliver carries out effects until the core is idle or a standby takes over."""
-        while self.driver is not None and self.alive:
-            if self.waiting is not None or self.working_until is not None:
-                return  # blocked inside an execution: Delivers arriving meanwhile stand by or answer
-            eff = self.core.next_effect() if self.turns.keep_driving() else None
-            if eff is not None:
-                self._carry_out(eff)
-                continue
-            self.turns.stop()
-            self._answer(self.driver, self._take_for(self.driver))
-            self.driver = None
-            if self.standby is not None and self.turns.take_over():
-                self.driver, self.standby = self.standby, None
-                self.sim.count("hand_overs")
+    def answer(self, token: Any, out: Delivered) -> None:
+        """Answer a Deliver of router incarnation ``token`` (dropped if it is dead)."""
+        self.sim.to_router(self.group, token, self.rid, out)
 
-    def _carry_out(self, eff: Any) -> None:
-        if isinstance(eff, Restore):
-            self._restore(eff)
-        elif isinstance(eff, Snapshot):
-            self._snapshot(eff)
-        else:
-            self.drive_inc = self.driver
-            self._start(eff)
+    def refused(self, token: Any, exc: RemoteProtocolError) -> None:
+        """The core refused a Deliver as malformed: fine for a zombie, a bug for a member."""
+        self.sim.protocol_error(self, exc)
+        self.answer(token, self.loop.nothing())
 
-    def _nothing(self) -> Delivered:
-        return Delivered(replica=self.rid, view=self.core.view)
+    def count(self, what: str) -> None:
+        """Count a host event in the simulator's counters."""
+        self.sim.count(what)
 
-    def _take_for(self, inc: int) -> Delivered:
-        """The output for a Deliver of incarnation ``inc``: nothing if its router is gone."""
-        return self.core.take_delivered() if self.turns.owns_output(self.epoch(inc)) else self._nothing()
+    def resumable(self) -> Tuple[MsgId, ...]:
+        """None: a simulated method runs to its end in one Execute (it never suspends)."""
+        return ()
 
-    def _answer(self, inc: int, out: Delivered) -> None:
-        self.sim.to_router(self.group, inc, self.rid, out)
+    def hold(self, token: Any) -> bool:
+        """Never: no call is ever suspended here."""
+        return False
 
-    def _restore(self, eff: Restore) -> None:
+    def restore(self, eff: Restore, token: Any) -> None:
+        """Load a checkpoint's state and log."""
         payload = eff.checkpoint.state
         self.state = self.model.copy(payload["app"])
         self.log = list(payload["log"])
         self.logged = {e.msg_id for e in self.log}
+        self.loop.restored()
 
-    def _snapshot(self, eff: Snapshot) -> None:
+    def snapshot(self, eff: Snapshot, token: Any) -> None:
+        """Take a digest, and the state with its log for a checkpoint."""
         payload = {"app": self.model.copy(self.state), "log": tuple(self.log)} if eff.for_checkpoint else None
-        self.core.snapshot_taken(eff.position, payload, f"{eff.position}:{self.model.digest(self.state)}")
+        self.loop.snapshot_taken(payload, f"{eff.position}:{self.model.digest(self.state)}")
 
-    def _start(self, ex: Execute) -> None:
-        """Run the method of an Execute as ``_Replica._execute`` does: fetch arguments passed by
-        reference, record or replay ``now()``/``random()``, and turn what the method raises into
-        the caller's exception (``BaseException`` errors into ``MethodAbortedError``), on every replica."""
+    def execute(self, ex: Execute, token: Any) -> None:
+        """Run a model method as ``_Replica._execute`` does: fetch arguments passed by reference,
+        record or replay ``now()``/``random()``, and turn what the method raises into the caller's
+        exception (``BaseException`` errors into ``MethodAbortedError``), on every replica. A method
+        is a generator that suspends on nested calls and long work (the shared host sees one
+        execution out until it finishes: the simulator's methods never suspend between steps)."""
+        self.drive_inc = token
         req = ex.request
         if req.msg_id in self.logged:
             raise InvariantViolation(f"I3: {self.rid} executes {req.msg_id} a second time (position {ex.position})")
@@ -420,7 +410,7 @@ class ReplicaHost:
         problem = self.model.check_state(self.state)
         if problem:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
-        self.core.executed(ex.request.msg_id, Outcome(raised is None, value), tuple(self.drawn) if self.choosing else ())
+        self.loop.executed(Outcome(raised is None, value), tuple(self.drawn) if self.choosing else ())
         self.choosing, self.replay_values, self.drawn = False, (), []
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None
@@ -432,28 +422,102 @@ class ReplicaHost:
                 self.sim.count("outputs_lost_to_dead_router")
 
 
-@dataclass(slots=True)
-class RouterHost:
-    """A simulated router actor: a RouterCore (None while crashed) and reply routing.
+class SimRouter:
+    """A simulated router actor: it runs :class:`ftactors.host.router.RouterHost` (None while crashed)
+    and is that host's I/O (:class:`ftactors.host.router.RouterIO`) over the simulated network, as
+    ``runtime/router_actor.py`` is over Ray. Every incarnation gets a new host; the simulator drops
+    what reaches or leaves a dead incarnation.
 
     Args:
+        sim: the simulator.
         group: the group.
-        core: the router core, None while down.
+        config: the group's protocol settings.
+        members: the first view.
     """
 
-    group: str
-    core: Optional[RouterCore]
-    incarnation: int = 1
-    reply_to: Dict[MsgId, List[Endpoint]] = field(default_factory=dict)
-    released: Set[MsgId] = field(default_factory=set)
-    spawning: Set[str] = field(default_factory=set)
-    link_seq: Dict[str, int] = field(default_factory=dict)  # Delivers sent to each replica by this incarnation
+    def __init__(self, sim: "Simulator", group: str, config: CoreConfig, members: Tuple[str, ...]) -> None:
+        self.sim = sim
+        self.group = group
+        self.config = config
+        self.incarnation = 1
+        self.host: Optional[RouterHost] = self.new_host(members)
+        self.released: Set[MsgId] = set()  # replies released by this incarnation (I3)
 
-    def wait_for(self, msg_id: MsgId, who: Endpoint) -> None:
-        """Route the reply of ``msg_id`` to ``who`` too, when it is released."""
-        waiters = self.reply_to.setdefault(msg_id, [])
-        if who not in waiters:
-            waiters.append(who)
+    @property
+    def core(self) -> Optional[RouterCore]:
+        """The router core, None while the router is down (or not rebuilt yet)."""
+        return self.host.core if self.host is not None else None
+
+    @property
+    def epoch(self) -> str:
+        """The current incarnation's epoch (see :meth:`ReplicaHost.epoch`)."""
+        return ReplicaHost.epoch(self.incarnation)
+
+    def new_host(self, members: Optional[Tuple[str, ...]]) -> RouterHost:
+        """A router host for the current incarnation (``members`` None: it rebuilds)."""
+        return RouterHost(self.group, self.config, self, self.epoch, members, counts_every_ticks=COUNTS_EVERY_TICKS)
+
+    # ------------------------------------------------------------ RouterIO
+
+    def ticks(self) -> int:
+        """Now, in ticks."""
+        return self.sim.now
+
+    def wall_s(self) -> float:
+        """Simulated seconds (ticks of 10 ms)."""
+        return self.sim.now * TICK_S
+
+    def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
+        """Send a Deliver over the router->replica link (it may overtake an earlier one, as in Ray)."""
+        assert epoch == self.epoch, f"a Deliver of {epoch} sent while {self.epoch} is current"
+        self.sim.checker.on_send(self.group, rid, msg)
+        self.sim._to_replica(self.group, rid, msg, seq)
+
+    def ping(self, rid: str) -> None:
+        """Ping a replica."""
+        self.sim._to_replica(self.group, rid, Ping())
+
+    def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
+        """Leave the router's counters with a live replica (Ray's ping carrying them). Not a simulated
+        message: it would shift the seeded network's random draws of every later message."""
+        host = self.sim.replicas[self.group].get(rid)
+        if host is not None and host.alive:
+            host.keep_router_counts(counts.items())
+
+    def query(self, rid: str, epoch: str) -> None:
+        """Ask a replica for its state report (it adopts the incarnation the query comes from)."""
+        self.sim._to_replica(self.group, rid, StateQuery())
+
+    def spawn(self, rid: str) -> None:
+        """Start a replica (ready a few ticks later, if this incarnation still lives)."""
+        self.sim._spawn(self, rid)
+
+    def retire(self, rid: str) -> None:
+        """Stop a removed replica (Ray does, sometimes late)."""
+        self.sim._retire(self.group, rid)
+
+    def answer(self, reply: Reply, waiters: Sequence[Any]) -> None:
+        """Send a released reply to every endpoint waiting for it.
+
+        Raises:
+            InvariantViolation: the reply was released before (I3).
+        """
+        if reply.msg_id in self.released:
+            raise InvariantViolation(f"I3: router {self.group} released {reply.msg_id} twice")
+        self.released.add(reply.msg_id)
+        for who in waiters:
+            self.sim.send_reply(who, reply)
+
+    def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
+        """A request failed for good: with every fault repaired, a bug (I6).
+
+        Raises:
+            InvariantViolation: always.
+        """
+        raise InvariantViolation(f"I6: {self.group} failed {msg_id}: {reason}")
+
+    def kick(self) -> None:
+        """Nothing: the simulator processes every router once per step (``Simulator.step``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,353 @@
+"""The router host, written once: a :class:`~ftactors.core.RouterCore` and what a host does around it.
+
+The Ray router actor (``runtime/router_actor.py``) and the simulator (``testing/cluster.py``) both
+run this class; each supplies its I/O through :class:`RouterIO`. The host owns everything that is
+not transport: the core, the waiters for callers' replies, the per-replica link numbers of the
+Delivers and the incarnation ``epoch`` they carry, view-change bookkeeping, failure handling and
+failover timing, carrying out ``core.ready()`` in its fixed order, the rebuild of a restarted router
+(:func:`ftactors.host.rebuild.rebuilt_view`) and saving the core's counters on the replicas so that a
+restarted router goes on from them. It is callback style, with no asyncio, threads or clock of its
+own, so a deterministic event queue drives it as well as an asyncio loop (TigerBeetle's
+``replica.zig`` takes its message bus, storage and time as parameters; ``vopr.zig`` runs the same
+replica; raft's ``node.go`` is a loop around ``RawNode``).
+
+Host loop (what a driver calls)::
+
+    host = RouterHost(group, config, io, epoch, members)   # or members=None, then host.rebuild(reports)
+    host.submit(request, copy, waiter)   # a caller's request: a cached reply, or the waiter is answered later
+    host.on_delivered(answer)            # io.deliver's answer        } each input asks io.kick() for a
+    host.on_failure(rid)                 # a call to rid failed        } host.process() soon
+    host.on_pong(rid, counts) / host.on_state_report(report) / host.on_spawned(rid) / host.on_spawn_failed(rid)
+    host.tick()                          # once per tick: core.tick, the counters' save timer, process()
+    host.process()                       # carry out core.ready(): sends, released, failed, pings, queries,
+                                         # spawns (once no recovery runs), retired
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from ftactors.core import (
+    CoreConfig,
+    Deliver,
+    Delivered,
+    GroupOverloadedError,
+    LocalProtocolError,
+    MsgId,
+    Phase,
+    Reply,
+    Request,
+    RouterCore,
+    StateReport,
+)
+from ftactors.host.rebuild import RebuiltView, rebuilt_view
+
+log = logging.getLogger("ftactors")
+
+#: What a replica tells a restarted router: ``(view, members, role, the router's counters it kept)``.
+ViewInfo = Tuple[int, Tuple[str, ...], str, Dict[str, int]]
+
+#: Callers waiting for one request's reply at most (a caller's retries of one call each wait).
+WAITERS_PER_CALL_MAX = 1_024
+#: Replicas one router incarnation numbers Delivers for at most (members, joiners and retired ones).
+LINKS_MAX = 10_000
+#: Replicas waiting to be spawned at most (the core asks for a few at a time).
+SPAWN_QUEUE_MAX = 1_024
+
+
+class RouterIO(Protocol):
+    """The I/O a :class:`RouterHost` needs; the Ray router actor and the simulator implement it.
+
+    Every call returns at once. What comes back later is fed to the host by its driver, through the
+    host method each call names (a failure of any call to a replica: :meth:`RouterHost.on_failure`).
+    """
+
+    def ticks(self) -> int:
+        """Now, in ticks (the core's clock)."""
+        ...
+
+    def wall_s(self) -> float:
+        """Now, in seconds since the epoch (for ``last_failover_s``)."""
+        ...
+
+    def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
+        """Send Deliver ``msg`` to replica ``rid``: the data plane, router -> replica.
+
+        Args:
+            rid: the replica.
+            msg: the Deliver.
+            epoch: this router incarnation (sorts later for a later incarnation).
+            seq: its number on the link to ``rid`` (from 1, one by one): the replica applies
+                Delivers of one epoch in this order whatever order they arrive in.
+
+        The replica's answer (a ``Delivered``) goes to :meth:`RouterHost.on_delivered`; if it
+        cannot be delivered (the replica died), :meth:`RouterHost.on_failure`.
+        """
+        ...
+
+    def ping(self, rid: str) -> None:
+        """Ping ``rid``; the answer goes to :meth:`RouterHost.on_pong` (a dead replica: ``on_failure``)."""
+        ...
+
+    def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
+        """Leave the router's counters with ``rid``, which keeps the highest of each for a restarted
+        router (a ping in Ray; nothing comes back that the host needs)."""
+        ...
+
+    def query(self, rid: str, epoch: str) -> None:
+        """Ask ``rid`` for its state report on behalf of incarnation ``epoch``; the answer goes to
+        :meth:`RouterHost.on_state_report` (no answer: ``on_failure``)."""
+        ...
+
+    def spawn(self, rid: str) -> None:
+        """Start a new replica ``rid``; then :meth:`RouterHost.on_spawned` or ``on_spawn_failed``."""
+        ...
+
+    def retire(self, rid: str) -> None:
+        """Stop replica ``rid``: it left the view (it may linger for a while: it is fenced)."""
+        ...
+
+    def answer(self, reply: Reply, waiters: Sequence[Any]) -> None:
+        """``reply`` is released (exactly once): answer its ``waiters`` (maybe none)."""
+        ...
+
+    def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
+        """Request ``msg_id`` failed for good (the group is lost): fail its ``waiters``."""
+        ...
+
+    def kick(self) -> None:
+        """Call :meth:`RouterHost.process` soon (after the current input; several kicks, one call)."""
+        ...
+
+
+class RouterHost:
+    """One router incarnation of a group: the core, its callers and its replicas' links.
+
+    Args:
+        group: the group.
+        config: the protocol settings.
+        io: the transport, clock and timers.
+        epoch: names this incarnation on its Delivers; a later incarnation's sorts later.
+        members: the first view's members, or None for a restarted router (call :meth:`rebuild`).
+        counts_every_ticks: how often the core's counters are saved on the members when they changed.
+
+    Raises:
+        ValueError: ``counts_every_ticks`` is not positive.
+    """
+
+    def __init__(self, group: str, config: CoreConfig, io: RouterIO, epoch: str,
+                 members: Optional[Tuple[str, ...]] = None, counts_every_ticks: int = 100) -> None:
+        if counts_every_ticks < 1:
+            raise ValueError(f"counts_every_ticks must be >= 1, got {counts_every_ticks!r}")
+        self.group = group
+        self.config = config
+        self.io = io
+        self.epoch = epoch
+        self.counts_every_ticks = counts_every_ticks
+        self.core: Optional[RouterCore] = None if members is None else RouterCore(group, config, members)
+        self.waiters: Dict[MsgId, List[Any]] = {}
+        self.link_seq: Dict[str, int] = {}  # Delivers this incarnation sent to each replica
+        self.closed = False
+        self.last_failover_s: Optional[float] = None  # wall clock, when the primary was seen failing
+        self.last_recovery_ms: Optional[float] = None  # failure seen -> new view installed
+        self.saved_counts: Dict[str, int] = {}  # what the members were last sent (they keep it for a restart)
+        self._recovery_t0: Optional[float] = None
+        self._logged_view = 0 if self.core is None else self.core.view
+        self._spawn_queue: List[str] = []  # asked for by the core, started once no recovery runs
+        self._next_save_tick = 0
+
+    @property
+    def waiters_max(self) -> int:
+        """Requests with waiting callers at most (the core refuses more than ``inflight_max``)."""
+        return self.config.inflight_max + self.config.reply_cache_max
+
+    # ------------------------------------------------------------ inputs
+
+    def submit(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:
+        """A caller's request (or a backup's fetch of a nested reply copy, ``copy=True``).
+
+        Args:
+            req: the request.
+            copy: a calling group's backup fetches its reply copy.
+            waiter: answered through ``io.answer`` once the reply is released (ignored for a
+                request that wants no reply, or when the reply is returned at once).
+
+        Returns:
+            The reply if it is known already (a duplicate), else None.
+
+        Raises:
+            GroupOverloadedError: too many requests wait (the core's or the host's bound).
+            RemoteProtocolError: the core refused the request (a fenced sender, a stale view...).
+        """
+        core = self._core()
+        cached = core.submit(req, copy)
+        if cached is not None:
+            return cached
+        if req.wants_reply and waiter is not None:
+            waiting = self.waiters.get(req.msg_id)
+            if waiting is None:
+                if len(self.waiters) >= self.waiters_max:
+                    raise GroupOverloadedError(f"{self.group}: {len(self.waiters)} requests wait for replies")
+                waiting = self.waiters[req.msg_id] = []
+            if waiter not in waiting:
+                assert len(waiting) < WAITERS_PER_CALL_MAX, f"{req.msg_id}: over {WAITERS_PER_CALL_MAX} waiters"
+                waiting.append(waiter)
+        self.io.kick()
+        return None
+
+    def on_delivered(self, answer: Delivered) -> None:
+        """A replica answered a Deliver (``io.deliver``)."""
+        self._core().on_delivered(answer)
+        self.io.kick()
+
+    def on_pong(self, rid: str) -> None:
+        """``rid`` answered a ping (``io.ping``)."""
+        self._core().on_pong(rid)
+
+    def on_state_report(self, report: StateReport) -> None:
+        """A replica answered a state query (``io.query``)."""
+        self._core().on_state_report(report)
+        self.io.kick()
+
+    def on_failure(self, rid: str) -> None:
+        """A call to ``rid`` failed: it died (Ray's ActorDiedError) or did not answer."""
+        core = self._core()
+        if rid in core.links or rid in core.joining:
+            log.info("[%s] replica %s failed", self.group, rid)
+        was_primary = rid == core.primary
+        core.on_failure(rid)
+        if was_primary:
+            self.last_failover_s = self.io.wall_s()
+            self._recovery_t0 = self.last_failover_s
+        self.io.kick()
+
+    def on_spawned(self, rid: str) -> bool:
+        """Replica ``rid`` (``io.spawn``) started and is ready to join.
+
+        Returns:
+            False if the core refused it (it is a member already).
+        """
+        self.io.kick()
+        try:
+            self._core().replica_started(rid)
+        except LocalProtocolError as exc:
+            log.debug("[%s] spawned replica %s refused: %s", self.group, rid, exc)
+            return False
+        return True
+
+    def on_spawn_failed(self, rid: str) -> None:
+        """Replica ``rid`` (``io.spawn``) could not be started: the core asks for another."""
+        self._core().spawn_failed(rid)
+        self.io.kick()
+
+    def close(self, reason: str) -> None:
+        """Shut down: fail every waiting caller with ``reason``; process nothing any more."""
+        self.closed = True
+        waiters, self.waiters = self.waiters, {}
+        for mid, waiting in waiters.items():
+            self.io.fail(mid, reason, waiting)
+
+    # ------------------------------------------------------------ restart
+
+    def rebuild(self, reports: Mapping[str, ViewInfo], known: Iterable[str] = ()) -> RebuiltView:
+        """Take over the group after a restart, from what its replicas reported.
+
+        Args:
+            reports: ``replica id -> (view, members, role, counters)`` from every replica that answered.
+            known: every replica id heard of (answered or not), for the spawn numbering.
+
+        Returns:
+            The view taken over (the same choice the simulator's router makes).
+
+        Raises:
+            LookupError: no live replica answered (the group is lost).
+        """
+        assert self.core is None, "rebuild of a router that runs"
+        rebuilt = rebuilt_view({rid: r[:3] for rid, r in reports.items()}, known=known)
+        core = self.core = RouterCore.rebuilt(self.group, self.config, rebuilt.members, rebuilt.view,
+                                              rebuilt.next_replica_index, self.io.ticks())
+        # the counters go on from the highest the replicas kept for the router before the restart
+        for counts in (r[3] for r in reports.values() if len(r) > 3 and r[3]):
+            for k, n in counts.items():
+                self.saved_counts[k] = max(self.saved_counts.get(k, 0), n)
+        for k, n in self.saved_counts.items():
+            core.counts[k] = core.counts.get(k, 0) + n
+        self._logged_view = rebuilt.view
+        log.info("[%s] router restarted: rebuilt view %d from %s", self.group, rebuilt.view, rebuilt.members)
+        return rebuilt
+
+    # ------------------------------------------------------------ driving
+
+    def tick(self) -> None:
+        """One tick passed: advance the core's clock, save the counters when due, then process."""
+        core = self.core
+        if core is None or self.closed:
+            return
+        now = self.io.ticks()
+        core.tick(now)
+        if now >= self._next_save_tick:
+            self._next_save_tick = now + self.counts_every_ticks
+            self.save_counts()
+        self.process()
+
+    def save_counts(self) -> None:
+        """Send the core's counters to the members if they changed: a restarted router goes on from them."""
+        core = self._core()
+        if core.counts == self.saved_counts:
+            return
+        self.saved_counts = dict(core.counts)
+        for rid in core.members:
+            self.io.save_counts(rid, dict(core.counts))
+
+    def process(self) -> None:
+        """Carry out everything the core asks for, in its order (raft's ``Ready``)."""
+        core = self.core
+        if core is None or self.closed:
+            return
+        self._note_view(core)
+        r = core.ready()
+        io = self.io
+        for rid, msg in r.sends:
+            seq = self.link_seq[rid] = self.link_seq.get(rid, 0) + 1
+            io.deliver(rid, msg, self.epoch, seq)
+        assert len(self.link_seq) <= LINKS_MAX, f"{self.group}: Delivers numbered for over {LINKS_MAX} replicas"
+        for rep in r.released:
+            io.answer(rep, self.waiters.pop(rep.msg_id, ()))
+        for mid, reason in r.failed:
+            io.fail(mid, reason, self.waiters.pop(mid, ()))
+        for rid in r.pings:
+            io.ping(rid)
+        for rid in r.queries:
+            io.query(rid, self.epoch)
+        self._spawn_queue.extend(r.spawns)
+        assert len(self._spawn_queue) <= SPAWN_QUEUE_MAX, f"{self.group}: over {SPAWN_QUEUE_MAX} spawns wait"
+        if self._spawn_queue and core.phase != Phase.RECOVERING:
+            # a replica starts once the recovery is over: starting one is slow (Ray takes 50-150 ms
+            # of the creating thread) and would hold up the state queries and the new primary
+            spawns, self._spawn_queue = self._spawn_queue, []
+            for rid in spawns:
+                io.spawn(rid)
+        for rid in r.retired:
+            log.debug("[%s] replica %s left the view (view %d)", self.group, rid, core.view)
+            io.retire(rid)
+
+    def _note_view(self, core: RouterCore) -> None:
+        """Recovery timing, one log line per view change, and the counters saved at once after one
+        (a failover must survive a router restart right after it)."""
+        recovered = ""
+        if self._recovery_t0 is not None and core.phase == Phase.NORMAL:
+            self.last_recovery_ms = 1000 * (self.io.wall_s() - self._recovery_t0)
+            recovered = f" (recovered in {self.last_recovery_ms:.0f} ms)"
+            self._recovery_t0 = None
+        if core.view != self._logged_view:
+            self._logged_view = core.view
+            members = list(core.members)
+            log.info("[%s] view %d: primary %s, backups %s%s", self.group, core.view,
+                     members[0] if members else None, members[1:], recovered)
+            self.save_counts()
+
+    def _core(self) -> RouterCore:
+        core = self.core
+        assert core is not None, f"{self.group}: the router host has no core yet (rebuild first)"
+        return core

@@ -1,0 +1,261 @@
+"""RouterHost: the router host both drivers run, over a fake in-memory I/O, as transcripts.
+
+The fake I/O records every call the host makes (``io.log``); the tests play the replicas with
+real replica cores and feed their answers back, as the Ray shell and the simulator do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pytest
+
+from ftactors.core import (
+    ClientCore,
+    CoreConfig,
+    Deliver,
+    Execute,
+    GroupOverloadedError,
+    MsgId,
+    NewView,
+    Outcome,
+    Phase,
+    ReplicaCore,
+    Reply,
+    Snapshot,
+)
+from ftactors.host.router import RouterHost
+
+MEMBERS = ("g-r0", "g-r1", "g-r2")
+
+
+class FakeIO:
+    """RouterIO in memory: a clock, a transcript of calls, and what is still to be answered."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.log: List[Tuple[Any, ...]] = []
+        self.sent: List[Tuple[str, Deliver, str, int]] = []  # Delivers not answered yet
+        self.pinged: List[str] = []  # pings not answered yet
+        self.asked: List[str] = []  # state queries not answered yet
+        self.answered: Dict[Any, Reply] = {}
+        self.failed: Dict[Any, str] = {}
+        self.kicks = 0
+
+    def ticks(self) -> int:
+        return self.now
+
+    def wall_s(self) -> float:
+        return self.now * 0.01
+
+    def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
+        self.log.append(("deliver", rid, epoch, seq))
+        self.sent.append((rid, msg, epoch, seq))
+
+    def ping(self, rid: str) -> None:
+        self.log.append(("ping", rid))
+        self.pinged.append(rid)
+
+    def save_counts(self, rid: str, counts: Dict[str, int]) -> None:
+        self.log.append(("save_counts", rid, counts["requests"]))
+
+    def query(self, rid: str, epoch: str) -> None:
+        self.log.append(("query", rid, epoch))
+        self.asked.append(rid)
+
+    def spawn(self, rid: str) -> None:
+        self.log.append(("spawn", rid))
+
+    def retire(self, rid: str) -> None:
+        self.log.append(("retire", rid))
+
+    def answer(self, reply: Reply, waiters: Sequence[Any]) -> None:
+        self.log.append(("answer", str(reply.msg_id), tuple(waiters)))
+        for w in waiters:
+            self.answered[w] = reply
+
+    def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
+        self.log.append(("fail", str(msg_id), tuple(waiters)))
+        for w in waiters:
+            self.failed[w] = reason
+
+    def kick(self) -> None:
+        self.kicks += 1
+
+    def calls(self, *kinds: str) -> List[Tuple[Any, ...]]:
+        """The transcript, only the calls of these kinds."""
+        return [c for c in self.log if c[0] in kinds]
+
+
+class Replicas:
+    """The group's replicas: a counter each, answering Delivers synchronously."""
+
+    def __init__(self, cfg: CoreConfig, members: Tuple[str, ...] = MEMBERS) -> None:
+        self.cores = {m: ReplicaCore("g", m, cfg, "reception", NewView(1, members)) for m in members}
+        self.state = {m: 0 for m in members}
+        self.alive = set(members)
+
+    def answer(self, host: RouterHost, io: FakeIO) -> None:
+        """Every live replica answers what was sent to it; a call to a dead one fails."""
+        pinged, io.pinged = io.pinged, []
+        for rid in pinged:
+            host.on_pong(rid) if rid in self.alive else host.on_failure(rid)
+        sent, io.sent = io.sent, []
+        for rid, msg, _, _ in sent:
+            if rid not in self.alive:
+                host.on_failure(rid)
+                continue
+            core = self.cores[rid]
+            core.deliver(msg)
+            while (e := core.next_effect()) is not None:
+                if isinstance(e, Execute):
+                    self.state[rid] += e.request.payload
+                    core.executed(e.request.msg_id, Outcome(True, self.state[rid]))
+                elif isinstance(e, Snapshot):
+                    core.snapshot_taken(e.position, self.state[rid], str(self.state[rid]))
+            host.on_delivered(core.take_delivered())
+        asked, io.asked = io.asked, []
+        for rid in asked:
+            host.on_state_report(self.cores[rid].state_report()) if rid in self.alive else host.on_failure(rid)
+
+
+def run(host: RouterHost, io: FakeIO, reps: Replicas, ticks: int) -> None:
+    """Drive the host as both drivers do: a tick, then answer what it sent."""
+    for _ in range(ticks):
+        io.now += 1
+        host.tick()
+        reps.answer(host, io)
+        host.process()
+
+
+def setup(cfg: Optional[CoreConfig] = None) -> Tuple[RouterHost, FakeIO, Replicas]:
+    cfg = cfg or CoreConfig()
+    io = FakeIO()
+    return RouterHost("g", cfg, io, "e1", MEMBERS, counts_every_ticks=50), io, Replicas(cfg)
+
+
+def test_a_call_in_a_deliver_out_the_answer_releases_the_caller() -> None:
+    host, io, reps = setup()
+    req = ClientCore("c").request("g", "add", payload=5)
+    assert host.submit(req, waiter="caller-1") is None
+    assert io.kicks == 1  # the driver is asked to process soon
+    host.process()
+    # the router relays the call to every replica (semi-active), each Deliver numbered on its link
+    assert io.calls("deliver") == [("deliver", m, "e1", 1) for m in MEMBERS]
+    reps.answer(host, io)
+    host.process()
+    assert io.calls("answer") == [("answer", "c#1", ("caller-1",))]
+    assert io.answered["caller-1"].outcome.value == 5
+    assert host.waiters == {}
+    again = host.submit(req, waiter="caller-2")  # a retry after the release: answered from the cache
+    assert again is not None and again.outcome.value == 5
+
+
+def test_delivers_are_numbered_per_link_with_the_incarnation_s_epoch() -> None:
+    host, io, reps = setup()
+    client = ClientCore("c")
+    for k in range(3):
+        host.submit(client.request("g", "add", payload=k + 1), waiter=k)
+        run(host, io, reps, 2)
+    run(host, io, reps, 20)  # announcements reach the backups
+    seqs: Dict[str, List[int]] = {}
+    for _, rid, epoch, seq in io.calls("deliver"):
+        assert epoch == "e1"
+        seqs.setdefault(rid, []).append(seq)
+    assert set(seqs) == set(MEMBERS)
+    for rid, got in seqs.items():
+        assert got == list(range(1, len(got) + 1)), rid
+    assert [io.answered[k].outcome.value for k in range(3)] == [1, 3, 6]
+
+
+def test_callers_retrying_one_call_all_get_its_one_reply() -> None:
+    host, io, reps = setup()
+    req = ClientCore("c").request("g", "add", payload=2)
+    host.submit(req, waiter="first")
+    host.submit(req, waiter="retry")
+    host.submit(req, waiter="retry")  # the same waiter twice waits once
+    run(host, io, reps, 2)
+    assert io.calls("answer") == [("answer", "c#1", ("first", "retry"))]
+
+
+def test_a_primary_failing_mid_call_fails_over_and_the_call_is_answered_once() -> None:
+    host, io, reps = setup(CoreConfig(query_on_failover=True, min_replicas=3))
+    run(host, io, reps, 5)
+    req = ClientCore("c").request("g", "add", payload=7)
+    host.submit(req, waiter="caller")
+    host.process()
+    assert "g-r0" in [s[0] for s in io.sent]
+    reps.alive.discard("g-r0")  # the primary dies with the call in hand
+    reps.answer(host, io)  # its Deliver fails: on_failure
+    assert host.last_failover_s == io.wall_s()
+    core = host.core
+    assert core is not None and core.phase == Phase.RECOVERING  # it asks the survivors (query_on_failover)
+    host.process()
+    assert io.calls("query") == [("query", "g-r1", "e1"), ("query", "g-r2", "e1")]
+    # the core wants a replacement at once; it is started once the recovery is over (in Ray,
+    # creating an actor holds the router's thread up and would delay the new primary)
+    assert core.spawning and io.calls("spawn") == []
+    run(host, io, reps, 40)
+    assert core.phase == Phase.NORMAL and core.primary == "g-r1"
+    assert host.last_recovery_ms is not None
+    assert io.answered["caller"].outcome.value == 7
+    assert [c for c in io.calls("answer") if c[1] == "c#1"] == [("answer", "c#1", ("caller",))]
+    # the counters are saved on the new view's members at once (a restart right after keeps them)
+    assert {c[1] for c in io.calls("save_counts")} >= {"g-r1", "g-r2"}
+    assert io.calls("spawn") == [("spawn", "g-r3")]
+
+
+def test_a_restarted_router_rebuilds_the_highest_view_and_goes_on_from_the_saved_counters() -> None:
+    cfg = CoreConfig()
+    io = FakeIO()
+    host = RouterHost("g", cfg, io, "e2", None)
+    with pytest.raises(AssertionError):
+        host.submit(ClientCore("c").request("g", "add", payload=1), waiter="w")  # not rebuilt yet
+    rebuilt = host.rebuild({
+        "g-r0": (1, MEMBERS, "primary", {"requests": 3}),  # deposed, still running
+        "g-r1": (2, ("g-r1", "g-r2"), "primary", {"requests": 40, "failovers": 1}),
+        "g-r2": (2, ("g-r1", "g-r2"), "backup", {"requests": 41, "failovers": 1}),
+    }, known=["g-r7"])
+    assert (rebuilt.view, rebuilt.members) == (2, ("g-r1", "g-r2"))
+    assert rebuilt.next_replica_index > 7
+    core = host.core
+    assert core is not None and core.counts["requests"] == 41 and core.counts["failovers"] == 1
+    host.tick()
+    assert io.calls("query")  # the rebuilt router recovers: it asks the members for their state
+
+
+def test_a_restart_with_no_live_replica_loses_the_group() -> None:
+    host = RouterHost("g", CoreConfig(), FakeIO(), "e2", None)
+    with pytest.raises(LookupError):
+        host.rebuild({"g-r4": (0, (), "joining", {})})
+
+
+def test_shutdown_fails_every_waiting_caller() -> None:
+    host, io, _ = setup()
+    host.submit(ClientCore("c").request("g", "add", payload=1), waiter="caller")
+    host.close("g was shut down")
+    assert io.failed == {"caller": "g was shut down"}
+    host.process()
+    assert io.calls("deliver") == []  # closed: nothing is sent any more
+
+
+def test_the_counters_are_saved_on_the_members_at_most_once_a_period_and_only_when_changed() -> None:
+    host, io, reps = setup()  # counts_every_ticks=50
+    run(host, io, reps, 120)
+    saves = io.calls("save_counts")
+    assert [c[1] for c in saves] == list(MEMBERS) * 3  # ticks 1, 51 and 101 (heartbeats counted)
+    assert {c[1] for c in saves} == set(MEMBERS)
+    host.save_counts()  # the heartbeats since tick 101 changed them
+    before = len(io.log)
+    host.save_counts()
+    assert len(io.log) == before  # nothing changed since
+
+
+def test_too_many_waiting_requests_overload_the_host() -> None:
+    cfg = CoreConfig(inflight_max=2, reply_cache_max=1)
+    host, io, _ = setup(cfg)
+    client = ClientCore("c")
+    with pytest.raises(GroupOverloadedError):
+        for k in range(10):
+            host.submit(client.request("g", "add", payload=k), waiter=k)
+    assert len(host.waiters) <= host.waiters_max
