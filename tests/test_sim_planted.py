@@ -155,3 +155,37 @@ def test_cli_reports_failures_with_replay_command(monkeypatch: pytest.MonkeyPatc
 def test_cli_passes_on_the_real_core(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--seeds", "5", "--style", "passive"]) == 0
     assert "5 seeds, 0 failed" in capsys.readouterr().out
+
+
+#: what a backup resuming out of the announced order breaks: another call at an acknowledged position
+#: (I4), a state or step log unlike the primary's (I1), or a step the reference replay cannot run (I2)
+RESUMED_OUT_OF_ORDER = re.compile(r"(I4: \S+ executes \S+ at \d+, where the acknowledged|I1: |I2: )")
+#: the seeds from 500 that the resume-order plant needs to be caught (and that pass without it)
+ASYNC_SEEDS = 60
+
+
+def test_the_resume_order_seeds_pass_without_the_plant() -> None:
+    summary = run_swarm(ASYNC_SEEDS, start=500, style="semi-active")
+    assert not summary.failures, [f.error for f in summary.failures]
+    assert summary.counts["resumes"] > 0
+
+
+def test_backup_resuming_in_arrival_order_breaks_agreement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Async steps: a backup that resumes the suspended call whose nested reply arrived first here,
+    instead of the one the primary announced at that position, diverges (its digest, its step log)."""
+    original = ReplicaCore._next_announced
+
+    def arrival_order(self: ReplicaCore) -> Optional[Execute]:
+        ann = self.order.get(self.executed_upto + 1)
+        if self.role == Role.BACKUP and ann is not None and ann.resume:
+            first = next((m for m in self._resumable if m in self.suspended), None)
+            if first is not None and first != ann.msg_id:
+                held = self.suspended[first]
+                return Execute(ann.position, held.request, replay=True, nondet=ann.nondet, resume=held.resumes + 1)
+        return original(self)
+
+    monkeypatch.setattr(ReplicaCore, "_next_announced", arrival_order)
+    summary = run_swarm(ASYNC_SEEDS, start=500, stop_after=1, style="semi-active")
+    assert summary.failures, "the planted resume-order bug went unnoticed"
+    error = summary.failures[0].error
+    assert RESUMED_OUT_OF_ORDER.match(error), error

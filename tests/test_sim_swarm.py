@@ -43,14 +43,14 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen, and so
     does every corner of the workload: one-way calls (acknowledged, resubmitted to a restarted
     router), methods that raise and abort, now()/random() drawn and replayed, arguments by
-    reference, and every evicting bound wrapped several times (its oldest entry evicted while full)."""
+    reference, async steps (suspended on a nested call, resumed, a Deliver held for a resume), and every evicting bound wrapped several times (its oldest entry evicted while full)."""
     summary = run_swarm(300)
     assert not summary.failures, [f.error for f in summary.failures]
     total = summary.counts
     for what in ("crashes", "pauses", "router_crashes", "router_rebuilds", "spawned", "dropped", "duplicated",
                  "client_retries", "nested_sends", "nested_pulls", "fenced_submits",
                  "oneway_calls", "oneway_acks", "client_resubmits", "raised", "aborted", "nondet_draws",
-                 "nondet_replays", "byref_args", "byref_fetches"):
+                 "nondet_replays", "byref_args", "byref_fetches", "suspensions", "resumes", "holds"):
         assert total[what] > 0, f"no {what} in 300 seeds: {dict(total)}"
     assert all(n > 0 for n in summary.features().values()), summary.feature_line()
     for bound in ("reply_cache_max", "sources_max", "retain_executed_max", "carried_announcements_max"):

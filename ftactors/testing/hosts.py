@@ -98,6 +98,23 @@ class NestedWait:
 
 
 @dataclass(slots=True)
+class Suspended:
+    """An async method suspended on a nested call (``SimOptions.async_steps``).
+
+    Args:
+        gen: the method's generator, stopped at its ``NestedCall``.
+        wait: the nested request it awaits.
+        arrived: the reply arrived (the call is resumable).
+        value: the reply's value, once arrived.
+    """
+
+    gen: Generator[Any, Any, Any]
+    wait: NestedWait
+    arrived: bool = False
+    value: Any = None
+
+
+@dataclass(slots=True)
 class ReplicaHost:
     """A simulated replica actor: the shared replica host (:class:`ftactors.host.replica.ReplicaHost`,
     ``loop``) around a ReplicaCore, with the model state, its lineage log and a generator executor.
@@ -143,6 +160,10 @@ class ReplicaHost:
     replay_values: Tuple[Any, ...] = ()  # the announced now()/random() values of the current execution
     drawn: List[Any] = field(default_factory=list)  # values drawn (primary) or replayed so far
     choosing: bool = False  # the current execution draws fresh values (a primary, a new message)
+    coros: Dict[MsgId, "Suspended"] = field(default_factory=dict)  # async calls suspended (async_steps)
+    arrived: List[MsgId] = field(default_factory=list)  # suspended calls whose reply arrived, in arrival order
+    step_wake: Any = None  # the event the current step resumed on (a nested request's id)
+    hold_since: Optional[int] = None  # the tick the driving Deliver began to be held
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -217,7 +238,8 @@ class ReplicaHost:
             return
         w = self.waiting
         if w is None or w.request.msg_id != reply.msg_id:
-            return  # a late duplicate
+            self._arrive_suspended(reply)
+            return
         if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
             raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
         self.sim.record_nested(reply)
@@ -225,16 +247,36 @@ class ReplicaHost:
         self.core.nested_reply(reply)
         self._advance(reply.outcome.value)
 
+    def _arrive_suspended(self, reply: Reply) -> None:
+        """A nested reply for a suspended async call: it becomes resumable (late duplicates drop)."""
+        for mid, sus in self.coros.items():
+            if sus.wait.request.msg_id == reply.msg_id and not sus.arrived:
+                if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
+                    raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
+                self.sim.record_nested(reply)
+                self.core.nested_reply(reply)
+                sus.arrived, sus.value = True, reply.outcome.value
+                self.arrived.append(mid)
+                return
+
     def retry_nested(self, msg_id: MsgId) -> None:
         """Retransmission timer of a nested request: send (primary) or pull (backup) again."""
         w = self.waiting
-        if w is None or w.request.msg_id != msg_id or not self.alive:
+        sus = None
+        if w is None or w.request.msg_id != msg_id:
+            sus = next((c for c in self.coros.values() if c.wait.request.msg_id == msg_id and not c.arrived), None)
+            w = sus.wait if sus is not None else None
+        if w is None or not self.alive:
             return
         if not self.paused:
             # a primary retransmits with its current view; a deposed one stays fenced
             req = replace(w.request, source_view=self.core.view)
-            self.waiting = NestedWait(req, w.send or self.core.role == Role.PRIMARY)
-            self.sim.send_nested(self, self.waiting.request, pull=not self.waiting.send)
+            w = NestedWait(req, w.send or self.core.role == Role.PRIMARY)
+            if sus is not None:
+                sus.wait = w
+            else:
+                self.waiting = w
+            self.sim.send_nested(self, w.request, pull=not w.send)
         self.sim.schedule_nested_retry(self, msg_id)
 
     # -------------------------------------------------------------- work
@@ -272,6 +314,7 @@ class ReplicaHost:
 
     def answer(self, token: Any, out: Delivered) -> None:
         """Answer a Deliver of router incarnation ``token`` (dropped if it is dead)."""
+        self.hold_since = None
         self.sim.to_router(self.group, token, self.rid, out)
 
     def refused(self, token: Any, exc: RemoteProtocolError) -> None:
@@ -284,16 +327,29 @@ class ReplicaHost:
         self.sim.count(what)
 
     def resumable(self) -> Tuple[MsgId, ...]:
-        """None: a simulated method runs to its end in one Execute (it never suspends)."""
-        return ()
+        """The suspended calls whose nested reply arrived, in this replica's arrival order (the
+        primary's core picks the first; backups follow the announced order). Calls the core
+        dropped (a Restore, or fenced) are dropped here too."""
+        for mid in [m for m in self.coros if m not in self.core.suspended]:
+            del self.coros[mid]
+        self.arrived = [m for m in self.arrived if m in self.coros]
+        return tuple(self.arrived)
 
     def hold(self, token: Any) -> bool:
-        """Never: no call is ever suspended here."""
-        return False
+        """Keep the driving Deliver unanswered while suspended calls wait, for up to a heartbeat
+        (Ray's ``heartbeat_s``); the step loop drives again every tick."""
+        if not self.coros:
+            return False
+        if self.hold_since is None:
+            self.hold_since = self.sim.now
+            self.sim.count("holds")
+        return self.sim.now - self.hold_since < self.core.config.heartbeat_ticks
 
     def restore(self, eff: Restore, token: Any) -> None:
         """Load a checkpoint's state and log."""
         payload = eff.checkpoint.state
+        self.coros.clear()
+        self.arrived.clear()
         self.state = self.model.copy(payload["app"])
         self.log = list(payload["log"])
         self.logged = {e.msg_id for e in self.log}
@@ -312,6 +368,10 @@ class ReplicaHost:
         execution out until it finishes: the simulator's methods never suspend between steps)."""
         self.drive_inc = token
         req = ex.request
+        self.step_wake = None
+        if ex.resume:
+            self._resume(ex)
+            return
         if req.msg_id in self.logged:
             raise InvariantViolation(f"I3: {self.rid} executes {req.msg_id} a second time (position {ex.position})")
         self.choosing = self.core.role == Role.PRIMARY and not ex.replay
@@ -327,6 +387,47 @@ class ReplicaHost:
             self._advance(None)
         else:
             self._finish(result)
+
+    def _resume(self, ex: Execute) -> None:
+        """A resume step of a suspended async call: the primary resumes the one its core chose
+        (its reply arrived), a backup the announced one (waiting for its reply copy if need be).
+
+        Raises:
+            InvariantViolation: the announced wake is not the event the call awaits (I2).
+        """
+        mid = ex.request.msg_id
+        sus = self.coros.pop(mid, None)
+        assert sus is not None, f"{self.rid}: resume of {mid}, which the host does not hold"
+        self.sim.count("resumes")
+        awaited = sus.wait.request.msg_id
+        if ex.replay and ex.wake is not None and ex.wake != awaited:
+            raise InvariantViolation(f"I2: {self.rid} resumes {mid} on {ex.wake}, but it awaits {awaited}")
+        self.choosing = self.core.role == Role.PRIMARY and not ex.replay
+        self.replay_values, self.drawn = tuple(ex.nondet), []
+        self.step_wake = awaited
+        self.gen = sus.gen
+        if mid in self.arrived:
+            self.arrived.remove(mid)
+        if sus.arrived:
+            self._advance(sus.value)
+        else:  # a backup ahead of its reply copy: the step waits for it, as a sync call does
+            self.waiting = sus.wait
+
+    def _suspend(self, sus: "Suspended") -> None:
+        """End the step with the method waiting on its nested call (``executed(None, ...)``)."""
+        ex = self.core.executing
+        assert ex is not None
+        entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, self.sim.store.args_of(ex.request.payload),
+                         tuple(self.drawn), None, ex.resume, suspends=True)
+        self.log.append(entry)
+        self.logged.add(entry.msg_id)
+        self.coros[ex.request.msg_id] = sus
+        if sus.arrived:
+            self.arrived.append(ex.request.msg_id)
+        self.sim.count("suspensions")
+        self.loop.executed(None, tuple(self.drawn) if self.choosing else (), self.step_wake)
+        self.choosing, self.replay_values, self.drawn, self.drive_inc = False, (), [], None
+        self.sim.on_executed(self, entry)
 
     def _materialise(self, payload: Any) -> Tuple[Any, ...]:
         """The call's arguments; one passed by reference is fetched from the object store.
@@ -386,6 +487,9 @@ class ReplicaHost:
             self.sim.count("long_methods")
             return
         req, send = self.core.nested_request(call.group, call.method, call.args)
+        if self.sim.options.async_steps:
+            self._suspend_on(NestedWait(req, send))
+            return
         self.waiting = NestedWait(req, send)
         if not send:
             copy = self.core.reply_copy(req.msg_id)
@@ -397,6 +501,20 @@ class ReplicaHost:
         self.sim.send_nested(self, req, pull=not send)
         self.sim.schedule_nested_retry(self, req.msg_id)
 
+    def _suspend_on(self, wait: NestedWait) -> None:
+        """An async method's nested call: send it (or take a backup's copy) and suspend the step."""
+        gen, self.gen = self.gen, None
+        assert gen is not None
+        sus = Suspended(gen, wait)
+        copy = None if wait.send else self.core.reply_copy(wait.request.msg_id)
+        if copy is not None:
+            self.sim.record_nested(copy)
+            sus.arrived, sus.value = True, copy.outcome.value
+        else:
+            self.sim.send_nested(self, wait.request, pull=not wait.send)
+            self.sim.schedule_nested_retry(self, wait.request.msg_id)
+        self._suspend(sus)
+
     def _finish(self, value: Any) -> None:
         ex = self.core.executing
         assert ex is not None
@@ -404,13 +522,13 @@ class ReplicaHost:
         if raised is not None:
             self.sim.count("aborted" if raised.kind == "MethodAbortedError" else "raised")
         entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, self.sim.store.args_of(ex.request.payload),
-                         tuple(self.drawn), raised)
+                         tuple(self.drawn), raised, ex.resume)
         self.log.append(entry)
         self.logged.add(entry.msg_id)
         problem = self.model.check_state(self.state)
         if problem:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
-        self.loop.executed(Outcome(raised is None, value), tuple(self.drawn) if self.choosing else ())
+        self.loop.executed(Outcome(raised is None, value), tuple(self.drawn) if self.choosing else (), self.step_wake)
         self.choosing, self.replay_values, self.drawn = False, (), []
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None

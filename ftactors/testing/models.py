@@ -354,6 +354,7 @@ class Frontend(Model):
         state["calls"] += 1
         calls = state["calls"]
         value = yield NestedCall(self.backend_group, method, tuple(args))
+        self._resumed(state, calls)
         return calls, value
 
     def op_fwd2(self, state: State, m1: str, a1: Tuple[Any, ...], m2: str,
@@ -361,8 +362,16 @@ class Frontend(Model):
         state["calls"] += 1
         calls = state["calls"]
         v1 = yield NestedCall(self.backend_group, m1, tuple(a1))
+        self._resumed(state, calls)
         v2 = yield NestedCall(self.backend_group, m2, tuple(a2))
+        self._resumed(state, calls)
         return calls, v1, v2
+
+    @staticmethod
+    def _resumed(state: State, calls: int) -> None:
+        """Fold which call went on after its nested reply into the state: with async steps the
+        order in which suspended calls resume shows in every replica's digest."""
+        state["resumed"] = (state.get("resumed", 0) * 31 + calls) % 1_000_003
 
     def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
         m1, a1 = self.backend.random_op(rng)
@@ -379,13 +388,18 @@ MODELS: Mapping[str, Callable[[], Model]] = {"counter": Counter, "bank": Bank, "
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One executed message in a replica's lineage log.
+    """One executed step in a replica's lineage log: a whole message, or (async steps) the part of
+    one from its start or a resume to its next nested call or its end.
 
     Args:
         position: its place in the group's order.
         msg_id: the message.
         method: the method called.
         args: its arguments.
+        nondet: the ``now()``/``random()`` values this step used.
+        raised: what the message raised, if it finished by raising.
+        resume: 0 for the step that starts the message, ``k`` for its ``k``-th resume.
+        suspends: the step ended with the method suspended on a nested call (async steps).
     """
 
     position: int
@@ -394,6 +408,8 @@ class LogEntry:
     args: Tuple[Any, ...]
     nondet: Tuple[Any, ...] = ()
     raised: Optional[Raised] = None
+    resume: int = 0
+    suspends: bool = False
 
 
 class ReplayExhausted(RuntimeError):
@@ -416,38 +432,74 @@ def run_method(model: Model, state: State, group: str, entry: LogEntry,
     Returns:
         The method's value, or the :class:`Raised` the caller gets if it raised.
     """
-    try:
-        result = model.call(state, entry.method, entry.args)
-    except BaseException as exc:  # noqa: B036 - the runtime catches BaseException too
-        return Raised.of(model.name, entry.method, exc)
-    if not isinstance(result, Generator):
-        return result
-    source = nested_source(group, entry.msg_id)
-    value: Any = None
-    index, cursor = 0, 0
-    while True:
-        try:
-            if isinstance(value, Raised):
-                call = result.throw(RaisedError(value))
-            elif isinstance(value, ReplayExhausted):
-                call = result.throw(value)
-            else:
-                call = result.send(value)
-        except StopIteration as stop:
-            return stop.value
-        except BaseException as exc:  # noqa: B036
-            return Raised.of(model.name, entry.method, exc)
-        if isinstance(call, Work):
-            value = None
-        elif isinstance(call, Draw):
-            if cursor >= len(entry.nondet):
-                value = ReplayExhausted("ftactors: method asked for more nondeterministic values than the "
-                                        "primary did; replicated methods must be deterministic")
-            else:
-                value, cursor = entry.nondet[cursor], cursor + 1
+    run = StepRun(model, group, entry)
+    done, value = run.step(state, entry, nested)
+    assert done, f"{entry.msg_id}: a whole-message entry suspended"
+    return value
+
+
+class StepRun:
+    """One message's method in the reference replay, run step by step as the log orders them.
+
+    Args:
+        model: the group's model.
+        group: the group's name (nested message ids derive from it).
+        entry: the message's first step.
+    """
+
+    def __init__(self, model: Model, group: str, entry: LogEntry) -> None:
+        self.model, self.entry = model, entry
+        self.source = nested_source(group, entry.msg_id)
+        self.gen: Optional[Generator[Any, Any, Any]] = None
+        self.pending: Optional[NestedCall] = None  # the nested call it is suspended on
+        self.index = 0  # nested calls made so far (their ids count per message)
+
+    def step(self, state: State, entry: LogEntry, nested: Callable[[MsgId, NestedCall], Any]) -> Tuple[bool, Any]:
+        """Run the step ``entry``: start the method, or resume it with its nested call's answer; a
+        step that ``suspends`` stops at its next nested call, any other answers them in place.
+
+        Returns:
+            (True, the method's value or :class:`Raised`) once it finished, else (False, None).
+        """
+        model = self.model
+        if self.gen is None:
+            try:
+                result = model.call(state, entry.method, entry.args)
+            except BaseException as exc:  # noqa: B036 - the runtime catches BaseException too
+                return True, Raised.of(model.name, entry.method, exc)
+            if not isinstance(result, Generator):
+                return True, result
+            self.gen, value = result, None
         else:
-            index += 1
-            value = nested(MsgId(source, index), call)
+            assert self.pending is not None, f"{entry.msg_id} resumes but was not suspended"
+            value, self.pending = nested(MsgId(self.source, self.index), self.pending), None
+        result, cursor = self.gen, 0
+        while True:
+            try:
+                if isinstance(value, Raised):
+                    call = result.throw(RaisedError(value))
+                elif isinstance(value, ReplayExhausted):
+                    call = result.throw(value)
+                else:
+                    call = result.send(value)
+            except StopIteration as stop:
+                return True, stop.value
+            except BaseException as exc:  # noqa: B036
+                return True, Raised.of(model.name, entry.method, exc)
+            if isinstance(call, Work):
+                value = None
+            elif isinstance(call, Draw):
+                if cursor >= len(entry.nondet):
+                    value = ReplayExhausted("ftactors: method asked for more nondeterministic values than the "
+                                            "primary did; replicated methods must be deterministic")
+                else:
+                    value, cursor = entry.nondet[cursor], cursor + 1
+            else:
+                self.index += 1
+                if entry.suspends:
+                    self.pending = call
+                    return False, None
+                value = nested(MsgId(self.source, self.index), call)
 
 
 def run_local(model: Model, state: State, method: str, args: Tuple[Any, ...]) -> Any:
@@ -480,9 +532,16 @@ def replay(model: Model, group: str, log: Sequence[LogEntry],
     """
     state = model.initial()
     answers: Dict[MsgId, Tuple[int, Any]] = {}
+    runs: Dict[MsgId, StepRun] = {}  # messages started and suspended, by the log's steps
     for i, entry in enumerate(log, start=1):
         assert entry.position == i, f"{group}: log has a gap at {i}: {entry}"
-        answers[entry.msg_id] = (i, run_method(model, state, group, entry, nested))
+        run = runs.pop(entry.msg_id, None) if entry.resume else StepRun(model, group, entry)
+        assert run is not None, f"I2: {group} position {i} resumes {entry.msg_id}, which is not suspended"
+        done, value = run.step(state, entry, nested)
+        if done:
+            answers[entry.msg_id] = (i, value)
+        else:
+            runs[entry.msg_id] = run
     return state, answers
 
 

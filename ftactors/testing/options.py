@@ -15,6 +15,10 @@ from typing import Any, Dict, Optional
 from ftactors.core import SCHEDULERS, CoreConfig
 
 STYLES = ("semi-active", "passive")
+#: the fraction of nested seeds whose methods run in async steps
+P_ASYNC = 0.5
+#: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
+STEPS_PER_CALL_MAX = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,10 @@ class SimOptions:
             lossless while the router lives, calls resubmitted in order to a restarted router)
             instead of the lossy, duplicating, reordering one; then one client's calls must run
             in its order under an order-keeping scheduler (I10).
+        async_steps: the model's methods run in async steps (issue 12): a nested call suspends
+            the step instead of blocking the replica, other messages start meanwhile, and the
+            primary chooses which suspended call resumes (announced ``resume``/``wake``).
+            Drawn from its own stream (``async-<seed>``), so the other choices keep their values.
         reply_cache_max, log_max, pending_max, inflight_max, batch_max, retain_executed_max,
             carried_announcements_max, primary_inflight_max, backup_inflight_max: see CoreConfig;
             small in some seeds, so that long runs pass each bound several times.
@@ -116,6 +124,7 @@ class SimOptions:
     p_byref: float = 0.0
     p_owner_exit: float = 0.0
     client_fifo: bool = False
+    async_steps: bool = False
     reply_cache_max: int = 1000
     log_max: int = 1000
     pending_max: int = 1000
@@ -180,6 +189,7 @@ class SimOptions:
                    else "")
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
                 + (" client-fifo" if self.client_fifo else "")
+                + (" async-steps" if self.async_steps else "")
                 + (f" bounds=(reply_cache {self.reply_cache_max}, log {self.log_max}, retain "
                    f"{self.retain_executed_max}, carried {self.carried_announcements_max}, batch {self.batch_max}, "
                    f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max})"
@@ -256,7 +266,14 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     sources_max = 4 * active + opts.sources_max if opts.sources_max < 100_000 and in_order else 100_000
     opts = dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
                                safety_ticks=opts.safety_ticks * scale // 2, sources_max=sources_max)
-    return _draw_workload(rng, opts)
+    opts = _draw_workload(rng, opts)
+    # its own stream: the seeds drawn before async steps existed keep every other choice
+    if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
+        return opts
+    # a frontend call takes up to 3 positions (start, 2 resumes), and a checkpoint (for a joining or
+    # passive backup) waits for the suspended calls to finish: the announcements a replica holds
+    # meanwhile grow with the steps (seed 783: a joining replica past log_max=32)
+    return dataclasses.replace(opts, async_steps=True, log_max=opts.log_max * STEPS_PER_CALL_MAX)
 
 
 def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:

@@ -50,6 +50,9 @@ FEATURES = (
     ("bound wraps", "bound_wraps"),
     ("long methods", "long_methods"),
     ("nested calls", "nested_sends"),
+    ("suspensions", "suspensions"),
+    ("resumes", "resumes"),
+    ("held delivers", "holds"),
 )
 
 
