@@ -52,3 +52,15 @@ def test_a_replica_at_pending_max_keeps_what_the_order_needs() -> None:
     except InvariantViolation as exc:
         assert str(exc).startswith("I4: store-r5 executes c2#3 at 10"), exc
         raise
+
+
+def test_a_passive_primary_with_async_calls_suspended_still_checkpoints() -> None:
+    """Found by the async-steps workload (seed 175: passive, log_max=32): a checkpoint waits for a
+    position at which no call is suspended; a primary that kept starting new async calls while
+    others were suspended never reached one, so its backups' logs grew past log_max and a member
+    refused a Deliver. A primary with a checkpoint due now starts nothing new until its suspended
+    calls finish."""
+    opts = replace(draw_options(175), log_max=32)  # as drawn before log_max grew with the steps
+    assert opts.async_steps and opts.style == "passive"
+    result = run_seed(175, options=opts)  # raised "protocol: member ... more than log_max" before the fix
+    assert result.ops >= 3

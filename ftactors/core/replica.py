@@ -668,6 +668,8 @@ class ReplicaCore:
     def _next_scheduled(self) -> Optional[Execute]:
         if len(self.suspended) >= self.config.suspended_max:
             return None  # resume before starting more
+        if self._snapshot_pending and self.suspended:
+            return None  # a checkpoint is due: let the suspended calls finish first (else it may never come)
         ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
         item = self._sched.pop(ctx)
         if item is None:
