@@ -54,8 +54,10 @@ class OrderLog:
         return msg_id in self.requests or msg_id in self.pos_of
 
     def overfull(self) -> bool:
-        """Whether more than ``log_max`` requests are retained (a backup lags too far)."""
-        return len(self.requests) > self.config.log_max
+        """Whether more than ``log_max`` requests, or announced positions, are retained (a backup lags
+        too far). With async steps a call takes several positions, so the positions can outgrow the
+        requests: a backup holds at most ``log_max`` announcements."""
+        return len(self.requests) > self.config.log_max or len(self.order) > self.config.log_max
 
     def settle(self, rep: Reply) -> None:
         """Record where the request ``rep`` answers stands in the order.
