@@ -491,7 +491,8 @@ class ReplicaCore:
             return False
         if any(m in self.suspended for m in self._resumable):
             return True
-        return len(self._sched) > 0 and len(self.suspended) < self.config.suspended_max
+        return len(self._sched) > 0 and len(self.suspended) < self.config.suspended_max and \
+            not (self._snapshot_pending and self.suspended)
 
     # ------------------------------------------------------------- internals
 
