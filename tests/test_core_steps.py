@@ -103,6 +103,20 @@ def test_checkpoint_waits_until_no_call_is_suspended_and_state_report_keeps_susp
     assert snap is not None and type(snap).__name__ == "Snapshot" and snap.position == 2
 
 
+def test_a_nested_call_back_into_the_group_still_starts_while_a_checkpoint_waits() -> None:
+    """A re-entrant ring: c#1 is suspended on a call that calls back into this group; the callback
+    (a nested source) must start though a checkpoint is due, or c#1 never finishes."""
+    p = core("g-r0", style="passive", checkpoint_every_messages=1)
+    back = Request(kind=Kind.SYNC_REQUEST, msg_id=MsgId("h|c#1", 1), group="g", method="m")
+    p.deliver(Deliver(view=1, requests=(req(1), req(2), back)))
+    p.suspend(step(p).request.msg_id)
+    assert p.has_work()
+    ex = step(p)
+    assert ex.request.msg_id == back.msg_id and ex.resume == 0  # c#2, a client call, waits
+    p.executed(back.msg_id, Outcome(True, None))
+    assert p.next_effect() is None
+
+
 def test_suspended_max_bounds_the_calls_started_and_resumes_go_first() -> None:
     p = core("g-r0", suspended_max=1)
     p.deliver(Deliver(view=1, requests=(req(1), req(2))))

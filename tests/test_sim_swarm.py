@@ -43,7 +43,8 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen, and so
     does every corner of the workload: one-way calls (acknowledged, resubmitted to a restarted
     router), methods that raise and abort, now()/random() drawn and replayed, arguments by
-    reference, async steps (suspended on a nested call, resumed, a Deliver held for a resume), and every evicting bound wrapped several times (its oldest entry evicted while full)."""
+    reference, async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
+    every evicting bound wrapped several times (its oldest entry evicted while full)."""
     summary = run_swarm(300)
     assert not summary.failures, [f.error for f in summary.failures]
     total = summary.counts

@@ -131,6 +131,10 @@ class Snapshot:
 Effect = Union[Restore, Execute, Snapshot]
 
 
+#: client sources never contain it; nested sources do (:func:`~ftactors.core.messages.nested_source`)
+NESTED_MARK = "|"
+
+
 class ReplicaCore:
     """The protocol state machine of one replica.
 
@@ -491,8 +495,9 @@ class ReplicaCore:
             return False
         if any(m in self.suspended for m in self._resumable):
             return True
-        return len(self._sched) > 0 and len(self.suspended) < self.config.suspended_max and \
-            not (self._snapshot_pending and self.suspended)
+        if len(self._sched) == 0 or len(self.suspended) >= self.config.suspended_max:
+            return False
+        return not (self._snapshot_pending and self.suspended) or self._next_nested() is not None
 
     # ------------------------------------------------------------- internals
 
@@ -670,13 +675,22 @@ class ReplicaCore:
         if len(self.suspended) >= self.config.suspended_max:
             return None  # resume before starting more
         if self._snapshot_pending and self.suspended:
-            return None  # a checkpoint is due: let the suspended calls finish first (else it may never come)
+            return self._next_nested()  # a snapshot is due: let the suspended calls drain first
         ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
         item = self._sched.pop(ctx)
         if item is None:
             return None
         self._sched.push(item)  # next_effect removes it, with the request, once chosen
         return Execute(self.executed_upto + 1, item.request, replay=False)
+
+    def _next_nested(self) -> Optional[Execute]:
+        """While suspended calls drain for a due snapshot, start only nested calls (oldest first):
+        a suspended call may wait on a ring back into this group, whose call must start for it to
+        finish; client calls wait until the snapshot is taken (docs/faults.md row 14)."""
+        for mid in self.requests:
+            if NESTED_MARK in mid.source and mid in self._sched:
+                return Execute(self.executed_upto + 1, self.requests[mid], replay=False)
+        return None
 
     def _give_up_order(self) -> None:
         """A new primary waited too long for a message it lacks: drop the order beyond it."""
