@@ -39,7 +39,9 @@ def test_a_new_primary_is_sent_the_requests_of_the_order_it_replays_first(seed: 
 
 
 @pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="open (docs/faults.md): a replica past pending_max drops request copies")
+                   reason="open bug (docs/faults.md): a replica past pending_max drops request copies; "
+                          "the runtime sets pending_max = max(inflight_max, log_max) and its router refuses new "
+                          "calls at inflight_max before relaying them, so only a forced pending_max of 2-8 reaches it")
 def test_a_replica_at_pending_max_keeps_what_the_order_needs() -> None:
     """Open, found by the bounds workload: with pending_max=2 (seed 133) a replica whose pending
     requests are full drops the next copy silently (a backup) or refuses it (the primary, after the
