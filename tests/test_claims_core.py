@@ -10,7 +10,8 @@ as in the core's driving example. The application is a counter:
 * ``add(n)``: ``state += n``; returns the new state.
 * ``fwd(group, n[, method])``: a nested call ``add(n)`` (or ``method``) on
   another group; ``state +=`` its answer. The primary sends the nested request to the callee's router;
-  a backup does not send it and pulls the reply copy by the same MsgId.
+  a backup does not send it: it takes the reply copy its primary pushed (``Deliver.reply_copies``)
+  or, when that copy is missing, pulls it from the callee's router by the same MsgId.
 * ``stamp()``: a nondeterministic value chosen by the primary
   (like ``ftactors.now()``), replayed by the backups from the announcement.
 """
@@ -102,10 +103,17 @@ class Group:
                 callee.router.submit(nreq)
                 rep = callee.wait(nreq.msg_id)
             else:  # a backup: the reply copy, by the same deterministic MsgId (claim 48)
-                self.events.append(("nested_pull", m, str(nreq.msg_id)))
-                status, rep = callee.router.lookup(nreq.msg_id)
-                assert status == "released" and rep is not None
-            core.nested_reply(rep)
+                pushed = core.reply_copy(nreq.msg_id)
+                if pushed is not None:
+                    self.events.append(("nested_copy", m, str(nreq.msg_id)))
+                    rep = pushed
+                else:
+                    self.events.append(("nested_pull", m, str(nreq.msg_id)))
+                    status, pulled = callee.router.lookup(nreq.msg_id)
+                    assert status == "released" and pulled is not None
+                    rep = pulled
+            if send or pushed is None:
+                core.nested_reply(rep)
             self.state[m] += rep.outcome.value
         elif req.method == "stamp":
             nondet = e.nondet if e.replay else (next(_CLOCK),)
@@ -454,6 +462,28 @@ def test_fault_free_steady_load_sends_no_message_beyond_the_unreplicated_ones() 
     assert len({r.msg_id for _, r in g.released}) == len(g.released) == counts["replies"]
 
 
+def test_fault_free_steady_load_with_nested_calls_sends_no_extra_message() -> None:
+    """Claims 2, 36, 48: the same with every call making a nested call: the reply copies reach
+    the caller's backups on the batches of request copies that go anyway; no backup pulls a
+    copy from the callee's router, and no null message carries one."""
+    kw = dict(relay_delay_ticks=1, null_message_ticks=3, heartbeat_ticks=20, failure_timeout_ticks=40)
+    b = Group("b", cfg(**kw), n=3)
+    a = Group("a", cfg(**kw), n=3, peers={"b": b})
+    clients = [ClientCore(f"c{i}") for i in range(3)]
+    for _ in range(20):
+        for c in clients:
+            a.router.submit(c.request("a", "fwd", payload=("b", 1)))
+        a.pump()
+    backup_msgs = a.to_backups()
+    assert backup_msgs and all(d.requests for _, _, d in backup_msgs)
+    assert sum(len(d.reply_copies) for _, _, d in backup_msgs) > 0
+    assert not [e for e in a.events if e[0] == "nested_pull"] and b.router.counts["reply_copies"] == 0
+    for k in ("null_messages", "heartbeats", "recovery_messages", "view_changes", "failovers", "fenced"):
+        assert a.router.counts[k] == 0, k
+    a.settle()  # the idle tail: the last announcements (and copies) go in a null message
+    assert len(set(a.state.values())) == 1 and b.router.counts["reply_copies"] == 0
+
+
 def test_every_announcement_reaches_each_backup_once() -> None:
     """Claims 2, 64: in a fault-free run each announcement goes to each backup exactly once,
     and never to the primary."""
@@ -540,8 +570,10 @@ def test_a_caller_needs_no_knowledge_of_the_callee_replicas() -> None:
 
 def test_nested_reply_is_consumed_without_an_announcement() -> None:
     """Claim 48: the reply to a nested request is consumed at once by the caller's primary and,
-    as a pulled copy by the same MsgId, by its backups; it takes no position in the caller's
-    order and needs no announcement. The callee executes the nested call once."""
+    as a copy by the same MsgId, by its backups; it takes no position in the caller's
+    order and needs no announcement. The callee executes the nested call once. The copies are
+    pushed: each rides to a backup on the Deliver that carries the calling message's
+    announcement, so no backup sends a message of its own for it (claims 36, 37)."""
     b = Group("b", cfg(), n=3)
     a = Group("a", cfg(), n=3, peers={"b": b})
     c = ClientCore("c")
@@ -554,12 +586,35 @@ def test_nested_reply_is_consumed_without_an_announcement() -> None:
     announced = {ann.msg_id for _, d in a.answered for ann in d.announcements}
     assert announced == set(mids(reqs))  # only the client's messages are ordered in a
     sends = [e for e in a.events if e[0] == "nested_send"]
-    pulls = [e for e in a.events if e[0] == "nested_pull"]
+    copies = [e for e in a.events if e[0] == "nested_copy"]
     assert {m for _, m, _ in sends} == {"a-r0"} and len(sends) == 3
-    assert {m for _, m, _ in pulls} == {"a-r1", "a-r2"} and len(pulls) == 6
-    assert {x for _, _, x in pulls} == {x for _, _, x in sends}  # same deterministic ids
+    assert {m for _, m, _ in copies} == {"a-r1", "a-r2"} and len(copies) == 6
+    assert {x for _, _, x in copies} == {x for _, _, x in sends}  # same deterministic ids
+    assert not [e for e in a.events if e[0] == "nested_pull"] and b.router.counts["reply_copies"] == 0
+    for _, _, d in a.to_backups():  # each copy rides with its calling message's announcement
+        callers = {f"a|{ann.msg_id}" for ann in d.announcements}
+        assert {rep.msg_id.source for rep in d.reply_copies} <= callers
     assert b.router.counts["requests"] == 3 and b.order["b-r0"] == b.order["b-r1"]
     assert len(set(a.state.values())) == 1 and a.state["a-r0"] == 1 + 3 + 6
+    assert all(not r._reply_copies for r in a.reps.values())  # each copy dropped once used
+
+
+def test_a_backup_without_its_pushed_copy_pulls_it_by_the_same_id() -> None:
+    """Claim 48, fallback: a copy that never reached a backup (here the primary's Delivered that
+    carried it was lost with a router that restarted) is pulled from the callee's router by the
+    same MsgId; the callee still executes the nested call once."""
+    b = Group("b", cfg(), n=2)
+    a = Group("a", cfg(), n=2, peers={"b": b})
+    c = ClientCore("c")
+    a.router.submit(c.request("a", "fwd", payload=("b", 5)))
+    a.pump()
+    for link in a.router.links.values():  # lost on the way: the backup has announcement only
+        link.reply_copies.clear()
+    a.settle()
+    b.settle()
+    assert [e[1] for e in a.events if e[0] == "nested_pull"] == ["a-r1"]
+    assert b.router.counts["requests"] == 1 and b.order["b-r0"] == b.order["b-r1"]
+    assert a.state == {"a-r0": 5, "a-r1": 5}
 
 
 def test_callee_announcements_ride_on_its_reply_and_are_carried_back() -> None:

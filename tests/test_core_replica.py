@@ -13,6 +13,7 @@ from ftactors.core import (
     CoreConfig,
     Deliver,
     Execute,
+    Kind,
     MsgId,
     NewView,
     Outcome,
@@ -189,3 +190,61 @@ def test_state_report_includes_the_request_being_executed() -> None:
     effect = core.next_effect()
     assert isinstance(effect, Execute) and core.executing is not None
     assert req.msg_id in {r.msg_id for r in core.state_report().requests}
+
+
+# ------------------------------------------------------- pushed reply copies (claim 48)
+
+
+def _nested_reply(caller: MsgId, seq: int = 1, value: int = 7) -> "Reply":
+    from ftactors.core import Reply
+    from ftactors.core.messages import nested_source
+    return Reply(MsgId(nested_source("g", caller), seq), "b", 1, 3, Outcome(True, value))
+
+
+def test_primary_pushes_each_nested_reply_on_its_next_delivered() -> None:
+    """The primary's nested reply goes out once, in the Delivered of the step that consumed it."""
+    core = replica("g-r0")
+    req = Request(kind=Kind.SYNC_REQUEST, msg_id=MsgId("c", 1), group="g", method="m")
+    core.deliver(Deliver(view=1, requests=(req,)))
+    eff = core.next_effect()
+    assert isinstance(eff, Execute)
+    nreq, send = core.nested_request("b", "m")
+    assert send
+    rep = _nested_reply(MsgId("c", 1))
+    assert nreq.msg_id == rep.msg_id
+    core.nested_reply(rep)
+    core.executed(req.msg_id, Outcome(True, None))
+    out = core.take_delivered()
+    assert out.reply_copies == (rep,) and [a.msg_id for a in out.announcements] == [req.msg_id]
+    assert core.take_delivered().reply_copies == ()
+
+
+def test_backup_takes_a_pushed_copy_instead_of_pulling_and_drops_copies_it_no_longer_needs() -> None:
+    """A backup keeps a pushed copy until its call takes it; the copies of a message it executed,
+    and those arriving after it, are dropped; at most ``reply_copies_max`` are kept."""
+    core = ReplicaCore("g", "g-r1", CoreConfig(reply_copies_max=2), "reception", VIEW)
+    c1, c2 = MsgId("c", 1), MsgId("c", 2)
+    req1 = Request(kind=Kind.SYNC_REQUEST, msg_id=c1, group="g", method="m")
+    core.deliver(Deliver(view=1, requests=(req1,), announcements=(ann(1, c1),),
+                         reply_copies=(_nested_reply(c1, 1), _nested_reply(c1, 2))))
+    assert isinstance(core.next_effect(), Execute)
+    nreq, send = core.nested_request("b", "m")
+    assert not send and core.reply_copy(nreq.msg_id) == _nested_reply(c1, 1)
+    core.executed(c1, Outcome(True, None))  # the second call was never made: its copy goes
+    assert not core.has_reply_copy(_nested_reply(c1, 2).msg_id)
+    core.deliver(Deliver(view=1, reply_copies=(_nested_reply(c1, 3),)))  # late: c1 is done here
+    assert not core._reply_copies
+    core.deliver(Deliver(view=1, reply_copies=tuple(_nested_reply(c2, s) for s in (1, 2, 3))))
+    assert [m.seq for m in core._reply_copies] == [2, 3]  # bounded: the oldest dropped
+
+
+def test_passive_backup_drops_copies_a_checkpoint_covers() -> None:
+    """A passive backup never executes; a checkpoint that covers a calling message drops its copies."""
+    from ftactors.core.dedup import DedupTable
+    core = ReplicaCore("g", "g-r1", CoreConfig(style="passive"), "reception", VIEW)
+    c1, c2 = MsgId("c", 1), MsgId("c", 2)
+    core.deliver(Deliver(view=1, reply_copies=(_nested_reply(c1), _nested_reply(c2))))
+    table = DedupTable(100, 100)
+    table.record(c1, None)
+    core.deliver(Deliver(view=1, checkpoint=Checkpoint("g", 1, 1, None, table.export())))
+    assert [caller.source for caller in core._reply_copies] == ["g|c#2"]

@@ -84,6 +84,25 @@ def nested_source(group: str, caller: MsgId) -> str:
     return f"{group}|{caller.source}#{caller.seq}"
 
 
+def caller_of(group: str, source: str) -> Optional[MsgId]:
+    """The calling message of a nested source of ``group`` (the inverse of :func:`nested_source`).
+
+    Args:
+        group: the calling group.
+        source: a source name.
+
+    Returns:
+        ``caller`` if ``source == nested_source(group, caller)``, else None.
+    """
+    prefix = f"{group}|"
+    if not source.startswith(prefix):
+        return None
+    caller_source, sep, seq = source[len(prefix):].rpartition("#")
+    if not sep or not caller_source or not seq.isdigit() or int(seq) < 1:
+        return None
+    return MsgId(caller_source, int(seq))
+
+
 def lineage(source: str) -> Tuple[str, Tuple[int, ...]]:
     """Split a source name into its root and the calling sequence numbers below it.
 
@@ -291,7 +310,9 @@ class Deliver:
         view: the sender's view; replicas reject older views (fencing).
         requests: request copies, in reception order.
         announcements: ordering announcements, ascending by position.
-        reply_copies: replies to nested requests made by this group (claim 48).
+        reply_copies: replies to nested requests made by this group, pushed by its primary
+            for the backups (claim 48): they ride on this Deliver like the announcements of
+            the calling messages, so a backup needs no message of its own to get them.
         new_view: a view to install, or None.
         checkpoint: a checkpoint to store (passive backups) or restore (join).
         snapshot_wanted: ask the primary for a checkpoint now (on demand).
@@ -311,8 +332,9 @@ class Deliver:
 
     @property
     def is_null(self) -> bool:
-        """True if it carries nothing an unreplicated system would send."""
-        return not self.requests and not self.reply_copies and self.new_view is None \
+        """True if it carries nothing an unreplicated system would send (announcements and
+        reply copies are replication's own traffic: alone, they make a null message)."""
+        return not self.requests and self.new_view is None \
             and self.checkpoint is None and not self.snapshot_wanted
 
 
@@ -332,6 +354,9 @@ class Delivered:
         suspended: messages the replica holds suspended (async methods waiting for a
             nested reply or a timer); the router keeps a Deliver outstanding to a
             primary that holds some, which carries their replies back.
+        reply_copies: replies to this group's nested requests that the primary consumed
+            (primary only): the router relays them to the backups on the Delivers that
+            carry the calling messages' announcements (claim 48, no extra message).
     """
 
     replica: str
@@ -342,6 +367,7 @@ class Delivered:
     checkpoint: Optional[Checkpoint] = None
     digests: Tuple[Tuple[int, str], ...] = ()
     suspended: int = 0
+    reply_copies: Tuple[Reply, ...] = ()
 
     kind = Kind.DELIVERED
 

@@ -51,6 +51,7 @@ from ftactors.core.messages import (
     Kind,
     MsgId,
     NewView,
+    caller_of,
     nested_source,
     Outcome,
     Reply,
@@ -188,10 +189,12 @@ class ReplicaCore:
         self._blocked_since: Optional[int] = None
         self._snapshot_pending: Optional[bool] = None
         self._nested_count = 0
-        self._reply_copies: "OrderedDict[MsgId, Reply]" = OrderedDict()
+        self._reply_copies: "OrderedDict[MsgId, Reply]" = OrderedDict()  # at most reply_copies_max
+        self._copies_out: "OrderedDict[MsgId, Reply]" = OrderedDict()  # primary: to push, at most reply_copies_max
         self._recent: "OrderedDict[int, Tuple[Announcement, Request]]" = OrderedDict()  # for recovery
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
-        self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0}
+        self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0,
+                                       "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0}
         if initial_view is not None:
             self.role = Role.PRIMARY if initial_view.primary == replica_id else Role.BACKUP
             if replica_id not in initial_view.members:
@@ -253,6 +256,7 @@ class ReplicaCore:
         self.dedup.acknowledge(msg_id.source, req.ack_below)
         self.executed_upto = self.app_position = ex.position
         self.order.pop(ex.position, None)
+        self._drop_copies_of(msg_id)
         self._recent[ex.position] = (ann, req)
         while len(self._recent) > self.config.retain_executed_max:
             self._recent.popitem(last=False)
@@ -381,8 +385,21 @@ class ReplicaCore:
 
         It is consumed at once (claim 48); the callee's announcements it carries
         are kept to be carried back on the next request to that group (claim 66).
+        At the primary the reply also goes into the outbox for the backups: it rides
+        on the next Delivered, no later than the calling message's announcement, and
+        the router relays it on the Delivers that carry that announcement (a push that
+        costs no message). At most ``reply_copies_max`` wait; the oldest drop first
+        (the backups that needed them pull them).
+
+        Args:
+            reply: the reply, as the callee's router released it.
         """
         self.carry_back(reply.group, reply.announcements)
+        if self.role == Role.PRIMARY:
+            self._copies_out[reply.msg_id] = reply
+            self.counts["reply_copies_out"] += 1
+            while len(self._copies_out) > self.config.reply_copies_max:
+                self._copies_out.popitem(last=False)
 
     def carry_back(self, group: str, announcements: Tuple[Announcement, ...]) -> None:
         """Keep announcements of ``group`` (from its reply to a nested request) to carry back
@@ -402,11 +419,24 @@ class ReplicaCore:
             carry.popitem(last=False)
 
     def reply_copy(self, msg_id: MsgId) -> Optional[Reply]:
-        """A backup: take the reply copy of a nested request, or None if not here yet."""
+        """A backup: take the pushed reply copy of a nested request, or None if not here yet.
+
+        Args:
+            msg_id: the nested request.
+
+        Returns:
+            The copy (consumed: its announcements are kept to carry back), or None; the
+            host then waits up to ``reply_copy_wait_ticks`` for it and pulls it after.
+        """
         rep = self._reply_copies.pop(msg_id, None)
         if rep is not None:
+            self.counts["reply_copies_used"] += 1
             self.nested_reply(rep)
         return rep
+
+    def has_reply_copy(self, msg_id: MsgId) -> bool:
+        """Whether the pushed reply copy of nested request ``msg_id`` is here (not taken)."""
+        return msg_id in self._reply_copies
 
     def carried_for(self, group: str) -> Tuple[Announcement, ...]:
         """Announcements of ``group`` this replica holds (for that group's recovery, claim 65)."""
@@ -448,8 +478,10 @@ class ReplicaCore:
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
+            reply_copies=tuple(self._copies_out.values()),
         )
         self._replies, self._announcements, self._digests = [], [], []
+        self._copies_out.clear()
         self._checkpoint_out = None
         return out
 
@@ -554,6 +586,8 @@ class ReplicaCore:
         self._sched = make_scheduler(self._scheduling, self.config.sources_max)
         self._effects.clear()
         self._replies, self._announcements, self._digests = [], [], []
+        self._reply_copies.clear()
+        self._copies_out.clear()
         self._checkpoint_out = None
         self._blocked_since = None
         self._snapshot_pending = None
@@ -612,12 +646,32 @@ class ReplicaCore:
             self.requests.pop(self.order.pop(pos).msg_id, None)
         for mid in [m for m in self.requests if self.dedup.status(m) != "new"]:
             del self.requests[mid]
+        for mid in [m for m in self._reply_copies if self._caller_done(m)]:
+            del self._reply_copies[mid]  # the checkpoint holds their calling messages' effects
         self.executed_upto = max(self.executed_upto, cp.position)
 
     def _accept_reply_copy(self, rep: Reply) -> None:
+        """A pushed copy of a nested reply: kept until the backup's call takes it, its calling
+        message is executed here or a checkpoint covers it; at most ``reply_copies_max``."""
+        if self._caller_done(rep.msg_id):
+            return  # its calling message ran here already (it pulled the reply)
+        self.counts["reply_copies_in"] += 1
         self._reply_copies[rep.msg_id] = rep
-        while len(self._reply_copies) > self.config.reply_cache_max:
+        while len(self._reply_copies) > self.config.reply_copies_max:
             self._reply_copies.popitem(last=False)
+
+    def _caller_done(self, nested: MsgId) -> bool:
+        """Whether the message whose execution made nested request ``nested`` is done here."""
+        caller = caller_of(self.group, nested.source)
+        return caller is not None and self.dedup.status(caller) != "new"
+
+    def _drop_copies_of(self, caller: MsgId) -> None:
+        """Forget the reply copies of ``caller``'s nested calls (it finished: none is needed)."""
+        if not self._reply_copies:
+            return
+        source = nested_source(self.group, caller)
+        for mid in [m for m in self._reply_copies if m.source == source]:
+            del self._reply_copies[mid]
 
     def _advance_next_seq(self, msg_id: MsgId) -> None:
         """Remember the source's next sequence number (sequence scheduling); the least

@@ -132,6 +132,8 @@ class RouterCore:
             "view_changes": 0, "failovers": 0, "recovery_messages": 0, "fenced": 0, "joins": 0,
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
             "announcements_carried_back": 0, "order_gap_queries": 0,
+            "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
+            "reply_copies_dropped": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -278,8 +280,9 @@ class RouterCore:
     def submit(self, req: Request, copy: bool = False) -> Optional[Reply]:
         """A request arrives from a client or a peer group.
 
-        ``copy`` marks a backup of the calling group fetching the reply copy of a
-        nested request its primary sends (claim 48): counted as a copy, not a duplicate,
+        ``copy`` marks a backup of the calling group pulling the reply copy of a
+        nested request its primary sends (claim 48), the fallback when the pushed copy
+        (``Delivered.reply_copies``) did not reach it: counted as a copy, not a duplicate,
         and never fenced. A lagging backup may still be in a view its group has left;
         its fetch cannot make anything run twice (the request is the one its primary
         sends, under the same MsgId, and the replicas execute a MsgId once), and
@@ -550,6 +553,18 @@ class RouterCore:
             self._merge_announcement(ann)
         for rep in d.replies:
             self._release(rep)
+        self._push_reply_copies(d.reply_copies)
+
+    def _push_reply_copies(self, copies: Tuple[Reply, ...]) -> None:
+        """The primary's nested replies: queue a copy for each backup (claim 48). It rides on the
+        Deliver that carries the calling message's announcement, which the primary sends no
+        earlier, so a backup reaching the nested call holds the copy without a message of its
+        own (no pull from the callee's router)."""
+        skip = self.primary if self.phase == Phase.NORMAL else None
+        for rep in copies:
+            self.counts["reply_copies_pushed"] += len(self.links) - (skip in self.links)
+            self.counts["reply_copies_dropped"] += self.tracker.queue_reply_copy(
+                rep, self.now, skip, self.config.reply_copies_max)
 
     def _check_order_gap(self, acked: int) -> None:
         """A rebuilt router: the primary executed positions it holds no announcement for.

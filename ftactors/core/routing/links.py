@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ftactors.core.messages import Announcement, Checkpoint, NewView, Request
+from ftactors.core.messages import Announcement, Checkpoint, NewView, Reply, Request
 
 #: Divergences a router remembers (the most recent; ``describe()`` shows them).
 DIVERGED_MAX = 64
@@ -34,6 +34,7 @@ class Link:
 
     requests: List[Request] = field(default_factory=list)
     announcements: List[Announcement] = field(default_factory=list)
+    reply_copies: List[Reply] = field(default_factory=list)  # pushed nested replies, at most reply_copies_max
     anns_since: Optional[int] = None
     reqs_since: Optional[int] = None
     checkpoint: Optional[Checkpoint] = None
@@ -59,6 +60,21 @@ class Link:
         if self.anns_since is None:
             self.anns_since = now
         self.announcements.append(ann)
+
+    def queue_reply_copy(self, rep: Reply, now: int, copies_max: int) -> bool:
+        """Queue a nested reply copy: it rides with the announcements (a null message carries
+        them ``null_message_ticks`` after the first). At most ``copies_max`` wait.
+
+        Returns:
+            False if the oldest copy was dropped to make room (the backup will pull it).
+        """
+        if self.anns_since is None:
+            self.anns_since = now
+        self.reply_copies.append(rep)
+        if len(self.reply_copies) > copies_max:
+            del self.reply_copies[0]
+            return False
+        return True
 
     def reload(self, requests: Iterable[Request], announcements: List[Announcement], now: int) -> None:
         """Replace what waits on this link by the whole retained log (a join, repair or new view)."""
@@ -94,6 +110,18 @@ class LinkTracker:
         for name, link in self.links.items():
             if name != skip:
                 link.queue_request(req, now)
+
+    def queue_reply_copy(self, rep: Reply, now: int, skip: Optional[str], copies_max: int) -> int:
+        """Queue a nested reply copy on every link but ``skip``'s (the primary that pushed it).
+
+        Returns:
+            How many links dropped their oldest copy to stay within ``copies_max``.
+        """
+        dropped = 0
+        for name, link in self.links.items():
+            if name != skip:
+                dropped += not link.queue_reply_copy(rep, now, copies_max)
+        return dropped
 
     def queue_announcement(self, ann: Announcement, now: int, skip: Optional[str]) -> None:
         """Queue ``ann`` on every link but ``skip``'s (the primary that made it, in a normal view)."""
@@ -176,7 +204,7 @@ class LinkTracker:
     def idle_since(self, replica: str) -> Optional[int]:
         """When ``replica`` last advanced, if nothing waits for or is in flight to it; else None."""
         link = self.links[replica]
-        if link.requests or link.announcements or link.inflight:
+        if link.requests or link.announcements or link.reply_copies or link.inflight:
             return None
         return link.progress_tick
 

@@ -71,7 +71,9 @@ class Outbox:
         cfg = self.config
         reqs = link.requests[: cfg.batch_max]
         anns = link.announcements if not is_primary or link.new_view else []
-        due_null = bool(anns) and link.anns_since is not None and now - link.anns_since >= cfg.null_message_ticks
+        copies = link.reply_copies  # only backups' links get them queued (and a promoted one's leftovers)
+        due_null = bool(anns or (copies and not is_primary)) and link.anns_since is not None and \
+            now - link.anns_since >= cfg.null_message_ticks
         going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
         if reqs and not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
                 link.reqs_since is not None and now - link.reqs_since < cfg.relay_delay_ticks:
@@ -87,7 +89,7 @@ class Outbox:
             return None
         if poll and not (reqs or link.new_view or link.checkpoint or wanted):
             self.counts["polls"] += 1
-        msg = Deliver(view=view, requests=tuple(reqs), announcements=tuple(anns),
+        msg = Deliver(view=view, requests=tuple(reqs), announcements=tuple(anns), reply_copies=tuple(copies),
                       new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
         del link.requests[: len(reqs)]
         link.reqs_since = now if link.requests else None
@@ -98,8 +100,15 @@ class Outbox:
             self.counts["announcements_in_null"] += len(anns)
         else:
             self.counts["announcements_piggybacked"] += len(anns)
+        if copies:
+            key = "reply_copies_in_null" if msg.is_null else "reply_copies_piggybacked"
+            self.counts[key] = self.counts.get(key, 0) + len(copies)
         if anns:
-            link.announcements, link.anns_since = [], None
+            link.announcements = []
+        if copies:
+            link.reply_copies = []
+        if not link.announcements and not link.reply_copies:
+            link.anns_since = None
         link.new_view, link.checkpoint, link.join = None, None, False
         if wanted:
             link.snapshot_wanted = False
