@@ -63,6 +63,31 @@ def test_nested_calls_take_effect_once_with_backups_using_reply_copies(ray_local
         # claims 66/67: the store's replies carried its announcements to the frontend, whose
         # later nested requests carried them back to the store's router (and on to its backups)
         assert ftactors.describe(store).counts["announcements_carried_back"] >= 5
+        # issue 11: the frontend's primary pushed every reply copy to its backups on the Delivers
+        # that went anyway; no backup pulled one from the store's router (claim 48)
+        assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a reply copy"
+        front_counts = ftactors.stats(front)
+        assert front_counts["reply_copies_pushed"] >= 2 * 11
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_nested_calls_under_load_cost_no_extra_message(ray_local, style):
+    """Issue 11: under load, a call that makes a nested call costs no message beyond the
+    unreplicated ones: reply copies ride to the frontend's backups, nothing is pulled from the
+    store's router, and no null message goes while calls keep coming."""
+    store, front = build(style)
+    try:
+        with Load(front, threads=2) as load:
+            load.wait_calls(60)
+            during = ftactors.stats(front)
+            load.wait_calls(120)
+            after = ftactors.stats(front)
+        assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a reply copy"
+        assert after["reply_copies_pushed"] > during["reply_copies_pushed"]
+        assert after["null_messages"] - during["null_messages"] == 0
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)

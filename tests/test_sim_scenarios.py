@@ -108,7 +108,9 @@ def test_nested_frontend_survives_backend_primary_crash() -> None:
     assert sim.crash_replica("store", "store-r0")
     result = sim.finish()
     assert result.ops == 18
-    assert sim.counts["nested_sends"] > 0 and sim.counts["nested_pulls"] > 0
+    # the frontend's backups get their reply copies from their own primary (claim 48): the
+    # store's failover does not make them pull
+    assert sim.counts["nested_sends"] > 0 and sim.counts["nested_copies"] > 0
 
 
 def test_nested_frontend_survives_its_own_primary_crash() -> None:
@@ -214,3 +216,38 @@ def test_a_rebuilt_router_repairs_the_output_a_ray_host_lost() -> None:
     assert sim.counts["outputs_lost_to_dead_router"] >= 1
     core = sim.routers["store"].core
     assert core is not None and core.counts["order_gap_queries"] >= 1
+
+
+@pytest.mark.parametrize("async_steps", [False, True])
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_fault_free_nested_calls_reach_the_backups_by_push_without_a_pull(style: str, async_steps: bool) -> None:
+    """Claim 48, issue 11: fault-free, every reply copy a calling group's backup needs was pushed
+    to it on a Deliver its router sent anyway; no backup pulls one from the callee's router
+    (``Invariants._check_fault_free`` enforces it on every fault-free run)."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=3, ops_per_client=10, style=style,
+                                  async_steps=async_steps, faults=False))
+    result = sim.finish()
+    assert result.ops == 30
+    store = sim.routers["store"].core
+    front = sim.routers["front"].core
+    assert store is not None and front is not None
+    assert sim.counts["nested_pulls"] == 0 and store.counts["reply_copies"] == 0
+    assert front.counts["reply_copies_pushed"] > 0
+    if style == "semi-active":  # passive backups never execute: they keep copies for a takeover
+        assert sim.counts["nested_copies"] > 0
+
+
+def test_a_backup_whose_pushed_copy_was_lost_pulls_it_after_the_wait() -> None:
+    """Claim 48, fallback: front's router restarts with copies queued for the backups; they were
+    lost with it, so a backup that reaches the nested call pulls the copy after
+    ``reply_copy_wait_ticks``, and every call still takes effect once."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=3, ops_per_client=10))
+    for _ in range(300):
+        sim.step()
+        core = sim.routers["front"].core
+        if core is not None and any(link.reply_copies for link in core.links.values()):
+            break
+    assert sim.crash_router("front")
+    result = sim.finish()
+    assert result.ops == 30
+    assert sim.counts["nested_pulls"] > 0

@@ -270,6 +270,19 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
                     results["systems"][name]["extra_messages_per_call"] = m["extra_messages_per_call"]
                     log(f"  {name}: {m['calls']} calls; per call " + ", ".join(
                         f"{k}={v:.3f}" for k, v in m["per_call"].items() if v))
+                    nested = S.FtActorsNested(systems[name].style)
+                    try:
+                        nested.start()
+                        log(f"[messages] {nested.name}: each call makes a nested call, same load")
+                        # steady arrivals (small windows, more callers): the load never pauses
+                        m = M.messages_under_load(nested, cfg["messages_s"], window=5, threads=4)
+                    finally:
+                        nested.stop()
+                    results["messages"][nested.name] = m
+                    results["systems"][name]["extra_messages_per_nested_call"] = m["extra_messages_per_call"]
+                    results["systems"][name]["nested_pulls_per_call"] = m["per_call"].get("nested_pulls")
+                    log(f"  {nested.name}: {m['calls']} calls; per call " + ", ".join(
+                        f"{k}={v:.3f}" for k, v in m["per_call"].items() if v))
             results["messages"]["design_ray_tasks_per_call"] = {
                 "ray-plain": 1, "ray-restart": 1, "naive-active": 3, "primary-backup-ack": 3,
                 "note": "Ray tasks per application call by construction (ftactors: measured ray_tasks_per_call)"}
@@ -422,6 +435,8 @@ BOUNDS = {
                    "throughput near 0.55x plain on 2 cores, where driver, raylet, router and replicas share "
                    "the CPUs"),
     "messages": "announcements ride on request batches; null messages only when a link is idle",
+    "nested": ("a nested reply reaches the caller's backups pushed, on the Deliver that carries the "
+               "calling message's announcement; a backup pulls it only after a failover or router restart"),
     "failover": ("a dead primary is seen via Ray's ActorDiedError on the pending deliver (~10-15 ms); then "
                  "the router queries survivors, the new primary replays, and re-replication starts a new actor"),
 }
@@ -448,6 +463,13 @@ def verdicts(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         if r.get("extra_messages_per_call") is not None:
             add(f"{name}: zero extra messages under load", round(r["extra_messages_per_call"], 4),
                 r["extra_messages_per_call"] <= TARGETS["extra_messages_per_call"], BOUNDS["messages"])
+        if r.get("nested_pulls_per_call") is not None:
+            add(f"{name}: no reply copy pulled per nested call under load", round(r["nested_pulls_per_call"], 4),
+                r["nested_pulls_per_call"] == 0, BOUNDS["nested"])
+        if r.get("extra_messages_per_nested_call") is not None:
+            add(f"{name}: zero extra messages per nested call under load",
+                round(r["extra_messages_per_nested_call"], 4),
+                r["extra_messages_per_nested_call"] <= TARGETS["extra_messages_per_call"], BOUNDS["nested"])
         if r.get("failover_pause_median_ms") is not None:
             add(f"{name} failover pause median < 50 ms", round(r["failover_pause_median_ms"], 1),
                 r["failover_pause_median_ms"] < TARGETS["failover_pause_median_ms_max"], BOUNDS["failover"])

@@ -197,6 +197,10 @@ def failover(system: System, kills: int, log: Callable[[str], None] = print, thr
 # ------------------------------------------------------------------ messages
 
 
+#: the counters (per call) of messages an unreplicated system would not send
+EXTRA_MESSAGE_COUNTS = ("null_messages", "backend_null_messages", "nested_pulls")
+
+
 def messages_under_load(system: FtActors, seconds: float, window: int = 50, threads: int = 2,
                         idle_s: float = 1.0) -> Dict[str, Any]:
     """ftactors' own counters per call, read twice while pipelined load runs; then idle rates."""
@@ -227,8 +231,10 @@ def messages_under_load(system: FtActors, seconds: float, window: int = 50, thre
     idle = {k: (d[k] - c[k]) / idle_s for k in ("null_messages", "heartbeats", "delivers")}
     # Ray tasks per application call: the invoke, plus the router's deliver batches.
     ray_tasks = 1 + per_call["delivers"] if calls else None
+    # extra: null messages (of a nested system's backend too) and reply copies pulled by backups
+    extra = None if not calls else sum(per_call.get(k) or 0.0 for k in EXTRA_MESSAGE_COUNTS)
     return {"calls": calls, "per_call": per_call, "idle_per_s": idle, "ray_tasks_per_call": ray_tasks,
-            "extra_messages_per_call": per_call.get("null_messages")}
+            "extra_messages_per_call": extra}
 
 
 # ------------------------------------------------------------------ memory

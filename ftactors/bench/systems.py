@@ -323,6 +323,50 @@ class FtActors(System):
                 pass
 
 
+class NestedBench:
+    """A frontend whose every ``inc`` makes one nested call to a backend group (``Bench``)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.n = 0
+
+    def inc(self, x: int = 1) -> int:
+        self.n = ray.get(self.backend.inc.remote(x))
+        return self.n
+
+
+class FtActorsNested(FtActors):
+    """Two ftactors groups of one style, the frontend calling the backend once per call (issue 11:
+    the messages a nested call costs). ``stats()`` is the frontend's counters plus the backend's
+    ``null_messages`` and the reply copies the frontend's backups pulled from it (``nested_pulls``)."""
+
+    def __init__(self, style: str, replicas: int = 3, **settings: Any) -> None:
+        super().__init__(style, replicas, cls=NestedBench, **settings)
+        self.name = f"ftactors-{style}-nested"
+        self.backend: Any = None
+
+    def start(self) -> None:
+        self.backend = ftactors.replicated(replicas=self.replicas, style=self.style, **self._settings)(Bench).remote()
+        ray.get(self.backend.inc.remote(0), timeout=120)
+        self._init_args = (self.backend,)
+        super().start()
+
+    def stats(self) -> Dict[str, int]:
+        out = dict(ftactors.stats(self.h))
+        back = ftactors.stats(self.backend)
+        out["nested_pulls"] = back["reply_copies"]
+        out["backend_null_messages"] = back["null_messages"]
+        return out
+
+    def stop(self) -> None:
+        super().stop()
+        if self.backend is not None:
+            try:
+                ftactors.shutdown(self.backend)
+            except Exception:
+                pass
+
+
 # --------------------------------------------------------------------------- bare relay
 
 

@@ -297,6 +297,9 @@ class ReplicatedMethod:
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
+                pushed = None if send or self._oneway else replica.core.reply_copy(req.msg_id)
+            if pushed is not None:  # its primary pushed the reply here (claim 48): no message
+                return ray.put(pushed.outcome.value)
             ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
             try:
                 if self._oneway:
@@ -306,6 +309,8 @@ class ReplicatedMethod:
             finally:
                 ctx.internal = False
             replica.carry_back_later(h._group, anns)
+            if send:
+                replica.push_later(ctx, req, ref)
         return None if self._oneway else ref
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

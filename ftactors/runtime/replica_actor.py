@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import cloudpickle
 import ray
@@ -45,7 +45,9 @@ from ftactors.core import (
     NewView,
     Outcome,
     RemoteProtocolError,
+    Reply,
     ReplicaCore,
+    Request,
     Restore,
     Role,
     Snapshot,
@@ -214,6 +216,8 @@ class _Replica:
         self._coroutines = Coroutines(self._wake_driver, self.core.config.suspended_max)
         self._polling = False  # the driver waits for a suspended call's event (no step runs)
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
+        # the primary's nested calls whose replies it pushes to the backups, by calling message
+        self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
@@ -441,6 +445,57 @@ class _Replica:
 
         anns_ref.future().add_done_callback(arrived)
 
+    def push_later(self, ctx: "context.CallContext", req: Request, ref: Any) -> None:
+        """The primary made nested call ``req``: push its reply to the backups once it is here.
+
+        The reply is taken at the end of the step that made the call (a sync call's code got it)
+        or of a later step of the same call (an async call resumed by it), and goes out on that
+        step's Delivered, with the calling message's announcement (claim 48); the router relays
+        it to the backups on the Deliver that carries the announcement, so a backup reaching the
+        call pulls nothing from the callee's router.
+
+        Args:
+            ctx: the calling message's context.
+            req: the nested request.
+            ref: the ObjectRef of its value.
+        """
+        if ctx.execute is None:
+            return
+        calls = self._to_push.setdefault(ctx.execute.request.msg_id, [])
+        if len(calls) < self.core.config.reply_copies_max:
+            calls.append((req, ref))
+
+    def _replies_to_push(self, caller: MsgId, finished: bool) -> List[Reply]:
+        """The replies of ``caller``'s nested calls that arrived (without the lock: a local check
+        of Ray's object store, no message). A call whose reply is an error, or is still missing
+        when ``caller`` finishes, is not pushed: the backups pull it."""
+        calls = self._to_push.pop(caller, None) if finished else self._to_push.get(caller)
+        if not calls:
+            return []
+        out, waiting = [], []
+        for req, ref in calls:
+            try:
+                ready, _ = ray.wait([ref], timeout=0, fetch_local=False)
+                if not ready:
+                    waiting.append((req, ref))
+                    continue
+                out.append(Reply(req.msg_id, req.group, 0, 0, Outcome(True, ray.get(ref, timeout=0))))
+            except Exception:  # the nested method raised, or its group failed: the backups pull
+                continue
+        if not finished:
+            if waiting:
+                self._to_push[caller] = waiting
+            else:
+                self._to_push.pop(caller, None)
+        return out
+
+    def _push(self, replies: List[Reply]) -> None:
+        """Hand the replies to the core's outbox (call holding ``_cond``)."""
+        if self.core.role != Role.PRIMARY:
+            return
+        for rep in replies:
+            self.core.nested_reply(rep)
+
     def take_carried(self) -> None:
         """Feed the announcements that arrived to the core. Call holding ``_cond``."""
         while self._carried:
@@ -503,7 +558,12 @@ class _Replica:
         """Carry ``effect`` out (without the lock); return what tells the host it is done."""
         if isinstance(effect, Execute):
             outcome, nondet, wake = self._execute(effect)
-            return lambda: self.host.executed(outcome, nondet, wake)
+            pushed = self._replies_to_push(effect.request.msg_id, finished=outcome is not None)
+
+            def done() -> None:
+                self._push(pushed)  # first: the copies ride no later than the announcement
+                self.host.executed(outcome, nondet, wake)
+            return done
         if isinstance(effect, Snapshot):
             state, digest = self._snapshot(effect)
             return lambda: self.host.snapshot_taken(state, digest)

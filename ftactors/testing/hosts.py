@@ -268,6 +268,15 @@ class ReplicaHost:
             w = sus.wait if sus is not None else None
         if w is None or not self.alive:
             return
+        if not w.send and self.core.role != Role.PRIMARY and not self.paused and \
+                not self.core.has_reply_copy(msg_id) and sus is not None and not self._resume_due(sus):
+            # a backup's suspended call needs its copy only when the order resumes it: the copy
+            # rides with that announcement; until then waiting costs nothing
+            self.sim.schedule_copy_wait(self, msg_id)
+            return
+        if not w.send and self.core.has_reply_copy(msg_id):
+            self.take_pushed_copies()
+            return
         if not self.paused:
             # a primary retransmits with its current view; a deposed one stays fenced
             req = replace(w.request, source_view=self.core.view)
@@ -278,6 +287,31 @@ class ReplicaHost:
                 self.waiting = w
             self.sim.send_nested(self, w.request, pull=not w.send)
         self.sim.schedule_nested_retry(self, msg_id)
+
+    def _resume_due(self, sus: Suspended) -> bool:
+        """Whether the next announced position resumes the suspended call ``sus``."""
+        ann = self.core.order.get(self.core.executed_upto + 1)
+        return ann is not None and ann.resume > 0 and ann.msg_id in self.coros and self.coros[ann.msg_id] is sus
+
+    def take_pushed_copies(self) -> None:
+        """A backup's nested calls whose reply copy its primary pushed (``Deliver.reply_copies``)
+        arrived: the waiting call goes on, suspended ones become resumable (claim 48)."""
+        w = self.waiting
+        if w is not None and not w.send and self.core.has_reply_copy(w.request.msg_id):
+            copy = self.core.reply_copy(w.request.msg_id)
+            assert copy is not None
+            self.sim.count("nested_copies")
+            self.sim.record_nested(copy)
+            self.waiting = None
+            self._advance(copy.outcome.value)
+        for mid, sus in self.coros.items():
+            if not sus.arrived and not sus.wait.send and self.core.has_reply_copy(sus.wait.request.msg_id):
+                copy = self.core.reply_copy(sus.wait.request.msg_id)
+                assert copy is not None
+                self.sim.count("nested_copies")
+                self.sim.record_nested(copy)
+                sus.arrived, sus.value = True, copy.outcome.value
+                self.arrived.append(mid)
 
     # -------------------------------------------------------------- work
 
@@ -298,6 +332,8 @@ class ReplicaHost:
                 self.loop.deliver(msg, self.epoch(inc), seq, inc)
             else:
                 self.receive(inc, msg, seq)
+        if self.alive and not self.paused:
+            self.take_pushed_copies()
         if self.alive:
             self.loop.drive()
 
@@ -495,10 +531,13 @@ class ReplicaHost:
             copy = self.core.reply_copy(req.msg_id)
             if copy is not None:
                 self.waiting = None
+                self.sim.count("nested_copies")
                 self.sim.record_nested(copy)
                 self._advance(copy.outcome.value)
                 return
-        self.sim.send_nested(self, req, pull=not send)
+            self.sim.schedule_copy_wait(self, req.msg_id)  # pulled if not pushed in time
+            return
+        self.sim.send_nested(self, req, pull=False)
         self.sim.schedule_nested_retry(self, req.msg_id)
 
     def _suspend_on(self, wait: NestedWait) -> None:
@@ -508,10 +547,13 @@ class ReplicaHost:
         sus = Suspended(gen, wait)
         copy = None if wait.send else self.core.reply_copy(wait.request.msg_id)
         if copy is not None:
+            self.sim.count("nested_copies")
             self.sim.record_nested(copy)
             sus.arrived, sus.value = True, copy.outcome.value
+        elif not wait.send:
+            self.sim.schedule_copy_wait(self, wait.request.msg_id)  # pulled if not pushed in time
         else:
-            self.sim.send_nested(self, wait.request, pull=not wait.send)
+            self.sim.send_nested(self, wait.request, pull=False)
             self.sim.schedule_nested_retry(self, wait.request.msg_id)
         self._suspend(sus)
 

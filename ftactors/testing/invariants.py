@@ -391,6 +391,9 @@ class Checker:
         if sent != primary.core.executed_upto * backups:
             raise InvariantViolation(f"I5: {group} sent {sent} announcements to {backups} backups for "
                                      f"{primary.core.executed_upto} messages (each exactly once expected)")
+        if self.sim.counts["nested_pulls"]:
+            raise InvariantViolation(f"I5: fault-free run, yet backups pulled {self.sim.counts['nested_pulls']} "
+                                     f"nested reply copies (the primary pushes them, claim 48)")
         retries = self.sim.counts["client_retries"] + self.sim.counts["nested_pulls"] + \
             self.sim.counts["nested_sends"] + self.sim.counts["duplicated"]
         if c["duplicates"] > retries:
