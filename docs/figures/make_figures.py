@@ -8,7 +8,7 @@ Each diagram is a list of steps in a tiny language (one step per row, time flows
 
 * ``("msg", src, dst, label, kind)``: an arrow; ``kind`` picks the colour
   (``app`` application message, ``order`` carries announcements, ``null`` a null
-  message, ``ctrl`` recovery/control traffic, ``copy`` a pulled reply copy).
+  message, ``ctrl`` recovery/control traffic, ``copy`` a pushed reply copy).
 * ``("multi", src, [dst, ...], label, kind)``: one message fanned out (multicast).
 * ``("exec", lane, text)``: a box on a lifeline: the replica executes something.
 * ``("note", lane, text)``: a grey remark next to a lifeline.
@@ -38,7 +38,7 @@ COLOURS = {
     "order": "#c0392b",  # a message carrying announcements (piggybacked)
     "null": "#e67e22",  # a null message: announcements only
     "ctrl": "#6c3483",  # failure detection, recovery, views
-    "copy": "#138d75",  # a pulled reply copy (nested calls)
+    "copy": "#138d75",  # a pushed reply copy (nested calls)
 }
 LANE_W = 2.35  # inches between lifelines
 ROW_H = 0.46  # inches per step
@@ -118,7 +118,7 @@ _LEGEND = {
     "order": "carries announcements",
     "null": "null message (announcements only)",
     "ctrl": "failure detection / recovery",
-    "copy": "reply copy pulled by id",
+    "copy": "carries a reply copy (pushed)",
 }
 
 
@@ -171,18 +171,16 @@ def nested() -> Path:
         ("msg", "router B", "primary A0", "Reply A|c#1#1 (+ annB[7])", "order"),
         ("note", "primary A0", "consumed at once, no announcement (claim 48)"),
         ("exec", "primary A0", "... c#1 done: pos 1"),
-        ("msg", "primary A0", "router A", "Delivered(reply c#1, annA[1])", "order"),
+        ("msg", "primary A0", "router A", "Delivered(reply c#1, annA[1], reply_copies=[A|c#1#1])", "copy"),
         ("msg", "router A", "client", "Reply c#1", "app"),
         ("multi", "router B", ["backup B1"], "Deliver([A|c#1#1], annB[7])", "order"),
-        ("msg", "router A", "backup A1", "Deliver([c#1], annA[1])", "order"),
-        ("exec", "backup A1", "Execute c#1 (replay)"),
-        ("msg", "backup A1", "router B", "pull copy A|c#1#1 (same id)", "copy"),
-        ("msg", "router B", "backup A1", "cached Reply A|c#1#1", "copy"),
+        ("msg", "router A", "backup A1", "Deliver([c#1], annA[1], reply_copies=[A|c#1#1])", "copy"),
+        ("exec", "backup A1", "Execute c#1 (replay): takes the copy, no message"),
         ("phase", "A's next call to B carries B's order back (claims 66, 67)"),
         ("msg", "primary A0", "router B", "Request A|c#2#1 (peer_announcements=[annB[7]])", "order"),
         ("note", "router B", "merges annB[7]; relays to B's backups"),
     ]
-    return draw("nested", "(b) Nested call A -> B: reply copies by id, B's order carried back",
+    return draw("nested", "(b) Nested call A -> B: the reply copy pushed to A's backups, B's order carried back",
                 lanes, steps, legend=("app", "order", "copy"))
 
 
