@@ -239,8 +239,8 @@ def test_fault_free_nested_calls_reach_the_backups_by_push_without_a_pull(style:
 
 def test_a_backup_whose_pushed_copy_was_lost_pulls_it_after_the_wait() -> None:
     """Claim 48, fallback: front's router restarts with copies queued for the backups; they were
-    lost with it, so a backup that reaches the nested call pulls the copy after
-    ``reply_copy_wait_ticks``, and every call still takes effect once."""
+    lost with it, so a backup that reaches the nested call pulls the copy, and every call still
+    takes effect once."""
     sim = Simulator(quiet_options(nested=True, model="kv", clients=3, ops_per_client=10))
     for _ in range(300):
         sim.step()

@@ -63,9 +63,6 @@ class CoreConfig:
         reply_copies_max: replies to nested calls a replica or a router link holds for the
             calling group's backups (pushed copies, claim 48); the oldest drop first (a backup
             that then misses one pulls it from the callee's router).
-        reply_copy_wait_ticks: a backup that reaches a nested call whose pushed reply copy is
-            not here yet waits this long for it before pulling it from the callee's router
-            (the fallback after a failover or a router restart).
         query_on_failover: ask the survivors for their state (claim 65) after a
             primary failure even when the router holds every message they could
             (semi-active, a router that never restarted). False saves a round
@@ -94,7 +91,6 @@ class CoreConfig:
     retain_executed_max: int = 256
     suspended_max: int = 1024
     reply_copies_max: int = 4096
-    reply_copy_wait_ticks: int = 20
     query_on_failover: bool = False
 
     def __post_init__(self) -> None:
@@ -105,7 +101,7 @@ class CoreConfig:
             "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "sources_max", "log_max",
             "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
             "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
-            "suspended_max", "reply_copies_max", "reply_copy_wait_ticks",
+            "suspended_max", "reply_copies_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -425,8 +425,9 @@ class ReplicaCore:
             msg_id: the nested request.
 
         Returns:
-            The copy (consumed: its announcements are kept to carry back), or None; the
-            host then waits up to ``reply_copy_wait_ticks`` for it and pulls it after.
+            The copy (consumed: its announcements are kept to carry back), or None. The
+            copy travels no later than the announcement of the step that needs it, so a host
+            missing it once that announcement is here pulls it from the callee's router.
         """
         rep = self._reply_copies.pop(msg_id, None)
         if rep is not None:

@@ -240,12 +240,6 @@ class Simulator:
         """Arm the retransmission timer of a nested request."""
         self.schedule(self.options.retry_ticks, NestedRetry(host.group, host.rid, msg_id))
 
-    def schedule_copy_wait(self, host: ReplicaHost, msg_id: Any) -> None:
-        """A backup waits ``reply_copy_wait_ticks`` for the pushed copy of a nested reply; its
-        retry timer then pulls it from the callee's router."""
-        wait = self.routers[host.group].config.reply_copy_wait_ticks
-        self.schedule(wait, NestedRetry(host.group, host.rid, msg_id))
-
     def record_nested(self, reply: Reply) -> None:
         """A replica consumed a nested reply; all copies of one must agree (I3)."""
         answer = (reply.position, reply.outcome.value)

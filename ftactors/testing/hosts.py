@@ -272,7 +272,7 @@ class ReplicaHost:
                 not self.core.has_reply_copy(msg_id) and sus is not None and not self._resume_due(sus):
             # a backup's suspended call needs its copy only when the order resumes it: the copy
             # rides with that announcement; until then waiting costs nothing
-            self.sim.schedule_copy_wait(self, msg_id)
+            self.sim.schedule_nested_retry(self, msg_id)
             return
         if not w.send and self.core.has_reply_copy(msg_id):
             self.take_pushed_copies()
@@ -444,6 +444,14 @@ class ReplicaHost:
         self.gen = sus.gen
         if mid in self.arrived:
             self.arrived.remove(mid)
+        if not sus.arrived and not sus.wait.send:
+            copy = self.core.reply_copy(awaited)  # pushed with this step's announcement, or before
+            if copy is not None:
+                self.sim.count("nested_copies")
+                self.sim.record_nested(copy)
+                sus.arrived, sus.value = True, copy.outcome.value
+            else:  # lost with a router that restarted, or a reloaded link: pull it by id
+                self.sim.send_nested(self, sus.wait.request, pull=True)
         if sus.arrived:
             self._advance(sus.value)
         else:  # a backup ahead of its reply copy: the step waits for it, as a sync call does
@@ -535,9 +543,9 @@ class ReplicaHost:
                 self.sim.record_nested(copy)
                 self._advance(copy.outcome.value)
                 return
-            self.sim.schedule_copy_wait(self, req.msg_id)  # pulled if not pushed in time
-            return
-        self.sim.send_nested(self, req, pull=False)
+        # the copy travels no later than the announcement this execution follows: missing now, it
+        # was lost (a router restart, a reloaded link): pull it by id
+        self.sim.send_nested(self, req, pull=not send)
         self.sim.schedule_nested_retry(self, req.msg_id)
 
     def _suspend_on(self, wait: NestedWait) -> None:
@@ -550,8 +558,8 @@ class ReplicaHost:
             self.sim.count("nested_copies")
             self.sim.record_nested(copy)
             sus.arrived, sus.value = True, copy.outcome.value
-        elif not wait.send:
-            self.sim.schedule_copy_wait(self, wait.request.msg_id)  # pulled if not pushed in time
+        elif not wait.send:  # the copy comes with the announcement of the step that resumes the call
+            self.sim.schedule_nested_retry(self, wait.request.msg_id)  # (a promoted backup sends then)
         else:
             self.sim.send_nested(self, wait.request, pull=False)
             self.sim.schedule_nested_retry(self, wait.request.msg_id)
