@@ -398,3 +398,23 @@ def test_recovery_sends_a_new_primary_the_requests_of_the_announced_order_first(
     assert [r.msg_id for r in sends["g-r1"].requests] == [announced[0].msg_id]  # position 1's request first
     link = router.links["g-r1"]
     assert [r.msg_id for r in link.requests] == [r.msg_id for r in announced[1:]]  # then 2, 3, 4
+
+
+def test_pushed_reply_copies_go_to_every_backup_once_bounded_per_link() -> None:
+    """Claim 48: the primary's nested replies are queued for each backup (never back to the
+    primary), ride on the next Deliver with the announcements, and at most ``reply_copies_max``
+    wait on a link (the oldest dropped, counted; that backup pulls it)."""
+    router = RouterCore("g", CoreConfig(reply_copies_max=2, null_message_ticks=1), MEMBERS)
+    copies = tuple(Reply(MsgId(nested_source("g", MsgId("c", 1)), s), "b", 1, s, Outcome(True, s))
+                   for s in (1, 2, 3))
+    ann = Announcement("g", 1, 1, MsgId("c", 1))
+    router.on_delivered(Delivered("g-r0", 1, announcements=(ann,), acked_position=1, reply_copies=copies))
+    assert router.counts["reply_copies_pushed"] == 6 and router.counts["reply_copies_dropped"] == 2
+    router.tick(5)
+    sends = dict(router.ready().sends)
+    assert "g-r0" not in sends or not sends["g-r0"].reply_copies
+    for backup in ("g-r1", "g-r2"):
+        d = sends[backup]
+        assert [r.msg_id.seq for r in d.reply_copies] == [2, 3] and d.announcements == (ann,)
+    assert router.counts["reply_copies_in_null"] + router.counts["reply_copies_piggybacked"] == 4
+    assert not any(link.reply_copies for link in router.links.values())
