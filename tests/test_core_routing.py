@@ -476,3 +476,18 @@ def test_outbox_batches_what_is_left_after_a_full_batch() -> None:
     assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=1, callers_wait=False) == []
     (_, rest), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=2, callers_wait=False)
     assert seqs(rest.requests) == [3]
+
+
+def test_outbox_does_not_count_a_deliver_carrying_a_new_view_to_a_suspended_primary_as_a_poll() -> None:
+    """``polls`` counts only Delivers sent to collect the primary's work; one that carries a new
+    view goes anyway, even while the primary holds suspended calls."""
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(CoreConfig(), counts), LinkTracker(("g-r0", "g-r1"))
+    tracker.links["g-r0"].new_view = NewView(2, ("g-r0", "g-r1"))
+    tracker.links["g-r0"].suspended = 1
+    (name, sent), = outbox.sends(tracker, ["g-r0"], view=2, now=0, callers_wait=False)
+    assert name == "g-r0" and sent.new_view is not None and counts["polls"] == 0
+    tracker.acknowledge("g-r0", 0, now=1)  # the primary answered, its calls still suspended
+    (_, poll), = outbox.sends(tracker, ["g-r0"], view=2, now=1, callers_wait=False)
+    assert poll.new_view is None and counts["polls"] == 1
