@@ -478,9 +478,9 @@ def test_outbox_batches_what_is_left_after_a_full_batch() -> None:
     assert seqs(rest.requests) == [3]
 
 
-def test_outbox_does_not_count_a_deliver_carrying_a_new_view_to_a_suspended_primary_as_a_poll() -> None:
+def test_outbox_does_not_count_a_deliver_to_a_suspended_primary_that_goes_anyway_as_a_poll() -> None:
     """``polls`` counts only Delivers sent to collect the primary's work; one that carries a new
-    view goes anyway, even while the primary holds suspended calls."""
+    view or asks for a snapshot goes anyway, even while the primary holds suspended calls."""
     counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
                              "announcements_piggybacked")}
     outbox, tracker = Outbox(CoreConfig(), counts), LinkTracker(("g-r0", "g-r1"))
@@ -491,3 +491,7 @@ def test_outbox_does_not_count_a_deliver_carrying_a_new_view_to_a_suspended_prim
     tracker.acknowledge("g-r0", 0, now=1)  # the primary answered, its calls still suspended
     (_, poll), = outbox.sends(tracker, ["g-r0"], view=2, now=1, callers_wait=False)
     assert poll.new_view is None and counts["polls"] == 1
+    tracker.acknowledge("g-r0", 0, now=2)
+    tracker.links["g-r0"].snapshot_wanted = True  # a digest check asks the primary for a snapshot
+    (_, asks), = outbox.sends(tracker, ["g-r0"], view=2, now=2, callers_wait=False)
+    assert asks.snapshot_wanted and counts["polls"] == 1
