@@ -495,3 +495,19 @@ def test_outbox_does_not_count_a_deliver_to_a_suspended_primary_that_goes_anyway
     tracker.links["g-r0"].snapshot_wanted = True  # a digest check asks the primary for a snapshot
     (_, asks), = outbox.sends(tracker, ["g-r0"], view=2, now=2, callers_wait=False)
     assert asks.snapshot_wanted and counts["polls"] == 1
+
+
+def test_log_keeps_the_position_of_an_async_call_until_its_last_step_is_trimmed() -> None:
+    """An async call holds one position per step. Trimming its first step must not forget the
+    call while a later step is still retained: the router looks calls up by position
+    (``pos_of``: a rebuilt router asks the primary again for a waiting call it knows a position
+    of; its intake skips the sequence numbers it already knows)."""
+    log = OrderLog(CoreConfig())
+    log.retain(req("c", 1))
+    log.merge(ann(1, seq=1))  # c#1 starts at 1 and suspends
+    log.merge(Announcement("g", 1, 2, MsgId("c", 1), (), 1))  # it resumes and finishes at 2
+    log.settle(reply("c", 1, position=2))
+    log.trim(1)  # every member executed position 1 only
+    assert log.pos_of == {MsgId("c", 1): 2} and log.knows(MsgId("c", 1))
+    log.trim(2)
+    assert log.pos_of == {} and not log.knows(MsgId("c", 1))
