@@ -967,3 +967,18 @@ def test_backups_blocked_at_different_times_are_each_counted_as_resyncs() -> Non
     assert removed == {"g-r1": 2 * cfg.failure_timeout_ticks + 2,
                        "g-r2": slow_answer_at + 2 * cfg.failure_timeout_ticks + 1}
     assert router.counts["resyncs"] == 2
+
+
+def test_a_call_refused_as_overloaded_takes_no_place_in_the_order_and_is_not_retained() -> None:
+    """The overloaded error reply holds position 0 (answered without executing): its caller may
+    retry it, and the router does not retain the refused request for recovery."""
+    g = Group(CoreConfig(pending_max=1))
+    client = ClientCore("c")
+    kept, refused = client.request("g", "add", payload=1), client.request("g", "add", payload=2)
+    g.router.submit(kept)
+    g.router.submit(refused)
+    g.pump(6)
+    by_id = {r.msg_id: r for r in g.released}
+    assert isinstance(by_id[refused.msg_id].outcome.value, GroupOverloadedError)
+    assert by_id[refused.msg_id].position == 0 and by_id[kept.msg_id].position == 1
+    assert g.router.describe()["retained_requests"] == 0

@@ -476,3 +476,38 @@ def test_outbox_batches_what_is_left_after_a_full_batch() -> None:
     assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=1, callers_wait=False) == []
     (_, rest), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=2, callers_wait=False)
     assert seqs(rest.requests) == [3]
+
+
+def test_outbox_does_not_count_a_deliver_to_a_suspended_primary_that_goes_anyway_as_a_poll() -> None:
+    """``polls`` counts only Delivers sent to collect the primary's work; one that carries a new
+    view or asks for a snapshot goes anyway, even while the primary holds suspended calls."""
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(CoreConfig(), counts), LinkTracker(("g-r0", "g-r1"))
+    tracker.links["g-r0"].new_view = NewView(2, ("g-r0", "g-r1"))
+    tracker.links["g-r0"].suspended = 1
+    (name, sent), = outbox.sends(tracker, ["g-r0"], view=2, now=0, callers_wait=False)
+    assert name == "g-r0" and sent.new_view is not None and counts["polls"] == 0
+    tracker.acknowledge("g-r0", 0, now=1)  # the primary answered, its calls still suspended
+    (_, poll), = outbox.sends(tracker, ["g-r0"], view=2, now=1, callers_wait=False)
+    assert poll.new_view is None and counts["polls"] == 1
+    tracker.acknowledge("g-r0", 0, now=2)
+    tracker.links["g-r0"].snapshot_wanted = True  # a digest check asks the primary for a snapshot
+    (_, asks), = outbox.sends(tracker, ["g-r0"], view=2, now=2, callers_wait=False)
+    assert asks.snapshot_wanted and counts["polls"] == 1
+
+
+def test_log_keeps_the_position_of_an_async_call_until_its_last_step_is_trimmed() -> None:
+    """An async call holds one position per step. Trimming its first step must not forget the
+    call while a later step is still retained: the router looks calls up by position
+    (``pos_of``: a rebuilt router asks the primary again for a waiting call it knows a position
+    of; its intake skips the sequence numbers it already knows)."""
+    log = OrderLog(CoreConfig())
+    log.retain(req("c", 1))
+    log.merge(ann(1, seq=1))  # c#1 starts at 1 and suspends
+    log.merge(Announcement("g", 1, 2, MsgId("c", 1), (), 1))  # it resumes and finishes at 2
+    log.settle(reply("c", 1, position=2))
+    log.trim(1)  # every member executed position 1 only
+    assert log.pos_of == {MsgId("c", 1): 2} and log.knows(MsgId("c", 1))
+    log.trim(2)
+    assert log.pos_of == {} and not log.knows(MsgId("c", 1))

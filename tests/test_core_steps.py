@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ftactors.core import (
     CoreConfig,
     Deliver,
     Execute,
     Kind,
+    LocalProtocolError,
     MsgId,
     NewView,
     Outcome,
     ReplicaCore,
     Request,
     Role,
+    Snapshot,
 )
 
 VIEW = NewView(1, ("g-r0", "g-r1"))
@@ -145,3 +149,85 @@ def test_new_primary_replays_announced_resumes_then_chooses() -> None:
     b.set_resumable((MsgId("c", 2),))
     ex = step(b)
     assert not ex.replay and ex.resume == 1 and ex.position == 3
+
+
+def test_a_step_reported_for_a_message_not_executing_is_refused_and_named() -> None:
+    """A host that reports a suspend (or an outcome) for the wrong message gets a typed error
+    naming the call it made, the message and what is executing."""
+    p = core("g-r0")
+    p.deliver(Deliver(view=1, requests=(req(1), req(2))))
+    step(p)
+    with pytest.raises(LocalProtocolError, match=r"^suspend\(c#2\) but executing c#1$"):
+        p.suspend(MsgId("c", 2))
+    with pytest.raises(LocalProtocolError, match=r"^executed\(c#2\) but executing c#1$"):
+        p.executed(MsgId("c", 2), Outcome(True, None))
+    p.suspend(MsgId("c", 1))  # the refused reports changed nothing
+    with pytest.raises(LocalProtocolError, match=r"^suspend\(c#1\) but executing None$"):
+        p.suspend(MsgId("c", 1))
+
+
+def test_retries_of_a_suspended_call_are_counted_as_duplicates_and_not_started_again() -> None:
+    p = core("g-r0")
+    p.deliver(Deliver(view=1, requests=(req(1),)))
+    p.suspend(step(p).request.msg_id)
+    for _ in range(2):  # the caller retries while its call waits for a nested reply
+        p.deliver(Deliver(view=1, requests=(req(1),)))
+    assert p.counts["duplicates"] == 2
+    assert p.next_effect() is None and not p.has_work()
+
+
+def test_the_resume_order_a_backup_reports_is_the_order_the_primary_announced() -> None:
+    """A rebuilt router recovers the order from the replicas' state reports, and a promoted
+    primary re-announces it: a backup must report each resume step with its wake, as announced
+    (the hosts replaying it check the wake against the event they hold)."""
+    p = core("g-r0")
+    p.deliver(Deliver(view=1, requests=(req(1),)))
+    p.suspend(step(p).request.msg_id)
+    p.set_resumable((MsgId("c", 1),))
+    p.executed(step(p).request.msg_id, Outcome(True, None), (), ("timer", 7))
+    announced = p.take_delivered().announcements
+    assert [(a.position, a.resume, a.wake) for a in announced] == [(1, 0, None), (2, 1, ("timer", 7))]
+
+    b = core("g-r1")
+    b.deliver(Deliver(view=1, requests=(req(1),), announcements=announced))
+    b.suspend(step(b).request.msg_id)
+    b.executed(step(b).request.msg_id, Outcome(True, None), (), ("ignored", 0))
+    assert b.state_report().announcements == announced
+
+
+def test_a_nested_call_started_while_a_checkpoint_waits_is_a_fresh_step() -> None:
+    """The drain for a due checkpoint starts the nested call as the primary's own choice: a
+    first step, not a replay of announced order, at the next position."""
+    p = core("g-r0", style="passive", checkpoint_every_messages=1)
+    back = Request(kind=Kind.SYNC_REQUEST, msg_id=MsgId("h|c#1", 1), group="g", method="m")
+    p.deliver(Deliver(view=1, requests=(req(1), back)))
+    p.suspend(step(p).request.msg_id)
+    assert p.next_effect() == Execute(2, back, replay=False)
+
+
+def snapshot_after_steps(steps: int, **cfg: object) -> object:
+    """A passive primary runs c#1 as ``steps`` steps (it suspends after all but the last);
+    returns the effect that follows."""
+    p = core("g-r0", style="passive", **cfg)
+    p.deliver(Deliver(view=1, requests=(req(1),)))
+    p.suspend(step(p).request.msg_id)
+    for _ in range(steps - 2):
+        p.set_resumable((MsgId("c", 1),))
+        p.suspend(step(p).request.msg_id)
+    p.set_resumable((MsgId("c", 1),))
+    last = step(p)
+    p.executed(last.request.msg_id, Outcome(True, None))
+    assert last.position == steps
+    return p.next_effect()
+
+
+def test_a_checkpoint_waiting_for_a_suspended_call_is_taken_when_it_finishes() -> None:
+    """Checkpoint due at 4 while c#1 is suspended; a digest falls due at 5 meanwhile: the snapshot
+    taken once c#1 finishes at 6 is still the checkpoint's (its state goes to the backups)."""
+    assert snapshot_after_steps(6, checkpoint_every_messages=4, digest_every_messages=5) == Snapshot(6, True)
+
+
+def test_a_checkpoint_waiting_for_a_suspended_call_is_not_lost_when_a_digest_falls_due_as_it_finishes() -> None:
+    """Checkpoint due at 4 while c#1 is suspended; c#1 finishes at 5, where a digest is due: the one
+    snapshot taken there must serve the checkpoint (a state), not only the digest."""
+    assert snapshot_after_steps(5, checkpoint_every_messages=4, digest_every_messages=5) == Snapshot(5, True)

@@ -237,7 +237,8 @@ class Reply:
         msg_id: the request answered.
         group: the group that answered.
         view: the view of the primary that produced the reply.
-        position: where the request was executed in the group's order.
+        position: where the request was executed in the group's order; 0 when it was
+            answered without executing (an error such as overload): the router retains nothing.
         outcome: the value or the exception.
         announcements: the group's announcements piggybacked on this reply
             (claims 42-47); the source carries them back (claim 66).

@@ -766,8 +766,11 @@ class ReplicaCore:
             self._want_snapshot(for_checkpoint=False)
 
     def _want_snapshot(self, for_checkpoint: bool) -> None:
+        # a checkpoint still pending (it waited for suspended calls) is kept when a digest falls
+        # due: one snapshot with the state serves both
+        for_checkpoint = for_checkpoint or bool(self._snapshot_pending)
         if self.executing is not None or self.suspended:  # a checkpoint never holds a half-run coroutine
-            self._snapshot_pending = bool(self._snapshot_pending) or for_checkpoint  # after this execution
+            self._snapshot_pending = for_checkpoint  # after this execution
             return
         self._snapshot_pending = None
         if any(isinstance(e, Snapshot) and e.position == self.executed_upto for e in self._effects):
