@@ -75,3 +75,15 @@ def test_a_backup_never_holds_more_than_log_max_announcements_with_async_steps()
     Deliver ("more than log_max=96 announcements"). The router now also counts retained positions."""
     result = run_seed(102111, style="semi-active", scheduling="priority")  # raised before the fix
     assert result.ops >= 3
+
+
+def test_a_call_back_into_a_group_is_admitted_past_inflight_max() -> None:
+    """Found by the re-entrant rings of the workload (seed 441: passive, fair, inflight_max=7): seven
+    client calls waited at the front's router, one of them a ring (front -> store -> front) whose
+    store call waited for its call back into the front; the front's router refused that call
+    (GroupOverloadedError: inflight_max requests waiting), the store retried it for ever, and no
+    call completed (I6). A call that descends from a call waiting at this router is part of it."""
+    opts = draw_options(441)
+    assert opts.async_steps and opts.p_ring and opts.inflight_max == 7
+    result = run_seed(441)  # raised "I6: c0#48 pending over 664 ticks after faults stopped" before the fix
+    assert result.counts["reentrant_starts"] > 0 and result.ops >= 100
