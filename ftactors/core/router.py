@@ -57,6 +57,12 @@ from ftactors.core.routing.recovery import RECOVERY_ROUNDS_MAX, Recovery
 
 __all__ = ["DIGESTS_MIN", "RECOVERY_ROUNDS_MAX", "TRANSITIONS", "Phase", "RouterCore", "RouterReady"]
 
+#: calls back into a group (from a call waiting at its router) are admitted past ``inflight_max``,
+#: up to this many times ``inflight_max`` requests waiting in all
+REENTRANT_INFLIGHT_FACTOR = 2
+#: the most calling levels a request's source is walked up to find a call of this group
+REENTRANT_DEPTH_MAX = 32
+
 
 class Phase(str, enum.Enum):
     """What the router is doing."""
@@ -298,7 +304,8 @@ class RouterCore:
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
             StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
                 source group.
-            GroupOverloadedError: ``inflight_max`` requests are already waiting.
+            GroupOverloadedError: ``inflight_max`` requests are already waiting (a call back into
+                this group from one of them, as in a ring A -> B -> A, up to twice as many).
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
@@ -327,14 +334,35 @@ class RouterCore:
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None
-        if len(self.pending) >= self.config.inflight_max:
+        if len(self.pending) >= self.config.inflight_max and not self._reentrant(req):
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
+        if len(self.pending) >= REENTRANT_INFLIGHT_FACTOR * self.config.inflight_max:
+            raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight, and as many "
+                                       f"calls back into the group")
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:
             for ready in self.intake.admit(req, self.now):
                 self._accept(ready)
         return None
+
+    def _reentrant(self, req: Request) -> bool:
+        """Whether ``req`` descends from a call that waits for its reply at this router (a ring
+        A -> B -> A: its source names the calling groups' messages up to a call of this group).
+        Refusing it would leave that call unable to finish, and with it the calls that fill the
+        bound: it is admitted past ``inflight_max`` (docs/faults.md, row 16)."""
+        source = req.msg_id.source
+        for _ in range(REENTRANT_DEPTH_MAX):
+            if "|" not in source:
+                return False
+            group, caller = source.split("|", 1)
+            caller_source, sep, seq = caller.rpartition("#")
+            if not sep or not seq.isdigit() or int(seq) < 1 or not caller_source:
+                return False
+            if group == self.group and MsgId(caller_source, int(seq)) in self.pending:
+                return True
+            source = caller_source
+        return False
 
     def _gap_ticks(self, arrived: int) -> int:
         """How long a request that arrived at tick ``arrived`` waits for an earlier one of its source:
