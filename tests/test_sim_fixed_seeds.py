@@ -87,3 +87,15 @@ def test_a_call_back_into_a_group_is_admitted_past_inflight_max() -> None:
     assert opts.async_steps and opts.p_ring and opts.inflight_max == 7
     result = run_seed(441)  # raised "I6: c0#48 pending over 664 ticks after faults stopped" before the fix
     assert result.counts["reentrant_starts"] > 0 and result.ops >= 100
+
+
+def test_a_new_primary_is_sent_the_starts_of_the_order_it_replays_not_its_resumes() -> None:
+    """Found by the rings and timers of the workload (seed 100128: semi-active, deadline, batch_max=3,
+    one Deliver in flight to the primary): after a failover the router sent the new primary the
+    requests of the announced order past its position one per announced *step*: the resumes of calls
+    it already held suspended first, a call with several steps as often as it has steps. The start
+    it needed next came after ``recovery_timeout_ticks``, so it gave the announced order up and put
+    another call at an acknowledged position (``I4: front-r2 executes c0#4 at 30, where the
+    acknowledged c1#5 is``). Each message's request goes once, at its start's place."""
+    result = run_seed(100128, style="semi-active", scheduling="deadline")  # raised the I4 above before the fix
+    assert result.counts["crashes"] > 0 and result.counts["timers"] > 0 and result.ops >= 70
