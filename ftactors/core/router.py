@@ -765,26 +765,38 @@ class RouterCore:
             link = self.links[m]
             link.acked = executed[m]
             link.inflight = 0
-            link.reload(self._catch_up_order(executed[m]), self.log.after(executed[m]), self.now)
+            held = {r.msg_id for r in reports[m].requests} if m in reports else set()
+            link.reload(self._catch_up_order(executed[m], held), self.log.after(executed[m]), self.now)
         self.recovery.reports = {}
         if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
 
-    def _catch_up_order(self, executed: int) -> List[Request]:
-        """Every request held, those at announced positions past ``executed`` first and in position
-        order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and gives
-        it up after ``recovery_timeout_ticks`` without the next one, so the next one must come next.
+    def _catch_up_order(self, executed: int, held: Set[MsgId]) -> List[Request]:
+        """Every request held, those started at announced positions past ``executed`` first and in
+        position order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and
+        gives it up after ``recovery_timeout_ticks`` without the next one, so the next one must come
+        next. A resume position sends nothing: its message started earlier (the new primary holds it
+        suspended, or gets it at its start's place), and sending it again would take the place of the
+        start the primary needs; nor does a request the member reported holding (it goes after the
+        others, in case): with async steps a backup holds many of the order's requests (docs/faults.md,
+        row 17).
 
         Args:
             executed: the position the new primary executed up to.
+            held: the requests the member reported holding (its ``StateReport``).
 
         Returns:
             The requests to reload its link with.
         """
-        first = [self.requests[a.msg_id] for a in self.log.after(executed) if a.msg_id in self.requests]
-        ids = {r.msg_id for r in first}
+        first: List[Request] = []
+        ids: Set[MsgId] = set()
+        for a in self.log.after(executed):
+            # a resume's message started earlier: once, at its start's place (async steps)
+            if a.resume == 0 and a.msg_id in self.requests and a.msg_id not in ids and a.msg_id not in held:
+                first.append(self.requests[a.msg_id])
+                ids.add(a.msg_id)
         return first + [r for r in self.requests.values() if r.msg_id not in ids]
 
     def _new_view(self, members: List[str]) -> None:
