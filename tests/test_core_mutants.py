@@ -7,6 +7,7 @@ observability reads, boundaries of the timeouts and bounds in ``CoreConfig``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import List, Optional
 
 import pytest
@@ -29,6 +30,7 @@ from ftactors.core import (
     ReplyUnavailableError,
     RouterCore,
     StaleViewError,
+    nested_source,
 )
 from ftactors.core.scheduler import Queued, ScheduleContext, make_scheduler
 from tests.test_core_router import MEMBERS, Group
@@ -202,6 +204,27 @@ def test_router_accepts_exactly_inflight_max_calls() -> None:
     g.router.submit(client.request("g", "add", payload=1))
     with pytest.raises(GroupOverloadedError, match="2 requests in flight"):
         g.router.submit(client.request("g", "add", payload=1))
+
+
+def test_router_admits_a_call_back_into_the_group_past_inflight_max() -> None:
+    """A ring g -> h -> g: the call back descends from a call waiting at g's router; refusing it
+    would leave that call, and the calls filling the bound, waiting for ever (docs/faults.md row 18).
+    It is admitted, up to twice ``inflight_max``; an unrelated nested call is refused as before."""
+    g = Group(CoreConfig(inflight_max=2))
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.router.submit(client.request("g", "add", payload=1))
+    h_call = MsgId(nested_source("g", first.msg_id), 1)  # the call h executes for c#1
+    back = replace(first, msg_id=MsgId(nested_source("h", h_call), 1), source_view=1)
+    assert g.router.submit(back) is None and back.msg_id in g.router.pending
+    other = MsgId(nested_source("h", MsgId(nested_source("g", MsgId("c", 9)), 1)), 1)  # c#9 does not wait here
+    with pytest.raises(GroupOverloadedError):
+        g.router.submit(replace(first, msg_id=other, source_view=1))
+    back2 = replace(back, msg_id=MsgId(back.msg_id.source, 2))
+    assert g.router.submit(back2) is None
+    with pytest.raises(GroupOverloadedError, match="as many calls back"):
+        g.router.submit(replace(back, msg_id=MsgId(back.msg_id.source, 3)))
 
 
 def test_a_removed_member_is_reported_retired_to_the_host() -> None:

@@ -75,3 +75,27 @@ def test_a_backup_never_holds_more_than_log_max_announcements_with_async_steps()
     Deliver ("more than log_max=96 announcements"). The router now also counts retained positions."""
     result = run_seed(102111, style="semi-active", scheduling="priority")  # raised before the fix
     assert result.ops >= 3
+
+
+def test_a_call_back_into_a_group_is_admitted_past_inflight_max() -> None:
+    """Found by the re-entrant rings of the workload (seed 441: passive, fair, inflight_max=7): seven
+    client calls waited at the front's router, one of them a ring (front -> store -> front) whose
+    store call waited for its call back into the front; the front's router refused that call
+    (GroupOverloadedError: inflight_max requests waiting), the store retried it for ever, and no
+    call completed (I6). A call that descends from a call waiting at this router is part of it."""
+    opts = draw_options(441)
+    assert opts.async_steps and opts.p_ring and opts.inflight_max == 7
+    result = run_seed(441)  # raised "I6: c0#48 pending over 664 ticks after faults stopped" before the fix
+    assert result.counts["reentrant_starts"] > 0 and result.ops >= 100
+
+
+def test_a_new_primary_is_sent_the_starts_of_the_order_it_replays_not_its_resumes() -> None:
+    """Found by the rings and timers of the workload (seed 100128: semi-active, deadline, batch_max=3,
+    one Deliver in flight to the primary): after a failover the router sent the new primary the
+    requests of the announced order past its position one per announced *step*: the resumes of calls
+    it already held suspended first, a call with several steps as often as it has steps. The start
+    it needed next came after ``recovery_timeout_ticks``, so it gave the announced order up and put
+    another call at an acknowledged position (``I4: front-r2 executes c0#4 at 30, where the
+    acknowledged c1#5 is``). Each message's request goes once, at its start's place."""
+    result = run_seed(100128, style="semi-active", scheduling="deadline")  # raised the I4 above before the fix
+    assert result.counts["crashes"] > 0 and result.counts["timers"] > 0 and result.ops >= 70

@@ -10,7 +10,7 @@ import pytest
 
 from ftactors.core import Execute, ReplicaCore, Role, RouterCore
 from ftactors.core.messages import Reply
-from ftactors.testing import SimOptions, Simulator, draw_options, run_swarm
+from ftactors.testing import InvariantViolation, SimOptions, Simulator, draw_options, run_seed, run_swarm
 from ftactors.testing.__main__ import main
 from ftactors.testing.hosts import ReplicaHost
 
@@ -189,3 +189,68 @@ def test_backup_resuming_in_arrival_order_breaks_agreement(monkeypatch: pytest.M
     assert summary.failures, "the planted resume-order bug went unnoticed"
     error = summary.failures[0].error
     assert RESUMED_OUT_OF_ORDER.match(error), error
+
+
+#: seeds from 500 with re-entrant rings or timers in the workload (``draw_options``)
+RING_SEEDS = [s for s in range(500, 800) if draw_options(s).p_ring][:20]
+TIMER_SEEDS = [s for s in range(500, 800) if draw_options(s).p_timer][:20]
+
+
+def _no_reentrance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: a primary starts no new call while one is suspended (an async method is run
+    as a sync one that yields only to its own nested replies): a call back into the group waits."""
+    original = ReplicaCore._next_scheduled
+
+    def one_at_a_time(self: ReplicaCore) -> Optional[Execute]:
+        return None if self.suspended else original(self)
+
+    monkeypatch.setattr(ReplicaCore, "_next_scheduled", one_at_a_time)
+
+
+def test_no_reentrance_is_caught_by_the_rings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ring front -> store -> front cannot finish: no call completes once one is in flight (I6)."""
+    _no_reentrance(monkeypatch)
+    failures = []
+    for seed in RING_SEEDS[:6]:
+        try:
+            run_seed(seed)
+        except InvariantViolation as exc:
+            failures.append(str(exc))
+    assert failures, "the planted no-re-entrance bug went unnoticed"
+    assert all(f.startswith("I6: ") for f in failures), failures
+
+
+def test_no_reentrance_goes_unnoticed_without_rings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same plant with the workload of before (async steps, no rings): invisible."""
+    _no_reentrance(monkeypatch)
+    for seed in RING_SEEDS[:6]:
+        run_seed(seed, options=dataclasses.replace(draw_options(seed), p_ring=0.0))
+
+
+def test_timers_armed_only_on_the_primary_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: a backup does not arm a sleeping call's timer (it resumes the call when the
+    order says so). When the primary dies while a call sleeps, the new primary holds the call
+    suspended with no timer to wake it, and the call never completes (I6)."""
+    original = ReplicaHost._suspend_on_timer
+
+    def primary_only(self: ReplicaHost, ticks: int) -> None:
+        if self.core.role == Role.PRIMARY:
+            original(self, ticks)
+            return
+        arm = self.sim.schedule_timer
+        self.sim.schedule_timer = lambda *args: None  # type: ignore[method-assign]
+        try:
+            original(self, ticks)
+        finally:
+            self.sim.schedule_timer = arm  # type: ignore[method-assign]
+
+    monkeypatch.setattr(ReplicaHost, "_suspend_on_timer", primary_only)
+    failures = []
+    for seed in TIMER_SEEDS:
+        try:
+            run_seed(seed)
+        except InvariantViolation as exc:
+            failures.append(str(exc))
+            break
+    assert failures, "the planted timer bug went unnoticed"
+    assert failures[0].startswith("I6: "), failures

@@ -41,7 +41,8 @@ class CoreConfig:
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
         pending_max: requests a replica holds before executing them.
-        inflight_max: client requests a router holds without a reply.
+        inflight_max: client requests a router holds without a reply. A call back into the group
+            from one of them (a ring A -> B -> A) is admitted past it, up to twice as many.
         batch_max: requests in one Deliver.
         primary_inflight_max: Delivers outstanding to the primary at once.
         backup_inflight_max: Delivers outstanding to each backup at once.

@@ -57,6 +57,12 @@ from ftactors.core.routing.recovery import RECOVERY_ROUNDS_MAX, Recovery
 
 __all__ = ["DIGESTS_MIN", "RECOVERY_ROUNDS_MAX", "TRANSITIONS", "Phase", "RouterCore", "RouterReady"]
 
+#: calls back into a group (from a call waiting at its router) are admitted past ``inflight_max``,
+#: up to this many times ``inflight_max`` requests waiting in all
+REENTRANT_INFLIGHT_FACTOR = 2
+#: the most calling levels a request's source is walked up to find a call of this group
+REENTRANT_DEPTH_MAX = 32
+
 
 class Phase(str, enum.Enum):
     """What the router is doing."""
@@ -301,7 +307,8 @@ class RouterCore:
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
             StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
                 source group.
-            GroupOverloadedError: ``inflight_max`` requests are already waiting.
+            GroupOverloadedError: ``inflight_max`` requests are already waiting (a call back into
+                this group from one of them, as in a ring A -> B -> A, up to twice as many).
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
@@ -330,14 +337,35 @@ class RouterCore:
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None
-        if len(self.pending) >= self.config.inflight_max:
+        if len(self.pending) >= self.config.inflight_max and not self._reentrant(req):
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
+        if len(self.pending) >= REENTRANT_INFLIGHT_FACTOR * self.config.inflight_max:
+            raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight, and as many "
+                                       f"calls back into the group")
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:
             for ready in self.intake.admit(req, self.now):
                 self._accept(ready)
         return None
+
+    def _reentrant(self, req: Request) -> bool:
+        """Whether ``req`` descends from a call that waits for its reply at this router (a ring
+        A -> B -> A: its source names the calling groups' messages up to a call of this group).
+        Refusing it would leave that call unable to finish, and with it the calls that fill the
+        bound: it is admitted past ``inflight_max`` (docs/faults.md, row 18)."""
+        source = req.msg_id.source
+        for _ in range(REENTRANT_DEPTH_MAX):
+            if "|" not in source:
+                return False
+            group, caller = source.split("|", 1)
+            caller_source, sep, seq = caller.rpartition("#")
+            if not sep or not seq.isdigit() or int(seq) < 1 or not caller_source:
+                return False
+            if group == self.group and MsgId(caller_source, int(seq)) in self.pending:
+                return True
+            source = caller_source
+        return False
 
     def _gap_ticks(self, arrived: int) -> int:
         """How long a request that arrived at tick ``arrived`` waits for an earlier one of its source:
@@ -752,26 +780,38 @@ class RouterCore:
             link = self.links[m]
             link.acked = executed[m]
             link.inflight = 0
-            link.reload(self._catch_up_order(executed[m]), self.log.after(executed[m]), self.now)
+            held = {r.msg_id for r in reports[m].requests} if m in reports else set()
+            link.reload(self._catch_up_order(executed[m], held), self.log.after(executed[m]), self.now)
         self.recovery.reports = {}
         if replenish:
             self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
 
-    def _catch_up_order(self, executed: int) -> List[Request]:
-        """Every request held, those at announced positions past ``executed`` first and in position
-        order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and gives
-        it up after ``recovery_timeout_ticks`` without the next one, so the next one must come next.
+    def _catch_up_order(self, executed: int, held: Set[MsgId]) -> List[Request]:
+        """Every request held, those started at announced positions past ``executed`` first and in
+        position order: a new primary replays the order as they arrive (``batch_max`` per Deliver) and
+        gives it up after ``recovery_timeout_ticks`` without the next one, so the next one must come
+        next. A resume position sends nothing: its message started earlier (the new primary holds it
+        suspended, or gets it at its start's place), and sending it again would take the place of the
+        start the primary needs; nor does a request the member reported holding (it goes after the
+        others, in case): with async steps a backup holds many of the order's requests (docs/faults.md,
+        row 19).
 
         Args:
             executed: the position the new primary executed up to.
+            held: the requests the member reported holding (its ``StateReport``).
 
         Returns:
             The requests to reload its link with.
         """
-        first = [self.requests[a.msg_id] for a in self.log.after(executed) if a.msg_id in self.requests]
-        ids = {r.msg_id for r in first}
+        first: List[Request] = []
+        ids: Set[MsgId] = set()
+        for a in self.log.after(executed):
+            # a resume's message started earlier: once, at its start's place (async steps)
+            if a.resume == 0 and a.msg_id in self.requests and a.msg_id not in ids and a.msg_id not in held:
+                first.append(self.requests[a.msg_id])
+                ids.add(a.msg_id)
         return first + [r for r in self.requests.values() if r.msg_id not in ids]
 
     def _new_view(self, members: List[str]) -> None:

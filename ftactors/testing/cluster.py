@@ -62,6 +62,7 @@ from ftactors.testing.events import (
     SpawnReady,
     StateQuery,
     StopReplica,
+    TimerFires,
     ToReplica,
     ToRouter,
     ToRouterMsg,
@@ -174,6 +175,8 @@ class Simulator:
         method, args = self.models[group].random_op(rng)
         if opts.p_long and rng.random() < opts.p_long:
             method, args = "slow", (rng.randint(2, opts.long_ticks_max), method, args)
+        if opts.p_ring or opts.p_timer:
+            method, args = self._draw_async_op(group, method, args)
         if opts.p_stamped and rng.random() < opts.p_stamped:
             method, args = "stamped", (method, args)
         r = rng.random()
@@ -184,6 +187,22 @@ class Simulator:
         oneway = bool(opts.p_oneway) and rng.random() < opts.p_oneway
         byref = bool(opts.p_byref) and rng.random() < opts.p_byref
         return ScriptOp(group, method, tuple(args), oneway=oneway, byref=byref)
+
+    def _draw_async_op(self, group: str, method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ...]]:
+        """With async steps: perhaps a re-entrant ring instead of a frontend operation (front ->
+        store -> front), perhaps a sleep first (in a ring, in the store's part, so the store's call
+        sleeps while the front's waits on it)."""
+        opts, rng = self.options, self.rng
+        ring = group == "front" and rng.random() < opts.p_ring
+        nap = rng.random() < opts.p_timer
+        ticks = rng.randint(1, opts.nap_ticks_max)
+        if ring:
+            inner, inner_args = self.models["store"].random_op(rng)
+            if nap:
+                inner, inner_args = "nap", (ticks, inner, inner_args)
+            self.count("rings_drawn")
+            return "ring", (rng.randint(1, 99), inner, inner_args)
+        return ("nap", (ticks, method, args)) if nap else (method, args)
 
     # ------------------------------------------------------------ scheduling
 
@@ -240,10 +259,14 @@ class Simulator:
         """Arm the retransmission timer of a nested request."""
         self.schedule(self.options.retry_ticks, NestedRetry(host.group, host.rid, msg_id))
 
+    def schedule_timer(self, host: ReplicaHost, msg_id: Any, timer: Any, ticks: int) -> None:
+        """Arm a replica's timer: an async method sleeps ``ticks`` ticks."""
+        self.schedule(ticks, TimerFires(host.group, host.rid, msg_id, timer))
+
     def record_nested(self, reply: Reply) -> None:
         """A replica consumed a nested reply; all copies of one must agree (I3)."""
         answer = (reply.position, reply.outcome.value)
-        seen = self.nested_seen.setdefault(reply.msg_id, answer)
+        seen = self.nested_seen.setdefault((reply.group, reply.msg_id), answer)
         if seen != answer:
             raise InvariantViolation(f"I3: nested {reply.msg_id} answered differently: {seen} vs {answer}")
 
@@ -373,6 +396,11 @@ class Simulator:
         host = self.replicas[ev.to.group].get(ev.to.name)
         if host is not None and host.alive:
             host.on_nested_reply(ev.reply)
+
+    def _on_TimerFires(self, ev: TimerFires) -> None:
+        host = self.replicas[ev.group].get(ev.replica)
+        if host is not None and host.alive:
+            host.timer_fired(ev.msg_id, ev.timer)
 
     def _on_NestedRetry(self, ev: NestedRetry) -> None:
         host = self.replicas[ev.group].get(ev.replica)

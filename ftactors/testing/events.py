@@ -165,6 +165,23 @@ class NestedRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerFires:
+    """A replica's timer (an async method's ``Sleep``) fires.
+
+    Args:
+        group: the replica's group.
+        replica: the replica.
+        msg_id: the sleeping call.
+        timer: the timer's name, ``("t", position)``.
+    """
+
+    group: str
+    replica: str
+    msg_id: MsgId
+    timer: tuple
+
+
+@dataclass(frozen=True, slots=True)
 class ClientIssue:
     """A client issues its next operation."""
 
@@ -172,7 +189,7 @@ class ClientIssue:
 
 
 Event = Union[RequestArrives, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
-              StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, ClientIssue]
+              StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue]
 
 
 @dataclass(frozen=True, slots=True)

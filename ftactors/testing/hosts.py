@@ -63,6 +63,7 @@ from ftactors.testing.models import (
     Raised,
     RaisedError,
     ReplayExhausted,
+    Sleep,
     State,
     Work,
 )
@@ -99,19 +100,27 @@ class NestedWait:
 
 @dataclass(slots=True)
 class Suspended:
-    """An async method suspended on a nested call (``SimOptions.async_steps``).
+    """An async method suspended on a nested call or a timer (``SimOptions.async_steps``).
 
     Args:
-        gen: the method's generator, stopped at its ``NestedCall``.
-        wait: the nested request it awaits.
-        arrived: the reply arrived (the call is resumable).
+        gen: the method's generator, stopped at its ``NestedCall`` or ``Sleep``.
+        wait: the nested request it awaits (None: it sleeps).
+        timer: the timer it sleeps on, ``("t", position)``: named after the position of the step that
+            set it, equal on every replica (None: it awaits a nested reply).
+        arrived: the reply arrived or the timer fired (the call is resumable).
         value: the reply's value, once arrived.
     """
 
     gen: Generator[Any, Any, Any]
-    wait: NestedWait
+    wait: Optional[NestedWait]
+    timer: Any = None
     arrived: bool = False
     value: Any = None
+
+    @property
+    def event(self) -> Any:
+        """The name of the event it awaits: the nested request's id, or its timer."""
+        return self.wait.request.msg_id if self.wait is not None else self.timer
 
 
 @dataclass(slots=True)
@@ -250,7 +259,7 @@ class ReplicaHost:
     def _arrive_suspended(self, reply: Reply) -> None:
         """A nested reply for a suspended async call: it becomes resumable (late duplicates drop)."""
         for mid, sus in self.coros.items():
-            if sus.wait.request.msg_id == reply.msg_id and not sus.arrived:
+            if sus.wait is not None and sus.wait.request.msg_id == reply.msg_id and not sus.arrived:
                 if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
                     raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
                 self.sim.record_nested(reply)
@@ -259,12 +268,23 @@ class ReplicaHost:
                 self.arrived.append(mid)
                 return
 
+    def timer_fired(self, msg_id: MsgId, timer: Any) -> None:
+        """A suspended call's timer fired here: the call becomes resumable (this replica's arrival
+        order). A timer of a call that resumed meanwhile (announced), or was dropped, does nothing."""
+        sus = self.coros.get(msg_id)
+        if sus is None or sus.timer != timer or sus.arrived:
+            return
+        sus.arrived = True
+        self.arrived.append(msg_id)
+        self.sim.count("timers_fired")
+
     def retry_nested(self, msg_id: MsgId) -> None:
         """Retransmission timer of a nested request: send (primary) or pull (backup) again."""
         w = self.waiting
         sus = None
         if w is None or w.request.msg_id != msg_id:
-            sus = next((c for c in self.coros.values() if c.wait.request.msg_id == msg_id and not c.arrived), None)
+            sus = next((c for c in self.coros.values()
+                        if c.wait is not None and c.wait.request.msg_id == msg_id and not c.arrived), None)
             w = sus.wait if sus is not None else None
         if w is None or not self.alive:
             return
@@ -410,6 +430,8 @@ class ReplicaHost:
             return
         if req.msg_id in self.logged:
             raise InvariantViolation(f"I3: {self.rid} executes {req.msg_id} a second time (position {ex.position})")
+        if req.method == "relay" and self.core.suspended:
+            self.sim.count("reentrant_starts")  # a ring came back into this group while its first call waits
         self.choosing = self.core.role == Role.PRIMARY and not ex.replay
         self.replay_values, self.drawn = tuple(ex.nondet), []
         try:
@@ -435,9 +457,12 @@ class ReplicaHost:
         sus = self.coros.pop(mid, None)
         assert sus is not None, f"{self.rid}: resume of {mid}, which the host does not hold"
         self.sim.count("resumes")
-        awaited = sus.wait.request.msg_id
+        awaited = sus.event
         if ex.replay and ex.wake is not None and ex.wake != awaited:
             raise InvariantViolation(f"I2: {self.rid} resumes {mid} on {ex.wake}, but it awaits {awaited}")
+        if sus.timer is not None:
+            sus.arrived = True  # a replay fires the timer at once: the primary waited (CallLoop does too)
+            self.sim.count("timer_resumes")
         self.choosing = self.core.role == Role.PRIMARY and not ex.replay
         self.replay_values, self.drawn = tuple(ex.nondet), []
         self.step_wake = awaited
@@ -455,6 +480,7 @@ class ReplicaHost:
         if sus.arrived:
             self._advance(sus.value)
         else:  # a backup ahead of its reply copy: the step waits for it, as a sync call does
+            assert sus.wait is not None
             self.waiting = sus.wait
 
     def _suspend(self, sus: "Suspended") -> None:
@@ -526,6 +552,12 @@ class ReplicaHost:
                 value, throw = self._draw(call.kind), None
             except ReplayExhausted as exc:  # raised into the method, as CallContext.value raises it
                 throw = exc
+        if isinstance(call, Sleep):
+            self.sim.count("timers")
+            if self.sim.options.async_steps:
+                self._suspend_on_timer(call.ticks)
+                return
+            call = Work(call.ticks)  # a sync method's sleep blocks its replica
         if isinstance(call, Work):
             self.working_until = self.sim.now + max(1, call.ticks)
             self.sim.count("long_methods")
@@ -564,6 +596,17 @@ class ReplicaHost:
             self.sim.send_nested(self, wait.request, pull=False)
             self.sim.schedule_nested_retry(self, wait.request.msg_id)
         self._suspend(sus)
+
+    def _suspend_on_timer(self, ticks: int) -> None:
+        """An async method sleeps: arm this replica's timer and suspend the step. Every replica arms
+        its own (a backup promoted to primary resumes the call when its timer fires); a backup
+        replaying an announced resume does not wait for it."""
+        gen, self.gen = self.gen, None
+        ex = self.core.executing
+        assert gen is not None and ex is not None
+        timer = ("t", ex.position)
+        self.sim.schedule_timer(self, ex.request.msg_id, timer, max(1, ticks))
+        self._suspend(Suspended(gen, None, timer))
 
     def _finish(self, value: Any) -> None:
         ex = self.core.executing

@@ -38,7 +38,7 @@ from ftactors.core import Deliver, MsgId, Role
 from ftactors.testing.events import HistoryOp
 from ftactors.testing.hosts import InvariantViolation, ReplicaHost
 from ftactors.testing.linearizability import check_history
-from ftactors.testing.models import LogEntry, NestedCall, Raised, replay
+from ftactors.testing.models import LogEntry, NestedCall, Raised, replay_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
@@ -234,11 +234,9 @@ class Checker:
 
     def final(self) -> None:
         """All invariants on the quiescent system."""
-        answers: Dict[str, Dict[MsgId, Tuple[int, Any]]] = {}
-        logs = {g: self._final_log(g) for g in self.sim.groups}
-        for g in ("store", "front"):
-            if g in logs:
-                answers[g] = self._check_group(g, logs[g], answers.get("store", {}))
+        # the callee first: a sync step answers its nested calls in place (replay_groups)
+        logs: Dict[str, List[LogEntry]] = {g: self._final_log(g) for g in ("store", "front") if g in self.sim.groups}
+        answers = self._check_groups(logs)
         self._check_history(answers)
         self._check_client_order(logs)
         self._check_nested(logs, answers)
@@ -288,27 +286,38 @@ class Checker:
             seen.add(e.msg_id)
         return log
 
-    def _check_group(self, group: str, log: List[LogEntry],
-                     backend: Dict[MsgId, Tuple[int, Any]]) -> Dict[MsgId, Tuple[int, Any]]:
-        model = self.sim.models[group]
-        store_log = {e.msg_id: e for e in self._final_log("store")} if group == "front" else {}
+    def _check_groups(self, logs: Dict[str, List[LogEntry]]) -> Dict[str, Dict[MsgId, Tuple[int, Any]]]:
+        """I2 and I1: replay every group's order through a fresh model, nested calls answered by
+        their callee's replay (in a re-entrant ring each group's replay waits on the other's), and
+        compare each member's state with it.
 
-        def nested(mid: MsgId, call: NestedCall) -> Any:
-            entry = store_log.get(mid)
-            if entry is None or mid not in backend:
-                raise InvariantViolation(f"I4: nested call {mid} of {group} is not in the backend's order")
+        Returns:
+            Each group's replayed answers: {msg_id: (position, value)}.
+
+        Raises:
+            InvariantViolation: a nested call missing from its callee's order (I4) or executed as
+                another call (I2), orders that cannot be replayed (I2), or a member's state unlike
+                the replay's (I1).
+        """
+        def check(callee: str, mid: MsgId, call: NestedCall, entry: LogEntry) -> None:
             if (entry.method, entry.args) != (call.method, call.args):
-                raise InvariantViolation(f"I2: nested {mid} executed as {entry.method}{entry.args}, "
+                raise InvariantViolation(f"I2: nested {mid} executed in {callee} as {entry.method}{entry.args}, "
                                          f"replay asks {call.method}{call.args}")
-            return backend[mid][1]
 
-        state, answers = replay(model, group, log, nested)
-        want = model.digest(state)
-        for host in self._members(group):
-            if self.sim.options.style == "semi-active" or host.core.role == Role.PRIMARY:
-                if model.digest(host.state) != want:
-                    raise InvariantViolation(f"I1: {host.rid} state {host.state} differs from the replay {state}")
-        return answers
+        try:
+            runs = replay_groups(self.sim.models, logs, check)
+        except LookupError as exc:
+            raise InvariantViolation(f"I4: {exc}") from exc
+        except RuntimeError as exc:
+            raise InvariantViolation(f"I2: {exc}") from exc
+        for group, run in runs.items():
+            want = self.sim.models[group].digest(run.state)
+            for host in self._members(group):
+                if self.sim.options.style == "semi-active" or host.core.role == Role.PRIMARY:
+                    if self.sim.models[group].digest(host.state) != want:
+                        raise InvariantViolation(f"I1: {host.rid} state {host.state} differs from the replay "
+                                                 f"{run.state}")
+        return {group: run.answers for group, run in runs.items()}
 
     def _check_history(self, answers: Dict[str, Dict[MsgId, Tuple[int, Any]]]) -> None:
         by_group: Dict[str, List[HistoryOp]] = {}
@@ -367,16 +376,15 @@ class Checker:
                 last[src] = (e.msg_id.seq, e.position)
 
     def _check_nested(self, logs: Dict[str, List[LogEntry]], answers: Dict[str, Dict[MsgId, Tuple[int, Any]]]) -> None:
-        for mid, answer in self.sim.nested_seen.items():
-            if answers["store"].get(mid) != answer:
-                raise InvariantViolation(f"I2: nested reply {mid}={answer} disagrees with the order "
-                                         f"{answers['store'].get(mid)}")
-        if "front" not in logs:
-            return
-        callers = {f"front|{e.msg_id.source}#{e.msg_id.seq}" for e in logs["front"]}
-        for e in logs["store"]:
-            if "|" in e.msg_id.source and e.msg_id.source not in callers:
-                raise InvariantViolation(f"I3: {e.msg_id} took effect in store but its caller never executed")
+        for (group, mid), answer in self.sim.nested_seen.items():
+            if answers[group].get(mid) != answer:
+                raise InvariantViolation(f"I2: nested reply {mid}={answer} from {group} disagrees with the order "
+                                         f"{answers[group].get(mid)}")
+        callers = {f"{g}|{e.msg_id.source}#{e.msg_id.seq}" for g, log in logs.items() for e in log}
+        for g, log in logs.items():
+            for e in log:
+                if "|" in e.msg_id.source and e.msg_id.source not in callers:
+                    raise InvariantViolation(f"I3: {e.msg_id} took effect in {g} but its caller never executed")
 
     def _check_fault_free(self, group: str) -> None:
         core = self.sim.routers[group].core

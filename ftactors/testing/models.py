@@ -61,6 +61,24 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class Sleep:
+    """Yielded by a model method: wait ``ticks`` ticks on a timer, as ``await asyncio.sleep(...)``.
+
+    With async steps (``SimOptions.async_steps``) the step ends and the call is suspended; the
+    timer's firing is an event like a nested reply: the primary resumes the call when its timer
+    fired (in its own arrival order with the other events) and announces it (``wake`` names the
+    timer), backups resume it when the order says so, at once (the primary waited). Without async
+    steps it blocks the replica like :class:`Work`. The reference replay (:func:`run_method`)
+    skips the wait.
+
+    Args:
+        ticks: how long, at least 1.
+    """
+
+    ticks: int
+
+
+@dataclass(frozen=True, slots=True)
 class Draw:
     """Yielded by a model method: a nondeterministic value, as ``ftactors.now()`` (``kind="now"``)
     or ``ftactors.random()`` (``kind="random"``).
@@ -145,7 +163,15 @@ class ByRef:
     owner: str
 
 
-MethodResult = Union[Any, Generator[Union[NestedCall, Work, Draw], Any, Any]]
+MethodResult = Union[Any, Generator[Union[NestedCall, Work, Sleep, Draw], Any, Any]]
+
+#: a state field that folds an order in (31-fold, modulo a prime): equal on replicas that agree
+FOLD_MOD = 1_000_003
+
+
+def fold(state: "State", key: str, value: int) -> None:
+    """Fold ``value`` into ``state[key]``: a digest of the order in which values came."""
+    state[key] = (state.get(key, 0) * 31 + value) % FOLD_MOD
 
 
 class Model:
@@ -182,6 +208,36 @@ class Model:
         if isinstance(result, Generator):
             result = yield from result
         return result
+
+    def op_nap(self, state: State, ticks: int, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Sleep ``ticks`` ticks on a timer (``await asyncio.sleep``), then run ``method(*args)``.
+
+        The call takes a ticket before it sleeps and folds it into ``woke`` when it wakes: the
+        order in which sleeping calls resume (among each other and other calls' steps) shows in
+        every replica's digest.
+        """
+        ticket = state["naps"] = state.get("naps", 0) + 1
+        yield Sleep(ticks)
+        fold(state, "woke", ticket)
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        return result
+
+    def op_bounce(self, state: State, group: str, method: str, args: Tuple[Any, ...], inner: str,
+                  inner_args: Tuple[Any, ...]) -> MethodResult:
+        """Call ``method(*args)`` on ``group`` (back into the group that called this one: a
+        re-entrant ring), then run ``inner(*inner_args)`` here.
+
+        Returns:
+            (the inner method's value, the called-back method's value).
+        """
+        back = yield NestedCall(group, method, tuple(args))
+        fold(state, "bounced", back if isinstance(back, int) else 0)
+        result = self.call(state, inner, tuple(inner_args))
+        if isinstance(result, Generator):
+            result = yield from result
+        return result, back
 
     def op_stamped(self, state: State, method: str, args: Tuple[Any, ...]) -> MethodResult:
         """Read ``now()`` and ``random()``, keep them in the state, then run ``method(*args)``.
@@ -225,7 +281,7 @@ class Model:
 
 
 #: methods every model has (``Model.op_*``) that wrap another: (name, how many leading args precede it)
-WRAPPERS = {"slow": 1, "stamped": 0, "raising": 0, "poison": 1}
+WRAPPERS = {"slow": 1, "nap": 1, "stamped": 0, "raising": 0, "poison": 1}
 
 
 def inner_method(method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ...]]:
@@ -236,7 +292,7 @@ def inner_method(method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ..
         args: its arguments.
 
     Returns:
-        (method, args) with every wrapper (``slow``, ``stamped``, ``raising``, ``poison``) removed.
+        (method, args) with every wrapper (``slow``, ``nap``, ``stamped``, ``raising``, ``poison``) removed.
     """
     while method in WRAPPERS:
         lead = WRAPPERS[method]
@@ -339,13 +395,15 @@ class Frontend(Model):
     Args:
         backend_group: the target group's name.
         backend: the target group's model (to draw operations).
+        name_in_ring: this group's own name, which ``ring`` asks the backend to call back.
     """
 
     name = "frontend"
 
-    def __init__(self, backend_group: str, backend: Model) -> None:
+    def __init__(self, backend_group: str, backend: Model, name_in_ring: str = "front") -> None:
         self.backend_group = backend_group
         self.backend = backend
+        self.name_in_ring = name_in_ring
 
     def initial(self) -> State:
         return {"calls": 0}
@@ -367,11 +425,35 @@ class Frontend(Model):
         self._resumed(state, calls)
         return calls, v1, v2
 
+    def op_ring(self, state: State, token: int, method: str, args: Tuple[Any, ...]) -> Generator[NestedCall, Any, Any]:
+        """A re-entrant ring A -> B -> A: call the backend's ``bounce``, which calls back into this
+        group's :meth:`op_relay` while this call is suspended, then runs ``method(*args)`` there.
+
+        Returns:
+            (count, (the backend method's value, the relay's value)).
+        """
+        state["calls"] += 1
+        calls = state["calls"]
+        value = yield NestedCall(self.backend_group, "bounce", (self.name_in_ring, "relay", (token,), method,
+                                                                 tuple(args)))
+        self._resumed(state, calls)
+        return calls, value
+
+    def op_relay(self, state: State, token: int) -> int:
+        """The call back into this group (from the backend's ``bounce``): it runs while the ring's
+        first call is suspended; its value depends on what ran here before it.
+
+        Returns:
+            The relay counter folded with ``token``.
+        """
+        fold(state, "relayed", token + state["calls"])
+        return int(state["relayed"])
+
     @staticmethod
     def _resumed(state: State, calls: int) -> None:
         """Fold which call went on after its nested reply into the state: with async steps the
         order in which suspended calls resume shows in every replica's digest."""
-        state["resumed"] = (state.get("resumed", 0) * 31 + calls) % 1_000_003
+        fold(state, "resumed", calls)
 
     def random_op(self, rng: random.Random) -> Tuple[str, Tuple[Any, ...]]:
         m1, a1 = self.backend.random_op(rng)
@@ -399,7 +481,7 @@ class LogEntry:
         nondet: the ``now()``/``random()`` values this step used.
         raised: what the message raised, if it finished by raising.
         resume: 0 for the step that starts the message, ``k`` for its ``k``-th resume.
-        suspends: the step ended with the method suspended on a nested call (async steps).
+        suspends: the step ended with the method suspended on a nested call or a timer (async steps).
     """
 
     position: int
@@ -451,12 +533,13 @@ class StepRun:
         self.model, self.entry = model, entry
         self.source = nested_source(group, entry.msg_id)
         self.gen: Optional[Generator[Any, Any, Any]] = None
-        self.pending: Optional[NestedCall] = None  # the nested call it is suspended on
+        self.pending: Optional[Union[NestedCall, Sleep]] = None  # the nested call or timer it is suspended on
         self.index = 0  # nested calls made so far (their ids count per message)
 
     def step(self, state: State, entry: LogEntry, nested: Callable[[MsgId, NestedCall], Any]) -> Tuple[bool, Any]:
-        """Run the step ``entry``: start the method, or resume it with its nested call's answer; a
-        step that ``suspends`` stops at its next nested call, any other answers them in place.
+        """Run the step ``entry``: start the method, or resume it with its nested call's answer (or
+        after its timer); a step that ``suspends`` stops at its next nested call or timer, any other
+        answers them in place.
 
         Returns:
             (True, the method's value or :class:`Raised`) once it finished, else (False, None).
@@ -472,7 +555,10 @@ class StepRun:
             self.gen, value = result, None
         else:
             assert self.pending is not None, f"{entry.msg_id} resumes but was not suspended"
-            value, self.pending = nested(MsgId(self.source, self.index), self.pending), None
+            # the answer first: a joint replay (:func:`replay_groups`) may say it is not there yet
+            # (:class:`NotYet`), and the step is tried again later unchanged
+            value = None if isinstance(self.pending, Sleep) else nested(MsgId(self.source, self.index), self.pending)
+            self.pending = None
         result, cursor = self.gen, 0
         while True:
             try:
@@ -487,6 +573,11 @@ class StepRun:
             except BaseException as exc:  # noqa: B036
                 return True, Raised.of(model.name, entry.method, exc)
             if isinstance(call, Work):
+                value = None
+            elif isinstance(call, Sleep):
+                if entry.suspends:  # an async step ends on its timer
+                    self.pending = call
+                    return False, None
                 value = None
             elif isinstance(call, Draw):
                 if cursor >= len(entry.nondet):
@@ -514,6 +605,52 @@ def run_local(model: Model, state: State, method: str, args: Tuple[Any, ...]) ->
     return run_method(model, state, "local", LogEntry(0, MsgId("local", 1), method, tuple(args)), no_nested)
 
 
+class NotYet(Exception):
+    """Raised by a joint replay's ``nested``: the called group's replay has not reached the nested
+    call's answer yet (a re-entrant ring: each group's order waits on the other's)."""
+
+
+class GroupReplay:
+    """One group's reference replay, run a step at a time (:func:`replay`, :func:`replay_groups`).
+
+    Args:
+        model: the group's model.
+        group: the group's name.
+        log: the group's order, positions 1..n without gaps.
+    """
+
+    def __init__(self, model: Model, group: str, log: Sequence[LogEntry]) -> None:
+        self.model, self.group, self.log = model, group, log
+        self.state = model.initial()
+        self.answers: Dict[MsgId, Tuple[int, Any]] = {}
+        self.runs: Dict[MsgId, StepRun] = {}  # messages started and suspended, by the log's steps
+        self.next = 0  # index in ``log`` of the next step
+
+    @property
+    def done(self) -> bool:
+        """True once every step ran."""
+        return self.next >= len(self.log)
+
+    def step(self, nested: Callable[[MsgId, NestedCall], Any]) -> None:
+        """Run the next step of the order.
+
+        Raises:
+            NotYet: ``nested`` has no answer yet; nothing changed, try again later.
+            AssertionError: the log has gaps, or resumes a message that is not suspended.
+        """
+        i, entry = self.next + 1, self.log[self.next]
+        assert entry.position == i, f"{self.group}: log has a gap at {i}: {entry}"
+        run = self.runs.get(entry.msg_id) if entry.resume else StepRun(self.model, self.group, entry)
+        assert run is not None, f"I2: {self.group} position {i} resumes {entry.msg_id}, which is not suspended"
+        done, value = run.step(self.state, entry, nested)
+        self.next += 1
+        if done:
+            self.runs.pop(entry.msg_id, None)
+            self.answers[entry.msg_id] = (i, value)
+        else:
+            self.runs[entry.msg_id] = run
+
+
 def replay(model: Model, group: str, log: Sequence[LogEntry],
            nested: Callable[[MsgId, NestedCall], Any]) -> Tuple[State, Dict[MsgId, Tuple[int, Any]]]:
     """Execute ``log`` in order on a fresh state: the reference the replicas must match.
@@ -530,19 +667,66 @@ def replay(model: Model, group: str, log: Sequence[LogEntry],
     Raises:
         AssertionError: the log has gaps (a simulator bug).
     """
-    state = model.initial()
-    answers: Dict[MsgId, Tuple[int, Any]] = {}
-    runs: Dict[MsgId, StepRun] = {}  # messages started and suspended, by the log's steps
-    for i, entry in enumerate(log, start=1):
-        assert entry.position == i, f"{group}: log has a gap at {i}: {entry}"
-        run = runs.pop(entry.msg_id, None) if entry.resume else StepRun(model, group, entry)
-        assert run is not None, f"I2: {group} position {i} resumes {entry.msg_id}, which is not suspended"
-        done, value = run.step(state, entry, nested)
-        if done:
-            answers[entry.msg_id] = (i, value)
-        else:
-            runs[entry.msg_id] = run
-    return state, answers
+    run = GroupReplay(model, group, log)
+    while not run.done:
+        run.step(nested)
+    return run.state, run.answers
+
+
+#: the most rounds a joint replay takes (each advances at least one group by a step)
+REPLAY_ROUNDS_MAX = 1_000_000
+
+
+def replay_groups(models: Mapping[str, Model], logs: Mapping[str, Sequence[LogEntry]],
+                  check: Callable[[str, MsgId, NestedCall, LogEntry], None]) -> Dict[str, GroupReplay]:
+    """Replay several groups' orders together, each answering the others' nested calls with its own
+    replayed answers: a group whose next step needs an answer the callee's replay has not reached
+    waits, and the other groups go on (a re-entrant ring A -> B -> A needs A's order before and
+    after B's). Groups are tried in ``logs``' order, each as far as it can go, round after round.
+
+    Args:
+        models: each group's model.
+        logs: each group's order.
+        check: ``check(callee, nested_id, call, executed_entry)`` raises if the callee executed
+            something other than the call the replay makes.
+
+    Returns:
+        Each group's finished replay (its state and answers).
+
+    Raises:
+        LookupError: a nested call that is not in its callee's order (its message says which).
+        RuntimeError: the groups wait on each other for good (a cycle the orders cannot satisfy).
+    """
+    runs = {g: GroupReplay(models[g], g, log) for g, log in logs.items()}
+    where = {g: {e.msg_id: e for e in log if not e.resume} for g, log in logs.items()}
+
+    def nested(mid: MsgId, call: NestedCall) -> Any:
+        entry = where.get(call.group, {}).get(mid)
+        if entry is None:
+            raise LookupError(f"nested call {mid} is not in the order of {call.group}")
+        check(call.group, mid, call, entry)
+        answer = runs[call.group].answers.get(mid)
+        if answer is None:
+            if runs[call.group].done:
+                raise LookupError(f"nested call {mid} never finished in {call.group}")
+            raise NotYet(mid)
+        return answer[1]
+
+    for _ in range(REPLAY_ROUNDS_MAX):
+        if all(r.done for r in runs.values()):
+            return runs
+        moved = False
+        for r in runs.values():
+            while not r.done:
+                try:
+                    r.step(nested)
+                except NotYet:
+                    break
+                moved = True
+        if not moved:
+            stuck = {g: r.log[r.next].msg_id for g, r in runs.items() if not r.done}
+            raise RuntimeError(f"the replays wait on each other for good at {stuck}")
+    raise RuntimeError(f"replay not done in {REPLAY_ROUNDS_MAX} rounds")
 
 
 def build_history_ops(entries: List[LogEntry]) -> List[Tuple[MsgId, str, Tuple[Any, ...]]]:

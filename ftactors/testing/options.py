@@ -19,6 +19,8 @@ STYLES = ("semi-active", "passive")
 P_ASYNC = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
+#: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
+STEPS_PER_CALL_RINGS_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,13 @@ class SimOptions:
             the step instead of blocking the replica, other messages start meanwhile, and the
             primary chooses which suspended call resumes (announced ``resume``/``wake``).
             Drawn from its own stream (``async-<seed>``), so the other choices keep their values.
+        p_ring: with async steps, probability that a frontend operation is a re-entrant ring
+            (``Frontend.op_ring``: front -> store ``bounce`` -> front ``relay`` while the first call
+            is suspended, then store runs a method of its own).
+        p_timer: with async steps, probability that an operation sleeps on a timer first
+            (``Model.op_nap``: ``await asyncio.sleep``; in a ring, the store's part sleeps); a timer's
+            firing is an event the primary orders and announces like a nested reply.
+        nap_ticks_max: the longest such a sleep lasts.
         reply_cache_max, log_max, pending_max, inflight_max, batch_max, retain_executed_max,
             carried_announcements_max, primary_inflight_max, backup_inflight_max: see CoreConfig;
             small in some seeds, so that long runs pass each bound several times.
@@ -125,6 +134,9 @@ class SimOptions:
     p_owner_exit: float = 0.0
     client_fifo: bool = False
     async_steps: bool = False
+    p_ring: float = 0.0
+    p_timer: float = 0.0
+    nap_ticks_max: int = 8
     reply_cache_max: int = 1000
     log_max: int = 1000
     pending_max: int = 1000
@@ -167,9 +179,12 @@ class SimOptions:
         detect = self.failure_timeout_ticks + self.heartbeat_ticks
         recover = 2 * self.recovery_timeout_ticks
         retry = self.retry_ticks + 2 * self.delay_max + 4 * self.link_delay_max
-        per_call = (self.long_ticks_max if self.p_long else 1) + 2 * self.delay_max + 4 * self.link_delay_max
+        hop = 2 * self.delay_max + 4 * self.link_delay_max
+        per_call = (self.long_ticks_max if self.p_long else 1) + hop
+        per_call += (self.nap_ticks_max if self.p_timer else 0) + (hop if self.p_ring else 0)
         queue = 2 * self.clients * self.window * per_call
-        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40 + queue
+        ring = 2 * (detect + recover + retry) if self.p_ring else 0  # a ring's third leg, back in the first group
+        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40 + queue + ring
 
     def describe(self) -> str:
         """A one-line summary of the swarm choices."""
@@ -190,6 +205,8 @@ class SimOptions:
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
                 + (" client-fifo" if self.client_fifo else "")
                 + (" async-steps" if self.async_steps else "")
+                + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
+                + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
                 + (f" bounds=(reply_cache {self.reply_cache_max}, log {self.log_max}, retain "
                    f"{self.retain_executed_max}, carried {self.carried_announcements_max}, batch {self.batch_max}, "
                    f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max})"
@@ -273,7 +290,24 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     # a frontend call takes up to 3 positions (start, 2 resumes), and a checkpoint (for a joining or
     # passive backup) waits for the suspended calls to finish: the announcements a replica holds
     # meanwhile grow with the steps (seed 783: a joining replica past log_max=32)
-    return dataclasses.replace(opts, async_steps=True, log_max=opts.log_max * STEPS_PER_CALL_MAX)
+    opts = dataclasses.replace(opts, async_steps=True, log_max=opts.log_max * STEPS_PER_CALL_MAX)
+    return _draw_async_workload(random.Random(f"rings-{seed}"), opts)
+
+
+def _draw_async_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """What only async methods can do, from its own stream (``rings-<seed>``, so the seeds drawn
+    before keep every other choice): re-entrant rings (a sync method waiting on a call back into
+    its own group would deadlock it) and timers (``asyncio.sleep``), each in about half the async
+    seeds."""
+    opts = dataclasses.replace(
+        opts,
+        p_ring=rng.choice((0.15, 0.3)) if rng.random() < 0.6 else 0.0,
+        p_timer=rng.choice((0.1, 0.25)) if rng.random() < 0.6 else 0.0,
+        nap_ticks_max=rng.randint(1, 12),
+    )
+    if not (opts.p_ring or opts.p_timer):
+        return opts
+    return dataclasses.replace(opts, log_max=opts.log_max // STEPS_PER_CALL_MAX * STEPS_PER_CALL_RINGS_MAX)
 
 
 def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:

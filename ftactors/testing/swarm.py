@@ -52,6 +52,9 @@ FEATURES = (
     ("nested calls", "nested_sends"),
     ("suspensions", "suspensions"),
     ("resumes", "resumes"),
+    ("re-entrant starts", "reentrant_starts"),
+    ("timers", "timers"),
+    ("timer wakes", "timer_resumes"),
     ("held delivers", "holds"),
 )
 
