@@ -325,8 +325,11 @@ class ReplicaHost:
             self.waiting = None
             self._advance(copy.outcome.value)
         for mid, sus in self.coros.items():
-            if not sus.arrived and not sus.wait.send and self.core.has_reply_copy(sus.wait.request.msg_id):
-                copy = self.core.reply_copy(sus.wait.request.msg_id)
+            nested = sus.wait  # None: the call sleeps on a timer, no reply to wait for
+            if nested is None or sus.arrived or nested.send:
+                continue
+            if self.core.has_reply_copy(nested.request.msg_id):
+                copy = self.core.reply_copy(nested.request.msg_id)
                 assert copy is not None
                 self.sim.count("nested_copies")
                 self.sim.record_nested(copy)
@@ -469,7 +472,7 @@ class ReplicaHost:
         self.gen = sus.gen
         if mid in self.arrived:
             self.arrived.remove(mid)
-        if not sus.arrived and not sus.wait.send:
+        if not sus.arrived and sus.wait is not None and not sus.wait.send:
             copy = self.core.reply_copy(awaited)  # pushed with this step's announcement, or before
             if copy is not None:
                 self.sim.count("nested_copies")
