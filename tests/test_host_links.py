@@ -8,7 +8,7 @@ import pytest
 
 from ftactors.core import CoreConfig
 from ftactors.core.errors import ConfigError
-from ftactors.host.links import Links, LinkSettings, LinkState, Parked, Route
+from ftactors.host.links import LinkActions, Links, LinkSettings, LinkState, Parked, Route
 from ftactors.host.router import RouterHost
 
 
@@ -59,7 +59,7 @@ def test_a_link_closing_while_it_opens_is_a_suspicion() -> None:
 def test_heartbeats_only_on_idle_links_and_suspicion_after_the_misses() -> None:
     links = _up(interval=10, misses=3)
     for now in range(1, 10):
-        assert links.tick(now) == links.tick(now).__class__()  # heard at 0: idle for less than an interval
+        assert links.tick(now) == LinkActions()  # heard at 0: idle for less than an interval
     assert links.tick(10).heartbeats == ("r1",)
     # answered: the replica lives, misses reset, and traffic keeps the link from needing heartbeats
     links.on_heard("r1", 12)
@@ -75,7 +75,7 @@ def test_heartbeats_only_on_idle_links_and_suspicion_after_the_misses() -> None:
             break
     assert beats == [22, 32, 42]  # one per interval while unanswered
     assert suspected_at == 52 == 12 + links.settings.suspicion_bound_ticks  # the third miss
-    assert links.state("r1") == LinkState.CLOSED
+    assert links.state("r1") == LinkState.CLOSED  # nothing was pending on it
     assert not links.on_closed("r1", "late close")  # suspected once
 
 
@@ -101,19 +101,29 @@ def test_a_retiring_link_closes_once_its_pending_answers_came() -> None:
     links.on_sent("r1")
     assert not links.retire("r1")
     assert links.state("r1") == LinkState.RETIRING and links.route("r1") == Route.NONE
-    assert links.on_parked("r1") == Parked.FETCH  # a deposed replica's late output is fetched, then fenced
+    assert links.on_parked("r1")[0] == Parked.FETCH  # a deposed replica's late output is fetched, then fenced
     assert not links.on_answer("r1", 1)
     assert links.on_answer("r1", 2)  # drained: close it
     assert not links.on_closed("r1", "closed by the router")  # not a failure
 
 
-def test_a_retiring_link_silent_for_its_misses_is_closed_without_suspicion() -> None:
+def test_a_retiring_link_waits_for_its_answers_however_long_and_sends_no_heartbeats() -> None:
     links = _up(interval=4, misses=2)
     links.on_sent("r1")
     links.retire("r1")
-    closed = [now for now in range(1, 40) if links.tick(now).close == ("r1",)]
-    assert closed == [12]
-    assert links.counts["heartbeat_suspicions"] == 0
+    for now in range(1, 400):
+        assert links.tick(now) == LinkActions()  # a hung deposed replica's late output is fenced, not lost
+    assert links.on_answer("r1", 400)
+
+
+def test_a_suspected_link_keeps_its_pending_answers_for_fencing() -> None:
+    links = _up(interval=4, misses=1)
+    links.on_sent("r1")
+    acts = [links.tick(now) for now in range(1, 9)]
+    assert [a.suspects for a in acts if a.suspects] == [("r1",)] and not any(a.close for a in acts)
+    assert links.state("r1") == LinkState.RETIRING and links.route("r1") == Route.NONE
+    assert not links.retire("r1")  # the core retires it: still waiting for its output
+    assert links.on_answer("r1", 50)  # the resumed replica answered: closed now
 
 
 def test_a_retired_idle_link_closes_at_once() -> None:
@@ -125,7 +135,33 @@ def test_a_retired_idle_link_closes_at_once() -> None:
 def test_a_parked_answer_on_a_closed_link_is_not_fetched() -> None:
     links = _up()
     links.on_closed("r1", "gone")
-    assert links.on_parked("r1") == Parked.DROP
+    assert links.on_parked("r1") == (Parked.DROP, 0)
+
+
+def test_answers_after_a_parked_one_wait_for_its_fetch_and_go_in_link_order() -> None:
+    """Seed 456 of the simulator: the primary's answer holding positions 2-3 was parked; its next
+    answer (position 4, a reply) reached the core first and was released; the primary crashed before
+    the fetch, so positions 2-3 were never known and the next primary gave position 4 to another call
+    (I2). A replica's answers now reach the core in the order they came on its link."""
+    links = _up()
+    assert links.on_wire_answer("r1", "a1") == ("a1",)
+    decision, t2 = links.on_parked("r1")
+    assert decision == Parked.FETCH
+    assert links.on_wire_answer("r1", "a3") == ()  # held behind the parked a2
+    _, t4 = links.on_parked("r1")
+    assert links.on_wire_answer("r1", "a5") == ()
+    assert links.on_fetched("r1", t4, "a4") == ()  # a2 still missing
+    assert links.on_fetched("r1", t2, "a2") == ("a2", "a3", "a4", "a5")
+    assert links.on_wire_answer("r1", "a6") == ("a6",)
+
+
+def test_a_lost_parked_fetch_drops_what_came_after_it() -> None:
+    links = _up()
+    _, t1 = links.on_parked("r1")
+    assert links.on_wire_answer("r1", "a2") == ()
+    links.on_fetch_lost("r1", t1)  # the replica died: a2 never reaches the core (as if it never came)
+    assert links.counts["answers_dropped"] == 1
+    assert links.on_wire_answer("r1", "a3") == ("a3",)
 
 
 @pytest.mark.parametrize("kw", [dict(heartbeat_interval_ticks=0), dict(heartbeat_misses_max=0),

@@ -151,7 +151,8 @@ def test_a_hung_primary_is_suspected_by_its_links_heartbeats_failed_over_and_fen
     """SIGSTOP the primary under load: its link goes silent (no close: the process exists), the router
     misses heartbeat_misses_max heartbeats and suspects it, long before the core's failure timeout;
     calls go on after the failover, none lost, none twice. SIGCONT: the deposed primary answers
-    nothing a caller sees (its link is closed, its view is old); then it is killed by pid."""
+    nothing a caller sees (its late output, awaited on its retiring link, is fenced off by view);
+    then it is killed by pid."""
     import threading
     import time
 
@@ -203,12 +204,16 @@ def test_a_hung_primary_is_suspected_by_its_links_heartbeats_failed_over_and_fen
         values = [v for _, v in done]
         assert len(set(values)) == len(values) and sorted(values) == list(range(21, 21 + len(values)))  # 0 twice/lost
 
+        fenced = counts.get("fenced", 0)
         os.kill(pid, signal.SIGCONT)  # the deposed primary runs again: it must answer nothing
         total = 20 + len(values)
         for i in range(1, 21):
             assert ray.get(h.inc.remote(), timeout=60) == total + i
             time.sleep(0.02)
         assert ray.get(h.get.remote(), timeout=60) == total + 20
+        # its link was kept for its late output: what it sent in its old view was dropped by the router
+        wait_for(lambda: ftactors.describe(h).counts.get("fenced", 0) > fenced,
+                 what="the resumed primary's output fenced off")
         assert old.replica_id not in [m.replica_id for m in _members(h)]
         wait_for(lambda: converged(h, 3), what="the group re-replicated and converged")
     finally:

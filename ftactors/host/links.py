@@ -24,13 +24,14 @@ What it decides, per replica (a link's state is one of :class:`LinkState`)::
                                           what came after it is dropped (the replica is failed anyway)
     failure      on_closed(rid, why)   -> True: a suspicion at once (UP or CONNECTING closed; a
                                           retiring link's close is not a failure)
-                 tick(now)             -> heartbeats to send on links silent for
+                 tick(now)             -> heartbeats to send on open links silent for
                                           ``heartbeat_interval_ticks`` (traffic counts as liveness),
                                           suspects: ``heartbeat_misses_max`` heartbeats in a row missed
-                                          (a hung or partitioned replica: no close comes)
+                                          (a hung or partitioned replica: no close comes); its link
+                                          retires (or closes if nothing is pending on it)
     leaving      retire(rid)           -> True: close now; else RETIRING until its pending answers
-                                          came (a deposed replica's late output is fenced, not lost),
-                                          or until it misses its heartbeats
+                                          came, however late (a hung replica that resumes sends its
+                                          output to the router, which fences it off by view)
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ class LinkActions:
 
     Args:
         heartbeats: replicas to send a heartbeat to on their link.
-        suspects: replicas suspected (heartbeats missed): fail them, close their links.
-        close: links to close without suspicion (retiring ones drained or silent).
+        suspects: replicas suspected (heartbeats missed): fail them (their links retire, or close).
+        close: links to close now.
     """
 
     heartbeats: Tuple[str, ...] = ()
@@ -303,7 +304,8 @@ class Links:
             if slot[0] == ticket:
                 break
             kept.append(slot)
-        self.counts["answers_dropped"] += len(link.order) - len(kept)
+        if len(kept) < len(link.order):
+            self.counts["answers_dropped"] += len(link.order) - len(kept) - 1  # those after the lost one
         link.order = deque(kept)
 
     # ------------------------------------------------------------ failure
@@ -338,7 +340,7 @@ class Links:
         suspects: List[str] = []
         close: List[str] = []
         for rid, link in self.links.items():
-            if link.state not in (LinkState.UP, LinkState.RETIRING):
+            if link.state != LinkState.UP:
                 continue
             if gap > interval:
                 link.last_heard += gap
@@ -351,13 +353,13 @@ class Links:
                 link.misses += 1
                 self.counts["heartbeat_misses"] += 1
             if link.misses >= self.settings.heartbeat_misses_max:
-                retiring = link.state == LinkState.RETIRING
-                self._close(link, f"missed {link.misses} heartbeats")
-                if retiring:
-                    close.append(rid)
+                self.counts["heartbeat_suspicions"] += 1
+                suspects.append(rid)
+                if link.pending:  # kept for its late output (fenced), like any retiring link
+                    link.state, link.why, link.beat_at = LinkState.RETIRING, f"missed {link.misses} heartbeats", None
                 else:
-                    self.counts["heartbeat_suspicions"] += 1
-                    suspects.append(rid)
+                    self._close(link, f"missed {link.misses} heartbeats")
+                    close.append(rid)
                 continue
             link.beat_at = now
             self.counts["heartbeats"] += 1
@@ -376,7 +378,7 @@ class Links:
         link = self.links.get(rid)
         if link is None or link.state == LinkState.CLOSED:
             return False
-        if link.state == LinkState.UP and link.pending:
+        if link.state in (LinkState.UP, LinkState.RETIRING) and link.pending:
             link.state = LinkState.RETIRING
             return False
         self._close(link, "retired")

@@ -369,17 +369,16 @@ class RouterHost:
 
     def tick_links(self, now: int) -> None:
         """The links' heartbeats; a replica that missed ``heartbeat_misses_max`` of them is suspected
-        (a hung or partitioned one: no close comes) and its link closed."""
+        (a hung or partitioned one: no close comes) and failed."""
         acts = self.links.tick(now)
         for rid in acts.heartbeats:
             self.io.heartbeat(rid)
+        for rid in acts.close:
+            self.io.close_link(rid)
         for rid in acts.suspects:
             log.info("[%s] replica %s suspected: missed %d heartbeats on its link", self.group, rid,
                      self.links.settings.heartbeat_misses_max)
-            self.io.close_link(rid)
             self.on_failure(rid)
-        for rid in acts.close:
-            self.io.close_link(rid)
 
     def save_counts(self) -> None:
         """Send the core's counters to the members if they changed: a restarted router goes on from them."""

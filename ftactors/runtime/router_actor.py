@@ -347,12 +347,15 @@ class _Router:
             log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
             self.host.on_failure(rid)
             return
-        self.host.on_delivered(answer)
+        if answer is not None:  # None: it came on the direct link, and the host has it
+            self.host.on_delivered(answer)
 
     # ------------------------------------------------------- direct data plane
 
     async def _send_direct(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> Any:
-        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered.
+        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered
+        when it came by a Ray call, or None when the host took it already (it came on the link: the
+        host hands a replica's link answers to the core in link order, see ``host.links``).
 
         On the path the host's links decide (``host.links.route``): the replica's direct link, a Ray
         call (no link, or the message holds an ObjectRef or is over a frame), or none (its link closed).
@@ -380,16 +383,23 @@ class _Router:
             assert links.route(rid, fits_wire=False) == Route.RAY
             return await handle.deliver.remote(msg, epoch, seq)
         except ParkedError as parked:
-            fetch = self.host.on_link_parked(rid) == Parked.FETCH
+            decision, ticket = self.host.on_link_parked(rid)
             self.host.on_link_answer(rid)
-            if not fetch:
-                raise LinkClosedError(f"link to {rid} closed") from None
-            return await handle.parked.remote(epoch, parked.call_id)
+            if decision == Parked.DROP:
+                return None
+            try:
+                fetched = await handle.parked.remote(epoch, parked.call_id)
+            except BaseException:
+                self.host.on_parked_lost(rid, ticket)  # what came after it on the link is dropped too
+                raise
+            self.host.on_parked_fetched(rid, ticket, fetched)  # then what waited for it, in link order
+            return None
         except BaseException as exc:  # closed, cancelled, or the replica's deliver raised
             self.host.on_link_answer(rid, heard=isinstance(exc, RemoteDeliverError))
             raise
         self.host.on_link_answer(rid)
-        return answer
+        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        return None
 
     async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
         """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""

@@ -647,8 +647,11 @@ class Simulator:
     def stable(self, group: str) -> bool:
         """A new fault may hit ``group``: one fault at a time, each repaired before the next.
 
-        The router is up and in its normal phase, no replica is joining, and
-        every member is alive, awake, in the router's view and recently heard from.
+        The router is up and in its normal phase, no replica is joining, the primary has executed
+        every position the router holds an announcement of (a new primary replayed the order it
+        took over: until then an acknowledged request may be held by the router alone, the
+        backups' copies lagging), and every member is alive, awake, in the router's view and
+        recently heard from.
         """
         router = self.routers[group]
         core = router.core
@@ -656,6 +659,8 @@ class Simulator:
             return False
         if len(core.members) < 2:
             return False
+        if core.log.order and self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order):
+            return False  # a new primary still replays the order it took over: the failover is not over
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
         for m in core.members:
             h = self.replicas[group][m]
