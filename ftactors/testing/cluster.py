@@ -650,8 +650,8 @@ class Simulator:
         The router is up and in its normal phase, no replica is joining, the primary has executed
         every position the router holds an announcement of (a new primary replayed the order it
         took over: until then an acknowledged request may be held by the router alone, the
-        backups' copies lagging), and every member is alive, awake, in the router's view and
-        recently heard from.
+        backups' copies lagging), and every member is alive, awake, not cut off, in the router's view
+        and recently heard from (on its direct link too).
         """
         router = self.routers[group]
         core = router.core
@@ -662,10 +662,15 @@ class Simulator:
         if core.log.order and self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order):
             return False  # a new primary still replays the order it took over: the failover is not over
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
+        link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
         for m in core.members:
             h = self.replicas[group][m]
-            if not h.alive or h.paused or h.core.view != core.view or h.partitioned_until > self.now:
+            if not h.alive or h.paused or h.core.view != core.view or h.partitioned_until >= self.now:
                 return False
+            link = router.host.links.links.get(m) if router.host is not None else None
+            if link is not None and link.state == LinkState.UP and \
+                    (link.misses or self.now - link.last_heard > link_fresh):
+                return False  # its link's heartbeats are going unanswered: it may be about to be suspected
             if self.now - core.links[m].last_heard > fresh:
                 return False  # the router may be about to suspect it (e.g. it just woke up)
         return True
