@@ -665,7 +665,7 @@ class Simulator:
         link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
         for m in core.members:
             h = self.replicas[group][m]
-            if not h.alive or h.paused or h.core.view != core.view or h.partitioned_until >= self.now:
+            if not h.alive or h.paused or h.core.view != core.view or 0 < self.now <= h.partitioned_until:
                 return False
             link = router.host.links.links.get(m) if router.host is not None else None
             if link is not None and link.state == LinkState.UP and \
