@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import pytest
 import ray
@@ -143,4 +144,83 @@ def test_checkpoints_in_the_object_store_reach_the_backups_and_survive_a_failove
         assert ray.get(h.all.remote(), timeout=60) == items
         assert ray.get(h.add.remote("after"), timeout=60) == len(items) + 1
     finally:
+        ftactors.shutdown(h)
+
+
+def test_a_hung_primary_is_suspected_by_its_links_heartbeats_failed_over_and_fenced(ray_local: Any) -> None:
+    """SIGSTOP the primary under load: its link goes silent (no close: the process exists), the router
+    misses heartbeat_misses_max heartbeats and suspects it, long before the core's failure timeout;
+    calls go on after the failover, none lost, none twice. SIGCONT: the deposed primary answers
+    nothing a caller sees (its late output, awaited on its retiring link, is fenced off by view);
+    then it is killed by pid."""
+    import threading
+    import time
+
+    interval_s, misses = 0.1, 3
+    failure_timeout_s = 30.0  # the core's own silence timeout: far above what the heartbeats take
+    h = ftactors.replicated(replicas=3, heartbeat_interval_s=interval_s, heartbeat_misses_max=misses,
+                            heartbeat_s=5.0, failure_timeout_s=failure_timeout_s)(ray.remote(Counter)).remote()
+    pid = 0
+    try:
+        assert ray.get([h.inc.remote() for _ in range(20)])[-1] == 20
+        wait_for(lambda: converged(h, 3), what="the group converged")
+        old = _members(h)[0]
+        pid = old.pid
+        done: List[Tuple[float, int]] = []
+        errors: List[BaseException] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    done.append((time.monotonic(), ray.get(h.inc.remote(), timeout=60)))
+                except BaseException as exc:  # a lost call
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(done) >= 20, what="calls under load")
+        stopped_at = time.monotonic()
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: _members(h)[0].replica_id != old.replica_id, timeout_s=failure_timeout_s / 2,
+                 what="a failover")
+        failover_s = time.monotonic() - stopped_at
+        wait_for(lambda: sum(1 for t, _ in done if t > stopped_at + failover_s) >= 20, what="calls after the failover")
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        # the longest wait a caller saw: the heartbeats' suspicion plus the recovery
+        times = [stopped_at] + sorted(t for t, _ in done if t > stopped_at)
+        stall_s = max(b - a for a, b in zip(times, times[1:]))
+        bound_s = (misses + 1) * interval_s + 3.0
+        print(f"hung primary: failover seen after {failover_s:.2f} s, longest caller wait {stall_s:.2f} s "
+              f"(suspicion after {(misses + 1) * interval_s:.1f} s of silence; bound {bound_s:.1f} s)")
+        assert stall_s < bound_s < failure_timeout_s
+        counts = ftactors.describe(h).counts
+        assert counts.get("link_heartbeat_suspicions", 0) >= 1, counts
+        values = [v for _, v in done]
+        assert len(set(values)) == len(values) and sorted(values) == list(range(21, 21 + len(values)))  # 0 twice/lost
+
+        fenced = counts.get("fenced", 0)
+        os.kill(pid, signal.SIGCONT)  # the deposed primary runs again: it must answer nothing
+        total = 20 + len(values)
+        for i in range(1, 21):
+            assert ray.get(h.inc.remote(), timeout=60) == total + i
+            time.sleep(0.02)
+        assert ray.get(h.get.remote(), timeout=60) == total + 20
+        # its link was kept for its late output: what it sent in its old view was dropped by the router
+        wait_for(lambda: ftactors.describe(h).counts.get("fenced", 0) > fenced,
+                 what="the resumed primary's output fenced off")
+        assert old.replica_id not in [m.replica_id for m in _members(h)]
+        wait_for(lambda: converged(h, 3), what="the group re-replicated and converged")
+    finally:
+        if pid:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         ftactors.shutdown(h)

@@ -254,3 +254,40 @@ def test_timers_armed_only_on_the_primary_are_caught(monkeypatch: pytest.MonkeyP
             break
     assert failures, "the planted timer bug went unnoticed"
     assert failures[0].startswith("I6: "), failures
+
+
+def test_a_closed_link_not_counted_as_a_failure_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: the links close a crashed replica's link but do not suspect it. Ray's slower
+    death notice still removes it, too late for I11 (a crashed member with its link up leaves the view
+    within the link's close)."""
+    from ftactors.host.links import Links
+
+    original = Links.on_closed
+
+    def not_a_failure(self: Links, rid: str, why: str) -> bool:
+        original(self, rid, why)
+        return False
+
+    monkeypatch.setattr(Links, "on_closed", not_a_failure)
+    error = _first_failure()
+    assert re.match(r"I11: \S+ crashed \d+ ticks ago with its link up, still a member", error), error
+
+
+def test_heartbeats_that_ignore_misses_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: heartbeats go out but their misses never make a suspicion, so a paused or
+    partitioned replica is only found by the core's failure timeout: I11 names it."""
+    from ftactors.host.links import Links
+
+    original = Links.tick
+
+    def ignoring_misses(self: Links, now: int) -> object:
+        real = self.settings
+        self.settings = dataclasses.replace(real, heartbeat_misses_max=10**9)
+        try:
+            return original(self, now)
+        finally:
+            self.settings = real
+
+    monkeypatch.setattr(Links, "tick", ignoring_misses)
+    error = _first_failure()
+    assert re.match(r"I11: \S+ silent for \d+ ticks with its link up, still a member", error), error

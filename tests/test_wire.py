@@ -236,3 +236,48 @@ def test_connect_reports_an_unreachable_replica_without_raising() -> None:
 
     ok, why = asyncio.run(go())
     assert not ok and "could not connect" in why
+
+
+def test_heartbeats_are_answered_while_a_deliver_runs_and_a_close_is_reported() -> None:
+    """A heartbeat is answered by the connection's reader thread at once, while the replica's
+    Deliver still runs (a long method does not look hung); closing the link calls ``on_close``."""
+    release = threading.Event()
+
+    def slow(call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        release.wait(5)
+        return wire.KIND_DELIVERED, wire.dumps("done")
+
+    srv = wire.WireServer("127.0.0.1", None, SECRET, slow, FRAME_MAX)
+
+    async def go() -> Tuple[int, int, bool]:
+        link = wire.DirectLink(srv.address, SECRET, FRAME_MAX)
+        heard: List[float] = []
+        closed: List[str] = []
+        link.on_heard = lambda: heard.append(time.monotonic())
+        link.on_close = lambda: closed.append(str(link.closed))
+        task = asyncio.ensure_future(link.deliver("m", "e", 1))
+        await asyncio.sleep(0.1)
+        for _ in range(3):
+            assert link.heartbeat()
+            await asyncio.sleep(0.05)
+        answered_while_running = len(heard)
+        release.set()
+        assert await task == "done"
+        link.close("test")
+        return answered_while_running, srv.heartbeats, bool(closed) and not link.heartbeat()
+
+    try:
+        answered, served, closed_reported = asyncio.run(go())
+        assert answered == 3 and served == 3 and closed_reported
+    finally:
+        release.set()
+        srv.close()
+
+
+def test_a_malformed_heartbeat_drops_the_connection(server: Any) -> None:
+    s, _ = _authenticated_socket(server.address)
+    try:
+        s.sendall(struct.pack("!I", 3) + bytes((wire.KIND_HEARTBEAT,)) + b"xx")
+        _poll(lambda: server.dropped.get("bad frame", 0) >= 1)
+    finally:
+        s.close()

@@ -18,7 +18,11 @@ Host loop (what a driver calls)::
     host.on_delivered(answer)            # io.deliver's answer        } each input asks io.kick() for a
     host.on_failure(rid)                 # a call to rid failed        } host.process() soon
     host.on_pong(rid, counts) / host.on_state_report(report) / host.on_spawned(rid) / host.on_spawn_failed(rid)
-    host.tick()                          # once per tick: core.tick, the counters' save timer, process()
+    host.on_link_up(rid) / on_link_unreachable(rid, why) / on_link_heard(rid) / on_link_answer(rid) /
+        on_link_delivered(rid, answer) / on_link_parked(rid) / on_parked_fetched(rid, ticket, answer) /
+        on_parked_lost(rid, ticket) / on_link_closed(rid, why)   # the direct data plane (``host.links`` decides)
+    host.tick()                          # once per tick: core.tick, the counters' save timer, the links'
+                                         # heartbeats and suspicions, process()
     host.process()                       # carry out core.ready(): sends, released, failed, pings, queries,
                                          # spawns (once no recovery runs), retired
 """
@@ -41,6 +45,7 @@ from ftactors.core import (
     RouterCore,
     StateReport,
 )
+from ftactors.host.links import Links, LinkSettings, Parked
 from ftactors.host.rebuild import RebuiltView, rebuilt_view
 
 log = logging.getLogger("ftactors")
@@ -120,6 +125,16 @@ class RouterIO(Protocol):
         """Call :meth:`RouterHost.process` soon (after the current input; several kicks, one call)."""
         ...
 
+    def heartbeat(self, rid: str) -> None:
+        """Send a heartbeat on ``rid``'s direct link; its answer goes to :meth:`RouterHost.on_link_heard`
+        (only called for a link the driver reported up)."""
+        ...
+
+    def close_link(self, rid: str) -> None:
+        """Close ``rid``'s direct link (suspected, or retired and drained); only called for a link the
+        driver reported with ``want_link``."""
+        ...
+
 
 class RouterHost:
     """One router incarnation of a group: the core, its callers and its replicas' links.
@@ -131,13 +146,15 @@ class RouterHost:
         epoch: names this incarnation on its Delivers; a later incarnation's sorts later.
         members: the first view's members, or None for a restarted router (call :meth:`rebuild`).
         counts_every_ticks: how often the core's counters are saved on the members when they changed.
+        link_settings: the direct links' heartbeats (:class:`ftactors.host.links.LinkSettings`).
 
     Raises:
         ValueError: ``counts_every_ticks`` is not positive.
     """
 
     def __init__(self, group: str, config: CoreConfig, io: RouterIO, epoch: str,
-                 members: Optional[Tuple[str, ...]] = None, counts_every_ticks: int = 100) -> None:
+                 members: Optional[Tuple[str, ...]] = None, counts_every_ticks: int = 100,
+                 link_settings: Optional[LinkSettings] = None) -> None:
         if counts_every_ticks < 1:
             raise ValueError(f"counts_every_ticks must be >= 1, got {counts_every_ticks!r}")
         self.group = group
@@ -156,6 +173,8 @@ class RouterHost:
         self._logged_view = 0 if self.core is None else self.core.view
         self._spawn_queue: List[str] = []  # asked for by the core, started once no recovery runs
         self._next_save_tick = 0
+        #: the direct data plane's decisions (link states, heartbeats, suspicion, parked answers)
+        self.links = Links(link_settings or LinkSettings())
 
     @property
     def waiters_max(self) -> int:
@@ -221,6 +240,62 @@ class RouterHost:
             self.last_failover_s = self.io.wall_s()
             self._recovery_t0 = self.last_failover_s
         self.io.kick()
+
+    # ------------------------------------------------------------ direct links
+
+    def on_link_up(self, rid: str) -> None:
+        """The direct link to ``rid`` (asked for by ``links.want_link``) is open."""
+        self.links.on_up(rid, self.io.ticks())
+
+    def on_link_unreachable(self, rid: str, why: str) -> bool:
+        """No direct link to ``rid`` could be opened: its Delivers take Ray calls (not a failure).
+
+        Returns:
+            True the first time (warn once).
+        """
+        return self.links.on_unreachable(rid, why)
+
+    def on_link_heard(self, rid: str) -> None:
+        """A frame came on ``rid``'s link (a heartbeat's answer): it is alive, for the core too."""
+        self.links.on_heard(rid, self.io.ticks())
+        if self.core is not None:
+            self.core.on_pong(rid)
+
+    def on_link_answer(self, rid: str, heard: bool = True) -> None:
+        """A Deliver sent on ``rid``'s link was answered (``heard``) or its wait ended (call before
+        ``on_delivered``); a retiring link with nothing pending is closed."""
+        if self.links.on_answer(rid, self.io.ticks(), heard):
+            self.io.close_link(rid)
+
+    def on_link_parked(self, rid: str) -> Tuple[Parked, int]:
+        """``rid`` parked an answer on its link (call before ``on_link_answer``).
+
+        Returns:
+            (FETCH, ticket): fetch it with a Ray call, then :meth:`on_parked_fetched` or
+            :meth:`on_parked_lost` with the ticket; or (DROP, 0).
+        """
+        return self.links.on_parked(rid)
+
+    def on_link_delivered(self, rid: str, answer: Delivered) -> None:
+        """A Delivered came on ``rid``'s link: to the core, after any parked answer that came before it."""
+        for a in self.links.on_wire_answer(rid, answer):
+            self.on_delivered(a)
+
+    def on_parked_fetched(self, rid: str, ticket: int, answer: Delivered) -> None:
+        """The parked answer ``ticket`` of ``rid`` was fetched: it, and what waited for it, go to the core."""
+        for a in self.links.on_fetched(rid, ticket, answer):
+            self.on_delivered(a)
+
+    def on_parked_lost(self, rid: str, ticket: int) -> None:
+        """Fetching the parked answer ``ticket`` of ``rid`` failed: it and what came after it are dropped."""
+        self.links.on_fetch_lost(rid, ticket)
+
+    def on_link_closed(self, rid: str, why: str) -> None:
+        """``rid``'s direct link closed: an open link's close is a suspicion at once."""
+        if self.links.on_closed(rid, why):
+            log.info("[%s] replica %s suspected: its link closed (%s)", self.group, rid, why)
+            if self.core is not None and not self.closed:
+                self.on_failure(rid)
 
     def on_spawned(self, rid: str) -> bool:
         """Replica ``rid`` (``io.spawn``) started and is ready to join.
@@ -289,7 +364,21 @@ class RouterHost:
         if now >= self._next_save_tick:
             self._next_save_tick = now + self.counts_every_ticks
             self.save_counts()
+        self.tick_links(now)
         self.process()
+
+    def tick_links(self, now: int) -> None:
+        """The links' heartbeats; a replica that missed ``heartbeat_misses_max`` of them is suspected
+        (a hung or partitioned one: no close comes) and failed."""
+        acts = self.links.tick(now)
+        for rid in acts.heartbeats:
+            self.io.heartbeat(rid)
+        for rid in acts.close:
+            self.io.close_link(rid)
+        for rid in acts.suspects:
+            log.info("[%s] replica %s suspected: missed %d heartbeats on its link", self.group, rid,
+                     self.links.settings.heartbeat_misses_max)
+            self.on_failure(rid)
 
     def save_counts(self) -> None:
         """Send the core's counters to the members if they changed: a restarted router goes on from them."""
@@ -330,6 +419,8 @@ class RouterHost:
                 io.spawn(rid)
         for rid in r.retired:
             log.debug("[%s] replica %s left the view (view %d)", self.group, rid, core.view)
+            if self.links.retire(rid):  # else it retires until its pending answers came
+                io.close_link(rid)
             io.retire(rid)
 
     def _note_view(self, core: RouterCore) -> None:

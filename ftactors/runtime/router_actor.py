@@ -21,13 +21,14 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore
+from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError
 from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
-from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError
+from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError, RemoteDeliverError
 
 log = logging.getLogger("ftactors")
 
@@ -103,12 +104,13 @@ class _Router:
         epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.host = RouterHost(self.group, self.config, _RayIO(self), epoch,
                                members=None if self._reconstructed else self.initial_members,
-                               counts_every_ticks=self.settings.ticks(1.0))
-        # the direct data plane: one link per replica, opened on its first Deliver
+                               counts_every_ticks=self.settings.ticks(1.0),
+                               link_settings=self.settings.link_settings())
+        # the direct data plane: one link per replica, opened on its first Deliver; the host's links
+        # (ftactors.host.links) decide the path, what a close means, heartbeats and when a link closes
         self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
-        self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}
+        self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}  # held until the host closes them
         self._wire_addrs: Dict[str, Tuple[str, int]] = {}  # from the replicas' ready()
-        self._retiring_links: Set[DirectLink] = set()  # retired replicas' links awaiting their last answers
 
     @property
     def core(self) -> Optional[RouterCore]:
@@ -178,6 +180,7 @@ class _Router:
         # one snapshot: the view and the failover time together (the awaits below let a failover in)
         out["last_failover_s"] = self.host.last_failover_s
         out["last_recovery_ms"] = self.host.last_recovery_ms
+        out["counts"] = {**out["counts"], **{f"link_{k}": n for k, n in self.host.links.counts.items()}}
         infos = {}
         for rid in list(core.members):
             try:
@@ -201,8 +204,6 @@ class _Router:
         self._closed = True
         for rid in list(self._links):
             self._close_link(rid)
-        for link in list(self._retiring_links):
-            link.close()
         # and those it has no handle to (one being spawned, or a deposed one): by name
         loop = asyncio.get_running_loop()
         for rid in await loop.run_in_executor(None, self._named_replicas) - set(self.handles):
@@ -335,7 +336,10 @@ class _Router:
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
-        except (*_DEAD, LinkClosedError) as exc:
+        except LinkClosedError as exc:  # the host's links decide (an open link's close: a suspicion)
+            self.host.on_link_closed(rid, str(exc))
+            return
+        except _DEAD as exc:
             log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
             self.host.on_failure(rid)
             return
@@ -343,33 +347,59 @@ class _Router:
             log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
             self.host.on_failure(rid)
             return
-        self.host.on_delivered(answer)
+        if answer is not None:  # None: it came on the direct link, and the host has it
+            self.host.on_delivered(answer)
 
     # ------------------------------------------------------- direct data plane
 
     async def _send_direct(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> Any:
-        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered.
+        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered
+        when it came by a Ray call, or None when the host took it already (it came on the link: the
+        host hands a replica's link answers to the core in link order, see ``host.links``).
 
-        Over the replica's direct link; through a Ray call when the message holds an ObjectRef or is
-        over a frame, or the replica has no link. Ordering does not depend on the path: the replica
-        applies a link's batches in ``seq`` order.
+        On the path the host's links decide (``host.links.route``): the replica's direct link, a Ray
+        call (no link, or the message holds an ObjectRef or is over a frame), or none (its link closed).
+        Ordering does not depend on the path: the replica applies a link's batches in ``seq`` order.
 
         Raises:
-            LinkClosedError: the link closed (the replica is suspected at once).
+            LinkClosedError: the link closed (the host's links decide whether that is a suspicion).
             RayActorError: the replica died during a Ray call.
         """
+        links = self.host.links
         pending = self._links.get(rid)
-        if pending is None:
+        if pending is None and links.want_link(rid):
             pending = self._links[rid] = asyncio.ensure_future(self._open_link(rid, handle))
-        link = await pending
-        if link is None:
+        link = await pending if pending is not None else None
+        route = links.route(rid)
+        if route == Route.NONE:
+            raise LinkClosedError(f"link to {rid} closed")
+        if route == Route.RAY or link is None:
             return await handle.deliver.remote(msg, epoch, seq)
+        links.on_sent(rid)
         try:
-            return await link.deliver(msg, epoch, seq)
-        except NotOnWireError:
+            answer = await link.deliver(msg, epoch, seq)
+        except NotOnWireError:  # it never went out: a Ray call, so the object store tracks its references
+            self.host.on_link_answer(rid, heard=False)
+            assert links.route(rid, fits_wire=False) == Route.RAY
             return await handle.deliver.remote(msg, epoch, seq)
         except ParkedError as parked:
-            return await handle.parked.remote(epoch, parked.call_id)
+            decision, ticket = self.host.on_link_parked(rid)
+            self.host.on_link_answer(rid)
+            if decision == Parked.DROP:
+                return None
+            try:
+                fetched = await handle.parked.remote(epoch, parked.call_id)
+            except BaseException:
+                self.host.on_parked_lost(rid, ticket)  # what came after it on the link is dropped too
+                raise
+            self.host.on_parked_fetched(rid, ticket, fetched)  # then what waited for it, in link order
+            return None
+        except BaseException as exc:  # closed, cancelled, or the replica's deliver raised
+            self.host.on_link_answer(rid, heard=isinstance(exc, RemoteDeliverError))
+            raise
+        self.host.on_link_answer(rid)
+        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        return None
 
     async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
         """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""
@@ -377,38 +407,46 @@ class _Router:
         if address is None:  # a rebuilt router: ask the replica
             address = await handle.wire_address.remote()
         if address is None:
+            self.host.on_link_unreachable(rid, "the replica has no direct link")
             return None
         link = DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
                           connect_timeout_s=max(1.0, self.settings.failure_timeout_s))
         if not await link.connect():  # a port closed between the nodes, say: not a failed replica
-            log.warning("[%s] replica %s: no direct link (%s); its Delivers go through Ray calls "
-                        "(open port_range between the nodes)", self.group, rid, link.closed)
+            if self.host.on_link_unreachable(rid, str(link.closed)):
+                log.warning("[%s] replica %s: no direct link (%s); its Delivers go through Ray calls "
+                            "(open port_range between the nodes)", self.group, rid, link.closed)
             return None
+        link.on_close = lambda: self.host.on_link_closed(rid, str(link.closed))
+        link.on_heard = lambda: self.host.on_link_heard(rid)
+        self.host.on_link_up(rid)
         return link
 
-    def _close_link(self, rid: str, at_once: bool = True) -> None:
-        """Forget ``rid``'s link and close it, at once or when its pending Delivers are answered."""
+    def _close_link(self, rid: str) -> None:
+        """Forget ``rid``'s link and close it (once open, if it is still opening)."""
         pending = self._links.pop(rid, None)
         self._wire_addrs.pop(rid, None)
         if pending is None:
             return
         if pending.done():
-            self._end_link(pending, at_once)
+            self._end_link(pending)
         else:  # still connecting: end it once it is open
-            pending.add_done_callback(lambda done: self._end_link(done, at_once))
+            pending.add_done_callback(self._end_link)
 
-    def _end_link(self, opened: "asyncio.Future[Optional[DirectLink]]", at_once: bool) -> None:
+    @staticmethod
+    def _end_link(opened: "asyncio.Future[Optional[DirectLink]]") -> None:
         if opened.cancelled() or opened.exception() is not None:
             return
         link = opened.result()
-        if link is None:
-            return
-        if at_once:
+        if link is not None:
             link.close()
-            return
-        self._retiring_links.add(link)  # held until closed (asyncio holds tasks weakly)
-        link.on_close = lambda: self._retiring_links.discard(link)
-        link.close_when_idle()
+
+    def _heartbeat(self, rid: str) -> None:
+        """A heartbeat on ``rid``'s open link (``host.links`` asks for it when the link is idle)."""
+        pending = self._links.get(rid)
+        if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
+            link = pending.result()
+            if link is not None:
+                link.heartbeat()
 
     async def _ping(self, rid: str, counts: Optional[Dict[str, int]]) -> None:
         handle = self.handles.get(rid)
@@ -432,8 +470,7 @@ class _Router:
 
     def _retire(self, rid: str) -> None:
         handle = self.handles.pop(rid, None)
-        self.nodes.pop(rid, None)
-        self._close_link(rid, at_once=False)  # a deposed replica's late output is fenced, not lost
+        self.nodes.pop(rid, None)  # its link: the host's links close it once drained (late output is fenced)
         if handle is not None:
             try:
                 handle.retire.remote()
@@ -560,6 +597,12 @@ class _RayIO:
 
     def kick(self) -> None:
         self.r._kick()
+
+    def heartbeat(self, rid: str) -> None:
+        self.r._heartbeat(rid)
+
+    def close_link(self, rid: str) -> None:
+        self.r._close_link(rid)
 
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ftactors.core.config import CoreConfig
 from ftactors.core.errors import ConfigError
 from ftactors.core.scheduler import make_scheduler
+from ftactors.host.links import LinkSettings
 
 
 class ReplicationSettings(BaseModel):
@@ -62,6 +63,11 @@ class ReplicationSettings(BaseModel):
         "(None: any free port); open them between the nodes")
     frame_bytes_max: int = Field(64 * 1024 * 1024, ge=1024, description="direct data plane: the largest frame; "
                                  "larger messages take a Ray call, a peer sending one is disconnected")
+    heartbeat_interval_s: float = Field(0.25, gt=0, description="direct data plane: a link silent this long "
+                                        "gets a heartbeat (traffic counts as liveness: a busy link sends none)")
+    heartbeat_misses_max: int = Field(4, ge=1, description="direct data plane: heartbeats missed in a row that "
+                                      "make a replica suspected (hung or cut off): after about "
+                                      "(heartbeat_misses_max + 1) * heartbeat_interval_s of silence")
 
     @field_validator("port_range")
     @classmethod
@@ -82,6 +88,8 @@ class ReplicationSettings(BaseModel):
             raise ValueError("failure_timeout_s must be greater than heartbeat_s")
         if self.min_replicas is not None and self.min_replicas > self.replicas:
             raise ValueError("min_replicas must be <= replicas")
+        if self.heartbeat_interval_s < self.tick_s:
+            raise ValueError("heartbeat_interval_s must be at least tick_s")
         return self
 
     def ticks(self, seconds: float) -> int:
@@ -93,6 +101,11 @@ class ReplicationSettings(BaseModel):
         if self.primary_inflight_max is not None:
             return self.primary_inflight_max
         return 1 if self.scheduling == "reception" else 8
+
+    def link_settings(self) -> LinkSettings:
+        """The direct links' heartbeats in ticks (:class:`ftactors.host.links.LinkSettings`)."""
+        return LinkSettings(heartbeat_interval_ticks=self.ticks(self.heartbeat_interval_s),
+                            heartbeat_misses_max=self.heartbeat_misses_max)
 
     def core_config(self) -> CoreConfig:
         """The core's settings in ticks."""

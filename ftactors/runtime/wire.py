@@ -17,6 +17,10 @@ Then frames, each a 4-byte big-endian length and a body of at most ``frame_bytes
     PARKED     replica -> router   kind 3, call id: the answer holds an ObjectRef or is too large;
                                    the router fetches it with a Ray call (``_Replica.parked``)
     ERROR      replica -> router   kind 4, call id, the error's text
+    HEARTBEAT  router -> replica   kind 5, beat number: sent on a link silent for heartbeat_interval_s
+    BEAT_ACK   replica -> router   kind 6, beat number: written by the connection's reader thread at
+                                   once (a running method does not hold it up; a stopped or cut-off
+                                   process misses it, and heartbeat_misses_max misses are a suspicion)
 
 A peer that fails the handshake, sends a truncated, oversized or unknown frame, or a body that
 is not a Deliver is disconnected and logged once per kind of fault; nothing it sent executes.
@@ -55,7 +59,9 @@ KIND_DELIVER = 1
 KIND_DELIVERED = 2
 KIND_PARKED = 3
 KIND_ERROR = 4
-_ANSWER_KINDS = frozenset({KIND_DELIVERED, KIND_PARKED, KIND_ERROR})
+KIND_HEARTBEAT = 5
+KIND_HEARTBEAT_ACK = 6
+_ANSWER_KINDS = frozenset({KIND_DELIVERED, KIND_PARKED, KIND_ERROR, KIND_HEARTBEAT_ACK})
 
 
 class WireError(Exception):
@@ -186,6 +192,11 @@ def decode_deliver(frame: bytes) -> Tuple[int, int, str, bytes]:
     return call_id, seq, epoch, frame[end:]
 
 
+def encode_heartbeat(beat: int) -> bytes:
+    """A HEARTBEAT frame, its length prefix included."""
+    return _LEN.pack(_ANSWER.size) + _ANSWER.pack(KIND_HEARTBEAT, beat)
+
+
 def encode_answer(kind: int, call_id: int, body: bytes = b"") -> bytes:
     """A DELIVERED, PARKED or ERROR frame, its length prefix included."""
     assert kind in _ANSWER_KINDS, kind
@@ -290,6 +301,7 @@ class WireServer:
         self.drop_log = _LogOnce(name)
         self.dropped: Dict[str, int] = collections.Counter()  # kind of fault -> connections dropped
         self.served = 0  # Delivers run
+        self.heartbeats = 0  # heartbeats answered
         threading.Thread(target=self._accept_loop, daemon=True, name="ftactors-wire-accept").start()
 
     def close(self) -> None:
@@ -340,7 +352,11 @@ class WireServer:
             write_lock = threading.Lock()
             while not self._closed:
                 try:
-                    call_id, seq, epoch, body = self._read_deliver(f)
+                    frame = self._read_frame(f)
+                    if frame[:1] == bytes((KIND_HEARTBEAT,)):
+                        self._beat(conn, write_lock, frame)
+                        continue
+                    call_id, seq, epoch, body = decode_deliver(frame)
                 except ConnectionError:
                     conn.close()
                     return
@@ -362,7 +378,21 @@ class WireServer:
             raise AuthError("wrong proof")
         conn.sendall(proof(self.secret, b"s", nonce_s, nonce_c))
 
-    def _read_deliver(self, f: Any) -> Tuple[int, int, str, bytes]:
+    def _beat(self, conn: socket.socket, write_lock: threading.Lock, frame: bytes) -> None:
+        """Answer a heartbeat at once, from the reader thread.
+
+        Raises:
+            FrameError: a malformed heartbeat.
+            OSError: the router is gone.
+        """
+        if len(frame) != _ANSWER.size:
+            raise FrameError("bad heartbeat")
+        _, beat = _ANSWER.unpack(frame)
+        self.heartbeats += 1
+        with write_lock:
+            conn.sendall(encode_answer(KIND_HEARTBEAT_ACK, beat))
+
+    def _read_frame(self, f: Any) -> bytes:
         head = f.read(_LEN.size)
         if not head:
             raise ConnectionError("closed")
@@ -374,7 +404,7 @@ class WireServer:
         frame = f.read(n)
         if len(frame) < n:
             raise FrameError(f"truncated frame ({len(frame)} of {n} bytes)")
-        return decode_deliver(frame)
+        return bytes(frame)
 
     def _run(self, conn: socket.socket, write_lock: threading.Lock, call_id: int, seq: int, epoch: str,
              body: bytes) -> None:
@@ -409,7 +439,9 @@ class DirectLink:
 
     ``deliver(msg, epoch, seq)`` sends one Deliver and returns its Delivered. Frames written in
     one step of the event loop go out in one write. When the connection closes every pending and
-    later ``deliver`` raises :class:`LinkClosedError`: the router suspects the replica at once.
+    later ``deliver`` raises :class:`LinkClosedError` and ``on_close`` runs (the router's links
+    decide what it means: :mod:`ftactors.host.links`). ``heartbeat()`` sends a heartbeat; every
+    frame that comes back (an answer, a heartbeat's) calls ``on_heard``.
 
     Args:
         address: the replica's (host, port).
@@ -429,11 +461,11 @@ class DirectLink:
         self._out: List[bytes] = []
         self._next_id = 0
         self.closed: Optional[str] = None  # why, once closed
-        self._close_idle = False
         self._reader_task: Optional[asyncio.Task] = None
-        #: called once closed (the router keeps a retired replica's link alive until then: asyncio
-        #: holds its tasks only weakly, and nothing else would hold this link)
+        #: called once closed
         self.on_close: Optional[Callable[[], None]] = None
+        self.on_heard: Optional[Callable[[], None]] = None  # a frame came from the replica
+        self._beats = 0
 
     async def deliver(self, msg: Any, epoch: str, seq: int) -> Any:
         """Send ``msg`` (a Deliver) as link batch ``seq`` of router incarnation ``epoch``.
@@ -469,6 +501,18 @@ class DirectLink:
             raise ParkedError(call_id)
         raise RemoteDeliverError(out.decode(errors="replace"))
 
+    def heartbeat(self) -> bool:
+        """Send a heartbeat now (the replica's reader answers it at once).
+
+        Returns:
+            Whether it went out (False: not open, or closed).
+        """
+        if self._writer is None or self.closed is not None:
+            return False
+        self._beats += 1
+        self._writer.write(encode_heartbeat(self._beats))
+        return True
+
     def close(self, why: str = "closed by the router") -> None:
         """Close the connection; pending Delivers raise :class:`LinkClosedError`."""
         if self.closed is None:
@@ -481,13 +525,6 @@ class DirectLink:
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(LinkClosedError(self.closed))
-
-    def close_when_idle(self) -> None:
-        """Close once every pending Deliver has its answer (a deposed replica's late output must
-        still reach the router, which fences it off)."""
-        self._close_idle = True
-        if not self._pending:
-            self.close("retired")
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -542,12 +579,13 @@ class DirectLink:
                 if n > self.frame_bytes_max:
                     raise FrameError(f"answer of {n} bytes over frame_bytes_max")
                 kind, call_id, body = decode_answer(await r.readexactly(n))
+                if self.on_heard is not None:
+                    self.on_heard()
+                if kind == KIND_HEARTBEAT_ACK:
+                    continue
                 fut = self._pending.pop(call_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result((kind, body))
-                if self._close_idle and not self._pending:
-                    self.close("retired")
-                    return
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         except FrameError as exc:

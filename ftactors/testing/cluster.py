@@ -14,6 +14,14 @@ Links, as Ray provides them:
 * router <-> replica: FIFO per (router incarnation, replica), reliable while
   both live; a call to a dead replica fails (``on_failure``) after a small
   delay; a paused replica is only found out by missing pongs.
+* with the direct data plane (``SimOptions.direct``): the router's link to each replica,
+  FIFO both ways, run by the host's link decisions (:mod:`ftactors.host.links`): it opens on
+  the first Deliver (or falls back to Ray calls, ``p_unreachable``); a crashed replica's link
+  closes within ``LINK_CLOSE_TICKS_MAX`` (Ray's death notice takes longer:
+  ``RAY_NOTICE_TICKS``); a paused or partitioned replica (``p_partition``: its traffic is held,
+  no close comes) is found by missed heartbeats; an answer may be parked (``p_parked``) and
+  fetched with a Ray call; a Deliver holding an object reference takes a Ray call. Invariant
+  I11 bounds how long a member whose link is up stays in the view once it went silent.
 
 The cores never see the random generator: all randomness is here.
 """
@@ -25,7 +33,7 @@ import itertools
 import random
 from collections import Counter as Tally
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ftactors.core import (
@@ -45,13 +53,18 @@ from ftactors.core import (
 )
 from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
+from ftactors.host.links import LinkState
 from ftactors.testing.events import (
     ClientIssue,
     ClientRetry,
     Endpoint,
     Event,
     FailureNotice,
+    FetchParked,
     HistoryOp,
+    LinkClosed,
+    LinkOpened,
+    ParkedAnswer,
     NestedRetry,
     Ping,
     Pong,
@@ -85,6 +98,11 @@ EVENTS_MAX = 200_000
 RESOURCES = ("disk", "net")
 #: the longest the simulator waits for quiescence after the last operation
 QUIESCE_TICKS_MAX = 400
+#: direct data plane: a crashed replica's link closes within this many ticks (the OS closes its socket)
+LINK_CLOSE_TICKS_MAX = 2
+#: direct data plane: Ray's death notice (a failed call to a dead replica) takes this long, slower
+#: than the link's close
+RAY_NOTICE_TICKS = (4, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +156,7 @@ class Simulator:
         self.results_in_flight: set = set()  # results on their way to Ray callers (client_fifo)
         self.needs_resources: set = set()  # client calls that need a resource (at most one per operation)
         self.checker = invariants.Checker(self)
+        self.count("direct_runs", int(options.direct))
         self._build()
 
     # ----------------------------------------------------------------- setup
@@ -230,20 +249,26 @@ class Simulator:
             self.count("duplicated")
             self.schedule(self.rng.randint(1, opts.delay_max), event)
 
-    def _fifo(self, key: Tuple[Any, ...], event: Event) -> None:
-        """Send on a FIFO link: random delay, never overtaking an earlier message."""
-        at = max(self.now + self.rng.randint(1, self.options.link_delay_max), self.fifo.get(key, 0))
+    def _fifo(self, key: Tuple[Any, ...], event: Event, held_until: int = 0) -> None:
+        """Send on a FIFO link: random delay, never overtaking an earlier message (``held_until``: a
+        partition holds it until then)."""
+        at = max(self.now + self.rng.randint(1, self.options.link_delay_max), self.fifo.get(key, 0), held_until)
         self.fifo[key] = at
         assert len(self.queue) < EVENTS_MAX
         heapq.heappush(self.queue, (at, next(self._seq), event))
 
     # ------------------------------------------------------------ host API
 
-    def to_router(self, group: str, incarnation: int, replica: str, msg: ToRouterMsg) -> None:
-        """A replica answers its router (dropped if that incarnation is dead)."""
+    def to_router(self, group: str, incarnation: int, replica: str, msg: ToRouterMsg, wire: bool = False) -> None:
+        """A replica answers its router (dropped if that incarnation is dead); ``wire``: on the direct
+        link, where an answer may be parked (``p_parked``: the router fetches it with a Ray call)."""
         if incarnation != self.routers[group].incarnation:
             return
-        self._fifo(("up", group, incarnation, replica), ToRouter(group, incarnation, replica, msg))
+        if wire and isinstance(msg, Delivered) and self.options.p_parked and self.rng.random() < self.options.p_parked:
+            msg = ParkedAnswer(msg)
+            self.count("parked")
+        key = ("wire-up" if wire else "up", group, incarnation, replica)
+        self._fifo(key, ToRouter(group, incarnation, replica, msg, wire), self._held_until(group, replica))
 
     def send_reply(self, who: Endpoint, reply: Reply) -> None:
         """A router answers a client or a calling replica (a lossy link)."""
@@ -410,13 +435,18 @@ class Simulator:
     def _on_ToReplica(self, ev: ToReplica) -> None:
         host = self.replicas[ev.group][ev.replica]
         host.in_transit -= 1
-        if ev.incarnation != self.routers[ev.group].incarnation and \
+        router = self.routers[ev.group]
+        if ev.incarnation != router.incarnation and \
                 (not isinstance(ev.msg, Deliver) or self.rng.random() < 0.5):
             return  # the sending router died: its unsent traffic is lost (a Deliver it sent may still run)
-        if not host.alive:
-            self.schedule(self.rng.randint(1, 3), FailureNotice(ev.group, ev.incarnation, ev.replica))
+        if ev.wire and ev.incarnation == router.incarnation and ev.replica in router.closed_links:
+            self.count("link_dropped_on_closed_link")
             return
-        host.receive(ev.incarnation, ev.msg, ev.seq)
+        if not host.alive:
+            if not ev.wire:  # on the link, its close tells the router
+                self.schedule(self._notice_ticks(), FailureNotice(ev.group, ev.incarnation, ev.replica))
+            return
+        host.receive(ev.incarnation, ev.msg, ev.seq, ev.wire)
 
     def _on_ToRouter(self, ev: ToRouter) -> None:
         router = self.routers[ev.group]
@@ -424,6 +454,12 @@ class Simulator:
         if host is None or host.core is None or ev.incarnation != router.incarnation:
             return
         msg = ev.msg
+        if ev.wire:
+            if ev.replica in router.closed_links:
+                self.count("link_dropped_on_closed_link")
+            else:
+                router.on_wire(ev.replica, msg)
+            return
         if isinstance(msg, Delivered):
             host.on_delivered(msg)
         elif isinstance(msg, Pong):
@@ -435,6 +471,48 @@ class Simulator:
         router = self.routers[ev.group]
         if router.core is not None and router.host is not None and ev.incarnation == router.incarnation:
             router.host.on_failure(ev.replica)
+
+    def _on_LinkOpened(self, ev: LinkOpened) -> None:
+        """The router's link to a replica opened, or not (a port closed between the nodes, ``p_unreachable``;
+        a dead, paused or partitioned replica does not finish the handshake): then Ray calls carry its
+        Delivers."""
+        router = self.routers[ev.group]
+        host = router.host
+        if host is None or host.core is None or ev.incarnation != router.incarnation:
+            return
+        rep = self.replicas[ev.group].get(ev.replica)
+        if rep is None or rep.silent_since is not None or \
+                (self.options.p_unreachable and self.rng.random() < self.options.p_unreachable):
+            host.on_link_unreachable(ev.replica, "unreachable")
+            return
+        host.on_link_up(ev.replica)
+
+    def _on_LinkClosed(self, ev: LinkClosed) -> None:
+        router = self.routers[ev.group]
+        if router.host is not None and router.core is not None and ev.incarnation == router.incarnation:
+            self.count("link_closes")
+            router.host.on_link_closed(ev.replica, "the replica's process is gone")
+
+    def _on_FetchParked(self, ev: FetchParked) -> None:
+        """The Ray call fetching a parked answer: it fails on a dead replica (Ray's death notice), waits
+        on a silent one, else its result travels back."""
+        router = self.routers[ev.group]
+        if ev.incarnation != router.incarnation or router.host is None or router.core is None:
+            return
+        if ev.back and ev.lost:  # Ray's ActorDiedError
+            router.host.on_parked_lost(ev.replica, ev.ticket)
+            router.host.on_failure(ev.replica)
+            return
+        if ev.back:
+            router.host.on_parked_fetched(ev.replica, ev.ticket, ev.delivered)
+            return
+        rep = self.replicas[ev.group].get(ev.replica)
+        if rep is None or not rep.alive:
+            self.schedule(self._notice_ticks(), replace(ev, back=True, lost=True))
+        elif rep.silent_since is not None:
+            self.schedule(1, ev)
+        else:
+            self.schedule(self.rng.randint(1, self.options.link_delay_max), replace(ev, back=True))
 
     def _on_SpawnReady(self, ev: SpawnReady) -> None:
         router = self.routers[ev.group]
@@ -452,7 +530,9 @@ class Simulator:
         host = self.replicas[ev.group].get(ev.replica)
         if host is not None and host.alive:
             host.alive = False
+            self._go_silent(host)
             self.count("stopped")
+            self._link_gone(ev.group, ev.replica)
 
     def _on_WakeReplica(self, ev: WakeReplica) -> None:
         host = self.replicas[ev.group][ev.replica]
@@ -474,23 +554,66 @@ class Simulator:
         if host is not None:
             host.tick()
 
-    def _to_replica(self, group: str, rid: str, msg: Any, seq: int = 0) -> None:
-        """Router -> replica (``seq``: the Deliver's number on the link); a dead replica: FailureNotice."""
+    def _to_replica(self, group: str, rid: str, msg: Any, seq: int = 0, wire: bool = False) -> None:
+        """Router -> replica (``seq``: the Deliver's number on the link); a dead replica: FailureNotice
+        (``wire``: on the direct link, FIFO; a dead replica's link close tells the router instead)."""
         router = self.routers[group]
         host = self.replicas[group].get(rid)
         if host is None or not host.alive:
-            self.schedule(self.rng.randint(1, 3), FailureNotice(group, router.incarnation, rid))
+            if not wire:
+                self.schedule(self._notice_ticks(), FailureNotice(group, router.incarnation, rid))
             return
         host.in_transit += 1
+        held = host.partitioned_until
+        if wire:
+            self._fifo(("wire-down", group, router.incarnation, rid),
+                       ToReplica(group, router.incarnation, rid, msg, seq, wire=True), held)
+            return
         if not isinstance(msg, Deliver):
-            self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg))
+            self._fifo(("down", group, router.incarnation, rid), ToReplica(group, router.incarnation, rid, msg), held)
             return
         event = ToReplica(group, router.incarnation, rid, msg, seq)
         if self.rng.random() < self.options.p_reorder:  # Ray runs this call before an earlier one
             self.count("delivers_reordered")
-            self.schedule(self.rng.randint(1, 2 * self.options.link_delay_max), event)
+            at = self.now + self.rng.randint(1, 2 * self.options.link_delay_max)
+            self.schedule(max(at, held) - self.now, event)
         else:
-            self._fifo(("down", group, router.incarnation, rid), event)
+            self._fifo(("down", group, router.incarnation, rid), event, held)
+
+    def _go_silent(self, host: ReplicaHost) -> None:
+        """``host`` crashed, paused or was cut off now: note whether its router's link to it was up (I11)."""
+        host.silent_since = self.now
+        router = self.routers[host.group]
+        up = self.options.direct and router.host is not None and router.host.links.state(host.rid) == LinkState.UP
+        host.silent_link_up = router.incarnation if up else 0
+
+    def _notice_ticks(self) -> int:
+        """How long Ray's death notice takes (slower than a direct link's close)."""
+        if self.options.direct:
+            return self.rng.randint(*RAY_NOTICE_TICKS)
+        return self.rng.randint(1, 3)
+
+    def _held_until(self, group: str, rid: str) -> int:
+        host = self.replicas[group].get(rid)
+        return 0 if host is None else host.partitioned_until
+
+    def _open_link(self, router: SimRouter, rid: str) -> None:
+        """The router opens its direct link to ``rid`` (up or unreachable a little later)."""
+        self.schedule(self.rng.randint(1, self.options.link_delay_max), LinkOpened(router.group, router.incarnation, rid))
+
+    def _fetch_parked(self, router: SimRouter, rid: str, delivered: Delivered, ticket: int) -> None:
+        """The router fetches a parked answer with a Ray call."""
+        self.schedule(self.rng.randint(1, self.options.link_delay_max),
+                      FetchParked(router.group, router.incarnation, rid, delivered, ticket))
+
+    def _link_gone(self, group: str, rid: str) -> None:
+        """A replica's process is gone: the OS closes its direct link (if the router holds one)."""
+        router = self.routers[group]
+        host = router.host
+        if not self.options.direct or host is None:
+            return
+        if host.links.state(rid) in (LinkState.CONNECTING, LinkState.UP, LinkState.RETIRING):
+            self.schedule(self.rng.randint(1, LINK_CLOSE_TICKS_MAX), LinkClosed(group, router.incarnation, rid))
 
     def _spawn(self, router: SimRouter, rid: str) -> None:
         """Start replica ``rid`` for ``router``'s current incarnation (ready a few ticks later)."""
@@ -540,6 +663,8 @@ class Simulator:
                 self.pause_replica(group)
             elif r < opts.p_crash + opts.p_pause + opts.p_router_crash:
                 self.crash_router(group)
+            elif r < opts.p_crash + opts.p_pause + opts.p_router_crash + opts.p_partition:
+                self.partition_replica(group)
 
     def _set_resources(self, down: frozenset) -> None:
         self._resources_down = down
@@ -550,8 +675,11 @@ class Simulator:
     def stable(self, group: str) -> bool:
         """A new fault may hit ``group``: one fault at a time, each repaired before the next.
 
-        The router is up and in its normal phase, no replica is joining, and
-        every member is alive, awake, in the router's view and recently heard from.
+        The router is up and in its normal phase, no replica is joining, the primary has executed
+        every position the router holds an announcement of (a new primary replayed the order it
+        took over: until then an acknowledged request may be held by the router alone, the
+        backups' copies lagging), and every member is alive, awake, not cut off, in the router's view
+        and recently heard from (on its direct link too).
         """
         router = self.routers[group]
         core = router.core
@@ -559,11 +687,18 @@ class Simulator:
             return False
         if len(core.members) < 2:
             return False
+        if core.log.order and self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order):
+            return False  # a new primary still replays the order it took over: the failover is not over
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
+        link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
         for m in core.members:
             h = self.replicas[group][m]
-            if not h.alive or h.paused or h.core.view != core.view:
+            if not h.alive or h.paused or h.core.view != core.view or 0 < self.now <= h.partitioned_until:
                 return False
+            link = router.host.links.links.get(m) if router.host is not None else None
+            if link is not None and link.state == LinkState.UP and \
+                    (link.misses or self.now - link.last_heard > link_fresh):
+                return False  # its link's heartbeats are going unanswered: it may be about to be suspected
             if self.now - core.links[m].last_heard > fresh:
                 return False  # the router may be about to suspect it (e.g. it just woke up)
         return True
@@ -580,9 +715,11 @@ class Simulator:
         assert core is not None
         host = self.replicas[group][rid or self.rng.choice(core.members)]
         host.alive = False
+        self._go_silent(host)
         self.count("crashes")
         if host.in_transit or host.inbox or host.driver is not None or host.standby is not None:
-            self.schedule(self.rng.randint(1, 3), FailureNotice(group, self.routers[group].incarnation, host.rid))
+            self.schedule(self._notice_ticks(), FailureNotice(group, self.routers[group].incarnation, host.rid))
+        self._link_gone(group, host.rid)
         return True
 
     def pause_replica(self, group: str, rid: Optional[str] = None, ticks: Optional[int] = None) -> bool:
@@ -597,8 +734,26 @@ class Simulator:
         assert core is not None
         host = self.replicas[group][rid or self.rng.choice(core.members)]
         host.paused = True
+        self._go_silent(host)
         self.count("pauses")
         self.schedule(ticks or self.rng.randint(1, self.options.pause_max), WakeReplica(group, host.rid))
+        return True
+
+    def partition_replica(self, group: str, rid: Optional[str] = None, ticks: Optional[int] = None) -> bool:
+        """Cut a member of ``group`` off its router for ``ticks`` (random if None), if the group is stable:
+        their traffic both ways is held until then and no link closes (only missed heartbeats tell).
+
+        Returns:
+            True if a replica was cut off.
+        """
+        if not self.stable(group):
+            return False
+        core = self.routers[group].core
+        assert core is not None
+        host = self.replicas[group][rid or self.rng.choice(core.members)]
+        host.partitioned_until = self.now + (ticks or self.rng.randint(1, self.options.pause_max))
+        self._go_silent(host)
+        self.count("partitions")
         return True
 
     def crash_router(self, group: str) -> bool:
@@ -610,6 +765,7 @@ class Simulator:
         if not self.stable(group):
             return False
         router = self.routers[group]
+        router.fold_link_counts()
         router.host = None  # its waiters, link numbers and spawns in progress die with it
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
         self.count("router_crashes")
@@ -661,6 +817,7 @@ class Simulator:
             for h in hosts.values():
                 if h.alive and h.paused:
                     h.wake()
+                h.partitioned_until = min(h.partitioned_until, self.now)
         if getattr(self, "_resources_down", None):
             self._set_resources(frozenset())
 
@@ -681,7 +838,39 @@ class Simulator:
                     host.core.tick(self.now)
                     host.run()
             self._flush(group)
+        for hosts in self.replicas.values():
+            for h in hosts.values():
+                if h.silent_since is not None and h.alive and not h.paused and h.partitioned_until <= self.now:
+                    h.silent_since = None  # a partition healed
+        self._check_links()
         self.checker.after_step()
+
+    def _check_links(self) -> None:
+        """I11 (the direct data plane): a member whose link was up when it went silent leaves the view within
+        ``LINK_CLOSE_TICKS_MAX`` + 1 ticks of crashing (its link closed: a suspicion at once), and within a
+        link delay plus ``(heartbeat_misses_max + 1) * link_heartbeat_ticks`` + 2 of going silent (paused
+        or partitioned: heartbeats missed).
+
+        Raises:
+            InvariantViolation: a member stayed longer.
+        """
+        if not self.options.direct:
+            return
+        for group, router in self.routers.items():
+            host = router.host
+            if host is None or host.core is None:
+                continue
+            beat_bound = self.options.link_delay_max + host.links.settings.suspicion_bound_ticks + 2
+            for m in host.core.links:
+                rep = self.replicas[group][m]
+                if rep.silent_since is None or rep.silent_link_up != router.incarnation:
+                    continue
+                silent = self.now - rep.silent_since
+                if not rep.alive and silent > LINK_CLOSE_TICKS_MAX + 1:
+                    raise InvariantViolation(f"I11: {m} crashed {silent} ticks ago with its link up, still a member")
+                if silent > beat_bound:
+                    raise InvariantViolation(f"I11: {m} silent for {silent} ticks with its link up, still a member "
+                                             f"(heartbeats suspect within {beat_bound})")
 
     def clients_done(self) -> bool:
         """True when every client finished its script."""
@@ -747,6 +936,8 @@ class Simulator:
                                          f"{self._group_summary()}")
             self.step()
         self.checker.final()
+        for router in self.routers.values():
+            router.fold_link_counts()
         return RunResult(opts.seed, self.now, len(self.history), dict(self.counts))
 
     def _pending_summary(self) -> str:

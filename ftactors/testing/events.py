@@ -46,8 +46,26 @@ class StateQuery:
     """Router to replica: send a StateReport (``RouterReady.queries``)."""
 
 
-ToReplicaMsg = Union[Deliver, Ping, StateQuery]
-ToRouterMsg = Union[Delivered, Pong, StateReport]
+@dataclass(frozen=True, slots=True)
+class LinkBeat:
+    """Router to replica on the direct link: a heartbeat (the link was silent for an interval)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkBeatAck:
+    """Replica to router on the direct link: the heartbeat's answer (the replica's reader runs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedAnswer:
+    """Replica to router on the direct link: the answer is parked at the replica (it holds an
+    ObjectRef or is over a frame); the router fetches ``delivered`` with a Ray call."""
+
+    delivered: Delivered
+
+
+ToReplicaMsg = Union[Deliver, Ping, StateQuery, LinkBeat]
+ToRouterMsg = Union[Delivered, Pong, StateReport, LinkBeatAck, ParkedAnswer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,7 @@ class ToReplica:
     replica: str
     msg: ToReplicaMsg
     seq: int = 0
+    wire: bool = False  # on the direct link (dropped once the router closed it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,7 @@ class ToRouter:
     incarnation: int
     replica: str
     msg: ToRouterMsg
+    wire: bool = False  # on the direct link (dropped once the router closed it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +208,41 @@ class ClientIssue:
     client: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkOpened:
+    """The router's attempt to open its direct link to ``replica`` ended (up, or unreachable)."""
+
+    group: str
+    incarnation: int
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClosed:
+    """The OS closed the direct link: the replica's process is gone (its socket closed at once)."""
+
+    group: str
+    incarnation: int
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchParked:
+    """The router's Ray call fetching a parked answer reaches the replica (``back``: its result
+    reaches the router)."""
+
+    group: str
+    incarnation: int
+    replica: str
+    delivered: Delivered
+    ticket: int
+    back: bool = False
+    lost: bool = False  # the call failed: the replica is dead
+
+
 Event = Union[RequestArrives, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
-              StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue]
+              StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
+              LinkOpened, LinkClosed, FetchParked]
 
 
 @dataclass(frozen=True, slots=True)

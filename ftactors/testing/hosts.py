@@ -18,6 +18,7 @@ from typing import (
     Generator,
     Iterable,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Set,
@@ -45,10 +46,14 @@ from ftactors.core import (
 )
 from ftactors.host import ReplicaTurns
 from ftactors.host.replica import ReplicaHost as HostLoop
+from ftactors.host.links import LinkSettings, Parked, Route
 from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     Endpoint,
     HistoryOp,
+    LinkBeat,
+    LinkBeatAck,
+    ParkedAnswer,
     Ping,
     Pong,
     StateQuery,
@@ -79,6 +84,18 @@ ONEWAY_OUTSTANDING_MAX = 4
 TICK_S = 0.01
 #: how often a router saves its counters on the members (when they changed): 1 s, as in Ray
 COUNTS_EVERY_TICKS = 100
+
+
+class Via(NamedTuple):
+    """Names a Deliver at a replica (the token of ``HostLoop.deliver``): the router incarnation that
+    sent it, and whether it came on the direct link (its answer goes back the same way)."""
+
+    inc: int
+    wire: bool = False
+
+
+def _via(token: Any) -> Via:
+    return token if isinstance(token, Via) else Via(token)
 
 
 class InvariantViolation(AssertionError):
@@ -158,10 +175,10 @@ class ReplicaHost:
     logged: Set[MsgId] = field(default_factory=set)
     alive: bool = True
     paused: bool = False
-    inbox: Deque[Tuple[int, ToReplicaMsg, int]] = field(default_factory=deque)
+    inbox: Deque[Tuple[Via, ToReplicaMsg, int]] = field(default_factory=deque)
     in_transit: int = 0
     loop: HostLoop = field(init=False)
-    drive_inc: Optional[int] = None  # the Deliver that started the current execution (output_to_deliverer)
+    drive_inc: Optional[Via] = None  # the Deliver that started the current execution (output_to_deliverer)
     gen: Optional[Generator[Any, Any, Any]] = None  # a method that yields NestedCall, Work or Draw
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
@@ -173,6 +190,9 @@ class ReplicaHost:
     arrived: List[MsgId] = field(default_factory=list)  # suspended calls whose reply arrived, in arrival order
     step_wake: Any = None  # the event the current step resumed on (a nested request's id)
     hold_since: Optional[int] = None  # the tick the driving Deliver began to be held
+    silent_since: Optional[int] = None  # crashed, paused or partitioned since (the link checks, I11)
+    silent_link_up: int = 0  # the router incarnation whose link to it was up when it went silent (0: none)
+    partitioned_until: int = 0  # router<->replica traffic is held until this tick
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -196,12 +216,12 @@ class ReplicaHost:
     @property
     def driver(self) -> Optional[int]:
         """The incarnation of the Deliver that drives (its answer is pending)."""
-        return self.loop.driver[1] if self.loop.driver is not None else None
+        return _via(self.loop.driver[1]).inc if self.loop.driver is not None else None
 
     @property
     def standby(self) -> Optional[int]:
         """The incarnation of the Deliver that waits to take over."""
-        return self.loop.standby[1] if self.loop.standby is not None else None
+        return _via(self.loop.standby[1]).inc if self.loop.standby is not None else None
 
     @property
     def router_counts(self) -> Dict[str, int]:
@@ -216,8 +236,12 @@ class ReplicaHost:
 
     # ------------------------------------------------------------ inputs
 
-    def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0) -> None:
-        """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``)."""
+    def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0, wire: bool = False) -> None:
+        """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``;
+        ``wire``: on the direct link)."""
+        if isinstance(msg, LinkBeat) and not self.paused:  # the link's reader answers at once
+            self.sim.to_router(self.group, incarnation, self.rid, LinkBeatAck(), wire=True)
+            return
         if isinstance(msg, Ping) and not self.paused:
             self.sim.to_router(self.group, incarnation, self.rid, Pong())
             return
@@ -226,7 +250,7 @@ class ReplicaHost:
             self.sim.to_router(self.group, incarnation, self.rid, report)
             return
         assert len(self.inbox) < INBOX_MAX, f"{self.rid}: inbox over {INBOX_MAX}"
-        self.inbox.append((incarnation, msg, seq))
+        self.inbox.append((Via(incarnation, wire), msg, seq))
 
     def keep_router_counts(self, counts: Iterable[Tuple[str, int]]) -> None:
         """Keep the router's counters for a restarted router (see ``HostLoop.on_ping``)."""
@@ -235,10 +259,11 @@ class ReplicaHost:
     def wake(self) -> None:
         """End a pause: answer what queued up meanwhile."""
         self.paused = False
-        for inc, msg, seq in list(self.inbox):
-            if isinstance(msg, (Ping, StateQuery)):
-                self.inbox.remove((inc, msg, seq))
-                self.receive(inc, msg, seq)
+        self.silent_since = None
+        for via, msg, seq in list(self.inbox):
+            if isinstance(msg, (Ping, StateQuery, LinkBeat)):
+                self.inbox.remove((via, msg, seq))
+                self.receive(via.inc, msg, seq, via.wire)
 
     def on_nested_reply(self, reply: Reply) -> None:
         """A nested reply (primary) or a pulled reply copy (backup) arrived."""
@@ -350,11 +375,11 @@ class ReplicaHost:
             self.on_nested_reply(rep)
         self.held_replies = []
         while self.inbox and self.alive:
-            inc, msg, seq = self.inbox.popleft()
+            via, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self.loop.deliver(msg, self.epoch(inc), seq, inc)
+                self.loop.deliver(msg, self.epoch(via.inc), seq, via)
             else:
-                self.receive(inc, msg, seq)
+                self.receive(via.inc, msg, seq, via.wire)
         if self.alive and not self.paused:
             self.take_pushed_copies()
         if self.alive:
@@ -372,9 +397,10 @@ class ReplicaHost:
         return self.sim.now
 
     def answer(self, token: Any, out: Delivered) -> None:
-        """Answer a Deliver of router incarnation ``token`` (dropped if it is dead)."""
+        """Answer a Deliver (``token``: a :class:`Via`) the way it came (dropped if its router is dead)."""
         self.hold_since = None
-        self.sim.to_router(self.group, token, self.rid, out)
+        via = _via(token)
+        self.sim.to_router(self.group, via.inc, self.rid, out, wire=via.wire)
 
     def refused(self, token: Any, exc: RemoteProtocolError) -> None:
         """The core refused a Deliver as malformed: fine for a zombie, a bug for a member."""
@@ -628,7 +654,8 @@ class ReplicaHost:
         self.choosing, self.replay_values, self.drawn = False, (), []
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None
-        if self.sim.options.output_to_deliverer and started_by != self.sim.routers[self.group].incarnation:
+        started_inc = None if started_by is None else _via(started_by).inc
+        if self.sim.options.output_to_deliverer and started_inc != self.sim.routers[self.group].incarnation:
             # the Ray host before the fix: a drive's output is the return value of the Deliver
             # that started it; that router incarnation is dead, so the output is lost
             lost = self.core.take_delivered()
@@ -654,6 +681,7 @@ class SimRouter:
         self.group = group
         self.config = config
         self.incarnation = 1
+        self.closed_links: Set[str] = set()  # direct links this incarnation closed (their traffic drops)
         self.host: Optional[RouterHost] = self.new_host(members)
         self.released: Set[MsgId] = set()  # replies released by this incarnation (I3)
 
@@ -669,7 +697,20 @@ class SimRouter:
 
     def new_host(self, members: Optional[Tuple[str, ...]]) -> RouterHost:
         """A router host for the current incarnation (``members`` None: it rebuilds)."""
-        return RouterHost(self.group, self.config, self, self.epoch, members, counts_every_ticks=COUNTS_EVERY_TICKS)
+        self.fold_link_counts()
+        self.closed_links = set()
+        opts = self.sim.options
+        settings = LinkSettings(opts.link_heartbeat_ticks, opts.heartbeat_misses_max) if opts.direct else None
+        return RouterHost(self.group, self.config, self, self.epoch, members, counts_every_ticks=COUNTS_EVERY_TICKS,
+                          link_settings=settings)
+
+    def fold_link_counts(self) -> None:
+        """Add the current host's link decisions to the simulator's counters (``link_`` names), once."""
+        host = getattr(self, "host", None)
+        if host is not None:
+            for k, n in host.links.counts.items():
+                self.sim.count("link_" + k, n)
+                host.links.counts[k] = 0
 
     # ------------------------------------------------------------ RouterIO
 
@@ -682,10 +723,56 @@ class SimRouter:
         return self.sim.now * TICK_S
 
     def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
-        """Send a Deliver over the router->replica link (it may overtake an earlier one, as in Ray)."""
+        """Send a Deliver to a replica: with the direct data plane (``SimOptions.direct``) on the path
+        the host's links decide (the link, opened on the first Deliver; a Ray call while it opens, when
+        it fell back, or for a message holding an object reference; nowhere once it closed), else as a
+        Ray call (it may overtake an earlier one, as in Ray)."""
         assert epoch == self.epoch, f"a Deliver of {epoch} sent while {self.epoch} is current"
         self.sim.checker.on_send(self.group, rid, msg)
-        self.sim._to_replica(self.group, rid, msg, seq)
+        if not self.sim.options.direct:
+            self.sim._to_replica(self.group, rid, msg, seq)
+            return
+        links = self._host().links
+        if links.want_link(rid):
+            self.sim._open_link(self, rid)
+        fits = not any(isinstance(r.payload, ByRef) for r in msg.requests)
+        route = links.route(rid, fits)
+        if route == Route.NONE:
+            self.sim.count("link_delivers_to_closed")
+            return
+        if route == Route.WIRE:
+            links.on_sent(rid)
+        elif not fits:
+            self.sim.count("link_byref_on_ray")
+        self.sim._to_replica(self.group, rid, msg, seq, wire=route == Route.WIRE)
+
+    def heartbeat(self, rid: str) -> None:
+        """A heartbeat on the direct link."""
+        self.sim._to_replica(self.group, rid, LinkBeat(), wire=True)
+
+    def close_link(self, rid: str) -> None:
+        """Close the direct link: what is on its way either way is dropped."""
+        self.closed_links.add(rid)
+
+    def on_wire(self, rid: str, msg: Any) -> None:
+        """A frame came on ``rid``'s direct link: a heartbeat's answer, a Delivered or a parked answer
+        (fetched with a Ray call if the links decide so)."""
+        host = self._host()
+        if isinstance(msg, LinkBeatAck):
+            host.on_link_heard(rid)
+            return
+        if isinstance(msg, ParkedAnswer):
+            decision, ticket = host.on_link_parked(rid)
+            host.on_link_answer(rid)
+            if decision == Parked.FETCH:
+                self.sim._fetch_parked(self, rid, msg.delivered, ticket)
+            return
+        host.on_link_answer(rid)
+        host.on_link_delivered(rid, msg)
+
+    def _host(self) -> RouterHost:
+        assert self.host is not None, f"{self.group}: no router host"
+        return self.host
 
     def ping(self, rid: str) -> None:
         """Ping a replica."""

@@ -17,6 +17,8 @@ from ftactors.core import SCHEDULERS, CoreConfig
 STYLES = ("semi-active", "passive")
 #: the fraction of nested seeds whose methods run in async steps
 P_ASYNC = 0.5
+#: the fraction of seeds that run the direct data plane's link decisions
+P_DIRECT = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -88,6 +90,13 @@ class SimOptions:
             (``Model.op_nap``: ``await asyncio.sleep``; in a ring, the store's part sleeps); a timer's
             firing is an event the primary orders and announces like a nested reply.
         nap_ticks_max: the longest such a sleep lasts.
+        direct: the direct data plane (issue 11): the router's links to the replicas, run by the host's
+            link decisions (:mod:`ftactors.host.links`). Drawn from its own stream (``direct-<seed>``).
+        link_heartbeat_ticks: the links' heartbeat interval (``LinkSettings.heartbeat_interval_ticks``).
+        heartbeat_misses_max: heartbeats missed in a row that make a replica suspected.
+        p_unreachable: probability that a link cannot be opened (its Delivers fall back to Ray calls).
+        p_parked: probability that an answer on a link is parked (fetched with a Ray call).
+        p_partition: per tick and group, probability of cutting a replica off its router for a while.
         reply_cache_max, log_max, pending_max, inflight_max, batch_max, retain_executed_max,
             carried_announcements_max, primary_inflight_max, backup_inflight_max: see CoreConfig;
             small in some seeds, so that long runs pass each bound several times.
@@ -137,6 +146,12 @@ class SimOptions:
     p_ring: float = 0.0
     p_timer: float = 0.0
     nap_ticks_max: int = 8
+    direct: bool = False
+    link_heartbeat_ticks: int = 8
+    heartbeat_misses_max: int = 2
+    p_unreachable: float = 0.0
+    p_parked: float = 0.0
+    p_partition: float = 0.0
     reply_cache_max: int = 1000
     log_max: int = 1000
     pending_max: int = 1000
@@ -207,6 +222,9 @@ class SimOptions:
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
+                + (f" direct(beat={self.link_heartbeat_ticks}x{self.heartbeat_misses_max} unreachable="
+                   f"{self.p_unreachable:.1f} parked={self.p_parked:.1f} partition={self.p_partition:.3f})"
+                   if self.direct else "")
                 + (f" bounds=(reply_cache {self.reply_cache_max}, log {self.log_max}, retain "
                    f"{self.retain_executed_max}, carried {self.carried_announcements_max}, batch {self.batch_max}, "
                    f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max})"
@@ -284,6 +302,7 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     opts = dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
                                safety_ticks=opts.safety_ticks * scale // 2, sources_max=sources_max)
     opts = _draw_workload(rng, opts)
+    opts = _draw_direct(random.Random(f"direct-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -308,6 +327,26 @@ def _draw_async_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not (opts.p_ring or opts.p_timer):
         return opts
     return dataclasses.replace(opts, log_max=opts.log_max // STEPS_PER_CALL_MAX * STEPS_PER_CALL_RINGS_MAX)
+
+
+def _draw_direct(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """The direct data plane, on its own stream (the seeds drawn before it existed keep every other
+    choice): on in a share of the seeds, with a heartbeat interval that covers a healthy link's round
+    trip, links that fall back to Ray calls, parked answers, and partitions in fault runs."""
+    if rng.random() >= P_DIRECT:
+        return opts
+    # an interval over a healthy link's round trip; as many misses as keep the suspicion (a link delay,
+    # then misses + 1 intervals) inside the core's failure timeout where they can, as in the runtime
+    interval = 2 * opts.link_delay_max + rng.randint(1, 2)
+    fitting = [m for m in (1, 2, 3) if opts.link_delay_max + (m + 1) * interval + 2 < opts.failure_timeout_ticks]
+    return dataclasses.replace(
+        opts, direct=True,
+        link_heartbeat_ticks=interval,
+        heartbeat_misses_max=rng.choice(fitting or [1]),
+        p_unreachable=rng.choice((0.0, 0.0, 0.2)),
+        p_parked=rng.choice((0.0, 0.1, 0.3)),
+        p_partition=rng.uniform(0.003, 0.015) if opts.faults and rng.random() < 0.5 else 0.0,
+    )
 
 
 def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:

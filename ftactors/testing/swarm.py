@@ -56,6 +56,16 @@ FEATURES = (
     ("timers", "timers"),
     ("timer wakes", "timer_resumes"),
     ("held delivers", "holds"),
+    ("direct-link runs", "direct_runs"),
+    ("links up", "link_up"),
+    ("link-close suspicions", "link_close_suspicions"),
+    ("heartbeat suspicions", "link_heartbeat_suspicions"),
+    ("heartbeat misses", "link_heartbeat_misses"),
+    ("parked fetched", "link_parked_fetched"),
+    ("link fallbacks", "link_fallbacks"),
+    ("by-ref on Ray", "link_byref_on_ray"),
+    ("retired links", "link_retired"),
+    ("partitions", "partitions"),
 )
 
 

@@ -1,0 +1,216 @@
+"""The data plane's fault decisions (``ftactors.host.links``), as the Ray router and the simulator use them."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import pytest
+
+from ftactors.core import CoreConfig
+from ftactors.core.errors import ConfigError
+from ftactors.host.links import LinkActions, Links, LinkSettings, LinkState, Parked, Route
+from ftactors.host.router import RouterHost
+
+
+def _up(rid: str = "r1", interval: int = 10, misses: int = 3, now: int = 0) -> Links:
+    links = Links(LinkSettings(interval, misses))
+    assert links.want_link(rid)
+    links.on_up(rid, now)
+    return links
+
+
+def test_a_link_is_opened_once_and_routes_follow_its_state() -> None:
+    links = Links()
+    assert links.route("r1") == Route.RAY  # no link yet: a Ray call
+    assert links.want_link("r1") and not links.want_link("r1")
+    assert links.route("r1") == Route.RAY  # still connecting
+    links.on_up("r1", 0)
+    assert links.route("r1") == Route.WIRE
+    assert links.route("r1", fits_wire=False) == Route.RAY  # holds an ObjectRef: the object store tracks it
+    assert links.on_closed("r1", "reset")
+    assert links.route("r1") == Route.NONE
+
+
+def test_an_unreachable_port_falls_back_to_ray_calls_and_is_not_a_failure() -> None:
+    links = Links()
+    links.want_link("r1")
+    assert links.on_unreachable("r1", "refused")  # warn once
+    assert not links.on_unreachable("r1", "refused")
+    assert links.state("r1") == LinkState.FALLBACK and links.route("r1") == Route.RAY
+    assert not links.on_closed("r1", "whatever")  # a link it never had cannot close
+    assert links.tick(1000).heartbeats == ()  # no heartbeats without a link
+
+
+def test_a_closed_link_is_a_suspicion_at_once_and_only_once() -> None:
+    links = _up()
+    assert links.on_closed("r1", "the replica closed the connection")
+    assert not links.on_closed("r1", "again")
+    assert links.counts["close_suspicions"] == 1
+
+
+def test_a_link_closing_while_it_opens_is_a_suspicion() -> None:
+    links = Links()
+    links.want_link("r1")
+    assert links.on_closed("r1", "reset during the handshake")
+    links.on_up("r1", 5)  # a late handshake result does not reopen it
+    assert links.state("r1") == LinkState.CLOSED
+
+
+def test_heartbeats_only_on_idle_links_and_suspicion_after_the_misses() -> None:
+    links = _up(interval=10, misses=3)
+    for now in range(1, 10):
+        assert links.tick(now) == LinkActions()  # heard at 0: idle for less than an interval
+    assert links.tick(10).heartbeats == ("r1",)
+    # answered: the replica lives, misses reset, and traffic keeps the link from needing heartbeats
+    links.on_heard("r1", 12)
+    for now in range(13, 22):
+        assert links.tick(now).heartbeats == ()
+    beats: List[int] = []
+    suspected_at = None
+    for now in range(22, 80):
+        acts = links.tick(now)
+        beats += [now] * len(acts.heartbeats)
+        if acts.suspects:
+            suspected_at = now
+            break
+    assert beats == [22, 32, 42]  # one per interval while unanswered
+    assert suspected_at == 52 == 12 + links.settings.suspicion_bound_ticks  # the third miss
+    assert links.state("r1") == LinkState.CLOSED  # nothing was pending on it
+    assert not links.on_closed("r1", "late close")  # suspected once
+
+
+def test_answers_count_as_liveness() -> None:
+    links = _up(interval=5, misses=1)
+    links.on_sent("r1")
+    for now in range(1, 40):
+        links.on_sent("r1")
+        assert not links.on_answer("r1", now)
+        assert links.tick(now).heartbeats == ()
+
+
+def test_a_router_that_did_not_run_excuses_its_links() -> None:
+    links = _up(interval=10, misses=1)
+    assert links.tick(1).suspects == ()
+    acts = links.tick(500)  # the router's loop was starved for 499 ticks
+    assert acts.suspects == () and acts.heartbeats == ()
+
+
+def test_a_retiring_link_closes_once_its_pending_answers_came() -> None:
+    links = _up()
+    links.on_sent("r1")
+    links.on_sent("r1")
+    assert not links.retire("r1")
+    assert links.state("r1") == LinkState.RETIRING and links.route("r1") == Route.NONE
+    assert links.on_parked("r1")[0] == Parked.FETCH  # a deposed replica's late output is fetched, then fenced
+    assert not links.on_answer("r1", 1)
+    assert links.on_answer("r1", 2)  # drained: close it
+    assert not links.on_closed("r1", "closed by the router")  # not a failure
+
+
+def test_a_retiring_link_waits_for_its_answers_however_long_and_sends_no_heartbeats() -> None:
+    links = _up(interval=4, misses=2)
+    links.on_sent("r1")
+    links.retire("r1")
+    for now in range(1, 400):
+        assert links.tick(now) == LinkActions()  # a hung deposed replica's late output is fenced, not lost
+    assert links.on_answer("r1", 400)
+
+
+def test_a_suspected_link_keeps_its_pending_answers_for_fencing() -> None:
+    links = _up(interval=4, misses=1)
+    links.on_sent("r1")
+    acts = [links.tick(now) for now in range(1, 9)]
+    assert [a.suspects for a in acts if a.suspects] == [("r1",)] and not any(a.close for a in acts)
+    assert links.state("r1") == LinkState.RETIRING and links.route("r1") == Route.NONE
+    assert not links.retire("r1")  # the core retires it: still waiting for its output
+    assert links.on_answer("r1", 50)  # the resumed replica answered: closed now
+
+
+def test_a_retired_idle_link_closes_at_once() -> None:
+    links = _up()
+    assert links.retire("r1")
+    assert not Links().retire("never-linked")
+
+
+def test_a_parked_answer_on_a_closed_link_is_not_fetched() -> None:
+    links = _up()
+    links.on_closed("r1", "gone")
+    assert links.on_parked("r1") == (Parked.DROP, 0)
+
+
+def test_answers_after_a_parked_one_wait_for_its_fetch_and_go_in_link_order() -> None:
+    """Seed 456 of the simulator: the primary's answer holding positions 2-3 was parked; its next
+    answer (position 4, a reply) reached the core first and was released; the primary crashed before
+    the fetch, so positions 2-3 were never known and the next primary gave position 4 to another call
+    (I2). A replica's answers now reach the core in the order they came on its link."""
+    links = _up()
+    assert links.on_wire_answer("r1", "a1") == ("a1",)
+    decision, t2 = links.on_parked("r1")
+    assert decision == Parked.FETCH
+    assert links.on_wire_answer("r1", "a3") == ()  # held behind the parked a2
+    _, t4 = links.on_parked("r1")
+    assert links.on_wire_answer("r1", "a5") == ()
+    assert links.on_fetched("r1", t4, "a4") == ()  # a2 still missing
+    assert links.on_fetched("r1", t2, "a2") == ("a2", "a3", "a4", "a5")
+    assert links.on_wire_answer("r1", "a6") == ("a6",)
+
+
+def test_a_lost_parked_fetch_drops_what_came_after_it() -> None:
+    links = _up()
+    _, t1 = links.on_parked("r1")
+    assert links.on_wire_answer("r1", "a2") == ()
+    links.on_fetch_lost("r1", t1)  # the replica died: a2 never reaches the core (as if it never came)
+    assert links.counts["answers_dropped"] == 1
+    assert links.on_wire_answer("r1", "a3") == ("a3",)
+
+
+@pytest.mark.parametrize("kw", [dict(heartbeat_interval_ticks=0), dict(heartbeat_misses_max=0),
+                                dict(links_max=0), dict(heartbeat_misses_max=True)])
+def test_bad_link_settings_raise_a_config_error(kw: dict) -> None:
+    with pytest.raises(ConfigError):
+        LinkSettings(**kw)
+
+
+class _IO:
+    """The RouterIO calls the link decisions lead to."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.calls: List[Tuple[str, str]] = []
+
+    def ticks(self) -> int:
+        return self.now
+
+    def wall_s(self) -> float:
+        return self.now / 100
+
+    def heartbeat(self, rid: str) -> None:
+        self.calls.append(("heartbeat", rid))
+
+    def close_link(self, rid: str) -> None:
+        self.calls.append(("close", rid))
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: self.calls.append((name, str(a[0]) if a else ""))
+
+
+def test_the_router_host_fails_a_replica_whose_link_closed_or_missed_its_heartbeats() -> None:
+    io = _IO()
+    host = RouterHost("g", CoreConfig(failure_timeout_ticks=1000, heartbeat_ticks=500), io, "e1", ("a", "b", "c"),
+                      link_settings=LinkSettings(heartbeat_interval_ticks=5, heartbeat_misses_max=2))
+    for rid in ("a", "b", "c"):
+        host.links.want_link(rid)
+        host.on_link_up(rid)
+    host.on_link_closed("c", "reset")  # a crash: at once
+    core = host.core
+    assert core is not None and "c" not in core.members
+    suspected = None
+    for now in range(1, 40):
+        io.now = now
+        host.on_link_heard("b")  # b answers its heartbeats, a does not (hung)
+        host.tick()
+        if "a" not in core.members:
+            suspected = now
+            break
+    assert suspected == 15  # (misses + 1) * interval after it was last heard
+    assert ("close", "a") in io.calls and "b" in core.members
