@@ -37,17 +37,18 @@ def test_one_callers_pipelined_calls_run_in_submission_order_through_a_threaded_
         ftactors.shutdown(h)
 
 
-def test_a_threaded_router_survives_primary_and_router_kills_under_load(ray_local):
+def test_a_threaded_router_survives_a_primary_kill_then_its_own_kill_under_load(ray_local):
     h = ftactors.replicated(replicas=3, router_actor="threaded")(Counter).remote()
     try:
         with Load(h) as load:
             load.wait_calls(50)
             chaos.kill_replica(h, "primary")
             load.wait_calls(50)
+            wait_for(lambda: converged(h, 3), timeout_s=90, what="three equal replicas after the primary kill")
             old_pid = chaos.kill_router(h)
             load.wait_calls(50)
             assert chaos.router_pid(h) != old_pid
         check_exactly_once(h, load)
-        wait_for(lambda: converged(h, 3), timeout_s=60, what="three equal replicas again")
+        wait_for(lambda: converged(h, 3), timeout_s=90, what="three equal replicas after the router kill")
     finally:
         ftactors.shutdown(h)
