@@ -15,7 +15,7 @@
 import os as _os
 
 # Ray retries a caller's pending calls when it restarts a group's router, and by default prints
-# "Task _Router.invoke failed ... will be retried" for each: nothing a user can act on. Set this
+# "Task _AsyncRouter.invoke failed ... will be retried" for each: nothing a user can act on. Set this
 # before ray.init() (export it as 1 to see Ray's retry messages again).
 _os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "0")
 

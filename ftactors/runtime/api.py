@@ -29,7 +29,7 @@ from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
-from ftactors.runtime.router_actor import _REPLICA_CLASS, _Router
+from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router
 from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 from ftactors.spec import GroupSpec
@@ -564,9 +564,11 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     info = {"class_name": rc._cls.__name__, "methods": _public_methods(rc._cls), "lifetime": rc._lifetime}
     # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
     # them even after the creating driver is gone (it finds the replicas, and the class, by name)
-    router = ray.remote(_Router).options(
+    threaded = s.router_actor == "threaded"  # runtime/router_actor.py says why async is the default
+    router = ray.remote(_Router if threaded else _AsyncRouter).options(
         name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=1000, num_cpus=0, enable_task_events=False, **lifetime, **_router_strategy(planned),
+        max_concurrency=ROUTER_THREADS if threaded else 1000, num_cpus=0, enable_task_events=False, **lifetime,
+        **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
     return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,

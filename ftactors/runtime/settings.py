@@ -55,6 +55,9 @@ class ReplicationSettings(BaseModel):
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
 
+    router_actor: Literal["async", "threaded"] = Field(
+        "async", description="async: the router is an async Ray actor (the cheaper per call, measured); "
+        "threaded: a threaded Ray actor whose host runs on a thread of its own (for A/B runs)")
     data_plane: Literal["direct", "ray"] = Field(
         "direct", description="direct: the router sends Delivers to the replicas over its own authenticated "
         "TCP connections; ray: as Ray actor calls (the fallback)")

@@ -1,0 +1,116 @@
+"""A/B of the router's two Ray actor shells (issue 11) in one Ray session.
+
+Three semi-active groups (``router_actor="threaded"`` with 256 and 32 threads, ``"async"``) and a
+plain Ray actor, measured in alternating rounds: sync latency (``k`` calls), pipelined throughput
+(``n`` calls) and the router process's CPU per pipelined call (psutil user+system time).
+
+    python -m ftactors.bench.router_ab [--rounds 5] [--k 200] [--n 2000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self, x: int) -> int:
+        self.n += x
+        return self.n
+
+
+def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
+    """Per-round latency, throughput and router CPU of each shell; medians and ratios to plain.
+
+    Returns:
+        ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": [...us/call]}},
+        "summary": {system: {...}}, "load": os.getloadavg()}``.
+    """
+    import psutil
+    import ray
+
+    import ftactors
+    import ftactors.runtime.api as api
+    from ftactors import chaos
+
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    saved = api.ROUTER_THREADS
+    groups: Dict[str, Any] = {}
+    try:
+        plain = ray.remote(Counter).remote()
+        for name, mode, threads in [("threaded-256", "threaded", 256), ("threaded-32", "threaded", 32),
+                                    ("async", "async", saved)]:
+            api.ROUTER_THREADS = threads
+            groups[name] = ftactors.replicated(replicas=3, router_actor=mode)(Counter).remote()
+        api.ROUTER_THREADS = saved
+        systems = {"plain": plain, **groups}
+        for h in systems.values():
+            ray.get([h.inc.remote(1) for _ in range(500)])
+        procs = {name: psutil.Process(chaos.router_pid(h)) for name, h in groups.items()}
+        procs["plain"] = psutil.Process(ray.get(plain.__ray_call__.remote(lambda self: os.getpid())))
+        res: Dict[str, Dict[str, List[float]]] = {name: {"lat": [], "tput": [], "cpu": []} for name in systems}
+        names = list(systems)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                h = systems[name]
+                lat = []
+                for _ in range(k):
+                    t0 = time.perf_counter()
+                    ray.get(h.inc.remote(1))
+                    lat.append(time.perf_counter() - t0)
+                c0, t0 = sum(procs[name].cpu_times()[:2]), time.perf_counter()
+                ray.get([h.inc.remote(1) for _ in range(n)])
+                dt, c1 = time.perf_counter() - t0, sum(procs[name].cpu_times()[:2])
+                res[name]["lat"].append(1000 * statistics.median(lat))
+                res[name]["tput"].append(n / dt)
+                res[name]["cpu"].append(1e6 * (c1 - c0) / n)
+        summary = {nm: {
+            "latency_median_ms": statistics.median(res[nm]["lat"]),
+            "latency_ratio": statistics.median(a / b for a, b in zip(res[nm]["lat"], res["plain"]["lat"])),
+            "throughput_calls_s": statistics.median(res[nm]["tput"]),
+            "throughput_ratio": statistics.median(a / b for a, b in zip(res[nm]["tput"], res["plain"]["tput"])),
+            "cpu_us_per_call": statistics.median(res[nm]["cpu"]),
+            "cpu_range_us": (min(res[nm]["cpu"]), max(res[nm]["cpu"])),
+        } for nm in names}
+        return {"rounds": res, "summary": summary, "load": os.getloadavg()}
+    finally:
+        api.ROUTER_THREADS = saved
+        for h in groups.values():
+            ftactors.shutdown(h)
+        ray.shutdown()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ftactors.bench.router_ab", description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--k", type=int, default=200, help="sequential calls per system per round")
+    ap.add_argument("--n", type=int, default=2000, help="pipelined calls per system per round")
+    ap.add_argument("--json", metavar="PATH")
+    a = ap.parse_args(argv)
+    import importlib
+
+    # by its module name: run as ``-m`` this file is ``__main__``, whose classes Ray would pickle by value
+    res = importlib.import_module("ftactors.bench.router_ab").measure(a.rounds, a.k, a.n)
+    print("| router | latency median ms | x plain | calls/s | x plain | router CPU us/call (range) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in res["summary"].items():
+        lo, hi = r["cpu_range_us"]
+        print(f"| {name} | {r['latency_median_ms']:.2f} | {r['latency_ratio']:.2f} | {r['throughput_calls_s']:,.0f} "
+              f"| {r['throughput_ratio']:.2f} | {r['cpu_us_per_call']:.0f} ({lo:.0f}-{hi:.0f}) |")
+    print(f"load average {res['load']}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
