@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Tuple
+from typing import List, Tuple
 
 import pytest
 

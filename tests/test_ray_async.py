@@ -11,7 +11,6 @@ announces (re-entrant calls: ``tests/test_ray_reentrant.py``).
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 import ray

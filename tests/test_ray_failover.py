@@ -228,7 +228,6 @@ class Leaky:
         return self.n
 
     def poison(self) -> None:
-        import os
 
         self.where = os.getpid()
 

@@ -42,7 +42,6 @@ from ftactors.core import (
     Role,
     RouterCore,
     Snapshot,
-    StaleViewError,
 )
 from ftactors.host import ReplicaTurns
 from ftactors.host.replica import ReplicaHost as HostLoop
@@ -64,7 +63,6 @@ from ftactors.testing.models import (
     Draw,
     LogEntry,
     Model,
-    NestedCall,
     Raised,
     RaisedError,
     ReplayExhausted,

@@ -38,7 +38,7 @@ from ftactors.core import Deliver, MsgId, Role
 from ftactors.testing.events import HistoryOp
 from ftactors.testing.hosts import InvariantViolation, ReplicaHost
 from ftactors.testing.linearizability import check_history
-from ftactors.testing.models import LogEntry, NestedCall, Raised, replay_groups
+from ftactors.testing.models import LogEntry, NestedCall, replay_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
