@@ -13,6 +13,7 @@ from ftactors.core import (
     MsgId,
     NewView,
     Outcome,
+    Reply,
     ReplicaCore,
     Request,
     Role,
@@ -231,3 +232,26 @@ def test_a_checkpoint_waiting_for_a_suspended_call_is_not_lost_when_a_digest_fal
     """Checkpoint due at 4 while c#1 is suspended; c#1 finishes at 5, where a digest is due: the one
     snapshot taken there must serve the checkpoint (a state), not only the digest."""
     assert snapshot_after_steps(5, checkpoint_every_messages=4, digest_every_messages=5) == Snapshot(5, True)
+
+
+def test_a_nested_reply_copy_waits_for_the_announcement_of_the_step_that_consumes_it() -> None:
+    """Simulator seed 7402 (direct links, a parked answer): the primary answered one Deliver with
+    the copy of c#1's nested reply and another with the announcement of c#1's resume step; the
+    second reached the router first, the backups ran the resume without the copy and pulled it.
+    A copy goes on the answer that carries its calling message's announcement, never earlier."""
+    p = core("g-r0")
+    p.deliver(Deliver(view=1, requests=(req(1),)))
+    first = step(p)
+    nested, send = p.nested_request("b", "m")
+    assert send
+    p.suspend(first.request.msg_id)  # c#1 waits for its nested reply at position 1
+    p.take_delivered()
+    reply = Reply(nested.msg_id, "b", 1, 3, Outcome(True, 7))
+    p.nested_reply(reply)
+    p.set_resumable((MsgId("c", 1),))
+    early = p.take_delivered()  # an answer before the resume step: no copy on it
+    assert early.reply_copies == () and early.announcements == ()
+    p.executed(step(p).request.msg_id, Outcome(True, 7))  # the resume step consumes the reply
+    answer = p.take_delivered()
+    assert [a.msg_id for a in answer.announcements] == [MsgId("c", 1)] and answer.reply_copies == (reply,)
+    assert p.take_delivered().reply_copies == ()

@@ -474,17 +474,30 @@ class ReplicaCore:
         return ex
 
     def take_delivered(self) -> Delivered:
-        """The answer to the router: replies, announcements, acknowledgement; clears the outbox."""
+        """The answer to the router: replies, announcements, acknowledgement; clears the outbox.
+
+        A nested reply's copy goes on the answer that carries an announcement of its calling
+        message (the step that consumes it, or a later one), never on an earlier answer: answers
+        to Delivers sent on different paths (a direct link, a Ray call) may reach the router out
+        of order, and a copy must reach the backups no later than the step that needs it.
+        """
         out = Delivered(
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
-            reply_copies=tuple(self._copies_out.values()),
+            reply_copies=self._take_copies_out(),
         )
         self._replies, self._announcements, self._digests = [], [], []
-        self._copies_out.clear()
         self._checkpoint_out = None
         return out
+
+    def _take_copies_out(self) -> Tuple[Reply, ...]:
+        """The copies whose calling message has an announcement in the outbox; the rest wait."""
+        if not self._copies_out:
+            return ()
+        announced = {ann.msg_id for ann in self._announcements}
+        ready = [mid for mid in self._copies_out if caller_of(self.group, mid.source) in announced]
+        return tuple(self._copies_out.pop(mid) for mid in ready)
 
     def replies_waiting(self) -> bool:
         """Whether the outbox holds replies (the host answers its Deliver at once then)."""
