@@ -1,0 +1,77 @@
+"""Integration (real Ray, local): what a lagging backup needs outlives its caller, and a group at its
+bound refuses new calls with a typed error without harm (docs/faults.md)."""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import pytest
+import ray
+
+import ftactors
+from ftactors import chaos
+from tests.conftest import converged, wait_for
+
+pytestmark = pytest.mark.ray
+
+BIG_BYTES = 200_000
+
+
+class Blob:
+    def __init__(self) -> None:
+        self.size = 0
+        self.first = b""
+
+    def put(self, data: bytes) -> int:
+        self.size += len(data)
+        self.first = self.first or data[:8]
+        return self.size
+
+    def get(self) -> int:
+        return self.size
+
+
+@ray.remote
+class Caller:
+    """An unreplicated actor that passes a large argument to a replicated method, then ends."""
+
+    def call(self, handle: Any, n: int) -> List[Any]:
+        """The method's value, and a witness: another object this actor owns, lost when it exits."""
+        return [ray.get(handle.put.remote(b"z" * n)), ray.put(b"w" * n)]
+
+
+def test_a_lagging_backup_executes_a_call_by_reference_after_its_caller_exited(ray_local: Any) -> None:
+    """The caller owns what it ``ray.put`` (an argument over ``large_arg_bytes``); it gets its reply
+    from the primary and exits while a backup is stopped. Before the fix the backup, continued, got
+    ``OwnerDiedError`` instead of running the method and its digest never matched the primary's;
+    now the router owns the argument while the order needs it."""
+    h = ftactors.replicated(replicas=3, large_arg_bytes=1000, failure_timeout_s=120.0,
+                            heartbeat_s=1.0)(Blob).remote()
+    victim = None
+    try:
+        assert ray.get(h.put.remote(b"a" * 10)) == 10
+        wait_for(lambda: converged(h, 3), what="the group converged")
+        victim = chaos.pause_replica(h, "backup", 0)              # a backup lags: SIGSTOP
+        caller = Caller.remote()
+        value, witness = ray.get(caller.call.remote(h, BIG_BYTES))
+        assert value == BIG_BYTES + 10
+        ray.kill(caller)                                           # the argument's owner exits
+        wait_for(lambda: _lost(witness), what="the objects of the caller lost")
+        pid, victim = victim.pid, None
+        chaos.resume(pid)                                          # the backup runs the call now
+        wait_for(lambda: converged(h, 3), timeout_s=60.0, what="every replica ran put() alike")
+        info = ftactors.describe(h)
+        assert pid in {b.pid for b in info.backups}, "the stopped backup stayed a member"
+        assert ray.get(h.get.remote()) == BIG_BYTES + 10
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(h)
+
+
+def _lost(ref: Any) -> bool:
+    try:
+        ray.get(ref, timeout=5)
+    except ray.exceptions.OwnerDiedError:
+        return True
+    return False
