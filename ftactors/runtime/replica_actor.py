@@ -322,7 +322,7 @@ class _Replica:
             The core's output for the router (empty when another thread delivers it).
         """
         self._router_seen = time.monotonic()
-        msg = self._localise_checkpoint(msg)
+        msg = self._localise_requests(self._localise_checkpoint(msg))
         ticket = _Ticket()
         with self._cond:
             self.host.tick()
@@ -573,6 +573,30 @@ class _Replica:
     @staticmethod
     def _materialise(value: Any) -> Any:
         return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+    def _localise_requests(self, msg: Deliver) -> Deliver:
+        """Arguments in the object store are fetched on arrival, as checkpoints are.
+
+        The router owns them (``_Router._own_argument``) for as long as the order needs them; a
+        fetched copy also outlives a router restart (this replica's state report then carries the
+        bytes). One that cannot be fetched belongs to a router that died: the request is left out,
+        as if that router never sent it (the rebuilt router, or the caller's retry, sends it again);
+        executing it without its argument would record another outcome than the other replicas.
+        """
+        if not any(isinstance(r.payload, ray.ObjectRef) for r in msg.requests):
+            return msg
+        reqs = []
+        for req in msg.requests:
+            if isinstance(req.payload, ray.ObjectRef):
+                try:
+                    req = dataclasses.replace(req, payload=ray.get(
+                        req.payload, timeout=max(30.0, self.settings.failure_timeout_s)))
+                except Exception as exc:  # its owner, a router, died
+                    log.warning("[%s] %s: the argument of %s is lost with its router (%r); left out",
+                                self.spec.group, self.replica_id, req.msg_id, exc)
+                    continue
+            reqs.append(req)
+        return dataclasses.replace(msg, requests=tuple(reqs))
 
     def _localise_checkpoint(self, msg: Deliver) -> Deliver:
         """A checkpoint in the object store is owned by the primary: copy it here before it can die."""

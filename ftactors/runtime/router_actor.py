@@ -10,6 +10,7 @@ once from the replicas' exactly-once tables.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -154,6 +155,8 @@ class _Router:
             await self._ensure_started()
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
+        if not copy and isinstance(req.payload, ray.ObjectRef):
+            req = await self._own_argument(req)
         fut = asyncio.get_running_loop().create_future() if req.wants_reply else None
         cached = self.host.submit(req, copy, fut)  # raises GroupOverloadedError / StaleViewError
         if cached is not None:
@@ -162,6 +165,21 @@ class _Router:
             return None
         rep: Reply = await fut
         return rep
+
+    async def _own_argument(self, req: Request) -> Request:
+        """``req`` with its argument, passed by reference, owned by this router.
+
+        The caller put it in the object store (over ``large_arg_bytes``) and owns it: a backup that
+        fetched it after the caller exited would get ``OwnerDiedError`` and diverge. The router
+        fetches it once and puts it again, so the object lives as long as the router holds the
+        request (until every member acknowledged its position) or a replica does. A later call of
+        the same source may be submitted meanwhile: the intake keeps each source's order.
+
+        Raises:
+            The caller's object's error (its owner died before this router fetched it).
+        """
+        data = await req.payload
+        return dataclasses.replace(req, payload=ray.put(data))
 
     async def handle_info(self) -> Dict[str, Any]:
         """What a handle needs (``ftactors.get_actor`` builds one from it): the class name, its

@@ -295,7 +295,7 @@ class ReplicaHost:
         while self.inbox and self.alive:
             inc, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self.loop.deliver(msg, self.epoch(inc), seq, inc)
+                self.loop.deliver(self._localise(msg), self.epoch(inc), seq, inc)
             else:
                 self.receive(inc, msg, seq)
         if self.alive:
@@ -428,6 +428,23 @@ class ReplicaHost:
         self.loop.executed(None, tuple(self.drawn) if self.choosing else (), self.step_wake)
         self.choosing, self.replay_values, self.drawn, self.drive_inc = False, (), [], None
         self.sim.on_executed(self, entry)
+
+    def _localise(self, msg: Deliver) -> Deliver:
+        """Arguments passed by reference are fetched on arrival, as ``_Replica._localise_requests``
+        does: the fetched copy outlives the router that owns the object. One whose owner is gone
+        stays a reference (its execution then fails alike: ``OwnerDiedError``)."""
+        if not any(isinstance(r.payload, ByRef) for r in msg.requests):
+            return msg
+        reqs = []
+        for req in msg.requests:
+            if isinstance(req.payload, ByRef):
+                if req.payload.key not in self.sim.store.objects:
+                    self.sim.count("byref_lost_on_arrival")
+                    continue  # a dead router's: as if never sent (the rebuilt router or a retry sends it)
+                self.sim.count("byref_fetches")
+                req = replace(req, payload=self.sim.store.get(req.payload))
+            reqs.append(req)
+        return replace(msg, requests=tuple(reqs))
 
     def _materialise(self, payload: Any) -> Tuple[Any, ...]:
         """The call's arguments; one passed by reference is fetched from the object store.
@@ -570,6 +587,11 @@ class SimRouter:
     def epoch(self) -> str:
         """The current incarnation's epoch (see :meth:`ReplicaHost.epoch`)."""
         return ReplicaHost.epoch(self.incarnation)
+
+    @property
+    def owner(self) -> str:
+        """The object-store owner name of the current incarnation (its objects die with it)."""
+        return f"{self.group}#router{self.incarnation}"
 
     def new_host(self, members: Optional[Tuple[str, ...]]) -> RouterHost:
         """A router host for the current incarnation (``members`` None: it rebuilds)."""

@@ -286,9 +286,7 @@ def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
         p_raising=rng.choice((0.0, 0.05, 0.1)),
         p_poison=rng.choice((0.0, 0.03)),
         p_byref=rng.choice((0.0, 0.1, 0.3)),
-        # the owner of an argument passed by reference stays: a replica that executes the call after
-        # the owner exited cannot fetch it (docs/faults.md, open); tests/test_sim_scenarios.py shows it
-        p_owner_exit=0.0,
+        p_owner_exit=0.0,  # drawn last (below), so that the draws after it keep their values
         client_fifo=rng.random() < 0.5,
     )
     if rng.random() < 0.3:
@@ -311,4 +309,8 @@ def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
             inflight_max=opts.inflight_max if wanted["client_fifo"] else
             opts.clients * opts.window + rng.randint(2, 6),
         )
+    if wanted["p_byref"]:
+        # the caller of a call by reference may exit once it has its replies: the router owns the
+        # argument from then on, and every replica fetched it on arrival (docs/faults.md, fixed)
+        wanted["p_owner_exit"] = rng.choice((0.0, 0.5, 1.0))
     return dataclasses.replace(opts, **wanted)
