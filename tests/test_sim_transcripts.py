@@ -10,8 +10,9 @@ from typing import List
 
 import pytest
 
-from ftactors.core import Phase
+from ftactors.core import Phase, Request
 from ftactors.testing import InvariantViolation, SimOptions, Simulator
+from ftactors.testing.events import Endpoint, RequestArrives
 from ftactors.testing.models import Raised
 
 
@@ -145,3 +146,32 @@ def test_a_passive_backup_replays_an_argument_by_reference_after_the_router_that
     core = sim.routers["store"].core
     assert core is not None and core.primary != "store-r0"
     assert sim.replicas["store"][core.primary].state == {"n": 7} and r0.state == {"n": 7}
+
+
+def test_a_stale_duplicate_reaching_a_rebuilt_router_after_its_client_acknowledged_it_stays_nowhere() -> None:
+    """Suspected once (seed 104153, when counter saves were messages): a duplicate of c0#1, delayed
+    on the lossy link until after c0 acknowledged its reply (``ack_below`` of c0#2) and the router
+    restarted, reaches the rebuilt router, which has never seen c0. The replicas' exactly-once
+    tables read it "forgotten" and drop it without a reply; the router must not keep it pending or
+    retained (nobody would ever answer it, and it would count against ``inflight_max`` /
+    ``pending_max`` for good)."""
+    sim = Simulator(quiet(clients=1))
+    sent: List[Request] = []
+    send = sim._send_request
+    sim._send_request = lambda client, req: (sent.append(req), send(client, req))[1]  # type: ignore[method-assign]
+    sim.add_operation("c0", "store", "add", (1,))                   # c0#1
+    sim.add_operation("c0", "store", "add", (2,))                   # c0#2 carries ack_below=2: c0 holds #1's reply
+    sim.run_until(lambda: sim.clients_done())
+    stale = sent[0]
+    assert str(stale.msg_id) == "c0#1" and stale.ack_below == 1 and sent[-1].ack_below == 2
+    assert sim.crash_router("store")                                 # the router restarts and rebuilds
+    sim.run_until(lambda: sim.stable("store"))
+    core = sim.routers["store"].core
+    assert core is not None and stale.msg_id not in core.pending
+    sim.schedule(1, RequestArrives("store", stale, Endpoint("", "c0")))  # the stale duplicate arrives
+    arrived = sim.now
+    sim.run_until(lambda: sim.now >= arrived + 60)                   # long past any answer's way back
+    assert stale.msg_id not in core.pending and stale.msg_id not in core.log.requests
+    sim.finish()
+    assert {rid: r.state for rid, r in sim.replicas["store"].items()} == \
+        {rid: {"n": 3} for rid in sim.replicas["store"]}             # c0#1 took effect once
