@@ -106,19 +106,34 @@ def test_fresh_replica_counts_nothing() -> None:
     assert primary().counts == {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0}
 
 
-def test_primary_over_pending_max_answers_overloaded_to_that_caller() -> None:
-    """A request beyond ``pending_max`` is refused with an error reply, not dropped silently."""
+def test_a_replica_sent_more_than_pending_max_requests_refuses_the_deliver() -> None:
+    """The router bounds what it relays by ``pending_max``; a replica sent more reports the
+    router's fault instead of dropping or refusing a copy the order may need (docs/faults.md)."""
     core = primary(CoreConfig(pending_max=1))
     client = ClientCore("c")
-    kept, refused = client.request("g", "m", 1), client.request("g", "m", 2)
-    core.deliver(Deliver(view=1, requests=(kept, refused)))
-    replies = core.take_delivered().replies
-    assert [r.msg_id for r in replies] == [refused.msg_id]
-    (rep,) = replies
-    assert rep.group == "g" and rep.outcome.ok is False
-    assert isinstance(rep.outcome.value, GroupOverloadedError)
-    assert "1 requests pending" in str(rep.outcome.value)
+    kept, extra = client.request("g", "m", 1), client.request("g", "m", 2)
+    with pytest.raises(RemoteProtocolError, match="more than pending_max=1 requests relayed"):
+        core.deliver(Deliver(view=1, requests=(kept, extra)))
+    assert core.take_delivered().replies == ()
     assert execute_all(core) == [kept.msg_id]
+
+
+def test_router_refuses_a_call_before_relaying_once_pending_max_requests_are_retained() -> None:
+    """A request some member has not yet executed stays retained; ``pending_max`` of them and the next
+    call is refused at the router, before any replica has a copy; once every member executed
+    them, calls are accepted again."""
+    g = Group(CoreConfig(pending_max=2))
+    client = ClientCore("c")
+    first, second = client.request("g", "add", payload=1), client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.router.submit(second)
+    with pytest.raises(GroupOverloadedError, match="2 requests not yet executed by every replica"):
+        g.router.submit(client.request("g", "add", payload=1))
+    g.pump(20)
+    assert len(g.released) == 2 and set(g.state.values()) == {2}
+    assert g.router.submit(client.request("g", "add", payload=1)) is None
+    g.pump(40)  # past the gap the refused call left in c's sequence
+    assert len(g.released) == 3 and set(g.state.values()) == {3}
 
 
 def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:

@@ -75,3 +75,41 @@ def _lost(ref: Any) -> bool:
     except ray.exceptions.OwnerDiedError:
         return True
     return False
+
+
+class Slow:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def work(self, seconds: float) -> int:
+        import time
+        time.sleep(seconds)
+        self.n += 1
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+
+def test_a_group_at_its_bound_refuses_new_calls_with_a_typed_error_and_stays_whole(ray_local: Any) -> None:
+    """``inflight_max`` calls wait; the next ones are refused at the router, before any replica gets
+    them, with ``GroupOverloadedError``; the calls accepted all run once, on every replica alike."""
+    h = ftactors.replicated(replicas=3, inflight_max=4)(Slow).remote()
+    try:
+        assert ray.get(h.work.remote(0.0)) == 1
+        refs = [h.work.remote(0.3) for _ in range(12)]
+        outcomes: List[Any] = []
+        for ref in refs:
+            try:
+                outcomes.append(ray.get(ref, timeout=60))
+            except ftactors.GroupOverloadedError as exc:
+                outcomes.append(exc)
+        refused = [o for o in outcomes if isinstance(o, ftactors.GroupOverloadedError)]
+        done = sorted(o for o in outcomes if isinstance(o, int))
+        assert refused and "requests in flight" in str(refused[0]), outcomes
+        assert done == list(range(2, 2 + len(done))), outcomes   # each accepted call once, in turn
+        assert ray.get(h.get.remote()) == 1 + len(done)
+        wait_for(lambda: converged(h, 3), what="every replica ran the accepted calls alike")
+        assert ray.get(h.work.remote(0.0)) == 2 + len(done)       # the group serves again
+    finally:
+        ftactors.shutdown(h)

@@ -37,7 +37,6 @@ from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from ftactors.core.config import CoreConfig
 from ftactors.core.dedup import DedupTable
 from ftactors.core.errors import (
-    GroupOverloadedError,
     LocalProtocolError,
     RemoteProtocolError,
     ReplyUnavailableError,
@@ -570,10 +569,10 @@ class ReplicaCore:
                 self._answer_duplicate(req, status)
             return
         if len(self.requests) >= self.config.pending_max:
-            if self.role == Role.PRIMARY and req.wants_reply:
-                err = GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests pending")
-                self._replies.append(Reply(mid, self.group, self.view, 0, Outcome(False, err)))
-            return
+            # dropping or refusing a copy the router relayed would lose it where the order needs it:
+            # the router bounds what it relays (RouterCore.submit), so this is its fault
+            raise RemoteProtocolError(f"{self.replica_id}: more than pending_max={self.config.pending_max} "
+                                      f"requests relayed")
         self.requests[mid] = req
         if self.role == Role.PRIMARY and not self._is_announced(mid):
             self._push(req)

@@ -298,7 +298,8 @@ class RouterCore:
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
             StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
                 source group.
-            GroupOverloadedError: ``inflight_max`` requests are already waiting.
+            GroupOverloadedError: ``inflight_max`` requests are already waiting, or ``pending_max``
+                are retained (relayed and not yet executed by every member).
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
@@ -329,6 +330,11 @@ class RouterCore:
             return None
         if len(self.pending) >= self.config.inflight_max:
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
+        if len(self.log.requests) + self.intake.held_count() >= self.config.pending_max:
+            # a replica holds at most what this router retains (requests some member has not yet
+            # executed): refused here, before any replica has a copy, it never meets pending_max
+            raise GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests not yet executed "
+                                       f"by every replica (pending_max)")
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:

@@ -338,7 +338,8 @@ class Simulator:
             return
         except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
-            self.count("full:inflight_max", int(isinstance(exc, GroupOverloadedError)))
+            bound = "pending_max" if "pending_max" in str(exc) else "inflight_max"
+            self.count(f"full:{bound}", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))

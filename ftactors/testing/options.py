@@ -192,7 +192,8 @@ class SimOptions:
                 + (" async-steps" if self.async_steps else "")
                 + (f" bounds=(reply_cache {self.reply_cache_max}, log {self.log_max}, retain "
                    f"{self.retain_executed_max}, carried {self.carried_announcements_max}, batch {self.batch_max}, "
-                   f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max})"
+                   f"inflight {self.inflight_max}/{self.primary_inflight_max}/{self.backup_inflight_max}, "
+                   f"pending {self.pending_max})"
                    if self.reply_cache_max < 1000 else ""))
 
 
@@ -313,4 +314,11 @@ def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
         # the caller of a call by reference may exit once it has its replies: the router owns the
         # argument from then on, and every replica fetched it on arrival (docs/faults.md, fixed)
         wanted["p_owner_exit"] = rng.choice((0.0, 0.5, 1.0))
+    if "inflight_max" in wanted and not wanted["client_fifo"]:
+        # the router refuses calls once it retains pending_max requests not yet executed everywhere
+        # (docs/faults.md, fixed): as small as half a window of every client, on the lossy link (a
+        # Ray caller would get GroupOverloadedError), and above a passive group's checkpoint interval
+        # (its backups hold the requests since the last checkpoint)
+        wanted["pending_max"] = max(opts.checkpoint_every_messages + 1,
+                                    opts.clients * opts.window // 2 + rng.randint(0, 2))
     return dataclasses.replace(opts, **wanted)
