@@ -12,6 +12,7 @@ from typing import List, Optional
 import pytest
 
 from ftactors.core import (
+    AcknowledgedDuplicateError,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -150,6 +151,28 @@ def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
     assert rep.msg_id == old.msg_id and rep.group == "g" and rep.outcome.ok is False
     assert isinstance(rep.outcome.value, ReplyUnavailableError)
     assert "trimmed" in str(rep.outcome.value)
+
+
+def test_duplicate_of_an_acknowledged_reply_is_answered_so_no_router_keeps_waiting() -> None:
+    """A stale duplicate of a call whose reply its source acknowledged (``ack_below``), relayed by
+    a rebuilt router that never saw the acknowledgement, does not run again and is answered with
+    ``AcknowledgedDuplicateError`` (at no position), so the router stops waiting for it."""
+    core = primary()
+    client = ClientCore("c")
+    first = client.request("g", "m", 1)
+    core.deliver(Deliver(view=1, requests=(first,)))
+    assert execute_all(core) == [first.msg_id]
+    client.on_reply(core.take_delivered().replies[0])
+    second = client.request("g", "m", 2)
+    assert second.ack_below == 2
+    core.deliver(Deliver(view=1, requests=(second,)))
+    assert execute_all(core) == [second.msg_id]
+    core.take_delivered()
+    core.deliver(Deliver(view=1, requests=(first,)))  # the stale duplicate
+    assert execute_all(core) == []
+    (rep,) = core.take_delivered().replies
+    assert rep.msg_id == first.msg_id and rep.position == 0 and rep.outcome.ok is False
+    assert isinstance(rep.outcome.value, AcknowledgedDuplicateError)
 
 
 # ------------------------------------------------------------------ routers

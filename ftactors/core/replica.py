@@ -37,6 +37,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from ftactors.core.config import CoreConfig
 from ftactors.core.dedup import DedupTable
 from ftactors.core.errors import (
+    AcknowledgedDuplicateError,
     LocalProtocolError,
     RemoteProtocolError,
     ReplyUnavailableError,
@@ -585,6 +586,11 @@ class ReplicaCore:
         elif status == "expired":
             err = ReplyUnavailableError(f"reply of {req.msg_id} was trimmed (reply_cache_max)")
             self._replies.append(Reply(req.msg_id, self.group, self.view, 0, Outcome(False, err)))
+        elif status == "forgotten":
+            # a router that never saw the source's ack_below (a rebuilt one) relayed a stale
+            # duplicate and waits for it: answer, so that it stops waiting and retaining it
+            ack = AcknowledgedDuplicateError(f"{req.msg_id}: its source acknowledged the reply")
+            self._replies.append(Reply(req.msg_id, self.group, self.view, 0, Outcome(False, ack)))
 
     def _accept_announcement(self, ann: Announcement) -> None:
         if ann.group != self.group:

@@ -25,6 +25,7 @@ from typing import (
 )
 
 from ftactors.core import (
+    AcknowledgedDuplicateError,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -760,6 +761,8 @@ class ClientHost:
         seen = self.answers.get(reply.msg_id)
         answer = (reply.position, reply.outcome.value)
         if seen is not None:
+            if isinstance(reply.outcome.value, AcknowledgedDuplicateError):
+                return None  # says only that this client holds the answer (a stale duplicate's)
             if seen != answer:
                 raise InvariantViolation(f"I3: {reply.msg_id} answered twice differently: {seen} then {answer}")
             return None
