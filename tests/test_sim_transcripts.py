@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import List
 
-import pytest
 
 from ftactors.core import Phase, Request
-from ftactors.testing import InvariantViolation, SimOptions, Simulator
+from ftactors.testing import SimOptions, Simulator
 from ftactors.testing.events import Endpoint, RequestArrives
 from ftactors.testing.models import Raised
 
