@@ -569,14 +569,23 @@ class ReplicaCore:
             if self.role == Role.PRIMARY and req.wants_reply:
                 self._answer_duplicate(req, status)
             return
-        if len(self.requests) >= self.config.pending_max:
+        if len(self.requests) >= self.requests_max():
             # dropping or refusing a copy the router relayed would lose it where the order needs it:
             # the router bounds what it relays (RouterCore.submit), so this is its fault
-            raise RemoteProtocolError(f"{self.replica_id}: more than pending_max={self.config.pending_max} "
-                                      f"requests relayed")
+            raise RemoteProtocolError(f"{self.replica_id}: more than {self.requests_max()} requests relayed "
+                                      f"(pending_max={self.config.pending_max})")
         self.requests[mid] = req
         if self.role == Role.PRIMARY and not self._is_announced(mid):
             self._push(req)
+
+    def requests_max(self) -> int:
+        """The most requests this replica can be sent to hold: ``pending_max``, what the router retains
+        at most; a passive backup (and one promoted, until it replayed them) also keeps the requests
+        of the positions it logged until a checkpoint covers them, after the router forgot them: at
+        most ``log_max`` more (its order)."""
+        if self.config.style == "passive":
+            return self.config.pending_max + self.config.log_max
+        return self.config.pending_max
 
     def _answer_duplicate(self, req: Request, status: str) -> None:
         if status == "done":
