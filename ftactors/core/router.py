@@ -440,7 +440,9 @@ class RouterCore:
         dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")
-        if self.held:
+        if self.held and len(self.log.requests) + self.intake.held_count() <= cfg.pending_max:
+            # (held calls counted at their admission; a recovery may have retained more meanwhile:
+            # they wait, so that no replica is sent more than pending_max)
             for req in self.intake.release_gaps(self.now, self._gap_ticks):
                 self._accept(req)
         if self.phase == Phase.RECOVERING and now - self.recovery.started > cfg.recovery_timeout_ticks:
