@@ -108,15 +108,16 @@ def test_fresh_replica_counts_nothing() -> None:
 
 
 def test_a_replica_sent_more_than_pending_max_requests_refuses_the_deliver() -> None:
-    """The router bounds what it relays by ``pending_max``; a replica sent more reports the
-    router's fault instead of dropping or refusing a copy the order may need (docs/faults.md)."""
-    core = primary(CoreConfig(pending_max=1))
+    """The router admits ``pending_max`` calls and may send a lagging member up to ``log_max`` more
+    the order needs; a replica sent more reports the router's fault instead of dropping or
+    refusing a copy the order may need (docs/faults.md)."""
+    core = primary(CoreConfig(pending_max=1, log_max=1))
     client = ClientCore("c")
-    kept, extra = client.request("g", "m", 1), client.request("g", "m", 2)
-    with pytest.raises(RemoteProtocolError, match=r"more than 1 requests relayed \(pending_max=1\)"):
-        core.deliver(Deliver(view=1, requests=(kept, extra)))
+    kept, caught_up, extra = client.request("g", "m", 1), client.request("g", "m", 2), client.request("g", "m", 3)
+    with pytest.raises(RemoteProtocolError, match=r"more than 2 requests relayed \(pending_max=1\)"):
+        core.deliver(Deliver(view=1, requests=(kept, caught_up, extra)))
     assert core.take_delivered().replies == ()
-    assert execute_all(core) == [kept.msg_id]
+    assert execute_all(core) == [kept.msg_id, caught_up.msg_id]
 
 
 def test_router_refuses_a_call_before_relaying_once_pending_max_requests_are_retained() -> None:

@@ -579,13 +579,13 @@ class ReplicaCore:
             self._push(req)
 
     def requests_max(self) -> int:
-        """The most requests this replica can be sent to hold: ``pending_max``, what the router retains
-        at most; a passive backup (and one promoted, until it replayed them) also keeps the requests
-        of the positions it logged until a checkpoint covers them, after the router forgot them: at
-        most ``log_max`` more (its order)."""
-        if self.config.style == "passive":
-            return self.config.pending_max + self.config.log_max
-        return self.config.pending_max
+        """The most requests this replica can be sent to hold: ``pending_max`` the router admitted
+        (it refuses calls beyond), plus ``log_max`` the announced order may need from it: a passive
+        backup keeps the requests of the positions it logged until a checkpoint covers them, after
+        the router forgot them; a member that lags is sent, after a recovery or by a rebuilt
+        router, every request of the order it lacks (the router replaces one lagging past
+        ``log_max``)."""
+        return self.config.pending_max + self.config.log_max
 
     def _answer_duplicate(self, req: Request, status: str) -> None:
         if status == "done":

@@ -25,7 +25,7 @@ from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError
-from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import OwnedArgument, _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError
@@ -155,7 +155,7 @@ class _Router:
             await self._ensure_started()
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
-        if not copy and isinstance(req.payload, ray.ObjectRef):
+        if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
             req = await self._own_argument(req)
         fut = asyncio.get_running_loop().create_future() if req.wants_reply else None
         cached = self.host.submit(req, copy, fut)  # raises GroupOverloadedError / StaleViewError
@@ -179,7 +179,7 @@ class _Router:
             The caller's object's error (its owner died before this router fetched it).
         """
         data = await req.payload
-        return dataclasses.replace(req, payload=ray.put(data))
+        return dataclasses.replace(req, payload=OwnedArgument(ray.put(data), req.payload))
 
     async def handle_info(self) -> Dict[str, Any]:
         """What a handle needs (``ftactors.get_actor`` builds one from it): the class name, its

@@ -354,7 +354,8 @@ class Simulator:
         if not isinstance(req.payload, ByRef) or req.payload.owner == router.owner:
             return req
         self.count("byref_owned_by_router")
-        return replace(req, payload=self.store.put(router.owner, self.store.get(req.payload)))
+        owned = self.store.put(router.owner, self.store.get(req.payload))
+        return replace(req, payload=replace(owned, fallback=req.payload))
 
     def _on_PullArrives(self, ev: PullArrives) -> None:
         """A backup fetches a nested reply copy, as the Ray host does: ``submit(req, copy=True)``;

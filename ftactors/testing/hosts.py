@@ -432,14 +432,14 @@ class ReplicaHost:
 
     def _localise(self, msg: Deliver) -> Deliver:
         """Arguments passed by reference are fetched on arrival, as ``_Replica._localise_requests``
-        does: the fetched copy outlives the router that owns the object. One whose owner is gone
-        stays a reference (its execution then fails alike: ``OwnerDiedError``)."""
+        does: the fetched copy outlives the router that owns the object. One lost with its router
+        and its caller is left out, as if never sent."""
         if not any(isinstance(r.payload, ByRef) for r in msg.requests):
             return msg
         reqs = []
         for req in msg.requests:
             if isinstance(req.payload, ByRef):
-                if req.payload.key not in self.sim.store.objects:
+                if not self.sim.store.has(req.payload):
                     self.sim.count("byref_lost_on_arrival")
                     continue  # a dead router's: as if never sent (the rebuilt router or a retry sends it)
                 self.sim.count("byref_fetches")
@@ -823,9 +823,15 @@ class ObjectStore:
             OwnerDiedError: the owner exited.
         """
         args = self.objects.get(ref.key)
+        if args is None and ref.fallback is not None:
+            args = self.objects.get(ref.fallback.key)
         if args is None:
             raise OwnerDiedError(f"{ref.key}: its owner {ref.owner} exited")
         return args
+
+    def has(self, ref: ByRef) -> bool:
+        """Whether ``get`` finds the object (or the caller's it was put again from)."""
+        return ref.key in self.objects or (ref.fallback is not None and ref.fallback.key in self.objects)
 
     def owner_exited(self, owner: str) -> int:
         """The owner's process is gone: its objects are lost. Returns how many."""
