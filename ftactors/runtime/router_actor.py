@@ -172,8 +172,10 @@ class _Router:
         The caller put it in the object store (over ``large_arg_bytes``) and owns it: a backup that
         fetched it after the caller exited would get ``OwnerDiedError`` and diverge. The router
         fetches it once and puts it again, so the object lives as long as the router holds the
-        request (until every member acknowledged its position) or a replica does. A later call of
-        the same source may be submitted meanwhile: the intake keeps each source's order.
+        request (until every member acknowledged its position) or a replica does. The request
+        carries both objects (``OwnedArgument``): a replica reads the caller's when this router's
+        died with it. A later call of the same source may be submitted meanwhile: the intake keeps
+        each source's order.
 
         Raises:
             The caller's object's error (its owner died before this router fetched it).
