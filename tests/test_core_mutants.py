@@ -13,6 +13,7 @@ from typing import List, Optional
 import pytest
 
 from ftactors.core import (
+    AcknowledgedDuplicateError,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -109,19 +110,36 @@ def test_fresh_replica_counts_nothing() -> None:
                                 "reply_copies_in": 0, "reply_copies_used": 0}
 
 
-def test_primary_over_pending_max_answers_overloaded_to_that_caller() -> None:
-    """A request beyond ``pending_max`` is refused with an error reply, not dropped silently."""
-    core = primary(CoreConfig(pending_max=1))
+def test_a_replica_sent_more_than_pending_max_requests_refuses_the_deliver() -> None:
+    """The router admits ``pending_max`` calls, ``inflight_max`` more calls back into the group
+    (rings), and may send a lagging member up to ``log_max`` more the order needs; a replica sent
+    more reports the router's fault instead of dropping or refusing a copy the order may need
+    (docs/faults.md)."""
+    core = primary(CoreConfig(pending_max=1, log_max=1, inflight_max=1))
     client = ClientCore("c")
-    kept, refused = client.request("g", "m", 1), client.request("g", "m", 2)
-    core.deliver(Deliver(view=1, requests=(kept, refused)))
-    replies = core.take_delivered().replies
-    assert [r.msg_id for r in replies] == [refused.msg_id]
-    (rep,) = replies
-    assert rep.group == "g" and rep.outcome.ok is False
-    assert isinstance(rep.outcome.value, GroupOverloadedError)
-    assert "1 requests pending" in str(rep.outcome.value)
-    assert execute_all(core) == [kept.msg_id]
+    kept, caught_up, ring, extra = (client.request("g", "m", i) for i in (1, 2, 3, 4))
+    with pytest.raises(RemoteProtocolError, match=r"more than 3 requests relayed \(pending_max=1\)"):
+        core.deliver(Deliver(view=1, requests=(kept, caught_up, ring, extra)))
+    assert core.take_delivered().replies == ()
+    assert execute_all(core) == [kept.msg_id, caught_up.msg_id, ring.msg_id]
+
+
+def test_router_refuses_a_call_before_relaying_once_pending_max_requests_are_retained() -> None:
+    """A request some member has not yet executed stays retained; ``pending_max`` of them and the next
+    call is refused at the router, before any replica has a copy; once every member executed
+    them, calls are accepted again."""
+    g = Group(CoreConfig(pending_max=2))
+    client = ClientCore("c")
+    first, second = client.request("g", "add", payload=1), client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.router.submit(second)
+    with pytest.raises(GroupOverloadedError, match="2 requests not yet executed by every replica"):
+        g.router.submit(client.request("g", "add", payload=1))
+    g.pump(20)
+    assert len(g.released) == 2 and set(g.state.values()) == {2}
+    assert g.router.submit(client.request("g", "add", payload=1)) is None
+    g.pump(40)  # past the gap the refused call left in c's sequence
+    assert len(g.released) == 3 and set(g.state.values()) == {3}
 
 
 def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
@@ -138,6 +156,28 @@ def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
     assert rep.msg_id == old.msg_id and rep.group == "g" and rep.outcome.ok is False
     assert isinstance(rep.outcome.value, ReplyUnavailableError)
     assert "trimmed" in str(rep.outcome.value)
+
+
+def test_duplicate_of_an_acknowledged_reply_is_answered_so_no_router_keeps_waiting() -> None:
+    """A stale duplicate of a call whose reply its source acknowledged (``ack_below``), relayed by
+    a rebuilt router that never saw the acknowledgement, does not run again and is answered with
+    ``AcknowledgedDuplicateError`` (at no position), so the router stops waiting for it."""
+    core = primary()
+    client = ClientCore("c")
+    first = client.request("g", "m", 1)
+    core.deliver(Deliver(view=1, requests=(first,)))
+    assert execute_all(core) == [first.msg_id]
+    client.on_reply(core.take_delivered().replies[0])
+    second = client.request("g", "m", 2)
+    assert second.ack_below == 2
+    core.deliver(Deliver(view=1, requests=(second,)))
+    assert execute_all(core) == [second.msg_id]
+    core.take_delivered()
+    core.deliver(Deliver(view=1, requests=(first,)))  # the stale duplicate
+    assert execute_all(core) == []
+    (rep,) = core.take_delivered().replies
+    assert rep.msg_id == first.msg_id and rep.position == 0 and rep.outcome.ok is False
+    assert isinstance(rep.outcome.value, AcknowledgedDuplicateError)
 
 
 # ------------------------------------------------------------------ routers
@@ -993,15 +1033,15 @@ def test_backups_blocked_at_different_times_are_each_counted_as_resyncs() -> Non
 
 
 def test_a_call_refused_as_overloaded_takes_no_place_in_the_order_and_is_not_retained() -> None:
-    """The overloaded error reply holds position 0 (answered without executing): its caller may
-    retry it, and the router does not retain the refused request for recovery."""
+    """A call refused as overloaded (at the router, before any replica has a copy) takes no
+    position: its caller may retry it, and the router retains nothing of it for recovery."""
     g = Group(CoreConfig(pending_max=1))
     client = ClientCore("c")
     kept, refused = client.request("g", "add", payload=1), client.request("g", "add", payload=2)
     g.router.submit(kept)
-    g.router.submit(refused)
+    with pytest.raises(GroupOverloadedError):
+        g.router.submit(refused)
     g.pump(6)
     by_id = {r.msg_id: r for r in g.released}
-    assert isinstance(by_id[refused.msg_id].outcome.value, GroupOverloadedError)
-    assert by_id[refused.msg_id].position == 0 and by_id[kept.msg_id].position == 1
+    assert refused.msg_id not in by_id and by_id[kept.msg_id].position == 1
     assert g.router.describe()["retained_requests"] == 0

@@ -18,6 +18,7 @@ from ftactors.core import (
     NewView,
     Outcome,
     RemoteProtocolError,
+    Reply,
     ReplicaCore,
     Request,
     Role,
@@ -195,8 +196,7 @@ def test_state_report_includes_the_request_being_executed() -> None:
 # ------------------------------------------------------- pushed reply copies (claim 48)
 
 
-def _nested_reply(caller: MsgId, seq: int = 1, value: int = 7) -> "Reply":
-    from ftactors.core import Reply
+def _nested_reply(caller: MsgId, seq: int = 1, value: int = 7) -> Reply:
     from ftactors.core.messages import nested_source
     return Reply(MsgId(nested_source("g", caller), seq), "b", 1, 3, Outcome(True, value))
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import InvariantViolation, draw_options, run_seed
+from ftactors.testing import draw_options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -38,23 +38,15 @@ def test_a_new_primary_is_sent_the_requests_of_the_order_it_replays_first(seed: 
     assert result.counts["crashes"] > 0 and result.ops >= 100
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="open bug (docs/faults.md): a replica past pending_max drops request copies; "
-                          "the runtime sets pending_max = max(inflight_max, log_max) and its router refuses new "
-                          "calls at inflight_max before relaying them, so only a forced pending_max of 2-8 reaches it")
 def test_a_replica_at_pending_max_keeps_what_the_order_needs() -> None:
-    """Open, found by the bounds workload: with pending_max=2 (seed 133) a replica whose pending
-    requests are full drops the next copy silently (a backup) or refuses it (the primary, after the
-    router relayed it to the backups); the announced order then lacks a request where it is needed
-    and a later primary puts another call at an acknowledged position
-    (``I4: store-r5 executes c2#3 at 10, where the acknowledged c0#3 is``). The swarm keeps
-    pending_max above what can be outstanding until this is fixed."""
-    try:
-        # as drawn before the direct data plane (it changes the run: seed 133 then fails I6 instead)
-        run_seed(133, options=replace(draw_options(133), pending_max=2, direct=False))
-    except InvariantViolation as exc:
-        assert str(exc).startswith("I4: store-r5 executes c2#3 at 10"), exc
-        raise
+    """Found by the bounds workload: with pending_max=2 (seed 133) a replica whose pending requests
+    were full dropped the next copy silently (a backup) or refused it (the primary, after the
+    router had relayed it to the backups); the announced order then lacked a request where it was
+    needed and a later primary put another call at an acknowledged position
+    (``I4: store-r5 executes c2#3 at 10, where the acknowledged c0#3 is``). Now the router refuses
+    calls before relaying them once it retains pending_max requests (docs/faults.md)."""
+    result = run_seed(133, options=replace(draw_options(133), pending_max=2))
+    assert result.counts["full:pending_max"] > 0 and result.ops >= 100
 
 
 def test_a_passive_primary_with_async_calls_suspended_still_checkpoints() -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import List
 
-import pytest
 
-from ftactors.core import Phase
-from ftactors.testing import InvariantViolation, SimOptions, Simulator
+from ftactors.core import Phase, Request
+from ftactors.testing import SimOptions, Simulator
+from ftactors.testing.events import Endpoint, RequestArrives
 from ftactors.testing.models import Raised
 
 
@@ -112,13 +112,65 @@ def test_a_lagging_backup_fetches_an_argument_by_reference_while_its_owner_lives
     assert r2.state == {"n": 7} and sim.counts["byref_fetches"] == 3
 
 
-def test_an_argument_owner_that_exits_leaves_a_lagging_backup_unable_to_execute() -> None:
-    """Open (docs/faults.md): the runtime fetches a call's argument when it executes the call; a
-    backup that lags until the caller exited cannot, and records another outcome than the primary."""
+def test_an_argument_owner_that_exits_no_longer_leaves_a_lagging_backup_unable_to_execute() -> None:
+    """Fixed (docs/faults.md): the router puts the caller's argument again and owns it, so a backup
+    that lags until the caller exited still fetches it. Before the fix: ``I9: store: ... different
+    outcomes of c0#1 ... OwnerDiedError`` (store-r2 could not fetch the argument)."""
     sim = Simulator(quiet(clients=1, failure_timeout_ticks=60, p_owner_exit=1.0))
-    c0 = sim.clients["c0"]
+    c0, r2 = sim.clients["c0"], sim.replicas["store"]["store-r2"]
     assert sim.pause_replica("store", "store-r2", ticks=30)          # store-r2 lags
     sim.add_operation("c0", "store", "add", (7,), byref=True)        # c0 passes add's argument by reference
-    sim.run_until(lambda: c0.exited)                                 # c0 has its reply and exits: the object is lost
-    with pytest.raises(InvariantViolation, match=r"I9: store: .*different outcomes of c0#1 .*OwnerDiedError"):
-        sim.finish()                                                 # store-r2 wakes: OwnerDiedError at execution
+    sim.run_until(lambda: c0.exited)                                 # c0 has its reply and exits: its object is lost
+    assert sim.counts["objects_lost"] == 1 and r2.core.executed_upto == 0
+    sim.finish()                                                     # store-r2 wakes: the router's copy is there
+    assert r2.state == {"n": 7} and sim.counts["byref_owned_by_router"] == 1
+
+
+def test_a_passive_backup_replays_an_argument_by_reference_after_the_router_that_owned_it_restarted() -> None:
+    """The router's objects die with it; every replica fetched the argument when the Deliver arrived
+    (as checkpoints are fetched), so a passive backup that takes over after the router restarted
+    and the caller exited still replays the call. Without the fetch on arrival the new primary's
+    replay gets ``OwnerDiedError`` (I9: a different outcome of c0#1)."""
+    sim = Simulator(quiet(clients=1, style="passive", checkpoint_every_messages=100, p_owner_exit=1.0))
+    c0, r0 = sim.clients["c0"], sim.replicas["store"]["store-r0"]
+    backups = [sim.replicas["store"][r] for r in ("store-r1", "store-r2")]
+    sim.add_operation("c0", "store", "add", (7,), byref=True)        # c0 passes add's argument by reference
+    sim.run_until(lambda: c0.exited and all(b.core.requests for b in backups))  # c0 exits; the backups log it
+    assert all(b.core.executed_upto == 0 for b in backups)          # passive: not executed, no checkpoint yet
+    assert sim.crash_router("store")                                 # the router's objects are lost
+    sim.run_until(lambda: sim.stable("store"))                       # it restarts and rebuilds the view
+    assert sim.counts["objects_lost"] == 2                           # c0's and the dead router's
+    assert sim.crash_replica("store", "store-r0")                    # a backup takes over: restore, replay
+    sim.finish()
+    core = sim.routers["store"].core
+    assert core is not None and core.primary != "store-r0"
+    assert sim.replicas["store"][core.primary].state == {"n": 7} and r0.state == {"n": 7}
+
+
+def test_a_stale_duplicate_reaching_a_rebuilt_router_after_its_client_acknowledged_it_stays_nowhere() -> None:
+    """Suspected once (seed 104153, when counter saves were messages): a duplicate of c0#1, delayed
+    on the lossy link until after c0 acknowledged its reply (``ack_below`` of c0#2) and the router
+    restarted, reaches the rebuilt router, which has never seen c0. The replicas' exactly-once
+    tables read it "forgotten" and drop it without a reply; the router must not keep it pending or
+    retained (nobody would ever answer it, and it would count against ``inflight_max`` /
+    ``pending_max`` for good)."""
+    sim = Simulator(quiet(clients=1))
+    sent: List[Request] = []
+    send = sim._send_request
+    sim._send_request = lambda client, req: (sent.append(req), send(client, req))[1]  # type: ignore[method-assign]
+    sim.add_operation("c0", "store", "add", (1,))                   # c0#1
+    sim.add_operation("c0", "store", "add", (2,))                   # c0#2 carries ack_below=2: c0 holds #1's reply
+    sim.run_until(lambda: sim.clients_done())
+    stale = sent[0]
+    assert str(stale.msg_id) == "c0#1" and stale.ack_below == 1 and sent[-1].ack_below == 2
+    assert sim.crash_router("store")                                 # the router restarts and rebuilds
+    sim.run_until(lambda: sim.stable("store"))
+    core = sim.routers["store"].core
+    assert core is not None and stale.msg_id not in core.pending
+    sim.schedule(1, RequestArrives("store", stale, Endpoint("", "c0")))  # the stale duplicate arrives
+    arrived = sim.now
+    sim.run_until(lambda: sim.now >= arrived + 60)                   # long past any answer's way back
+    assert stale.msg_id not in core.pending and stale.msg_id not in core.log.requests
+    sim.finish()
+    assert {rid: r.state for rid, r in sim.replicas["store"].items()} == \
+        {rid: {"n": 3} for rid in sim.replicas["store"]}             # c0#1 took effect once

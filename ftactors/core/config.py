@@ -40,9 +40,12 @@ class CoreConfig:
             calls), or a call still running may find its own source forgotten.
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
-        pending_max: requests a replica holds before executing them.
+        pending_max: requests a replica holds before executing them; the router retains no more
+            (relayed, not yet executed by every member) and refuses new calls beyond
+            (``GroupOverloadedError``), so no replica is sent more.
         inflight_max: client requests a router holds without a reply. A call back into the group
-            from one of them (a ring A -> B -> A) is admitted past it, up to twice as many.
+            from one of them (a ring A -> B -> A) is admitted past it (and past ``pending_max``),
+            up to ``inflight_max`` more.
         batch_max: requests in one Deliver.
         primary_inflight_max: Delivers outstanding to the primary at once.
         backup_inflight_max: Delivers outstanding to each backup at once.

@@ -37,7 +37,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from ftactors.core.config import CoreConfig
 from ftactors.core.dedup import DedupTable
 from ftactors.core.errors import (
-    GroupOverloadedError,
+    AcknowledgedDuplicateError,
     LocalProtocolError,
     RemoteProtocolError,
     ReplyUnavailableError,
@@ -617,14 +617,24 @@ class ReplicaCore:
             if self.role == Role.PRIMARY and req.wants_reply:
                 self._answer_duplicate(req, status)
             return
-        if len(self.requests) >= self.config.pending_max:
-            if self.role == Role.PRIMARY and req.wants_reply:
-                err = GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests pending")
-                self._replies.append(Reply(mid, self.group, self.view, 0, Outcome(False, err)))
-            return
+        if len(self.requests) >= self.requests_max():
+            # dropping or refusing a copy the router relayed would lose it where the order needs it:
+            # the router bounds what it relays (RouterCore.submit), so this is its fault
+            raise RemoteProtocolError(f"{self.replica_id}: more than {self.requests_max()} requests relayed "
+                                      f"(pending_max={self.config.pending_max})")
         self.requests[mid] = req
         if self.role == Role.PRIMARY and not self._is_announced(mid):
             self._push(req)
+
+    def requests_max(self) -> int:
+        """The most requests this replica can be sent to hold: ``pending_max`` the router admitted
+        (it refuses calls beyond), plus ``log_max`` the announced order may need from it: a passive
+        backup keeps the requests of the positions it logged until a checkpoint covers them, after
+        the router forgot them; a member that lags is sent, after a recovery or by a rebuilt
+        router, every request of the order it lacks (the router replaces one lagging past
+        ``log_max``); and ``inflight_max`` calls back into the group (rings), which the router
+        admits past ``pending_max``."""
+        return self.config.pending_max + self.config.inflight_max + self.config.log_max
 
     def _answer_duplicate(self, req: Request, status: str) -> None:
         if status == "done":
@@ -634,6 +644,11 @@ class ReplicaCore:
         elif status == "expired":
             err = ReplyUnavailableError(f"reply of {req.msg_id} was trimmed (reply_cache_max)")
             self._replies.append(Reply(req.msg_id, self.group, self.view, 0, Outcome(False, err)))
+        elif status == "forgotten":
+            # a router that never saw the source's ack_below (a rebuilt one) relayed a stale
+            # duplicate and waits for it: answer, so that it stops waiting and retaining it
+            ack = AcknowledgedDuplicateError(f"{req.msg_id}: its source acknowledged the reply")
+            self._replies.append(Reply(req.msg_id, self.group, self.view, 0, Outcome(False, ack)))
 
     def _accept_announcement(self, ann: Announcement) -> None:
         if ann.group != self.group:

@@ -308,7 +308,8 @@ class RouterCore:
             StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
                 source group.
             GroupOverloadedError: ``inflight_max`` requests are already waiting (a call back into
-                this group from one of them, as in a ring A -> B -> A, up to twice as many).
+                this group from one of them, as in a ring A -> B -> A, up to twice as many), or
+                ``pending_max`` are retained (relayed and not yet executed by every member).
         """
         if req.group != self.group:
             raise RemoteProtocolError(f"request for {req.group!r} sent to router of {self.group!r}")
@@ -337,11 +338,19 @@ class RouterCore:
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None
-        if len(self.pending) >= self.config.inflight_max and not self._reentrant(req):
+        reentrant = self._reentrant(req)
+        if len(self.pending) >= self.config.inflight_max and not reentrant:
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight")
         if len(self.pending) >= REENTRANT_INFLIGHT_FACTOR * self.config.inflight_max:
             raise GroupOverloadedError(f"{self.group}: {self.config.inflight_max} requests in flight, and as many "
                                        f"calls back into the group")
+        # a replica holds at most what this router retains (requests some member has not yet executed):
+        # refused here, before any replica has a copy, it never meets pending_max; a call back into the
+        # group (a ring) may take inflight_max more, as above (ReplicaCore.requests_max counts them)
+        if len(self.log.requests) + self.intake.held_count() >= \
+                self.config.pending_max + (self.config.inflight_max if reentrant else 0):
+            raise GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests not yet executed "
+                                       f"by every replica (pending_max)")
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:
@@ -465,7 +474,9 @@ class RouterCore:
         dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")
-        if self.held:
+        if self.held and len(self.log.requests) + self.intake.held_count() <= cfg.pending_max:
+            # (held calls counted at their admission; a recovery may have retained more meanwhile:
+            # they wait, so that no replica is sent more than pending_max)
             for req in self.intake.release_gaps(self.now, self._gap_ticks):
                 self._accept(req)
         if self.phase == Phase.RECOVERING and now - self.recovery.started > cfg.recovery_timeout_ticks:

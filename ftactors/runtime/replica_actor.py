@@ -62,6 +62,20 @@ from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
 
+
+@dataclasses.dataclass(frozen=True)
+class OwnedArgument:
+    """A call's arguments in the object store, put again by the router (``_Router._own_argument``).
+
+    Args:
+        ref: the router's object: it lives while the router holds the request.
+        caller: the caller's object, read when the router's was lost with it (a router restart)
+            and the caller still lives.
+    """
+
+    ref: Any
+    caller: Any
+
 #: answers parked for the router's Ray call (see ``_Replica.parked``)
 PARKED_MAX = 1024
 
@@ -326,7 +340,7 @@ class _Replica:
             The core's output for the router (empty when another thread delivers it).
         """
         self._router_seen = time.monotonic()
-        msg = self._localise_checkpoint(msg)
+        msg = self._localise_requests(self._localise_checkpoint(msg))
         ticket = _Ticket()
         with self._cond:
             self.host.tick()
@@ -630,9 +644,48 @@ class _Replica:
             state = ray.put(data) if len(data) > self.settings.large_arg_bytes else data
         return state, digest
 
-    @staticmethod
-    def _materialise(value: Any) -> Any:
-        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+    def _materialise(self, value: Any) -> Any:
+        """A payload or a checkpoint's state, fetched if it is in the object store."""
+        if isinstance(value, (ray.ObjectRef, OwnedArgument)):
+            return self._fetch_argument(value)
+        return value
+
+    def _localise_requests(self, msg: Deliver) -> Deliver:
+        """Arguments in the object store are fetched on arrival, as checkpoints are.
+
+        The router owns them (``_Router._own_argument``) for as long as the order needs them; a
+        fetched copy also outlives a router restart (this replica's state report then carries the
+        bytes). One that cannot be fetched belongs to a router that died: the request is left out,
+        as if that router never sent it (the rebuilt router, or the caller's retry, sends it again);
+        executing it without its argument would record another outcome than the other replicas.
+        """
+        if not any(isinstance(r.payload, (ray.ObjectRef, OwnedArgument)) for r in msg.requests):
+            return msg
+        reqs = []
+        for req in msg.requests:
+            if isinstance(req.payload, (ray.ObjectRef, OwnedArgument)):
+                try:
+                    req = dataclasses.replace(req, payload=self._fetch_argument(req.payload))
+                except Exception as exc:  # its owners, a router and the caller, died
+                    log.warning("[%s] %s: the argument of %s is lost with its router (%r); left out",
+                                self.spec.group, self.replica_id, req.msg_id, exc)
+                    continue
+            reqs.append(req)
+        return dataclasses.replace(msg, requests=tuple(reqs))
+
+    def _fetch_argument(self, payload: Any) -> Any:
+        """The bytes of an argument in the object store: the router's object, else the caller's.
+
+        Raises:
+            The error of the last object tried (``OwnerDiedError``, ``GetTimeoutError``...).
+        """
+        timeout_s = max(30.0, self.settings.failure_timeout_s)
+        if not isinstance(payload, OwnedArgument):
+            return ray.get(payload, timeout=timeout_s)
+        try:
+            return ray.get(payload.ref, timeout=timeout_s)
+        except Exception:  # the router that owned it restarted: the caller's may still live
+            return ray.get(payload.caller, timeout=timeout_s)
 
     def _localise_checkpoint(self, msg: Deliver) -> Deliver:
         """A checkpoint in the object store is owned by the primary: copy it here before it can die."""

@@ -28,6 +28,7 @@ links off the loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError
-from ftactors.runtime.replica_actor import _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import OwnedArgument, _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError, RemoteDeliverError
@@ -305,6 +306,8 @@ class _RouterLoop:
             self.on_loop(self._ensure_started())
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
+        if not copy and isinstance(req.payload, ray.ObjectRef):  # owned by this router (see _own_argument)
+            req = dataclasses.replace(req, payload=OwnedArgument(ray.put(ray.get(req.payload)), req.payload))
         waiter = _Waiter()
         self._inbox.put(req, copy, waiter)
         return waiter.wait()
@@ -318,9 +321,11 @@ class _RouterLoop:
         if not self._is_started():  # no await before submit once started: submission order is kept
             await self._ensure_started()
         if self.start_error is not None:
-            raise self.start_error
+            raise self.start_error  # the user's constructor raised it
+        if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
+            req = await self._own_argument(req)
         waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
-        cached = self.host.submit(req, copy, waiter)
+        cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
         if cached is not None or not req.wants_reply:
             return cached
         return await waiter.fut
@@ -344,6 +349,23 @@ class _RouterLoop:
     def on_loop(self, coro: "Coroutine[Any, Any, _T]") -> _T:
         """On a Ray thread: run ``coro`` on the router's loop and wait until it is done."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _own_argument(self, req: Request) -> Request:
+        """``req`` with its argument, passed by reference, owned by this router.
+
+        The caller put it in the object store (over ``large_arg_bytes``) and owns it: a backup that
+        fetched it after the caller exited would get ``OwnerDiedError`` and diverge. The router
+        fetches it once and puts it again, so the object lives as long as the router holds the
+        request (until every member acknowledged its position) or a replica does. The request
+        carries both objects (``OwnedArgument``): a replica reads the caller's when this router's
+        died with it. A later call of the same source may be submitted meanwhile: the intake keeps
+        each source's order.
+
+        Raises:
+            The caller's object's error (its owner died before this router fetched it).
+        """
+        data = await req.payload
+        return dataclasses.replace(req, payload=OwnedArgument(ray.put(data), req.payload))
 
     def handle_info(self) -> Dict[str, Any]:
         """What a handle needs (``ftactors.get_actor`` builds one from it): the class name, its

@@ -121,7 +121,9 @@ class ReplicationSettings(BaseModel):
             recovery_timeout_ticks=max(self.ticks(self.failure_timeout_s), 2),
             reply_cache_max=self.reply_cache_max,
             log_max=self.log_max,
-            pending_max=max(self.inflight_max, self.log_max),
+            # a replica holds the calls in flight and, lagging, up to log_max more before it is
+            # replaced: the router refuses calls past this sum, so it replaces a lagging backup first
+            pending_max=self.inflight_max + self.log_max,
             inflight_max=self.inflight_max,
             batch_max=self.batch_max,
             primary_inflight_max=self.primary_inflight_depth(),

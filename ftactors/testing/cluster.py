@@ -83,11 +83,12 @@ from ftactors.testing.hosts import (
     ClientHost,
     InvariantViolation,
     ObjectStore,
+    OwnerDiedError,
     ReplicaHost,
     ScriptOp,
     SimRouter,
 )
-from ftactors.testing.models import MODELS, Frontend, Model
+from ftactors.testing.models import MODELS, ByRef, Frontend, Model
 from ftactors.testing.options import SimOptions
 
 #: bound on simultaneously scheduled events
@@ -377,13 +378,30 @@ class Simulator:
             self.count("lost_to_dead_router")
             return
         try:
-            cached = host.submit(ev.request, waiter=ev.sender)
+            cached = host.submit(self._own_argument(router, ev.request), waiter=ev.sender)
+        except OwnerDiedError:  # a retransmission of a caller that exited: Ray fails its invoke
+            self.count("arguments_lost_at_router")
+            return
         except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
-            self.count("full:inflight_max", int(isinstance(exc, GroupOverloadedError)))
+            bound = "pending_max" if "pending_max" in str(exc) else "inflight_max"
+            self.count(f"full:{bound}", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
             self._lossy(ReplyArrives(ev.sender, cached))
+
+    def _own_argument(self, router: SimRouter, req: Request) -> Request:
+        """``_Router._own_argument``: an argument passed by reference is put again by the router, which
+        owns it from then on (lost when this incarnation dies, not when the caller exits).
+
+        Raises:
+            OwnerDiedError: the caller's object is gone (it exited).
+        """
+        if not isinstance(req.payload, ByRef) or req.payload.owner == router.owner:
+            return req
+        self.count("byref_owned_by_router")
+        owned = self.store.put(router.owner, self.store.get(req.payload))
+        return replace(req, payload=replace(owned, fallback=req.payload))
 
     def _on_PullArrives(self, ev: PullArrives) -> None:
         """A backup fetches a nested reply copy, as the Ray host does: ``submit(req, copy=True)``;
@@ -765,6 +783,7 @@ class Simulator:
         router = self.routers[group]
         router.fold_link_counts()
         router.host = None  # its waiters, link numbers and spawns in progress die with it
+        self.count("objects_lost", self.store.owner_exited(router.owner))  # those it owned, too
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
         self.count("router_crashes")
         self.schedule(self.rng.randint(1, 8), RouterRestart(group, router.incarnation))

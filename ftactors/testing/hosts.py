@@ -26,6 +26,7 @@ from typing import (
 )
 
 from ftactors.core import (
+    AcknowledgedDuplicateError,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -375,7 +376,7 @@ class ReplicaHost:
         while self.inbox and self.alive:
             via, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
-                self.loop.deliver(msg, self.epoch(via.inc), seq, via)
+                self.loop.deliver(self._localise(msg), self.epoch(via.inc), seq, via)
             else:
                 self.receive(via.inc, msg, seq, via.wire)
         if self.alive and not self.paused:
@@ -525,6 +526,23 @@ class ReplicaHost:
         self.loop.executed(None, tuple(self.drawn) if self.choosing else (), self.step_wake)
         self.choosing, self.replay_values, self.drawn, self.drive_inc = False, (), [], None
         self.sim.on_executed(self, entry)
+
+    def _localise(self, msg: Deliver) -> Deliver:
+        """Arguments passed by reference are fetched on arrival, as ``_Replica._localise_requests``
+        does: the fetched copy outlives the router that owns the object. One lost with its router
+        and its caller is left out, as if never sent."""
+        if not any(isinstance(r.payload, ByRef) for r in msg.requests):
+            return msg
+        reqs = []
+        for req in msg.requests:
+            if isinstance(req.payload, ByRef):
+                if not self.sim.store.has(req.payload):
+                    self.sim.count("byref_lost_on_arrival")
+                    continue  # a dead router's: as if never sent (the rebuilt router or a retry sends it)
+                self.sim.count("byref_fetches")
+                req = replace(req, payload=self.sim.store.get(req.payload))
+            reqs.append(req)
+        return replace(msg, requests=tuple(reqs))
 
     def _materialise(self, payload: Any) -> Tuple[Any, ...]:
         """The call's arguments; one passed by reference is fetched from the object store.
@@ -692,6 +710,11 @@ class SimRouter:
     def epoch(self) -> str:
         """The current incarnation's epoch (see :meth:`ReplicaHost.epoch`)."""
         return ReplicaHost.epoch(self.incarnation)
+
+    @property
+    def owner(self) -> str:
+        """The object-store owner name of the current incarnation (its objects die with it)."""
+        return f"{self.group}#router{self.incarnation}"
 
     def new_host(self, members: Optional[Tuple[str, ...]]) -> RouterHost:
         """A router host for the current incarnation (``members`` None: it rebuilds)."""
@@ -919,6 +942,8 @@ class ClientHost:
         seen = self.answers.get(reply.msg_id)
         answer = (reply.position, reply.outcome.value)
         if seen is not None:
+            if isinstance(reply.outcome.value, AcknowledgedDuplicateError):
+                return None  # says only that this client holds the answer (a stale duplicate's)
             if seen != answer:
                 raise InvariantViolation(f"I3: {reply.msg_id} answered twice differently: {seen} then {answer}")
             return None
@@ -979,9 +1004,15 @@ class ObjectStore:
             OwnerDiedError: the owner exited.
         """
         args = self.objects.get(ref.key)
+        if args is None and ref.fallback is not None:
+            args = self.objects.get(ref.fallback.key)
         if args is None:
             raise OwnerDiedError(f"{ref.key}: its owner {ref.owner} exited")
         return args
+
+    def has(self, ref: ByRef) -> bool:
+        """Whether ``get`` finds the object (or the caller's it was put again from)."""
+        return ref.key in self.objects or (ref.fallback is not None and ref.fallback.key in self.objects)
 
     def owner_exited(self, owner: str) -> int:
         """The owner's process is gone: its objects are lost. Returns how many."""

@@ -159,7 +159,7 @@ class Checker:
                 yield h.rid, "sources_max (exactly-once sources)", dedup.sources(), cfg.sources_max, \
                     first(dedup._sources)
                 yield h.rid, "sources_max (next_seq)", len(c.next_seq), cfg.sources_max, first(c.next_seq)
-                yield h.rid, "pending_max (requests held)", len(c.requests), cfg.pending_max, None
+                yield h.rid, "pending_max (requests held)", len(c.requests), c.requests_max(), None
                 yield h.rid, "log_max (announcements held)", len(c.order), cfg.log_max, None
                 yield h.rid, "retain_executed_max (recent executions)", len(c._recent), cfg.retain_executed_max, \
                     first(c._recent)

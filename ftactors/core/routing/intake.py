@@ -60,6 +60,11 @@ class Intake:
             return "pending", None
         return "unknown", None
 
+    def held_count(self) -> int:
+        """How many requests wait here for an earlier call of their source (each source's are
+        released together, so the router counts them as relayed already)."""
+        return sum(len(held) for held in self.held.values())
+
     def holds(self, msg_id: MsgId) -> bool:
         """Whether ``msg_id`` waits here for an earlier call of its source."""
         return msg_id.seq in self.held.get(msg_id.source, ())
