@@ -45,8 +45,9 @@ def test_a_lagging_backup_executes_a_call_by_reference_after_its_caller_exited(r
     from the primary and exits while a backup is stopped. Before the fix the backup, continued, got
     ``OwnerDiedError`` instead of running the method and its digest never matched the primary's;
     now the router owns the argument while the order needs it."""
-    h = ftactors.replicated(replicas=3, large_arg_bytes=1000, failure_timeout_s=120.0,
-                            heartbeat_s=1.0)(Blob).remote()
+    # the stopped backup must lag, not be suspected: neither Ray's pings nor the link's heartbeats
+    h = ftactors.replicated(replicas=3, large_arg_bytes=1000, failure_timeout_s=120.0, heartbeat_s=1.0,
+                            heartbeat_interval_s=1.0, heartbeat_misses_max=120)(Blob).remote()
     victim = None
     try:
         assert ray.get(h.put.remote(b"a" * 10)) == 10

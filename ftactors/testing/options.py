@@ -368,7 +368,7 @@ def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
         # must still cover what a retry or a lagging replica can ask for within a run's delays
         outstanding = opts.clients * (opts.window + 4) * (3 if opts.nested else 1)
         wanted.update(
-            reply_cache_max=rng.choice((4, 8)) * outstanding,
+            reply_cache_max=rng.choice((2, 4)) * outstanding,
             retain_executed_max=rng.choice((16, 32)),
             carried_announcements_max=rng.choice((2, 4, 8)),
             # a backup lagging past log_max is replaced: a view change, which a fault-free run (I5) must not have
