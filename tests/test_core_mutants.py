@@ -29,6 +29,7 @@ from ftactors.core import (
     ReplicaCore,
     Reply,
     ReplyUnavailableError,
+    Request,
     RouterCore,
     StaleViewError,
     nested_source,
@@ -140,6 +141,35 @@ def test_router_refuses_a_call_before_relaying_once_pending_max_requests_are_ret
     assert g.router.submit(client.request("g", "add", payload=1)) is None
     g.pump(40)  # past the gap the refused call left in c's sequence
     assert len(g.released) == 3 and set(g.state.values()) == {3}
+
+
+def test_a_call_refused_at_pending_max_is_admitted_on_its_retry_before_later_calls() -> None:
+    """A call refused at ``pending_max`` keeps its place: once room frees, calls that arrive after
+    it are refused while its retransmission is admitted, so a caller's retries are not starved by
+    other callers' new calls while the group stays full (swarm seed 103032 with nested calls and
+    ``pending_max=3``: one client's retransmission found the router full every time for 526 ticks).
+    A place whose caller gave up is free again after ``refused_hold_ticks``."""
+    g = Group(CoreConfig(pending_max=2, refused_hold_ticks=50))
+    callers = {name: ClientCore(name) for name in "abcdefg"}
+
+    def call(name: str) -> Request:
+        return callers[name].request("g", "add", payload=1)
+
+    g.router.submit(call("a"))
+    g.router.submit(call("b"))
+    starved = call("c")
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(starved)
+    g.pump(20)
+    assert len(g.released) == 2 and not g.router.log.requests
+    assert g.router.submit(call("d")) is None  # room for one beside the place kept for c
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(call("e"))  # e's caller gives up: its place is kept for nothing
+    assert g.router.submit(starved) is None  # the retransmission takes the place kept for it
+    g.pump(60)  # past refused_hold_ticks of e's place
+    assert {starved.msg_id} <= {r.msg_id for r in g.released} and not g.router.log.requests
+    assert g.router.submit(call("f")) is None
+    assert g.router.submit(call("g")) is None  # e's abandoned place no longer counts
 
 
 def test_duplicate_of_a_trimmed_reply_gets_reply_unavailable() -> None:
@@ -857,7 +887,7 @@ def test_the_oldest_root_floor_is_forgotten_first() -> None:
 def test_a_joined_replica_sends_no_checkpoint_and_takes_no_snapshot_nobody_asked_for() -> None:
     """After a join, the first Delivered carries no checkpoint (only a primary's snapshot makes
     one) and executing a call makes no Snapshot effect (digests are off)."""
-    from ftactors.core import Checkpoint, DedupTable, Kind, Request, Snapshot
+    from ftactors.core import Checkpoint, DedupTable, Kind, Snapshot
 
     cfg = CoreConfig(digest_every_messages=0)
     core = ReplicaCore("g", "g-r2", cfg, "reception", None)

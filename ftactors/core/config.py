@@ -43,6 +43,10 @@ class CoreConfig:
         pending_max: requests a replica holds before executing them; the router retains no more
             (relayed, not yet executed by every member) and refuses new calls beyond
             (``GroupOverloadedError``), so no replica is sent more.
+        refused_hold_ticks: a call refused at ``pending_max`` keeps its place this long: its
+            retransmission is admitted before calls that arrived after it (at most
+            ``inflight_max`` places are kept), so one caller's retries cannot be starved by
+            others' new calls while the group stays full.
         inflight_max: client requests a router holds without a reply. A call back into the group
             from one of them (a ring A -> B -> A) is admitted past it (and past ``pending_max``),
             up to ``inflight_max`` more.
@@ -84,6 +88,7 @@ class CoreConfig:
     log_max: int = 100_000
     pending_max: int = 100_000
     inflight_max: int = 100_000
+    refused_hold_ticks: int = 100
     batch_max: int = 512
     primary_inflight_max: int = 4
     backup_inflight_max: int = 1
@@ -103,7 +108,7 @@ class CoreConfig:
         for name in (
             "checkpoint_every_messages", "null_message_ticks", "heartbeat_ticks",
             "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "sources_max", "log_max",
-            "pending_max", "inflight_max", "batch_max", "primary_inflight_max",
+            "pending_max", "inflight_max", "refused_hold_ticks", "batch_max", "primary_inflight_max",
             "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
             "suspended_max", "reply_copies_max",
         ):

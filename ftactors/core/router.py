@@ -152,6 +152,9 @@ class RouterCore:
         self.restarted = False
         self.gap_queried: Optional[int] = None  # tick a rebuilt router last asked its primary for lost order
         self._next_index = next_replica_index if next_replica_index is not None else len(members)
+        # calls refused at pending_max, oldest first, with the tick of their last refusal: their
+        # retransmissions are admitted before later calls (at most inflight_max, refused_hold_ticks)
+        self.refused: OrderedDict[MsgId, int] = OrderedDict()
         self._released: List[Reply] = []
         self._failed: List[Tuple[MsgId, str]] = []
         self._queries: List[str] = []
@@ -347,16 +350,51 @@ class RouterCore:
         # a replica holds at most what this router retains (requests some member has not yet executed):
         # refused here, before any replica has a copy, it never meets pending_max; a call back into the
         # group (a ring) may take inflight_max more, as above (ReplicaCore.requests_max counts them)
-        if len(self.log.requests) + self.intake.held_count() >= \
-                self.config.pending_max + (self.config.inflight_max if reentrant else 0):
+        retained = len(self.log.requests) + self.intake.held_count()
+        if reentrant:
+            if retained >= self.config.pending_max + self.config.inflight_max:
+                raise GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests not yet executed "
+                                           f"by every replica (pending_max), and as many calls back")
+        elif retained + self._places_ahead(mid) >= self.config.pending_max:
+            self._keep_place(mid)
             raise GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests not yet executed "
                                        f"by every replica (pending_max)")
+        self.refused.pop(mid, None)
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
         else:
             for ready in self.intake.admit(req, self.now):
                 self._accept(ready)
         return None
+
+    def _places_ahead(self, mid: MsgId) -> int:
+        """How many calls refused at ``pending_max`` before ``mid`` keep their place (all of them
+        if ``mid`` was never refused): room for them comes first. Places older than
+        ``refused_hold_ticks`` (their caller gave up) are freed here.
+
+        Args:
+            mid: the call being admitted.
+
+        Returns:
+            The places kept ahead of ``mid``.
+        """
+        for kept, at in list(self.refused.items()):
+            if self.now - at > self.config.refused_hold_ticks:
+                del self.refused[kept]
+        ahead = 0
+        for kept in self.refused:
+            if kept == mid:
+                break
+            ahead += 1
+        return ahead
+
+    def _keep_place(self, mid: MsgId) -> None:
+        """Keep the place of a call refused at ``pending_max`` for its retransmission: its first
+        refusal's place in line, its time renewed. Beyond ``inflight_max`` places none is kept (the
+        kept ones are not pushed out, or callers retrying in turn would each find theirs gone)."""
+        if mid in self.refused or len(self.refused) < self.config.inflight_max:
+            self.refused[mid] = self.now  # an update keeps its place in line
+
 
     def _reentrant(self, req: Request) -> bool:
         """Whether ``req`` descends from a call that waits for its reply at this router (a ring

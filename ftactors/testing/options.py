@@ -387,12 +387,12 @@ def _draw_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
         # the caller of a call by reference may exit once it has its replies: the router owns the
         # argument from then on, and every replica fetched it on arrival (docs/faults.md, fixed)
         wanted["p_owner_exit"] = rng.choice((0.0, 0.5, 1.0))
-    if "inflight_max" in wanted and not wanted["client_fifo"] and not opts.nested:
+    if "inflight_max" in wanted and not wanted["client_fifo"]:
         # the router refuses calls once it retains pending_max requests not yet executed everywhere
         # (docs/faults.md, fixed): as small as half a window of every client, on the lossy link (a
         # Ray caller would get GroupOverloadedError), and above a passive group's checkpoint interval
-        # (its backups hold the requests since the last checkpoint); not with nested calls yet
-        # (docs/faults.md, open: seed 103032 never quiesces with pending_max=3)
+        # (its backups hold the requests since the last checkpoint); with nested calls too: a call
+        # refused there keeps its place for its retransmission (docs/faults.md, fixed: seed 103032)
         wanted["pending_max"] = max(opts.checkpoint_every_messages + 1,
                                     opts.clients * opts.window // 2 + rng.randint(0, 2))
     return dataclasses.replace(opts, **wanted)
