@@ -173,6 +173,28 @@ def test_intake_gives_up_a_missing_call_after_the_gap() -> None:
     assert intake.expect["c"] == 5
 
 
+def test_a_call_whose_argument_the_router_still_fetches_holds_its_sources_later_calls_past_the_gap() -> None:
+    """A call by reference reaches the router first and is submitted after its argument is fetched
+    (longer than the gap on a loaded node): the caller's later calls wait for it, in its order."""
+    intake = make_intake()
+    intake.admit(req("c", 1), now=0)
+    intake.expect_soon(MsgId("c", 2))  # c#2 came; its argument is being fetched
+    intake.admit(req("c", 3), now=1)
+    intake.admit(req("c", 4), now=2)
+    assert intake.release_gaps(now=100, gap_ticks=lambda arrived: 5) == []  # not [3, 4]: c#2 is coming
+    assert seqs(intake.admit(req("c", 2), now=101)) == [2, 3, 4]
+    assert intake.coming == set() and intake.expect["c"] == 5
+
+
+def test_a_call_whose_argument_could_not_be_fetched_no_longer_holds_the_later_ones() -> None:
+    intake = make_intake()
+    intake.admit(req("c", 1), now=0)
+    intake.expect_soon(MsgId("c", 2))
+    intake.admit(req("c", 3), now=1)
+    intake.forget_coming(MsgId("c", 2))  # its owner died: it is never submitted
+    assert seqs(intake.release_gaps(now=6, gap_ticks=lambda arrived: 5)) == [3]
+
+
 def test_a_source_new_to_the_intake_starts_at_its_ack_below_past_what_the_log_holds() -> None:
     intake = make_intake()
     intake.log.retain(req("c", 5))  # from a replica's report: the restarted router holds it

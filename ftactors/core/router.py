@@ -286,6 +286,15 @@ class RouterCore:
 
     # ---------------------------------------------------------------- inputs
 
+    def expect_soon(self, msg_id: MsgId) -> None:
+        """A client's request reached the host, which submits it later (it fetches its argument
+        first): the later ones of its source wait for it (``Intake.expect_soon``)."""
+        self.intake.expect_soon(msg_id)
+
+    def forget_coming(self, msg_id: MsgId) -> None:
+        """The request announced by ``expect_soon`` will not be submitted."""
+        self.intake.forget_coming(msg_id)
+
     def submit(self, req: Request, copy: bool = False) -> Optional[Reply]:
         """A request arrives from a client or a peer group.
 

@@ -183,6 +183,15 @@ class RouterHost:
 
     # ------------------------------------------------------------ inputs
 
+    def expect_soon(self, msg_id: MsgId) -> None:
+        """``msg_id`` is submitted once its argument is fetched: the later calls of its source wait
+        for it (``RouterCore.expect_soon``); ``forget_coming`` once it is submitted or failed."""
+        self._core().expect_soon(msg_id)
+
+    def forget_coming(self, msg_id: MsgId) -> None:
+        """The call announced by ``expect_soon`` was submitted or will not be."""
+        self._core().forget_coming(msg_id)
+
     def submit(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:
         """A caller's request (or a backup's fetch of a nested reply copy, ``copy=True``).
 

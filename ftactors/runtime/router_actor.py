@@ -322,10 +322,17 @@ class _RouterLoop:
             await self._ensure_started()
         if self.start_error is not None:
             raise self.start_error  # the user's constructor raised it
-        if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
-            req = await self._own_argument(req)
         waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
-        cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
+        if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
+            # the fetch awaits: the caller's later calls, submitted meanwhile, wait for this one
+            self.host.expect_soon(req.msg_id)
+            try:
+                req = await self._own_argument(req)
+                cached = self.host.submit(req, copy, waiter)
+            finally:
+                self.host.forget_coming(req.msg_id)
+        else:
+            cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
         if cached is not None or not req.wants_reply:
             return cached
         return await waiter.fut
@@ -358,8 +365,8 @@ class _RouterLoop:
         fetches it once and puts it again, so the object lives as long as the router holds the
         request (until every member acknowledged its position) or a replica does. The request
         carries both objects (``OwnedArgument``): a replica reads the caller's when this router's
-        died with it. A later call of the same source may be submitted meanwhile: the intake keeps
-        each source's order.
+        died with it. A later call of the same source may be submitted meanwhile: the intake holds
+        it until this one is submitted (``RouterHost.expect_soon``), past ``sequence_gap_ticks``.
 
         Raises:
             The caller's object's error (its owner died before this router fetched it).

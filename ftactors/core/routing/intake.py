@@ -46,6 +46,7 @@ class Intake:
         self.reply_floor: "OrderedDict[str, int]" = OrderedDict()  # source -> its last ack_below
         self.expect: Dict[str, int] = {}
         self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
+        self.coming: Set[MsgId] = set()  # at the router, not submitted yet (see ``expect_soon``)
         self.source_views: Dict[str, int] = {}
         self.peer_groups: Set[str] = set()
 
@@ -110,6 +111,22 @@ class Intake:
         if req.wants_reply:
             self.pending.add(req.msg_id)
 
+    def expect_soon(self, msg_id: MsgId) -> None:
+        """``msg_id`` reached the router and will be submitted once its host is done with it (an
+        argument by reference being fetched): the later calls of its source wait for it past
+        ``sequence_gap_ticks`` until it is submitted or ``forget_coming``. At most
+        ``inflight_max`` are remembered; beyond, a later call waits the gap only."""
+        if len(self.coming) < self.config.inflight_max:
+            self.coming.add(msg_id)
+
+    def forget_coming(self, msg_id: MsgId) -> None:
+        """``msg_id`` will not be submitted after all (its argument could not be fetched)."""
+        self.coming.discard(msg_id)
+
+    def _first_coming(self, src: str) -> Optional[int]:
+        """The lowest sequence number of ``src`` announced by ``expect_soon`` and not yet submitted."""
+        return min((m.seq for m in self.coming if m.source == src), default=None)
+
     def admit(self, req: Request, now: int) -> List[Request]:
         """A client's request, in its source's sequence order.
 
@@ -123,6 +140,7 @@ class Intake:
             ``req`` and the held ones it unblocks (the caller passes each to ``wait_for``).
         """
         src, seq = req.msg_id.source, req.msg_id.seq
+        self.coming.discard(req.msg_id)
         expect = self.expect.get(src)
         if expect is None:
             # a source new to this router (a restarted one, or one it forgot): its requests below
@@ -162,7 +180,8 @@ class Intake:
 
     def release_gaps(self, now: int, gap_ticks: Callable[[int], int]) -> List[Request]:
         """A missing request (its caller died, or the transport lost it) holds the rest at most
-        ``gap_ticks(arrival)``.
+        ``gap_ticks(arrival)``; one that reached the router and is not submitted yet
+        (``expect_soon``) holds the later ones until it is.
 
         Returns:
             The held requests whose wait is over, to multicast now in this order.
@@ -171,6 +190,9 @@ class Intake:
         for src in list(self.held):
             held = self.held[src]
             if held and min(t + gap_ticks(t) for _, t in held.values()) <= now:
+                coming = self._first_coming(src)
+                if coming is not None and coming < min(held):
+                    continue
                 out += self._drain(src, min(held))
         return out
 
