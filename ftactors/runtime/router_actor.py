@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -63,6 +63,14 @@ ROUTER_THREADS = 256
 REORDER_WAIT_S = 0.2
 #: Callers whose next sequence number the threaded router's inbox keeps at most.
 SOURCES_MAX = 10_000
+#: How long the router waits for one member's answer when it asks every member at once for the
+#: group's class (``_RouterLoop._ask_for_spec``).
+SPEC_ASK_TIMEOUT_S = 10.0
+#: Rounds of asking the members for the group's class before a replica's start fails.
+SPEC_ROUNDS_MAX = 6
+#: The pause after the first round without an answer; it doubles each round, up to SPEC_BACKOFF_MAX_S.
+SPEC_BACKOFF_FIRST_S = 1.0
+SPEC_BACKOFF_MAX_S = 10.0
 
 _T = TypeVar("_T")
 
@@ -264,6 +272,7 @@ class _RouterLoop:
             warnings.simplefilter("ignore")
             self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self.start_error: Optional[BaseException] = None  # the user's constructor raised it
+        self._spec_fetch: Optional["asyncio.Future[None]"] = None  # the class being fetched (_fetch_spec)
         # the epoch names this incarnation on its Delivers; a restarted router's sorts later (it restarts
         # on the same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
         epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -456,6 +465,7 @@ class _RouterLoop:
             except Exception as exc:  # metrics are optional
                 log.debug("metrics disabled: %r", exc)
             asyncio.get_running_loop().create_task(self._tick_loop())
+            asyncio.get_running_loop().create_task(self._prefetch_spec())
         finally:
             self._started.set()
         self._kick()
@@ -728,17 +738,64 @@ class _RouterLoop:
         ).remote(self.spec, rid, None)
 
     async def _fetch_spec(self) -> None:
-        """Get the user's class and constructor arguments from a member, once (the router is
-        created without them, see ``__init__``)."""
+        """Get the user's class and constructor arguments from the members and keep them (the router
+        is created without them, see ``__init__``). Callers share one fetch at a time: the one started
+        right after start-up (``_prefetch_spec``), or a spawn's when that one failed.
+
+        Raises:
+            GroupLostError: no member or joiner gave them (see :meth:`_ask_for_spec`).
+        """
         if self.spec.cls_bytes:
             return
-        for m in list(self.host._core().members):
-            try:
-                self.spec = await asyncio.wait_for(_aw(self.handles[m].group_spec.remote()), timeout=30.0)
+        if self._spec_fetch is None or self._spec_fetch.done():
+            self._spec_fetch = asyncio.ensure_future(self._ask_for_spec())
+            self._spec_fetch.add_done_callback(_retrieved)
+        await asyncio.shield(self._spec_fetch)
+
+    async def _prefetch_spec(self) -> None:
+        """Fetch the group's class while its members are up (after start-up or a rebuild), so that
+        a replacement replica needs no member's answer when one fails or is busy."""
+        try:
+            await self._fetch_spec()
+        except Exception as exc:  # a spawn asks again; its failure is the one the user sees
+            log.debug("[%s] the group's class not fetched yet: %s", self.group, exc)
+
+    async def _ask_for_spec(self) -> None:
+        """Ask every member and joiner at once for the group's spec, in up to ``SPEC_ROUNDS_MAX``
+        rounds with back-off between them; keep the first class given.
+
+        Raises:
+            GroupLostError: no member gave it; the message names each member's last error.
+        """
+        pause_s = SPEC_BACKOFF_FIRST_S
+        errors: Dict[str, str] = {}
+        for round_no in range(1, SPEC_ROUNDS_MAX + 1):
+            spec, errors = await first_spec(await self._spec_askers(), SPEC_ASK_TIMEOUT_S)
+            if spec is not None:
+                self.spec = dataclasses.replace(self.spec, cls_bytes=spec.cls_bytes, init_bytes=spec.init_bytes)
                 return
-            except Exception as exc:
-                log.debug("[%s] replica %s did not give the group's spec: %r", self.group, m, exc)
-        raise GroupLostError(f"{self.group}: no member gave the group's class")
+            log.debug("[%s] round %d: no member gave the group's class: %s", self.group, round_no, errors)
+            if self._closed or round_no == SPEC_ROUNDS_MAX:
+                break
+            await asyncio.sleep(pause_s)
+            pause_s = min(2 * pause_s, SPEC_BACKOFF_MAX_S)
+        detail = "; ".join(f"{rid}: {why}" for rid, why in sorted(errors.items())) or "the group has no member"
+        raise GroupLostError(f"{self.group}: no member gave the group's class ({detail})")
+
+    async def _spec_askers(self) -> Dict[str, "_SpecAsker"]:
+        """For each member and joiner: how to ask it for the group's spec (by name when the router
+        holds no handle to it, as after a rebuild that did not hear from it)."""
+        core = self.host._core()
+        rids = list(core.members) + sorted(set(core.joining) - set(core.members))
+        loop = asyncio.get_running_loop()
+        askers: Dict[str, _SpecAsker] = {}
+        for rid in rids:
+            handle = self.handles.get(rid)
+            if handle is None:  # a blocking GCS call: off the event loop
+                handle = await loop.run_in_executor(None, _lookup, replica_actor_name(self.group, rid),
+                                                    self.spec.namespace)
+            askers[rid] = _missing_actor(rid) if handle is None else _group_spec_of(handle)
+        return askers
 
     def _free_node(self) -> Optional[str]:
         """Where a replacement replica goes, by the one placement policy (None: Ray chooses)."""
@@ -946,3 +1003,62 @@ def _lookup(name: str, namespace: Optional[str]) -> Any:
 
 async def _aw(ref: Any) -> Any:
     return await ref
+
+
+_SpecAsker = Callable[[], Awaitable[GroupSpec]]
+
+
+def _group_spec_of(handle: Any) -> _SpecAsker:
+    """Ask the replica behind ``handle`` for the group's spec."""
+    return lambda: _aw(handle.group_spec.remote())
+
+
+def _missing_actor(rid: str) -> _SpecAsker:
+    """Stand in for a member that Ray has no actor for: its answer is that error."""
+    async def ask() -> GroupSpec:
+        raise LookupError(f"Ray has no actor for replica {rid} (it is gone)")
+    return ask
+
+
+def _retrieved(fut: "asyncio.Future[Any]") -> None:
+    """Mark a future's exception as seen (its awaiters handle it; asyncio would print it otherwise)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def first_spec(askers: Dict[str, _SpecAsker], timeout_s: float) -> Tuple[Optional[GroupSpec], Dict[str, str]]:
+    """Ask every member at once for the group's spec; the first one that holds the class wins.
+
+    Args:
+        askers: member id -> how to ask it (a call returning an awaitable of its spec).
+        timeout_s: how long each member's answer is awaited.
+
+    Returns:
+        (spec, errors): the first spec given with its class (None: none was), and why each
+        member that answered no such spec did not (the others' asks are cancelled).
+    """
+    errors: Dict[str, str] = {}
+    tasks = {asyncio.ensure_future(asyncio.wait_for(ask(), timeout=timeout_s)): rid for rid, ask in askers.items()}
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is None and isinstance(task.result(), GroupSpec) and task.result().cls_bytes:
+                    return task.result(), errors
+                errors[tasks[task]] = _why(exc, timeout_s)
+        return None, errors
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _why(exc: Optional[BaseException], timeout_s: float) -> str:
+    """A member's error, in one line, for the spawn's error message."""
+    if exc is None:
+        return "it gave a spec without the class"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

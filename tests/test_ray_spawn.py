@@ -1,0 +1,73 @@
+"""Integration: a replacement replica starts while the members cannot answer a Ray call.
+
+The router is created without the user's class (its arguments must stay small, see
+``ftactors/runtime/api.py``) and gets it from a member. Before the fix it asked the members one
+after another, 30 s each, the first time it had to start a replica: when every member's Ray call
+threads were held (the direct data plane kept them serving and alive), no replacement started
+(``no member gave the group's class``) and the group stayed below its replica count.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import ray
+
+import ftactors
+from ftactors.runtime.settings import ReplicationSettings
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.ray
+
+#: How long the test holds every Ray call thread of the surviving members.
+HOLD_S = 35.0
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def _hold_threads(actor, threads: int, hold_s: float) -> list:
+    """Occupy each of ``actor``'s Ray call threads for ``hold_s`` (its direct link still serves)."""
+    return [actor.__ray_call__.remote(lambda self, s=hold_s: time.sleep(s)) for _ in range(threads)]
+
+
+def _replica_names(group: str) -> set:
+    prefix = f"ftactors:{group}:"
+    return {a["name"][len(prefix):] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(prefix) and not a["name"].endswith(":router")}
+
+
+def test_replacement_starts_while_every_member_is_busy(ray_local):
+    h = ftactors.replicated(replicas=3)(Counter).remote()
+    try:
+        assert ray.get([h.add.remote() for _ in range(10)], timeout=60)[-1] == 10
+        info = ftactors.describe(h)
+        victim = next(r for r in info.replicas if r.role == "backup")
+        survivors = [r for r in info.replicas if r.replica_id != victim.replica_id]
+        before = _replica_names(h._group)
+        threads = ReplicationSettings().primary_inflight_depth() + 8  # the replica's max_concurrency
+        held = [ref for r in survivors for ref in _hold_threads(r.actor, threads, HOLD_S)]
+        t0 = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+        assert ray.get(h.add.remote(), timeout=30) == 11  # served through the direct links meanwhile
+        # a replacement is created while the survivors still cannot answer a Ray call
+        new = wait_for(lambda: _replica_names(h._group) - before, timeout_s=HOLD_S / 2,
+                       what="a replacement replica created")
+        assert time.monotonic() - t0 < HOLD_S, "the replacement waited for the members' threads"
+        ray.get(held, timeout=HOLD_S * 2)
+        # and the group is back to its replica count
+        wait_for(lambda: (lambda i: len(i.replicas) == 3 and not i.joining
+                          and new <= {r.replica_id for r in i.replicas})(ftactors.describe(h)),
+                 timeout_s=120, what="the replacement to join")
+        assert ray.get(h.add.remote(), timeout=30) == 12
+    finally:
+        ftactors.shutdown(h)
