@@ -1,8 +1,8 @@
 """The one description of a replicated group, used by the Ray runtime and by the simulator.
 
 Pure data: no Ray, no I/O. The runtime ships it to the router and to every replica (the
-router gets it without the class and the constructor's arguments, and fetches them from a
-replica when it must start one); the simulator builds its cores from it. What only the
+router gets it without the class and the constructor's arguments, and fetches them from the
+replicas once it is up); the simulator builds its cores from it. What only the
 simulator has (the application model a replica runs in-process) stays in the simulator.
 """
 
@@ -25,7 +25,7 @@ class GroupSpec:
             ``ftactors.Scheduler``.
         settings: the runtime's ``ReplicationSettings`` as a dict (seconds, placement, bounds of
             the host); empty in the simulator, which counts in ticks.
-        cls_bytes: the user's class, cloudpickled (runtime; empty for the router until it needs it).
+        cls_bytes: the user's class, cloudpickled (runtime; empty for the router until it fetched it).
         init_bytes: the constructor's (args, kwargs), cloudpickled (runtime).
         actor_options: Ray actor options of each replica (``num_cpus``, ``resources``, ...).
         namespace: the Ray namespace of the group's named actors.

@@ -254,7 +254,7 @@ class _RouterLoop:
                  info: Optional[Dict[str, Any]] = None, own_thread: bool = True) -> None:
         # small values only, no ObjectRefs or actor handles, so that Ray can restart this actor from
         # them after its creator is gone: the replicas are found by name, and the user's class and
-        # constructor arguments (``spec`` comes without them) are fetched from a replica when needed
+        # constructor arguments (``spec`` comes without them) are fetched from the replicas once started
         self.spec = spec
         self.group = spec.group
         self.settings = ReplicationSettings(**spec.settings)
