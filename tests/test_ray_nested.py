@@ -26,6 +26,9 @@ class Store:
     def read(self) -> dict:
         return {"n": self.n, "tokens": list(self.tokens)}
 
+    def refuse(self, token: str) -> int:
+        raise KeyError(f"refused {token}")
+
 
 class Frontend:
     """Every call makes one nested call to the store and records what it answered."""
@@ -38,6 +41,15 @@ class Frontend:
         value = ray.get(self.store.add.remote(token))
         self.seen.append((token, value))
         return value
+
+    def add_refused(self, token: str) -> str:
+        """A nested call that raises: the caller catches it by the callee's exception type."""
+        try:
+            ray.get(self.store.refuse.remote(token))
+        except KeyError as exc:
+            self.seen.append((token, type(exc.args[0]).__name__ + ":" + str(exc.args[0])))
+            return "refused"
+        return "accepted"
 
     def read(self) -> dict:
         return {"n": len(self.seen), "tokens": [t for t, _ in self.seen]}
@@ -68,6 +80,21 @@ def test_nested_calls_take_effect_once_with_backups_using_reply_copies(ray_local
         assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a reply copy"
         front_counts = ftactors.stats(front)
         assert front_counts["reply_copies_pushed"] >= 2 * 11
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+def test_a_nested_call_that_raised_is_pushed_to_the_backups_with_its_exception_type(ray_local):
+    """Errors travel as reply copies too: the frontend's backups re-execute ``add_refused`` and
+    catch the store's ``KeyError`` from the pushed copy, without pulling it from the store's router."""
+    store, front = build("semi-active")
+    try:
+        assert [ray.get(front.add_refused.remote(f"r{i}")) for i in range(6)] == ["refused"] * 6
+        ray.get(front.add.remote("last"))
+        wait_for(lambda: converged(front, 3), what="frontend backups to catch up with equal state")
+        assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a raised reply"
+        assert ftactors.stats(front)["reply_copies_pushed"] >= 2 * 7
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)
