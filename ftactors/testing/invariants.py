@@ -11,8 +11,11 @@
 * I4 durability: an operation whose reply a client received is in the group's
   order at that position, for good.
 * I5 no extra messages when fault-free: no failover machinery runs, every
-  announcement reaches each backup exactly once, and a null message is never
-  sent while request copies wait for that backup.
+  announcement reaches each backup exactly once, no backup pulls a nested reply
+  copy (nested calls that raised included), and a null message is never sent
+  while request copies wait for that backup. With ``replace_backup`` one backup
+  of each group is killed and replaced by state transfer: the view change and
+  the join are allowed, a pull still is not.
 * I6 liveness: checked by :meth:`Simulator.run` (bounded completion after faults stop).
 * I7 bounded retention: at quiescence a router retains no request that every
   member has executed (its log is trimmed; recoveries do not re-grow it).
