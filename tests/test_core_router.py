@@ -29,6 +29,8 @@ from ftactors.core import (
     nested_source,
 )
 
+from ftactors.core.dedup import DedupTable
+
 MEMBERS = ("g-r0", "g-r1", "g-r2")
 
 
@@ -418,3 +420,42 @@ def test_pushed_reply_copies_go_to_every_backup_once_bounded_per_link() -> None:
         assert [r.msg_id.seq for r in d.reply_copies] == [2, 3] and d.announcements == (ann,)
     assert router.counts["reply_copies_in_null"] + router.counts["reply_copies_piggybacked"] == 4
     assert not any(link.reply_copies for link in router.links.values())
+
+
+def test_a_joining_backup_is_sent_the_reply_copies_of_the_retained_log_it_replays() -> None:
+    """Issue 11: a replica admitted by state transfer replays the retained log after the checkpoint;
+    the nested replies its calls consumed at the primary come with the join, bounded by
+    ``reply_copies_max``, so it pulls none from the callee's router. Copies of calls the
+    checkpoint covers, or that every member executed, are not kept."""
+    router = RouterCore("g", CoreConfig(reply_copies_max=2, null_message_ticks=1), MEMBERS)
+    client = ClientCore("c")
+    calls = [client.request("g", "fwd", payload=i) for i in (1, 2, 3)]
+    for req in calls:
+        router.submit(req)
+    nested = [Reply(MsgId(nested_source("g", req.msg_id), 1), "b", 1, i + 1, Outcome(i != 1, f"v{i}"))
+              for i, req in enumerate(calls)]
+    anns = [Announcement("g", 1, i + 1, req.msg_id) for i, req in enumerate(calls)]
+    for i in range(3):  # the primary runs c#1..c#3; each made one nested call (c#2's raised)
+        router.on_delivered(Delivered("g-r0", 1, announcements=(anns[i],), acked_position=i + 1,
+                                      reply_copies=(nested[i],)))
+    router.tick(1)
+    router.ready()
+    for backup in ("g-r1", "g-r2"):  # the backups executed c#1 only: position 1 is trimmed
+        router.on_delivered(Delivered(backup, 1, acked_position=1))
+    assert router.trimmed == 1
+    router.replica_started("g-r3")
+    executed_c1 = DedupTable(100, 100)
+    executed_c1.record(calls[0].msg_id, None)
+    router._relay_checkpoint(Checkpoint("g", 1, 1, 1, executed_c1.export()))
+    assert "g-r3" in router.members
+    router.tick(2)
+    join = dict(router.ready().sends)["g-r3"]
+    assert join.join and [a.position for a in join.announcements] == [2, 3]
+    assert [r.msg_id for r in join.reply_copies] == [nested[1].msg_id, nested[2].msg_id]
+    joiner = ReplicaCore("g", "g-r3", router.config, "reception")
+    joiner.deliver(join)
+    assert joiner.has_reply_copy(nested[1].msg_id) and joiner.has_reply_copy(nested[2].msg_id)
+    assert not joiner.reply_copy(nested[1].msg_id).outcome.ok  # the exception travels too
+    for member in ("g-r1", "g-r2", "g-r3"):
+        router.on_delivered(Delivered(member, router.view, acked_position=3))
+    assert router.trimmed == 3 and not router.log.copies  # every member executed their callers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import ray
 
@@ -26,6 +28,13 @@ class Store:
     def read(self) -> dict:
         return {"n": self.n, "tokens": list(self.tokens)}
 
+    def refuse(self, token: str) -> int:
+        raise KeyError(f"refused {token}")
+
+    def slow_add(self, token: str, delay_s: float) -> int:
+        time.sleep(delay_s)
+        return self.add(token)
+
 
 class Frontend:
     """Every call makes one nested call to the store and records what it answered."""
@@ -39,8 +48,30 @@ class Frontend:
         self.seen.append((token, value))
         return value
 
+    def add_refused(self, token: str) -> str:
+        """A nested call that raises: the caller catches it by the callee's exception type."""
+        try:
+            ray.get(self.store.refuse.remote(token))
+        except KeyError as exc:
+            self.seen.append((token, type(exc.args[0]).__name__ + ":" + str(exc.args[0])))
+            return "refused"
+        return "accepted"
+
     def read(self) -> dict:
         return {"n": len(self.seen), "tokens": [t for t, _ in self.seen]}
+
+
+class AsyncFrontend:
+    """An async method whose nested call outlasts the primary's hold of its Deliver (``heartbeat_s``)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.seen: list = []
+
+    async def add_slowly(self, token: str, delay_s: float) -> int:
+        value = await self.store.slow_add.remote(token, delay_s)
+        self.seen.append((token, value))
+        return value
 
 
 def build(style: str):
@@ -68,6 +99,38 @@ def test_nested_calls_take_effect_once_with_backups_using_reply_copies(ray_local
         assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a reply copy"
         front_counts = ftactors.stats(front)
         assert front_counts["reply_copies_pushed"] >= 2 * 11
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+def test_a_nested_call_that_raised_is_pushed_to_the_backups_with_its_exception_type(ray_local):
+    """Errors travel as reply copies too: the frontend's backups re-execute ``add_refused`` and
+    catch the store's ``KeyError`` from the pushed copy, without pulling it from the store's router."""
+    store, front = build("semi-active")
+    try:
+        assert [ray.get(front.add_refused.remote(f"r{i}")) for i in range(6)] == ["refused"] * 6
+        ray.get(front.add.remote("last"))
+        wait_for(lambda: converged(front, 3), what="frontend backups to catch up with equal state")
+        assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a raised reply"
+        assert ftactors.stats(front)["reply_copies_pushed"] >= 2 * 7
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, open: a Ray async backup that runs the start step "
+                   "before the copy exists pulls it (it must hand the method an ObjectRef at once)")
+def test_an_async_backup_ahead_of_its_copy_does_not_pull(ray_local):
+    """An async nested call slower than ``heartbeat_s``: the primary answers its held Deliver with the
+    start step's announcement before the reply is in, the backups run the start step and, having no
+    copy yet, pull the reply from the store's router (each backup, each call)."""
+    store = ftactors.replicated(replicas=3)(Store).remote()
+    front = ftactors.replicated(replicas=3)(AsyncFrontend).remote(store)
+    try:
+        assert [ray.get(front.add_slowly.remote(f"s{i}", 0.6)) for i in range(3)] == [1, 2, 3]
+        wait_for(lambda: converged(front, 3), what="frontend backups to catch up")
+        assert ftactors.stats(store)["reply_copies"] == 0, "an async frontend backup pulled a reply copy"
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)

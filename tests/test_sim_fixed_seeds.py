@@ -92,3 +92,17 @@ def test_a_new_primary_is_sent_the_starts_of_the_order_it_replays_not_its_resume
     acknowledged c1#5 is``). Each message's request goes once, at its start's place."""
     result = run_seed(100128, style="semi-active", scheduling="deadline")  # raised the I4 above before the fix
     assert result.counts["crashes"] > 0 and result.counts["timers"] > 0 and result.ops >= 70
+
+
+@pytest.mark.parametrize("seed", [91, 247])
+def test_a_replacement_backup_and_raising_nested_calls_pull_no_reply_copy(seed: int) -> None:
+    """Issue 11 (claim 48): a fault-free run whose frontend and store each lose a backup halfway
+    (``replace_backup``): the replacements replay the retained log after their checkpoint and take
+    the reply copies sent with the state transfer; nested calls that raised are pushed like values.
+    I5 allows the view changes and joins, and no pull (before the router kept the copies for a state
+    transfer: ``I5: fault-free run, yet backups pulled 9 nested reply copies``, seed 91)."""
+    opts = draw_options(seed)
+    assert opts.replace_backup and not opts.faults and opts.nested and opts.style == "semi-active"
+    result = run_seed(seed)
+    assert result.counts["backups_replaced"] == 2 and result.counts.get("nested_pulls", 0) == 0
+    assert result.counts["nested_raised_copies"] > 0 and result.ops >= 50

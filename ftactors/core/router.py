@@ -48,6 +48,7 @@ from ftactors.core.messages import (
     Reply,
     Request,
     StateReport,
+    caller_of,
 )
 from ftactors.core.routing.intake import Intake
 from ftactors.core.routing.links import Link, LinkTracker
@@ -139,7 +140,7 @@ class RouterCore:
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
-            "reply_copies_dropped": 0,
+            "reply_copies_dropped": 0, "reply_copies_unkept": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -651,6 +652,18 @@ class RouterCore:
             self.counts["reply_copies_pushed"] += len(self.links) - (skip in self.links)
             self.counts["reply_copies_dropped"] += self.tracker.queue_reply_copy(
                 rep, self.now, skip, self.config.reply_copies_max)
+            caller = caller_of(self.group, rep.msg_id.source)
+            if caller is not None and not self.log.keep_copy(caller, rep):
+                self.counts["reply_copies_unkept"] += 1
+
+    def _send_kept_copies(self, link: Link, cp: Checkpoint) -> None:
+        """A state transfer: the reply copies of the retained log after ``cp`` go with it, so the
+        replica replaying those calls pulls none from the callees' routers (claim 48)."""
+        queued = {r.msg_id for r in link.reply_copies}
+        for rep in self.log.copies_after(cp.position):
+            if rep.msg_id not in queued:
+                self.counts["reply_copies_dropped"] += not link.queue_reply_copy(
+                    rep, self.now, self.config.reply_copies_max)
 
     def _check_order_gap(self, acked: int) -> None:
         """A rebuilt router: the primary executed positions it holds no announcement for.
@@ -728,6 +741,7 @@ class RouterCore:
         link = Link(last_heard=self.now, acked=cp.position)
         link.transfer(NewView(self.view, tuple(self.members)), cp, self.requests.values(), self.log.after(cp.position),
                       self.now)
+        self._send_kept_copies(link, cp)
         self.links[replica] = link
 
     def _transfer_state(self, replica: str, cp: Checkpoint) -> None:
@@ -737,6 +751,7 @@ class RouterCore:
             return
         link.transfer(NewView(self.view, tuple(self.members)), cp, self.requests.values(), self.log.after(cp.position),
                       self.now)
+        self._send_kept_copies(link, cp)
         link.acked = cp.position
         self.counts["resyncs"] += 1
 

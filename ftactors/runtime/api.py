@@ -28,7 +28,7 @@ from ftactors.core import ClientCore, ConfigError, Kind, NewView
 from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
-from ftactors.runtime.replica_actor import replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import copied_ref, replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router
 from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
@@ -299,7 +299,7 @@ class ReplicatedMethod:
                 req, send = replica.core.nested_request(h._group, **fields)
                 pushed = None if send or self._oneway else replica.core.reply_copy(req.msg_id)
             if pushed is not None:  # its primary pushed the reply here (claim 48): no message
-                return ray.put(pushed.outcome.value)
+                return copied_ref(pushed)
             ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
             try:
                 if self._oneway:

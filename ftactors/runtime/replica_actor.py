@@ -164,6 +164,60 @@ def portable_error(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+class CopiedTaskError(ray.exceptions.RayTaskError):
+    """A nested method's exception, as the primary's code got it from ``ray.get``, in a reply copy.
+
+    Put in a backup's object store (:func:`copied_ref`), ``ray.get`` raises it as an instance of
+    the method's exception type, with the primary's message.
+
+    Args:
+        cause: the exception the nested method raised.
+        text: the message the primary's ``ray.get`` raised it with.
+    """
+
+    def __init__(self, cause: BaseException, text: str) -> None:
+        super().__init__("invoke_nested", text, cause, proctitle="ftactors", pid=1, ip="-")
+        self.text = text
+        self.args = (cause, text)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def pushed_outcome(ref: Any) -> Optional[Outcome]:
+    """What the primary's code got from a nested call's ``ObjectRef`` (ready), as a reply copy.
+
+    Args:
+        ref: the ready ``ObjectRef`` of the nested call's value.
+
+    Returns:
+        ``Outcome(True, value)``; ``Outcome(False, CopiedTaskError)`` when the nested method (or
+        the callee's router) raised: a backup puts that error in its object store, and its code's
+        ``ray.get`` raises it as the primary's did (an instance of the method's exception type,
+        same message); None when the callee's group failed (a Ray error of the call itself),
+        which a backup pulls.
+    """
+    try:
+        return Outcome(True, ray.get(ref, timeout=0))
+    except ray.exceptions.RayTaskError as exc:  # an instance of a class ray.get made on the fly
+        return Outcome(False, CopiedTaskError(exc.cause, str(exc)))
+    except Exception:
+        return None
+
+
+def copied_ref(copy: Reply) -> Any:
+    """A backup's ``ObjectRef`` for a pushed reply copy: ``ray.get`` returns its value, or raises the
+    nested method's exception as it did at the primary (see :func:`pushed_outcome`).
+
+    Args:
+        copy: the reply copy the primary pushed.
+
+    Returns:
+        An ``ObjectRef`` in the local object store (no message).
+    """
+    return ray.put(copy.outcome.value)
+
+
 def aborted(class_name: str, method: str, exc: BaseException) -> MethodAbortedError:
     """The error a caller gets for a method that raised a ``BaseException`` that is not an
     ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError``...).
@@ -481,8 +535,9 @@ class _Replica:
 
     def _replies_to_push(self, caller: MsgId, finished: bool) -> List[Reply]:
         """The replies of ``caller``'s nested calls that arrived (without the lock: a local check
-        of Ray's object store, no message). A call whose reply is an error, or is still missing
-        when ``caller`` finishes, is not pushed: the backups pull it."""
+        of Ray's object store, no message). A value or the nested method's exception is pushed
+        (see :func:`pushed_outcome`); a call whose group failed, or whose reply is still missing
+        when ``caller`` finishes, is not: the backups pull it."""
         calls = self._to_push.pop(caller, None) if finished else self._to_push.get(caller)
         if not calls:
             return []
@@ -490,12 +545,14 @@ class _Replica:
         for req, ref in calls:
             try:
                 ready, _ = ray.wait([ref], timeout=0, fetch_local=False)
-                if not ready:
-                    waiting.append((req, ref))
-                    continue
-                out.append(Reply(req.msg_id, req.group, 0, 0, Outcome(True, ray.get(ref, timeout=0))))
-            except Exception:  # the nested method raised, or its group failed: the backups pull
+            except Exception:  # its group failed: the backups pull
                 continue
+            if not ready:
+                waiting.append((req, ref))
+                continue
+            outcome = pushed_outcome(ref)
+            if outcome is not None:
+                out.append(Reply(req.msg_id, req.group, 0, 0, outcome))
         if not finished:
             if waiting:
                 self._to_push[caller] = waiting

@@ -34,7 +34,7 @@ import random
 from collections import Counter as Tally
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ftactors.core import (
     ClientCore,
@@ -151,6 +151,7 @@ class Simulator:
         self.last_issue = 0  # when a client last issued a call
         self.nested_seen: Dict[Any, Any] = {}
         self.faults_on = options.faults
+        self.replaced: Set[str] = set()  # groups whose backup replace_backup killed
         self.store = ObjectStore()
         self.results_in_flight: set = set()  # results on their way to Ray callers (client_fifo)
         self.needs_resources: set = set()  # client calls that need a resource (at most one per operation)
@@ -738,6 +739,17 @@ class Simulator:
         self._link_gone(group, host.rid)
         return True
 
+    def _replace_a_backup(self) -> None:
+        """``replace_backup``: kill the last backup of each group once, as soon as the group is
+        stable; the router replaces it by state transfer (a fault-free run otherwise, I5)."""
+        for group, router in self.routers.items():
+            core = router.core
+            if group in self.replaced or core is None or len(core.members) < 2:
+                continue
+            if self.crash_replica(group, core.members[-1]):
+                self.replaced.add(group)
+                self.count("backups_replaced")
+
     def pause_replica(self, group: str, rid: Optional[str] = None, ticks: Optional[int] = None) -> bool:
         """Pause a member of ``group`` for ``ticks`` (random if None), if the group is stable.
 
@@ -849,6 +861,8 @@ class Simulator:
             self._inject_faults()
             if self.now >= self.options.safety_ticks:
                 self._stop_faults()
+        elif self.options.replace_backup and self.now >= self.options.safety_ticks // 2:
+            self._replace_a_backup()
         for group, hosts in self.replicas.items():
             for host in list(hosts.values()):
                 if host.alive and not host.paused:

@@ -337,6 +337,12 @@ class ReplicaHost:
         ann = self.core.order.get(self.core.executed_upto + 1)
         return ann is not None and ann.resume > 0 and ann.msg_id in self.coros and self.coros[ann.msg_id] is sus
 
+    def _took_copy(self, copy: Reply) -> None:
+        """Count a pushed reply copy a backup's call took (one of a nested call that raised, too)."""
+        self.sim.count("nested_copies")
+        if not copy.outcome.ok:
+            self.sim.count("nested_raised_copies")
+
     def take_pushed_copies(self) -> None:
         """A backup's nested calls whose reply copy its primary pushed (``Deliver.reply_copies``)
         arrived: the waiting call goes on, suspended ones become resumable (claim 48)."""
@@ -344,7 +350,7 @@ class ReplicaHost:
         if w is not None and not w.send and self.core.has_reply_copy(w.request.msg_id):
             copy = self.core.reply_copy(w.request.msg_id)
             assert copy is not None
-            self.sim.count("nested_copies")
+            self._took_copy(copy)
             self.sim.record_nested(copy)
             self.waiting = None
             self._advance(copy.outcome.value)
@@ -355,7 +361,7 @@ class ReplicaHost:
             if self.core.has_reply_copy(nested.request.msg_id):
                 copy = self.core.reply_copy(nested.request.msg_id)
                 assert copy is not None
-                self.sim.count("nested_copies")
+                self._took_copy(copy)
                 self.sim.record_nested(copy)
                 sus.arrived, sus.value = True, copy.outcome.value
                 self.arrived.append(mid)
@@ -500,7 +506,7 @@ class ReplicaHost:
         if not sus.arrived and sus.wait is not None and not sus.wait.send:
             copy = self.core.reply_copy(awaited)  # pushed with this step's announcement, or before
             if copy is not None:
-                self.sim.count("nested_copies")
+                self._took_copy(copy)
                 self.sim.record_nested(copy)
                 sus.arrived, sus.value = True, copy.outcome.value
             else:  # lost with a router that restarted, or a reloaded link: pull it by id
@@ -616,7 +622,7 @@ class ReplicaHost:
             copy = self.core.reply_copy(req.msg_id)
             if copy is not None:
                 self.waiting = None
-                self.sim.count("nested_copies")
+                self._took_copy(copy)
                 self.sim.record_nested(copy)
                 self._advance(copy.outcome.value)
                 return
@@ -632,7 +638,7 @@ class ReplicaHost:
         sus = Suspended(gen, wait)
         copy = None if wait.send else self.core.reply_copy(wait.request.msg_id)
         if copy is not None:
-            self.sim.count("nested_copies")
+            self._took_copy(copy)
             self.sim.record_nested(copy)
             sus.arrived, sus.value = True, copy.outcome.value
         elif not wait.send:  # the copy comes with the announcement of the step that resumes the call

@@ -19,6 +19,8 @@ STYLES = ("semi-active", "passive")
 P_ASYNC = 0.5
 #: the fraction of seeds that run the direct data plane's link decisions
 P_DIRECT = 0.5
+#: the fraction of fault-free seeds that replace one backup of each group (``replace_backup``)
+P_REPLACE_BACKUP = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -40,6 +42,9 @@ class SimOptions:
         ops_per_client: operations each client issues.
         window: operations a client keeps outstanding at once (pipelined).
         faults: False for a fault-free run (invariant I5 applies).
+        replace_backup: in a fault-free run, one backup of each group is killed once, halfway
+            through the safety phase, and replaced by state transfer; I5 still holds except for
+            that view change and join (no failover, no pull of a reply copy).
         p_crash: per tick and group, probability of crashing a replica.
         p_pause: per tick and group, probability of pausing a replica.
         p_router_crash: per tick and group, probability of crashing the router.
@@ -152,6 +157,7 @@ class SimOptions:
     p_unreachable: float = 0.0
     p_parked: float = 0.0
     p_partition: float = 0.0
+    replace_backup: bool = False
     reply_cache_max: int = 1000
     log_max: int = 1000
     pending_max: int = 1000
@@ -219,6 +225,7 @@ class SimOptions:
                    else "")
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
                 + (" client-fifo" if self.client_fifo else "")
+                + (" replace-backup" if self.replace_backup else "")
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
@@ -233,6 +240,25 @@ class SimOptions:
 
 
 def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
+    """Draw a run's options from its seed (swarm testing): see :func:`_draw_options`; half the
+    fault-free seeds also replace one backup of each group (``replace_backup``, its own stream, so
+    every other choice keeps its value).
+
+    Args:
+        seed: the run's seed.
+        style: force a replication style (the CLI's ``--style``), else drawn.
+        scheduling: force a scheduler, else drawn.
+
+    Returns:
+        The options; the same seed always gives the same options.
+    """
+    opts = _draw_options(seed, style, scheduling)
+    if opts.faults or random.Random(f"replace-{seed}").random() >= P_REPLACE_BACKUP:
+        return opts
+    return dataclasses.replace(opts, replace_backup=True)
+
+
+def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
     """Draw a run's options from its seed (swarm testing).
 
     Args:

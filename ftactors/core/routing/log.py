@@ -42,6 +42,8 @@ class OrderLog:
         self.pos_of: Dict[MsgId, int] = {}
         self.trimmed = 0
         self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
+        # nested reply -> (its calling message, the copy): at most reply_copies_max
+        self.copies: "OrderedDict[MsgId, Tuple[MsgId, Reply]]" = OrderedDict()
 
     # ------------------------------------------------------------- requests
 
@@ -154,9 +156,39 @@ class OrderLog:
             self.requests.pop(mid, None)
             del self.pos_of[mid]
         self.trimmed = floor
+        for nested in [n for n, (caller, _) in self.copies.items() if caller not in self.pos_of]:
+            del self.copies[nested]  # every member executed the calling message
         # every member reported its digest for these positions with the acknowledgement that trimmed them
         while self.primary_digests and next(iter(self.primary_digests)) <= floor:
             self.primary_digests.popitem(last=False)
+
+    # ---------------------------------------------------------- reply copies
+
+    def keep_copy(self, caller: MsgId, rep: Reply) -> bool:
+        """Keep a nested reply copy the primary pushed, for a replica that joins or is repaired by
+        state transfer later and replays ``caller`` from the retained log (claim 48). Kept while
+        ``caller`` holds a position above ``trimmed``; at most ``reply_copies_max``, the oldest
+        dropped first.
+
+        Args:
+            caller: the message whose execution made the nested call.
+            rep: the reply copy.
+
+        Returns:
+            False if the oldest copy was dropped to make room (a joiner that needs it pulls it).
+        """
+        if caller not in self.pos_of:
+            return True  # every member executed it already (a late answer): nobody replays it
+        self.copies[rep.msg_id] = (caller, rep)
+        if len(self.copies) > self.config.reply_copies_max:
+            self.copies.popitem(last=False)
+            return False
+        return True
+
+    def copies_after(self, position: int) -> List[Reply]:
+        """The kept copies whose calling message holds a position above ``position`` (a
+        checkpoint's): those a replica restored from that checkpoint replays, oldest first."""
+        return [rep for caller, rep in self.copies.values() if self.pos_of.get(caller, 0) > position]
 
     # -------------------------------------------------------------- digests
 
