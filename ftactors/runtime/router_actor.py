@@ -718,6 +718,8 @@ class _RouterLoop:
                 return
             info = await handle.ready.remote()
         except Exception as exc:
+            if self._closed:  # the group is shutting down: its members are gone, nothing to report
+                return
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
             self.host.on_spawn_failed(rid)
             return
