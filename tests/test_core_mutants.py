@@ -1075,3 +1075,41 @@ def test_a_call_refused_as_overloaded_takes_no_place_in_the_order_and_is_not_ret
     by_id = {r.msg_id: r for r in g.released}
     assert refused.msg_id not in by_id and by_id[kept.msg_id].position == 1
     assert g.router.describe()["retained_requests"] == 0
+
+
+# ------------------------------------------- main after pushed copies, kept places and rings
+
+
+def test_a_backup_counts_each_pushed_reply_copy_it_receives_and_each_one_its_calls_take() -> None:
+    """The replica's ``reply_copies_in`` / ``reply_copies_used`` (its status ``counts``) count copies,
+    one each: two copies pushed and both taken are 2 and 2."""
+    backup = ReplicaCore("g", "g-r1", CoreConfig(), "reception", VIEW)
+    caller = MsgId("c", 1)
+    copies = tuple(Reply(MsgId(nested_source("g", caller), s), "h", 1, s, Outcome(True, s)) for s in (1, 2))
+    backup.deliver(Deliver(view=1, reply_copies=copies))
+    assert backup.counts["reply_copies_in"] == 2 and backup.counts["reply_copies_used"] == 0
+    assert [backup.reply_copy(rep.msg_id) for rep in copies] == list(copies)
+    assert backup.counts["reply_copies_used"] == 2
+
+
+def test_the_router_keeps_at_most_inflight_max_places_for_refused_calls() -> None:
+    """Calls refused at ``pending_max`` keep their place in line, ``inflight_max`` of them: a call
+    refused beyond them keeps none, and a newcomer arriving when room frees is admitted before it."""
+    cfg = CoreConfig(pending_max=1, inflight_max=2)
+    g = Group(cfg)
+    first = ClientCore("a").request("g", "add", payload=1)
+    g.router.submit(first)
+    refused = [ClientCore(name).request("g", "add", payload=1) for name in ("b", "c", "d")]
+    for req in refused:
+        with pytest.raises(GroupOverloadedError, match="pending_max"):
+            g.router.submit(req)
+    assert list(g.router.refused) == [refused[0].msg_id, refused[1].msg_id]  # "d" kept no place
+    for kept in refused[:2]:  # room frees, call by call: the kept places are served in order
+        g.pump(6)
+        assert g.router.submit(kept) is None
+    g.pump(6)
+    assert not g.router.refused and g.router.describe()["retained_requests"] == 0
+    newcomer = ClientCore("e").request("g", "add", payload=1)
+    assert g.router.submit(newcomer) is None  # "d" kept no place ahead of it
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(refused[2])
