@@ -1113,3 +1113,25 @@ def test_the_router_keeps_at_most_inflight_max_places_for_refused_calls() -> Non
     assert g.router.submit(newcomer) is None  # "d" kept no place ahead of it
     with pytest.raises(GroupOverloadedError, match="pending_max"):
         g.router.submit(refused[2])
+
+
+def test_a_retransmission_waits_behind_every_place_kept_before_its_own() -> None:
+    """Kept places are served in the order of the first refusals: once room frees for two calls,
+    the third refused call's retransmission is refused while the two places before it are kept,
+    and admitted once their calls took them."""
+    g = Group(CoreConfig(pending_max=2, inflight_max=3))
+    for name in ("a1", "a2"):
+        g.router.submit(ClientCore(name).request("g", "add", payload=1))
+    first, second, third = (ClientCore(name).request("g", "add", payload=1) for name in ("b", "c", "d"))
+    for req in (first, second, third):
+        with pytest.raises(GroupOverloadedError, match="pending_max"):
+            g.router.submit(req)
+    g.pump(10)
+    assert len(g.released) == 2 and g.router.describe()["retained_requests"] == 0
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(third)  # room for two, both kept for b and c
+    assert g.router.submit(first) is None and g.router.submit(second) is None
+    g.pump(10)
+    assert g.router.submit(third) is None
+    g.pump(10)
+    assert {r.msg_id for r in g.released} >= {first.msg_id, second.msg_id, third.msg_id}
