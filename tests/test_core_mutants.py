@@ -1135,3 +1135,18 @@ def test_a_retransmission_waits_behind_every_place_kept_before_its_own() -> None
     assert g.router.submit(third) is None
     g.pump(10)
     assert {r.msg_id for r in g.released} >= {first.msg_id, second.msg_id, third.msg_id}
+
+
+def test_a_source_naming_a_call_numbered_zero_is_not_a_call_back_into_the_group() -> None:
+    """Calls are numbered from 1 (client and nested ones alike): a source whose lineage names a
+    call numbered 0 names no call, so the router does not admit it past ``inflight_max`` as a call
+    back into the group, even when the rest of its lineage leads to a call waiting here."""
+    g = Group(CoreConfig(inflight_max=1))
+    first = ClientCore("c").request("g", "add", payload=1)
+    g.router.submit(first)
+    waiting = nested_source("g", first.msg_id)  # "g|c#1": calls g's c#1 makes
+    no_call = MsgId(f"h|{waiting}#0", 1)  # as if made by h's call numbered 0 of that source
+    with pytest.raises(GroupOverloadedError, match="in flight"):
+        g.router.submit(replace(first, msg_id=no_call, source_view=1))
+    back = MsgId(nested_source("h", MsgId(waiting, 1)), 1)  # h's call 1 of it: a real ring
+    assert g.router.submit(replace(first, msg_id=back, source_view=1)) is None
