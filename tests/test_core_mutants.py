@@ -1075,3 +1075,78 @@ def test_a_call_refused_as_overloaded_takes_no_place_in_the_order_and_is_not_ret
     by_id = {r.msg_id: r for r in g.released}
     assert refused.msg_id not in by_id and by_id[kept.msg_id].position == 1
     assert g.router.describe()["retained_requests"] == 0
+
+
+# ------------------------------------------- main after pushed copies, kept places and rings
+
+
+def test_a_backup_counts_each_pushed_reply_copy_it_receives_and_each_one_its_calls_take() -> None:
+    """The replica's ``reply_copies_in`` / ``reply_copies_used`` (its status ``counts``) count copies,
+    one each: two copies pushed and both taken are 2 and 2."""
+    backup = ReplicaCore("g", "g-r1", CoreConfig(), "reception", VIEW)
+    caller = MsgId("c", 1)
+    copies = tuple(Reply(MsgId(nested_source("g", caller), s), "h", 1, s, Outcome(True, s)) for s in (1, 2))
+    backup.deliver(Deliver(view=1, reply_copies=copies))
+    assert backup.counts["reply_copies_in"] == 2 and backup.counts["reply_copies_used"] == 0
+    assert [backup.reply_copy(rep.msg_id) for rep in copies] == list(copies)
+    assert backup.counts["reply_copies_used"] == 2
+
+
+def test_the_router_keeps_at_most_inflight_max_places_for_refused_calls() -> None:
+    """Calls refused at ``pending_max`` keep their place in line, ``inflight_max`` of them: a call
+    refused beyond them keeps none, and a newcomer arriving when room frees is admitted before it."""
+    cfg = CoreConfig(pending_max=1, inflight_max=2)
+    g = Group(cfg)
+    first = ClientCore("a").request("g", "add", payload=1)
+    g.router.submit(first)
+    refused = [ClientCore(name).request("g", "add", payload=1) for name in ("b", "c", "d")]
+    for req in refused:
+        with pytest.raises(GroupOverloadedError, match="pending_max"):
+            g.router.submit(req)
+    assert list(g.router.refused) == [refused[0].msg_id, refused[1].msg_id]  # "d" kept no place
+    for kept in refused[:2]:  # room frees, call by call: the kept places are served in order
+        g.pump(6)
+        assert g.router.submit(kept) is None
+    g.pump(6)
+    assert not g.router.refused and g.router.describe()["retained_requests"] == 0
+    newcomer = ClientCore("e").request("g", "add", payload=1)
+    assert g.router.submit(newcomer) is None  # "d" kept no place ahead of it
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(refused[2])
+
+
+def test_a_retransmission_waits_behind_every_place_kept_before_its_own() -> None:
+    """Kept places are served in the order of the first refusals: once room frees for two calls,
+    the third refused call's retransmission is refused while the two places before it are kept,
+    and admitted once their calls took them."""
+    g = Group(CoreConfig(pending_max=2, inflight_max=3))
+    for name in ("a1", "a2"):
+        g.router.submit(ClientCore(name).request("g", "add", payload=1))
+    first, second, third = (ClientCore(name).request("g", "add", payload=1) for name in ("b", "c", "d"))
+    for req in (first, second, third):
+        with pytest.raises(GroupOverloadedError, match="pending_max"):
+            g.router.submit(req)
+    g.pump(10)
+    assert len(g.released) == 2 and g.router.describe()["retained_requests"] == 0
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(third)  # room for two, both kept for b and c
+    assert g.router.submit(first) is None and g.router.submit(second) is None
+    g.pump(10)
+    assert g.router.submit(third) is None
+    g.pump(10)
+    assert {r.msg_id for r in g.released} >= {first.msg_id, second.msg_id, third.msg_id}
+
+
+def test_a_source_naming_a_call_numbered_zero_is_not_a_call_back_into_the_group() -> None:
+    """Calls are numbered from 1 (client and nested ones alike): a source whose lineage names a
+    call numbered 0 names no call, so the router does not admit it past ``inflight_max`` as a call
+    back into the group, even when the rest of its lineage leads to a call waiting here."""
+    g = Group(CoreConfig(inflight_max=1))
+    first = ClientCore("c").request("g", "add", payload=1)
+    g.router.submit(first)
+    waiting = nested_source("g", first.msg_id)  # "g|c#1": calls g's c#1 makes
+    no_call = MsgId(f"h|{waiting}#0", 1)  # as if made by h's call numbered 0 of that source
+    with pytest.raises(GroupOverloadedError, match="in flight"):
+        g.router.submit(replace(first, msg_id=no_call, source_view=1))
+    back = MsgId(nested_source("h", MsgId(waiting, 1)), 1)  # h's call 1 of it: a real ring
+    assert g.router.submit(replace(first, msg_id=back, source_view=1)) is None

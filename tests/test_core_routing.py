@@ -533,3 +533,35 @@ def test_log_keeps_the_position_of_an_async_call_until_its_last_step_is_trimmed(
     assert log.pos_of == {MsgId("c", 1): 2} and log.knows(MsgId("c", 1))
     log.trim(2)
     assert log.pos_of == {} and not log.knows(MsgId("c", 1))
+
+
+def outbox_and_links(cfg: CoreConfig) -> tuple:
+    """An outbox and the links of ``g-r0`` (primary) and ``g-r1``, their first NewView already sent."""
+    counts = {k: 0 for k in ("delivers", "copies", "polls", "null_messages", "announcements_in_null",
+                             "announcements_piggybacked")}
+    outbox, tracker = Outbox(cfg, counts), LinkTracker(("g-r0", "g-r1"))
+    for link in tracker.links.values():
+        link.new_view = None
+    return outbox, tracker
+
+
+def test_outbox_sends_a_backup_a_full_batch_of_requests_at_once() -> None:
+    """Requests wait ``relay_delay_ticks`` for a backup's batch to fill: ``batch_max`` of them go at once."""
+    outbox, tracker = outbox_and_links(CoreConfig(relay_delay_ticks=5, batch_max=2))
+    tracker.queue_request(req("c", 1), now=0, skip="g-r0")
+    assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=0, callers_wait=False) == []
+    tracker.queue_request(req("c", 2), now=0, skip="g-r0")
+    (name, msg), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=0, callers_wait=False)
+    assert name == "g-r1" and seqs(msg.requests) == [1, 2]
+
+
+def test_outbox_sends_a_backup_a_reply_copy_alone_after_null_message_ticks() -> None:
+    """A nested reply copy queued for a backup without an announcement (its calling message's went
+    out before) goes in a null message ``null_message_ticks`` later, as an announcement would; a
+    copy left on the primary's link (a promoted backup's) does not make a Deliver go."""
+    outbox, tracker = outbox_and_links(CoreConfig(null_message_ticks=5))
+    copy = reply("g|c#1", 1, 3)
+    tracker.queue_reply_copy(copy, now=0, skip=None, copies_max=8)
+    assert outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=4, callers_wait=False) == []
+    (name, msg), = outbox.sends(tracker, ["g-r0", "g-r1"], view=1, now=5, callers_wait=False)
+    assert name == "g-r1" and msg.is_null and msg.reply_copies == (copy,)
