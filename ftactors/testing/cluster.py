@@ -88,7 +88,7 @@ from ftactors.testing.hosts import (
     ScriptOp,
     SimRouter,
 )
-from ftactors.testing.models import MODELS, ByRef, Frontend, Model
+from ftactors.testing.models import GATHER_TASKS_MAX, MODELS, ByRef, Frontend, Model
 from ftactors.testing.options import SimOptions
 
 #: bound on simultaneously scheduled events
@@ -136,6 +136,10 @@ class Simulator:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self.rng = random.Random(options.seed)
+        # gathered sub-tasks: which operations gather, the tasks' interleaving and their values, each
+        # on streams of their own, so that the seeds drawn before them keep every choice
+        self.gather_rng = random.Random(f"gather-ops-{options.seed}")
+        self.tasks_rng = random.Random(f"tasks-{options.seed}")
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -195,6 +199,8 @@ class Simulator:
             method, args = "slow", (rng.randint(2, opts.long_ticks_max), method, args)
         if opts.p_ring or opts.p_timer:
             method, args = self._draw_async_op(group, method, args)
+        if opts.p_gather and self.gather_rng.random() < opts.p_gather:
+            method, args = "gathered", (self.gather_rng.randint(2, GATHER_TASKS_MAX), method, args)
         if opts.p_stamped and rng.random() < opts.p_stamped:
             method, args = "stamped", (method, args)
         r = rng.random()

@@ -90,6 +90,10 @@ class SimOptions:
             (``Model.op_nap``: ``await asyncio.sleep``; in a ring, the store's part sleeps); a timer's
             firing is an event the primary orders and announces like a nested reply.
         nap_ticks_max: the longest such a sleep lasts.
+        p_gather: with async steps, probability that an operation first gathers sub-tasks that each read
+            ``now()`` and ``random()`` (``Model.op_gathered``: values recorded and replayed per task).
+            Drawn from its own stream (``gather-<seed>``); the operations it wraps are chosen from the
+            simulator's own (``gather-ops-<seed>``), so the seeds drawn before keep every other choice.
         direct: the direct data plane (issue 11): the router's links to the replicas, run by the host's
             link decisions (:mod:`ftactors.host.links`). Drawn from its own stream (``direct-<seed>``).
         link_heartbeat_ticks: the links' heartbeat interval (``LinkSettings.heartbeat_interval_ticks``).
@@ -146,6 +150,7 @@ class SimOptions:
     p_ring: float = 0.0
     p_timer: float = 0.0
     nap_ticks_max: int = 8
+    p_gather: float = 0.0
     direct: bool = False
     link_heartbeat_ticks: int = 8
     heartbeat_misses_max: int = 2
@@ -222,6 +227,7 @@ class SimOptions:
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
+                + (f" gathers={self.p_gather:.2f}" if self.p_gather else "")
                 + (f" direct(beat={self.link_heartbeat_ticks}x{self.heartbeat_misses_max} unreachable="
                    f"{self.p_unreachable:.1f} parked={self.p_parked:.1f} partition={self.p_partition:.3f})"
                    if self.direct else "")
@@ -311,7 +317,14 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     # passive backup) waits for the suspended calls to finish: the announcements a replica holds
     # meanwhile grow with the steps (seed 783: a joining replica past log_max=32)
     opts = dataclasses.replace(opts, async_steps=True, log_max=opts.log_max * STEPS_PER_CALL_MAX)
-    return _draw_async_workload(random.Random(f"rings-{seed}"), opts)
+    opts = _draw_async_workload(random.Random(f"rings-{seed}"), opts)
+    return _draw_gathers(random.Random(f"gather-{seed}"), opts)
+
+
+def _draw_gathers(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """Gathered sub-tasks drawing ``now()``/``random()`` (values kept per task), in about half the async
+    seeds, from its own stream (``gather-<seed>``) so the seeds drawn before keep every other choice."""
+    return dataclasses.replace(opts, p_gather=rng.choice((0.15, 0.3)) if rng.random() < 0.6 else 0.0)
 
 
 def _draw_async_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
