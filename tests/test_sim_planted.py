@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 import pytest
 
 from ftactors.core import Execute, ReplicaCore, Role, RouterCore
+from ftactors.core.routing.intake import Intake
 from ftactors.core.messages import Reply
 from ftactors.testing import InvariantViolation, SimOptions, Simulator, draw_options, run_seed, run_swarm
 from ftactors.testing.__main__ import main
@@ -124,6 +125,37 @@ def test_values_replayed_in_the_wrong_tasks_stream_go_unnoticed_without_gathers(
         opts = dataclasses.replace(draw_options(seed, style="semi-active"), p_gather=0.0, p_stamped=0.3)
         result = Simulator(opts).run()
         assert result.counts.get("gathers", 0) == 0 and result.counts.get("nondet_draws", 0) > 0, seed
+
+
+#: seeds whose router fetches arguments by reference for longer than the sequence gap while one client's
+#: calls are pipelined on a Ray caller's link, under a scheduler that keeps their order (I10)
+FETCH_SEEDS = (21, 72)
+
+
+def _release_past_announced_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: the intake releases a source's held calls once the gap is over, though an
+    earlier call of that source is at the router, its argument still fetched (``fetch_begins``)."""
+    monkeypatch.setattr(Intake, "_first_coming", lambda self, src: None)
+
+
+def test_an_intake_releasing_past_a_call_whose_argument_is_fetched_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/faults.md row 27 in the simulator: its router fetches an argument by reference over
+    several ticks (``fetch_ticks_max``), through the host calls the Ray router makes."""
+    _release_past_announced_calls(monkeypatch)
+    for seed in FETCH_SEEDS:
+        assert draw_options(seed).fetch_ticks_max > draw_options(seed).sequence_gap_ticks
+        with pytest.raises(InvariantViolation, match=r"I10: store ran \S+ at \d+, after \S+ at \d+: not in the "
+                                                     r"client's order"):
+            Simulator(draw_options(seed)).run()
+
+
+def test_an_intake_releasing_past_a_fetched_call_goes_unnoticed_when_fetches_take_no_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same planted bug with the router of before, which fetched at once: the seeds pass."""
+    _release_past_announced_calls(monkeypatch)
+    for seed in FETCH_SEEDS:
+        result = Simulator(dataclasses.replace(draw_options(seed), fetch_ticks_max=0)).run()
+        assert result.counts.get("byref_args", 0) > 0, seed
 
 
 def test_router_releasing_a_reply_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
