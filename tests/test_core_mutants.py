@@ -297,6 +297,27 @@ def test_router_admits_a_call_back_into_the_group_past_inflight_max() -> None:
         g.router.submit(replace(back, msg_id=MsgId(back.msg_id.source, 3)))
 
 
+def test_a_call_back_descending_from_a_call_refused_at_pending_max_is_admitted() -> None:
+    """A rebuilt router that never learnt a call its replicas still run (suspended on a ring
+    g -> h -> g) refuses the caller's retry of it at ``pending_max``; the ring's call back, which
+    descends from it, proves the replicas run it: it is admitted as a call back (before, it was
+    refused too and the group waited on itself for good: simulator seed 441 with router fetches
+    over ``fetch_ticks_max``, ``I6: c0#3 pending over 728 ticks after faults stopped``)."""
+    g = Group(CoreConfig(pending_max=2))
+    client = ClientCore("c")
+    g.router.submit(client.request("g", "add", payload=1))
+    g.router.submit(client.request("g", "add", payload=1))
+    running = ClientCore("d").request("g", "ring", payload=1)  # suspended at the replicas, unknown here
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(running)
+    h_call = MsgId(nested_source("g", running.msg_id), 1)
+    back = replace(running, msg_id=MsgId(nested_source("h", h_call), 1), source_view=1)
+    assert g.router.submit(back) is None and back.msg_id in g.router.pending
+    other = MsgId(nested_source("h", MsgId(nested_source("g", MsgId("d", 9)), 1)), 1)  # d#9 is nowhere
+    with pytest.raises(GroupOverloadedError, match="pending_max"):
+        g.router.submit(replace(running, msg_id=other, source_view=1))
+
+
 def test_a_removed_member_is_reported_retired_to_the_host() -> None:
     """The host stops (kills) retired replicas: ``ready().retired`` names them once."""
     g = Group(CoreConfig())

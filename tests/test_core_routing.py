@@ -195,6 +195,27 @@ def test_a_call_whose_argument_could_not_be_fetched_no_longer_holds_the_later_on
     assert seqs(intake.release_gaps(now=6, gap_ticks=lambda arrived: 5)) == [3]
 
 
+def test_a_held_call_goes_on_once_the_router_learns_its_predecessor_settled_not_after_the_gap() -> None:
+    """A rebuilt router takes a caller's call #2 (``ack_below`` 1: the caller acknowledges in sweeps)
+    before it learns that #1 was executed and its reply released; once it knows, #2 waits no more.
+    Before, it waited the restarted router's gap (``failure_timeout_ticks``: 120 s in
+    ``tests/test_ray_bounds.py::test_an_argument_lost_with_its_router_and_its_caller_still_reaches_the_stopped_backup``)."""
+    intake = make_intake()
+    assert intake.admit(req("c", 2, ack_below=1), now=0) == []  # c#1 unknown yet: c#2 waits
+    assert intake.release_gaps(now=1, gap_ticks=lambda arrived: 10_000) == []
+    intake.replies[MsgId("c", 1)] = Reply(MsgId("c", 1), "g", 1, 1, Outcome(True, 1))  # learnt: released
+    assert seqs(intake.release_gaps(now=2, gap_ticks=lambda arrived: 10_000)) == [2]
+    assert intake.held == {} and intake.expect["c"] == 3
+
+
+def test_a_held_call_still_waits_for_a_predecessor_the_router_does_not_know() -> None:
+    intake = make_intake()
+    intake.admit(req("c", 3, ack_below=1), now=0)
+    intake.replies[MsgId("c", 1)] = Reply(MsgId("c", 1), "g", 1, 1, Outcome(True, 1))
+    assert intake.release_gaps(now=5, gap_ticks=lambda arrived: 10) == []  # c#2 is still missing
+    assert seqs(intake.release_gaps(now=10, gap_ticks=lambda arrived: 10)) == [3]
+
+
 def test_a_source_new_to_the_intake_starts_at_its_ack_below_past_what_the_log_holds() -> None:
     intake = make_intake()
     intake.log.retain(req("c", 5))  # from a replica's report: the restarted router holds it

@@ -259,3 +259,53 @@ def test_too_many_waiting_requests_overload_the_host() -> None:
         for k in range(10):
             host.submit(client.request("g", "add", payload=k), waiter=k)
     assert len(host.waiters) <= host.waiters_max
+
+
+def _answered_seqs(io: FakeIO) -> List[int]:
+    return [int(c[1].split("#")[1]) for c in io.calls("answer")]
+
+
+def test_a_call_whose_argument_the_driver_fetches_holds_its_sources_later_calls_until_fetched() -> None:
+    """``fetch_begins`` .. ``fetched``: what the Ray router and the simulator's both call around the
+    fetch of an argument by reference. Its caller's later calls, submitted meanwhile, wait past the
+    sequence gap and then run after it, in the caller's order."""
+    host, io, reps = setup(CoreConfig(sequence_gap_ticks=3))
+    client = ClientCore("c")
+    first, byref, later = (client.request("g", "add", payload=k) for k in (1, 10, 100))
+    host.submit(first, waiter="w1")
+    host.fetch_begins(byref.msg_id)
+    host.submit(later, waiter="w3")
+    run(host, io, reps, ticks=20)  # far past the gap
+    assert _answered_seqs(io) == [1]
+    assert host.fetched(byref, waiter="w2") is None
+    run(host, io, reps, ticks=5)
+    assert _answered_seqs(io) == [1, 2, 3]
+    assert io.answered["w3"].outcome.value == 111  # after the call by reference, in the caller's order
+    assert host.core is not None and host.core.intake.coming == set()
+
+
+def test_a_call_whose_argument_could_not_be_fetched_holds_the_later_ones_only_the_gap() -> None:
+    host, io, reps = setup(CoreConfig(sequence_gap_ticks=3))
+    client = ClientCore("c")
+    first, byref, later = (client.request("g", "add", payload=k) for k in (1, 10, 100))
+    host.submit(first, waiter="w1")
+    host.fetch_begins(byref.msg_id)
+    host.submit(later, waiter="w3")
+    run(host, io, reps, ticks=10)
+    assert _answered_seqs(io) == [1]
+    host.fetch_failed(byref.msg_id)  # the caller's object is gone: never submitted
+    run(host, io, reps, ticks=10)
+    assert _answered_seqs(io) == [1, 3] and io.answered["w3"].outcome.value == 101
+
+
+def test_a_fetched_call_the_core_refuses_no_longer_holds_the_later_ones() -> None:
+    host, io, reps = setup(CoreConfig(inflight_max=2, sequence_gap_ticks=3))
+    client = ClientCore("c")
+    reqs = [client.request("g", "add", payload=k) for k in (1, 2, 4)]
+    host.submit(reqs[0], waiter="w1")
+    host.submit(reqs[1], waiter="w2")
+    other = ClientCore("d").request("g", "add", payload=8)
+    host.fetch_begins(other.msg_id)
+    with pytest.raises(GroupOverloadedError):
+        host.fetched(other, waiter="w4")
+    assert host.core is not None and host.core.intake.coming == set()

@@ -70,6 +70,43 @@ def test_a_lagging_backup_executes_a_call_by_reference_after_its_caller_exited(r
         ftactors.shutdown(h)
 
 
+def test_an_argument_lost_with_its_router_and_its_caller_still_reaches_the_stopped_backup(ray_local: Any) -> None:
+    """docs/faults.md, "An argument lost with its router and its caller": a backup is stopped
+    (SIGSTOP) when a call passes a large argument by reference, so it cannot fetch it; then the
+    router is SIGKILLed (its copy of the argument dies with it) and the caller, which owned the
+    object, exits. Continued, the backup can fetch neither and leaves the request out. The call took
+    effect once; the backup gets the request from the rebuilt router (which learnt it, with its
+    bytes, from the primary's state report) or is replaced; the replicas' digests agree and later
+    calls are answered. It found docs/faults.md row 31: the driver's next call waited the restarted
+    router's gap (``failure_timeout_s``, 120 s here): ``GetTimeoutError`` after 90 s."""
+    h = ftactors.replicated(replicas=3, large_arg_bytes=1000, failure_timeout_s=120.0, heartbeat_s=1.0,
+                            heartbeat_interval_s=1.0, heartbeat_misses_max=120)(Blob).remote()
+    victim = None
+    try:
+        assert ray.get(h.put.remote(b"a" * 10), timeout=60) == 10
+        wait_for(lambda: converged(h, 3), what="the group converged")
+        victim = chaos.pause_replica(h, "backup", 0)              # cannot fetch: SIGSTOP
+        caller = Caller.remote()
+        value, witness = ray.get(caller.call.remote(h, BIG_BYTES), timeout=60)
+        assert value == BIG_BYTES + 10
+        chaos.kill_router(h)                                       # the router's copy dies with it
+        ray.kill(caller)                                           # and the caller's with its owner
+        wait_for(lambda: _lost(witness), what="the objects of the caller lost")
+        pid, victim = victim.pid, None
+        chaos.resume(pid)
+        assert ray.get(h.get.remote(), timeout=90) == BIG_BYTES + 10      # once, and no caller hangs
+        wait_for(lambda: converged(h, 3), timeout_s=120.0, what="every replica ran put() alike")
+        info = ftactors.describe(h)
+        members = {b.pid for b in info.backups} | {info.primary.pid if info.primary else 0}
+        print(f"the stopped backup {'stayed a member' if pid in members else 'was replaced'}")
+        assert ray.get(h.put.remote(b"b" * 5), timeout=60) == BIG_BYTES + 15
+        wait_for(lambda: converged(h, 3), timeout_s=60.0, what="every replica ran the later put() alike")
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(h)
+
+
 def _lost(ref: Any) -> bool:
     try:
         ray.get(ref, timeout=5)

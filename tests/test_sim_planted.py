@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 import pytest
 
 from ftactors.core import Execute, ReplicaCore, Role, RouterCore
+from ftactors.core.routing.intake import Intake
 from ftactors.core.messages import Reply
 from ftactors.testing import InvariantViolation, SimOptions, Simulator, draw_options, run_seed, run_swarm
 from ftactors.testing.__main__ import main
 from ftactors.testing.hosts import ReplicaHost
+from ftactors.testing.models import ReplayExhausted
 
 
 #: the violation an unfenced deposed primary causes: its reply released (or answered) once more
@@ -61,9 +63,9 @@ def test_backups_dropping_the_primarys_now_and_random_values_is_caught(monkeypat
 
 def test_backups_drawing_their_own_now_and_random_values_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The other way to drop them: a replaying replica draws fresh values as if it were choosing."""
-    def fresh(self: ReplicaHost, kind: str) -> object:
+    def fresh(self: ReplicaHost, kind: str, stream: Tuple[int, ...] = ()) -> object:
         value = self.sim.now if kind == "now" else round(self.sim.rng.random(), 6)
-        self.drawn.append(value)
+        self.drawn.append((stream, value))
         return value
 
     _drop_replayed_values(monkeypatch)
@@ -76,7 +78,84 @@ def test_dropped_values_go_unnoticed_without_draws_in_the_workload(monkeypatch: 
     """The same planted bug with the workload of before (no method reads now() or random()): invisible."""
     _drop_replayed_values(monkeypatch)
     for seed in range(500, 530):
-        Simulator(dataclasses.replace(draw_options(seed, style="semi-active"), p_stamped=0.0)).run()
+        Simulator(dataclasses.replace(draw_options(seed, style="semi-active"), p_stamped=0.0, p_gather=0.0)).run()
+
+
+def _replay_in_draw_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: a replaying replica hands out the announced values in the primary's draw order,
+    whichever task asks (one stream per call, as before ``CallContext.stream``): a gathered task whose
+    turn comes in another order on this replica gets another task's value."""
+    original = ReplicaHost._draw
+
+    def one_stream(self: ReplicaHost, kind: str, stream: Tuple[int, ...] = ()) -> object:
+        if self.choosing:
+            return original(self, kind, stream)
+        recorded = self.replay.recorded
+        if len(self.drawn) >= len(recorded):
+            raise ReplayExhausted("ftactors: method asked for more nondeterministic values than the primary did")
+        value = recorded[len(self.drawn)][1]
+        self.drawn.append((stream, value))
+        return value
+
+    monkeypatch.setattr(ReplicaHost, "_draw", one_stream)
+
+
+#: semi-active seeds (their backups execute) whose workload gathers tasks drawing now()/random()
+GATHER_SEEDS = [s for s in range(120) if draw_options(s, style="semi-active").p_gather][:4]
+
+
+def test_a_backup_replaying_values_in_the_wrong_tasks_stream_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gathered tasks interleave in another order on a backup (as their nested replies arrive in
+    another order in Ray); a backup that replays the primary's values in draw order, not per task,
+    gives one task another's value: I9 names it on every seed that gathers."""
+    _replay_in_draw_order(monkeypatch)
+    assert len(GATHER_SEEDS) == 4
+    for seed in GATHER_SEEDS:
+        with pytest.raises(InvariantViolation, match=r"I9: \S+: \S+ and \S+ drew different now\(\)/random\(\) "):
+            Simulator(draw_options(seed, style="semi-active")).run()
+
+
+def test_values_replayed_in_the_wrong_tasks_stream_go_unnoticed_without_gathers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same planted bug with the workload of before (no method gathers tasks, a third of them
+    read now() and random() in the method itself): every value is the method's own, one stream,
+    and the same seeds pass."""
+    _replay_in_draw_order(monkeypatch)
+    for seed in GATHER_SEEDS:
+        opts = dataclasses.replace(draw_options(seed, style="semi-active"), p_gather=0.0, p_stamped=0.3)
+        result = Simulator(opts).run()
+        assert result.counts.get("gathers", 0) == 0 and result.counts.get("nondet_draws", 0) > 0, seed
+
+
+#: seeds whose router fetches arguments by reference for longer than the sequence gap while one client's
+#: calls are pipelined on a Ray caller's link, under a scheduler that keeps their order (I10)
+FETCH_SEEDS = (21, 72)
+
+
+def _release_past_announced_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug: the intake releases a source's held calls once the gap is over, though an
+    earlier call of that source is at the router, its argument still fetched (``fetch_begins``)."""
+    monkeypatch.setattr(Intake, "_first_coming", lambda self, src: None)
+
+
+def test_an_intake_releasing_past_a_call_whose_argument_is_fetched_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/faults.md row 27 in the simulator: its router fetches an argument by reference over
+    several ticks (``fetch_ticks_max``), through the host calls the Ray router makes."""
+    _release_past_announced_calls(monkeypatch)
+    for seed in FETCH_SEEDS:
+        assert draw_options(seed).fetch_ticks_max > draw_options(seed).sequence_gap_ticks
+        with pytest.raises(InvariantViolation, match=r"I10: store ran \S+ at \d+, after \S+ at \d+: not in the "
+                                                     r"client's order"):
+            Simulator(draw_options(seed)).run()
+
+
+def test_an_intake_releasing_past_a_fetched_call_goes_unnoticed_when_fetches_take_no_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same planted bug with the router of before, which fetched at once: the seeds pass."""
+    _release_past_announced_calls(monkeypatch)
+    for seed in FETCH_SEEDS:
+        result = Simulator(dataclasses.replace(draw_options(seed), fetch_ticks_max=0)).run()
+        assert result.counts.get("byref_args", 0) > 0, seed
 
 
 def test_router_releasing_a_reply_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:

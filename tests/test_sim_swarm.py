@@ -42,8 +42,9 @@ def test_forcing_style_does_not_change_the_other_choices() -> None:
 def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen, and so
     does every corner of the workload: one-way calls (acknowledged, resubmitted to a restarted
-    router), methods that raise and abort, now()/random() drawn and replayed, arguments by
-    reference, async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
+    router), methods that raise and abort, now()/random() drawn and replayed (per task in gathered
+    sub-tasks), arguments by reference (fetched by the router over several ticks, some fetches
+    failing), async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
     every evicting bound wrapped several times (its oldest entry evicted while full)."""
     summary = run_swarm(300)
     assert not summary.failures, [f.error for f in summary.failures]
@@ -51,7 +52,8 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     for what in ("crashes", "pauses", "router_crashes", "router_rebuilds", "spawned", "dropped", "duplicated",
                  "client_retries", "nested_sends", "nested_pulls", "fenced_submits",
                  "oneway_calls", "oneway_acks", "client_resubmits", "raised", "aborted", "nondet_draws",
-                 "nondet_replays", "byref_args", "byref_fetches", "suspensions", "resumes", "holds"):
+                 "nondet_replays", "byref_args", "byref_fetches", "suspensions", "resumes", "holds",
+                 "gathers", "gathered_tasks", "byref_fetches_delayed", "arguments_lost_at_router"):
         assert total[what] > 0, f"no {what} in 300 seeds: {dict(total)}"
     assert all(n > 0 for n in summary.features().values()), summary.feature_line()
     for bound in ("reply_cache_max", "sources_max", "retain_executed_max", "carried_announcements_max"):
@@ -85,7 +87,7 @@ def test_seed_4075_a_long_method_across_a_router_restart() -> None:
     was lost and the backups stalled (I6, before the core fix). The simulated host now keeps
     output made after the router changed for the current incarnation, and the rebuilt router
     asks its primary for order it missed: both ways pass."""
-    opts = draw_options(4075)
+    opts = replace(draw_options(4075), fetch_ticks_max=0)  # as drawn before router fetches took time
     assert opts.p_long and opts.p_router_crash and not opts.nested
     lossy = Simulator(replace(opts, output_to_deliverer=True))
     lossy.run()

@@ -88,7 +88,7 @@ def test_backups_replay_the_primarys_now_and_random_and_a_new_primary_keeps_them
     sim.add_operation("c0", "store", "stamped", ("add", (1,)))      # c0 calls add(1), reading now() and random()
     sim.run_until(lambda: sim.clients_done() and all(h.core.executed_upto == 1 for h in sim.replicas["store"].values()))
     value, at, luck = answer(sim, "c0#1")  # type: ignore[misc]
-    assert value == 1 and 0 <= luck < 1 and at == r0.log[0].nondet[0]
+    assert value == 1 and 0 <= luck < 1 and at == r0.log[0].nondet[0][1]
     stamps = {rid: h.state["stamp"] for rid, h in sim.replicas["store"].items()}
     assert set(stamps.values()) == {(at, luck)}                      # every replica: the primary's values
     assert sim.crash_replica("store", "store-r0")                    # the primary dies

@@ -419,7 +419,10 @@ class RouterCore:
             caller_source, sep, seq = caller.rpartition("#")
             if not sep or not seq.isdigit() or int(seq) < 1 or not caller_source:
                 return False
-            if group == self.group and MsgId(caller_source, int(seq)) in self.pending:
+            calling = MsgId(caller_source, int(seq))
+            # waiting here; or refused at pending_max while its caller retries it: a call back descending
+            # from it proves the replicas run it (a rebuilt router that never learnt it, docs/faults.md)
+            if group == self.group and (calling in self.pending or calling in self.refused):
                 return True
             source = caller_source
         return False

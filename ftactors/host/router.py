@@ -15,6 +15,9 @@ Host loop (what a driver calls)::
 
     host = RouterHost(group, config, io, epoch, members)   # or members=None, then host.rebuild(reports)
     host.submit(request, copy, waiter)   # a caller's request: a cached reply, or the waiter is answered later
+    host.fetch_begins(msg_id); host.fetched(request, copy, waiter) / host.fetch_failed(msg_id)
+                                         # the same, for a request whose argument by reference the
+                                         # driver fetches first (its source's later calls wait for it)
     host.on_delivered(answer)            # io.deliver's answer        } each input asks io.kick() for a
     host.on_failure(rid)                 # a call to rid failed        } host.process() soon
     host.on_pong(rid, counts) / host.on_state_report(report) / host.on_spawned(rid) / host.on_spawn_failed(rid)
@@ -183,13 +186,44 @@ class RouterHost:
 
     # ------------------------------------------------------------ inputs
 
-    def expect_soon(self, msg_id: MsgId) -> None:
-        """``msg_id`` is submitted once its argument is fetched: the later calls of its source wait
-        for it (``RouterCore.expect_soon``); ``forget_coming`` once it is submitted or failed."""
+    def fetch_begins(self, msg_id: MsgId) -> None:
+        """A caller's request reached the router with its argument by reference, which the driver
+        fetches (and puts again, owned by the router) before it calls :meth:`fetched`, or
+        :meth:`fetch_failed`: until then the later calls of its source wait for it, past
+        ``sequence_gap_ticks`` (``RouterCore.expect_soon``; docs/faults.md, row 27).
+
+        Args:
+            msg_id: the request.
+        """
         self._core().expect_soon(msg_id)
 
-    def forget_coming(self, msg_id: MsgId) -> None:
-        """The call announced by ``expect_soon`` was submitted or will not be."""
+    def fetched(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:
+        """The argument of a request announced by :meth:`fetch_begins` is the router's now: submit it
+        (as :meth:`submit`); its source's later calls no longer wait for it, submitted or refused.
+
+        Args:
+            req: the request, its payload owned by the router.
+            copy: as :meth:`submit`.
+            waiter: as :meth:`submit`.
+
+        Returns:
+            The reply if it is known already (a duplicate), else None.
+
+        Raises:
+            GroupOverloadedError, RemoteProtocolError: as :meth:`submit`.
+        """
+        try:
+            return self.submit(req, copy, waiter)
+        finally:
+            self._core().forget_coming(req.msg_id)
+
+    def fetch_failed(self, msg_id: MsgId) -> None:
+        """The argument of a request announced by :meth:`fetch_begins` could not be fetched (its
+        owner died): it is never submitted, and its source's later calls wait the gap only.
+
+        Args:
+            msg_id: the request.
+        """
         self._core().forget_coming(msg_id)
 
     def submit(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:

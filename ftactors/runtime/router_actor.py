@@ -334,12 +334,13 @@ class _RouterLoop:
         waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
         if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
             # the fetch awaits: the caller's later calls, submitted meanwhile, wait for this one
-            self.host.expect_soon(req.msg_id)
+            self.host.fetch_begins(req.msg_id)
             try:
                 req = await self._own_argument(req)
-                cached = self.host.submit(req, copy, waiter)
-            finally:
-                self.host.forget_coming(req.msg_id)
+            except BaseException:
+                self.host.fetch_failed(req.msg_id)
+                raise
+            cached = self.host.fetched(req, copy, waiter)
         else:
             cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
         if cached is not None or not req.wants_reply:
@@ -375,7 +376,7 @@ class _RouterLoop:
         request (until every member acknowledged its position) or a replica does. The request
         carries both objects (``OwnedArgument``): a replica reads the caller's when this router's
         died with it. A later call of the same source may be submitted meanwhile: the intake holds
-        it until this one is submitted (``RouterHost.expect_soon``), past ``sequence_gap_ticks``.
+        it until this one is submitted (``RouterHost.fetch_begins``), past ``sequence_gap_ticks``.
 
         Raises:
             The caller's object's error (its owner died before this router fetched it).

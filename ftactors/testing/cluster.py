@@ -54,7 +54,9 @@ from ftactors.core import (
 from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
 from ftactors.host.links import LinkState
+from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
+    ArgumentFetched,
     ClientIssue,
     ClientRetry,
     Endpoint,
@@ -88,7 +90,7 @@ from ftactors.testing.hosts import (
     ScriptOp,
     SimRouter,
 )
-from ftactors.testing.models import MODELS, ByRef, Frontend, Model
+from ftactors.testing.models import GATHER_TASKS_MAX, MODELS, ByRef, Frontend, Model
 from ftactors.testing.options import SimOptions
 
 #: bound on simultaneously scheduled events
@@ -136,6 +138,11 @@ class Simulator:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self.rng = random.Random(options.seed)
+        # gathered sub-tasks: which operations gather, the tasks' interleaving and their values, each
+        # on streams of their own, so that the seeds drawn before them keep every choice
+        self.gather_rng = random.Random(f"gather-ops-{options.seed}")
+        self.tasks_rng = random.Random(f"tasks-{options.seed}")
+        self.fetch_rng = random.Random(f"fetch-ops-{options.seed}")  # how long each router fetch takes
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -196,6 +203,8 @@ class Simulator:
             method, args = "slow", (rng.randint(2, opts.long_ticks_max), method, args)
         if opts.p_ring or opts.p_timer:
             method, args = self._draw_async_op(group, method, args)
+        if opts.p_gather and self.gather_rng.random() < opts.p_gather:
+            method, args = "gathered", (self.gather_rng.randint(2, GATHER_TASKS_MAX), method, args)
         if opts.p_stamped and rng.random() < opts.p_stamped:
             method, args = "stamped", (method, args)
         r = rng.random()
@@ -378,18 +387,49 @@ class Simulator:
         if host is None or host.core is None or (ev.incarnation and ev.incarnation != router.incarnation):
             self.count("lost_to_dead_router")
             return
+        req = ev.request
+        if isinstance(req.payload, ByRef) and req.payload.owner != router.owner:
+            # the router fetches the caller's object and puts it again (``_RouterLoop.areply``): the
+            # source's later calls wait for it meanwhile (``RouterHost.fetch_begins``)
+            host.fetch_begins(req.msg_id)
+            fetched = ArgumentFetched(ev.group, req, ev.sender, router.incarnation)
+            if self.options.fetch_ticks_max:
+                self.count("byref_fetches_delayed")
+                self.schedule(self.fetch_rng.randint(1, self.options.fetch_ticks_max), fetched)
+            else:
+                self._on_ArgumentFetched(fetched)
+            return
+        self._submit(host, req, ev.sender, host.submit)
+
+    def _on_ArgumentFetched(self, ev: ArgumentFetched) -> None:
+        """The router's fetch of a call's argument is over: it owns the argument and submits the call
+        (``RouterHost.fetched``), or the caller's object was gone (``RouterHost.fetch_failed``: Ray
+        fails that invoke; its caller exited)."""
+        router = self.routers[ev.group]
+        host = router.host
+        if host is None or host.core is None or ev.incarnation != router.incarnation:
+            self.count("fetches_lost_with_router")
+            return
         try:
-            cached = host.submit(self._own_argument(router, ev.request), waiter=ev.sender)
+            req = self._own_argument(router, ev.request)
         except OwnerDiedError:  # a retransmission of a caller that exited: Ray fails its invoke
             self.count("arguments_lost_at_router")
+            host.fetch_failed(ev.request.msg_id)
             return
+        self._submit(host, req, ev.sender, host.fetched)
+
+    def _submit(self, host: RouterHost, req: Request, sender: Endpoint,
+                submit: Callable[..., Optional[Reply]]) -> None:
+        """Hand a caller's request to the router host (``submit`` or ``fetched``); answer a duplicate."""
+        try:
+            cached = submit(req, waiter=sender)
         except (RemoteProtocolError, GroupOverloadedError) as exc:
             self.count("fenced_submits")  # a fenced (deposed) nested sender, or overload
             bound = "pending_max" if "pending_max" in str(exc) else "inflight_max"
             self.count(f"full:{bound}", int(isinstance(exc, GroupOverloadedError)))
             return
         if cached is not None:
-            self._lossy(ReplyArrives(ev.sender, cached))
+            self._lossy(ReplyArrives(sender, cached))
 
     def _own_argument(self, router: SimRouter, req: Request) -> Request:
         """``_Router._own_argument``: an argument passed by reference is put again by the router, which

@@ -84,6 +84,22 @@ class RequestArrives:
 
 
 @dataclass(frozen=True, slots=True)
+class ArgumentFetched:
+    """A router's fetch of a request's argument passed by reference is over (``_Router._own_argument``
+    awaits the caller's object, then puts it again): the router submits the request, or fails it if
+    the caller's object is gone (its owner exited meanwhile).
+
+    ``incarnation``: the router incarnation that fetches; a later one drops it (the fetch died with
+    its router, the caller's retry fetches again).
+    """
+
+    group: str
+    request: Request
+    sender: Endpoint
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyArrives:
     """A reply reaches the endpoint that waits for it."""
 
@@ -240,7 +256,7 @@ class FetchParked:
     lost: bool = False  # the call failed: the replica is dead
 
 
-Event = Union[RequestArrives, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
+Event = Union[RequestArrives, ArgumentFetched, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
               StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
               LinkOpened, LinkClosed, FetchParked]
 

@@ -62,14 +62,19 @@ from ftactors.testing.events import (
 from ftactors.testing.models import (
     ByRef,
     Draw,
+    Gather,
     LogEntry,
     Model,
     Raised,
     RaisedError,
+    Replay,
     ReplayExhausted,
     Sleep,
     State,
+    Stream,
     Work,
+    canonical,
+    run_tasks,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,6 +137,7 @@ class Suspended:
     timer: Any = None
     arrived: bool = False
     value: Any = None
+    tasks: int = 0  # asyncio tasks the call created so far (their streams, see ``ReplicaHost._gather``)
 
     @property
     def event(self) -> Any:
@@ -182,8 +188,9 @@ class ReplicaHost:
     waiting: Optional[NestedWait] = None
     held_replies: List[Reply] = field(default_factory=list)
     working_until: Optional[int] = None  # a long method executes until this tick
-    replay_values: Tuple[Any, ...] = ()  # the announced now()/random() values of the current execution
-    drawn: List[Any] = field(default_factory=list)  # values drawn (primary) or replayed so far
+    replay: Replay = field(default_factory=lambda: Replay(()))  # the announced now()/random() values of this step
+    drawn: List[Tuple[Stream, Any]] = field(default_factory=list)  # (stream, value) drawn or replayed so far
+    tasks: int = 0  # asyncio tasks the current execution's call created so far (streams (0,), (1,), ...)
     choosing: bool = False  # the current execution draws fresh values (a primary, a new message)
     coros: Dict[MsgId, "Suspended"] = field(default_factory=dict)  # async calls suspended (async_steps)
     arrived: List[MsgId] = field(default_factory=list)  # suspended calls whose reply arrived, in arrival order
@@ -467,7 +474,7 @@ class ReplicaHost:
         if req.method == "relay" and self.core.suspended:
             self.sim.count("reentrant_starts")  # a ring came back into this group while its first call waits
         self.choosing = self.core.role == Role.PRIMARY and not ex.replay
-        self.replay_values, self.drawn = tuple(ex.nondet), []
+        self.replay, self.drawn, self.tasks = Replay(ex.nondet), [], 0
         try:
             args = self._materialise(req.payload)
             result = self.model.call(self.state, req.method, args)
@@ -498,7 +505,7 @@ class ReplicaHost:
             sus.arrived = True  # a replay fires the timer at once: the primary waited (CallLoop does too)
             self.sim.count("timer_resumes")
         self.choosing = self.core.role == Role.PRIMARY and not ex.replay
-        self.replay_values, self.drawn = tuple(ex.nondet), []
+        self.replay, self.drawn, self.tasks = Replay(ex.nondet), [], sus.tasks
         self.step_wake = awaited
         self.gen = sus.gen
         if mid in self.arrived:
@@ -522,15 +529,16 @@ class ReplicaHost:
         ex = self.core.executing
         assert ex is not None
         entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, self.sim.store.args_of(ex.request.payload),
-                         tuple(self.drawn), None, ex.resume, suspends=True)
+                         canonical(self.drawn), None, ex.resume, suspends=True)
         self.log.append(entry)
         self.logged.add(entry.msg_id)
+        sus.tasks = self.tasks
         self.coros[ex.request.msg_id] = sus
         if sus.arrived:
             self.arrived.append(ex.request.msg_id)
         self.sim.count("suspensions")
         self.loop.executed(None, tuple(self.drawn) if self.choosing else (), self.step_wake)
-        self.choosing, self.replay_values, self.drawn, self.drive_inc = False, (), [], None
+        self.choosing, self.replay, self.drawn, self.drive_inc = False, Replay(()), [], None
         self.sim.on_executed(self, entry)
 
     def _localise(self, msg: Deliver) -> Deliver:
@@ -561,24 +569,54 @@ class ReplicaHost:
             return tuple(self.sim.store.get(payload))
         return tuple(payload or ())
 
-    def _draw(self, kind: str) -> Any:
+    def _draw(self, kind: str, stream: Stream = ()) -> Any:
         """``ftactors.now()`` / ``ftactors.random()`` (``CallContext.value``): a primary running a new
-        message draws and records; any other execution replays the announced values in order.
+        message draws and records; any other execution replays the announced values of the drawing
+        task's ``stream`` in order.
+
+        Args:
+            kind: "now" or "random".
+            stream: who draws: () the method, ``(k,)`` its ``k``-th task.
 
         Raises:
             ReplayExhausted: more values asked for than the primary drew.
         """
         if self.choosing:
-            value: Any = self.sim.now if kind == "now" else round(self.sim.rng.random(), 6)
+            # a task's values come from the tasks' stream: the seeds drawn before it keep their values
+            rng = self.sim.rng if stream == () else self.sim.tasks_rng
+            value: Any = self.sim.now if kind == "now" else round(rng.random(), 6)
             self.sim.count("nondet_draws")
-        elif len(self.drawn) < len(self.replay_values):
-            value = self.replay_values[len(self.drawn)]
-            self.sim.count("nondet_replays")
         else:
-            raise ReplayExhausted("ftactors: method asked for more nondeterministic values than the primary "
-                                  "did; replicated methods must be deterministic")
-        self.drawn.append(value)
+            value = self.replay.next(stream)
+            if isinstance(value, ReplayExhausted):
+                raise value
+            self.sim.count("nondet_replays")
+        self.drawn.append((stream, value))
         return value
+
+    def _gather(self, call: Gather) -> Any:
+        """``asyncio.gather`` of a method's sub-tasks: each draws on its own stream, and they interleave
+        in an order of this replica's own (``sim.tasks_rng``), as tasks whose nested replies arrive in
+        another order do on a Ray backup.
+
+        Returns:
+            Their values in task order, or the first exception one raised (to raise into the method).
+        """
+        first, self.tasks = self.tasks, self.tasks + len(call.tasks)
+        self.sim.count("gathers")
+        self.sim.count("gathered_tasks", len(call.tasks))
+        rng = self.sim.tasks_rng
+
+        def draw(kind: str, stream: Stream) -> Any:
+            try:
+                return self._draw(kind, stream)
+            except ReplayExhausted as exc:
+                return exc
+
+        try:
+            return run_tasks(call.tasks, first, rng.choice, draw)
+        except BaseException as exc:  # noqa: B036 - raised into the method, as gather raises it
+            return exc
 
     def _advance(self, value: Any) -> None:
         """Resume the method with ``value`` (a nested call's :class:`Raised` is raised into it) until it
@@ -597,6 +635,10 @@ class ReplicaHost:
                 assert self.core.executing is not None
                 self._finish(Raised.of(self.model.name, self.core.executing.request.method, exc))
                 return
+            if isinstance(call, Gather):
+                value = self._gather(call)
+                value, throw = (None, value) if isinstance(value, BaseException) else (value, None)
+                continue
             if not isinstance(call, Draw):
                 break
             try:
@@ -666,14 +708,14 @@ class ReplicaHost:
         if raised is not None:
             self.sim.count("aborted" if raised.kind == "MethodAbortedError" else "raised")
         entry = LogEntry(ex.position, ex.request.msg_id, ex.request.method, self.sim.store.args_of(ex.request.payload),
-                         tuple(self.drawn), raised, ex.resume)
+                         canonical(self.drawn), raised, ex.resume)
         self.log.append(entry)
         self.logged.add(entry.msg_id)
         problem = self.model.check_state(self.state)
         if problem:
             raise InvariantViolation(f"I2: {self.rid}: {problem}")
         self.loop.executed(Outcome(raised is None, value), tuple(self.drawn) if self.choosing else (), self.step_wake)
-        self.choosing, self.replay_values, self.drawn = False, (), []
+        self.choosing, self.replay, self.drawn = False, Replay(()), []
         self.sim.on_executed(self, entry)
         started_by, self.drive_inc = self.drive_inc, None
         started_inc = None if started_by is None else _via(started_by).inc

@@ -27,7 +27,7 @@
 * I9 same outcome: every execution of a message in a group's lineage has the same outcome
   (value or exception: an application exception, or ``MethodAbortedError`` for ``SystemExit``
   and ``KeyboardInterrupt``) and draws the same ``now()`` / ``random()`` values, those the
-  primary announced (``Execute.nondet``).
+  primary announced (``Execute.nondet``), each drawing task (stream) the same ones in the same order.
 * I10 one client's order, one-way calls once: each one-way call takes effect exactly once (it
   is in its group's order once, where its acknowledgement said); with a scheduler that keeps
   arrival order, one client's calls (one-way or not) run in the order the client issued them.

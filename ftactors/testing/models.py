@@ -101,6 +101,65 @@ class Draw:
 
 DRAW_KINDS = ("now", "random")
 
+#: who draws a value: () for the method itself, ``(k,)`` for the ``k``-th task it created (asyncio
+#: tasks a call gathers; ``runtime/context.py``: ``CallContext.stream``)
+Stream = Tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """Yielded by a model method: ``await asyncio.gather(*tasks)``, each task a generator that
+    yields only :class:`Draw` and returns a value; the method resumes with their values in task order.
+
+    Each task draws on its own stream (``(k,)`` for the call's ``k``-th task, the runtime's
+    ``CallContext.task_created``): the tasks interleave in another order on each replica (in Ray
+    their nested replies arrive in another order), so the primary's values are replayed per task.
+
+    Args:
+        tasks: the sub-tasks, at least one.
+
+    Raises:
+        ValueError: no task.
+    """
+
+    tasks: Tuple[Generator[Draw, Any, Any], ...]
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("Gather needs at least one task")
+
+
+def canonical(drawn: Sequence[Tuple[Stream, Any]]) -> Tuple[Tuple[Stream, Any], ...]:
+    """The ``(stream, value)`` pairs one step drew, grouped by stream, each stream in its draw order:
+    equal on replicas whose tasks drew the same values, whatever order the tasks interleaved in.
+
+    Args:
+        drawn: the pairs in draw order.
+
+    Returns:
+        The pairs sorted by stream (stably).
+    """
+    return tuple(sorted(drawn, key=lambda pair: pair[0]))
+
+
+def by_stream(recorded: Sequence[Tuple[Stream, Any]]) -> Dict[Stream, List[Any]]:
+    """The recorded values of each stream, in order (``CallContext._replay_by_stream``).
+
+    Args:
+        recorded: ``(stream, value)`` pairs.
+
+    Returns:
+        {stream: values}.
+    """
+    out: Dict[Stream, List[Any]] = {}
+    for stream, value in recorded:
+        out.setdefault(stream, []).append(value)
+    return out
+
+
+#: sub-tasks one ``Model.op_gathered`` call gathers at most
+GATHER_TASKS_MAX = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Raised:
@@ -166,7 +225,7 @@ class ByRef:
     fallback: Optional["ByRef"] = None
 
 
-MethodResult = Union[Any, Generator[Union[NestedCall, Work, Sleep, Draw], Any, Any]]
+MethodResult = Union[Any, Generator[Union[NestedCall, Work, Sleep, Draw, Gather], Any, Any]]
 
 #: a state field that folds an order in (31-fold, modulo a prime): equal on replicas that agree
 FOLD_MOD = 1_000_003
@@ -256,6 +315,26 @@ class Model:
             result = yield from result
         return result, at, luck
 
+    def op_gathered(self, state: State, tasks: int, method: str, args: Tuple[Any, ...]) -> MethodResult:
+        """Gather ``tasks`` sub-tasks that each read ``now()`` and ``random()`` (``asyncio.gather`` in an
+        async method), fold each task's values into the state under its index, then run ``method(*args)``.
+
+        Returns:
+            (the method's value, each task's (time, random value)).
+
+        Raises:
+            ValueError: ``tasks`` is not in 1..``GATHER_TASKS_MAX``.
+        """
+        if not 1 <= tasks <= GATHER_TASKS_MAX:
+            raise ValueError(f"gathered: tasks must be in 1..{GATHER_TASKS_MAX}, got {tasks!r}")
+        values = yield Gather(tuple(_stamp_task() for _ in range(tasks)))
+        for i, (at, luck) in enumerate(values):
+            fold(state, "gathered", i + 1 + 10 * int(at) + int(luck * FOLD_MOD))
+        result = self.call(state, method, tuple(args))
+        if isinstance(result, Generator):
+            result = yield from result
+        return result, tuple(values)
+
     def op_raising(self, state: State, method: str, args: Tuple[Any, ...]) -> MethodResult:
         """Run ``method(*args)``, then raise ``ValueError``: the caller gets the exception, and the
         state keeps what the method changed (the runtime rolls nothing back)."""
@@ -283,8 +362,15 @@ class Model:
         return repr(sorted((k, sorted(v.items()) if isinstance(v, dict) else v) for k, v in state.items()))
 
 
+def _stamp_task() -> Generator[Draw, Any, Tuple[Any, Any]]:
+    """A sub-task of :meth:`Model.op_gathered`: reads ``now()`` and ``random()`` on its own stream."""
+    at = yield Draw("now")
+    luck = yield Draw("random")
+    return at, luck
+
+
 #: methods every model has (``Model.op_*``) that wrap another: (name, how many leading args precede it)
-WRAPPERS = {"slow": 1, "nap": 1, "stamped": 0, "raising": 0, "poison": 1}
+WRAPPERS = {"slow": 1, "nap": 1, "stamped": 0, "gathered": 1, "raising": 0, "poison": 1}
 
 
 def inner_method(method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ...]]:
@@ -295,7 +381,8 @@ def inner_method(method: str, args: Tuple[Any, ...]) -> Tuple[str, Tuple[Any, ..
         args: its arguments.
 
     Returns:
-        (method, args) with every wrapper (``slow``, ``nap``, ``stamped``, ``raising``, ``poison``) removed.
+        (method, args) with every wrapper (``slow``, ``nap``, ``stamped``, ``gathered``, ``raising``,
+        ``poison``) removed.
     """
     while method in WRAPPERS:
         lead = WRAPPERS[method]
@@ -481,7 +568,8 @@ class LogEntry:
         msg_id: the message.
         method: the method called.
         args: its arguments.
-        nondet: the ``now()``/``random()`` values this step used.
+        nondet: the ``now()``/``random()`` values this step used, as ``(stream, value)`` pairs grouped by
+            stream (:func:`canonical`).
         raised: what the message raised, if it finished by raising.
         resume: 0 for the step that starts the message, ``k`` for its ``k``-th resume.
         suspends: the step ended with the method suspended on a nested call or a timer (async steps).
@@ -538,6 +626,19 @@ class StepRun:
         self.gen: Optional[Generator[Any, Any, Any]] = None
         self.pending: Optional[Union[NestedCall, Sleep]] = None  # the nested call or timer it is suspended on
         self.index = 0  # nested calls made so far (their ids count per message)
+        self.tasks = 0  # asyncio tasks the method created so far (their streams count per message)
+
+    def _gather(self, call: Gather, replay: "Replay") -> Any:
+        """Run a gather's tasks in task order, each replaying its own stream's values.
+
+        Returns:
+            Their values, or the first exception one raised (to raise into the method).
+        """
+        first, self.tasks = self.tasks, self.tasks + len(call.tasks)
+        try:
+            return run_tasks(call.tasks, first, lambda running: running[0], lambda kind, s: replay.next(s))
+        except BaseException as exc:  # noqa: B036 - raised into the method, as gather raises it
+            return exc
 
     def step(self, state: State, entry: LogEntry, nested: Callable[[MsgId, NestedCall], Any]) -> Tuple[bool, Any]:
         """Run the step ``entry``: start the method, or resume it with its nested call's answer (or
@@ -562,7 +663,7 @@ class StepRun:
             # (:class:`NotYet`), and the step is tried again later unchanged
             value = None if isinstance(self.pending, Sleep) else nested(MsgId(self.source, self.index), self.pending)
             self.pending = None
-        result, cursor = self.gen, 0
+        result, replay = self.gen, Replay(entry.nondet)
         while True:
             try:
                 if isinstance(value, Raised):
@@ -583,17 +684,69 @@ class StepRun:
                     return False, None
                 value = None
             elif isinstance(call, Draw):
-                if cursor >= len(entry.nondet):
-                    value = ReplayExhausted("ftactors: method asked for more nondeterministic values than the "
-                                            "primary did; replicated methods must be deterministic")
-                else:
-                    value, cursor = entry.nondet[cursor], cursor + 1
+                value = replay.next(())
+            elif isinstance(call, Gather):
+                value = self._gather(call, replay)
             else:
                 self.index += 1
                 if entry.suspends:
                     self.pending = call
                     return False, None
                 value = nested(MsgId(self.source, self.index), call)
+
+
+class Replay:
+    """The recorded values of one step, handed out per stream in order (``CallContext.value``).
+
+    Args:
+        recorded: the step's ``(stream, value)`` pairs.
+    """
+
+    def __init__(self, recorded: Sequence[Tuple[Stream, Any]]) -> None:
+        self.recorded = tuple(recorded)
+        self.values = by_stream(recorded)
+        self.cursors: Dict[Stream, int] = {}
+
+    def next(self, stream: Stream) -> Any:
+        """The next value of ``stream``, or a :class:`ReplayExhausted` (to raise into the method)."""
+        values, i = self.values.get(stream, []), self.cursors.get(stream, 0)
+        if i >= len(values):
+            return ReplayExhausted("ftactors: method asked for more nondeterministic values than the "
+                                   "primary did; replicated methods must be deterministic")
+        self.cursors[stream] = i + 1
+        return values[i]
+
+
+def run_tasks(tasks: Sequence[Generator[Draw, Any, Any]], first: int, order: Callable[[List[int]], int],
+              draw: Callable[[str, Stream], Any]) -> List[Any]:
+    """Run gathered sub-tasks, one draw at a time, in the interleaving ``order`` picks.
+
+    Args:
+        tasks: the sub-tasks (generators yielding :class:`Draw`).
+        first: the index the call's creations reached: task ``i`` draws on stream ``(first + i,)``.
+        order: picks the next task to step among the indices still running.
+        draw: ``draw(kind, stream)`` gives the value (or a :class:`ReplayExhausted` to raise into it).
+
+    Returns:
+        Each task's value, in task order.
+
+    Raises:
+        BaseException: the first exception a task raised (``asyncio.gather`` raises it).
+    """
+    results: List[Any] = [None] * len(tasks)
+    sends: Dict[int, Any] = {i: None for i in range(len(tasks))}
+    while sends:
+        i = order(sorted(sends))
+        value = sends[i]
+        try:
+            call = tasks[i].throw(value) if isinstance(value, BaseException) else tasks[i].send(value)
+        except StopIteration as stop:
+            results[i] = stop.value
+            del sends[i]
+            continue
+        assert isinstance(call, Draw), f"a gathered task yielded {call!r}, not a Draw"
+        sends[i] = draw(call.kind, (first + i,))
+    return results
 
 
 def run_local(model: Model, state: State, method: str, args: Tuple[Any, ...]) -> Any:

@@ -80,6 +80,9 @@ class SimOptions:
         p_poison: probability that an operation raises ``SystemExit`` / ``KeyboardInterrupt``.
         p_byref: probability that an operation's arguments go by reference (the object store).
         p_owner_exit: probability that a client whose script is done exits, losing its objects.
+        fetch_ticks_max: the longest a router's fetch of an argument passed by reference takes (each
+            is 1..this many ticks; 0: at once). Meanwhile the caller's later calls wait for it
+            (``RouterHost.fetch_begins``). Drawn from its own stream (``fetch-<seed>``).
         client_fifo: clients call through Ray's caller link (FIFO per caller and router incarnation,
             lossless while the router lives, calls resubmitted in order to a restarted router)
             instead of the lossy, duplicating, reordering one; then one client's calls must run
@@ -95,6 +98,10 @@ class SimOptions:
             (``Model.op_nap``: ``await asyncio.sleep``; in a ring, the store's part sleeps); a timer's
             firing is an event the primary orders and announces like a nested reply.
         nap_ticks_max: the longest such a sleep lasts.
+        p_gather: with async steps, probability that an operation first gathers sub-tasks that each read
+            ``now()`` and ``random()`` (``Model.op_gathered``: values recorded and replayed per task).
+            Drawn from its own stream (``gather-<seed>``); the operations it wraps are chosen from the
+            simulator's own (``gather-ops-<seed>``), so the seeds drawn before keep every other choice.
         direct: the direct data plane (issue 11): the router's links to the replicas, run by the host's
             link decisions (:mod:`ftactors.host.links`). Drawn from its own stream (``direct-<seed>``).
         link_heartbeat_ticks: the links' heartbeat interval (``LinkSettings.heartbeat_interval_ticks``).
@@ -146,11 +153,13 @@ class SimOptions:
     p_poison: float = 0.0
     p_byref: float = 0.0
     p_owner_exit: float = 0.0
+    fetch_ticks_max: int = 0
     client_fifo: bool = False
     async_steps: bool = False
     p_ring: float = 0.0
     p_timer: float = 0.0
     nap_ticks_max: int = 8
+    p_gather: float = 0.0
     direct: bool = False
     link_heartbeat_ticks: int = 8
     heartbeat_misses_max: int = 2
@@ -201,7 +210,7 @@ class SimOptions:
         recover = 2 * self.recovery_timeout_ticks
         retry = self.retry_ticks + 2 * self.delay_max + 4 * self.link_delay_max
         hop = 2 * self.delay_max + 4 * self.link_delay_max
-        per_call = (self.long_ticks_max if self.p_long else 1) + hop
+        per_call = (self.long_ticks_max if self.p_long else 1) + hop + self.fetch_ticks_max
         per_call += (self.nap_ticks_max if self.p_timer else 0) + (hop if self.p_ring else 0)
         queue = 2 * self.clients * self.window * per_call
         ring = 2 * (detect + recover + retry) if self.p_ring else 0  # a ring's third leg, back in the first group
@@ -224,11 +233,13 @@ class SimOptions:
                 + (f" raising={self.p_raising:.2f} poison={self.p_poison:.2f}" if self.p_raising or self.p_poison
                    else "")
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
+                + (f" fetch<={self.fetch_ticks_max}" if self.fetch_ticks_max else "")
                 + (" client-fifo" if self.client_fifo else "")
                 + (" replace-backup" if self.replace_backup else "")
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
+                + (f" gathers={self.p_gather:.2f}" if self.p_gather else "")
                 + (f" direct(beat={self.link_heartbeat_ticks}x{self.heartbeat_misses_max} unreachable="
                    f"{self.p_unreachable:.1f} parked={self.p_parked:.1f} partition={self.p_partition:.3f})"
                    if self.direct else "")
@@ -329,6 +340,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
                                safety_ticks=opts.safety_ticks * scale // 2, sources_max=sources_max)
     opts = _draw_workload(rng, opts)
+    opts = _draw_fetches(random.Random(f"fetch-{seed}"), opts)
     opts = _draw_direct(random.Random(f"direct-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
@@ -337,7 +349,14 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     # passive backup) waits for the suspended calls to finish: the announcements a replica holds
     # meanwhile grow with the steps (seed 783: a joining replica past log_max=32)
     opts = dataclasses.replace(opts, async_steps=True, log_max=opts.log_max * STEPS_PER_CALL_MAX)
-    return _draw_async_workload(random.Random(f"rings-{seed}"), opts)
+    opts = _draw_async_workload(random.Random(f"rings-{seed}"), opts)
+    return _draw_gathers(random.Random(f"gather-{seed}"), opts)
+
+
+def _draw_gathers(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """Gathered sub-tasks drawing ``now()``/``random()`` (values kept per task), in about half the async
+    seeds, from its own stream (``gather-<seed>``) so the seeds drawn before keep every other choice."""
+    return dataclasses.replace(opts, p_gather=rng.choice((0.15, 0.3)) if rng.random() < 0.6 else 0.0)
 
 
 def _draw_async_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
@@ -354,6 +373,15 @@ def _draw_async_workload(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not (opts.p_ring or opts.p_timer):
         return opts
     return dataclasses.replace(opts, log_max=opts.log_max // STEPS_PER_CALL_MAX * STEPS_PER_CALL_RINGS_MAX)
+
+
+def _draw_fetches(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """How long a router's fetch of an argument passed by reference takes, in most seeds that pass
+    some (often longer than ``sequence_gap_ticks``: the caller's later calls must wait for it), from
+    its own stream (``fetch-<seed>``) so the seeds drawn before keep every other choice."""
+    if not opts.p_byref or rng.random() >= 0.7:
+        return opts
+    return dataclasses.replace(opts, fetch_ticks_max=rng.randint(2, 3 * opts.sequence_gap_ticks))
 
 
 def _draw_direct(rng: random.Random, opts: SimOptions) -> SimOptions:

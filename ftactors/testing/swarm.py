@@ -46,6 +46,7 @@ FEATURES = (
     ("aborted", "aborted"),
     ("nondet draws", "nondet_draws"),
     ("nondet replays", "nondet_replays"),
+    ("gathered tasks", "gathered_tasks"),
     ("by-ref args", "byref_args"),
     ("bound wraps", "bound_wraps"),
     ("long methods", "long_methods"),

@@ -181,7 +181,9 @@ class Intake:
     def release_gaps(self, now: int, gap_ticks: Callable[[int], int]) -> List[Request]:
         """A missing request (its caller died, or the transport lost it) holds the rest at most
         ``gap_ticks(arrival)``; one that reached the router and is not submitted yet
-        (``expect_soon``) holds the later ones until it is.
+        (``expect_soon``) holds the later ones until it is. Once the router knows every earlier
+        one (a restarted router learns them from the replicas after it took the later ones),
+        the held ones go on at once.
 
         Returns:
             The held requests whose wait is over, to multicast now in this order.
@@ -189,12 +191,24 @@ class Intake:
         out: List[Request] = []
         for src in list(self.held):
             held = self.held[src]
-            if held and min(t + gap_ticks(t) for _, t in held.values()) <= now:
+            if held and self._settled_below(src, held):
+                out += self._drain(src, min(held))  # what was missing is known now: no reason to wait
+            elif held and min(t + gap_ticks(t) for _, t in held.values()) <= now:
                 coming = self._first_coming(src)
                 if coming is not None and coming < min(held):
                     continue
                 out += self._drain(src, min(held))
         return out
+
+    def _settled_below(self, src: str, held: Dict[int, Tuple[Request, int]]) -> bool:
+        """Whether every call of ``src`` before its first held one is known to this router now
+        (retained, ordered or released, e.g. learnt from the replicas after a restart, or settled
+        below an ``ack_below``): the held ones need not wait for the gap."""
+        first = min(held)
+        start = self.expect.get(src)
+        if start is None:  # a source new to this router: from its acknowledged floor
+            start = max(1, max(req.ack_below for req, _ in held.values()))
+        return self._skip_known(src, start) >= first
 
     # -------------------------------------------------------------- replies
 
