@@ -94,12 +94,13 @@ def test_a_new_primary_is_sent_the_starts_of_the_order_it_replays_not_its_resume
     assert result.counts["crashes"] > 0 and result.counts["timers"] > 0 and result.ops >= 70
 
 
-@pytest.mark.parametrize("seed,style,sources_max", [(100018, "semi-active", 44), (100043, "passive", 24)])
+@pytest.mark.parametrize("seed,style,sources_max", [(100018, "semi-active", 44), (100043, "passive", 24),
+                                                     (100056, "passive", 32)])
 def test_a_call_that_waits_behind_later_calls_of_its_client_still_makes_its_nested_calls(
         seed: int, style: str, sources_max: int) -> None:
     """Found once the swarm drew small ``sources_max`` with reordering schedulers (as small as the
     active sources + 8 or 12; seed 100018: priority, ``sources_max=44``; 100043: passive, async steps,
-    24): a front call waited in the priority scheduler while later calls of its client ran, and the
+    24; 100056 as drawn now, twice the active sources + 8): a front call waited in the priority scheduler while later calls of its client ran, and the
     store forgot their nested sources, which raised the client's floor past the waiting call; its
     nested call then read "expired" (``I6: nested call front|c3#2#1 failed: ReplyUnavailableError(
     'reply of front|c3#2#1 was trimmed (reply_cache_max)')``). A floor raised past a call its caller

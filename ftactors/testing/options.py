@@ -293,9 +293,10 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     # operations per seed, faults over most of the run, every *_max bound passed several times
     scale = rng.choice((6, 8, 10, 12))
     # sources_max must exceed the sources active at once (each outstanding call's nested source):
-    # the small bounds (10-44) are still passed many times in a run of this length, with every
+    # the small bounds (12-76) are still passed many times in a run of this length, with every
     # scheduler: one that reorders keeps calls waiting while later calls of their client have their
-    # nested sources forgotten (docs/faults.md: the floor must not pass a waiting call)
+    # nested sources forgotten (docs/faults.md: the floor must not pass a waiting call); twice the
+    # active sources, as calls retried over a lossy link or replayed after a failover stay active longer
     active = 2 * opts.clients * opts.window
     sources_max = 2 * active + opts.sources_max if opts.sources_max < 100_000 else 100_000
     opts = dataclasses.replace(opts, ops_per_client=opts.ops_per_client * scale,
