@@ -170,7 +170,7 @@ def test_per_source_state_is_bounded_by_sources_max() -> None:
     assert core.executed_upto == 5000
     assert len(core.dedup) <= 10 and core.dedup.sources() <= 16 and len(core.next_seq) <= 16
     assert len(core._sched._served) <= 16  # type: ignore[attr-defined]
-    sources, floors, _ = core.dedup.export()
+    sources, floors, *_ = core.dedup.export()
     assert len(sources) <= 16 and len(floors) <= 16
     core.deliver(Deliver(view=1, requests=(call(3),)))  # a very late duplicate of a forgotten source
     assert core.next_effect() is None and core.executed_upto == 5000

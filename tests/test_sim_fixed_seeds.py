@@ -106,3 +106,20 @@ def test_a_replacement_backup_and_raising_nested_calls_pull_no_reply_copy(seed: 
     result = run_seed(seed)
     assert result.counts["backups_replaced"] == 2 and result.counts.get("nested_pulls", 0) == 0
     assert result.counts["nested_raised_copies"] > 0 and result.ops >= 50
+
+
+@pytest.mark.parametrize("seed,style,sources_max", [(100018, "semi-active", 44), (100043, "passive", 24),
+                                                     (100056, "passive", 32)])
+def test_a_call_that_waits_behind_later_calls_of_its_client_still_makes_its_nested_calls(
+        seed: int, style: str, sources_max: int) -> None:
+    """Found once the swarm drew small ``sources_max`` with reordering schedulers (as small as the
+    active sources + 8 or 12; seed 100018: priority, ``sources_max=44``; 100043: passive, async steps,
+    24; 100056 as drawn now, twice the active sources + 8): a front call waited in the priority scheduler while later calls of its client ran, and the
+    store forgot their nested sources, which raised the client's floor past the waiting call; its
+    nested call then read "expired" (``I6: nested call front|c3#2#1 failed: ReplyUnavailableError(
+    'reply of front|c3#2#1 was trimmed (reply_cache_max)')``). A floor raised past a call its caller
+    still holds now exempts that call's subtree."""
+    opts = replace(draw_options(seed, style, "priority"), sources_max=sources_max)
+    assert opts.nested
+    result = run_seed(seed, options=opts)  # raised the I6 above before the fix
+    assert result.ops >= 100 and result.counts["nested_sends"] > 0

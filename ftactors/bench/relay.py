@@ -10,9 +10,7 @@ router in front of replicas on their own connections can cost.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import socket
@@ -22,6 +20,8 @@ import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
+
+from ftactors.bench.rounds import RoundsCli
 
 _HDR = struct.Struct("!IQ")  # body length, call id
 
@@ -188,26 +188,16 @@ def measure(rounds: int = 3, k: int = 200, n: int = 1000) -> Dict[str, Any]:
         proc.kill()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ftactors.bench.relay", description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--k", type=int, default=200, help="sequential calls per system per round")
-    ap.add_argument("--n", type=int, default=1000, help="pipelined calls per system per round")
-    ap.add_argument("--json", metavar="PATH")
-    a = ap.parse_args(argv)
-    import importlib
+CLI = RoundsCli("ftactors.bench.relay", __doc__.splitlines()[0], rounds=3, k=200, n=1000)
 
-    # by its module name: run as ``-m`` this file is ``__main__``, whose classes Ray would pickle by value
-    res = importlib.import_module("ftactors.bench.relay").measure(a.rounds, a.k, a.n)
-    print("| system | latency median ms | x plain | calls/s | x plain |")
-    print("|---|---|---|---|---|")
-    for name, r in res["summary"].items():
-        print(f"| {name} | {r['latency_median_ms']:.2f} | {r['latency_ratio']:.2f} | {r['throughput_calls_s']:,.0f} "
-              f"| {r['throughput_ratio']:.2f} |")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (:class:`ftactors.bench.rounds.RoundsCli`): measure, print the table.
+
+    Returns:
+        0.
+    """
+    return CLI.main(argv)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ plain Ray actor, measured in alternating rounds: sync latency (``k`` calls), pip
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional
+
+from ftactors.bench.rounds import RoundsCli
 
 
 class Counter:
@@ -88,28 +88,23 @@ def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
         ray.shutdown()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ftactors.bench.router_ab", description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--k", type=int, default=200, help="sequential calls per system per round")
-    ap.add_argument("--n", type=int, default=2000, help="pipelined calls per system per round")
-    ap.add_argument("--json", metavar="PATH")
-    a = ap.parse_args(argv)
-    import importlib
+def _cpu_cell(r: Dict[str, Any]) -> str:
+    lo, hi = r["cpu_range_us"]
+    return f"{r['cpu_us_per_call']:.0f} ({lo:.0f}-{hi:.0f})"
 
-    # by its module name: run as ``-m`` this file is ``__main__``, whose classes Ray would pickle by value
-    res = importlib.import_module("ftactors.bench.router_ab").measure(a.rounds, a.k, a.n)
-    print("| router | latency median ms | x plain | calls/s | x plain | router CPU us/call (range) |")
-    print("|---|---|---|---|---|---|")
-    for name, r in res["summary"].items():
-        lo, hi = r["cpu_range_us"]
-        print(f"| {name} | {r['latency_median_ms']:.2f} | {r['latency_ratio']:.2f} | {r['throughput_calls_s']:,.0f} "
-              f"| {r['throughput_ratio']:.2f} | {r['cpu_us_per_call']:.0f} ({lo:.0f}-{hi:.0f}) |")
-    print(f"load average {res['load']}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
+
+CLI = RoundsCli("ftactors.bench.router_ab", __doc__.splitlines()[0], rounds=5, k=200, n=2000, name_header="router",
+                extra_columns=(("router CPU us/call (range)", _cpu_cell),),
+                footer=lambda res: f"load average {res['load']}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (:class:`ftactors.bench.rounds.RoundsCli`): measure, print the table.
+
+    Returns:
+        0.
+    """
+    return CLI.main(argv)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,27 @@ def lineage(source: str) -> Tuple[str, Tuple[int, ...]]:
     return f"{group}|{root}", path + (int(seq),)
 
 
+#: calling paths a nested request carries at most in ``Request.holds`` (the lowest ones)
+HOLDS_CARRIED_MAX = 64
+
+#: calling paths a caller holds unfinished (``Request.holds``), sorted
+Holds = Tuple[Tuple[int, ...], ...]
+
+
+def calling_path(msg_id: MsgId) -> Tuple[str, Tuple[int, ...]]:
+    """A message's place among the calling messages of its root: its source's :func:`lineage`
+    followed by its own sequence number. The nested source it mints has this path.
+
+    Args:
+        msg_id: the message.
+
+    Returns:
+        (root, path): ``calling_path(MsgId("A|c#5", 2)) == ("A|c", (5, 2))``.
+    """
+    root, path = lineage(msg_id.source)
+    return root, path + (msg_id.seq,)
+
+
 @dataclass(frozen=True, slots=True)
 class Announcement:
     """The primary of ``group`` executed (or is executing) ``msg_id`` at ``position``.
@@ -190,6 +211,11 @@ class Request:
             source learned from earlier replies (claim 66): carried back so the
             destination's backups learn them even if their own copy was lost.
         size_bytes: payload size, for bounds; 0 if unknown.
+        holds: for nested invocations, the calling paths (:func:`calling_path`) of the calling
+            message's root that its caller still held unfinished besides the calling message
+            (queued behind it by a reordering scheduler, suspended, or held so by the caller's
+            own caller), sorted, the lowest ``HOLDS_CARRIED_MAX``. A floor of the receiving
+            group that rises past one keeps its subtree apart (:class:`~ftactors.core.dedup.DedupTable`).
     """
 
     kind: Kind
@@ -204,8 +230,13 @@ class Request:
     source_view: Optional[int] = None
     peer_announcements: Tuple[Announcement, ...] = ()
     size_bytes: int = 0
+    holds: "Holds" = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.holds, tuple) or len(self.holds) > HOLDS_CARRIED_MAX or not all(
+                isinstance(p, tuple) and all(isinstance(q, int) for q in p) for p in self.holds):
+            raise RemoteProtocolError(f"Request.holds must be a tuple of at most {HOLDS_CARRIED_MAX} "
+                                      f"tuples of ints, got {self.holds!r}")
         if self.kind not in REQUEST_KINDS:
             raise RemoteProtocolError(f"Request.kind must be a request kind, got {self.kind!r}")
         if not isinstance(self.method, str) or not self.method:

@@ -45,13 +45,16 @@ from ftactors.core.errors import (
 )
 from ftactors.core.messages import (
     Announcement,
+    HOLDS_CARRIED_MAX,
     Checkpoint,
     Deliver,
     Delivered,
+    Holds,
     Kind,
     MsgId,
     NewView,
     caller_of,
+    calling_path,
     nested_source,
     Outcome,
     Reply,
@@ -250,7 +253,7 @@ class ReplicaCore:
         req = ex.request
         ann = self._step_announcement(ex, nondet, wake)
         reply = Reply(msg_id, self.group, self.view, ex.position, outcome, (ann,)) if req.wants_reply else None
-        self.dedup.record(msg_id, reply)
+        self.dedup.record(msg_id, reply, holds=req.holds)
         # apply the source's acknowledgement only now: every seq below it was executed
         # before this message at every replica (a backup may hold it unexecuted before)
         self.dedup.acknowledge(msg_id.source, req.ack_below)
@@ -375,10 +378,30 @@ class ReplicaCore:
             group=target_group, method=method, payload=payload, priority=priority,
             deadline_tick=deadline_tick, resources=resources, source_view=self.view,
             peer_announcements=tuple(carry.values()) if carry else (), size_bytes=size_bytes,
+            holds=self._holds(ex.request),
         )
         if carry:
             carry.clear()
         return req, self.role == Role.PRIMARY
+
+    def _holds(self, caller: Request) -> Holds:
+        """The calling paths of ``caller``'s root held here unfinished besides ``caller`` (queued,
+        suspended), and those ``caller``'s own caller held: a floor of the callee must not pass them
+        (``Request.holds``). Scans the messages held (``requests_max`` at most).
+
+        Args:
+            caller: the message making a nested call.
+
+        Returns:
+            The paths, sorted, the lowest ``HOLDS_CARRIED_MAX``.
+        """
+        root = calling_path(caller.msg_id)[0]
+        held = set(caller.holds)
+        for req in [h.request for h in self.suspended.values()] + list(self.requests.values()):
+            r, path = calling_path(req.msg_id)
+            if r == root and req.msg_id != caller.msg_id:
+                held.add(path)
+        return tuple(sorted(held)[:HOLDS_CARRIED_MAX])
 
     def nested_reply(self, reply: Reply) -> None:
         """The reply to a nested request arrived (at the primary, or as a copy at a backup).

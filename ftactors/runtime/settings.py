@@ -5,6 +5,8 @@ Seconds here are converted to the core's ticks with ``tick_s``.
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Literal, Optional, Tuple, Union
 
@@ -15,6 +17,12 @@ from ftactors.core.config import CoreConfig
 from ftactors.core.errors import ConfigError
 from ftactors.core.scheduler import make_scheduler
 from ftactors.host.links import LinkSettings
+
+log = logging.getLogger("ftactors")
+
+#: distinct setting combinations warned about at most, per process (each is warned about once)
+WARNED_MAX = 64
+_warned: "OrderedDict[Tuple[float, int, float], None]" = OrderedDict()
 
 
 class ReplicationSettings(BaseModel):
@@ -94,6 +102,33 @@ class ReplicationSettings(BaseModel):
         if self.heartbeat_interval_s < self.tick_s:
             raise ValueError("heartbeat_interval_s must be at least tick_s")
         return self
+
+    def link_suspicion_s(self) -> float:
+        """The longest a hung replica's direct link stays unsuspected after it was last heard from:
+        ``(heartbeat_misses_max + 1) * heartbeat_interval_s``."""
+        return (self.heartbeat_misses_max + 1) * self.heartbeat_interval_s
+
+    def suspicion_order_problem(self) -> Optional[str]:
+        """What is wrong with the order of the two failure detectors, if anything.
+
+        On the direct data plane the link heartbeats are meant to suspect a hung or cut-off
+        replica before the core's own silence timeout (``failure_timeout_s``) does. Set the other
+        way round they never fire first: the settings still work (the replica is removed after
+        ``failure_timeout_s``), but the heartbeats only cost traffic. Not an error: a user may
+        lower ``failure_timeout_s`` alone to detect failures sooner.
+
+        Returns:
+            A message naming both settings and what to change, or None when the order is right
+            (or the data plane is ``"ray"``, which has no link heartbeats).
+        """
+        if self.data_plane != "direct" or self.link_suspicion_s() < self.failure_timeout_s:
+            return None
+        return (f"heartbeat_interval_s={self.heartbeat_interval_s} and heartbeat_misses_max="
+                f"{self.heartbeat_misses_max} suspect a hung replica only after "
+                f"(heartbeat_misses_max + 1) * heartbeat_interval_s = {self.link_suspicion_s():g} s, not before "
+                f"failure_timeout_s={self.failure_timeout_s}: the core's timeout removes it first and the "
+                f"direct links' heartbeats never fire first; lower heartbeat_interval_s or heartbeat_misses_max "
+                f"(or raise failure_timeout_s) to have them detect a hung replica sooner")
 
     def ticks(self, seconds: float) -> int:
         """Seconds to ticks, at least 1."""
@@ -184,7 +219,26 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
         raise ConfigError(f"config must be a path or a dict, got {type(config).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return ReplicationSettings(**data)
+        settings = ReplicationSettings(**data)
     except ValidationError as exc:
         field, msg = first_error(exc, "settings")
         raise ConfigError(f"invalid replication setting {field!r}: {msg}") from None
+    _warn_once(settings)
+    return settings
+
+
+def _warn_once(settings: ReplicationSettings) -> None:
+    """Log :meth:`ReplicationSettings.suspicion_order_problem` once per process and combination
+    (the actors rebuild their settings without :func:`load_settings`: they do not repeat it).
+
+    Args:
+        settings: validated settings.
+    """
+    problem = settings.suspicion_order_problem()
+    key = (settings.heartbeat_interval_s, settings.heartbeat_misses_max, settings.failure_timeout_s)
+    if problem is None or key in _warned:
+        return
+    _warned[key] = None
+    while len(_warned) > WARNED_MAX:
+        _warned.popitem(last=False)
+    log.warning("ftactors settings: %s", problem)

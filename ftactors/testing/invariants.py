@@ -254,8 +254,9 @@ class Checker:
         """I8: no per-source structure of a replica is past its ``sources_max``."""
         bound = self.sim.groups[group].config.sources_max
         for h in self.sim.replicas[group].values():
-            sources, floors, _ = h.core.dedup.export()
-            sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "next_seq": len(h.core.next_seq),
+            sources, floors, _, exempt, holds = h.core.dedup.export()
+            sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "dedup exemptions": len(exempt),
+                     "dedup holds": len(holds), "next_seq": len(h.core.next_seq),
                      "fair turns": len(getattr(h.core._sched, "_served", ()))}
             over = {k: v for k, v in sizes.items() if v > bound}
             if over:
