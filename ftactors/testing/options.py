@@ -270,16 +270,8 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
 
 
 def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:
-    """Draw a run's options from its seed (swarm testing).
-
-    Args:
-        seed: the run's seed.
-        style: force a replication style (the CLI's ``--style``), else drawn.
-        scheduling: force a scheduler, else drawn.
-
-    Returns:
-        The options; the same seed always gives the same options.
-    """
+    """Draw a run's options from its seed (swarm testing), as :func:`draw_options` (same arguments
+    and result) but without ``replace_backup``."""
     rng = random.Random(f"options-{seed}")
     # draw every choice even when forced, so forcing one does not shift the others
     drawn_style, drawn_scheduling = rng.choice(STYLES), rng.choice(sorted(SCHEDULERS))
