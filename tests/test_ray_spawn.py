@@ -60,7 +60,7 @@ def test_replacement_starts_while_every_member_is_busy(ray_local, router_actor, 
         victim = next(r for r in info.replicas if r.role == "backup")
         survivors = [r for r in info.replicas if r.replica_id != victim.replica_id]
         before = _replica_names(h._group)
-        threads = ReplicationSettings().primary_inflight_depth() + 8  # the replica's max_concurrency
+        threads = ReplicationSettings().replica_threads()  # the replica's max_concurrency
         held = [ref for r in survivors for ref in _hold_threads(r.actor, threads, HOLD_S)]
         t0 = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)

@@ -548,7 +548,7 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         for i, rid in enumerate(members):
             handles[rid] = _REPLICA_CLASS.options(
                 name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
-                max_concurrency=s.primary_inflight_depth() + 8, **_strategy(nodes[i], strict), **lifetime,
+                max_concurrency=s.replica_threads(), **_strategy(nodes[i], strict), **lifetime,
                 **rc._actor_options,
             ).remote(spec, rid, NewView(1, members))
     except ValueError:  # a name taken meanwhile: another driver is creating the same group

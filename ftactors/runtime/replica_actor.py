@@ -312,7 +312,7 @@ class _Replica:
         try:
             return wire.WireServer(
                 ray.util.get_node_ip_address(), port_range, self.spec.secret, self._wire_deliver,
-                self.settings.frame_bytes_max, workers_max=self.settings.primary_inflight_depth() + 8,
+                self.settings.frame_bytes_max, workers_max=self.settings.replica_threads(),
                 name=f"[{self.spec.group}] replica {self.replica_id}: data plane")
         except wire.WireError as exc:  # no free port in the range: Ray calls carry the Delivers
             log.warning("[%s] replica %s: %s; its Delivers go through Ray calls", self.spec.group,

@@ -737,7 +737,7 @@ class _RouterLoop:
         return _REPLICA_CLASS.options(
             name=replica_actor_name(self.group, rid), namespace=self.spec.namespace, lifetime="detached",
             enable_task_events=False,
-            max_restarts=0, max_concurrency=self.settings.primary_inflight_depth() + 8, **options,
+            max_restarts=0, max_concurrency=self.settings.replica_threads(), **options,
         ).remote(self.spec, rid, None)
 
     async def _fetch_spec(self) -> None:

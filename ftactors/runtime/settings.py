@@ -22,6 +22,8 @@ log = logging.getLogger("ftactors")
 
 #: distinct setting combinations warned about at most, per process (each is warned about once)
 WARNED_MAX = 64
+#: A replica's Ray threads beyond one per Deliver outstanding to a primary (control calls, link readers)
+REPLICA_SPARE_THREADS = 8
 _warned: "OrderedDict[Tuple[float, int, float], None]" = OrderedDict()
 
 
@@ -139,6 +141,16 @@ class ReplicationSettings(BaseModel):
         if self.primary_inflight_max is not None:
             return self.primary_inflight_max
         return 1 if self.scheduling == "reception" else 8
+
+    def replica_threads(self) -> int:
+        """A replica actor's Ray threads (its ``max_concurrency``, and its direct link's worker
+        threads): one per Deliver that may be outstanding to it as the primary, plus
+        ``REPLICA_SPARE_THREADS`` for the router's control calls (state queries, checkpoints, retire).
+
+        Returns:
+            The thread count.
+        """
+        return self.primary_inflight_depth() + REPLICA_SPARE_THREADS
 
     def link_settings(self) -> LinkSettings:
         """The direct links' heartbeats in ticks (:class:`ftactors.host.links.LinkSettings`)."""
