@@ -183,6 +183,21 @@ def test_rebuilt_router_recovers_and_keeps_the_undeposed_primary() -> None:
     assert g.router.phase == Phase.NORMAL and g.router.primary == "g-r0" and g.router.view == 2
 
 
+def test_a_rebuilt_router_missing_a_member_that_did_not_answer_asks_for_a_replacement() -> None:
+    """docs/faults.md (the replacement path of "An argument lost with its router and its caller"): a
+    backup stopped while the router restarted did not answer the rebuild and is left out of the
+    view (two members of ``min_replicas=3``). The rebuilt router never asked for a replica: the
+    recovery replenished only when it dropped a member itself, and the group ran on two replicas
+    for good (the Ray test waited 120 s for a third)."""
+    cfg = CoreConfig(min_replicas=3)
+    router = RouterCore.rebuilt("g", cfg, ("g-r0", "g-r2"), view=1, next_replica_index=103)
+    for m in ("g-r0", "g-r2"):
+        router.on_state_report(StateReport(m, 1, 0))
+    out = router.ready()
+    assert router.phase == Phase.NORMAL and router.members == ["g-r0", "g-r2"]
+    assert out.spawns == ("g-r103",)
+
+
 def test_retry_of_a_request_known_only_from_reports_is_answered() -> None:
     """Regression: a restarted router knew a request from a StateReport, not who waited for it."""
     cfg = CoreConfig()

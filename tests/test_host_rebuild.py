@@ -34,3 +34,13 @@ def test_joining_and_fenced_replicas_do_not_lead() -> None:
 def test_no_live_replica_means_the_group_is_lost() -> None:
     with pytest.raises(LookupError):
         rebuilt_view({"g-r0": (0, (), "joining")})
+
+
+def test_every_replica_heard_of_outside_the_view_is_an_orphan() -> None:
+    """A member that did not answer (stopped), a deposed one and a joiner are not members of the
+    rebuilt view: the rebuilt router retires them (docs/faults.md, the replacement path)."""
+    got = rebuilt_view({"g-r0": (1, ("g-r0", "g-r1", "g-r2"), "backup"),
+                        "g-r1": (2, ("g-r1", "g-r2", "g-r3"), "primary"),
+                        "g-r4": (0, (), "joining")}, known=("g-r2", "g-r3"))
+    assert got.members == ("g-r1",)
+    assert got.orphans == ("g-r0", "g-r2", "g-r3", "g-r4")

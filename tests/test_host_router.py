@@ -224,6 +224,28 @@ def test_a_restarted_router_rebuilds_the_highest_view_and_goes_on_from_the_saved
     assert io.calls("query")  # the rebuilt router recovers: it asks the members for their state
 
 
+def test_a_restarted_router_retires_every_replica_it_heard_of_outside_the_view_it_takes_over() -> None:
+    """docs/faults.md (the replacement path of "An argument lost with its router and its caller"): a
+    backup stopped (SIGSTOP) while its router restarts does not answer the rebuild, which leaves it out
+    of the view; the rebuilt router never told it, so once continued it lingered for good, a replica
+    of no view (the Ray test waited 60 s for its process to go). Now the rebuilt router retires every
+    replica it heard of that is not a member of the view it takes over: the stopped one, a deposed
+    one still running, a joiner of the dead incarnation."""
+    io = FakeIO()
+    host = RouterHost("g", CoreConfig(), io, "e2", None)
+    rebuilt = host.rebuild({
+        "g-r0": (1, MEMBERS, "primary", {}),                      # deposed, still running
+        "g-r1": (2, ("g-r1", "g-r2", "g-r3"), "primary", {}),
+        "g-r2": (2, ("g-r1", "g-r2", "g-r3"), "backup", {}),
+        "g-r5": (0, (), "joining", {}),                           # spawned by the dead incarnation
+    }, known=["g-r3"])                                            # a member that did not answer
+    assert rebuilt.members == ("g-r1", "g-r2")
+    assert io.calls("retire") == [("retire", "g-r0"), ("retire", "g-r3"), ("retire", "g-r5")]
+    assert rebuilt.orphans == ("g-r0", "g-r3", "g-r5")
+    host.tick()
+    assert {c[1] for c in io.calls("query")} == {"g-r1", "g-r2"}  # it recovers with the members only
+
+
 def test_a_restart_with_no_live_replica_loses_the_group() -> None:
     host = RouterHost("g", CoreConfig(), FakeIO(), "e2", None)
     with pytest.raises(LookupError):

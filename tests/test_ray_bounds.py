@@ -107,6 +107,83 @@ def test_an_argument_lost_with_its_router_and_its_caller_still_reaches_the_stopp
         ftactors.shutdown(h)
 
 
+LOG_MAX = 8
+
+
+@pytest.mark.parametrize("lag_first", [False, True], ids=["router-killed-first", "lagging-first"])
+def test_an_argument_lost_with_its_router_and_its_caller_and_the_stopped_backup_replaced(
+        ray_local: Any, lag_first: bool) -> None:
+    """docs/faults.md, "An argument lost with its router and its caller", the replacement path: the
+    set-up of the test above (a backup SIGSTOPped during a 200 kB call by reference, the router
+    SIGKILLed, the caller exited), but the stopped backup is replaced by a new replica (state
+    transfer) while the group runs past ``log_max``; then it continues. ``router-killed-first``:
+    the router dies first, and its rebuild leaves the stopped backup, which cannot answer, out of
+    the view (row 34: no replacement came, ``timed out after 120.0s waiting for a new replica
+    joined by state transfer; last value: NotYet('2 members, 3 expected')``, and the continued
+    backup stayed up, a replica of no view: ``timed out after 60.0s waiting for the old backup
+    ... gone``). ``lagging-first``: the group runs past ``log_max`` first (with ``failure_timeout_s``
+    and the link heartbeats at 120 s only the log's bound removes it), then the router and the caller
+    die. Either way the call by reference took effect once, every member's digest agrees, the old
+    backup is out of the view and leaves without moving it, and every call is answered once."""
+    h = ftactors.replicated(replicas=3, large_arg_bytes=1000, failure_timeout_s=120.0, heartbeat_s=1.0,
+                            heartbeat_interval_s=1.0, heartbeat_misses_max=120, log_max=LOG_MAX)(Blob).remote()
+    victim = None
+    total = 0
+
+    def run_past_log_max() -> None:
+        nonlocal total
+        for _ in range(3 * LOG_MAX):
+            total += 1
+            assert ray.get(h.put.remote(b"c"), timeout=90) == total     # each call once, in order
+
+    def replaced() -> None:
+        wait_for(lambda: old not in {r.replica_id for r in ftactors.describe(h).replicas},
+                 timeout_s=60.0, what=f"the stopped backup {old} out of the view")
+        wait_for(lambda: converged(h, 3), timeout_s=120.0, what="a new replica joined by state transfer")
+
+    try:
+        assert ray.get(h.put.remote(b"a" * 10), timeout=60) == 10
+        wait_for(lambda: converged(h, 3), what="the group converged")
+        victim = chaos.pause_replica(h, "backup", 0)              # cannot fetch: SIGSTOP
+        old = victim.replica_id
+        caller = Caller.remote()
+        value, witness = ray.get(caller.call.remote(h, BIG_BYTES), timeout=60)
+        total = BIG_BYTES + 10
+        assert value == total
+        if lag_first:
+            run_past_log_max()
+            replaced()
+        chaos.kill_router(h)                                       # the router's copy dies with it
+        ray.kill(caller)                                           # and the caller's with its owner
+        wait_for(lambda: _lost(witness), what="the objects of the caller lost")
+        run_past_log_max()
+        replaced()
+        before = ftactors.describe(h)
+        pid, victim = victim.pid, None
+        chaos.resume(pid)                                          # the old backup's late output
+        wait_for(lambda: not _alive(pid), timeout_s=60.0, what=f"the old backup {old} (pid {pid}) gone")
+        after = ftactors.describe(h)
+        assert old not in {r.replica_id for r in after.replicas}, "the old backup came back"
+        assert after.view == before.view, f"the old backup moved the view: {before.view} -> {after.view}"
+        assert ray.get(h.get.remote(), timeout=60) == total         # the call by reference once
+        total += 5
+        assert ray.get(h.put.remote(b"b" * 5), timeout=60) == total
+        wait_for(lambda: converged(h, 3), timeout_s=60.0, what="every replica ran the later put() alike")
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(h)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _lost(ref: Any) -> bool:
     try:
         ray.get(ref, timeout=5)

@@ -254,3 +254,30 @@ def test_a_backup_whose_pushed_copy_was_lost_pulls_it_after_the_wait() -> None:
     result = sim.finish()
     assert result.ops == 30
     assert sim.counts["nested_pulls"] > 0
+
+
+def test_a_backup_stopped_while_its_router_restarts_is_retired_and_replaced() -> None:
+    """docs/faults.md row 34 (the replacement path of "An argument lost with its router and its
+    caller"): a backup stops (SIGSTOP) just as the router dies; it does not answer the rebuild,
+    which leaves it out of the view. Before the fix the rebuilt router never asked for a
+    replacement (the group stayed at two replicas: ``I6: no quiescence``) and never told the
+    stopped backup, which lingered once continued. The one-fault-at-a-time rule (``stable``)
+    never injects this double fault, so the test does."""
+    sim = Simulator(quiet_options(ops_per_client=8))
+    retired = []
+    sim._retire = lambda group, rid: retired.append((group, rid))  # type: ignore[method-assign]  # a zombie
+    advance(sim, 20)
+    assert sim.crash_router("store")
+    stopped = sim.replicas["store"]["store-r2"]
+    stopped.paused = True  # before the restart: it cannot answer the rebuild
+    sim._go_silent(stopped)
+    router = sim.routers["store"]
+    sim.run_until(lambda: router.core is not None and router.core.phase == Phase.NORMAL)
+    assert router.core is not None and "store-r2" not in router.core.members
+    assert ("store", "store-r2") in retired  # told to leave, though it cannot hear it yet
+    advance(sim, 60)
+    stopped.wake()  # continued: it is in no view, its late output is fenced
+    result = sim.finish()
+    core = router.core
+    assert core is not None and len(core.members) == 3 and "store-r2" not in core.members
+    assert result.ops == 16

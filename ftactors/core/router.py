@@ -843,7 +843,7 @@ class RouterCore:
             for ann in rep.announcements:
                 self._merge_announcement(ann)
         executed = self.recovery.executed(self.members, {m: self.links[m].acked for m in self.members})
-        ranked, dropped, replenish = self.recovery.rank(self.members, executed, self.log)
+        ranked, dropped, _ = self.recovery.rank(self.members, executed, self.log)
         for m in dropped:  # the order it lacks is gone (a restarted router): repair it by state transfer
             self.tracker.drop(m)
             self._retired.append(m)
@@ -859,8 +859,9 @@ class RouterCore:
             held = {r.msg_id for r in reports[m].requests} if m in reports else set()
             link.reload(self._catch_up_order(executed[m], held), self.log.after(executed[m]), self.now)
         self.recovery.reports = {}
-        if replenish:
-            self._want_replicas()
+        # below min_replicas: members dropped here, or (a rebuilt router) members that did not
+        # answer the rebuild, such as a stopped one (docs/faults.md, row 34)
+        self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
 

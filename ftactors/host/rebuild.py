@@ -27,11 +27,16 @@ class RebuiltView:
         view: the highest view a live replica reported.
         members: its members that answered, in rank order (the primary first, if it answered).
         next_replica_index: the number for the next replica the router spawns.
+        orphans: every other replica heard of (answered or not): a member that did not answer (a
+            stopped one), a deposed one still running, a joiner of the dead incarnation. No view
+            the router takes over holds them and nothing else would tell them, so the router
+            retires them (a dead one: nothing happens).
     """
 
     view: int
     members: Tuple[str, ...]
     next_replica_index: int
+    orphans: Tuple[str, ...] = ()
 
 
 def replica_index(replica_id: str) -> Optional[int]:
@@ -48,7 +53,8 @@ def rebuilt_view(reports: Dict[str, Tuple[int, Tuple[str, ...], str]], known: It
         known: every replica id the router heard of (answered or not), for the spawn numbering.
 
     Returns:
-        The highest view reported by a live replica, with its members that answered.
+        The highest view reported by a live replica, with its members that answered, and the
+        orphans: every replica in ``reports`` or ``known`` that is not one of them.
 
     Raises:
         LookupError: no live replica answered (the group is lost).
@@ -61,4 +67,5 @@ def rebuilt_view(reports: Dict[str, Tuple[int, Tuple[str, ...], str]], known: It
     if not alive:  # the reporter lists itself in its own view: this cannot be empty
         raise AssertionError(f"view {view} has no live member among {sorted(live)}")
     indices = [i for i in map(replica_index, set(reports) | set(known)) if i is not None]
-    return RebuiltView(view, alive, 1 + max(indices, default=0) + SPAWN_INDEX_GAP)
+    orphans = tuple(sorted((set(reports) | set(known)) - set(alive)))
+    return RebuiltView(view, alive, 1 + max(indices, default=0) + SPAWN_INDEX_GAP, orphans)

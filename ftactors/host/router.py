@@ -376,7 +376,9 @@ class RouterHost:
             known: every replica id heard of (answered or not), for the spawn numbering.
 
         Returns:
-            The view taken over (the same choice the simulator's router makes).
+            The view taken over (the same choice the simulator's router makes). Its ``orphans``, the
+            replicas heard of outside it, are retired (``io.retire``): a member stopped while the
+            router restarted would otherwise linger, a replica of no view, once it continues.
 
         Raises:
             LookupError: no live replica answered (the group is lost).
@@ -393,6 +395,9 @@ class RouterHost:
             core.counts[k] = core.counts.get(k, 0) + n
         self._logged_view = rebuilt.view
         log.info("[%s] router restarted: rebuilt view %d from %s", self.group, rebuilt.view, rebuilt.members)
+        for rid in rebuilt.orphans:
+            log.info("[%s] router restarted: retiring %s, outside view %d", self.group, rid, rebuilt.view)
+            self.io.retire(rid)
         return rebuilt
 
     # ------------------------------------------------------------ driving

@@ -501,15 +501,16 @@ class _RouterLoop:
                 handle = _lookup(replica_actor_name(self.group, rid), self.spec.namespace) or self.handles.get(rid)
                 if handle is None:
                     continue
+                self.handles[rid] = handle  # a member or not, answering or not: the rebuild may retire it
                 try:
                     found[rid] = await asyncio.wait_for(_aw(handle.view_info.remote(self.host.epoch)),
                                                         timeout=5.0)
-                    self.handles[rid] = handle
                 except Exception as exc:  # a dead replica, replaced before the restart
                     log.debug("[%s] rebuild: replica %s unreachable: %s", self.group, rid, exc)
                     continue
             names |= {m for v in found.values() for m in v[1]}
-        try:  # the same choice as the simulator's router makes (ftactors.host.rebuild)
+        try:  # the same choice as the simulator's router makes (ftactors.host.rebuild); it retires
+            # every replica outside the view it takes over (``_retire``: a stopped one on continuing)
             self.host.rebuild(found, known=names)
         except LookupError:
             raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None

@@ -678,6 +678,19 @@ class Simulator:
         self.next_index[router.group] = max(self.next_index[router.group], index + 1)
         self.schedule(self.rng.randint(1, 6), SpawnReady(router.group, router.incarnation, rid))
 
+    def _alive_replica(self, group: str, rid: str) -> bool:
+        """Whether replica ``rid`` of ``group`` exists and runs (paused or not).
+
+        Args:
+            group: the group.
+            rid: the replica.
+
+        Returns:
+            True if its host is alive.
+        """
+        host = self.replicas[group].get(rid)
+        return host is not None and host.alive
+
     def _retire(self, group: str, rid: str) -> None:
         """Ray stops a removed replica, sometimes late: meanwhile it is a zombie to fence."""
         if self.rng.random() < 0.5:
@@ -687,17 +700,17 @@ class Simulator:
         """Restart a crashed router from the replicas alive in the highest view they report."""
         router = self.routers[group]
         reports = {}
+        known = [f"{group}-r{self.next_index[group] - 1}"]
         for h in self.replicas[group].values():  # the Ray router asks each replica's view_info
-            if h.alive:
+            if h.alive and h.paused:  # stopped: no answer (Ray's call times out), but Ray lists its name
+                known.append(h.rid)
+            elif h.alive:
                 h.turns.adopt(router.epoch)
                 reports[h.rid] = (h.core.view, tuple(h.core.members), h.core.role.value, dict(h.router_counts))
         host = router.new_host(None)
-        rebuilt = host.rebuild(reports, known=[f"{group}-r{self.next_index[group] - 1}"])
+        rebuilt = host.rebuild(reports, known=known)  # it retires the orphans (``_retire``)
         router.host = host
-        for h in self.replicas[group].values():
-            if h.alive and h.rid not in rebuilt.members:
-                h.alive = False  # an orphan (joining, or removed): the new router does not know it
-                self.count("orphans_stopped")
+        self.count("rebuild_orphans", len([rid for rid in rebuilt.orphans if self._alive_replica(group, rid)]))
         router.released = set()
         self.count("router_rebuilds")
 
@@ -952,6 +965,8 @@ class Simulator:
         for group, hosts in self.replicas.items():
             core = self.routers[group].core
             if core is None or core.phase != Phase.NORMAL or core.pending or core.joining:
+                return False
+            if len(core.members) < core.config.min_replicas:  # a lost replica is replaced (row 34)
                 return False
             primary = hosts[core.members[0]]
             for m in core.members:
