@@ -397,10 +397,10 @@ def test_recovery_ranks_the_most_advanced_first_and_drops_who_cannot_catch_up() 
     rec.start(now=0)
     rec.report(report("g-r2", 1, requests=(req("c", 2),)))  # it holds c#2 itself
     members = ["g-r0", "g-r1", "g-r2"]
-    ranked, dropped, replenish = rec.rank(members, {"g-r0": 2, "g-r1": 3, "g-r2": 1}, log)
-    assert ranked == ["g-r1", "g-r0", "g-r2"] and dropped == [] and not replenish
-    ranked, dropped, replenish = rec.rank(members, {"g-r0": 0, "g-r1": 3, "g-r2": 3}, log)
-    assert ranked == ["g-r1", "g-r2"] and dropped == ["g-r0"] and replenish  # c#1 is gone: state transfer
+    ranked, dropped = rec.rank(members, {"g-r0": 2, "g-r1": 3, "g-r2": 1}, log)
+    assert ranked == ["g-r1", "g-r0", "g-r2"] and dropped == []
+    ranked, dropped = rec.rank(members, {"g-r0": 0, "g-r1": 3, "g-r2": 3}, log)
+    assert ranked == ["g-r1", "g-r2"] and dropped == ["g-r0"]  # c#1 is gone: state transfer
 
 
 def test_recovery_keeps_a_rebuilt_routers_undeposed_primary_in_the_lead_when_it_can_catch_up() -> None:
@@ -409,11 +409,11 @@ def test_recovery_keeps_a_rebuilt_routers_undeposed_primary_in_the_lead_when_it_
     log.retain(req("c", 1))
     rec = Recovery()
     rec.rebuilt_primary = ("g-r0", 4)
-    ranked, dropped, _ = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 1}, log)
+    ranked, dropped = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 1}, log)
     assert ranked == ["g-r0", "g-r1"] and dropped == []
     assert rec.primary_since("g-r0", 6) == 4 and rec.primary_since("g-r1", 6) == 6
-    ranked, dropped, replenish = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 2}, log)  # position 2 unknown
-    assert ranked == ["g-r1"] and dropped == ["g-r0"] and replenish
+    ranked, dropped = rec.rank(["g-r0", "g-r1"], {"g-r0": 0, "g-r1": 2}, log)  # position 2 unknown
+    assert ranked == ["g-r1"] and dropped == ["g-r0"]
 
 
 # -------------------------------------------------------------------- Outbox

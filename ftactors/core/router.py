@@ -843,7 +843,7 @@ class RouterCore:
             for ann in rep.announcements:
                 self._merge_announcement(ann)
         executed = self.recovery.executed(self.members, {m: self.links[m].acked for m in self.members})
-        ranked, dropped, _ = self.recovery.rank(self.members, executed, self.log)
+        ranked, dropped = self.recovery.rank(self.members, executed, self.log)
         for m in dropped:  # the order it lacks is gone (a restarted router): repair it by state transfer
             self.tracker.drop(m)
             self._retired.append(m)

@@ -14,7 +14,7 @@ A transcript::
     recovery.report(report_of_r1)             # r1 executed up to 4
     recovery.complete(["g-r1", "g-r2"])      # False: g-r2 has not reported
     recovery.rank(["g-r1", "g-r2"], {"g-r1": 4, "g-r2": 3}, log)
-    # (["g-r1", "g-r2"], [], False): g-r1 leads, g-r2 catches up from the log
+    # (["g-r1", "g-r2"], []): g-r1 leads, g-r2 catches up from the log
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Recovery:
         own: Set[MsgId] = {r.msg_id for r in held.requests} if held is not None else set()
         return log.can_replay(executed, upto, own)
 
-    def rank(self, members: List[str], executed: Dict[str, int], log: OrderLog) -> Tuple[List[str], List[str], bool]:
+    def rank(self, members: List[str], executed: Dict[str, int], log: OrderLog) -> Tuple[List[str], List[str]]:
         """The new view's members in rank order.
 
         Args:
@@ -92,9 +92,9 @@ class Recovery:
             log: the router's order log.
 
         Returns:
-            (ranked, dropped, replenish): the new view; the members that leave it to be
-            repaired by state transfer (the order they lack is gone), in retirement order;
-            whether replacements are wanted.
+            (ranked, dropped): the new view; the members that leave it to be repaired by
+            state transfer (the order they lack is gone), in retirement order. The router asks
+            for replacements after every recovery that leaves fewer than ``min_replicas``.
         """
         # the most advanced survivor leads (it holds the longest prefix); ties by rank
         ranked = sorted(members, key=lambda m: (-executed[m], members.index(m)))
@@ -111,11 +111,10 @@ class Recovery:
             else:
                 dropped.append(undeposed)
         stuck = {m for m in ranked[1:] if not self.can_catch_up(m, executed[m], executed[ranked[0]], log)}
-        replenish = bool(stuck) or len(ranked) < len(members)
         if stuck:
             ranked = [m for m in ranked if m not in stuck]
             dropped += sorted(stuck)
-        return ranked, dropped, replenish
+        return ranked, dropped
 
     def primary_since(self, leader: str, view: int) -> int:
         """The lowest view whose output of ``leader`` the router accepts once it installs ``view``:
