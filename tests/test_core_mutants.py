@@ -14,6 +14,8 @@ import pytest
 
 from ftactors.core import (
     AcknowledgedDuplicateError,
+    Announcement,
+    Checkpoint,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -34,6 +36,7 @@ from ftactors.core import (
     StaleViewError,
     nested_source,
 )
+from ftactors.core.dedup import DedupTable
 from ftactors.core.scheduler import Queued, ScheduleContext, make_scheduler
 from tests.test_core_router import MEMBERS, Group
 
@@ -1171,3 +1174,109 @@ def test_a_source_naming_a_call_numbered_zero_is_not_a_call_back_into_the_group(
         g.router.submit(replace(first, msg_id=no_call, source_view=1))
     back = MsgId(nested_source("h", MsgId(waiting, 1)), 1)  # h's call 1 of it: a real ring
     assert g.router.submit(replace(first, msg_id=back, source_view=1)) is None
+
+
+# ------------------------------------------ reply copies kept by the router's log (issue 11)
+
+
+def _push(router: RouterCore, position: int, caller: Request, *copies: Reply) -> None:
+    """The primary ``g-r0`` announces ``caller`` at ``position`` and pushes the copies of its nested replies."""
+    router.on_delivered(Delivered("g-r0", 1, announcements=(Announcement("g", 1, position, caller.msg_id),),
+                                  acked_position=position, reply_copies=copies))
+
+
+def _copy(caller: Request, seq: int) -> Reply:
+    """The reply to the ``seq``-th nested call ``caller`` made (to group ``b``)."""
+    return Reply(MsgId(nested_source("g", caller.msg_id), seq), "b", 1, seq, Outcome(True, seq))
+
+
+def test_the_router_counts_only_the_kept_copies_it_drops_and_a_joiner_gets_none_its_checkpoint_covers() -> None:
+    """The router's log keeps ``reply_copies_max`` pushed copies for later joiners; the status counter
+    ``reply_copies_unkept`` counts each one it drops for that bound, not a late copy of a call every
+    member executed (nobody replays it). A joiner restored from a checkpoint at position 2 replays
+    position 3 only: it gets that call's copy, not the copy of the call at the checkpoint's own
+    position, and queuing it drops nothing (``reply_copies_dropped`` counts the backups' links only)."""
+    router = RouterCore("g", CoreConfig(reply_copies_max=2, null_message_ticks=1), MEMBERS)
+    client = ClientCore("c")
+    calls = [client.request("g", "fwd", payload=i) for i in (1, 2, 3)]
+    for req in calls:
+        router.submit(req)
+    for pos, req in enumerate(calls, start=1):  # each call made one nested call; none sent on yet
+        _push(router, pos, req, _copy(req, 1))
+    assert router.counts["reply_copies_dropped"] == 2  # each backup's link held 3 of at most 2
+    assert router.counts["reply_copies_unkept"] == 1  # the log dropped c#1's copy
+    router.tick(1)
+    router.ready()
+    for backup in ("g-r1", "g-r2"):
+        router.on_delivered(Delivered(backup, 1, acked_position=1))
+    assert router.trimmed == 1
+    _push(router, 3, calls[2])  # (a repeat of position 3, nothing new)
+    router.on_delivered(Delivered("g-r0", 1, acked_position=3, reply_copies=(_copy(calls[0], 2),)))  # late
+    assert router.counts["reply_copies_unkept"] == 1  # c#1 ran everywhere: its late copy is not kept
+    router.replica_started("g-r3")
+    router._relay_checkpoint(Checkpoint("g", 1, 2, 2, DedupTable(100, 100).export()))
+    router.tick(2)
+    join = dict(router.ready().sends)["g-r3"]
+    assert join.join and [a.position for a in join.announcements] == [3]
+    assert [r.msg_id for r in join.reply_copies] == [_copy(calls[2], 1).msg_id]
+    assert router.counts["reply_copies_dropped"] == 2 and router.counts["reply_copies_unkept"] == 1
+
+
+def test_a_repaired_backup_is_sent_the_kept_copies_it_lacks_and_each_one_its_link_drops_is_counted() -> None:
+    """A diverged backup repaired by state transfer replays the retained log after the checkpoint: the
+    kept copies of those calls are queued on its link behind the copies already waiting there, at most
+    ``reply_copies_max``; each dropped to stay within the bound counts in ``reply_copies_dropped``."""
+    router = RouterCore("g", CoreConfig(reply_copies_max=2, null_message_ticks=1), MEMBERS)
+    client = ClientCore("c")
+    first, second = client.request("g", "fwd", payload=1), client.request("g", "fwd", payload=2)
+    router.submit(first)
+    router.submit(second)
+    _push(router, 1, first, _copy(first, 1))
+    router.tick(1)
+    router.ready()
+    for backup in ("g-r1", "g-r2"):
+        router.on_delivered(Delivered(backup, 1, acked_position=1))
+    _push(router, 2, second, _copy(second, 1), _copy(second, 2))
+    router.tick(2)
+    router.ready()  # both copies went to the backups, which answer before running c#2
+    for backup in ("g-r1", "g-r2"):
+        router.on_delivered(Delivered(backup, 1, acked_position=1))
+    late = _copy(first, 2)  # c#1 ran everywhere: its late copy waits on the backups' links, not in the log
+    router.on_delivered(Delivered("g-r0", 1, acked_position=2, reply_copies=(late,)))
+    assert router.counts["reply_copies_dropped"] == 0
+    router.resync.add("g-r1")  # g-r1 diverged: repaired from the primary's next checkpoint
+    router.on_delivered(Delivered("g-r0", 1, acked_position=2,
+                                  checkpoint=Checkpoint("g", 1, 1, 1, DedupTable(100, 100).export())))
+    assert router.counts["resyncs"] == 1
+    assert router.counts["reply_copies_dropped"] == 1  # the late copy made room for c#2's second
+    router.tick(3)
+    sends = dict(router.ready().sends)
+    assert [r.msg_id for r in sends["g-r1"].reply_copies] == [_copy(second, 1).msg_id, _copy(second, 2).msg_id]
+    assert [r.msg_id for r in sends["g-r2"].reply_copies] == [late.msg_id]
+
+
+def test_a_deep_lineage_with_no_call_waiting_here_is_not_a_call_back_into_the_group() -> None:
+    """The router walks a nested source's lineage at most ``REENTRANT_DEPTH_MAX`` calls up looking
+    for a call that waits here; a lineage deeper than that, none of whose calls waits here, is an
+    ordinary nested call: refused at ``inflight_max``."""
+    from ftactors.core.router import REENTRANT_DEPTH_MAX
+    g = Group(CoreConfig(inflight_max=1))
+    first = ClientCore("c").request("g", "add", payload=1)
+    g.router.submit(first)
+    source = "d"  # a client with no call here
+    for _ in range(REENTRANT_DEPTH_MAX + 1):
+        source = nested_source("h", MsgId(source, 1))
+    with pytest.raises(GroupOverloadedError, match="in flight"):
+        g.router.submit(replace(first, msg_id=MsgId(source, 1), source_view=1))
+
+
+@pytest.mark.parametrize("calling", ["c#x", "c#", "c#-1"])
+def test_a_lineage_naming_no_numbered_call_is_refused_as_overloaded_not_an_error(calling: str) -> None:
+    """A nested source whose calling message has no sequence number (a garbled or forged request)
+    names no call waiting here: at ``inflight_max`` it is refused as overloaded, like any other
+    call, and the router does not fail on it."""
+    g = Group(CoreConfig(inflight_max=1))
+    first = ClientCore("c").request("g", "add", payload=1)
+    g.router.submit(first)
+    with pytest.raises(GroupOverloadedError, match="in flight"):
+        g.router.submit(replace(first, msg_id=MsgId(f"g|{calling}", 1), source_view=1))

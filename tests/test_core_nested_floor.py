@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+import pytest
+
 from ftactors.core import CoreConfig, Deliver, Execute, Kind, MsgId, NewView, Outcome, ReplicaCore, Request
 from ftactors.core.dedup import DedupTable
 
@@ -111,3 +113,171 @@ def test_a_source_recorded_again_after_it_was_folded_keeps_its_forgotten_calls_e
     table.record(MsgId("front|c#2", 1), None)  # front|c#1 is folded into the floor
     table.record(MsgId("front|c#1", 3), None)  # c#1 still runs: its source is tracked again
     assert [table.status(MsgId("front|c#1", q)) for q in (1, 2, 3, 4)] == ["expired", "expired", "done", "new"]
+
+
+def test_a_nested_call_carries_the_held_calls_of_its_own_root_only() -> None:
+    """``Request.holds`` names the calling messages of the caller's root held here unfinished: c#1,
+    which waits behind c#2; not d#5 of another client (a floor of root ``front|c`` has nothing to
+    keep apart for it), nor the calling message itself."""
+    front = _front()
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0), Request(Kind.SYNC_REQUEST, MsgId("d", 5), "front",
+                                                                         "fwd", priority=0), _client_call(2, 5))))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute) and eff.request.msg_id == MsgId("c", 2)
+    nested, _ = front.nested_request("store", "op")
+    assert nested.holds == ((1,),)
+
+
+def test_a_forgotten_source_keeps_apart_every_call_held_when_any_of_its_calls_ran() -> None:
+    """A source's holds are the union of those its requests carried: c#5 made two nested calls, the
+    first while the front held c#1, the second while it held c#3. Forgetting the source exempts both."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("front|c#5", 1), None, holds=((1,),))
+    table.record(MsgId("front|c#5", 2), None, holds=((3,),))
+    table.record(MsgId("front|x#1", 1), None)
+    table.record(MsgId("front|y#1", 1), None)  # front|c#5 is forgotten: the root's floor passes c#1..c#4
+    assert table.exemptions() == 2
+    assert [table.status(MsgId(f"front|c#{seq}", 1)) for seq in (1, 2, 3, 4)] == ["new", "expired", "new", "expired"]
+    assert table.status(MsgId("front|c#5", 2)) == "expired"
+
+
+def test_a_forgotten_source_keeps_apart_a_call_its_roots_latest_request_named() -> None:
+    """The front held c#7 when c#9 made its call, not when c#8 made its own: forgetting front|c#8 (whose
+    floor passes c#7) still keeps c#7's subtree apart, from the root's latest holds."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("front|c#8", 1), None)
+    table.record(MsgId("front|c#9", 1), None, holds=((7,),))
+    table.record(MsgId("front|x#1", 1), None)  # front|c#8 is forgotten
+    assert table.exemptions() == 1
+    assert table.status(MsgId("front|c#7", 1)) == "new" and table.status(MsgId("front|c#6", 1)) == "expired"
+
+
+def test_an_exempt_subtrees_floor_only_rises_whatever_order_its_sources_are_forgotten_in() -> None:
+    """Two hops (A -> B -> this group): c#1 is still held at A while B ran A|c#1's second call before
+    its first. Both sources lie in c#1's exempt subtree; forgetting the second one after the first
+    keeps the subtree's floor at the higher one, so a duplicate of the first never runs again."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("B|A|c#2#1", 1), None, holds=((1,),))
+    table.record(MsgId("B|A|c#3#1", 1), None, holds=((1,),))
+    table.record(MsgId("B|A|c#1#2", 1), None)  # B|A|c#2#1 is forgotten: c#1's subtree is exempt
+    table.record(MsgId("B|A|c#1#1", 1), None)
+    assert table.exemptions() == 1
+    table.record(MsgId("B|A|c#4#1", 1), None)  # forgets B|A|c#1#2 ...
+    table.record(MsgId("B|A|c#5#1", 1), None)  # ... then B|A|c#1#1, lower in the same subtree
+    assert table.status(MsgId("B|A|c#1#2", 1)) == "expired"
+    assert table.status(MsgId("B|A|c#1#1", 1)) == "expired" and table.status(MsgId("B|A|c#1#3", 1)) == "new"
+
+
+def test_a_held_call_and_a_call_it_made_are_one_exempt_subtree() -> None:
+    """A request's holds may name a held call (c#1, waiting at A) and a call made under it (A|c#1's
+    first call, queued at B): one subtree, so one exemption. An exemption within another would use
+    one of the ``sources_max`` places and push the outer one out, and the held call's other calls would
+    then read expired."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    holds = ((1,), (1, 1), (3,))
+    for src in ("B|A|c#2#1", "B|A|c#4#1", "B|A|c#5#1", "B|A|c#6#1"):
+        table.record(MsgId(src, 1), None, holds=holds)
+    assert table.exemptions() == 2  # c#1 and c#3
+    assert [table.status(MsgId(src, 1)) for src in ("B|A|c#1#1", "B|A|c#1#2", "B|A|c#3#1")] == ["new"] * 3
+    assert table.status(MsgId("B|A|c#2#1", 1)) == "expired"
+
+
+def test_a_source_keeps_what_a_forgotten_floor_covered_of_it() -> None:
+    """front|c#1 ran up to #5 and was forgotten (the root's floor covers it); its #3, accepted before,
+    ran late and tracks the source again, which takes over what the floor covered (#4, #5 expired). The
+    root's floor is then forgotten (other roots' floors fill ``sources_max``), and the source too: its
+    record puts the floor back, so #4 still never runs twice."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("front|c#1", 5), None)
+    table.record(MsgId("front|x#1", 1), None)
+    table.record(MsgId("front|y#1", 1), None)  # front|c#1 forgotten: floor (1, 5)
+    table.record(MsgId("front|c#1", 3), None)  # ran late: tracked again
+    table.record(MsgId("front|z#1", 1), None)
+    assert table.status(MsgId("front|c#1", 4)) == "expired"  # the floor of front|c is forgotten by now
+    table.record(MsgId("front|w#1", 1), None)  # front|c#1 forgotten again
+    assert [table.status(MsgId("front|c#1", q)) for q in (3, 4, 5, 6)] == ["expired", "expired", "expired", "new"]
+
+
+def test_a_checkpoint_restores_the_table_as_it_was() -> None:
+    """``restore(export())`` gives a table whose export is the same: each source's holds, the roots'
+    latest holds (``sources_max`` of them), exemptions and floors. Restored with a smaller
+    ``sources_max``, it keeps the most recent roots' holds."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("front|e#1", 1), None, holds=((4,),))
+    table.record(MsgId("front|g#1", 1), None)
+    table.record(MsgId("front|c#8", 1), None, holds=((2,),))
+    table.record(MsgId("front|c#9", 1), None, holds=((7,),))
+    exported = table.export()
+    assert len(exported[4]) == 2 and any(holds for _, *_, holds in exported[0])
+    assert DedupTable.restore(exported, 100, 2).export() == exported
+    assert DedupTable.restore(exported, 100, 1).export()[4] == exported[4][-1:]
+
+
+def test_a_restored_source_forgotten_later_still_covers_what_it_ran() -> None:
+    """A checkpoint holds front|c#1's entry for #5 (not acknowledged): the restored table, forgetting
+    the source, raises the floor past #5, so a duplicate of it never runs again."""
+    table = DedupTable(reply_cache_max=100, sources_max=1)
+    table.record(MsgId("front|c#1", 5), None)
+    back = DedupTable.restore(table.export(), 100, 1)
+    back.record(MsgId("front|c#2", 1), None)  # front|c#1 is forgotten
+    assert back.status(MsgId("front|c#1", 5)) == "expired"
+
+
+def test_a_source_first_recorded_at_a_later_call_keeps_its_earlier_calls_new() -> None:
+    """A scheduler may run a source's call #2 before its #1 (a higher priority): #1 still runs once it
+    comes, whether the source has no floor yet or lies above its root's floor."""
+    table = DedupTable(reply_cache_max=100, sources_max=1)
+    table.record(MsgId("c", 2), None)
+    assert table.status(MsgId("c", 1)) == "new"
+    table.record(MsgId("front|c#1", 5), None)
+    table.record(MsgId("front|c#2", 1), None)  # front|c#1 forgotten: the root's floor is (1, 5)
+    table.record(MsgId("front|c#3", 2), None)
+    assert table.status(MsgId("front|c#3", 1)) == "new"
+    table.acknowledge("front|c#3", 3)
+    with pytest.raises(AssertionError, match="executed twice"):  # a message acknowledged already: our bug
+        table.record(MsgId("front|c#3", 2), None)
+
+
+def test_a_source_wholly_below_its_roots_floor_recorded_late_keeps_its_earlier_calls_expired() -> None:
+    """front|c#1's calls all lie below the root's floor (front|c#2 was forgotten), but its call #3 was
+    accepted before and runs late: tracked again, the source keeps #1 and #2 expired (never run
+    twice) and #4, which its calling message may still make, new."""
+    table = DedupTable(reply_cache_max=100, sources_max=1)
+    table.record(MsgId("front|c#2", 1), None)
+    table.record(MsgId("front|c#3", 1), None)  # front|c#2 forgotten: the floor (2, 1) passes all of front|c#1
+    table.record(MsgId("front|c#1", 3), None)
+    assert [table.status(MsgId("front|c#1", q)) for q in (1, 2, 3, 4)] == ["expired", "expired", "done", "new"]
+
+
+def test_the_roots_holds_kept_are_those_learnt_most_recently() -> None:
+    """At most ``sources_max`` roots' latest holds are kept; a root learnt again counts as recent."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    for source in ("front|c#1", "front|d#1", "front|c#2", "front|e#1", "c"):  # "c": a client, no holds
+        table.record(MsgId(source, 1), None, holds=((9,),) if "|" in source else ())
+    assert [root for root, _ in table.export()[4]] == ["front|c", "front|e"]
+
+
+def test_a_settled_source_touched_again_is_forgotten_after_the_ones_settled_since() -> None:
+    """Sources holding no entry go first, the least recently active first: one acknowledged again
+    is kept over another settled since; one that holds an entry again is no longer settled."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("a", 1), None)
+    table.acknowledge("a", 2)
+    table.record(MsgId("b", 1), None)
+    table.acknowledge("b", 2)
+    table.acknowledge("a", 3)  # a is active again
+    table.record(MsgId("x", 1), None)  # one source too many: b goes, the settled one idle longest
+    assert table.status(MsgId("a", 1)) == "forgotten" and table.status(MsgId("b", 1)) == "expired"
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("b", 1), None)
+    table.record(MsgId("a", 1), None)
+    table.acknowledge("a", 2)
+    table.record(MsgId("a", 2), None)  # a holds an entry again
+    table.record(MsgId("x", 1), None)  # no settled source: the least recently active goes, b
+    assert table.status(MsgId("a", 2)) == "done" and table.status(MsgId("b", 1)) == "expired"
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("b", 1), None)  # b holds its entry (its reply is not acknowledged)
+    table.record(MsgId("a", 1), None)
+    table.acknowledge("a", 2)  # a holds none: settled, though more recently active than b
+    table.record(MsgId("x", 1), None)
+    assert table.status(MsgId("b", 1)) == "done" and table.status(MsgId("a", 1)) == "expired"

@@ -216,6 +216,47 @@ def test_a_held_call_still_waits_for_a_predecessor_the_router_does_not_know() ->
     assert seqs(intake.release_gaps(now=10, gap_ticks=lambda arrived: 10)) == [3]
 
 
+def test_held_calls_of_several_sources_all_go_on_in_one_round() -> None:
+    """One ``release_gaps`` round releases every source whose wait is over: those whose missing
+    call the router learnt, and those past the gap, even when a source before them in the round
+    still waits for a call whose argument is being fetched."""
+    intake = make_intake()
+    intake.admit(req("a", 1), now=0)
+    intake.expect_soon(MsgId("a", 2))  # a#2 reached the router; its argument is being fetched
+    intake.admit(req("a", 3), now=0)
+    for src in ("b", "c", "d", "e"):
+        intake.admit(req(src, 1), now=0)
+        assert intake.admit(req(src, 3), now=0) == []  # src#2 is missing
+    for src in ("b", "c"):  # the router learns b#2 and c#2 (a rebuilt router, from the replicas' reports)
+        intake.log.retain(req(src, 2))
+    released = intake.release_gaps(now=1, gap_ticks=lambda arrived: 5)
+    assert [(r.msg_id.source, r.msg_id.seq) for r in released] == [("b", 3), ("c", 3)]
+    released = intake.release_gaps(now=5, gap_ticks=lambda arrived: 5)  # d#2 and e#2 never came
+    assert [(r.msg_id.source, r.msg_id.seq) for r in released] == [("d", 3), ("e", 3)]
+    assert set(intake.held) == {"a"}
+
+
+def test_a_held_call_whose_own_retransmission_is_being_fetched_does_not_wait_for_itself() -> None:
+    """A call held for a missing predecessor is retransmitted by its caller with its argument by
+    reference: while the router fetches that copy, the held call still goes on after the gap."""
+    intake = make_intake()
+    intake.admit(req("c", 1), now=0)
+    intake.admit(req("c", 3), now=0)
+    intake.expect_soon(MsgId("c", 3))  # c#3 again (a retry), its argument being fetched
+    assert seqs(intake.release_gaps(now=5, gap_ticks=lambda arrived: 5)) == [3]
+
+
+def test_a_held_call_of_a_known_source_goes_on_when_the_router_learns_what_it_missed() -> None:
+    """The router takes c#1, misses c#2 and holds c#3 (its ``ack_below`` 1: the caller acknowledges in
+    sweeps, and c#1's reply is long forgotten); once it learns c#2, c#3 waits no more: the calls
+    before c#2 were settled when this router took them, whatever c#3's ``ack_below`` says."""
+    intake = make_intake()
+    assert seqs(intake.admit(req("c", 1), now=0)) == [1]  # relayed, its reply released and forgotten since
+    assert intake.admit(req("c", 3, ack_below=1), now=1) == []
+    intake.log.retain(req("c", 2))  # learnt from a replica's report
+    assert seqs(intake.release_gaps(now=2, gap_ticks=lambda arrived: 10_000)) == [3]
+
+
 def test_a_source_new_to_the_intake_starts_at_its_ack_below_past_what_the_log_holds() -> None:
     intake = make_intake()
     intake.log.retain(req("c", 5))  # from a replica's report: the restarted router holds it
