@@ -248,3 +248,26 @@ def test_passive_backup_drops_copies_a_checkpoint_covers() -> None:
     table.record(c1, None)
     core.deliver(Deliver(view=1, checkpoint=Checkpoint("g", 1, 1, None, table.export())))
     assert [caller.source for caller in core._reply_copies] == ["g|c#2"]
+
+
+def test_a_backups_async_step_waits_for_its_nested_copy_and_pulls_only_at_the_step_that_consumes_it() -> None:
+    """Issue 11 (docs/faults.md row 35): an async step that suspends on a nested call before the copy
+    came waits for it (it rides with the announcement of the resume step); the resume step takes it.
+    A copy still missing at the consuming step is pulled, and counted."""
+    core = ReplicaCore("g", "g-r1", CoreConfig(), "reception", VIEW)
+    c1 = MsgId("c", 1)
+    req1 = Request(kind=Kind.SYNC_REQUEST, msg_id=c1, group="g", method="m")
+    core.deliver(Deliver(view=1, requests=(req1,), announcements=(ann(1, c1),)))
+    assert isinstance(core.next_effect(), Execute)
+    nreq, send = core.nested_request("b", "m")
+    assert not send
+    assert core.copy_or_pull(nreq.msg_id, consuming=False) == (None, False)  # suspends: wait, no pull
+    core.suspend(c1)
+    resume = Announcement("g", 1, 2, c1, resume=1, wake=("f", 1))
+    core.deliver(Deliver(view=1, announcements=(resume,), reply_copies=(_nested_reply(c1, 1),)))
+    ex = core.next_effect()
+    assert isinstance(ex, Execute) and ex.resume == 1
+    assert core.copy_or_pull(nreq.msg_id, consuming=True) == (_nested_reply(c1, 1), False)
+    assert core.counts["reply_copies_pulled"] == 0
+    assert core.copy_or_pull(MsgId(nreq.msg_id.source, 2), consuming=True) == (None, True)  # lost: pull
+    assert core.counts["reply_copies_pulled"] == 1

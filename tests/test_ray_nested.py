@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -73,6 +74,15 @@ class AsyncFrontend:
         self.seen.append((token, value))
         return value
 
+    async def add_nap_then_get(self, token: str, nap_s: float, delay_s: float) -> int:
+        """A blocking ``ray.get`` of the nested call, after the call slept once (a backup's start
+        step ran before the reply was in)."""
+        ref = self.store.slow_add.remote(token, delay_s)
+        await asyncio.sleep(nap_s)
+        value = ray.get(ref)
+        self.seen.append((token, value))
+        return value
+
 
 def build(style: str):
     store = ftactors.replicated(replicas=3, style=style, checkpoint_every=10)(Store).remote()
@@ -119,21 +129,88 @@ def test_a_nested_call_that_raised_is_pushed_to_the_backups_with_its_exception_t
         ftactors.shutdown(store)
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md, open: a Ray async backup that runs the start step "
-                   "before the copy exists pulls it (it must hand the method an ObjectRef at once)")
+def backup_counts(handle) -> list:
+    """Each backup's own counters (``ReplicaCore.counts``: copies taken, copies pulled)."""
+    return [ray.get(b.actor.info.remote(), timeout=30)["counts"] for b in ftactors.describe(handle).backups]
+
+
 def test_an_async_backup_ahead_of_its_copy_does_not_pull(ray_local):
     """An async nested call slower than ``heartbeat_s``: the primary answers its held Deliver with the
-    start step's announcement before the reply is in, the backups run the start step and, having no
-    copy yet, pull the reply from the store's router (each backup, each call)."""
+    start step's announcement before the reply is in, and the backups run the start step first. Their
+    method is handed an awaitable the pushed copy completes when the resume step comes (docs/faults.md
+    row 35); before, each backup pulled the reply from the store's router (``assert 6 == 0``)."""
     store = ftactors.replicated(replicas=3)(Store).remote()
     front = ftactors.replicated(replicas=3)(AsyncFrontend).remote(store)
     try:
         assert [ray.get(front.add_slowly.remote(f"s{i}", 0.6)) for i in range(3)] == [1, 2, 3]
         wait_for(lambda: converged(front, 3), what="frontend backups to catch up")
         assert ftactors.stats(store)["reply_copies"] == 0, "an async frontend backup pulled a reply copy"
+        assert [c.get("reply_copies_used") for c in backup_counts(front)] == [3, 3]
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)
+
+
+def test_an_async_backup_ahead_of_its_copy_can_still_ray_get_the_nested_call(ray_local):
+    """The stand-in a backup's async method is handed (docs/faults.md row 35) also works with a blocking
+    ``ray.get`` after the method slept past ``heartbeat_s``: the copy came with the resume step, no pull."""
+    store = ftactors.replicated(replicas=3)(Store).remote()
+    front = ftactors.replicated(replicas=3)(AsyncFrontend).remote(store)
+    try:
+        assert [ray.get(front.add_nap_then_get.remote(f"n{i}", 0.6, 0.9)) for i in range(2)] == [1, 2]
+        wait_for(lambda: converged(front, 3), what="frontend backups to catch up with equal state")
+        assert ftactors.stats(store)["reply_copies"] == 0, "an async frontend backup pulled a reply copy"
+        assert [c.get("reply_copies_used") for c in backup_counts(front)] == [2, 2]
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+class Watcher:
+    """Calls a group that may be gone, and records what each call raised."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.seen: list = []
+
+    def add(self, token: str) -> str:
+        try:
+            ray.get(self.store.add.remote(token))
+        except Exception as exc:
+            self.seen.append((token, type(exc).__name__))
+            return type(exc).__name__
+        self.seen.append((token, "ok"))
+        return "ok"
+
+    async def add_async(self, token: str) -> str:
+        try:
+            await self.store.add.remote(token)
+        except Exception as exc:
+            self.seen.append((token, type(exc).__name__))
+            return type(exc).__name__
+        self.seen.append((token, "ok"))
+        return "ok"
+
+
+def test_a_nested_call_to_a_group_that_is_gone_is_pushed_as_the_error_the_primary_got(ray_local):
+    """The callee group was shut down: the nested call itself fails (``ActorDiedError`` at the
+    primary's ``ray.get``, no method raised). The primary pushes that error as the reply copy, and the
+    backups' code raises it, same type, without pulling it from the (dead) callee's router
+    (docs/faults.md row 36); before, every backup pulled it (``reply_copies_used`` stayed 0)."""
+    store = ftactors.replicated(replicas=3)(Store).remote()
+    front = ftactors.replicated(replicas=3)(Watcher).remote(store)
+    try:
+        assert ray.get(front.add.remote("before")) == "ok"
+        ftactors.shutdown(store)
+        errors = [ray.get(front.add.remote(f"g{i}")) for i in range(3)]
+        errors += [ray.get(front.add_async.remote(f"a{i}")) for i in range(3)]
+        assert errors == ["ActorDiedError"] * 6
+        wait_for(lambda: converged(front, 3), what="frontend backups to catch up with equal state")
+        counts = backup_counts(front)
+        assert [c.get("reply_copies_pulled", 0) for c in counts] == [0, 0], counts
+        assert [c.get("reply_copies_used") for c in counts] == [7, 7], counts
+    finally:
+        ftactors.shutdown(front)
 
 
 @pytest.mark.parametrize("style", ["semi-active", "passive"])

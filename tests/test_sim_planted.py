@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import pytest
 
-from ftactors.core import Execute, ReplicaCore, Role, RouterCore
+from ftactors.core import Execute, MsgId, ReplicaCore, Role, RouterCore
 from ftactors.core.routing.intake import Intake
 from ftactors.core.messages import Reply
 from ftactors.testing import InvariantViolation, SimOptions, Simulator, draw_options, run_seed, run_swarm
@@ -268,6 +268,26 @@ def test_backup_resuming_in_arrival_order_breaks_agreement(monkeypatch: pytest.M
     assert summary.failures, "the planted resume-order bug went unnoticed"
     error = summary.failures[0].error
     assert RESUMED_OUT_OF_ORDER.match(error), error
+
+
+def test_an_async_backup_pulling_at_the_step_that_suspends_on_its_nested_call_is_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 (docs/faults.md row 35): the Ray runtime's old rule, planted in the decision both hosts
+    share (``ReplicaCore.copy_or_pull``): a backup whose async step makes a nested call before its
+    copy arrived pulls it at once, though the copy rides with the announcement of the step that
+    resumes the call. Fault-free, invariant I5 names the pulls."""
+    original = ReplicaCore.copy_or_pull
+
+    def pull_at_once(self: ReplicaCore, msg_id: MsgId, consuming: bool) -> Tuple[Optional[Reply], bool]:
+        return original(self, msg_id, True)
+
+    opts = SimOptions(seed=1, replicas=3, clients=3, ops_per_client=10, p_crash=0, p_pause=0, p_router_crash=0,
+                      p_drop=0, p_dup=0, p_resources=0, safety_ticks=300, nested=True, model="kv",
+                      async_steps=True, faults=False)
+    Simulator(opts).finish()  # passes with the shared rule: the copy is awaited, never pulled
+    monkeypatch.setattr(ReplicaCore, "copy_or_pull", pull_at_once)
+    with pytest.raises(InvariantViolation, match=r"I5: fault-free run, yet backups pulled \d+ nested reply copies"):
+        Simulator(opts).finish()
 
 
 #: seeds from 500 with re-entrant rings or timers in the workload (``draw_options``)

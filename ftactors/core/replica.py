@@ -197,7 +197,8 @@ class ReplicaCore:
         self._recent: "OrderedDict[int, Tuple[Announcement, Request]]" = OrderedDict()  # for recovery
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
         self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0,
-                                       "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0}
+                                       "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0,
+                                       "reply_copies_pulled": 0}
         if initial_view is not None:
             self.role = Role.PRIMARY if initial_view.primary == replica_id else Role.BACKUP
             if replica_id not in initial_view.members:
@@ -457,6 +458,36 @@ class ReplicaCore:
             self.counts["reply_copies_used"] += 1
             self.nested_reply(rep)
         return rep
+
+    def copy_or_pull(self, msg_id: MsgId, consuming: bool) -> Tuple[Optional[Reply], bool]:
+        """A backup needs the reply of its nested request ``msg_id``: take the pushed copy, wait for
+        it, or pull it from the callee's router.
+
+        The primary pushes the copy on the answer that carries an announcement of the calling
+        message, no later than the announcement of the step that *consumes* the reply: a sync
+        call's own step, or the resume step of an async call on that reply (the step that makes
+        an async call only suspends on it). Waiting for a copy until then costs no message, and
+        neither the caller nor the primary waits for it; a copy still missing when the consuming
+        step runs was lost (with a router that restarted, a reloaded link, past
+        ``reply_copies_max``) or is owed to a promoted replica, and is pulled (counted as
+        ``reply_copies_pulled``).
+
+        Args:
+            msg_id: the nested request.
+            consuming: the step running now consumes the reply (or this replica became primary
+                and its suspended call needs the reply to be resumable); False: an async step
+                that suspends on the call.
+
+        Returns:
+            ``(copy, pull)``: the copy (taken, see :meth:`reply_copy`) and False; or None and
+            whether to pull the reply now (True only when ``consuming``; False: the copy rides
+            with a later announcement, wait for it).
+        """
+        copy = self.reply_copy(msg_id)
+        if copy is not None or not consuming:
+            return copy, False
+        self.counts["reply_copies_pulled"] += 1
+        return None, True
 
     def has_reply_copy(self, msg_id: MsgId) -> bool:
         """Whether the pushed reply copy of nested request ``msg_id`` is here (not taken)."""

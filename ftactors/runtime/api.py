@@ -8,6 +8,7 @@ into tasks and other actors.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import inspect
@@ -17,18 +18,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import ClientCore, ConfigError, Kind, NewView
+from ftactors.core import ClientCore, ConfigError, Kind, NewView, Request
 from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
-from ftactors.runtime.replica_actor import copied_ref, replica_actor_name, router_actor_name
+from ftactors.runtime.coroutines import CallLoop
+from ftactors.runtime.replica_actor import PendingReply, copied_ref, replica_actor_name, router_actor_name
 from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router
 from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
@@ -294,12 +296,22 @@ class ReplicatedMethod:
         else:
             ctx.check_open()
             replica = ctx.replica
+            pending: Optional[PendingReply] = None
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
-                pushed = None if send or self._oneway else replica.core.reply_copy(req.msg_id)
+                pushed = None
+                if not (send or self._oneway):
+                    # a sync step consumes the reply now; an async one suspends on it, and the copy
+                    # comes with the announcement of the step that resumes the call on it
+                    pushed, pull = replica.core.copy_or_pull(req.msg_id, consuming=not _in_async_step())
+                    if pushed is None and not pull:
+                        pending = PendingReply(req, _puller(h, replica, req), replica.resolve_now)
+                        replica.await_copy(ctx, pending)
             if pushed is not None:  # its primary pushed the reply here (claim 48): no message
                 return copied_ref(pushed)
+            if pending is not None:  # a backup's async method: the copy comes later (row 35)
+                return pending
             ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
             try:
                 if self._oneway:
@@ -315,6 +327,20 @@ class ReplicatedMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"replicated methods cannot be called directly; use {self._name}.remote()")
+
+
+def _in_async_step() -> bool:
+    """Whether the running code is a step of an async replicated call (its private call loop runs)."""
+    return isinstance(asyncio._get_running_loop(), CallLoop)
+
+
+def _puller(h: "ReplicatedHandle", replica: Any, req: Request) -> Callable[[], Any]:
+    """What pulls a backup's nested reply from the callee's router, by the request's id."""
+    def pull() -> Any:
+        ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=True)
+        replica.carry_back_later(h._group, anns)
+        return ref
+    return pull
 
 
 class ReplicatedHandle:

@@ -205,6 +205,50 @@ def watch_plain_calls() -> None:
                 setattr(cls, "_remote", _watched(original, kind, name_attr))
 
 
+_resolving = False
+
+
+def resolve_pending_replies() -> None:
+    """Let ``ray.get`` and ``ray.wait`` take what a backup's async method is handed for a nested call
+    whose reply copy has not come (``replica_actor.PendingReply``; call once per replica process).
+
+    Such a wait blocks the step, so the copy cannot come meanwhile: the replica binds the pending
+    reply to the copy if it is here, else pulls it (``PendingReply.resolve_now``), and the wait
+    gets that ``ObjectRef``, as the primary's did. Wraps the ``ray`` module's ``get`` and ``wait``
+    (code that imported them by name before is not seen); elsewhere the wrapper costs one
+    attribute look-up per call.
+    """
+    global _resolving
+    with _watch_lock:
+        if _resolving:
+            return
+        _resolving = True
+        import ray
+
+        for name in ("get", "wait"):
+            original = getattr(ray, name, None)
+            if original is not None:
+                setattr(ray, name, _resolved(original))
+
+
+def _resolved(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def call(object_refs: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(_refs_of(object_refs), *args, **kwargs)
+
+    return call
+
+
+def _refs_of(refs: Any) -> Any:
+    """``refs`` with each pending reply replaced by its ``ObjectRef`` (see :func:`resolve_pending_replies`)."""
+    now = getattr(refs, "resolve_now", None)
+    if now is not None:
+        return now()
+    if isinstance(refs, list) and any(hasattr(r, "resolve_now") for r in refs):
+        return [r.resolve_now() if hasattr(r, "resolve_now") else r for r in refs]
+    return refs
+
+
 def _watched(original: Callable[..., Any], kind: str, name_attr: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def _remote(self: Any, *args: Any, **kwargs: Any) -> Any:

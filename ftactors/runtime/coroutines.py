@@ -108,6 +108,13 @@ class CallLoop(asyncio.BaseEventLoop):
         self._timers[self._timer_count] = (handle, callback, args, context)
         return handle
 
+    def number_of(self, fut: Any) -> Optional[int]:
+        """The ordinal of a future this loop created (its event is ``("f", n)``), else None."""
+        try:
+            return self._futures.get(fut)
+        except TypeError:  # unhashable
+            return None
+
     def _name_of(self, callback: Callable[..., Any], args: Tuple[Any, ...]) -> Wake:
         for candidate in (args[0] if args else None, getattr(callback, "__self__", None)):
             try:
@@ -291,6 +298,19 @@ class Coroutines:
             wait(0.05 if timer is None else min(0.05, timer))
         run.loop.run_quiet()
         return self._ended(msg_id, chosen)
+
+    def awaits(self, msg_id: MsgId, futures: List[Any], wake: Optional[Wake]) -> bool:
+        """Whether event ``wake`` completes one of ``futures`` (futures of call ``msg_id``'s loop).
+
+        Args:
+            msg_id: a started call (False if it is not held).
+            futures: futures of its loop.
+            wake: an event name, ``("f", n)`` for the n-th future the call created.
+        """
+        run = self._calls.get(msg_id)
+        if run is None or wake is None or wake[0] != "f":
+            return False
+        return any(run.loop.number_of(f) == wake[1] for f in futures)
 
     def ready(self) -> Tuple[MsgId, ...]:
         """The suspended calls that can be resumed now, the longest-waiting event first."""

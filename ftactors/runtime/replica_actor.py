@@ -23,7 +23,9 @@ outstanding. A coroutine event wakes the waiting driver (``_wake_driver``).
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import inspect
@@ -194,13 +196,18 @@ def pushed_outcome(ref: Any) -> Optional[Outcome]:
         ``Outcome(True, value)``; ``Outcome(False, CopiedTaskError)`` when the nested method (or
         the callee's router) raised: a backup puts that error in its object store, and its code's
         ``ray.get`` raises it as the primary's did (an instance of the method's exception type,
-        same message); None when the callee's group failed (a Ray error of the call itself),
-        which a backup pulls.
+        same message); ``Outcome(False, error)`` when the call itself failed with a Ray error (the
+        callee's group was shut down or lost: ``ActorDiedError``...), the error as ``ray.get``
+        raised it, which a backup's ``ray.get`` (or ``await``) raises again, same type, same
+        message (docs/faults.md row 36); None for an error that does not pickle, or one that is
+        not Ray's (a backup pulls those).
     """
     try:
         return Outcome(True, ray.get(ref, timeout=0))
     except ray.exceptions.RayTaskError as exc:  # an instance of a class ray.get made on the fly
         return Outcome(False, CopiedTaskError(exc.cause, str(exc)))
+    except ray.exceptions.RayError as exc:  # the call failed: its actor died, or is unavailable
+        return Outcome(False, exc) if portable_error(exc) is exc else None
     except Exception:
         return None
 
@@ -216,6 +223,105 @@ def copied_ref(copy: Reply) -> Any:
         An ``ObjectRef`` in the local object store (no message).
     """
     return ray.put(copy.outcome.value)
+
+
+class PendingReply:
+    """What a backup's async method gets for a nested call whose reply copy has not come yet.
+
+    The primary's method gets the call's ``ObjectRef``; a backup makes no call, and the copy its
+    primary pushes rides with the announcement of the step that resumes the calling message on
+    that reply (``ReplicaCore.copy_or_pull``), after the step that makes the call ended. So the
+    backup's method is handed this awaitable instead of an ``ObjectRef`` that would have to exist
+    at once (a pull from the callee's router, docs/faults.md row 35): ``await`` it (or gather,
+    ``asyncio.wait_for``, ``asyncio.wrap_future(p.future())``) exactly as the ``ObjectRef``. The
+    replica binds it when the resume step comes (:meth:`bind`: the copy put in its object store,
+    no message) and pulls only a copy still missing then (after a failover, a router restart).
+    Awaiting it creates one future on the call's loop and completes it from another thread, as an
+    ``ObjectRef`` does, so the event has the same name (``("f", n)``) as at the primary. Used
+    otherwise, it becomes the ``ObjectRef`` it stands for at once (:meth:`resolve_now`: the copy
+    if here, else a pull, as before row 35): ``ray.get`` and ``ray.wait`` of it (a blocking wait
+    inside the step; ``context.resolve_pending_replies``), or pickling it (passed as an argument
+    to another call). ``isinstance(p, ray.ObjectRef)`` is False.
+
+    Args:
+        request: the nested request (its id names the reply copy).
+        pull: makes the call's pull from the callee's router; returns its ``ObjectRef``.
+        now: binds it at once, to the copy if here, else to a pull (the replica's
+            ``_Replica.resolve_now``).
+    """
+
+    def __init__(self, request: Request, pull: Callable[[], Any],
+                 now: Optional[Callable[["PendingReply"], None]] = None) -> None:
+        self.request = request
+        self._pull = pull
+        self._now = now
+        self._fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+        self.awaited: List[Any] = []  # the call loop's futures awaiting it (named ("f", n) there)
+        self.raw = False  # future() was handed out: which loop future awaits it is not known
+        self.ref: Any = None  # the ObjectRef it is bound to
+
+    def bind(self, ref: Any) -> None:
+        """Complete it as ``ref`` completes (a copy's ``ObjectRef``, or the pull's).
+
+        Args:
+            ref: the ``ObjectRef`` holding the reply.
+        """
+        if self.ref is not None:
+            return
+        self.ref = ref
+        dest = self._fut
+
+        def done(src: "concurrent.futures.Future[Any]") -> None:
+            if src.cancelled():
+                dest.cancel()
+            elif src.exception() is not None:
+                dest.set_exception(src.exception())
+            else:
+                dest.set_result(src.result())
+        ref.future().add_done_callback(done)
+
+    def pull(self) -> Any:
+        """Bind it to a pull of the reply from the callee's router (the copy is not coming).
+
+        Returns:
+            The pull's ``ObjectRef``.
+        """
+        if self.ref is None:
+            self.bind(self._pull())
+        return self.ref
+
+    def resolve_now(self) -> Any:
+        """The ``ObjectRef`` it stands for, now: the copy's if it is here, else a pull's.
+
+        Returns:
+            An ``ObjectRef`` of the reply.
+        """
+        if self.ref is None:
+            if self._now is not None:
+                self._now(self)
+            else:
+                self.pull()
+        return self.ref
+
+    def __reduce__(self) -> Any:
+        return self.resolve_now().__reduce__()
+
+    def future(self) -> "concurrent.futures.Future[Any]":
+        """A ``concurrent.futures.Future`` of the reply (as ``ObjectRef.future``)."""
+        self.raw = True
+        return self._fut
+
+    def as_future(self, _internal: bool = False) -> "asyncio.Future[Any]":
+        """An asyncio future of the reply on the running loop (as ``ObjectRef.as_future``)."""
+        fut = asyncio.wrap_future(self._fut)
+        self.awaited.append(fut)
+        return fut
+
+    def __await__(self) -> Any:
+        return self.as_future().__await__()
+
+    def __repr__(self) -> str:
+        return f"PendingReply({self.request.msg_id}, bound={self.ref is not None})"
 
 
 def aborted(class_name: str, method: str, exc: BaseException) -> MethodAbortedError:
@@ -274,6 +380,7 @@ class _Replica:
         except BaseException as exc:  # SystemExit & co.: this replica must not exit over it
             self.obj, self.init_error = None, aborted(cls.__name__, "__init__", exc)
         context.watch_plain_calls()
+        context.resolve_pending_replies()
         self._cond = threading.Condition()
         # the Deliver loop written once (ftactors.host.replica): which Deliver applies, who drives,
         # who gets the output, whether the primary keeps its Deliver for a suspended call; it hands
@@ -286,6 +393,8 @@ class _Replica:
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # the primary's nested calls whose replies it pushes to the backups, by calling message
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
+        # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
+        self._pending: Dict[MsgId, List[PendingReply]] = {}
         # last call from the router; None until its first call (it is created after the first replicas)
         self._router_seen: Optional[float] = None
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
@@ -533,6 +642,80 @@ class _Replica:
         if len(calls) < self.core.config.reply_copies_max:
             calls.append((req, ref))
 
+    def await_copy(self, ctx: "context.CallContext", pending: PendingReply) -> None:
+        """A backup's async step made a nested call whose copy is not here: the copy comes with the
+        announcement of the step that resumes the call on it (:meth:`_settle_pending`). Call
+        holding ``_cond``. Past ``reply_copies_max`` waiting for one call, it is pulled now.
+
+        Args:
+            ctx: the calling message's context.
+            pending: what the method is handed.
+        """
+        calls = self._pending.setdefault(ctx.execute.request.msg_id if ctx.execute is not None else
+                                         pending.request.msg_id, [])
+        if len(calls) < self.core.config.reply_copies_max:
+            calls.append(pending)
+            return
+        _, pull = self.core.copy_or_pull(pending.request.msg_id, consuming=True)
+        if pull:
+            pending.pull()
+
+    def resolve_now(self, pending: PendingReply) -> None:
+        """Bind ``pending`` at once (its method waits on it with ``ray.get``, or pickles it): to the
+        copy if it is here, else to a pull (the copy cannot come while the step runs).
+
+        Args:
+            pending: a nested call's stand-in this replica handed its method.
+        """
+        with self._cond:
+            for caller, calls in list(self._pending.items()):
+                if any(p is pending for p in calls):
+                    calls[:] = [p for p in calls if p is not pending]
+                    if not calls:
+                        del self._pending[caller]
+            copy, _ = self.core.copy_or_pull(pending.request.msg_id, consuming=True)
+        if copy is not None:
+            pending.bind(copied_ref(copy))
+        else:
+            pending.pull()
+
+    def _settle_pending(self, caller: MsgId, wake: Any) -> None:
+        """Before a resume step of ``caller``: hand its waiting nested calls the copies that came
+        (no message) and pull the one the step consumes if its copy is missing (it was lost).
+
+        Args:
+            caller: the calling message.
+            wake: the event the step admits (announced); None: this replica is primary and
+                chooses, so every call still waiting needs its reply now (a promoted backup).
+        """
+        binds: List[Tuple[PendingReply, Optional[Reply]]] = []
+        with self._cond:
+            pendings = self._pending.pop(caller, None)
+            if not pendings:
+                return
+            left = []
+            for p in pendings:
+                consuming = wake is None or p.raw or self._coroutines.awaits(caller, p.awaited, wake)
+                copy, pull = self.core.copy_or_pull(p.request.msg_id, consuming)
+                if copy is not None or pull:
+                    binds.append((p, copy))
+                else:
+                    left.append(p)
+            if left:
+                self._pending[caller] = left
+        for p, copy in binds:
+            if copy is not None:
+                p.bind(copied_ref(copy))
+            else:
+                p.pull()
+
+    def _settle_promoted(self) -> None:
+        """This replica became primary with async calls waiting for copies (call holding
+        ``_cond``): they need their replies to become resumable; missing copies are pulled."""
+        if self._pending and self.core.role == Role.PRIMARY:
+            for caller in list(self._pending):
+                self._settle_pending(caller, None)
+
     def _replies_to_push(self, caller: MsgId, finished: bool) -> List[Reply]:
         """The replies of ``caller``'s nested calls that arrived (without the lock: a local check
         of Ray's object store, no message). A value or the nested method's exception is pushed
@@ -640,6 +823,7 @@ class _Replica:
             return lambda: self.host.snapshot_taken(state, digest)
         if isinstance(effect, Restore):
             self._coroutines.drop_all()  # the core dropped them too: a checkpoint holds none
+            self._pending.clear()
             self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
             return self.host.restored
         raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover - the core has no other
@@ -656,7 +840,11 @@ class _Replica:
         if ex.resume:
             ctx = self._coroutines.context_of(req.msg_id)
             ctx.begin_step(ex.nondet, choosing, ex)
+            if self._pending:
+                self._settle_pending(req.msg_id, None if choosing else ex.wake)
             step = self._coroutines.resume(req.msg_id, None if choosing else ex.wake, wait_on(self._cond))
+            if step.done:
+                self._pending.pop(req.msg_id, None)
             return self._step_outcome(step, req.method), tuple(ctx.recorded), step.wake
         ctx = context.CallContext(replica=self, replay=ex.nondet, choosing=choosing, execute=ex)
         context.set_current(ctx)
@@ -677,6 +865,7 @@ class _Replica:
         finally:
             if not (ex.resume or req.msg_id in self._coroutines):
                 ctx.finished = True  # a task the method left running can no longer act for this call
+                self._pending.pop(req.msg_id, None)
             context.set_current(None)
         return outcome, tuple(ctx.recorded), None
 
@@ -829,6 +1018,7 @@ class _ThreadIO:
         token.work = effect
 
     def resumable(self) -> Tuple[MsgId, ...]:
+        self.r._settle_promoted()
         return self.r._coroutines.ready()
 
     def hold(self, token: _Ticket) -> bool:
