@@ -135,4 +135,4 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16)
     result = run_seed(103108, options=opts)
-    assert result.ops >= 100
+    assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
