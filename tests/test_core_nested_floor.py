@@ -11,6 +11,7 @@ import pytest
 
 from ftactors.core import CoreConfig, Deliver, Execute, Kind, MsgId, NewView, Outcome, ReplicaCore, Request
 from ftactors.core.dedup import DedupTable
+from ftactors.core.messages import HOLDS_CARRIED_MAX
 
 
 def _front(sources_max: int = 100) -> ReplicaCore:
@@ -39,10 +40,11 @@ def _at_store(store: ReplicaCore, req: Request) -> Tuple[str, object]:
     return "refused", reply.outcome.value
 
 
-def _run_front(front: ReplicaCore, store: ReplicaCore) -> List[Tuple[str, str, object]]:
-    """Run the front's calls in its scheduler's order, each making one nested call to the store."""
-    out = []
-    while isinstance(eff := front.next_effect(), Execute):
+def _run_front(front: ReplicaCore, store: ReplicaCore, steps: int = 1_000_000) -> List[Tuple[str, str, object]]:
+    """Run the front's calls in its scheduler's order (at most ``steps``), each making one nested call
+    to the store."""
+    out: List[Tuple[str, str, object]] = []
+    while len(out) < steps and isinstance(eff := front.next_effect(), Execute):
         mid = eff.request.msg_id
         nested, send = front.nested_request("store", "op")
         assert send
@@ -281,3 +283,60 @@ def test_a_settled_source_touched_again_is_forgotten_after_the_ones_settled_sinc
     table.acknowledge("a", 2)  # a holds none: settled, though more recently active than b
     table.record(MsgId("x", 1), None)
     assert table.status(MsgId("b", 1)) == "done" and table.status(MsgId("a", 1)) == "expired"
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: more than HOLDS_CARRIED_MAX held calls of one root")
+def test_a_caller_holding_more_calls_of_one_client_than_a_request_carries_still_runs_their_nested_calls() -> None:
+    """``Request.holds`` carries the lowest ``HOLDS_CARRIED_MAX`` (64) held calling paths: c#1..c#66 wait
+    (priority 0) while later calls of c keep coming one at a time and run first (67 calls in flight at
+    most, below ``sources_max=100``); the store forgets their sources and its floor passes c#65 and
+    c#66, which no request carried: their nested calls read "expired" (``[('c#65', 'refused'),
+    ('c#66', 'refused')]``)."""
+    front, store = _front(sources_max=100), _store(sources_max=100)
+    held = HOLDS_CARRIED_MAX + 2
+    front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(1, held + 1))))
+    for seq in range(held + 1, held + 151):
+        front.deliver(Deliver(view=1, requests=(_client_call(seq, 5),)))
+        assert _run_front(front, store, steps=1) == [(f"c#{seq}", "ran", f"front|c#{seq}#1")]
+    assert len(front.requests) == held
+    ran = _run_front(front, store)
+    assert [m for m, _, _ in ran] == [f"c#{seq}" for seq in range(1, held + 1)]
+    assert [(m, what) for m, what, _ in ran if what != "ran"] == []
+
+
+def _reception_front() -> ReplicaCore:
+    return ReplicaCore("front", "front-r0", CoreConfig(), "reception", NewView(1, ("front-r0", "front-r1")))
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a call that reaches its caller after later "
+                   "calls of its client ran there (sequence_gap_ticks gave up)")
+def test_a_call_that_reaches_its_caller_after_later_calls_of_its_client_ran_still_runs_its_nested_call() -> None:
+    """The front's router gave up waiting for c#1 (``sequence_gap_ticks``) and relayed c#2..c#7, which ran
+    and made their nested calls; the store (``sources_max=2``) forgot their sources and its floor passed
+    c#1, which the front never held meanwhile (no request carried it): when c#1 comes at last, its
+    nested call reads "expired" (``('c#1', 'refused')``)."""
+    front, store = _reception_front(), _store(sources_max=2)
+    front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(2, 8))))
+    assert [what for _, what, _ in _run_front(front, store)] == ["ran"] * 6
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0),)))
+    assert [(m, what) for m, what, _ in _run_front(front, store)] == [("c#1", "ran")]
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a one-way nested call still on its way after "
+                   "its calling message finished")
+def test_a_one_way_nested_call_delayed_past_later_calls_of_its_client_still_runs() -> None:
+    """c#1 sends a one-way nested call and finishes; c#2..c#7 run and make their nested calls first; the
+    store (``sources_max=2``) forgets their sources and its floor passes c#1's: the one-way call,
+    arriving at last, reads "expired" and is dropped as a duplicate: it never takes effect."""
+    front, store = _reception_front(), _store(sources_max=2)
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0),)))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute)
+    oneway, send = front.nested_request("store", "op", kind=Kind.ONEWAY)
+    assert send
+    front.executed(eff.request.msg_id, Outcome(True, None))
+    front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(2, 8))))
+    assert [what for _, what, _ in _run_front(front, store)] == ["ran"] * 6
+    store.deliver(Deliver(view=1, requests=(oneway,)))  # the one-way call arrives at last
+    eff = store.next_effect()
+    assert isinstance(eff, Execute) and eff.request.msg_id == oneway.msg_id

@@ -474,3 +474,40 @@ def test_a_joining_backup_is_sent_the_reply_copies_of_the_retained_log_it_replay
     for member in ("g-r1", "g-r2", "g-r3"):
         router.on_delivered(Delivered(member, router.view, acked_position=3))
     assert router.trimmed == 3 and not router.log.copies  # every member executed their callers
+
+
+def test_a_rebuilt_router_fences_a_deposed_calling_primary_as_its_predecessor_did() -> None:
+    """Seed 103108 (reception, ``sources_max=16``): front's primary, paused and deposed (front at view
+    9), woke and retried a nested call to store for 250 ticks, fenced by store's router; store's router
+    restarted, the rebuilt one had seen no view of front and admitted the retry; store's replicas had
+    long forgotten its source (``sources_max``) and answered ``ReplyUnavailableError``. The replicas
+    saw front's later view on the requests they accepted: a rebuilt router learns it from their
+    StateReports and fences the deposed primary again."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    g.router.submit(nested_call(1, view=3))  # h's primary in view 3
+    g.pump(4)
+    assert {m: core.executed_upto for m, core in g.reps.items()} == {m: 1 for m in MEMBERS}
+    rebuilt = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3)
+    for m in MEMBERS:
+        rebuilt.on_state_report(g.reps[m].state_report())
+    assert rebuilt.phase == Phase.NORMAL and rebuilt.source_views == {"h": 3}
+    with pytest.raises(StaleViewError, match="view 2 of h, which is at 3"):
+        rebuilt.submit(nested_call(2, view=2))  # h's deposed primary of view 2 calls again
+    assert rebuilt.submit(nested_call(3, view=3)) is None  # h's primary of view 3 is admitted
+
+
+def test_a_replica_reports_the_highest_view_of_each_calling_group_within_sources_max() -> None:
+    """``StateReport.source_views``: only raised, never lowered (a late copy from an older view), and
+    at most ``sources_max`` calling groups, the least recently raised forgotten first."""
+    from ftactors.core import Deliver
+    core = ReplicaCore("g", "g-r1", CoreConfig(sources_max=2), "reception", NewView(1, MEMBERS))
+
+    def call(group: str, seq: int, view: int) -> Request:
+        return Request(Kind.SYNC_REQUEST, MsgId(nested_source(group, MsgId("c", seq)), 1), "g", "add",
+                       payload=1, source_view=view)
+
+    core.deliver(Deliver(view=1, requests=(call("a", 1, 3), call("b", 1, 5), call("a", 2, 2))))
+    assert core.state_report().source_views == (("a", 3), ("b", 5))
+    core.deliver(Deliver(view=1, requests=(call("a", 3, 4), call("h", 1, 1))))
+    assert core.state_report().source_views == (("a", 4), ("h", 1))  # b, raised least recently, went

@@ -79,6 +79,9 @@ class FakeIO:
         for w in waiters:
             self.failed[w] = reason
 
+    def fence(self, msg_id: MsgId, waiters: Sequence[Any]) -> None:
+        self.log.append(("fence", str(msg_id), tuple(waiters)))
+
     def kick(self) -> None:
         self.kicks += 1
 
@@ -331,3 +334,33 @@ def test_a_fetched_call_the_core_refuses_no_longer_holds_the_later_ones() -> Non
     with pytest.raises(GroupOverloadedError):
         host.fetched(other, waiter="w4")
     assert host.core is not None and host.core.intake.coming == set()
+
+
+def test_a_rebuilt_router_fences_a_deposed_callers_request_it_admitted_before_the_reports() -> None:
+    """Seed 103108's order: the rebuilt router of g takes a retry of group h's deposed primary (view 8)
+    before its members' state reports, which show h at view 12: the retry is never relayed and its
+    waiter fails with StaleViewError (``io.fence``); h's primary of view 12 goes on."""
+    from ftactors.core import Kind, Request, nested_source
+
+    def nested(caller_seq: int, view: int) -> Request:
+        return Request(Kind.SYNC_REQUEST, MsgId(nested_source("h", MsgId("c", caller_seq)), 1), "g", "add",
+                       payload=1, source_view=view)
+
+    host, io, reps = setup()
+    host.submit(nested(1, view=12), waiter="h-r4")
+    run(host, io, reps, 4)
+    assert io.answered["h-r4"].outcome.value == 1
+    io2 = FakeIO()
+    io2.now = io.now
+    rebuilt = RouterHost("g", CoreConfig(), io2, "e2", None)
+    rebuilt.rebuild({m: (1, MEMBERS, "primary" if m == "g-r0" else "backup", {}) for m in MEMBERS})
+    assert rebuilt.submit(nested(17, view=8), waiter="h-r3") is None  # h's deposed primary: nothing known yet
+    run(rebuilt, io2, reps, 4)  # the state reports come, the recovery ends
+    deposed = MsgId(nested_source("h", MsgId("c", 17)), 1)
+    assert [core.dedup.status(deposed) for core in reps.cores.values()] == ["new"] * 3  # never relayed
+    assert io2.calls("fence") == [("fence", "h|c#17#1", ("h-r3",))]
+    assert {m: core.executed_upto for m, core in reps.cores.items()} == {m: 1 for m in MEMBERS}
+    assert rebuilt.waiters == {} and reps.state == {m: 1 for m in MEMBERS}
+    assert rebuilt.submit(nested(18, view=12), waiter="h-r4") is None
+    run(rebuilt, io2, reps, 4)
+    assert io2.answered["h-r4"].outcome.value == 2

@@ -415,6 +415,9 @@ class StateReport:
             checkpoint plus replayable log (passive).
         requests: every request it holds that is not yet executed.
         announcements: every announcement it holds beyond ``executed_position``.
+        source_views: (calling group, the highest of its views) of the nested requests this
+            replica accepted: a rebuilt router learns them here and fences a deposed primary
+            of a calling group as its predecessor did (``RouterCore.submit``).
     """
 
     replica: str
@@ -422,5 +425,6 @@ class StateReport:
     executed_position: int
     requests: Tuple[Request, ...] = ()
     announcements: Tuple[Announcement, ...] = ()
+    source_views: Tuple[Tuple[str, int], ...] = ()
 
     kind = Kind.STATE_REPORT

@@ -183,6 +183,9 @@ class ReplicaCore:
         self.now = 0
         self.unavailable: frozenset = frozenset()
         self.next_seq: "OrderedDict[str, int]" = OrderedDict()  # at most sources_max, least recent first
+        # calling group -> the highest view of its nested requests accepted here (StateReport.source_views);
+        # at most sources_max groups, the least recently raised first
+        self.source_views: "OrderedDict[str, int]" = OrderedDict()
         self._arrivals = 0
         self._effects: Deque[Effect] = deque()
         self._replies: List[Reply] = []
@@ -578,6 +581,7 @@ class ReplicaCore:
             replica=self.replica_id, view=self.view, executed_position=self.executed_upto,
             requests=tuple(self.requests.values()) + running + tuple(req for _, req in recent),
             announcements=tuple(ann for ann, _ in recent) + tuple(self.order[p] for p in sorted(self.order)),
+            source_views=tuple(self.source_views.items()),
         )
 
     def has_work(self) -> bool:
@@ -663,6 +667,8 @@ class ReplicaCore:
     def _accept_request(self, req: Request) -> None:
         if req.group != self.group:
             raise RemoteProtocolError(f"{self.replica_id}: request for group {req.group!r}")
+        if req.source_view is not None:
+            self._learn_source_view(req)
         status = self.dedup.status(req.msg_id)
         mid = req.msg_id
         if status != "new" or mid in self.requests or mid in self.suspended or \
@@ -679,6 +685,24 @@ class ReplicaCore:
         self.requests[mid] = req
         if self.role == Role.PRIMARY and not self._is_announced(mid):
             self._push(req)
+
+    def _learn_source_view(self, req: Request) -> None:
+        """Remember the highest view of ``req``'s calling group relayed here (``StateReport.source_views``:
+        a rebuilt router fences that group's deposed primaries with it); at most ``sources_max`` groups,
+        the least recently raised forgotten first.
+
+        Args:
+            req: a nested request the router relayed (``source_view`` set).
+        """
+        view = req.source_view
+        assert view is not None
+        group = req.msg_id.source.split("|", 1)[0]
+        if self.source_views.get(group, 0) >= view:
+            return
+        self.source_views.pop(group, None)
+        self.source_views[group] = view
+        while len(self.source_views) > self.config.sources_max:
+            self.source_views.popitem(last=False)
 
     def requests_max(self) -> int:
         """The most requests this replica can be sent to hold: ``pending_max`` the router admitted

@@ -93,6 +93,9 @@ class RouterReady:
         sends: (replica, Deliver) pairs to send.
         released: replies to hand to the waiting sources (each exactly once).
         failed: (msg_id, reason) for waiting sources whose request cannot complete.
+        fenced: nested requests admitted during a recovery, before the members' reports showed that
+            their calling group had moved to a later view (a deposed primary's): never relayed; the
+            host fails their waiters with ``StaleViewError``, as ``submit`` would have.
         pings: replicas to ping (answer with ``on_pong``).
         queries: replicas to ask for a StateReport (answer with ``on_state_report``).
         spawns: new replica ids to create (answer with ``replica_started``).
@@ -102,6 +105,7 @@ class RouterReady:
     sends: Tuple[Tuple[str, Deliver], ...] = ()
     released: Tuple[Reply, ...] = ()
     failed: Tuple[Tuple[MsgId, str], ...] = ()
+    fenced: Tuple[MsgId, ...] = ()
     pings: Tuple[str, ...] = ()
     queries: Tuple[str, ...] = ()
     spawns: Tuple[str, ...] = ()
@@ -158,6 +162,9 @@ class RouterCore:
         self.refused: OrderedDict[MsgId, int] = OrderedDict()
         self._released: List[Reply] = []
         self._failed: List[Tuple[MsgId, str]] = []
+        self._fenced: List[MsgId] = []
+        # nested requests admitted while recovering: fenced again with the members' reported views
+        self._unfenced: Set[MsgId] = set()
         self._queries: List[str] = []
         self._spawns: List[str] = []
         self._retired: List[str] = []
@@ -372,6 +379,8 @@ class RouterCore:
         self.refused.pop(mid, None)
         if copy or req.source_view is not None:
             self._accept(req)  # nested sources number calls per execution: no FIFO to keep
+            if not copy and self.phase == Phase.RECOVERING:
+                self._unfenced.add(mid)  # the reports may show its calling group's later view
         else:
             for ready in self.intake.admit(req, self.now):
                 self._accept(ready)
@@ -487,6 +496,7 @@ class RouterCore:
             return
         if self.phase != Phase.RECOVERING or rep.replica not in self.links:
             return
+        self.intake.learn_source_views(rep.source_views)
         self.recovery.report(rep)
         self.tracker.heard(rep.replica, self.now)
         self._maybe_finish_recovery()
@@ -588,10 +598,12 @@ class RouterCore:
         self.counts["heartbeats"] += len(pings)
         out = RouterReady(
             sends=tuple(sends), released=tuple(self._released), failed=tuple(self._failed),
+            fenced=tuple(self._fenced),
             pings=tuple(pings), queries=tuple(self._queries), spawns=tuple(self._spawns),
             retired=tuple(self._retired),
         )
         self._released, self._failed, self._queries, self._spawns, self._retired = [], [], [], [], []
+        self._fenced = []
         return out
 
     def describe(self) -> Dict[str, object]:
@@ -835,6 +847,7 @@ class RouterCore:
         if not force and not self.recovery.complete(self.members):
             return
         reports = self.recovery.reports
+        self._fence_admitted_in_recovery()
         # every member executed what is at or below ``trimmed``: a report's recent history
         # repeats it, and retaining it again would re-grow the log at each recovery
         done = {a.msg_id for rep in reports.values() for a in rep.announcements if a.position <= self.trimmed}
@@ -864,6 +877,23 @@ class RouterCore:
         self._want_replicas()
         if self.joining:
             self.links[self.members[0]].snapshot_wanted = True
+
+    def _fence_admitted_in_recovery(self) -> None:
+        """Fence the nested requests admitted while recovering whose calling group the members'
+        reports show at a later view (``StateReport.source_views``; a rebuilt router knew no view
+        of it when they came): a deposed primary's, as ``submit`` fences them. Nothing was relayed
+        meanwhile; a member that holds one (relayed by a predecessor) reports it, and it is retained
+        again with the rest (``adopt_reported``)."""
+        for mid in self._unfenced:
+            req = self.log.requests.get(mid)
+            if req is None or req.source_view is None:
+                continue
+            if req.source_view < self.intake.source_views.get(mid.source.split("|", 1)[0], 0):
+                del self.log.requests[mid]
+                self.intake.pending.discard(mid)
+                self.counts["fenced"] += 1
+                self._fenced.append(mid)
+        self._unfenced.clear()
 
     def _catch_up_order(self, executed: int, held: Set[MsgId]) -> List[Request]:
         """Every request held, those started at announced positions past ``executed`` first and in

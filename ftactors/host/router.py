@@ -124,6 +124,12 @@ class RouterIO(Protocol):
         """Request ``msg_id`` failed for good (the group is lost): fail its ``waiters``."""
         ...
 
+    def fence(self, msg_id: MsgId, waiters: Sequence[Any]) -> None:
+        """Nested request ``msg_id`` came from a deposed primary of its calling group, which this router
+        learnt only after admitting it (``RouterReady.fenced``): fail its ``waiters`` with
+        ``StaleViewError``, as a fenced ``submit`` raises it."""
+        ...
+
     def kick(self) -> None:
         """Call :meth:`RouterHost.process` soon (after the current input; several kicks, one call)."""
         ...
@@ -453,6 +459,8 @@ class RouterHost:
             io.answer(rep, self.waiters.pop(rep.msg_id, ()))
         for mid, reason in r.failed:
             io.fail(mid, reason, self.waiters.pop(mid, ()))
+        for mid in r.fenced:
+            io.fence(mid, self.waiters.pop(mid, ()))
         for rid in r.pings:
             io.ping(rid)
         for rid in r.queries:

@@ -40,7 +40,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore
+from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore, StaleViewError
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
@@ -968,6 +968,10 @@ class _RayIO:
     def fail(self, msg_id: MsgId, reason: str, waiters: Sequence[Any]) -> None:
         for waiter in waiters:
             waiter.fail(GroupLostError(reason))
+
+    def fence(self, msg_id: MsgId, waiters: Sequence[Any]) -> None:
+        for waiter in waiters:
+            waiter.fail(StaleViewError(f"{msg_id}: from a deposed primary of its group"))
 
     def kick(self) -> None:
         self.r._kick()

@@ -892,6 +892,12 @@ class SimRouter:
         """
         raise InvariantViolation(f"I6: {self.group} failed {msg_id}: {reason}")
 
+    def fence(self, msg_id: MsgId, waiters: Sequence[Any]) -> None:
+        """A deposed primary's nested request, fenced once a rebuilt router learnt its group's view:
+        dropped, as the simulator drops a fenced ``submit`` (``fenced_submits``)."""
+        self.sim.count("fenced_submits", len(waiters))
+        self.sim.count("fenced_after_rebuild")
+
     def kick(self) -> None:
         """Nothing: the simulator processes every router once per step (``Simulator.step``)."""
 

@@ -257,6 +257,7 @@ class Checker:
             sources, floors, _, exempt, holds = h.core.dedup.export()
             sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "dedup exemptions": len(exempt),
                      "dedup holds": len(holds), "next_seq": len(h.core.next_seq),
+                     "source views": len(h.core.source_views),
                      "fair turns": len(getattr(h.core._sched, "_served", ()))}
             over = {k: v for k, v in sizes.items() if v > bound}
             if over:

@@ -93,6 +93,19 @@ class Intake:
             raise StaleViewError(f"request from view {req.source_view} of {src_group}, which is at {seen}")
         self.source_views[src_group] = req.source_view
 
+    def learn_source_views(self, views: Tuple[Tuple[str, int], ...]) -> None:
+        """Views of calling groups a replica saw on the nested requests it accepted (its
+        ``StateReport``): a rebuilt router fences those groups' deposed primaries as its
+        predecessor did. Only raises what is known.
+
+        Args:
+            views: (calling group, view) pairs (``StateReport.source_views``).
+        """
+        for group, view in views:
+            if view > self.source_views.get(group, 0):
+                self.source_views[group] = view
+                self.peer_groups.add(group)
+
     def forget_replies(self, source: str, ack_below: int) -> None:
         """The source holds every reply below ``ack_below``: a retry can no longer ask for them."""
         floor = self.reply_floor.get(source, 1)
