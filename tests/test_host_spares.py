@@ -206,3 +206,19 @@ def test_the_pool_hands_out_the_oldest_spare_and_refuses_what_is_not_its_own() -
     assert pool.started("b", 1) and pool.started("a", 2)
     assert pool.take(3) == "b" and pool.missing(5) == 0 and pool.missing(10) == 1
     assert pool.take(4) == "a" and pool.take(4) is None
+
+
+def test_the_spares_setting_is_validated_and_converted_to_ticks() -> None:
+    from ftactors.core.errors import ConfigError
+    from ftactors.runtime.settings import load_settings
+
+    assert load_settings().spare_settings().spares == 0  # off by default
+    s = load_settings(spares=2, spare_respawn_delay_s=0.5, heartbeat_s=0.25, failure_timeout_s=2.0)
+    assert s.spare_settings() == SpareSettings(spares=2, respawn_ticks=50, heartbeat_ticks=25, timeout_ticks=200)
+    assert load_settings(spares=1, spare_respawn_delay_s=0).spare_settings().respawn_ticks == 0
+    with pytest.raises(ConfigError, match="spares"):
+        load_settings(spares=-1)
+    with pytest.raises(ConfigError, match="spares"):
+        load_settings(spares=SPARES_MAX + 1)
+    with pytest.raises(ConfigError, match="spare_respawn_delay_s"):
+        load_settings(spares=1, spare_respawn_delay_s=-1.0)

@@ -25,9 +25,14 @@ Host loop (what a driver calls)::
         on_link_delivered(rid, answer) / on_link_parked(rid) / on_parked_fetched(rid, ticket, answer) /
         on_parked_lost(rid, ticket) / on_link_closed(rid, why)   # the direct data plane (``host.links`` decides)
     host.tick()                          # once per tick: core.tick, the counters' save timer, the links'
-                                         # heartbeats and suspicions, process()
+                                         # heartbeats and suspicions, the warm spares' pings, process()
     host.process()                       # carry out core.ready(): sends, released, failed, pings, queries,
-                                         # spawns (once no recovery runs), retired
+                                         # spawns (once no recovery runs: a ready warm spare, ``spares``,
+                                         # joins instead of a new process), new spares, retired
+
+Warm spares (:mod:`ftactors.host.spares`) go through the same ``io.spawn`` / ``on_spawned`` /
+``on_spawn_failed`` / ``ping`` / ``on_pong`` / ``on_failure`` / ``retire`` as members: the host tells
+them apart by id, and a spare's death or silence never reaches the core.
 """
 
 from __future__ import annotations
