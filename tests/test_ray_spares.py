@@ -105,3 +105,27 @@ def test_a_spare_exits_when_its_router_is_gone(ray_local):
             ray.kill(ray.get_actor(replica_actor_name(h._group, rid), namespace=ns), no_restart=True)
         except ValueError:
             pass
+
+
+def test_a_restarted_router_stops_the_old_spare_and_starts_its_own(ray_local):
+    from ftactors.runtime.api import group_namespace
+    from ftactors.runtime.replica_actor import replica_actor_name
+
+    h = ftactors.replicated(replicas=2, spares=1)(Counter).remote()
+    ns = group_namespace()
+    try:
+        ray.get(h.add.remote("a"))
+        (old, _), = wait_for(lambda: _spares(h), timeout_s=60, what="a warm spare ready").items()
+        members = [r.replica_id for r in ftactors.describe(h).replicas]
+        chaos.kill_router(h)
+        assert ray.get(h.add.remote("b"), timeout=60) == 2
+        # the rebuilt router does not know the old incarnation's spare (in no view): it stops it
+        wait_for(lambda: not _alive(replica_actor_name(h._group, old), ns), timeout_s=30,
+                 what="the old incarnation's spare stopped")
+        new = wait_for(lambda: _spares(h), timeout_s=60, what="the restarted router's own spare")
+        assert old not in new
+        info = ftactors.describe(h)
+        assert [r.replica_id for r in info.replicas] == members
+        assert ray.get(h.read.remote())["tokens"] == ["a", "b"]
+    finally:
+        ftactors.shutdown(h)
