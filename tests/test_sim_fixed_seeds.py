@@ -76,9 +76,9 @@ def test_a_call_back_into_a_group_is_admitted_past_inflight_max() -> None:
     store call waited for its call back into the front; the front's router refused that call
     (GroupOverloadedError: inflight_max requests waiting), the store retried it for ever, and no
     call completed (I6). A call that descends from a call waiting at this router is part of it."""
-    opts = draw_options(441)
+    opts = replace(draw_options(441), spares=0)  # as drawn before warm spares
     assert opts.async_steps and opts.p_ring and opts.inflight_max == 7
-    result = run_seed(441)  # raised "I6: c0#48 pending over 664 ticks after faults stopped" before the fix
+    result = run_seed(441, options=opts)  # raised "I6: c0#48 pending over 664 ticks after faults stopped" before the fix
     assert result.counts["reentrant_starts"] > 0 and result.ops >= 100
 
 
@@ -90,7 +90,8 @@ def test_a_new_primary_is_sent_the_starts_of_the_order_it_replays_not_its_resume
     it needed next came after ``recovery_timeout_ticks``, so it gave the announced order up and put
     another call at an acknowledged position (``I4: front-r2 executes c0#4 at 30, where the
     acknowledged c1#5 is``). Each message's request goes once, at its start's place."""
-    result = run_seed(100128, style="semi-active", scheduling="deadline")  # raised the I4 above before the fix
+    opts = replace(draw_options(100128, "semi-active", "deadline"), spares=0)  # as drawn before warm spares
+    result = run_seed(100128, options=opts)  # raised the I4 above before the fix
     assert result.counts["crashes"] > 0 and result.counts["timers"] > 0 and result.ops >= 70
 
 
@@ -119,7 +120,7 @@ def test_a_call_that_waits_behind_later_calls_of_its_client_still_makes_its_nest
     nested call then read "expired" (``I6: nested call front|c3#2#1 failed: ReplyUnavailableError(
     'reply of front|c3#2#1 was trimmed (reply_cache_max)')``). A floor raised past a call its caller
     still holds now exempts that call's subtree."""
-    opts = replace(draw_options(seed, style, "priority"), sources_max=sources_max)
+    opts = replace(draw_options(seed, style, "priority"), sources_max=sources_max, spares=0)  # no spares then
     assert opts.nested
     result = run_seed(seed, options=opts)  # raised the I6 above before the fix
     assert result.ops >= 100 and result.counts["nested_sends"] > 0
@@ -133,6 +134,6 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     front|c0#17#1 failed: ReplyUnavailableError('reply of front|c0#17#1 was trimmed
     (reply_cache_max)')``). A rebuilt router learns the calling groups' views from its members'
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
-    opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16)
+    opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1

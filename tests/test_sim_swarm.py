@@ -87,7 +87,7 @@ def test_seed_4075_a_long_method_across_a_router_restart() -> None:
     was lost and the backups stalled (I6, before the core fix). The simulated host now keeps
     output made after the router changed for the current incarnation, and the rebuilt router
     asks its primary for order it missed: both ways pass."""
-    opts = replace(draw_options(4075), fetch_ticks_max=0)  # as drawn before router fetches took time
+    opts = replace(draw_options(4075), fetch_ticks_max=0, spares=0)  # as drawn before fetches took time, spares
     assert opts.p_long and opts.p_router_crash and not opts.nested
     lossy = Simulator(replace(opts, output_to_deliverer=True))
     lossy.run()

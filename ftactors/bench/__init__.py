@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"(also {','.join(EXTRA_SYSTEMS)}: Delivers as Ray calls, or a threaded router, for A/B runs)")
     ap.add_argument("--sections", metavar="LIST", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     ap.add_argument("--kills", type=int, help="primary kills per system in the failover section")
+    ap.add_argument("--spares", type=int, default=0, metavar="N",
+                    help="warm spare replicas per ftactors group (the spares= setting; default 0)")
     ap.add_argument("--memory-seconds", type=float, help="length of the memory run")
     ap.add_argument("--memory-calls", type=int, help="memory run by call count instead (e.g. 1000000)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -213,10 +215,12 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
             "state_kept")}
         results["systems"][name]["ray_based"] = name != "pysyncobj"
 
+    spares: Dict[str, Any] = {"spares": args.spares} if getattr(args, "spares", 0) else {}
     factories: Dict[str, Callable[[], Any]] = {
         "ray-plain": S.RayPlain, "ray-restart": S.RayRestart, "naive-active": S.NaiveActive,
-        "primary-backup-ack": S.PrimaryBackupAck, "ftactors-semi-active": lambda: S.FtActors("semi-active"),
-        "ftactors-passive": lambda: S.FtActors("passive"), "pysyncobj": S.PySyncObjRaft,
+        "primary-backup-ack": S.PrimaryBackupAck,
+        "ftactors-semi-active": lambda: S.FtActors("semi-active", **spares),
+        "ftactors-passive": lambda: S.FtActors("passive", **spares), "pysyncobj": S.PySyncObjRaft,
         "bare-relay": S.BareRelay,
         "ftactors-semi-active-ray": lambda: S.FtActors("semi-active", data_plane="ray"),
         "ftactors-passive-ray": lambda: S.FtActors("passive", data_plane="ray"),

@@ -276,11 +276,20 @@ class FtActors(System):
         self._cls, self._init_args, self._settings = cls, init_args, settings
         self.h: Any = None
         self.failover_done_ms: List[float] = []
+        self.spares = int(settings.get("spares") or 0)
+        #: time.monotonic() when the members were whole again after each kill (before the spare pool)
+        self.members_back: List[float] = []
+        self._members_noted = True
 
     def start(self) -> None:
         self.h = ftactors.replicated(replicas=self.replicas, style=self.style, **self._settings)(self._cls) \
             .remote(*self._init_args)
         ray.get(self.h.inc.remote(0), timeout=120)
+        deadline = time.monotonic() + 120
+        while self.spares and len(ftactors.describe(self.h).spares) < self.spares:  # the first kill takes one
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {self.spares} warm spares not ready within 120 s")
+            time.sleep(0.1)
 
     def call(self, method: str, *args: Any) -> Any:
         return ray.get(getattr(self.h, method).remote(*args), timeout=120)
@@ -292,6 +301,7 @@ class FtActors(System):
     def kill_primary(self) -> None:
         victim = chaos.pick(self.h, "primary")
         self._killed_wall = time.time()
+        self._members_noted = False
         chaos.kill(victim)
 
     def recovered(self) -> bool:
@@ -307,7 +317,13 @@ class FtActors(System):
             return False
         if any(r.executed < 0 for r in info.replicas):
             return False  # a replica that did not answer describe: not recovered (-1 == -1 is no agreement)
-        return len({r.executed for r in info.replicas}) == 1 or self.style == "passive"
+        if not (len({r.executed for r in info.replicas}) == 1 or self.style == "passive"):
+            return False
+        if not self._members_noted:
+            self.members_back.append(time.monotonic())
+            self._members_noted = True
+        # with warm spares, the next kill waits for the pool to be full again: each kill takes a spare
+        return len(info.spares) >= self.spares
 
     def stats(self) -> Dict[str, int]:
         return ftactors.stats(self.h)

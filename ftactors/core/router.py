@@ -519,6 +519,26 @@ class RouterCore:
         self.joining[replica] = self.now
         self.tracker.want_snapshot(self.primary)
 
+    def adopt_spare(self, asked: str, spare: str) -> None:
+        """The host makes a warm spare ``spare`` (a replica already started, not a member) the
+        replacement it was asked for as ``asked`` (``spawns``): ``spare`` joins instead.
+
+        Args:
+            asked: the replica id of the ``spawns`` entry (no longer expected).
+            spare: the spare's replica id (from :meth:`new_replica_id`).
+
+        Raises:
+            LocalProtocolError: ``spare`` is already a member.
+        """
+        self.replica_started(spare)
+        self.spawning.discard(asked)
+
+    def new_replica_id(self) -> str:
+        """A replica id never used in this group (the numbering of spawned replicas)."""
+        rid = f"{self.group}-r{self._next_index}"
+        self._next_index += 1
+        return rid
+
     def spawn_failed(self, replica: str) -> None:
         """The host could not create a replica asked for with ``spawns``: ask for another."""
         self.spawning.discard(replica)
@@ -932,8 +952,7 @@ class RouterCore:
         """Ask the host for replicas until ``min_replicas`` are members, joining or spawning."""
         have = len(self.members) + len(self.joining) + len(self.spawning)
         while have < self.config.min_replicas and self.phase != Phase.LOST:
-            rid = f"{self.group}-r{self._next_index}"
-            self._next_index += 1
+            rid = self.new_replica_id()
             self._spawns.append(rid)
             self.spawning.add(rid)
             have += 1

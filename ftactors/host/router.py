@@ -25,9 +25,14 @@ Host loop (what a driver calls)::
         on_link_delivered(rid, answer) / on_link_parked(rid) / on_parked_fetched(rid, ticket, answer) /
         on_parked_lost(rid, ticket) / on_link_closed(rid, why)   # the direct data plane (``host.links`` decides)
     host.tick()                          # once per tick: core.tick, the counters' save timer, the links'
-                                         # heartbeats and suspicions, process()
+                                         # heartbeats and suspicions, the warm spares' pings, process()
     host.process()                       # carry out core.ready(): sends, released, failed, pings, queries,
-                                         # spawns (once no recovery runs), retired
+                                         # spawns (once no recovery runs: a ready warm spare, ``spares``,
+                                         # joins instead of a new process), new spares, retired
+
+Warm spares (:mod:`ftactors.host.spares`) go through the same ``io.spawn`` / ``on_spawned`` /
+``on_spawn_failed`` / ``ping`` / ``on_pong`` / ``on_failure`` / ``retire`` as members: the host tells
+them apart by id, and a spare's death or silence never reaches the core.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from ftactors.core import (
 )
 from ftactors.host.links import Links, LinkSettings, Parked
 from ftactors.host.rebuild import RebuiltView, rebuilt_view
+from ftactors.host.spares import SpareSettings, Spares
 
 log = logging.getLogger("ftactors")
 
@@ -156,6 +162,8 @@ class RouterHost:
         members: the first view's members, or None for a restarted router (call :meth:`rebuild`).
         counts_every_ticks: how often the core's counters are saved on the members when they changed.
         link_settings: the direct links' heartbeats (:class:`ftactors.host.links.LinkSettings`).
+        spare_settings: the warm spares the router keeps (:class:`ftactors.host.spares.SpareSettings`;
+            None: none).
 
     Raises:
         ValueError: ``counts_every_ticks`` is not positive.
@@ -163,7 +171,8 @@ class RouterHost:
 
     def __init__(self, group: str, config: CoreConfig, io: RouterIO, epoch: str,
                  members: Optional[Tuple[str, ...]] = None, counts_every_ticks: int = 100,
-                 link_settings: Optional[LinkSettings] = None) -> None:
+                 link_settings: Optional[LinkSettings] = None,
+                 spare_settings: Optional[SpareSettings] = None) -> None:
         if counts_every_ticks < 1:
             raise ValueError(f"counts_every_ticks must be >= 1, got {counts_every_ticks!r}")
         self.group = group
@@ -184,6 +193,9 @@ class RouterHost:
         self._next_save_tick = 0
         #: the direct data plane's decisions (link states, heartbeats, suspicion, parked answers)
         self.links = Links(link_settings or LinkSettings())
+        #: warm spare replicas: started, not members; a replacement takes one instead of a new process
+        self.spares = Spares(spare_settings or SpareSettings())
+        self._last_tick: Optional[int] = None
 
     @property
     def waiters_max(self) -> int:
@@ -271,6 +283,8 @@ class RouterHost:
 
     def on_pong(self, rid: str) -> None:
         """``rid`` answered a ping (``io.ping``)."""
+        if self.spares.heard(rid, self.io.ticks()):
+            return
         self._core().on_pong(rid)
 
     def on_state_report(self, report: StateReport) -> None:
@@ -280,6 +294,11 @@ class RouterHost:
 
     def on_failure(self, rid: str) -> None:
         """A call to ``rid`` failed: it died (Ray's ActorDiedError) or did not answer."""
+        if self.spares.failed(rid, self.io.ticks()):  # the group is not touched; another starts later
+            log.info("[%s] spare replica %s failed", self.group, rid)
+            self.io.retire(rid)
+            self.io.kick()
+            return
         core = self._core()
         if rid in core.links or rid in core.joining:
             log.info("[%s] replica %s failed", self.group, rid)
@@ -353,6 +372,9 @@ class RouterHost:
             False if the core refused it (it is a member already).
         """
         self.io.kick()
+        if self.spares.started(rid, self.io.ticks()):
+            log.debug("[%s] spare replica %s ready", self.group, rid)
+            return True
         try:
             self._core().replica_started(rid)
         except LocalProtocolError as exc:
@@ -361,7 +383,11 @@ class RouterHost:
         return True
 
     def on_spawn_failed(self, rid: str) -> None:
-        """Replica ``rid`` (``io.spawn``) could not be started: the core asks for another."""
+        """Replica ``rid`` (``io.spawn``) could not be started: the core asks for another (a spare:
+        the pool starts another after its respawn delay)."""
+        if self.spares.start_failed(rid, self.io.ticks()):
+            self.io.kick()
+            return
         self._core().spawn_failed(rid)
         self.io.kick()
 
@@ -414,12 +440,25 @@ class RouterHost:
         if core is None or self.closed:
             return
         now = self.io.ticks()
+        if self._last_tick is not None and now - self._last_tick > self.config.heartbeat_ticks:
+            self.spares.excuse(now - self._last_tick)  # as the core's tracker: the router did not run
+        self._last_tick = now
         core.tick(now)
         if now >= self._next_save_tick:
             self._next_save_tick = now + self.counts_every_ticks
             self.save_counts()
         self.tick_links(now)
+        self.tick_spares(now)
         self.process()
+
+    def tick_spares(self, now: int) -> None:
+        """The spares' pings; a spare silent ``timeout_ticks`` is stopped (another starts later)."""
+        acts = self.spares.tick(now)
+        for rid in acts.pings:
+            self.io.ping(rid)
+        for rid in acts.lost:
+            log.info("[%s] spare replica %s silent; stopped", self.group, rid)
+            self.io.retire(rid)
 
     def tick_links(self, now: int) -> None:
         """The links' heartbeats; a replica that missed ``heartbeat_misses_max`` of them is suspected
@@ -472,12 +511,30 @@ class RouterHost:
             # of the creating thread) and would hold up the state queries and the new primary
             spawns, self._spawn_queue = self._spawn_queue, []
             for rid in spawns:
-                io.spawn(rid)
+                spare = self.spares.take(io.ticks()) if rid in core.spawning else None
+                if spare is None:
+                    io.spawn(rid)
+                    continue
+                # no process starts during the failover: the spare joins by state transfer
+                log.info("[%s] spare replica %s replaces a member (view %d)", self.group, spare, core.view)
+                core.adopt_spare(rid, spare)
+                io.kick()
+        self._start_spares(core)
         for rid in r.retired:
             log.debug("[%s] replica %s left the view (view %d)", self.group, rid, core.view)
             if self.links.retire(rid):  # else it retires until its pending answers came
                 io.close_link(rid)
             io.retire(rid)
+
+    def _start_spares(self, core: RouterCore) -> None:
+        """Start the spares the pool lacks, once the group is quiet: no recovery, join or spawn runs
+        (a process starting competes for the CPU with the failover and the state transfer)."""
+        if core.phase != Phase.NORMAL or core.joining or core.spawning or self._spawn_queue:
+            return
+        for _ in range(self.spares.missing(self.io.ticks())):
+            rid = core.new_replica_id()
+            self.spares.starts(rid)
+            self.io.spawn(rid)
 
     def _note_view(self, core: RouterCore) -> None:
         """Recovery timing, one log line per view change, and the counters saved at once after one

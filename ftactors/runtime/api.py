@@ -184,6 +184,8 @@ class GroupInfo:
     last_failover_s: Optional[float] = None
     #: what the router keeps: requests not yet executed everywhere, their order, replies for retries
     retained: Dict[str, int] = field(default_factory=dict)
+    #: warm spares ready (``spares=``): replica id -> its process id; not members
+    spares: Dict[str, int] = field(default_factory=dict)
 
     @property
     def replicas(self) -> List[ReplicaInfo]:
@@ -766,7 +768,8 @@ def group_info(d: Dict[str, Any]) -> GroupInfo:
                      primary=infos[0] if infos else None, backups=infos[1:], joining=list(d["joining"]),
                      counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
                      retained={"requests": d["retained_requests"], "order": d["retained_order"],
-                               "replies": d["retained_replies"]})
+                               "replies": d["retained_replies"]},
+                     spares={rid: int(s.get("pid") or 0) for rid, s in (d.get("spares") or {}).items()})
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:

@@ -406,7 +406,15 @@ class _Replica:
     # ------------------------------------------------------------ Ray methods
 
     def ready(self) -> Dict[str, Any]:
-        """Where this replica runs, and the constructor's exception if it raised one."""
+        """Where this replica runs, and the constructor's exception if it raised one (asked by the
+        router: a replica it started, a warm spare too, may be left before its first Deliver or
+        ping, and must still exit when that router is gone, see ``_orphan_watch``)."""
+        if self._router_seen is None:
+            self._router_seen = time.monotonic()
+        return self._where()
+
+    def _where(self) -> Dict[str, Any]:
+        """Where this replica runs (``ready``'s answer, without noting the router's call)."""
         ctx = ray.get_runtime_context()
         return {"replica": self.replica_id, "pid": os.getpid(), "node_id": ctx.get_node_id(),
                 "error": self.init_error, "wire": self.wire_address()}
@@ -562,7 +570,7 @@ class _Replica:
                 digest = state_digest(self.obj) if idle else ""  # unknown: still busy
                 executed = core.executed_upto
             return {
-                **self.ready(), "role": core.role.value, "view": core.view, "executed": executed,
+                **self._where(), "role": core.role.value, "view": core.view, "executed": executed,
                 "checkpoint_position": core.checkpoint.position if core.checkpoint is not None else 0,
                 "acked": core.acked_position(), "state_digest": digest, "counts": dict(core.counts),
                 "pending": len(core.requests), "replies_cached": len(core.dedup),

@@ -273,13 +273,15 @@ class _RouterLoop:
             self._reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self.start_error: Optional[BaseException] = None  # the user's constructor raised it
         self._spec_fetch: Optional["asyncio.Future[None]"] = None  # the class being fetched (_fetch_spec)
+        self._pids: Dict[str, int] = {}  # process ids of the replicas this incarnation started (spares too)
         # the epoch names this incarnation on its Delivers; a restarted router's sorts later (it restarts
         # on the same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
         epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.host = RouterHost(self.group, self.config, _RayIO(self), epoch,
                                members=None if self._reconstructed else self.initial_members,
                                counts_every_ticks=self.settings.ticks(1.0),
-                               link_settings=self.settings.link_settings())
+                               link_settings=self.settings.link_settings(),
+                               spare_settings=self.settings.spare_settings())
         # the direct data plane: one link per replica, opened on its first Deliver; the host's links
         # (ftactors.host.links) decide the path, what a close means, heartbeats and when a link closes
         self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
@@ -410,6 +412,9 @@ class _RouterLoop:
         out["settings"] = self.spec.settings
         out["lifetime"] = self.info.get("lifetime")
         out["handles"] = {rid: self.handles.get(rid) for rid in core.members}
+        out["spares"] = {rid: {"pid": self._pids.get(rid, 0), "node_id": self.nodes.get(rid)}
+                         for rid in self.host.spares.ready}
+        out["counts"].update({f"spare_{k}": n for k, n in self.host.spares.counts.items()})
         return out
 
     async def set_unavailable(self, resources: Tuple[str, ...]) -> None:
@@ -510,7 +515,8 @@ class _RouterLoop:
                     continue
             names |= {m for v in found.values() for m in v[1]}
         try:  # the same choice as the simulator's router makes (ftactors.host.rebuild); it retires
-            # every replica outside the view it takes over (``_retire``: a stopped one on continuing)
+            # every replica outside the view it takes over (``_retire``: a stopped one on continuing),
+            # the dead incarnation's spares among them (this one starts its own)
             self.host.rebuild(found, known=names)
         except LookupError:
             raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None
@@ -727,6 +733,7 @@ class _RouterLoop:
             return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
+        self._pids[rid] = info.get("pid", 0)
         if info.get("wire"):
             self._wire_addrs[rid] = info["wire"]
         log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
@@ -808,8 +815,9 @@ class _RouterLoop:
         from ftactors.runtime.api import alive_nodes  # api imports this module
 
         try:
-            return choose_node(alive_nodes(), [self.nodes.get(m) for m in self.host._core().members],
-                               self.settings.placement)
+            # spares count as members: a spare replaces a member, so it must not share a member's node
+            taken = list(self.host._core().members) + list(self.host.spares.ready)
+            return choose_node(alive_nodes(), [self.nodes.get(m) for m in taken], self.settings.placement)
         except PlacementError as exc:
             log.warning("[%s] %s; Ray places the replacement replica", self.group, exc)
             return None

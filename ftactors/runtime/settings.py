@@ -17,6 +17,7 @@ from ftactors.core.config import CoreConfig
 from ftactors.core.errors import ConfigError
 from ftactors.core.scheduler import make_scheduler
 from ftactors.host.links import LinkSettings
+from ftactors.host.spares import SPARES_MAX, SpareSettings
 
 log = logging.getLogger("ftactors")
 
@@ -32,6 +33,16 @@ class ReplicationSettings(BaseModel):
 
     Every field can be given to ``@ftactors.replicated(...)`` or in a YAML file
     (``config=path``); keyword arguments override the file.
+
+    ``spares`` (default 0) keeps that many *warm spare* replica processes per group besides the
+    members: started and constructed (the class loaded, the constructor run) but not in the view,
+    so they receive no calls and hold no state. When a member fails, a spare becomes its
+    replacement (it joins by state transfer, as any new replica), so no process starts during the
+    failover; a new spare starts ``spare_respawn_delay_s`` later, once no recovery or join runs. A
+    spare that dies is replaced without affecting the group; spares go on other nodes than the
+    members where ``placement`` allows, exit when the group's router is gone for good
+    (``orphan_timeout_s``), and stop with ``ftactors.shutdown``. Each spare costs one process (and
+    its constructor's memory) per group.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -49,6 +60,11 @@ class ReplicationSettings(BaseModel):
                                "for this long")
     failure_timeout_s: float = Field(2.0, gt=0)
     tick_s: float = Field(0.01, gt=0, le=1.0)
+    spares: int = Field(0, ge=0, le=SPARES_MAX, description="warm spare replica processes per group: "
+                        "started and constructed, not members; a failed member's replacement takes one "
+                        "instead of starting a process")
+    spare_respawn_delay_s: float = Field(2.0, ge=0, description="after a spare became a member (or died), "
+                                         "wait this long before starting the next one")
     orphan_timeout_s: float = Field(30.0, gt=0, description="a replica not called by its router for this "
                                     "long checks that the router still exists, and exits if not")
     digest_every: int = Field(200, ge=0, description="compare state digests every N messages (0: never)")
@@ -156,6 +172,15 @@ class ReplicationSettings(BaseModel):
         """The direct links' heartbeats in ticks (:class:`ftactors.host.links.LinkSettings`)."""
         return LinkSettings(heartbeat_interval_ticks=self.ticks(self.heartbeat_interval_s),
                             heartbeat_misses_max=self.heartbeat_misses_max)
+
+    def spare_settings(self) -> SpareSettings:
+        """The warm spares in ticks (:class:`ftactors.host.spares.SpareSettings`): pinged every
+        ``heartbeat_s``, presumed dead after ``failure_timeout_s`` of silence."""
+        heartbeat = self.ticks(self.heartbeat_s)
+        return SpareSettings(spares=self.spares,
+                             respawn_ticks=0 if self.spare_respawn_delay_s == 0 else self.ticks(self.spare_respawn_delay_s),
+                             heartbeat_ticks=heartbeat,
+                             timeout_ticks=max(self.ticks(self.failure_timeout_s), heartbeat + 1))
 
     def core_config(self) -> CoreConfig:
         """The core's settings in ticks."""

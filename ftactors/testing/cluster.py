@@ -164,6 +164,7 @@ class Simulator:
         self.needs_resources: set = set()  # client calls that need a resource (at most one per operation)
         self.checker = invariants.Checker(self)
         self.count("direct_runs", int(options.direct))
+        self.count("spare_runs", int(options.spares > 0))
         self._build()
 
     # ----------------------------------------------------------------- setup
@@ -774,7 +775,7 @@ class Simulator:
         return True
 
     def crash_replica(self, group: str, rid: Optional[str] = None) -> bool:
-        """Crash a member of ``group`` (random if ``rid`` is None), if the group is stable.
+        """Crash a member or a warm spare of ``group`` (random if ``rid`` is None), if the group is stable.
 
         Returns:
             True if a replica crashed.
@@ -783,7 +784,9 @@ class Simulator:
             return False
         core = self.routers[group].core
         assert core is not None
-        host = self.replicas[group][rid or self.rng.choice(core.members)]
+        spares = list(self.routers[group].host.spares.ready) if self.routers[group].host is not None else []
+        # a warm spare may crash too (none unless ``spares``: the same draw as without them)
+        host = self.replicas[group][rid or self.rng.choice(core.members + spares)]
         host.alive = False
         self._go_silent(host)
         self.count("crashes")

@@ -47,6 +47,7 @@ from ftactors.core import (
 from ftactors.host import ReplicaTurns
 from ftactors.host.replica import ReplicaHost as HostLoop
 from ftactors.host.links import LinkSettings, Parked, Route
+from ftactors.host.spares import SpareSettings
 from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     Endpoint,
@@ -776,16 +777,22 @@ class SimRouter:
         self.closed_links = set()
         opts = self.sim.options
         settings = LinkSettings(opts.link_heartbeat_ticks, opts.heartbeat_misses_max) if opts.direct else None
+        spares = SpareSettings(opts.spares, opts.spare_respawn_ticks, heartbeat_ticks=opts.heartbeat_ticks,
+                               timeout_ticks=opts.failure_timeout_ticks) if opts.spares else None
         return RouterHost(self.group, self.config, self, self.epoch, members, counts_every_ticks=COUNTS_EVERY_TICKS,
-                          link_settings=settings)
+                          link_settings=settings, spare_settings=spares)
 
     def fold_link_counts(self) -> None:
-        """Add the current host's link decisions to the simulator's counters (``link_`` names), once."""
+        """Add the current host's link decisions (``link_`` names) and spares (``spare_``) to the
+        simulator's counters, once."""
         host = getattr(self, "host", None)
         if host is not None:
             for k, n in host.links.counts.items():
                 self.sim.count("link_" + k, n)
                 host.links.counts[k] = 0
+            for k, n in host.spares.counts.items():  # and its spares' (``spare_`` names)
+                self.sim.count("spare_" + k, n)
+                host.spares.counts[k] = 0
 
     # ------------------------------------------------------------ RouterIO
 

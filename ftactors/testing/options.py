@@ -21,6 +21,8 @@ P_ASYNC = 0.5
 P_DIRECT = 0.5
 #: the fraction of fault-free seeds that replace one backup of each group (``replace_backup``)
 P_REPLACE_BACKUP = 0.5
+#: the fraction of seeds whose routers keep warm spare replicas (``spares``)
+P_SPARES = 0.3
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -45,6 +47,10 @@ class SimOptions:
         replace_backup: in a fault-free run, one backup of each group is killed once, halfway
             through the safety phase, and replaced by state transfer; I5 still holds except for
             that view change and join (no failover, no pull of a reply copy).
+        spares: warm spare replicas each router keeps (:mod:`ftactors.host.spares`): started, not
+            members; a replacement takes one. Crashes may hit a spare too. Drawn from its own
+            stream (``spares-<seed>``).
+        spare_respawn_ticks: after a spare is taken or lost, the next starts this much later.
         p_crash: per tick and group, probability of crashing a replica.
         p_pause: per tick and group, probability of pausing a replica.
         p_router_crash: per tick and group, probability of crashing the router.
@@ -167,6 +173,8 @@ class SimOptions:
     p_parked: float = 0.0
     p_partition: float = 0.0
     replace_backup: bool = False
+    spares: int = 0
+    spare_respawn_ticks: int = 0
     reply_cache_max: int = 1000
     log_max: int = 1000
     pending_max: int = 1000
@@ -236,6 +244,7 @@ class SimOptions:
                 + (f" fetch<={self.fetch_ticks_max}" if self.fetch_ticks_max else "")
                 + (" client-fifo" if self.client_fifo else "")
                 + (" replace-backup" if self.replace_backup else "")
+                + (f" spares={self.spares}(respawn {self.spare_respawn_ticks})" if self.spares else "")
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
@@ -263,10 +272,26 @@ def draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[st
     Returns:
         The options; the same seed always gives the same options.
     """
-    opts = _draw_options(seed, style, scheduling)
+    opts = _draw_spares(random.Random(f"spares-{seed}"), _draw_options(seed, style, scheduling))
     if opts.faults or random.Random(f"replace-{seed}").random() >= P_REPLACE_BACKUP:
         return opts
     return dataclasses.replace(opts, replace_backup=True)
+
+
+def _draw_spares(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """Warm spares (``spares``) in ``P_SPARES`` of the seeds, from their own stream (``spares-<seed>``),
+    so every other choice keeps its value.
+
+    Args:
+        rng: the seed's spares stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``spares`` 1 or 2 and a respawn delay of 0-40 ticks, or unchanged.
+    """
+    if rng.random() >= P_SPARES:
+        return opts
+    return dataclasses.replace(opts, spares=rng.choice((1, 1, 2)), spare_respawn_ticks=rng.randint(0, 40))
 
 
 def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[str] = None) -> SimOptions:

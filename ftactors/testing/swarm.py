@@ -36,7 +36,8 @@ class Failure:
         """The one-line command that replays this seed."""
         return (f"python -m ftactors.testing --replay {self.seed} --style {self.options.style} "
                 f"--scheduling {self.options.scheduling} -v"
-                + (" --output-to-deliverer" if self.options.output_to_deliverer else ""))
+                + (" --output-to-deliverer" if self.options.output_to_deliverer else "")
+                + (f" --spares {self.options.spares}" if self.options.spares else ""))
 
 
 #: the workload's corners, as counted by the simulator: (label in the summary, counter)
@@ -67,6 +68,10 @@ FEATURES = (
     ("by-ref on Ray", "link_byref_on_ray"),
     ("retired links", "link_retired"),
     ("partitions", "partitions"),
+    ("spare runs", "spare_runs"),
+    ("spares started", "spare_started"),
+    ("spares promoted", "spare_promoted"),
+    ("spares lost", "spare_lost"),
 )
 
 
@@ -121,7 +126,7 @@ def run_seed(seed: int, style: Optional[str] = None, scheduling: Optional[str] =
 
 def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, scheduling: Optional[str] = None,
               on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0,
-              output_to_deliverer: bool = False) -> SwarmSummary:
+              output_to_deliverer: bool = False, spares: Optional[int] = None) -> SwarmSummary:
     """Run ``seeds`` consecutive seeds from ``start``.
 
     Args:
@@ -132,6 +137,7 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         on_failure: called with each failure as it happens.
         stop_after: stop after this many failures (0: never).
         output_to_deliverer: model the Ray replica host before issue 10's fix (see SimOptions).
+        spares: force this many warm spares per router (None: drawn per seed).
 
     Returns:
         The totals and failures.
@@ -142,6 +148,8 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         opts = draw_options(seed, style, scheduling)
         if output_to_deliverer:
             opts = replace(opts, output_to_deliverer=True)
+        if spares is not None:
+            opts = replace(opts, spares=spares)
         try:
             result = Simulator(opts).run()
         except Exception as exc:  # an invariant, or the core's own assertion: both fail the seed
