@@ -198,6 +198,23 @@ def test_a_rebuilt_router_missing_a_member_that_did_not_answer_asks_for_a_replac
     assert out.spawns == ("g-r103",)
 
 
+def test_a_replacement_that_dies_before_it_joins_is_replaced_in_turn() -> None:
+    """docs/faults.md row 39: a replacement (a new process, or a warm spare made the replacement)
+    that died while it waited for its snapshot was only forgotten: the router asked for no other,
+    and the group ran one replica short for good (simulator seeds 974 and 318 with a spare:
+    ``I6: no quiescence ... store: normal v6 ['store-r4']``, ``min_replicas`` 2)."""
+    cfg = CoreConfig(min_replicas=3)
+    router = RouterCore.rebuilt("g", cfg, ("g-r0", "g-r2"), view=1, next_replica_index=103)
+    for m in ("g-r0", "g-r2"):
+        router.on_state_report(StateReport(m, 1, 0))
+    assert router.ready().spawns == ("g-r103",)
+    router.replica_started("g-r103")
+    assert "g-r103" in router.joining
+    router.on_failure("g-r103")  # died before the primary's snapshot admitted it
+    assert router.ready().spawns == ("g-r104",)
+    assert router.members == ["g-r0", "g-r2"] and not router.joining and router.spawning == {"g-r104"}
+
+
 def test_retry_of_a_request_known_only_from_reports_is_answered() -> None:
     """Regression: a restarted router knew a request from a StateReport, not who waited for it."""
     cfg = CoreConfig()

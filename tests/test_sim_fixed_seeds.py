@@ -137,3 +137,13 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
+
+
+@pytest.mark.parametrize("seed,scheduling", [(974, "reception"), (318, "deadline")])
+def test_a_spare_that_dies_while_it_joins_is_replaced(seed: int, scheduling: str) -> None:
+    """docs/faults.md row 39: with a warm spare, the spare made a replacement died before its
+    snapshot came; the router forgot it and asked for no other (``I6: no quiescence 400 ticks after
+    the last reply: store: normal v6 ['store-r4'] ... 'store-r7': ('joining', 0, 0, ...)``)."""
+    opts = replace(draw_options(seed, "semi-active", scheduling), spares=1)
+    result = run_seed(seed, options=opts)
+    assert result.ops >= 100 and result.counts["spare_promoted"] >= 1

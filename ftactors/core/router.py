@@ -483,8 +483,9 @@ class RouterCore:
 
     def on_failure(self, replica: str) -> None:
         """The host saw ``replica`` die (for instance Ray's ActorDiedError)."""
-        if replica in self.joining:
+        if replica in self.joining:  # a replacement died before it was admitted: ask for another
             del self.joining[replica]
+            self._want_replicas()
         if replica in self.links:
             self._remove_members({replica}, "failure")
 
