@@ -22,6 +22,7 @@ from ftactors.core import (
     Phase,
     ReplicaCore,
     Reply,
+    Restore,
     Snapshot,
 )
 from ftactors.host.router import RouterHost
@@ -99,7 +100,8 @@ class Replicas:
         self.alive = set(members)
 
     def answer(self, host: RouterHost, io: FakeIO) -> None:
-        """Every live replica answers what was sent to it; a call to a dead one fails."""
+        """Every live replica answers what was sent to it (a joiner restores its checkpoint); a call to a
+        dead one fails."""
         pinged, io.pinged = io.pinged, []
         for rid in pinged:
             host.on_pong(rid) if rid in self.alive else host.on_failure(rid)
@@ -111,7 +113,9 @@ class Replicas:
             core = self.cores[rid]
             core.deliver(msg)
             while (e := core.next_effect()) is not None:
-                if isinstance(e, Execute):
+                if isinstance(e, Restore):  # a joining replica takes the primary's checkpoint
+                    self.state[rid] = e.checkpoint.state
+                elif isinstance(e, Execute):
                     self.state[rid] += e.request.payload
                     core.executed(e.request.msg_id, Outcome(True, self.state[rid]))
                 elif isinstance(e, Snapshot):

@@ -8,8 +8,7 @@ from typing import Optional, Tuple
 
 import pytest
 
-from ftactors.core import ClientCore, CoreConfig, Execute, Outcome, Phase, ReplicaCore, Snapshot
-from ftactors.core.replica import Restore
+from ftactors.core import ClientCore, CoreConfig, Phase, ReplicaCore
 from ftactors.host.router import RouterHost
 from ftactors.host.spares import SPARES_MAX, SpareSettings, Spares
 from tests.test_host_router import MEMBERS, FakeIO, Replicas, run
@@ -33,31 +32,6 @@ class Processes(Replicas):
                 self.alive.add(rid)
                 self.started += 1
                 host.on_spawned(rid)
-
-    def answer(self, host: RouterHost, io: FakeIO) -> None:
-        """As the base class, with the Restore a joining replica carries out."""
-        pinged, io.pinged = io.pinged, []
-        for rid in pinged:
-            host.on_pong(rid) if rid in self.alive else host.on_failure(rid)
-        sent, io.sent = io.sent, []
-        for rid, msg, _, _ in sent:
-            if rid not in self.alive:
-                host.on_failure(rid)
-                continue
-            core = self.cores[rid]
-            core.deliver(msg)
-            while (e := core.next_effect()) is not None:
-                if isinstance(e, Restore):
-                    self.state[rid] = e.checkpoint.state
-                elif isinstance(e, Execute):
-                    self.state[rid] += e.request.payload
-                    core.executed(e.request.msg_id, Outcome(True, self.state[rid]))
-                elif isinstance(e, Snapshot):
-                    core.snapshot_taken(e.position, self.state[rid], str(self.state[rid]))
-            host.on_delivered(core.take_delivered())
-        asked, io.asked = io.asked, []
-        for rid in asked:
-            host.on_state_report(self.cores[rid].state_report()) if rid in self.alive else host.on_failure(rid)
 
 
 def setup(spares: int = 1, respawn_ticks: int = 10,
