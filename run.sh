@@ -18,7 +18,7 @@ case "$cmd" in
   demo)  exec .venv/bin/ftactors demo "$@" ;;
   test)  # two processes: a multi-node Cluster cannot share a process with the local Ray sessions
          set +e
-         .venv/bin/python -m pytest -q -p no:cacheprovider -m "not cluster" "$@"; rc=$?
+         .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 -m "not cluster" "$@"; rc=$?
          .venv/bin/python -m pytest -q -p no:cacheprovider -m cluster "$@" || rc=$?
          exit $rc ;;
   sim)   exec .venv/bin/python -m ftactors.testing "$@" ;;

@@ -1280,3 +1280,31 @@ def test_a_lineage_naming_no_numbered_call_is_refused_as_overloaded_not_an_error
     g.router.submit(first)
     with pytest.raises(GroupOverloadedError, match="in flight"):
         g.router.submit(replace(first, msg_id=MsgId(f"g|{calling}", 1), source_view=1))
+
+
+def test_time_the_router_did_not_run_does_not_count_toward_a_held_calls_wait() -> None:
+    """Call 2 arrives before call 1; the router is then starved for 30 ticks (its loop did not run,
+    call 1 waits unread behind the next tick). The tick after the starvation counts one tick of
+    waiting, not 30: call 1, read after it, still runs first (docs/faults.md, row 40)."""
+    router = RouterCore("g", CoreConfig(sequence_gap_ticks=5), MEMBERS)
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    router.submit(client.request("g", "add", payload=2))
+    router.tick(1)
+    router.tick(31)  # starved from tick 1 to 31
+    assert router.counts["requests"] == 0
+    router.submit(first)
+    assert [r.msg_id.seq for r in router.log.requests.values()] == [1, 2]
+    for now in range(32, 40):  # and a call that never comes still holds the rest only the gap
+        router.tick(now)
+    router.submit(client.request("g", "add", payload=3))
+    lost = client.request("g", "add", payload=4)
+    router.submit(client.request("g", "add", payload=5))
+    assert lost.msg_id not in router.log.requests
+    for now in range(40, 43):  # 3 ticks of waiting
+        router.tick(now)
+    assert router.counts["requests"] == 3
+    router.tick(60)  # starved again: the 4th tick of waiting, still held
+    assert router.counts["requests"] == 3
+    router.tick(61)  # the 5th: call 5 gives call 4 up
+    assert router.counts["requests"] == 4

@@ -147,3 +147,20 @@ def test_a_spare_that_dies_while_it_joins_is_replaced(seed: int, scheduling: str
     opts = replace(draw_options(seed, "semi-active", scheduling), spares=1)
     result = run_seed(seed, options=opts)
     assert result.ops >= 100 and result.counts["spare_promoted"] >= 1
+
+
+def test_a_router_starved_of_cpu_still_runs_one_callers_calls_in_its_order() -> None:
+    """Ray starts an async or threaded router's tasks in no fixed order: one caller's calls overtake
+    each other (``caller_overtake_ticks``, within the router's reordering window), and the router's
+    process gets no CPU for a while (``p_router_starve``). The CI run that found it (a threaded
+    router, load about 10) ran 300 pipelined calls as ``['15', '3', '5', ...]``. A call held for
+    an earlier one was stamped with the tick before the starvation, and the router's first tick
+    after it counted the whole starvation as waiting: it gave the earlier call up, unread in its
+    inbox (``I10: store ran c2#11 at 46, after c2#15 at 45``). Now time the router did not run does
+    not count (``RouterCore.tick``, ``Intake.excuse``; docs/faults.md, row 40)."""
+    opts = draw_options(11, scheduling="reception")
+    opts = replace(opts, client_fifo=True, caller_overtake_ticks=opts.sequence_gap_ticks - 1,
+                   p_router_starve=0.03, router_starve_max=3 * opts.sequence_gap_ticks)
+    assert opts.window == 4 and opts.faults
+    result = run_seed(11, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.ops >= 100

@@ -292,7 +292,9 @@ def test_an_async_backup_pulling_at_the_step_that_suspends_on_its_nested_call_is
 
 #: seeds from 500 with re-entrant rings or timers in the workload (``draw_options``)
 RING_SEEDS = [s for s in range(500, 800) if draw_options(s).p_ring][:20]
-TIMER_SEEDS = [s for s in range(500, 800) if draw_options(s).p_timer][:20]
+#: (timer seeds without starved routers: no fault strikes a starved router's group, and this bug needs a
+#: primary crash while a call sleeps)
+TIMER_SEEDS = [s for s in range(500, 800) if draw_options(s).p_timer and not draw_options(s).p_router_starve][:20]
 
 
 def _no_reentrance(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,7 +67,8 @@ class CoreConfig:
         min_replicas: the router asks for new replicas below this.
         carried_announcements_max: announcements a client carries back.
         sequence_gap_ticks: how long a later message of a source waits for an
-            earlier one (the router's per-source FIFO; sequence scheduling).
+            earlier one (the router's per-source FIFO; sequence scheduling). At the router,
+            ticks it did not run (a tick after a longer gap) do not count.
         retain_executed_max: executed messages (with their announcements) each
             replica keeps for recovery, so a restarted router can still bring a
             lagging backup up to date.

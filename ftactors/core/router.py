@@ -553,6 +553,9 @@ class RouterCore:
         if gap > cfg.heartbeat_ticks:
             # the router itself did not run (starved, paused): silence meanwhile proves nothing
             self.tracker.excuse(gap)
+        if gap > 1 and self.held:
+            # nor does that time count toward a held call's wait: its predecessor may be unread yet
+            self.intake.excuse(gap - 1)
         dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")

@@ -59,8 +59,9 @@ _REPLICA_CLASS = ray.remote(_Replica)  # one actor class: its definition is expo
 #: Threads of the router actor (Ray's ``max_concurrency``): callers' calls in the router at once;
 #: more wait in Ray's queue for the actor.
 ROUTER_THREADS = 256
-#: How long a caller's request waits in the threaded router's inbox for the caller's previous one.
-REORDER_WAIT_S = 0.2
+#: How long a caller's request waits in the threaded router's inbox for the caller's previous one
+#: (the default; a group's ``reorder_wait_s`` setting).
+REORDER_WAIT_S = 0.5
 #: Callers whose next sequence number the threaded router's inbox keeps at most.
 SOURCES_MAX = 10_000
 #: How long the router waits for one member's answer when it asks every member at once for the
@@ -290,7 +291,8 @@ class _RouterLoop:
         # the threaded router's own thread: everything but the callers' hand-over runs on its loop (the
         # async router runs on Ray's loop and takes no inbox)
         self._loop = asyncio.new_event_loop()
-        self._inbox = _Inbox(lambda: self._loop.call_soon_threadsafe(self._drain))
+        self._inbox = _Inbox(lambda: self._loop.call_soon_threadsafe(self._drain),
+                             reorder_wait_s=self.settings.reorder_wait_s)
         if own_thread:
             threading.Thread(target=self._loop.run_forever, name="ftactors-router-loop", daemon=True).start()
 

@@ -59,6 +59,9 @@ class ReplicationSettings(BaseModel):
     heartbeat_s: float = Field(0.25, gt=0, description="the router pings a replica it has not heard from "
                                "for this long")
     failure_timeout_s: float = Field(2.0, gt=0)
+    reorder_wait_s: float = Field(0.5, gt=0, description="a call waits at most this long at the router for "
+                                  "an earlier call of its caller (Ray may start an async or threaded actor's "
+                                  "tasks out of order); time the router gets no CPU does not count")
     tick_s: float = Field(0.01, gt=0, le=1.0)
     spares: int = Field(0, ge=0, le=SPARES_MAX, description="warm spare replica processes per group: "
                         "started and constructed, not members; a failed member's replacement takes one "
@@ -190,6 +193,7 @@ class ReplicationSettings(BaseModel):
             null_message_ticks=self.ticks(self.null_message_after_s),
             heartbeat_ticks=self.ticks(self.heartbeat_s),
             failure_timeout_ticks=max(self.ticks(self.failure_timeout_s), self.ticks(self.heartbeat_s) + 1),
+            sequence_gap_ticks=self.ticks(self.reorder_wait_s),
             recovery_timeout_ticks=max(self.ticks(self.failure_timeout_s), 2),
             reply_cache_max=self.reply_cache_max,
             log_max=self.log_max,

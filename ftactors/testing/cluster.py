@@ -93,6 +93,11 @@ from ftactors.testing.hosts import (
 from ftactors.testing.models import GATHER_TASKS_MAX, MODELS, ByRef, Frontend, Model
 from ftactors.testing.options import SimOptions
 
+#: What a router reads (a starved router reads them once it runs again): callers' calls, fetched
+#: arguments, backups' pulls, replicas' answers, Ray's death notices, spawns and its links' events
+ROUTER_BOUND = (RequestArrives, ArgumentFetched, PullArrives, ToRouter, FailureNotice, SpawnReady, LinkOpened,
+                LinkClosed)
+
 #: bound on simultaneously scheduled events
 EVENTS_MAX = 200_000
 #: resources requests may need (resource scheduling)
@@ -259,11 +264,13 @@ class Simulator:
             self.count("duplicated")
             self.schedule(self.rng.randint(1, opts.delay_max), event)
 
-    def _fifo(self, key: Tuple[Any, ...], event: Event, held_until: int = 0) -> None:
-        """Send on a FIFO link: random delay, never overtaking an earlier message (``held_until``: a
-        partition holds it until then)."""
-        at = max(self.now + self.rng.randint(1, self.options.link_delay_max), self.fifo.get(key, 0), held_until)
-        self.fifo[key] = at
+    def _fifo(self, key: Tuple[Any, ...], event: Event, held_until: int = 0, overtake: int = 0) -> None:
+        """Send on a FIFO link: random delay, never overtaking an earlier message by more than
+        ``overtake`` ticks (``held_until``: a partition holds it until then)."""
+        last = self.fifo.get(key, 0)
+        at = max(self.now + self.rng.randint(1, self.options.link_delay_max), last - overtake, held_until)
+        self.fifo[key] = max(at, last)
+        self.count("caller_overtakes", int(at < last))
         assert len(self.queue) < EVENTS_MAX
         heapq.heappush(self.queue, (at, next(self._seq), event))
 
@@ -319,8 +326,37 @@ class Simulator:
     # ------------------------------------------------------------ dispatch
 
     def _dispatch(self, ev: Event) -> None:
+        if isinstance(ev, ROUTER_BOUND) or (isinstance(ev, FetchParked) and ev.back):
+            router = self.routers[ev.group]
+            if router.starved_until >= self.now:
+                router.unread.append(ev)  # its process gets no CPU: it reads this once it runs again
+                return
         handler = getattr(self, "_on_" + type(ev).__name__)
         handler(ev)
+
+    def _wake_routers(self) -> None:
+        """Routers whose starvation ended: the router's timer runs first (a tick after a long gap),
+        then it reads what reached it meanwhile, in arrival order (docs/faults.md, row 40)."""
+        for group, router in self.routers.items():
+            if router.starved_until and router.starved_until < self.now:
+                router.starved_until, router.woke_at = 0, self.now
+                self._flush(group)
+                unread, router.unread = router.unread, []
+                for ev in unread:
+                    self._dispatch(ev)
+
+    def starve_router(self, group: str, ticks: Optional[int] = None) -> bool:
+        """Give the router of ``group`` no CPU for ``ticks`` (random if None): it neither ticks nor reads.
+
+        Returns:
+            True if the router was starved (not while it is down, rebuilding or starved already).
+        """
+        router = self.routers[group]
+        if router.core is None or router.starved_until:
+            return False
+        router.starved_until = self.now + (ticks or self.rng.randint(1, self.options.router_starve_max))
+        self.count("router_starvations")
+        return True
 
     def _on_ClientIssue(self, ev: ClientIssue) -> None:
         client = self.clients[ev.client]
@@ -368,7 +404,8 @@ class Simulator:
             self._lossy(RequestArrives(req.group, req, sender))
             return
         inc = self.routers[req.group].incarnation
-        self._fifo(("client", client.name, req.group, inc), RequestArrives(req.group, req, sender, inc))
+        self._fifo(("client", client.name, req.group, inc), RequestArrives(req.group, req, sender, inc),
+                   overtake=self.options.caller_overtake_ticks)
 
     def _resubmit(self, group: str) -> None:
         """A router restarted: Ray resubmits every unacknowledged call of a caller to it, in the caller's
@@ -608,9 +645,9 @@ class Simulator:
 
     def _flush(self, group: str) -> None:
         """One tick of the router host: the core's clock, its timers, then ``RouterCore.ready``."""
-        host = self.routers[group].host
-        if host is not None:
-            host.tick()
+        router = self.routers[group]
+        if router.host is not None and router.starved_until < self.now:
+            router.host.tick()
 
     def _to_replica(self, group: str, rid: str, msg: Any, seq: int = 0, wire: bool = False) -> None:
         """Router -> replica (``seq``: the Deliver's number on the link); a dead replica: FailureNotice
@@ -736,6 +773,8 @@ class Simulator:
                 self.crash_router(group)
             elif r < opts.p_crash + opts.p_pause + opts.p_router_crash + opts.p_partition:
                 self.partition_replica(group)
+            elif r < opts.p_crash + opts.p_pause + opts.p_router_crash + opts.p_partition + opts.p_router_starve:
+                self.starve_router(group)
 
     def _set_resources(self, down: frozenset) -> None:
         self._resources_down = down
@@ -754,7 +793,7 @@ class Simulator:
         """
         router = self.routers[group]
         core = router.core
-        if core is None or core.phase != Phase.NORMAL or core.joining or core.spawning:
+        if core is None or core.phase != Phase.NORMAL or core.joining or core.spawning or router.starved_until:
             return False
         if len(core.members) < 2:
             return False
@@ -911,6 +950,7 @@ class Simulator:
     def step(self) -> None:
         """Advance one tick: events, faults, hosts, routers, then invariants."""
         self.now += 1
+        self._wake_routers()
         while self.queue and self.queue[0][0] <= self.now:
             self._dispatch(heapq.heappop(self.queue)[2])
         if self.faults_on:
@@ -952,7 +992,7 @@ class Simulator:
                 rep = self.replicas[group][m]
                 if rep.silent_since is None or rep.silent_link_up != router.incarnation:
                     continue
-                silent = self.now - rep.silent_since
+                silent = self.now - max(rep.silent_since, router.woke_at)  # a starved router counts from waking
                 if not rep.alive and silent > LINK_CLOSE_TICKS_MAX + 1:
                     raise InvariantViolation(f"I11: {m} crashed {silent} ticks ago with its link up, still a member")
                 if silent > beat_bound:

@@ -755,6 +755,9 @@ class SimRouter:
         self.closed_links: Set[str] = set()  # direct links this incarnation closed (their traffic drops)
         self.host: Optional[RouterHost] = self.new_host(members)
         self.released: Set[MsgId] = set()  # replies released by this incarnation (I3)
+        self.starved_until = 0  # starved of CPU through this tick (0: runs): it neither ticks nor reads
+        self.woke_at = 0  # the tick its last starvation ended
+        self.unread: List[Any] = []  # what reached it while starved, in arrival order
 
     @property
     def core(self) -> Optional[RouterCore]:

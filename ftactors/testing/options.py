@@ -93,6 +93,12 @@ class SimOptions:
             lossless while the router lives, calls resubmitted in order to a restarted router)
             instead of the lossy, duplicating, reordering one; then one client's calls must run
             in its order under an order-keeping scheduler (I10).
+        caller_overtake_ticks: on Ray's caller link, a call may reach the router up to this many
+            ticks before an earlier one of its caller (Ray starts an async or threaded actor's tasks
+            in no fixed order); less than ``sequence_gap_ticks``, so the router must restore it.
+        p_router_starve: probability per tick that a router's process gets no CPU (its loop does
+            not run; what reaches it waits unread, and on waking its timer runs before it reads).
+        router_starve_max: the longest such a starvation (ticks).
         async_steps: the model's methods run in async steps (issue 12): a nested call suspends
             the step instead of blocking the replica, other messages start meanwhile, and the
             primary chooses which suspended call resumes (announced ``resume``/``wake``).
@@ -161,6 +167,9 @@ class SimOptions:
     p_owner_exit: float = 0.0
     fetch_ticks_max: int = 0
     client_fifo: bool = False
+    caller_overtake_ticks: int = 0
+    p_router_starve: float = 0.0
+    router_starve_max: int = 0
     async_steps: bool = False
     p_ring: float = 0.0
     p_timer: float = 0.0
@@ -222,7 +231,8 @@ class SimOptions:
         per_call += (self.nap_ticks_max if self.p_timer else 0) + (hop if self.p_ring else 0)
         queue = 2 * self.clients * self.window * per_call
         ring = 2 * (detect + recover + retry) if self.p_ring else 0  # a ring's third leg, back in the first group
-        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40 + queue + ring
+        starved = 2 * self.router_starve_max if self.p_router_starve else 0  # a starvation as faults stop
+        return 2 * (detect + recover + 2 * retry) + 2 * self.sequence_gap_ticks + 40 + queue + ring + starved
 
     def describe(self) -> str:
         """A one-line summary of the swarm choices."""
@@ -243,6 +253,9 @@ class SimOptions:
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
                 + (f" fetch<={self.fetch_ticks_max}" if self.fetch_ticks_max else "")
                 + (" client-fifo" if self.client_fifo else "")
+                + (f" overtake<={self.caller_overtake_ticks}" if self.caller_overtake_ticks else "")
+                + (f" router-starve={self.p_router_starve:.3f}x{self.router_starve_max}" if self.p_router_starve
+                   else "")
                 + (" replace-backup" if self.replace_backup else "")
                 + (f" spares={self.spares}(respawn {self.spare_respawn_ticks})" if self.spares else "")
                 + (" async-steps" if self.async_steps else "")
@@ -360,6 +373,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_workload(rng, opts)
     opts = _draw_fetches(random.Random(f"fetch-{seed}"), opts)
     opts = _draw_direct(random.Random(f"direct-{seed}"), opts)
+    opts = _draw_ray_caller(random.Random(f"caller-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -400,6 +414,22 @@ def _draw_fetches(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not opts.p_byref or rng.random() >= 0.7:
         return opts
     return dataclasses.replace(opts, fetch_ticks_max=rng.randint(2, 3 * opts.sequence_gap_ticks))
+
+
+def _draw_ray_caller(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """What Ray does to a router's callers, on its own stream (``caller-<seed>``: the seeds drawn
+    before keep every other choice): with Ray's caller link, one caller's calls overtaking each other
+    within the router's reordering window; in fault runs, routers starved of CPU for longer than
+    that window (docs/faults.md, row 40)."""
+    overtake = rng.randint(opts.sequence_gap_ticks // 2, opts.sequence_gap_ticks - 1) \
+        if opts.client_fifo and rng.random() < 0.6 else 0
+    # not with the direct data plane yet: a starved router's links (docs/faults.md, Open)
+    starve = opts.faults and rng.random() < 0.4 and not opts.direct
+    return dataclasses.replace(
+        opts, caller_overtake_ticks=overtake,
+        p_router_starve=rng.uniform(0.01, 0.03) if starve else 0.0,
+        router_starve_max=rng.randint(2, 3 * opts.sequence_gap_ticks) if starve else 0,
+    )
 
 
 def _draw_direct(rng: random.Random, opts: SimOptions) -> SimOptions:

@@ -72,6 +72,8 @@ FEATURES = (
     ("spares started", "spare_started"),
     ("spares promoted", "spare_promoted"),
     ("spares lost", "spare_lost"),
+    ("caller overtakes", "caller_overtakes"),
+    ("router starvations", "router_starvations"),
 )
 
 

@@ -213,6 +213,13 @@ class Intake:
                 out += self._drain(src, min(held))
         return out
 
+    def excuse(self, idle_ticks: int) -> None:
+        """The router did not run for ``idle_ticks`` (its loop starved or paused): that time does not
+        count toward a held call's wait. The missing call may have reached the router meanwhile and
+        wait, unread, behind the tick that ends the starvation (docs/faults.md, row 40)."""
+        for src, held in self.held.items():
+            self.held[src] = {seq: (req, t + idle_ticks) for seq, (req, t) in held.items()}
+
     def _settled_below(self, src: str, held: Dict[int, Tuple[Request, int]]) -> bool:
         """Whether every call of ``src`` before its first held one is known to this router now
         (retained, ordered or released, e.g. learnt from the replicas after a restart, or settled
