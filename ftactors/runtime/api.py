@@ -426,7 +426,7 @@ class ReplicatedClass:
         ray_opts = {k: v for k, v in ray_opts.items() if k not in _CONCURRENCY}  # max_concurrency=1: ours
         if get_if_exists is not None and not isinstance(get_if_exists, bool):
             raise TypeError(f"get_if_exists must be a bool, got {get_if_exists!r}")
-        new_settings = load_settings(self._settings.model_dump(), **settings)
+        new_settings = load_settings(self._settings.model_dump(exclude_unset=True), **settings)  # derived stay derived
         out = ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
                               name or self._name, namespace or self._namespace,
                               lifetime if lifetime is not None else self._lifetime,
