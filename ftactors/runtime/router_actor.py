@@ -402,6 +402,10 @@ class _RouterLoop:
         out["last_failover_s"] = self.host.last_failover_s
         out["last_recovery_ms"] = self.host.last_recovery_ms
         out["counts"] = {**out["counts"], **{f"link_{k}": n for k, n in self.host.links.counts.items()}}
+        for rid, summary in out.get("links", {}).items():  # the data plane's side of each member's link
+            state = self.host.links.state(rid)
+            summary["wire"] = state.value if state is not None else "none"
+            summary["delivers_sent"] = self.host.link_seq.get(rid, 0)
         infos = {}
         for rid in list(core.members):
             try:
