@@ -71,6 +71,8 @@ SPEC_ROUNDS_MAX = 6
 #: The pause after the first round without an answer; it doubles each round, up to SPEC_BACKOFF_MAX_S.
 SPEC_BACKOFF_FIRST_S = 1.0
 SPEC_BACKOFF_MAX_S = 10.0
+#: failed router ticks logged with their traceback at most, per router incarnation (the rest are counted)
+TICK_ERRORS_LOGGED_MAX = 10
 
 _T = TypeVar("_T")
 
@@ -267,6 +269,7 @@ class _RouterLoop:
         self._kick_scheduled = False
         self._started: Optional[asyncio.Event] = None
         self._closed = False
+        self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
         self._metrics: Optional[_Metrics] = None
         with warnings.catch_warnings():  # the property uses a deprecated accessor internally
             warnings.simplefilter("ignore")
@@ -543,10 +546,21 @@ class _RouterLoop:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
     async def _tick_loop(self) -> None:
+        """The router's clock: ``host.tick()`` every ``tick_s`` until the router closes. A tick that
+        raises is logged (the first ``TICK_ERRORS_LOGGED_MAX`` times) and the clock goes on: a
+        stopped clock stops the relays to the backups, null messages and failure detection for
+        good while callers are still answered (docs/faults.md row 40)."""
         next_metrics = 0.0
         while not self._closed:
             await asyncio.sleep(self.settings.tick_s)
-            self.host.tick()  # the core's clock, the counters' save timer, then the core's output
+            try:
+                self.host.tick()  # the core's clock, the counters' save timer, then the core's output
+            except Exception as exc:
+                self._tick_errors += 1
+                if self._tick_errors <= TICK_ERRORS_LOGGED_MAX:
+                    log.error("[%s] router tick failed (%d so far): %r; the router goes on", self.group,
+                              self._tick_errors, exc, exc_info=True)
+                continue
             now = time.monotonic()
             if now >= next_metrics and self._metrics is not None and self.host.core is not None:
                 self._metrics.update(self.host.core.counts, self.host.core.view)
