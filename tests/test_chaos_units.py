@@ -3,6 +3,7 @@ process, and the checks' verdicts (lost, applied twice, money, agreement, failed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -249,3 +250,32 @@ def test_modules_written_against_ftactors_campaign_get_the_same_names() -> None:
 
     assert set(chaos.__all__) <= set(dir(old))
     assert old.Campaign is chaos.Campaign and old.kill_replica is chaos.kill_replica
+
+
+def test_a_lagging_replica_is_described_with_what_it_waits_for_and_what_the_router_holds_for_it() -> None:
+    lagging = dataclasses.replace(replica("r1", executed=1044), waits_for="the announcement of position 1045 "
+                                  "(0 later ones held)", next_deliver=812, delivers_waiting=2)
+    info = dataclasses.replace(group([replica("r0", "primary", executed=1269), lagging, replica("r2", executed=1269)]),
+                               links={"r1": {"acked": 1044, "inflight": 1, "queued_requests": 0,
+                                             "queued_announcements": 225, "sent_ago_s": 61.0, "heard_ago_s": 0.1,
+                                             "progress_ago_s": 61.0, "wire": "up", "delivers_sent": 812}})
+    agree, detail = agreement(info, 3)
+    assert not agree
+    assert detail.startswith("executed positions differ: [1269, 1044, 1269]; r1 (backup) at 1044")
+    assert "waits for the announcement of position 1045" in detail
+    assert "applies Deliver 812 next (2 later ones wait for it)" in detail
+    assert "1 Deliver(s) in flight of 812 sent" in detail and "225 announcements queued" in detail
+    assert "r0" not in detail.split(";", 1)[1] and "r2" not in detail.split(";", 1)[1]  # only the laggard
+
+
+def test_the_routers_link_ticks_are_reported_in_seconds() -> None:
+    from ftactors.runtime.api import group_info
+
+    d = {"group": "g", "view": 3, "phase": "normal", "members": ["r0"], "joining": [], "counts": {},
+         "diverged": [], "last_failover_s": None, "retained_requests": 0, "retained_order": 0,
+         "retained_replies": 0, "settings": {"style": "semi-active", "tick_s": 0.01},
+         "replicas": {"r0": {"executed": 5, "waits_for": "", "next_deliver": 4}},
+         "links": {"r0": {"acked": 5, "inflight": 0, "sent_ago_ticks": 250, "wire": "up"}}}
+    info = group_info(d)
+    assert info.links == {"r0": {"acked": 5, "inflight": 0, "sent_ago_s": 2.5, "wire": "up"}}
+    assert info.primary is not None and info.primary.next_deliver == 4

@@ -271,3 +271,19 @@ def test_a_backups_async_step_waits_for_its_nested_copy_and_pulls_only_at_the_st
     assert core.counts["reply_copies_pulled"] == 0
     assert core.copy_or_pull(MsgId(nreq.msg_id.source, 2), consuming=True) == (None, True)  # lost: pull
     assert core.counts["reply_copies_pulled"] == 1
+
+
+def test_a_backup_says_what_its_next_position_waits_for() -> None:
+    core = replica()
+    r1, r2 = (Request(Kind.SYNC_REQUEST, MsgId("c", i), "g", "m") for i in (1, 2))
+    assert core.waits_for() == "the announcement of position 1 (0 later ones held)"
+    core.deliver(Deliver(view=1, announcements=(ann(1, r1.msg_id), ann(2, r2.msg_id))))
+    assert core.waits_for() == "the request c#1 announced at position 1"
+    core.deliver(Deliver(view=1, requests=(r1,)))
+    assert core.waits_for() == ""  # it can execute position 1 now
+    eff = core.next_effect()
+    assert isinstance(eff, Execute) and core.waits_for() == "the end of position 1 (c#1)"
+    core.executed(r1.msg_id, Outcome(True, None))
+    assert core.waits_for() == "the request c#2 announced at position 2"
+    primary = replica("g-r0")
+    assert primary.waits_for() == ""  # a primary orders its calls itself

@@ -322,3 +322,37 @@ def test_a_malformed_heartbeat_drops_the_connection(server: Any) -> None:
         _poll(lambda: server.dropped.get("bad frame", 0) >= 1)
     finally:
         s.close()
+
+
+def test_a_heartbeat_or_deliver_on_a_connection_the_loop_already_closed_closes_the_link_instead_of_raising(
+        server: Any) -> None:
+    """docs/faults.md, issue 10's chaos remove-node run: the replica's node went away, uvloop closed
+    the transport, and the router's next heartbeat came before the link's reader saw the close.
+    uvloop raises on a write to a closed transport (asyncio's own loop ignores it): the exception
+    left ``_RouterLoop._tick_loop``, the router's clock stopped, and the backups, whose copies wait
+    for a tick to go out, never caught up. A write that finds the connection gone closes the link
+    (``on_close``: a suspicion, as a close seen by the reader is) and never raises."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def go() -> Tuple[List[str], Any, Any, bool]:
+        link = wire.DirectLink(server.address, SECRET, FRAME_MAX)
+        closed: List[str] = []
+        link.on_close = lambda: closed.append(str(link.closed))
+        assert await link.deliver("m", "e", 1) == (1, "e", "m")
+        writer = link._writer
+        assert writer is not None
+        writer.transport.abort()  # as when the peer's process is gone: the loop closes the transport
+        beats = []
+        for _ in range(5):  # the read loop has not reported the close yet when the next beat is due
+            beats.append(link.heartbeat())
+            await asyncio.sleep(0)
+        try:
+            late = await asyncio.wait_for(link.deliver("m2", "e", 2), timeout=2.0)
+        except wire.LinkClosedError as exc:
+            late = exc
+        return closed, beats, late, link.heartbeat()
+
+    closed, beats, late, beat_after = uvloop.run(go())
+    assert len(closed) == 1, closed  # reported once, whoever saw it first
+    assert beats[-1] is False and not beat_after  # no beat raised; none goes out once it is seen closed
+    assert isinstance(late, wire.LinkClosedError)

@@ -584,6 +584,30 @@ class ReplicaCore:
             source_views=tuple(self.source_views.items()),
         )
 
+    def waits_for(self) -> str:
+        """What this replica needs to execute its next position, in words (for ``ftactors.describe``
+        and a chaos run's convergence check): "" when nothing is missing.
+
+        Returns:
+            For instance ``"the announcement of position 1045 (12 later ones held)"`` or
+            ``"the request c1#7 announced at position 1045"``.
+        """
+        nxt = self.executed_upto + 1
+        if self.executing is not None:
+            return f"the end of position {self.executing.position} ({self.executing.request.msg_id})"
+        if self.role not in (Role.PRIMARY, Role.BACKUP):
+            return f"a state transfer ({self.role.value})"
+        if self.role == Role.BACKUP and self.config.style == "passive":
+            return ""
+        ann = self.order.get(nxt)
+        if ann is None:
+            if self.role == Role.PRIMARY and not self.order:
+                return ""
+            return f"the announcement of position {nxt} ({len(self.order)} later ones held)"
+        if ann.resume:
+            return "" if ann.msg_id in self.suspended else f"the suspended call {ann.msg_id} resumed at {nxt}"
+        return "" if ann.msg_id in self.requests else f"the request {ann.msg_id} announced at position {nxt}"
+
     def has_work(self) -> bool:
         """True if ``next_effect`` would return something now."""
         if self._effects:

@@ -639,7 +639,17 @@ class RouterCore:
             "retained_requests": len(self.requests), "retained_order": len(self.order),
             "retained_replies": len(self.replies),
             "diverged": list(self.diverged), "counts": dict(self.counts),
+            "links": {r: self._link_summary(l) for r, l in self.links.items()},
         }
+
+    def _link_summary(self, link: Link) -> Dict[str, int]:
+        """What the router holds for one member, for a user asking why it lags: the position it
+        acknowledged, Delivers in flight, what waits to go, and how long ago (ticks) it was last
+        sent to, heard from and seen advancing."""
+        return {"acked": link.acked, "inflight": link.inflight, "queued_requests": len(link.requests),
+                "queued_announcements": len(link.announcements),
+                "sent_ago_ticks": self.now - link.last_sent, "heard_ago_ticks": self.now - link.last_heard,
+                "progress_ago_ticks": self.now - link.progress_tick}
 
     # ------------------------------------------------------------- internals
 

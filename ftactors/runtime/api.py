@@ -166,6 +166,9 @@ class ReplicaInfo:
     wire_delivers: int = 0  # Delivers it took over the direct data plane
     wire_dropped: int = 0  # connections it dropped (failed handshake, bad frame...)
     wire_parked: int = 0  # answers that held an ObjectRef (or were over a frame): fetched with a Ray call
+    waits_for: str = ""  # what its next position needs ("" when nothing is missing)
+    next_deliver: int = 0  # the number of the router's Deliver it applies next
+    delivers_waiting: int = 0  # later Delivers it holds until that one comes
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,10 @@ class GroupInfo:
     retained: Dict[str, int] = field(default_factory=dict)
     #: warm spares ready (``spares=``): replica id -> its process id; not members
     spares: Dict[str, int] = field(default_factory=dict)
+    #: what the router holds for each member: ``acked``, ``inflight`` Delivers, ``queued_requests``,
+    #: ``queued_announcements``, ``sent_ago_s``, ``heard_ago_s``, ``progress_ago_s``, ``wire`` (the
+    #: direct link's state), ``delivers_sent``
+    links: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     @property
     def replicas(self) -> List[ReplicaInfo]:
@@ -216,13 +223,42 @@ class GroupInfo:
             return f"no progress reported by {unknown} (unreachable or busy)"
         executed = [r.executed for r in reps]
         if len(set(executed)) != 1:
-            return f"executed positions differ: {executed}"
+            return f"executed positions differ: {executed}; " + "; ".join(
+                self.lag_detail(r) for r in reps if r.executed < max(executed))
         if self.style == "semi-active":  # passive backups hold a checkpoint's digest, not the current state's
             digests = [r.state_digest for r in reps]
             if not all(digests) or len(set(digests)) != 1:
                 return "state digests differ or are unknown (busy): " + ", ".join(
                     f"{r.replica_id} ({r.role}, executed {r.executed}): {r.state_digest!r}" for r in reps)
         return None
+
+
+    def lag_detail(self, r: ReplicaInfo) -> str:
+        """Why replica ``r`` may be behind, in one clause: what it waits for, the Delivers it holds,
+        and what the router holds for it.
+
+        Args:
+            r: a member of this group.
+
+        Returns:
+            For instance ``"g-r3 (backup) at 1044 waits for the announcement of position 1045 (0 later
+            ones held), applies Deliver 812 next; router: acked 1044, 1 Deliver in flight, 0 requests
+            and 225 announcements queued, sent 61.0 s ago, heard 0.1 s ago, link up"``.
+        """
+        parts = [f"{r.replica_id} ({r.role}) at {r.executed}"]
+        if r.waits_for:
+            parts.append(f"waits for {r.waits_for}")
+        if r.next_deliver:
+            parts.append(f"applies Deliver {r.next_deliver} next" +
+                         (f" ({r.delivers_waiting} later ones wait for it)" if r.delivers_waiting else ""))
+        link = self.links.get(r.replica_id)
+        if link:
+            parts.append(f"router: acked {link.get('acked')}, {link.get('inflight')} Deliver(s) in flight of "
+                         f"{link.get('delivers_sent', '?')} sent, {link.get('queued_requests')} requests and "
+                         f"{link.get('queued_announcements')} announcements queued, sent {link.get('sent_ago_s')} s "
+                         f"ago, heard {link.get('heard_ago_s')} s ago, advanced {link.get('progress_ago_s')} s ago, "
+                         f"link {link.get('wire', 'none')}")
+        return ", ".join(parts)
 
 
 class ReplicatedMethod:
@@ -426,7 +462,7 @@ class ReplicatedClass:
         ray_opts = {k: v for k, v in ray_opts.items() if k not in _CONCURRENCY}  # max_concurrency=1: ours
         if get_if_exists is not None and not isinstance(get_if_exists, bool):
             raise TypeError(f"get_if_exists must be a bool, got {get_if_exists!r}")
-        new_settings = load_settings(self._settings.model_dump(), **settings)
+        new_settings = load_settings(self._settings.model_dump(exclude_unset=True), **settings)  # derived stay derived
         out = ReplicatedClass(self._cls, new_settings, {**self._actor_options, **ray_opts},
                               name or self._name, namespace or self._namespace,
                               lifetime if lifetime is not None else self._lifetime,
@@ -748,7 +784,18 @@ def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> Repli
                        error=str(d.get("error") or ""),
                        wire_address=tuple(d["wire"]) if d.get("wire") else None,
                        wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0),
-                       wire_parked=d.get("wire_parked", 0))
+                       wire_parked=d.get("wire_parked", 0), waits_for=str(d.get("waits_for") or ""),
+                       next_deliver=d.get("next_deliver", 0), delivers_waiting=d.get("delivers_waiting", 0))
+
+
+def _links_info(d: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The router's per-member link summaries with their ticks in seconds (``GroupInfo.links``)."""
+    tick_s = float(d.get("settings", {}).get("tick_s", 0.01))
+    out: Dict[str, Dict[str, Any]] = {}
+    for rid, link in (d.get("links") or {}).items():
+        out[rid] = {(k[: -len("_ticks")] + "_s" if k.endswith("_ticks") else k):
+                    (round(v * tick_s, 2) if k.endswith("_ticks") else v) for k, v in link.items()}
+    return out
 
 
 def group_info(d: Dict[str, Any]) -> GroupInfo:
@@ -769,7 +816,8 @@ def group_info(d: Dict[str, Any]) -> GroupInfo:
                      counts=dict(d["counts"]), diverged=list(d["diverged"]), last_failover_s=d["last_failover_s"],
                      retained={"requests": d["retained_requests"], "order": d["retained_order"],
                                "replies": d["retained_replies"]},
-                     spares={rid: int(s.get("pid") or 0) for rid, s in (d.get("spares") or {}).items()})
+                     spares={rid: int(s.get("pid") or 0) for rid, s in (d.get("spares") or {}).items()},
+                     links=_links_info(d))
 
 
 def describe(handle: ReplicatedHandle, timeout_s: float = 30.0) -> GroupInfo:

@@ -577,6 +577,10 @@ class _Replica:
                 "wire_delivers": self._wire.served if self._wire is not None else 0,
                 "wire_dropped": sum(self._wire.dropped.values()) if self._wire is not None else 0,
                 "wire_parked": self._parked_total,
+                # why it may lag: what its next position needs, the Deliver it applies next,
+                # and how many later ones wait for that one
+                "waits_for": core.waits_for(), "next_deliver": self.host.turns.next_seq,
+                "delivers_waiting": len(self.host.later),
             }
 
     def retire(self) -> None:

@@ -72,6 +72,8 @@ SPEC_ROUNDS_MAX = 6
 #: The pause after the first round without an answer; it doubles each round, up to SPEC_BACKOFF_MAX_S.
 SPEC_BACKOFF_FIRST_S = 1.0
 SPEC_BACKOFF_MAX_S = 10.0
+#: failed router ticks logged with their traceback at most, per router incarnation (the rest are counted)
+TICK_ERRORS_LOGGED_MAX = 10
 
 _T = TypeVar("_T")
 
@@ -268,6 +270,7 @@ class _RouterLoop:
         self._kick_scheduled = False
         self._started: Optional[asyncio.Event] = None
         self._closed = False
+        self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
         self._metrics: Optional[_Metrics] = None
         with warnings.catch_warnings():  # the property uses a deprecated accessor internally
             warnings.simplefilter("ignore")
@@ -404,6 +407,10 @@ class _RouterLoop:
         out["last_failover_s"] = self.host.last_failover_s
         out["last_recovery_ms"] = self.host.last_recovery_ms
         out["counts"] = {**out["counts"], **{f"link_{k}": n for k, n in self.host.links.counts.items()}}
+        for rid, summary in out.get("links", {}).items():  # the data plane's side of each member's link
+            state = self.host.links.state(rid)
+            summary["wire"] = state.value if state is not None else "none"
+            summary["delivers_sent"] = self.host.link_seq.get(rid, 0)
         infos = {}
         for rid in list(core.members):
             try:
@@ -541,10 +548,21 @@ class _RouterLoop:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
     async def _tick_loop(self) -> None:
+        """The router's clock: ``host.tick()`` every ``tick_s`` until the router closes. A tick that
+        raises is logged (the first ``TICK_ERRORS_LOGGED_MAX`` times) and the clock goes on: a
+        stopped clock stops the relays to the backups, null messages and failure detection for
+        good while callers are still answered (docs/faults.md row 41)."""
         next_metrics = 0.0
         while not self._closed:
             await asyncio.sleep(self.settings.tick_s)
-            self.host.tick()  # the core's clock, the counters' save timer, then the core's output
+            try:
+                self.host.tick()  # the core's clock, the counters' save timer, then the core's output
+            except Exception as exc:
+                self._tick_errors += 1
+                if self._tick_errors <= TICK_ERRORS_LOGGED_MAX:
+                    log.error("[%s] router tick failed (%d so far): %r; the router goes on", self.group,
+                              self._tick_errors, exc, exc_info=True)
+                continue
             now = time.monotonic()
             if now >= next_metrics and self._metrics is not None and self.host.core is not None:
                 self._metrics.update(self.host.core.counts, self.host.core.view)

@@ -25,6 +25,12 @@ log = logging.getLogger("ftactors")
 WARNED_MAX = 64
 #: A replica's Ray threads beyond one per Deliver outstanding to a primary (control calls, link readers)
 REPLICA_SPARE_THREADS = 8
+#: ``heartbeat_interval_s`` when the user leaves it unset: this default, or less so that the links
+#: suspect a hung replica within ``LINK_SUSPICION_SHARE`` of ``failure_timeout_s``
+HEARTBEAT_INTERVAL_DEFAULT_S = 0.25
+#: the share of ``failure_timeout_s`` after which a derived ``heartbeat_interval_s`` has the direct
+#: links suspect a silent replica (1.25 s of the default 2 s)
+LINK_SUSPICION_SHARE = 0.625
 _warned: "OrderedDict[Tuple[float, int, float], None]" = OrderedDict()
 
 
@@ -95,8 +101,11 @@ class ReplicationSettings(BaseModel):
         "(None: any free port); open them between the nodes")
     frame_bytes_max: int = Field(64 * 1024 * 1024, ge=1024, description="direct data plane: the largest frame; "
                                  "larger messages take a Ray call, a peer sending one is disconnected")
-    heartbeat_interval_s: float = Field(0.25, gt=0, description="direct data plane: a link silent this long "
-                                        "gets a heartbeat (traffic counts as liveness: a busy link sends none)")
+    heartbeat_interval_s: float = Field(HEARTBEAT_INTERVAL_DEFAULT_S, gt=0, description="direct data plane: a "
+                                        "link silent this long gets a heartbeat (traffic counts as liveness: a "
+                                        "busy link sends none); unset, 0.25 or less, derived from "
+                                        "failure_timeout_s and heartbeat_misses_max so that the links suspect "
+                                        "a hung replica first (derived_heartbeat_interval_s)")
     heartbeat_misses_max: int = Field(4, ge=1, description="direct data plane: heartbeats missed in a row that "
                                       "make a replica suspected (hung or cut off): after about "
                                       "(heartbeat_misses_max + 1) * heartbeat_interval_s of silence")
@@ -116,6 +125,9 @@ class ReplicationSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_times(self) -> "ReplicationSettings":
+        if "heartbeat_interval_s" not in self.model_fields_set:
+            # not marked as set: ``.options(failure_timeout_s=...)`` derives it again
+            self.__dict__["heartbeat_interval_s"] = self.derived_heartbeat_interval_s()
         if self.failure_timeout_s <= self.heartbeat_s:
             raise ValueError("failure_timeout_s must be greater than heartbeat_s")
         if self.min_replicas is not None and self.min_replicas > self.replicas:
@@ -123,6 +135,22 @@ class ReplicationSettings(BaseModel):
         if self.heartbeat_interval_s < self.tick_s:
             raise ValueError("heartbeat_interval_s must be at least tick_s")
         return self
+
+    def derived_heartbeat_interval_s(self) -> float:
+        """``heartbeat_interval_s`` when the user did not set it: the default (0.25 s), or less when
+        ``failure_timeout_s`` is short, so that the direct links suspect a hung replica after
+        ``LINK_SUSPICION_SHARE`` of ``failure_timeout_s`` (``failure_timeout_s=1.0`` with 4 misses:
+        0.125 s, suspected after 0.625 s), never below ``tick_s``.
+
+        Returns:
+            The interval in seconds.
+        """
+        share_s = self.failure_timeout_s * LINK_SUSPICION_SHARE / (self.heartbeat_misses_max + 1)
+        return max(self.tick_s, min(HEARTBEAT_INTERVAL_DEFAULT_S, share_s))
+
+    def heartbeats_set(self) -> bool:
+        """Whether the user set ``heartbeat_interval_s`` or ``heartbeat_misses_max`` explicitly."""
+        return bool({"heartbeat_interval_s", "heartbeat_misses_max"} & self.model_fields_set)
 
     def link_suspicion_s(self) -> float:
         """The longest a hung replica's direct link stays unsuspected after it was last heard from:
@@ -270,14 +298,16 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
 
 def _warn_once(settings: ReplicationSettings) -> None:
     """Log :meth:`ReplicationSettings.suspicion_order_problem` once per process and combination
-    (the actors rebuild their settings without :func:`load_settings`: they do not repeat it).
+    (the actors rebuild their settings without :func:`load_settings`: they do not repeat it), only
+    when the user set the heartbeats: unset, they are derived from ``failure_timeout_s`` (a
+    ``failure_timeout_s`` too short even for heartbeats every ``tick_s`` is not the user's doing).
 
     Args:
         settings: validated settings.
     """
     problem = settings.suspicion_order_problem()
     key = (settings.heartbeat_interval_s, settings.heartbeat_misses_max, settings.failure_timeout_s)
-    if problem is None or key in _warned:
+    if problem is None or key in _warned or not settings.heartbeats_set():
         return
     _warned[key] = None
     while len(_warned) > WARNED_MAX:

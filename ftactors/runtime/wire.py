@@ -565,7 +565,26 @@ class DirectLink:
         if self._writer is None or self.closed is not None:
             return False
         self._beats += 1
-        self._writer.write(encode_heartbeat(self._beats))
+        return self._write(encode_heartbeat(self._beats))
+
+    def _write(self, data: bytes) -> bool:
+        """Write ``data`` on the open connection; a connection the loop already closed (the replica's
+        process or node is gone, and the read loop has not seen it yet) closes the link instead of
+        raising: uvloop raises ``RuntimeError`` on such a write, which would end the caller (the
+        router's tick loop, docs/faults.md row 41).
+
+        Returns:
+            Whether it went out (False: the link is closed now, ``on_close`` was called).
+        """
+        writer = self._writer
+        assert writer is not None
+        try:
+            if writer.transport.is_closing():
+                raise ConnectionResetError("the transport is closed")
+            writer.write(data)
+        except (RuntimeError, OSError) as exc:
+            self.close(f"the connection to the replica was lost ({type(exc).__name__})")
+            return False
         return True
 
     def close(self, why: str = "closed by the router") -> None:
@@ -575,7 +594,10 @@ class DirectLink:
             if self.on_close is not None:
                 self.on_close()
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except (RuntimeError, OSError):  # the loop closed it already
+                pass
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -584,7 +606,7 @@ class DirectLink:
     def _flush(self) -> None:
         out, self._out = self._out, []
         if self._writer is not None and self.closed is None and out:
-            self._writer.write(b"".join(out))
+            self._write(b"".join(out))  # a lost connection closes the link: its Delivers raise LinkClosedError
 
     async def connect(self) -> bool:
         """Open the connection now (``deliver`` opens it otherwise).
