@@ -164,3 +164,24 @@ def test_a_router_starved_of_cpu_still_runs_one_callers_calls_in_its_order() -> 
     assert opts.window == 4 and opts.faults
     result = run_seed(11, options=opts)
     assert result.counts["router_starvations"] > 0 and result.ops >= 100
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a router starved during a failover")
+def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_acknowledged_positions() -> None:
+    """A second fault before the first is repaired: the primary crashed, and its router got no CPU
+    while the new primary waited for the requests of the order it took over. The new primary gives
+    that order up after ``recovery_timeout_ticks`` (``ReplicaCore._give_up_order``) and runs another
+    call at an acknowledged position (``I4: store-r4 executes c2#23 at 53, where the acknowledged c0#17
+    is``). The swarm starves only stable groups (``starve_unstable`` off)."""
+    opts = replace(draw_options(103164, "semi-active", "reception"), starve_unstable=True)
+    run_seed(103164, options=opts)
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a passive backup's checkpoint drops a call it reads expired")
+def test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a_passive_failover() -> None:
+    """Passive, priority scheduler, ``reply_cache_max`` 64: the primary passed over the low-priority
+    c2#18 while later calls of c2 ran and their replies left the table, whose per-source watermark
+    (``evicted_upto``) passed 18. A checkpoint carried that table to the backups, which dropped the
+    never-executed c2#18 as "expired" (``ReplicaCore._accept_checkpoint``); the backup made primary
+    then answered the router's copy ``ReplyUnavailableError('reply of c2#18 was trimmed')`` (I6)."""
+    run_seed(108124, "passive", "priority")

@@ -349,11 +349,14 @@ class Simulator:
         """Give the router of ``group`` no CPU for ``ticks`` (random if None): it neither ticks nor reads.
 
         Returns:
-            True if the router was starved (not while it is down, rebuilding or starved already).
+            True if the router was starved (not while it is down, rebuilding or starved already, nor,
+            unless ``starve_unstable``, while its group is not stable: one fault at a time).
         """
         router = self.routers[group]
         if router.core is None or router.starved_until:
             return False
+        if not self.options.starve_unstable and not self.stable(group):
+            return False  # one fault at a time: not while a failover or a join is under way
         router.starved_until = self.now + (ticks or self.rng.randint(1, self.options.router_starve_max))
         self.count("router_starvations")
         return True

@@ -99,6 +99,8 @@ class SimOptions:
         p_router_starve: probability per tick that a router's process gets no CPU (its loop does
             not run; what reaches it waits unread, and on waking its timer runs before it reads).
         router_starve_max: the longest such a starvation (ticks).
+        starve_unstable: starve a router during a failover or a join too (a second fault before the
+            first is repaired; docs/faults.md, Open); by default only a stable group's.
         async_steps: the model's methods run in async steps (issue 12): a nested call suspends
             the step instead of blocking the replica, other messages start meanwhile, and the
             primary chooses which suspended call resumes (announced ``resume``/``wake``).
@@ -170,6 +172,7 @@ class SimOptions:
     caller_overtake_ticks: int = 0
     p_router_starve: float = 0.0
     router_starve_max: int = 0
+    starve_unstable: bool = False
     async_steps: bool = False
     p_ring: float = 0.0
     p_timer: float = 0.0
