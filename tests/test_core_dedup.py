@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftactors.core import DedupTable, MsgId, Outcome, Reply, nested_source
+from ftactors.core.dedup import GAPS_MAX
 
 
 def reply(source: str, seq: int) -> Reply:
@@ -141,3 +142,34 @@ def test_a_restored_table_forgets_in_the_same_order() -> None:
     for table in (t, back):
         table.record(MsgId("d", 1), None)  # past sources_max: the first settled (a) is forgotten
     assert t.export() == back.export()
+
+
+def test_a_call_the_watermark_passed_before_it_ran_stays_new_and_a_checkpoint_keeps_it() -> None:
+    """A reordering scheduler ran c#2..c#4 before c#1; with room for 2 replies, evicting c#2 raises
+    c's watermark to 2. c#1 never ran: it is a gap, "new" (here and in a checkpoint's copy of the
+    table), while a duplicate of the evicted c#2 is "expired" and runs no second time
+    (docs/faults.md, row 42)."""
+    t = DedupTable(2, 10)
+    for seq in (2, 3, 4):
+        t.record(MsgId("c", seq), None)
+    assert t.status(MsgId("c", 2)) == "expired"
+    assert t.status(MsgId("c", 1)) == "new"
+    back = DedupTable.restore(t.export(), 2, 10)
+    assert back.status(MsgId("c", 1)) == "new" and back.status(MsgId("c", 2)) == "expired"
+    back.record(MsgId("c", 1), None)  # it runs at last
+    back.record(MsgId("c", 5), None)
+    back.record(MsgId("c", 6), None)  # c#1's reply is evicted in turn: a duplicate of it is "expired"
+    assert back.status(MsgId("c", 1)) == "expired"
+    t.acknowledge("c", 2)  # the caller holds every reply below 2: c#1 is forgotten, no gap left
+    assert t.status(MsgId("c", 1)) == "forgotten" and t.export()[0][0][5] == ()
+
+
+def test_gaps_are_bounded_per_source() -> None:
+    """One call run far ahead of the rest leaves at most GAPS_MAX gaps below it; older ones read
+    "expired" (they fail as before gaps were kept, never run twice)."""
+    t = DedupTable(1, 10)
+    t.record(MsgId("c", GAPS_MAX + 50), None)
+    t.record(MsgId("d", 1), None)  # evicts c's entry
+    assert t.status(MsgId("c", GAPS_MAX + 49)) == "new" and t.status(MsgId("c", 50)) == "new"
+    assert t.status(MsgId("c", 49)) == "expired"
+    assert len(t.export()[0][0][5]) == GAPS_MAX

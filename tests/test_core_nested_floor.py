@@ -210,7 +210,7 @@ def test_a_checkpoint_restores_the_table_as_it_was() -> None:
     table.record(MsgId("front|c#8", 1), None, holds=((2,),))
     table.record(MsgId("front|c#9", 1), None, holds=((7,),))
     exported = table.export()
-    assert len(exported[4]) == 2 and any(holds for _, *_, holds in exported[0])
+    assert len(exported[4]) == 2 and any(src[4] for src in exported[0])  # (source, floor, evicted_upto, entries, holds, gaps)
     assert DedupTable.restore(exported, 100, 2).export() == exported
     assert DedupTable.restore(exported, 100, 1).export()[4] == exported[4][-1:]
 

@@ -177,11 +177,13 @@ def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_ac
     run_seed(103164, options=opts)
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a passive backup's checkpoint drops a call it reads expired")
 def test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a_passive_failover() -> None:
     """Passive, priority scheduler, ``reply_cache_max`` 64: the primary passed over the low-priority
     c2#18 while later calls of c2 ran and their replies left the table, whose per-source watermark
     (``evicted_upto``) passed 18. A checkpoint carried that table to the backups, which dropped the
     never-executed c2#18 as "expired" (``ReplicaCore._accept_checkpoint``); the backup made primary
-    then answered the router's copy ``ReplyUnavailableError('reply of c2#18 was trimmed')`` (I6)."""
-    run_seed(108124, "passive", "priority")
+    then answered the router's copy ``ReplyUnavailableError('reply of c2#18 was trimmed')`` (I6).
+    Now the table keeps the calls its watermark passed before they ran as gaps, "new" until they
+    run (``DedupTable._raise_watermark``; docs/faults.md, row 42)."""
+    result = run_seed(108124, "passive", "priority")
+    assert result.counts["crashes"] > 0 and result.ops >= 100

@@ -13,20 +13,14 @@ from ftactors.testing.options import STYLES
 #: 2 styles x 6 schedulers x 170 = 2,040 seeds
 SEEDS_PER_CELL = 170
 CELLS = [(style, sched) for style in STYLES for sched in sorted(SCHEDULERS)]
-#: seeds of the cells that fail on a known open fault, each pinned by a strict xfail that fails if
-#: the seed starts passing (docs/faults.md, Open)
-KNOWN_OPEN = {
-    108124: "tests/test_sim_fixed_seeds.py::test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a_passive_failover",
-}
 
 
 @pytest.mark.parametrize("style,scheduling", CELLS)
 def test_swarm_cell_has_no_failing_seed(style: str, scheduling: str) -> None:
     start = 100_000 + 1_000 * CELLS.index((style, scheduling))
     summary = run_swarm(SEEDS_PER_CELL, start=start, style=style, scheduling=scheduling)
-    failures = [f for f in summary.failures if f.seed not in KNOWN_OPEN]
-    report = "\n".join(f"seed {f.seed}: {f.error}\n  replay: {f.replay_command()}" for f in failures)
-    assert not failures, report
+    report = "\n".join(f"seed {f.seed}: {f.error}\n  replay: {f.replay_command()}" for f in summary.failures)
+    assert not summary.failures, report
     assert summary.seeds == SEEDS_PER_CELL
     assert summary.ops >= SEEDS_PER_CELL * 3  # every seed completed its operations
 

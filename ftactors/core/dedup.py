@@ -7,7 +7,11 @@ takes over knows what its predecessor executed. It is bounded three ways:
   with a lower sequence number: those entries are dropped;
 * at most ``reply_cache_max`` entries are kept in all; the oldest go first and
   a late duplicate of one of them gets :class:`ReplyUnavailableError` instead
-  of running twice;
+  of running twice. A source's *watermark* (``evicted_upto``) says which of its
+  sequence numbers may have been evicted; a reordering scheduler can run later
+  calls before an earlier one, so the watermark may pass calls that never ran:
+  those are kept as the source's *gaps* (at most ``GAPS_MAX`` per source) and
+  stay "new" until they run;
 * at most ``sources_max`` sources are tracked. Nested calls mint a source per
   calling message (:func:`~ftactors.core.messages.nested_source`), so without
   this bound the table, and every checkpoint, would grow for ever. The source
@@ -38,13 +42,18 @@ from ftactors.core.messages import HOLDS_CARRIED_MAX, Holds, MsgId, Reply, linea
 
 Path = Tuple[int, ...]
 
+#: Sequence numbers of one source that its watermark passed before they ran (``_Source.gaps``),
+#: kept at most; past this a source's oldest gaps read "expired" (a call that still waits then
+#: fails as it did before gaps were kept, never runs twice).
+GAPS_MAX = 256
+
 #: What a table looks like inside a checkpoint: (sources least recently active first,
 #: root floors, settled sources oldest first, exemptions oldest first, each nested root's latest
 #: holds), so a restored table forgets in the same order:
-#: (((source, floor, evicted_upto, ((seq, reply_or_None), ...), holds), ...), ((root, floor_path), ...),
+#: (((source, floor, evicted_upto, ((seq, reply_or_None), ...), holds, gaps), ...), ((root, floor_path), ...),
 #:  (source, ...), ((root, exempt_path, its_floor_or_None), ...), ((root, holds), ...))
 DedupExport = Tuple[
-    Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...], Holds], ...],
+    Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...], Holds, Tuple[int, ...]], ...],
     Tuple[Tuple[str, Path], ...],
     Tuple[str, ...],
     Tuple[Tuple[str, Path, Optional[Path]], ...],
@@ -100,6 +109,7 @@ class _Source:
     top: int = 0  # the highest seq recorded
     held: Set[int] = field(default_factory=set)  # seqs of this source's entries in the table
     holds: Holds = ()  # calling paths its caller held unfinished when it made these calls
+    gaps: Set[int] = field(default_factory=set)  # seqs <= evicted_upto that never ran here (GAPS_MAX)
 
 
 class DedupTable:
@@ -151,7 +161,7 @@ class DedupTable:
         if src is not None:
             if msg_id.seq < src.floor:
                 return "forgotten"
-            if msg_id.seq <= src.evicted_upto:
+            if msg_id.seq <= src.evicted_upto and msg_id.seq not in src.gaps:
                 return "expired"
             return "new"  # recording it took over what the floors covered (_touch)
         root, path = lineage(msg_id.source)
@@ -185,6 +195,7 @@ class DedupTable:
         src = self._touch(msg_id.source, msg_id.seq)
         src.top = max(src.top, msg_id.seq)
         src.held.add(msg_id.seq)
+        src.gaps.discard(msg_id.seq)
         src.holds = merge_holds(src.holds, holds)
         self._learn_holds(msg_id.source, holds)
         self._settled.pop(msg_id.source, None)
@@ -202,6 +213,7 @@ class DedupTable:
                 del self._done[MsgId(source, seq)]
                 self._release(source, src, seq)
             src.floor = ack_below
+            src.gaps = {q for q in src.gaps if q >= ack_below}
         self._bound_sources()
 
     def export(self) -> DedupExport:
@@ -209,7 +221,7 @@ class DedupTable:
         by_source: Dict[str, list] = {s: [] for s in self._sources}
         for mid, rep in self._done.items():
             by_source[mid.source].append((mid.seq, rep))
-        sources = tuple((s, src.floor, src.evicted_upto, tuple(by_source[s]), src.holds)
+        sources = tuple((s, src.floor, src.evicted_upto, tuple(by_source[s]), src.holds, tuple(sorted(src.gaps)))
                         for s, src in self._sources.items())
         exempt = tuple((root, path, floor) for (root, path), floor in self._exempt.items())
         return sources, tuple(self._floors.items()), tuple(self._settled), exempt, tuple(self._holds.items())
@@ -232,8 +244,9 @@ class DedupTable:
         table._holds.update(holds)
         for root, path, below in exempt:
             table._add_exempt(root, path, below)
-        for source, acked, evicted_upto, entries, src_holds in sources:
-            src = table._sources[source] = _Source(floor=acked, evicted_upto=evicted_upto, holds=src_holds)
+        for source, acked, evicted_upto, entries, src_holds, gaps in sources:
+            src = table._sources[source] = _Source(floor=acked, evicted_upto=evicted_upto, holds=src_holds,
+                                                   gaps=set(gaps))
             for seq, rep in entries:
                 table._done[MsgId(source, seq)] = rep
                 src.held.add(seq)
@@ -280,8 +293,23 @@ class DedupTable:
         while len(self._done) > self._max:
             old, _ = self._done.popitem(last=False)
             src = self._sources[old.source]
-            src.evicted_upto = max(src.evicted_upto, old.seq)
+            self._raise_watermark(src, old.seq)
             self._release(old.source, src, old.seq)
+
+    @staticmethod
+    def _raise_watermark(src: _Source, seq: int) -> None:
+        """Entry ``seq`` of ``src`` is evicted: its watermark rises to it. The seqs it passes that
+        never ran here (neither in the table nor under the floor: an evicted one raised the
+        watermark over itself when it went) become gaps, at most ``GAPS_MAX``, the highest kept."""
+        if seq <= src.evicted_upto:
+            return
+        low = max(src.evicted_upto + 1, src.floor)
+        if seq - low > GAPS_MAX:
+            low = seq - GAPS_MAX
+        src.gaps.update(q for q in range(low, seq) if q not in src.held)
+        while len(src.gaps) > GAPS_MAX:
+            src.gaps.remove(min(src.gaps))
+        src.evicted_upto = seq
 
     def _bound_sources(self) -> None:
         """Forget sources past ``sources_max``: settled ones first, each the least recently active."""
