@@ -78,3 +78,43 @@ def test_replacement_starts_while_every_member_is_busy(ray_local, router_actor, 
         assert ray.get(h.add.remote(), timeout=30) == served + 1
     finally:
         ftactors.shutdown(h)
+
+
+def _slow_creation(shell, after_s: float, scan_s: float) -> None:
+    """In the router's process: creating a replica returns ``after_s`` late, and listing Ray's named
+    actors answers ``scan_s`` late with what it read at once (a GCS and a thread slowed by load)."""
+    loop = shell.r
+    create, scan = loop._create_replica, loop._named_replicas
+
+    def create_late(rid, options):
+        loop._testing_creating = rid
+        handle = create(rid, options)
+        time.sleep(after_s)
+        return handle
+
+    def scan_late():
+        names = scan()
+        time.sleep(scan_s)
+        return names
+
+    loop._testing_creating = None
+    loop._create_replica, loop._named_replicas = create_late, scan_late
+
+
+def test_a_group_shut_down_while_a_replacement_is_being_created_leaves_no_replica_behind(ray_local):
+    """The CI failure of stop 19: ``ftactors.shutdown`` right after a primary kill left the
+    replacement, a detached actor, alive for good (``ftactors:orders:orders-r3``). Its creation was
+    on a worker thread when the router listed the group's actors, and returned only after the router
+    was killed."""
+    h = ftactors.replicated(replicas=3)(Counter).remote()
+    ray.get([h.add.remote() for _ in range(5)], timeout=60)
+    ray.get(h._router.__ray_call__.remote(_slow_creation, 3.0, 1.0), timeout=30)
+    chaos.kill_replica(h, "primary")
+    assert ray.get(h.add.remote(), timeout=30) == 6  # the failover is over; the replacement is next
+    wait_for(lambda: ray.get(h._router.__ray_call__.remote(lambda s: s.r._testing_creating)),
+             timeout_s=30, what="the replacement's creation to start")
+    ftactors.shutdown(h)
+    # nothing of the group is left, now or once the slow creation has returned
+    assert _replica_names(h._group) == set()
+    time.sleep(4.0)  # longer than the creation's delay: a leak shows as a name that stays
+    assert _replica_names(h._group) == set()

@@ -74,6 +74,10 @@ SPEC_BACKOFF_FIRST_S = 1.0
 SPEC_BACKOFF_MAX_S = 10.0
 #: failed router ticks logged with their traceback at most, per router incarnation (the rest are counted)
 TICK_ERRORS_LOGGED_MAX = 10
+#: How long ``shutdown`` waits for replicas whose creation is under way (a blocking Ray call on a
+#: worker thread), so that it can stop them too: a detached replica created after the shutdown
+#: listed the group's actors would otherwise outlive the group (docs/faults.md row 43).
+SHUTDOWN_CREATE_WAIT_S = 10.0
 
 _T = TypeVar("_T")
 
@@ -278,6 +282,8 @@ class _RouterLoop:
         self.start_error: Optional[BaseException] = None  # the user's constructor raised it
         self._spec_fetch: Optional["asyncio.Future[None]"] = None  # the class being fetched (_fetch_spec)
         self._pids: Dict[str, int] = {}  # process ids of the replicas this incarnation started (spares too)
+        # replica creations under way on worker threads (at most one per replica the host asked for)
+        self._creating: Dict[str, "asyncio.Future[Any]"] = {}
         # the epoch names this incarnation on its Delivers; a restarted router's sorts later (it restarts
         # on the same node: pinned to the head node on a multi-node cluster), so replicas drop the old one's
         epoch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -433,10 +439,15 @@ class _RouterLoop:
             self.handles[rid].set_unavailable.remote(tuple(resources))
 
     async def shutdown(self) -> Optional[str]:
-        """Stop every replica; fail waiting callers. Returns the group's namespace."""
-        self._closed = True
+        """Stop every replica, those being created included; fail waiting callers.
+
+        Returns:
+            The group's namespace (``None``: the default one).
+        """
+        self._closed = True  # from here on no creation starts (``_spawn``)
         for rid in list(self._links):
             self._close_link(rid)
+        await self._stop_creations()
         # and those it has no handle to (one being spawned, or a deposed one): by name
         loop = asyncio.get_running_loop()
         for rid in await loop.run_in_executor(None, self._named_replicas) - set(self.handles):
@@ -451,6 +462,21 @@ class _RouterLoop:
                 pass
         self.host.close(f"{self.group} was shut down")
         return self.spec.namespace
+
+    async def _stop_creations(self) -> None:
+        """Wait (at most ``SHUTDOWN_CREATE_WAIT_S``) for the replica creations under way and stop
+        what they created: a creation's Ray call may register its detached actor after ``shutdown``
+        has listed the group's actors, and return after this router is gone."""
+        creating = dict(self._creating)
+        if not creating:
+            return
+        await asyncio.wait(list(creating.values()), timeout=SHUTDOWN_CREATE_WAIT_S)
+        for rid, fut in creating.items():
+            if not fut.done():
+                log.warning("[%s] replica %s was still being created after %.0f s; shutdown stops it by "
+                            "name if Ray has registered it", self.group, rid, SHUTDOWN_CREATE_WAIT_S)
+            elif fut.exception() is None:
+                self.handles[rid] = fut.result()  # killed with the others
 
     # -------------------------------------------------------------- start-up
 
@@ -740,8 +766,14 @@ class _RouterLoop:
                 node, soft=self.settings.placement != "strict-spread")
         try:
             await self._fetch_spec()
-            handle = await loop.run_in_executor(None, self._create_replica, rid, options)
-            if self._closed:  # shut down meanwhile
+            if self._closed:  # shut down meanwhile: create nothing more
+                return
+            creating = self._creating[rid] = loop.run_in_executor(None, self._create_replica, rid, options)
+            try:
+                handle = await creating
+            finally:
+                self._creating.pop(rid, None)
+            if self._closed:  # shut down meanwhile (shutdown waited for this creation and stops it too)
                 ray.kill(handle, no_restart=True)
                 return
             info = await handle.ready.remote()
