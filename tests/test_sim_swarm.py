@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import os
+
 import pytest
 
 from ftactors.core import SCHEDULERS
@@ -13,12 +15,14 @@ from ftactors.testing.options import STYLES
 #: 2 styles x 6 schedulers x 170 = 2,040 seeds
 SEEDS_PER_CELL = 170
 CELLS = [(style, sched) for style in STYLES for sched in sorted(SCHEDULERS)]
+#: worker processes per swarm run: the swarm is pure CPU and runs alone in the test session
+JOBS = max(1, min(2, os.cpu_count() or 1))
 
 
 @pytest.mark.parametrize("style,scheduling", CELLS)
 def test_swarm_cell_has_no_failing_seed(style: str, scheduling: str) -> None:
     start = 100_000 + 1_000 * CELLS.index((style, scheduling))
-    summary = run_swarm(SEEDS_PER_CELL, start=start, style=style, scheduling=scheduling)
+    summary = run_swarm(SEEDS_PER_CELL, start=start, style=style, scheduling=scheduling, jobs=JOBS)
     report = "\n".join(f"seed {f.seed}: {f.error}\n  replay: {f.replay_command()}" for f in summary.failures)
     assert not summary.failures, report
     assert summary.seeds == SEEDS_PER_CELL
@@ -29,6 +33,14 @@ def test_same_seed_replays_identically() -> None:
     first, second = run_seed(4242), run_seed(4242)
     assert first == second
     assert first.ops > 0
+
+
+def test_a_swarm_split_over_processes_runs_every_seed_as_one_process_does() -> None:
+    alone = run_swarm(12, start=7_000, style="passive")
+    split = run_swarm(12, start=7_000, style="passive", jobs=3)
+    assert (split.seeds, split.ops, split.ticks) == (alone.seeds, alone.ops, alone.ticks)
+    assert split.counts == alone.counts and alone.ops > 0
+    assert [f.seed for f in split.failures] == [f.seed for f in alone.failures]
 
 
 def test_forcing_style_does_not_change_the_other_choices() -> None:
@@ -46,7 +58,7 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     sub-tasks), arguments by reference (fetched by the router over several ticks, some fetches
     failing), async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
     every evicting bound wrapped several times (its oldest entry evicted while full)."""
-    summary = run_swarm(300)
+    summary = run_swarm(300, jobs=JOBS)
     assert not summary.failures, [f.error for f in summary.failures]
     total = summary.counts
     for what in ("crashes", "pauses", "router_crashes", "router_rebuilds", "spawned", "dropped", "duplicated",

@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(the Ray host before issue 10's fix)")
     p.add_argument("--spares", type=int, metavar="N",
                    help="force N warm spare replicas per router (default: drawn, see SimOptions.spares)")
-    p.add_argument("--stop-after", type=int, default=0, help="stop after this many failures")
+    p.add_argument("--stop-after", type=int, default=0, help="stop after this many failures (per job)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes (one per core at most is useful); failures print as each ends")
     p.add_argument("-v", "--verbose", action="store_true", help="print options and tracebacks")
     return p
 
@@ -55,7 +57,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.verbose and args.replay is not None:
         print(draw_options(args.replay, args.style, args.scheduling).describe())
     summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after,
-                        output_to_deliverer=args.output_to_deliverer, spares=args.spares)
+                        output_to_deliverer=args.output_to_deliverer, spares=args.spares, jobs=args.jobs)
     print(summary.line())
     print(summary.feature_line())
     return 1 if summary.failures else 0

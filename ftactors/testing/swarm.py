@@ -5,11 +5,13 @@ A failing seed prints itself and a one-line command that replays it exactly.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import traceback
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ftactors.testing.cluster import RunResult, Simulator
 from ftactors.testing.hosts import InvariantViolation
@@ -126,9 +128,13 @@ def run_seed(seed: int, style: Optional[str] = None, scheduling: Optional[str] =
     return Simulator(options or draw_options(seed, style, scheduling)).run()
 
 
+#: The most worker processes a swarm run uses (``jobs``): one per core is the useful most.
+JOBS_MAX = 64
+
+
 def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, scheduling: Optional[str] = None,
               on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0,
-              output_to_deliverer: bool = False, spares: Optional[int] = None) -> SwarmSummary:
+              output_to_deliverer: bool = False, spares: Optional[int] = None, jobs: int = 1) -> SwarmSummary:
     """Run ``seeds`` consecutive seeds from ``start``.
 
     Args:
@@ -136,17 +142,52 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         start: the first seed.
         style: force a replication style.
         scheduling: force a scheduler.
-        on_failure: called with each failure as it happens.
-        stop_after: stop after this many failures (0: never).
+        on_failure: called with each failure as it happens (with ``jobs`` > 1: as each worker ends).
+        stop_after: stop after this many failures (0: never; with ``jobs`` > 1: per worker).
         output_to_deliverer: model the Ray replica host before issue 10's fix (see SimOptions).
         spares: force this many warm spares per router (None: drawn per seed).
+        jobs: worker processes; worker k runs seeds ``start + k``, ``start + k + jobs``, ... Every
+            seed runs exactly as it would alone (a seed's run depends on its seed only).
 
     Returns:
-        The totals and failures.
+        The totals and failures (failures in seed order).
+
+    Raises:
+        ValueError: ``jobs`` is not within 1..``JOBS_MAX``.
     """
-    summary = SwarmSummary()
+    if not 1 <= jobs <= JOBS_MAX:
+        raise ValueError(f"jobs must be within 1..{JOBS_MAX}, got {jobs}")
     began = time.perf_counter()
-    for seed in range(start, start + seeds):
+    every = range(start, start + seeds)
+    args = (style, scheduling, stop_after, output_to_deliverer, spares)
+    if jobs == 1 or seeds < 2:
+        summary = _run_seeds(every, *args, on_failure=on_failure)
+    else:
+        summary = SwarmSummary()
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads (Ray's)
+        with ProcessPoolExecutor(max_workers=min(jobs, seeds), mp_context=ctx) as pool:
+            parts = [pool.submit(_run_seeds, every[k::jobs], *args) for k in range(min(jobs, seeds))]
+            for part in as_completed(parts):
+                done = part.result()
+                summary.seeds += done.seeds
+                summary.ops += done.ops
+                summary.ticks += done.ticks
+                summary.counts.update(done.counts)
+                summary.failures.extend(done.failures)
+                for failure in done.failures:
+                    if on_failure is not None:
+                        on_failure(failure)
+        summary.failures.sort(key=lambda f: f.seed)
+    summary.seconds = time.perf_counter() - began
+    return summary
+
+
+def _run_seeds(seeds: Sequence[int], style: Optional[str], scheduling: Optional[str], stop_after: int,
+               output_to_deliverer: bool, spares: Optional[int],
+               on_failure: Optional[Callable[[Failure], None]] = None) -> SwarmSummary:
+    """Run ``seeds`` in this process (see :func:`run_swarm`)."""
+    summary = SwarmSummary()
+    for seed in seeds:
         opts = draw_options(seed, style, scheduling)
         if output_to_deliverer:
             opts = replace(opts, output_to_deliverer=True)
@@ -168,5 +209,4 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
             summary.ticks += result.ticks
             summary.counts.update(result.counts)
         summary.seeds += 1
-    summary.seconds = time.perf_counter() - began
     return summary
