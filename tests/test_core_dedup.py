@@ -173,3 +173,39 @@ def test_gaps_are_bounded_per_source() -> None:
     assert t.status(MsgId("c", GAPS_MAX + 49)) == "new" and t.status(MsgId("c", 50)) == "new"
     assert t.status(MsgId("c", 49)) == "expired"
     assert len(t.export()[0][0][5]) == GAPS_MAX
+
+
+def test_a_call_that_ran_before_a_later_one_was_evicted_is_no_gap_and_never_runs_twice() -> None:
+    """A reordering scheduler ran c#3, then c#1 and c#2; with room for 2 replies, evicting c#3
+    raises c's watermark to 3 while c#1 and c#2 are still in the table. They ran: they are no gaps,
+    so once their own replies are evicted a duplicate of either reads "expired", never "new"."""
+    t = DedupTable(2, 10)
+    for seq in (3, 1, 2):
+        t.record(MsgId("c", seq), None)
+    t.record(MsgId("c", 4), None)
+    t.record(MsgId("c", 5), None)  # c#1 and c#2 left the table in turn
+    assert t.status(MsgId("c", 1)) == "expired" and t.status(MsgId("c", 2)) == "expired"
+
+
+def test_past_gaps_max_the_lowest_gaps_go_first() -> None:
+    """Gaps left by two evictions past GAPS_MAX: the highest are kept, the calls most likely still
+    on their way; the lowest read "expired"."""
+    t = DedupTable(1, 10)
+    t.record(MsgId("c", 200), None)
+    t.record(MsgId("d", 1), None)  # evicts c#200: c#1..c#199 are gaps
+    t.record(MsgId("c", 300), None)  # evicts d#1
+    t.record(MsgId("d", 2), None)  # evicts c#300: c#201..c#299 are gaps too, past GAPS_MAX together
+    assert t.status(MsgId("c", 299)) == "new" and t.status(MsgId("c", 201)) == "new"
+    assert t.status(MsgId("c", 1)) == "expired"
+    assert [len(s[5]) for s in t.export()[0] if s[0] == "c"] == [GAPS_MAX]
+
+
+def test_a_checkpoint_carries_no_gap_the_caller_has_acknowledged() -> None:
+    """The caller holds every reply below 100 (its acknowledgement); c#150 then ran alone and left
+    the table. Only c#100..c#149 can still arrive: the checkpoint's gaps are those, none below 100."""
+    t = DedupTable(1, 10)
+    t.acknowledge("c", 100)
+    t.record(MsgId("c", 150), None)
+    t.record(MsgId("d", 1), None)  # evicts c#150
+    (source, floor, _, _, _, gaps), = [s for s in t.export()[0] if s[0] == "c"]
+    assert floor == 100 and gaps == tuple(range(100, 150))
