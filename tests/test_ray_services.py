@@ -168,7 +168,11 @@ def test_status_lists_groups_of_every_namespace_with_namespace_and_lifetime(ray_
     a = Cls.options(name="stat-a", namespace="team-a", lifetime="detached").remote()
     b = Cls.options(name="stat-b").remote()
     try:
-        rows = {r["group"]: r for r in collect()}
+        def answered():  # a router still starting (slow under load) gives an error row meanwhile
+            rows = {r["group"]: r for r in collect()}
+            return rows if all(g in rows and "error" not in rows[g] for g in ("stat-a", "stat-b")) else None
+
+        rows = wait_for(answered, timeout_s=90, what="both groups' routers to answer ftactors status")
         assert rows["stat-a"]["namespace"] == "team-a" and rows["stat-a"]["lifetime"] == "detached"
         # the namespace as get_actor takes it: this job's own
         assert rows["stat-b"]["namespace"] == ray.get_runtime_context().namespace
