@@ -6,7 +6,8 @@ up to ``batch_max`` requests (to backups in batches, after
 ``relay_delay_ticks``, unless a message goes anyway), every waiting
 announcement (piggybacked, claims 42-45; alone in a null message after
 ``null_message_ticks``, claim 46), the view, checkpoint or join to carry, a
-snapshot request for the primary, and an empty poll of an idle primary while
+snapshot request for the primary, the router's word to a new primary to give up the
+order it took over (``give_up_from``), and an empty poll of an idle primary while
 callers wait.
 
 A transcript::
