@@ -28,8 +28,10 @@ class CoreConfig:
             for this long.
         failure_timeout_ticks: a replica that has not answered for this long
             is suspected and removed from the view.
-        recovery_timeout_ticks: a new primary waits this long for a message it
-            lacks before giving up the announced order beyond it.
+        recovery_timeout_ticks: a recovering router waits this long for state reports; and
+            the router waits this long (its own running time) while a new primary lacks a
+            message of the order it took over that nobody holds, before telling it to give
+            that order up (``Deliver.give_up_from``).
         reply_cache_max: replies kept for duplicates, per group.
         sources_max: sources a replica tracks at most (in its exactly-once table, the
             sequence scheduler's next sequence numbers and the fair scheduler's turns).

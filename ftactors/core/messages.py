@@ -349,6 +349,11 @@ class Deliver:
         checkpoint: a checkpoint to store (passive backups) or restore (join).
         snapshot_wanted: ask the primary for a checkpoint now (on demand).
         join: True if ``checkpoint`` is a state transfer to a joining replica.
+        give_up_from: to a new primary replaying the order it took over: nobody holds the
+            message of this announced position (its request, or the announcement itself), and
+            none came within ``recovery_timeout_ticks`` of the router's running time; a primary
+            blocked there gives the order up from it (0: none). Only the router knows whether
+            anyone holds it: a primary never gives the order up on its own clock.
     """
 
     view: int
@@ -359,6 +364,7 @@ class Deliver:
     checkpoint: Optional[Checkpoint] = None
     snapshot_wanted: bool = False
     join: bool = False
+    give_up_from: int = 0
 
     kind = Kind.DELIVER
 

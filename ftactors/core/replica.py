@@ -192,7 +192,6 @@ class ReplicaCore:
         self._announcements: List[Announcement] = []
         self._checkpoint_out: Optional[Checkpoint] = None
         self._digests: List[Tuple[int, str]] = []
-        self._blocked_since: Optional[int] = None
         self._snapshot_pending: Optional[bool] = None
         self._nested_count = 0
         self._reply_copies: "OrderedDict[MsgId, Reply]" = OrderedDict()  # at most reply_copies_max
@@ -238,6 +237,8 @@ class ReplicaCore:
             self._accept_reply_copy(rep)
         if msg.snapshot_wanted and self.role == Role.PRIMARY:
             self._want_snapshot(for_checkpoint=True)
+        if msg.give_up_from and self._blocked_at(msg.give_up_from):
+            self._give_up_order()
 
     def executed(self, msg_id: MsgId, outcome: Outcome, nondet: Tuple[Any, ...] = (), wake: Any = None) -> None:
         """Report the outcome of the current Execute: its message finished.
@@ -341,10 +342,10 @@ class ReplicaCore:
             self._checkpoint_out = Checkpoint(self.group, self.view, position, state, self.dedup.export(), digest)
 
     def tick(self, now: int) -> None:
-        """Advance time to tick ``now`` (recovery timeouts, sequence gaps)."""
+        """Advance time to tick ``now`` (sequence gaps, deadlines). A new primary lacking a message of
+        the order it took over does not give that order up on this clock: its router tells it to
+        (``Deliver.give_up_from``; docs/faults.md, row 44)."""
         self.now = now
-        if self._blocked_since is not None and now - self._blocked_since >= self.config.recovery_timeout_ticks:
-            self._give_up_order()
 
     def set_unavailable(self, resources: frozenset) -> None:
         """Resource scheduling: these resources are not available now."""
@@ -512,12 +513,8 @@ class ReplicaCore:
         if self.role == Role.BACKUP and self.config.style == "passive":
             return None
         ex = self._next_announced()
-        if ex is None and self.role == Role.PRIMARY:
-            if self._waiting_for_order():
-                if self._blocked_since is None:
-                    self._blocked_since = self.now
-            else:
-                ex = self._next_resumed() or self._next_scheduled()
+        if ex is None and self.role == Role.PRIMARY and not self._waiting_for_order():
+            ex = self._next_resumed() or self._next_scheduled()
         if ex is not None:
             self.executing = ex
             held = self.suspended.pop(ex.request.msg_id, None)
@@ -685,7 +682,6 @@ class ReplicaCore:
         self._reply_copies.clear()
         self._copies_out.clear()
         self._checkpoint_out = None
-        self._blocked_since = None
         self._snapshot_pending = None
 
     def _accept_request(self, req: Request) -> None:
@@ -837,10 +833,7 @@ class ReplicaCore:
                            wake=ann.wake)
         req = self.requests.get(ann.msg_id)
         if req is None:
-            if self._blocked_since is None:
-                self._blocked_since = self.now
             return None
-        self._blocked_since = None
         return Execute(ann.position, req, replay=True, nondet=ann.nondet)
 
     def _waiting_for_order(self) -> bool:
@@ -877,11 +870,19 @@ class ReplicaCore:
                 return Execute(self.executed_upto + 1, self.requests[mid], replay=False)
         return None
 
+    def _blocked_at(self, position: int) -> bool:
+        """Whether this primary replays the order it took over and lacks the message of ``position``,
+        the next one (its announcement, or for a message starting there, its request)."""
+        if self.role != Role.PRIMARY or self.executing is not None or self.executed_upto + 1 != position:
+            return False
+        ann = self.order.get(position)
+        if ann is None:
+            return bool(self.order)
+        return ann.resume == 0 and ann.msg_id not in self.requests
+
     def _give_up_order(self) -> None:
-        """A new primary waited too long for a message it lacks: drop the order beyond it."""
-        self._blocked_since = None
-        if self.role != Role.PRIMARY:
-            return
+        """Nobody holds the message this new primary needs next (its router said so): drop the order
+        beyond its position and schedule what it holds."""
         for pos in [p for p in self.order if p > self.executed_upto]:
             del self.order[pos]
         for req in self.requests.values():

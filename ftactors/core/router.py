@@ -144,7 +144,7 @@ class RouterCore:
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
-            "reply_copies_dropped": 0, "reply_copies_unkept": 0,
+            "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -156,6 +156,10 @@ class RouterCore:
         self.rebuilt_at = 0  # when a restarted router was rebuilt (its grace for late retries)
         self.restarted = False
         self.gap_queried: Optional[int] = None  # tick a rebuilt router last asked its primary for lost order
+        # (view, position, since): the primary's next position is one whose message nobody holds, since
+        # that tick of the router's running time; and the (view, position) it was last told to give up
+        self._lost_order: Optional[Tuple[int, int, int]] = None
+        self._gave_up: Optional[Tuple[int, int]] = None
         self._next_index = next_replica_index if next_replica_index is not None else len(members)
         # calls refused at pending_max, oldest first, with the tick of their last refusal: their
         # retransmissions are admitted before later calls (at most inflight_max, refused_hold_ticks)
@@ -567,6 +571,50 @@ class RouterCore:
         if self.phase == Phase.RECOVERING and now - self.recovery.started > cfg.recovery_timeout_ticks:
             self._recovery_timed_out()
         self._replace_stuck_backups()
+        self._watch_lost_order(gap)
+
+    def _watch_lost_order(self, gap: int) -> None:
+        """Tell a new primary to give up the order it took over once nobody holds its next message.
+
+        The primary replays the announced order as the requests of its positions come; the router
+        retains every request and announcement until all members acknowledge them and merged the
+        survivors' reports into the recovery, so a message of that order it does not hold, nobody
+        alive holds (only a restarted router can have lost one) unless the primary itself does.
+        After ``recovery_timeout_ticks`` of the router's own running time without it (a caller's
+        retry may still bring it; time the router was starved does not count), the primary's next
+        Deliver carries ``give_up_from``, once per view and position; the primary gives the order up
+        only if it is blocked there. It never gives up on its own clock: that ran on while a starved
+        router held the request unsent, and an acknowledged position moved (docs/faults.md, row 44).
+
+        Args:
+            gap: ticks since the router's previous tick (more than one: it did not run meanwhile).
+        """
+        primary = self.primary
+        if self.phase != Phase.NORMAL or primary is None:
+            self._lost_order = None
+            return
+        pos = self.links[primary].acked + 1
+        if not self._order_lost_at(pos):
+            self._lost_order = None
+            return
+        lost = self._lost_order
+        if lost is None or lost[:2] != (self.view, pos):
+            self._lost_order = (self.view, pos, self.now)
+            return
+        since = lost[2] + max(gap - 1, 0)  # a tick after a starvation: the starvation does not count
+        self._lost_order = (self.view, pos, since)
+        if self.now - since >= self.config.recovery_timeout_ticks and self._gave_up != (self.view, pos):
+            self._gave_up = (self.view, pos)
+            self.links[primary].give_up_from = pos
+            self.counts["orders_given_up"] += 1
+
+    def _order_lost_at(self, position: int) -> bool:
+        """Whether the retained order goes past ``position`` and the router holds neither its
+        announcement nor, for a message starting there, its request."""
+        ann = self.log.order.get(position)
+        if ann is None:
+            return self.log.highest > position  # (above ``trimmed``: the primary acknowledged ``position - 1``)
+        return ann.resume == 0 and ann.msg_id not in self.log.requests
 
     def _recovery_timed_out(self) -> None:
         """No report from some members within ``recovery_timeout_ticks``.

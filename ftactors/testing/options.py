@@ -23,6 +23,8 @@ P_DIRECT = 0.5
 P_REPLACE_BACKUP = 0.5
 #: the fraction of seeds whose routers keep warm spare replicas (``spares``)
 P_SPARES = 0.3
+#: the fraction of seeds with starved routers that starve them during a failover or a join too
+P_STARVE_UNSTABLE = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -100,7 +102,9 @@ class SimOptions:
             not run; what reaches it waits unread, and on waking its timer runs before it reads).
         router_starve_max: the longest such a starvation (ticks).
         starve_unstable: starve a router during a failover or a join too (a second fault before the
-            first is repaired; docs/faults.md, Open); by default only a stable group's.
+            first is repaired; docs/faults.md, row 44); otherwise only a stable group's. Drawn on in
+            ``P_STARVE_UNSTABLE`` of the seeds with starved routers, from its own stream
+            (``unstable-<seed>``).
         async_steps: the model's methods run in async steps (issue 12): a nested call suspends
             the step instead of blocking the replica, other messages start meanwhile, and the
             primary chooses which suspended call resumes (announced ``resume``/``wake``).
@@ -377,6 +381,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_fetches(random.Random(f"fetch-{seed}"), opts)
     opts = _draw_direct(random.Random(f"direct-{seed}"), opts)
     opts = _draw_ray_caller(random.Random(f"caller-{seed}"), opts)
+    opts = _draw_unstable_starve(random.Random(f"unstable-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -433,6 +438,15 @@ def _draw_ray_caller(rng: random.Random, opts: SimOptions) -> SimOptions:
         p_router_starve=rng.uniform(0.01, 0.03) if starve else 0.0,
         router_starve_max=rng.randint(2, 3 * opts.sequence_gap_ticks) if starve else 0,
     )
+
+
+def _draw_unstable_starve(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """In half the seeds whose routers starve, starve them during a failover or a join too (a second
+    fault before the first is repaired: docs/faults.md, row 44), on its own stream (``unstable-<seed>``)
+    so the seeds drawn before keep every other choice."""
+    if not opts.p_router_starve or rng.random() >= P_STARVE_UNSTABLE:
+        return opts
+    return dataclasses.replace(opts, starve_unstable=True)
 
 
 def _draw_direct(rng: random.Random, opts: SimOptions) -> SimOptions:

@@ -48,6 +48,7 @@ class Link:
     last_sent: int = 0
     progress_tick: int = 0  # when ``acked`` last advanced
     suspended: int = 0  # messages the replica holds suspended (async methods), as it last said
+    give_up_from: int = 0  # the primary's next Deliver tells it to give the order up from here
 
     def queue_request(self, req: Request, now: int) -> None:
         """Queue ``req`` for the next Deliver on this link (batching counts from the first one)."""

@@ -41,6 +41,7 @@ class OrderLog:
         self.order: Dict[int, Announcement] = {}
         self.pos_of: Dict[MsgId, int] = {}
         self.trimmed = 0
+        self.highest = 0  # the highest position merged (positions leave the order only when trimmed)
         self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
         # nested reply -> (its calling message, the copy): at most reply_copies_max
         self.copies: "OrderedDict[MsgId, Tuple[MsgId, Reply]]" = OrderedDict()
@@ -107,6 +108,7 @@ class OrderLog:
             return False
         self.order[ann.position] = ann
         self.pos_of[ann.msg_id] = ann.position
+        self.highest = max(self.highest, ann.position)
         return True
 
     def after(self, position: int) -> List[Announcement]:

@@ -6,7 +6,8 @@ up to ``batch_max`` requests (to backups in batches, after
 ``relay_delay_ticks``, unless a message goes anyway), every waiting
 announcement (piggybacked, claims 42-45; alone in a null message after
 ``null_message_ticks``, claim 46), the view, checkpoint or join to carry, a
-snapshot request for the primary, and an empty poll of an idle primary while
+snapshot request for the primary, the router's word to a new primary to give up the
+order it took over (``give_up_from``), and an empty poll of an idle primary while
 callers wait.
 
 A transcript::
@@ -79,18 +80,20 @@ class Outbox:
                 link.reqs_since is not None and now - link.reqs_since < cfg.relay_delay_ticks:
             reqs = []  # relay to backups in batches, off the caller's critical path
         wanted = link.snapshot_wanted and is_primary
+        give_up = link.give_up_from if is_primary else 0
         # the primary may hold work that became possible later (a resource freed, a sequence
         # gap timed out): when callers wait and the link is idle, an empty Deliver collects it
         # a primary holding suspended messages (async methods waiting for a nested reply or a
         # timer) keeps one Deliver: it returns with the replies of the steps that resume them
         poll = is_primary and link.inflight == 0 and (link.suspended > 0 or callers_wait and
                                                       now - link.last_sent >= cfg.heartbeat_ticks)
-        if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll):
+        if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll or give_up):
             return None
         if poll and not (reqs or link.new_view or link.checkpoint or wanted):
             self.counts["polls"] += 1
         msg = Deliver(view=view, requests=tuple(reqs), announcements=tuple(anns), reply_copies=tuple(copies),
-                      new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join)
+                      new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join,
+                      give_up_from=give_up)
         del link.requests[: len(reqs)]
         link.reqs_since = now if link.requests else None
         if not is_primary:
@@ -112,4 +115,5 @@ class Outbox:
         link.new_view, link.checkpoint, link.join = None, None, False
         if wanted:
             link.snapshot_wanted = False
+        link.give_up_from = 0
         return msg
