@@ -95,6 +95,24 @@ def test_a_router_that_did_not_run_excuses_its_links() -> None:
     assert acts.suspects == () and acts.heartbeats == ()
 
 
+def test_a_router_starved_for_no_longer_than_an_interval_does_not_count_that_time_against_a_heartbeat() -> None:
+    # simulator seed 113 with starved routers and direct links: a heartbeat went out, the router got
+    # no CPU for an interval, and its first tick on waking counted the answer it had not read yet as a
+    # miss: both members of the group suspected at once
+    links = _up(interval=8, misses=1)
+    for now in range(1, 8):
+        assert links.tick(now) == LinkActions()
+    assert links.tick(8).heartbeats == ("r1",)
+    acts = links.tick(16)  # starved for ticks 9..15: the answer (at 10) waits unread
+    assert acts.suspects == () and acts.close == ()
+    links.on_heard("r1", 16)  # read after the tick
+    assert links.state("r1") == LinkState.UP
+    # the router's running time still counts: an unanswered heartbeat is a miss an interval later
+    assert links.tick(24).heartbeats == ("r1",)
+    assert links.tick(31).suspects == ()
+    assert links.tick(32).suspects == ("r1",)
+
+
 def test_a_retiring_link_closes_once_its_pending_answers_came() -> None:
     links = _up()
     links.on_sent("r1")

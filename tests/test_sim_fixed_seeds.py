@@ -166,6 +166,20 @@ def test_a_router_starved_of_cpu_still_runs_one_callers_calls_in_its_order() -> 
     assert result.counts["router_starvations"] > 0 and result.ops >= 100
 
 
+def test_a_router_starved_of_cpu_with_direct_links_does_not_suspect_members_whose_heartbeats_it_had_not_read() -> None:
+    """The direct data plane's heartbeats (``heartbeat_misses_max`` 1, every 8 ticks) with a starved
+    router: a heartbeat went out on the router's last tick before it got no CPU for a heartbeat interval,
+    the answer came meanwhile and waited unread, and the router's first tick on waking counted it as
+    a miss: it suspected both members of the group at once (``I6: store failed front|c0#11#1: all
+    replicas of the group failed``). A heartbeat that came due while the router did not run is now
+    judged on its next tick, after it read what came (``Links.tick``; docs/faults.md)."""
+    opts = draw_options(113)
+    assert opts.direct and opts.heartbeat_misses_max == 1 and opts.link_heartbeat_ticks == 8
+    opts = replace(opts, p_router_starve=0.029086066877408903, router_starve_max=15)  # as drawn with direct links
+    result = run_seed(113, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.ops >= 30
+
+
 def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_acknowledged_positions() -> None:
     """A second fault before the first is repaired: the primary crashed, and its router got no CPU
     while the new primary waited for the requests of the order it took over. The new primary gave

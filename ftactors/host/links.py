@@ -331,10 +331,14 @@ class Links:
 
         A link heard from within ``heartbeat_interval_ticks`` gets no heartbeat (traffic is
         liveness). A router that did not run for longer than an interval (starved, paused) excuses
-        its links that long: silence meanwhile proves nothing.
+        its links that long: silence meanwhile proves nothing. After any gap (the router did not
+        run for a tick or more), a heartbeat that became unanswered for an interval meanwhile is
+        judged on the next tick, not this one: its answer may have come while the router did not
+        run and wait, unread, until after this tick (a router's timer may run before its reads).
         """
         interval = self.settings.heartbeat_interval_ticks
-        gap = 0 if self.last_tick is None else now - self.last_tick
+        prev = self.last_tick
+        gap = 0 if prev is None else now - prev
         self.last_tick = now
         beats: List[str] = []
         suspects: List[str] = []
@@ -349,6 +353,8 @@ class Links:
                 continue
             if link.beat_at is not None and now - link.beat_at < interval:
                 continue
+            if link.beat_at is not None and gap > 1 and prev is not None and prev - link.beat_at < interval:
+                continue  # due only since the router last ran: read what came meanwhile first
             if link.beat_at is not None:
                 link.misses += 1
                 self.counts["heartbeat_misses"] += 1

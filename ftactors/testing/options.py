@@ -25,6 +25,9 @@ P_REPLACE_BACKUP = 0.5
 P_SPARES = 0.3
 #: the fraction of seeds with starved routers that starve them during a failover or a join too
 P_STARVE_UNSTABLE = 0.5
+#: routers starved of CPU (row 40) in seeds with the direct data plane too: off in the draw until the
+#: lagging backup of seed 263 is fixed (docs/faults.md, Open); a local switch to run such seeds
+STARVE_WITH_DIRECT = False
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -431,8 +434,8 @@ def _draw_ray_caller(rng: random.Random, opts: SimOptions) -> SimOptions:
     that window (docs/faults.md, row 40)."""
     overtake = rng.randint(opts.sequence_gap_ticks // 2, opts.sequence_gap_ticks - 1) \
         if opts.client_fifo and rng.random() < 0.6 else 0
-    # not with the direct data plane yet: a starved router's links (docs/faults.md, Open)
-    starve = opts.faults and rng.random() < 0.4 and not opts.direct
+    # with the direct data plane only if STARVE_WITH_DIRECT: a starved router's links (docs/faults.md)
+    starve = opts.faults and rng.random() < 0.4 and (STARVE_WITH_DIRECT or not opts.direct)
     return dataclasses.replace(
         opts, caller_overtake_ticks=overtake,
         p_router_starve=rng.uniform(0.01, 0.03) if starve else 0.0,
