@@ -149,9 +149,11 @@ class OrderLog:
         """
         assert floor > self.trimmed, (floor, self.trimmed)
         for pos in range(self.trimmed + 1, floor + 1):
-            self.order.pop(pos, None)
-        # an async call holds a position per step: forget its request and position only once the
-        # one it holds (its latest step or reply) is trimmed, not with its first step
+            ann = self.order.pop(pos, None)
+            if ann is not None:
+                self.requests.pop(ann.msg_id, None)
+        # an async call holds a position per step: forget its position only once the one it
+        # holds (its latest step or reply) is trimmed, not with its first step
         for mid in [m for m, p in self.pos_of.items() if p <= floor]:
             self.requests.pop(mid, None)
             del self.pos_of[mid]
