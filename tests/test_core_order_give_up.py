@@ -18,27 +18,17 @@ from ftactors.core import (
     CoreConfig,
     Deliver,
     Delivered,
-    Execute,
     MsgId,
     NewView,
-    Outcome,
     Phase,
     ReplicaCore,
     RouterCore,
     StateReport,
 )
 
+from tests.test_core_mutants import execute_all
+
 MEMBERS = ("g-r0", "g-r1", "g-r2")
-
-
-def execute_all(core: ReplicaCore) -> List[MsgId]:
-    """Execute everything runnable at ``core``; returns the executed ids in order."""
-    done = []
-    while (eff := core.next_effect()) is not None:
-        if isinstance(eff, Execute):
-            core.executed(eff.request.msg_id, Outcome(True, eff.request.payload))
-            done.append(eff.request.msg_id)
-    return done
 
 
 def test_a_new_primary_whose_router_is_starved_waits_for_the_request_it_lacks() -> None:
