@@ -99,6 +99,15 @@ def test_removal_order_never_takes_the_head_nor_the_primary_with_the_router() ->
     assert [r.replica_id for r in removal_order(info, "head", "w2")] == ["p", "b1"]
 
 
+def test_removal_order_never_takes_a_node_holding_two_members() -> None:
+    # docs/faults.md row 49: a replacement placed beside the new primary (no node was free yet);
+    # removing that node would take two members at once, a double fault
+    info = group([replica("p", "primary", "w1"), replica("b1", node="w1"), replica("b2", node="head")])
+    assert removal_order(info, "head", "head") == []
+    info = group([replica("p", "primary", "w1"), replica("b1", node="w1"), replica("b2", node="w2")])
+    assert [r.replica_id for r in removal_order(info, "head", "head")] == ["b2"]
+
+
 def test_removal_order_is_empty_when_every_replica_is_on_the_head() -> None:
     info = group([replica("p", "primary", "head"), replica("b1", node="head")])
     assert removal_order(info, "head", "head") == []
@@ -182,6 +191,55 @@ def test_injector_skips_remove_node_without_a_cluster() -> None:
     assert "needs --nodes" in record.skipped
 
 
+class FakeCluster:
+    """A ``ray.cluster_utils.Cluster`` that records node additions and removals in order."""
+
+    def __init__(self, workers: List[str]) -> None:
+        self.head_node = SimpleNamespace(node_id="head")
+        self.worker_nodes = [SimpleNamespace(node_id=w) for w in workers]
+        self.events: List[Any] = []
+
+    def add_node(self, num_cpus: int, wait: bool) -> Any:
+        node = SimpleNamespace(node_id=f"fresh{len(self.events)}")
+        self.events.append(("add", num_cpus, wait))
+        self.worker_nodes.append(node)
+        return node
+
+    def remove_node(self, node: Any, allow_graceful: bool) -> None:
+        self.events.append(("remove", node.node_id))
+        self.worker_nodes.remove(node)
+
+
+def remove_node_with(monkeypatch: pytest.MonkeyPatch, cluster: FakeCluster, info: GroupInfo) -> FaultRecord:
+    from ftactors.runtime import api
+
+    monkeypatch.setattr(api, "describe", lambda h, timeout_s=30.0: info)
+    monkeypatch.setattr(faults, "router_node", lambda h, timeout_s=15.0: "head")
+    record = FaultRecord("remove-node", 1.0)
+    Injector(handle=object(), cluster=cluster).inject(Fault(1.0, "remove-node"), record)
+    return record
+
+
+def test_remove_node_adds_the_fresh_node_and_waits_for_it_before_removing_the_victims(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/faults.md row 49: with the fresh node started only after the removal, the replacement
+    # found no free node and went beside a member; the next removal took two members
+    cluster = FakeCluster(["w1", "w2"])
+    info = group([replica("p", "primary", "w1"), replica("b1", node="w2"), replica("b2", node="head")])
+    record = remove_node_with(monkeypatch, cluster, info)
+    assert cluster.events == [("add", 1, True), ("remove", "w1")]
+    assert (record.victim, record.node, record.members_taken, record.skipped) == ("p", "w1", 1, "")
+
+
+def test_remove_node_is_skipped_without_adding_a_node_when_every_removable_node_holds_two_members(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = FakeCluster(["w1"])
+    info = group([replica("p", "primary", "w1"), replica("b1", node="w1"), replica("b2", node="head")])
+    record = remove_node_with(monkeypatch, cluster, info)
+    assert cluster.events == []
+    assert "no replica alone on a removable worker node" in record.skipped and record.members_taken == 0
+
+
 # ------------------------------------------------------------------ checks
 
 
@@ -233,6 +291,30 @@ def test_ready_needs_every_replica_with_a_pid_and_no_join() -> None:
     assert not is_ready(group(whole, joining=["r3"]), 3)
     assert not is_ready(group(whole, phase="recovering"), 3)
     assert not is_ready(group([whole[0], whole[1], replica("r2", pid=-1)]), 3)
+
+
+def test_the_report_says_how_many_members_each_fault_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftactors.chaos import Result, faults_table
+    from rich.console import Console
+
+    monkeypatch.setattr(faults, "kill", lambda victim, how="sigkill": victim)
+    info = group([replica("p", "primary"), replica("b1")])
+    monkeypatch.setattr(ftactors, "describe", lambda h, timeout_s=30.0: info)
+    kill_backup = FaultRecord("kill-backup", 1.0, at_s=1.0)
+    Injector(handle=object()).inject(Fault(1.0, "kill-backup"), kill_backup)
+    assert kill_backup.members_taken == 1
+    records = [kill_backup, FaultRecord("kill-router", 2.0, at_s=2.0),
+               FaultRecord("remove-node", 3.0, skipped="no replica alone on a removable worker node")]
+    result = Result("g", 1, "semi-active", 3, 5.0, [], records, [], 0, True)
+    assert result.summary()["members_taken_max"] == 1
+    records.append(FaultRecord("remove-node", 4.0, at_s=4.0, victim="b1", members_taken=2))
+    assert result.summary()["members_taken_max"] == 2
+    console = Console(record=True, width=120)
+    faults_table(result, console)
+    cells = [[c.strip() for c in ln.split("│")[1:-1]] for ln in console.export_text().splitlines() if "│" in ln]
+    # fault, victim, members: the skipped removal took none and says so in no column
+    assert [(c[1], c[2], c[4]) for c in cells] == [("kill-backup", "b1", "1"), ("kill-router", "", "0"),
+                                                   ("remove-node", "", ""), ("remove-node", "b1", "2")]
 
 
 def test_caller_pause_is_the_longest_gap_in_completions_after_a_fault() -> None:

@@ -38,6 +38,8 @@ def test_chaos_removes_nodes_and_keeps_the_group_whole(clean_env, tmp_path):
     removed = [f for f in data["faults"] if f["kind"] == "remove-node"]
     assert len(removed) == 2
     assert all(not f.get("skipped") and f.get("node") for f in removed), removed
+    # one fault at a time: each removal took one member (docs/faults.md row 49)
+    assert [f["members_taken"] for f in removed] == [1, 1] and data["members_taken_max"] == 1, removed
     # the invariant held and every acknowledged operation was counted once
     assert data["operations_failed"] == 0 and data["operations_completed"] > 0
     assert data["replica_nodes_at_start"] == 3

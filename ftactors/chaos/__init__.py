@@ -3,8 +3,9 @@
 One package, one set of fault primitives:
 
 * :mod:`~ftactors.chaos.faults`: kill a replica (SIGKILL or ``ray.kill``), kill the router, pause
-  and resume a replica (SIGSTOP / SIGCONT), remove and add a node of a local ``Cluster``; the
-  choices (which replica, backup, node) as pure functions;
+  and resume a replica (SIGSTOP / SIGCONT), remove and add a node of a local ``Cluster`` (the
+  fresh node first, so that one removal takes one member); the choices (which replica, backup,
+  node) as pure functions;
 * :mod:`~ftactors.chaos.plan`: the fault kinds and the seeded plan;
 * :mod:`~ftactors.chaos.clients`: client threads and the history (:class:`Op`);
 * :mod:`~ftactors.chaos.campaign`: the :class:`Campaign` contract of ``ftactors chaos``, its
@@ -46,6 +47,7 @@ from ftactors.chaos.faults import (
     remove_node,
     remove_replica_node,
     removal_order,
+    replace_replica_node,
     resume,
     router_node,
     router_pid,
@@ -67,6 +69,7 @@ __all__ = [
     "backup_index", "caller_pauses", "check_address", "check_pid", "choose_replica", "failed_calls",
     "faults_table", "group_memory_mib", "group_ready", "is_ready", "kill", "kill_replica", "kill_router",
     "load_campaign", "money_violations", "parse_faults", "pause_replica", "pick", "plan_faults", "primary_node",
-    "removal_order", "remove_node", "remove_replica_node", "render_report", "replicas_agree", "resume",
-    "router_node", "router_pid", "run", "start_ray", "stop_ray", "wait_until", "write_outputs",
+    "removal_order", "remove_node", "remove_replica_node", "render_report", "replace_replica_node",
+    "replicas_agree", "resume", "router_node", "router_pid", "run", "start_ray", "stop_ray", "wait_until",
+    "write_outputs",
 ]

@@ -57,11 +57,13 @@ for passive ones).
 
 Faults (``--faults``): ``kill-primary``, ``kill-backup``, ``kill-router``
 (SIGKILL of the process), ``pause-primary`` (SIGSTOP, then SIGCONT after
-``--pause-s``) and ``remove-node`` (only with ``--nodes``: the node of a
-replica leaves the cluster; a fresh node joins). The plan (when, which fault)
-is drawn up front from ``random.Random(seed)``: the same seed gives the same
-plan. Faults respect the fault model: the next fault waits until the group is
-back to its full size.
+``--pause-s``) and ``remove-node`` (only with ``--nodes``: a fresh node joins,
+then the node of a replica alone on its node leaves the cluster, so the fault
+takes one member and its replacement finds a node free of the group's members).
+The plan (when, which fault) is drawn up front from ``random.Random(seed)``: the
+same seed gives the same plan. Faults respect the fault model: the next fault
+waits until the group is back to its full size, and each takes one member at
+most (the report's ``members`` column; ``members_taken_max`` in ``result.json``).
 """
 
 
@@ -216,6 +218,7 @@ class Injector:
     @staticmethod
     def _note(record: FaultRecord, victim: Any) -> None:
         record.victim, record.pid, record.node = victim.replica_id, victim.pid, victim.node_id[:8]
+        record.members_taken = 1
 
     def _kill_primary(self, fault: Fault, record: FaultRecord) -> None:
         self._note(record, faults.kill_replica(self.handle, "primary", timeout_s=0.0))
@@ -248,15 +251,13 @@ class Injector:
         if self.cluster is None:
             record.skipped = "remove-node needs --nodes"
             return
-        victim = faults.remove_replica_node(self.cluster, self.handle)
-        if victim is None:
-            record.skipped = "no replica on a removable worker node"
+        # in this (main) thread: Ray's Node registers signal handlers
+        removal = faults.replace_replica_node(self.cluster, self.handle, self.num_cpus_per_node)
+        if removal is None:
+            record.skipped = "no replica alone on a removable worker node"
             return
-        self._note(record, victim)
-        try:  # in this (main) thread: Ray's Node registers signal handlers
-            faults.add_node(self.cluster, self.num_cpus_per_node)
-        except Exception as exc:  # the campaign goes on with one node less
-            self.notes.append(f"a replacement node failed to start: {brief(exc)}")
+        self._note(record, removal.victim)
+        record.members_taken = len(removal.members)
 
     def close(self) -> None:
         """Cancel pending resumes and resume every paused process now."""

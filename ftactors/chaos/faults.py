@@ -15,7 +15,8 @@ import os
 import random
 import signal
 import time
-from typing import Any, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 from ftactors.chaos.errors import FaultError
 from ftactors.runtime.api import GroupInfo, ReplicaInfo, ReplicatedHandle
@@ -92,12 +93,28 @@ def backup_index(backups: int, key: Any) -> int:
     return random.Random(key).randrange(backups)
 
 
+def members_by_node(info: GroupInfo) -> Dict[str, List[str]]:
+    """The group's members on each node.
+
+    Args:
+        info: the group, as described.
+
+    Returns:
+        node id -> the replica ids of the members on it (primary first).
+    """
+    out: Dict[str, List[str]] = {}
+    for r in info.replicas:
+        out.setdefault(r.node_id, []).append(r.replica_id)
+    return out
+
+
 def removal_order(info: GroupInfo, head: str, router_node: str) -> List[ReplicaInfo]:
     """Replicas whose node may be removed, best first, within the fault model.
 
     Never the head node (its GCS is the cluster's; not tolerated), never the primary's node when it
-    holds the router too (primary and router together: not tolerated); a node without the router
-    is preferred (a router restart would be a second fault).
+    holds the router too (primary and router together: not tolerated), never a node holding two
+    members of the group (two members at once: not one fault); a node without the router is
+    preferred (a router restart would be a second fault).
 
     Args:
         info: the group, as described.
@@ -105,10 +122,11 @@ def removal_order(info: GroupInfo, head: str, router_node: str) -> List[ReplicaI
         router_node: the node id of the group's router.
 
     Returns:
-        The candidates: the primary first when its node is free of the router, then the backups
-        on nodes without the router, then a backup sharing the router's node (if the primary
-        does not share it).
+        The candidates, each alone on its node: the primary first when its node is free of the
+        router, then the backups on nodes without the router, then a backup sharing the router's
+        node (if the primary does not share it).
     """
+    alone = {node for node, members in members_by_node(info).items() if len(members) == 1}
     order: List[ReplicaInfo] = []
     if info.primary is not None and info.primary.node_id not in (head, router_node):
         order.append(info.primary)
@@ -116,7 +134,7 @@ def removal_order(info: GroupInfo, head: str, router_node: str) -> List[ReplicaI
     primary_with_router = info.primary is not None and info.primary.node_id == router_node
     if not primary_with_router:
         order += [b for b in info.backups if b.node_id == router_node and b.node_id != head]
-    return order
+    return [r for r in order if r.node_id in alone]
 
 
 # -------------------------------------------------------------- processes
@@ -292,25 +310,93 @@ def remove_node(cluster: Any, node_id: str) -> None:
     cluster.remove_node(by_id[node_id], allow_graceful=False)
 
 
-def add_node(cluster: Any, num_cpus: int = 1) -> None:
-    """Start a fresh worker node (without waiting for it). Call from the main thread: Ray's node
-    registers signal handlers."""
-    cluster.add_node(num_cpus=num_cpus, wait=False)
+def add_node(cluster: Any, num_cpus: int = 1, wait: bool = False) -> Any:
+    """Start a fresh worker node. Call from the main thread: Ray's node registers signal handlers.
 
-
-def remove_replica_node(cluster: Any, handle: ReplicatedHandle) -> Optional[ReplicaInfo]:
-    """Remove the node of one replica of the group, chosen by :func:`removal_order`.
+    Args:
+        cluster: the local ``Cluster``.
+        num_cpus: the node's CPUs.
+        wait: return only once the node is in the cluster's node table (alive, where the routers'
+            placement sees it); Ray gives up after 30 s.
 
     Returns:
-        The replica whose node was removed, or None when no replica is on a removable node.
+        The node (``.node_id``).
+
+    Raises:
+        TimeoutError: ``wait`` and the node did not join within Ray's 30 s.
     """
+    return cluster.add_node(num_cpus=num_cpus, wait=wait)
+
+
+@dataclass(frozen=True)
+class NodeRemoval:
+    """What :func:`replace_replica_node` did.
+
+    Args:
+        victim: the replica whose node was removed.
+        members: the group's members that were on that node (the victim alone).
+        fresh_node: the id of the node added before the removal ("" when none was).
+    """
+
+    victim: ReplicaInfo
+    members: Tuple[str, ...]
+    fresh_node: str = ""
+
+
+def _removable(cluster: Any, handle: ReplicatedHandle) -> Tuple[Optional[ReplicaInfo], Tuple[str, ...]]:
+    """The first replica of :func:`removal_order` on a worker node of ``cluster``, and the members
+    on its node; (None, ()) when there is none."""
     from ftactors.runtime import api
 
     info = api.describe(handle, timeout_s=15)
     workers = {n.node_id for n in cluster.worker_nodes}
     for victim in removal_order(info, cluster.head_node.node_id, router_node(handle)):
         if victim.node_id in workers:
-            remove_node(cluster, victim.node_id)
-            return victim
-    return None
+            return victim, tuple(members_by_node(info)[victim.node_id])
+    return None, ()
 
+
+def remove_replica_node(cluster: Any, handle: ReplicatedHandle) -> Optional[ReplicaInfo]:
+    """Remove the node of one replica of the group, chosen by :func:`removal_order` (a node holding
+    that replica alone). No node is added: see :func:`replace_replica_node`.
+
+    Returns:
+        The replica whose node was removed, or None when no replica is alone on a removable node.
+    """
+    victim, _ = _removable(cluster, handle)
+    if victim is not None:
+        remove_node(cluster, victim.node_id)
+    return victim
+
+
+def replace_replica_node(cluster: Any, handle: ReplicatedHandle, num_cpus: int = 1) -> Optional[NodeRemoval]:
+    """One node fault, one member: start a fresh worker node, wait until it joined, then remove the
+    node of one replica, chosen by :func:`removal_order` (a node holding that replica alone).
+
+    The fresh node joins first so that the router's replacement finds a node free of the group's
+    members (``placement="spread"`` is soft: without one it goes beside a member, and removing
+    that node later would take two members at once). Call from the main thread (see :func:`add_node`).
+
+    Args:
+        cluster: the local ``Cluster``.
+        handle: the group.
+        num_cpus: the fresh node's CPUs.
+
+    Returns:
+        What was removed, or None when no replica is alone on a removable node (then no node is added).
+
+    Raises:
+        FaultError: the fresh node did not join (nothing was removed).
+    """
+    victim, _ = _removable(cluster, handle)
+    if victim is None:
+        return None
+    try:
+        fresh = add_node(cluster, num_cpus, wait=True)
+    except Exception as exc:
+        raise FaultError(f"the fresh node did not join, no node removed: {type(exc).__name__}: {exc}") from exc
+    victim, members = _removable(cluster, handle)  # again, now that the fresh node is up
+    if victim is None:
+        return None
+    remove_node(cluster, victim.node_id)
+    return NodeRemoval(victim, members, str(getattr(fresh, "node_id", "") or ""))

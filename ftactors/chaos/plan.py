@@ -41,6 +41,8 @@ class FaultRecord:
         node: the victim's node id (first 8 characters).
         skipped: why it was not injected.
         pause_s: the callers' longest gap in completions around it.
+        members_taken: the group's members the fault took (a kill or pause: 1; the router: 0;
+            a node removal: the members on that node).
     """
 
     kind: str
@@ -52,6 +54,7 @@ class FaultRecord:
     node: str = ""
     skipped: str = ""
     pause_s: Optional[float] = None
+    members_taken: int = 0
 
 
 def parse_faults(spec: Union[str, Sequence[str]]) -> List[str]:

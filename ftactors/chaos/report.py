@@ -43,6 +43,10 @@ class Result:
         """Faults injected (not skipped)."""
         return sum(1 for f in self.faults if f.at_s is not None)
 
+    def members_taken_max(self) -> int:
+        """The most members one injected fault took (1: one fault at a time held; 0: none taken)."""
+        return max((f.members_taken for f in self.faults if f.at_s is not None), default=0)
+
     def pauses(self) -> List[float]:
         """The callers' pause around each injected fault (seconds)."""
         return [f.pause_s for f in self.faults if f.pause_s is not None]
@@ -61,6 +65,7 @@ class Result:
             "faults_injected": self.injected,
             "faults_by_kind": dict(Counter(f.kind for f in self.faults if f.at_s is not None)),
             "faults_skipped": sum(1 for f in self.faults if f.skipped),
+            "members_taken_max": self.members_taken_max(),
             "failovers": self.failovers,
             "pause_ms_median": round(statistics.median(pauses) * 1000, 1) if pauses else None,
             "pause_ms_worst": round(max(pauses) * 1000, 1) if pauses else None,
@@ -192,6 +197,7 @@ def report_rows(result: Result) -> List[Row]:
         ("latency p50 / p99 / max", f"{s['latency_ms_p50']} / {s['latency_ms_p99']} / {s['latency_ms_max']} ms", None),
         ("faults injected", f"{s['faults_injected']}" + (f" ({s['faults_skipped']} skipped)" if s["faults_skipped"] else "")
          + (f" ({by_kind})" if by_kind else ""), None),
+        ("members taken by one fault, most", str(s["members_taken_max"]), None),
         ("failovers", str(s["failovers"]), None),
         ("pause seen by callers, median / worst",
          f"{s['pause_ms_median']} / {s['pause_ms_worst']} ms" if s["pause_ms_median"] is not None else "-", None),
@@ -222,15 +228,17 @@ def render_report(result: Result, console: Any, extra_rows: Sequence[Row] = ()) 
 
 
 def faults_table(result: Result, console: Any) -> None:
-    """A rich table of the faults: when, which, the victim, the wait and the callers' pause."""
+    """A rich table of the faults: when, which, the victim, the members it took, the wait and the
+    callers' pause."""
     from rich.table import Table
 
     t = Table(title="faults")
-    for c in ("at s", "fault", "victim", "pid", "waited s", "pause ms", "note"):
+    for c in ("at s", "fault", "victim", "pid", "members", "waited s", "pause ms", "note"):
         t.add_column(c)
     for f in result.faults:
         t.add_row("-" if f.at_s is None else f"{f.at_s:.2f}", f.kind, f.victim.rsplit("-", 1)[-1],
-                  str(f.pid) if f.pid > 0 else "", f"{f.waited_s:.2f}",
+                  str(f.pid) if f.pid > 0 else "", "" if f.at_s is None else str(f.members_taken),
+                  f"{f.waited_s:.2f}",
                   "" if f.pause_s is None else f"{f.pause_s * 1000:.0f}", f.skipped)
     console.print(t)
 
