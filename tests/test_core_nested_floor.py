@@ -11,7 +11,9 @@ import pytest
 
 from ftactors.core import CoreConfig, Deliver, Execute, Kind, MsgId, NewView, Outcome, ReplicaCore, Request
 from ftactors.core.dedup import DedupTable
-from ftactors.core.messages import HOLDS_CARRIED_MAX
+from ftactors.core import Announcement, RemoteProtocolError
+from ftactors.core.messages import HOLD_RANGES_MAX, hold_runs, merge_holds
+from ftactors.core.replica import ONEWAY_OUT_MAX
 
 
 def _front(sources_max: int = 100) -> ReplicaCore:
@@ -84,7 +86,7 @@ def test_a_duplicate_of_a_forgotten_nested_source_still_never_runs_twice() -> No
 def test_a_floor_raised_past_a_held_call_keeps_that_calls_subtree_apart() -> None:
     table = DedupTable(reply_cache_max=100, sources_max=2)
     for seq in range(2, 9):  # the caller still holds c#1 (waiting) while c#2..c#8 make their calls
-        table.record(MsgId(f"front|c#{seq}", 1), None, holds=((1,),))
+        table.record(MsgId(f"front|c#{seq}", 1), None, holds=hold_runs([(1,)]))
     assert table.sources() == 2 and table.exemptions() == 1
     assert table.status(MsgId("front|c#1", 1)) == "new"
     assert [table.status(MsgId(f"front|c#{seq}", 1)) for seq in range(2, 7)] == ["expired"] * 5
@@ -100,7 +102,7 @@ def test_a_floor_raised_past_a_held_call_keeps_that_calls_subtree_apart() -> Non
 
 def test_exemptions_are_bounded_by_sources_max_and_the_oldest_falls_below_the_floor() -> None:
     table = DedupTable(reply_cache_max=100, sources_max=2)
-    held = ((1,), (3,), (5,))  # three calls the caller holds, each passed by a later one
+    held = hold_runs([(1,), (3,), (5,)])  # three calls the caller holds, each passed by a later one
     for seq in (2, 4, 6, 7, 8):
         table.record(MsgId(f"front|c#{seq}", 1), None, holds=held)
     assert table.exemptions() == 2
@@ -127,15 +129,15 @@ def test_a_nested_call_carries_the_held_calls_of_its_own_root_only() -> None:
     eff = front.next_effect()
     assert isinstance(eff, Execute) and eff.request.msg_id == MsgId("c", 2)
     nested, _ = front.nested_request("store", "op")
-    assert nested.holds == ((1,),)
+    assert nested.holds == (((), 1, 1),)
 
 
 def test_a_forgotten_source_keeps_apart_every_call_held_when_any_of_its_calls_ran() -> None:
     """A source's holds are the union of those its requests carried: c#5 made two nested calls, the
     first while the front held c#1, the second while it held c#3. Forgetting the source exempts both."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
-    table.record(MsgId("front|c#5", 1), None, holds=((1,),))
-    table.record(MsgId("front|c#5", 2), None, holds=((3,),))
+    table.record(MsgId("front|c#5", 1), None, holds=hold_runs([(1,)]))
+    table.record(MsgId("front|c#5", 2), None, holds=hold_runs([(3,)]))
     table.record(MsgId("front|x#1", 1), None)
     table.record(MsgId("front|y#1", 1), None)  # front|c#5 is forgotten: the root's floor passes c#1..c#4
     assert table.exemptions() == 2
@@ -148,7 +150,7 @@ def test_a_forgotten_source_keeps_apart_a_call_its_roots_latest_request_named() 
     floor passes c#7) still keeps c#7's subtree apart, from the root's latest holds."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
     table.record(MsgId("front|c#8", 1), None)
-    table.record(MsgId("front|c#9", 1), None, holds=((7,),))
+    table.record(MsgId("front|c#9", 1), None, holds=hold_runs([(7,)]))
     table.record(MsgId("front|x#1", 1), None)  # front|c#8 is forgotten
     assert table.exemptions() == 1
     assert table.status(MsgId("front|c#7", 1)) == "new" and table.status(MsgId("front|c#6", 1)) == "expired"
@@ -159,8 +161,8 @@ def test_an_exempt_subtrees_floor_only_rises_whatever_order_its_sources_are_forg
     its first. Both sources lie in c#1's exempt subtree; forgetting the second one after the first
     keeps the subtree's floor at the higher one, so a duplicate of the first never runs again."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
-    table.record(MsgId("B|A|c#2#1", 1), None, holds=((1,),))
-    table.record(MsgId("B|A|c#3#1", 1), None, holds=((1,),))
+    table.record(MsgId("B|A|c#2#1", 1), None, holds=hold_runs([(1,)]))
+    table.record(MsgId("B|A|c#3#1", 1), None, holds=hold_runs([(1,)]))
     table.record(MsgId("B|A|c#1#2", 1), None)  # B|A|c#2#1 is forgotten: c#1's subtree is exempt
     table.record(MsgId("B|A|c#1#1", 1), None)
     assert table.exemptions() == 1
@@ -176,7 +178,7 @@ def test_a_held_call_and_a_call_it_made_are_one_exempt_subtree() -> None:
     one of the ``sources_max`` places and push the outer one out, and the held call's other calls would
     then read expired."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
-    holds = ((1,), (1, 1), (3,))
+    holds = hold_runs([(1,), (1, 1), (3,)])
     for src in ("B|A|c#2#1", "B|A|c#4#1", "B|A|c#5#1", "B|A|c#6#1"):
         table.record(MsgId(src, 1), None, holds=holds)
     assert table.exemptions() == 2  # c#1 and c#3
@@ -205,10 +207,10 @@ def test_a_checkpoint_restores_the_table_as_it_was() -> None:
     latest holds (``sources_max`` of them), exemptions and floors. Restored with a smaller
     ``sources_max``, it keeps the most recent roots' holds."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
-    table.record(MsgId("front|e#1", 1), None, holds=((4,),))
+    table.record(MsgId("front|e#1", 1), None, holds=hold_runs([(4,)]))
     table.record(MsgId("front|g#1", 1), None)
-    table.record(MsgId("front|c#8", 1), None, holds=((2,),))
-    table.record(MsgId("front|c#9", 1), None, holds=((7,),))
+    table.record(MsgId("front|c#8", 1), None, holds=hold_runs([(2,)]))
+    table.record(MsgId("front|c#9", 1), None, holds=hold_runs([(7,)]))
     exported = table.export()
     assert len(exported[4]) == 2 and any(src[4] for src in exported[0])  # (source, floor, evicted_upto, entries, holds, gaps)
     assert DedupTable.restore(exported, 100, 2).export() == exported
@@ -255,7 +257,7 @@ def test_the_roots_holds_kept_are_those_learnt_most_recently() -> None:
     """At most ``sources_max`` roots' latest holds are kept; a root learnt again counts as recent."""
     table = DedupTable(reply_cache_max=100, sources_max=2)
     for source in ("front|c#1", "front|d#1", "front|c#2", "front|e#1", "c"):  # "c": a client, no holds
-        table.record(MsgId(source, 1), None, holds=((9,),) if "|" in source else ())
+        table.record(MsgId(source, 1), None, holds=hold_runs([(9,)]) if "|" in source else ())
     assert [root for root, _ in table.export()[4]] == ["front|c", "front|e"]
 
 
@@ -285,15 +287,14 @@ def test_a_settled_source_touched_again_is_forgotten_after_the_ones_settled_sinc
     assert table.status(MsgId("b", 1)) == "done" and table.status(MsgId("a", 1)) == "expired"
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: more than HOLDS_CARRIED_MAX held calls of one root")
 def test_a_caller_holding_more_calls_of_one_client_than_a_request_carries_still_runs_their_nested_calls() -> None:
-    """``Request.holds`` carries the lowest ``HOLDS_CARRIED_MAX`` (64) held calling paths: c#1..c#66 wait
-    (priority 0) while later calls of c keep coming one at a time and run first (67 calls in flight at
-    most, below ``sources_max=100``); the store forgets their sources and its floor passes c#65 and
-    c#66, which no request carried: their nested calls read "expired" (``[('c#65', 'refused'),
-    ('c#66', 'refused')]``)."""
+    """c#1..c#66 wait (priority 0) while later calls of c keep coming one at a time and run first (67
+    calls in flight at most, below ``sources_max=100``); the store forgets their sources and its floor
+    passes c#1..c#66. ``Request.holds`` carries them as one run (it carried the lowest 64 single paths
+    before, docs/faults.md row 50: c#65 and c#66 then read "expired", ``[('c#65', 'refused'),
+    ('c#66', 'refused')]``), so every one of them still runs its nested call."""
     front, store = _front(sources_max=100), _store(sources_max=100)
-    held = HOLDS_CARRIED_MAX + 2
+    held = HOLD_RANGES_MAX + 2
     front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(1, held + 1))))
     for seq in range(held + 1, held + 151):
         front.deliver(Deliver(view=1, requests=(_client_call(seq, 5),)))
@@ -322,12 +323,12 @@ def test_a_call_that_reaches_its_caller_after_later_calls_of_its_client_ran_stil
     assert [(m, what) for m, what, _ in _run_front(front, store)] == [("c#1", "ran")]
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a one-way nested call still on its way after "
-                   "its calling message finished")
 def test_a_one_way_nested_call_delayed_past_later_calls_of_its_client_still_runs() -> None:
     """c#1 sends a one-way nested call and finishes; c#2..c#7 run and make their nested calls first; the
-    store (``sources_max=2``) forgets their sources and its floor passes c#1's: the one-way call,
-    arriving at last, reads "expired" and is dropped as a duplicate: it never takes effect."""
+    store (``sources_max=2``) forgets their sources and its floor passes c#1's. The front keeps c#1
+    named in their ``holds`` until the store's router took the one-way call (``oneway_out``), so the
+    call, arriving at last, runs (docs/faults.md row 51: it read "expired" and was dropped as a
+    duplicate before, never taking effect)."""
     front, store = _reception_front(), _store(sources_max=2)
     front.deliver(Deliver(view=1, requests=(_client_call(1, 0),)))
     eff = front.next_effect()
@@ -340,3 +341,110 @@ def test_a_one_way_nested_call_delayed_past_later_calls_of_its_client_still_runs
     store.deliver(Deliver(view=1, requests=(oneway,)))  # the one-way call arrives at last
     eff = store.next_effect()
     assert isinstance(eff, Execute) and eff.request.msg_id == oneway.msg_id
+
+
+# ------------------------------------------------------------- holds as runs (row 50)
+
+
+def test_held_paths_travel_as_runs_merged_per_prefix() -> None:
+    """Consecutive sequence numbers under one prefix make one run; runs that overlap or touch merge."""
+    assert hold_runs([(3,), (1,), (2,), (5,), (2, 1), (2, 2), (2, 4)]) == (
+        ((), 1, 3), ((), 5, 5), ((2,), 1, 2), ((2,), 4, 4))
+    assert hold_runs([(q,) for q in range(1, 1001)]) == (((), 1, 1000),)
+    assert merge_holds((((), 1, 3),), (((), 4, 6), ((), 9, 9))) == (((), 1, 6), ((), 9, 9))
+    assert merge_holds((((), 1, 5),), (((), 2, 3), ((7,), 1, 1))) == (((), 1, 5), ((7,), 1, 1))
+    assert merge_holds((), (((), 2, 3),)) == (((), 2, 3),)
+
+
+def test_holds_are_bounded_by_hold_ranges_max_runs_the_lowest_kept() -> None:
+    """At most ``HOLD_RANGES_MAX`` runs, the lowest; a request carrying more is malformed."""
+    runs = hold_runs([(2 * q,) for q in range(1, HOLD_RANGES_MAX + 11)])
+    assert len(runs) == HOLD_RANGES_MAX and runs[0] == ((), 2, 2) and runs[-1] == ((), 2 * HOLD_RANGES_MAX,
+                                                                                    2 * HOLD_RANGES_MAX)
+    Request(Kind.SYNC_REQUEST, MsgId("front|c#1", 1), "store", "op", holds=runs)
+    too_many = runs + (((), 10_000, 10_000),)
+    with pytest.raises(RemoteProtocolError, match="at most 64 runs"):
+        Request(Kind.SYNC_REQUEST, MsgId("front|c#1", 1), "store", "op", holds=too_many)
+    with pytest.raises(RemoteProtocolError, match="runs"):
+        Request(Kind.SYNC_REQUEST, MsgId("front|c#1", 1), "store", "op", holds=(((), 5, 4),))
+
+
+def test_a_caller_holding_a_thousand_calls_sends_one_run() -> None:
+    """A thousand waiting calls of one client are one run in the nested request's holds."""
+    front = _front(sources_max=2000)
+    front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(1, 1001))
+                          + (_client_call(1001, 5),)))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute) and eff.request.msg_id == MsgId("c", 1001)
+    nested, _ = front.nested_request("store", "op")
+    assert nested.holds == (((), 1, 1000),)
+
+
+def test_an_exempt_run_splits_off_a_call_that_ran_and_was_forgotten() -> None:
+    """The floor passes the held run c#1..c#100 at once: one exempt run. c#50 runs and its source
+    is forgotten: it is split off with its own floor (a duplicate of its call never runs again), the
+    others around it stay new; a checkpoint keeps the three runs and their floors."""
+    table = DedupTable(reply_cache_max=1000, sources_max=4)
+    held = hold_runs([(q,) for q in range(1, 101)])
+    for seq in range(101, 106):
+        table.record(MsgId(f"front|c#{seq}", 1), None, holds=held)
+    assert table.exemptions() == 1
+    assert [table.status(MsgId(f"front|c#{q}", 1)) for q in (1, 50, 100, 101)] == ["new", "new", "new", "expired"]
+    table.record(MsgId("front|c#50", 1), None, holds=hold_runs([(q,) for q in range(1, 101) if q != 50]))
+    for seq in range(106, 110):  # front|c#50 is forgotten
+        table.record(MsgId(f"front|c#{seq}", 1), None)
+    assert table.exemptions() == 3
+    assert [table.status(MsgId(f"front|c#{q}", 1)) for q in (1, 49, 51, 100)] == ["new"] * 4
+    assert [table.status(MsgId("front|c#50", q)) for q in (1, 2)] == ["expired", "new"]
+    exported = table.export()
+    assert [run[1:] for run in exported[3]] == [((), 1, 49, None), ((), 50, 50, (50, 1)), ((), 51, 100, None)]
+    back = DedupTable.restore(exported, 1000, 4)
+    assert back.export() == exported
+    assert [back.status(MsgId(f"front|c#{q}", 1)) for q in (1, 50, 51)] == ["new", "expired", "new"]
+
+
+# ------------------------------------------------------ one-way calls held until taken (row 51)
+
+
+def test_a_one_way_call_holds_its_calling_message_until_the_callees_router_took_it() -> None:
+    """While c#1's one-way call is on its way, c#2's nested call names c#1 in its holds; once the
+    host says the callee's router took it (``oneway_taken``), no longer. A backup notes nothing."""
+    front = _reception_front()
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0), _client_call(2, 0), _client_call(3, 0))))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute)
+    oneway, _ = front.nested_request("store", "op", kind=Kind.ONEWAY)
+    front.executed(eff.request.msg_id, Outcome(True, None))
+    assert list(front.oneway_out) == [oneway.msg_id]
+    eff = front.next_effect()
+    assert isinstance(eff, Execute) and eff.request.msg_id == MsgId("c", 2)
+    assert front.nested_request("store", "op")[0].holds == (((), 1, 1), ((), 3, 3))
+    front.oneway_taken(oneway.msg_id)
+    assert front.nested_request("store", "op")[0].holds == (((), 3, 3),)
+    assert not front.oneway_out
+    backup = ReplicaCore("front", "front-r1", CoreConfig(), "reception", NewView(1, ("front-r0", "front-r1")))
+    backup.deliver(Deliver(view=1, requests=(_client_call(1, 0),)))
+    backup.deliver(Deliver(view=1, announcements=(Announcement("front", 1, 1, MsgId("c", 1)),)))
+    eff = backup.next_effect()
+    assert isinstance(eff, Execute)
+    _, send = backup.nested_request("store", "op", kind=Kind.ONEWAY)
+    assert not send and not backup.oneway_out
+
+
+def test_a_host_notes_one_way_calls_that_travel_as_acknowledged_requests() -> None:
+    """The Ray shell sends a one-way nested call as a synchronous request and notes it itself
+    (``oneway_sent``); at most ``ONEWAY_OUT_MAX`` are kept, the oldest dropped and counted."""
+    front = _reception_front()
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0), _client_call(2, 0))))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute)
+    for _ in range(ONEWAY_OUT_MAX + 2):
+        req, send = front.nested_request("store", "op")
+        assert send
+        front.oneway_sent(req.msg_id)
+    assert len(front.oneway_out) == ONEWAY_OUT_MAX and front.counts["oneway_out_dropped"] == 2
+    assert next(iter(front.oneway_out)) == MsgId("front|c#1", 3)
+    front.executed(eff.request.msg_id, Outcome(True, None))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute)
+    assert front.nested_request("store", "op")[0].holds == (((), 1, 1),)

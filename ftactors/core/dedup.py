@@ -24,21 +24,26 @@ takes over knows what its predecessor executed. It is bounded three ways:
 A root's calling messages need not run in their order at the caller: a priority, deadline, fair
 or resources scheduler lets a call wait while later calls of its client run. A floor raised past
 a waiting call would make its first nested call read "expired". So each nested request carries
-the calling paths its caller still holds unfinished (``Request.holds``); a floor raised past one
-of them *exempts* its subtree, which keeps a floor of its own (a floor per waiting message): a
-source below it that the table never saw is "new". At most ``sources_max`` exemptions are kept;
-the oldest goes first and its subtree falls under the root's floor again (a call still waiting
+the calling paths its caller still holds unfinished (``Request.holds``, as runs of sequence
+numbers); a floor raised past them *exempts* their subtrees, kept as runs too: a run of waiting
+messages none of which ran here has no floor; once a source in it is forgotten, its message is
+split off into a run of its own that keeps a floor (a floor per waiting message that ran): a
+source below it that the table never saw is "new". At most ``sources_max`` exempt runs are kept;
+the oldest goes first and its subtrees fall under the root's floor again (a call still waiting
 there then fails as before, never runs twice). A tracked source is judged by its own record
 alone, which takes over what the floors covered when it is recorded again.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ftactors.core.messages import HOLDS_CARRIED_MAX, Holds, MsgId, Reply, lineage
+from ftactors.core.messages import Holds, MsgId, Reply, lineage, merge_holds
+
+__all__ = ["DedupExport", "DedupTable", "GAPS_MAX", "covered_seqs", "forget_acknowledged", "merge_holds"]
 
 Path = Tuple[int, ...]
 
@@ -51,23 +56,18 @@ GAPS_MAX = 256
 #: root floors, settled sources oldest first, exemptions oldest first, each nested root's latest
 #: holds), so a restored table forgets in the same order:
 #: (((source, floor, evicted_upto, ((seq, reply_or_None), ...), holds, gaps), ...), ((root, floor_path), ...),
-#:  (source, ...), ((root, exempt_path, its_floor_or_None), ...), ((root, holds), ...))
+#:  (source, ...), ((root, prefix, lo, hi, its_floor_or_None), ...), ((root, holds), ...)); an exemption
+#: is a run: the subtrees of the paths ``prefix + (q,)``, ``lo <= q <= hi``
 DedupExport = Tuple[
     Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...], Holds, Tuple[int, ...]], ...],
     Tuple[Tuple[str, Path], ...],
     Tuple[str, ...],
-    Tuple[Tuple[str, Path, Optional[Path]], ...],
+    Tuple[Tuple[str, Path, int, int, Optional[Path]], ...],
     Tuple[Tuple[str, Holds], ...],
 ]
 
-
-def merge_holds(a: Holds, b: Holds) -> Holds:
-    """Both sets of held calling paths, sorted, the lowest ``HOLDS_CARRIED_MAX`` of them."""
-    if not a or a == b:
-        return b
-    if not b:
-        return a
-    return tuple(sorted(set(a) | set(b))[:HOLDS_CARRIED_MAX])
+#: an exempt run of a root: (root, prefix, lo, hi)
+_ExemptKey = Tuple[str, Path, int, int]
 
 
 def covered_seqs(floor: Optional[Path], path: Path, seq: int) -> int:
@@ -132,9 +132,10 @@ class DedupTable:
         self._settled: "OrderedDict[str, None]" = OrderedDict()  # sources holding no entry, oldest first
         self._floors: "OrderedDict[str, Tuple[int, ...]]" = OrderedDict()  # root -> highest forgotten path
         self._done: "OrderedDict[MsgId, Optional[Reply]]" = OrderedDict()
-        # (root, path of a calling message a floor passed while its caller held it) -> that subtree's floor
-        self._exempt: "OrderedDict[Tuple[str, Path], Optional[Path]]" = OrderedDict()
-        self._exempt_of: Dict[str, Set[Path]] = {}  # root -> its exempt paths
+        # (root, prefix, lo, hi): a run of calling messages a floor passed while their caller held them
+        # -> the run's floor (None for a run of several: only a run of one message keeps a floor)
+        self._exempt: "OrderedDict[_ExemptKey, Optional[Path]]" = OrderedDict()
+        self._exempt_of: Dict[str, Dict[Path, List[Tuple[int, int]]]] = {}  # root -> prefix -> its runs, sorted
         self._holds: "OrderedDict[str, Holds]" = OrderedDict()  # nested root -> its latest holds
 
     def __len__(self) -> int:
@@ -145,8 +146,8 @@ class DedupTable:
         return len(self._sources)
 
     def exemptions(self) -> int:
-        """Subtrees kept apart from their root's floor (at most ``sources_max``): calling messages
-        their caller held while the floor rose past them."""
+        """Runs of subtrees kept apart from their root's floor (at most ``sources_max``): calling
+        messages their caller held while the floor rose past them."""
         return len(self._exempt)
 
     def status(self, msg_id: MsgId) -> str:
@@ -223,7 +224,7 @@ class DedupTable:
             by_source[mid.source].append((mid.seq, rep))
         sources = tuple((s, src.floor, src.evicted_upto, tuple(by_source[s]), src.holds, tuple(sorted(src.gaps)))
                         for s, src in self._sources.items())
-        exempt = tuple((root, path, floor) for (root, path), floor in self._exempt.items())
+        exempt = tuple((root, prefix, lo, hi, floor) for (root, prefix, lo, hi), floor in self._exempt.items())
         return sources, tuple(self._floors.items()), tuple(self._settled), exempt, tuple(self._holds.items())
 
     @classmethod
@@ -242,8 +243,8 @@ class DedupTable:
         sources, floors, settled, exempt, holds = data
         table._floors.update(floors)
         table._holds.update(holds)
-        for root, path, below in exempt:
-            table._add_exempt(root, path, below)
+        for root, prefix, lo, hi, below in exempt:
+            table._add_exempt(root, prefix, lo, hi, below)
         for source, acked, evicted_upto, entries, src_holds, gaps in sources:
             src = table._sources[source] = _Source(floor=acked, evicted_upto=evicted_upto, holds=src_holds,
                                                    gaps=set(gaps))
@@ -325,55 +326,115 @@ class DedupTable:
             del self._done[MsgId(source, seq)]
         root, path = lineage(source)
         mark = path + (max(src.top, src.evicted_upto, src.floor - 1),)
-        exempt = self._exempt_over(root, path)
-        if exempt is not None:
-            key = (root, exempt)
+        run = self._exempt_over(root, path)
+        if run is not None:
+            key = (root,) + run
             floor = self._exempt[key]
-            self._exempt[key] = mark if floor is None else max(floor, mark)
+            self._set_exempt_floor(key, path, mark if floor is None else max(floor, mark))
             return
         floor = self._floors.pop(root, None)
-        for held in merge_holds(src.holds, self._holds.get(root, ())):
-            # a calling message its caller still held, below the new floor: its subtree keeps its own
-            if held < mark and (floor is None or held > floor) and held != path[:len(held)]:
-                self._add_exempt(root, held, None)
+        for prefix, lo, hi in merge_holds(src.holds, self._holds.get(root, ())):
+            # calling messages their caller still held, below the new floor: their subtrees keep their own
+            n, seqs = len(prefix), range(lo, hi + 1)
+            top = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) >= mark) - 1
+            if floor is not None:
+                lo = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) > floor)
+            own = path[n] if len(path) > n and path[:n] == prefix else None  # the forgotten source's branch
+            for a, b in ((lo, top),) if own is None or not lo <= own <= top else ((lo, own - 1), (own + 1, top)):
+                if a <= b:
+                    self._add_exempt(root, prefix, a, b, None)
         self._floors[root] = mark if floor is None else max(floor, mark)  # most recent last
         while len(self._floors) > self._sources_max:
             self._floors.popitem(last=False)
         self._bound_exempt()
 
     def _floor_over(self, root: str, path: Path) -> Optional[Path]:
-        """The floor that judges sources at ``path``: its exemption's, else its root's."""
-        exempt = self._exempt_over(root, path)
-        if exempt is not None:
-            return self._exempt[(root, exempt)]
+        """The floor that judges sources at ``path``: its exempt run's, else its root's."""
+        run = self._exempt_over(root, path)
+        if run is not None:
+            return self._exempt[(root,) + run]
         return self._floors.get(root)
 
-    def _exempt_over(self, root: str, path: Path) -> Optional[Path]:
-        """The exempt path ``path`` lies in (itself or a prefix), if any."""
-        paths = self._exempt_of.get(root)
-        if not paths:
+    def _exempt_over(self, root: str, path: Path) -> Optional[Tuple[Path, int, int]]:
+        """The exempt run ``(prefix, lo, hi)`` whose subtrees ``path`` lies in, if any."""
+        prefixes = self._exempt_of.get(root)
+        if not prefixes:
             return None
-        for n in range(1, len(path) + 1):
-            if path[:n] in paths:
-                return path[:n]
+        for n in range(len(path)):
+            runs = prefixes.get(path[:n])
+            if runs:
+                q = path[n]
+                i = bisect_right(runs, q, key=lambda r: r[0]) - 1
+                if i >= 0 and runs[i][1] >= q:
+                    return path[:n], runs[i][0], runs[i][1]
         return None
 
-    def _add_exempt(self, root: str, path: Path, floor: Optional[Path]) -> None:
-        """Exempt the subtree at ``path`` unless it overlaps one already exempt."""
-        paths = self._exempt_of.setdefault(root, set())
-        if any(p[:len(path)] == path or path[:len(p)] == p for p in paths):
+    def _add_exempt(self, root: str, prefix: Path, lo: int, hi: int, floor: Optional[Path]) -> None:
+        """Exempt the subtrees of the run ``(prefix, lo, hi)``, but for what overlaps a run already
+        exempt: a subtree within one, or holding one, stays as it is.
+
+        Args:
+            root: the root.
+            prefix: the run's prefix.
+            lo: its first sequence number.
+            hi: its last.
+            floor: the run's floor (None: nothing of it ran here and was forgotten).
+        """
+        if prefix and self._exempt_over(root, prefix) is not None:
+            return  # within an exempt subtree
+        prefixes = self._exempt_of.get(root, {})
+        n = len(prefix)
+        taken = sorted([(a, b) for a, b in prefixes.get(prefix, ()) if a <= hi and b >= lo]
+                       + [(p[n], p[n]) for p in prefixes if len(p) > n and p[:n] == prefix and lo <= p[n] <= hi])
+        for a, b in taken:
+            if a > lo:
+                self._insert_exempt(root, prefix, lo, min(a - 1, hi), floor)
+            lo = max(lo, b + 1)
+        if lo <= hi:
+            self._insert_exempt(root, prefix, lo, hi, floor)
+
+    def _insert_exempt(self, root: str, prefix: Path, lo: int, hi: int, floor: Optional[Path]) -> None:
+        insort(self._exempt_of.setdefault(root, {}).setdefault(prefix, []), (lo, hi))
+        self._exempt[(root, prefix, lo, hi)] = floor
+
+    def _unlink_exempt(self, key: _ExemptKey) -> None:
+        """Drop run ``key`` from the index (not from ``_exempt``)."""
+        root, prefix, lo, hi = key
+        prefixes = self._exempt_of[root]
+        runs = prefixes[prefix]
+        runs.remove((lo, hi))
+        if not runs:
+            del prefixes[prefix]
+            if not prefixes:
+                del self._exempt_of[root]
+
+    def _set_exempt_floor(self, key: _ExemptKey, path: Path, floor: Path) -> None:
+        """A source at ``path`` in exempt run ``key`` is forgotten: its calling message's subtree gets
+        ``floor``. A run of several is split in place (same age): that message's own run keeps the
+        floor, the others none."""
+        root, prefix, lo, hi = key
+        if lo == hi:
+            self._exempt[key] = floor
             return
-        paths.add(path)
-        self._exempt[(root, path)] = floor
+        q = path[len(prefix)]
+        old = self._exempt[key]
+        pieces = [(a, b, f) for a, b, f in ((lo, q - 1, old), (q, q, floor), (q + 1, hi, old)) if a <= b]
+        self._unlink_exempt(key)
+        items = list(self._exempt.items())
+        self._exempt.clear()
+        for k, f in items:
+            if k != key:
+                self._exempt[k] = f
+                continue
+            for a, b, g in pieces:
+                self._insert_exempt(root, prefix, a, b, g)
+        self._bound_exempt()
 
     def _bound_exempt(self) -> None:
-        """Past ``sources_max`` exemptions, drop the oldest: its subtree lies below its root's floor."""
+        """Past ``sources_max`` exempt runs, drop the oldest: its subtrees lie below their root's floor."""
         while len(self._exempt) > self._sources_max:
-            (root, path), _ = self._exempt.popitem(last=False)
-            paths = self._exempt_of[root]
-            paths.discard(path)
-            if not paths:
-                del self._exempt_of[root]
+            key, _ = self._exempt.popitem(last=False)
+            self._unlink_exempt(key)
 
     def _learn_holds(self, source: str, holds: Holds) -> None:
         """A nested root's latest holds (at most ``sources_max`` roots, the oldest go first)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ftactors.core.errors import RemoteProtocolError
 
@@ -128,11 +128,84 @@ def lineage(source: str) -> Tuple[str, Tuple[int, ...]]:
     return f"{group}|{root}", path + (int(seq),)
 
 
-#: calling paths a nested request carries at most in ``Request.holds`` (the lowest ones)
-HOLDS_CARRIED_MAX = 64
+#: runs of held calling paths a nested request carries at most in ``Request.holds`` (the lowest ones)
+HOLD_RANGES_MAX = 64
 
-#: calling paths a caller holds unfinished (``Request.holds``), sorted
-Holds = Tuple[Tuple[int, ...], ...]
+#: a run of held calling paths: ``(prefix, lo, hi)`` names the paths ``prefix + (q,)`` for every
+#: ``lo <= q <= hi`` (the calls ``lo..hi`` of one source, or of one calling message's nested source)
+HoldRun = Tuple[Tuple[int, ...], int, int]
+
+#: calling paths a caller holds unfinished (``Request.holds``): runs sorted by ``(prefix, lo)``, those
+#: of one prefix disjoint and apart (:func:`hold_runs`)
+Holds = Tuple[HoldRun, ...]
+
+
+def normalize_runs(runs: Iterable[HoldRun]) -> Holds:
+    """Runs as :data:`Holds` carries them: sorted by ``(prefix, lo)``, the overlapping or adjacent
+    runs of one prefix merged, the lowest ``HOLD_RANGES_MAX`` kept.
+
+    Args:
+        runs: any runs ``(prefix, lo, hi)`` with ``lo <= hi``.
+
+    Returns:
+        The same paths as runs (fewer paths if there were more than ``HOLD_RANGES_MAX`` runs).
+    """
+    by_prefix: Dict[Tuple[int, ...], List[Tuple[int, int]]] = {}
+    for prefix, lo, hi in runs:
+        by_prefix.setdefault(prefix, []).append((lo, hi))
+    out: List[HoldRun] = []
+    for prefix in sorted(by_prefix):
+        merged: List[List[int]] = []
+        for lo, hi in sorted(by_prefix[prefix]):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out.extend((prefix, lo, hi) for lo, hi in merged)
+        if len(out) >= HOLD_RANGES_MAX:
+            break
+    return tuple(out[:HOLD_RANGES_MAX])
+
+
+def hold_runs(paths: Iterable[Tuple[int, ...]]) -> Holds:
+    """Held calling paths as runs: ``hold_runs([(1,), (2,), (3,), (5, 1)]) == (((), 1, 3), ((5,), 1, 1))``.
+
+    Args:
+        paths: calling paths (:func:`calling_path`), non-empty.
+
+    Returns:
+        The runs, at most ``HOLD_RANGES_MAX`` (the lowest).
+    """
+    return normalize_runs((p[:-1], p[-1], p[-1]) for p in paths if p)
+
+
+def merge_holds(a: Holds, b: Holds) -> Holds:
+    """Both sets of held calling paths, as runs, the lowest ``HOLD_RANGES_MAX`` of them.
+
+    Args:
+        a: runs.
+        b: runs.
+
+    Returns:
+        Their union.
+    """
+    if not a or a == b:
+        return b
+    if not b:
+        return a
+    return normalize_runs(a + b)
+
+
+def _valid_holds(holds: Any) -> bool:
+    """Whether ``holds`` is well formed (:data:`Holds`, at most ``HOLD_RANGES_MAX`` runs)."""
+    if not isinstance(holds, tuple) or len(holds) > HOLD_RANGES_MAX:
+        return False
+    for run in holds:
+        if not (isinstance(run, tuple) and len(run) == 3 and isinstance(run[0], tuple)
+                and all(isinstance(q, int) for q in run[0]) and isinstance(run[1], int)
+                and isinstance(run[2], int) and run[1] <= run[2]):
+            return False
+    return True
 
 
 def calling_path(msg_id: MsgId) -> Tuple[str, Tuple[int, ...]]:
@@ -214,7 +287,8 @@ class Request:
         holds: for nested invocations, the calling paths (:func:`calling_path`) of the calling
             message's root that its caller still held unfinished besides the calling message
             (queued behind it by a reordering scheduler, suspended, or held so by the caller's
-            own caller), sorted, the lowest ``HOLDS_CARRIED_MAX``. A floor of the receiving
+            own caller), or that made a one-way nested call still on its way (``ReplicaCore.oneway_out``),
+            as runs (:func:`hold_runs`), the lowest ``HOLD_RANGES_MAX``. A floor of the receiving
             group that rises past one keeps its subtree apart (:class:`~ftactors.core.dedup.DedupTable`).
     """
 
@@ -233,10 +307,9 @@ class Request:
     holds: "Holds" = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.holds, tuple) or len(self.holds) > HOLDS_CARRIED_MAX or not all(
-                isinstance(p, tuple) and all(isinstance(q, int) for q in p) for p in self.holds):
-            raise RemoteProtocolError(f"Request.holds must be a tuple of at most {HOLDS_CARRIED_MAX} "
-                                      f"tuples of ints, got {self.holds!r}")
+        if not _valid_holds(self.holds):
+            raise RemoteProtocolError(f"Request.holds must be a tuple of at most {HOLD_RANGES_MAX} runs "
+                                      f"(prefix, lo, hi), got {self.holds!r}")
         if self.kind not in REQUEST_KINDS:
             raise RemoteProtocolError(f"Request.kind must be a request kind, got {self.kind!r}")
         if not isinstance(self.method, str) or not self.method:

@@ -45,7 +45,6 @@ from ftactors.core.errors import (
 )
 from ftactors.core.messages import (
     Announcement,
-    HOLDS_CARRIED_MAX,
     Checkpoint,
     Deliver,
     Delivered,
@@ -55,6 +54,8 @@ from ftactors.core.messages import (
     NewView,
     caller_of,
     calling_path,
+    hold_runs,
+    merge_holds,
     nested_source,
     Outcome,
     Reply,
@@ -62,6 +63,10 @@ from ftactors.core.messages import (
     StateReport,
 )
 from ftactors.core.scheduler import Queued, ScheduleContext, Scheduler, make_scheduler
+
+#: one-way nested calls on their way a primary remembers at most (``ReplicaCore.oneway_out``); past
+#: it the oldest is dropped (counted ``oneway_out_dropped``) and its calling message no longer held
+ONEWAY_OUT_MAX = 256
 
 
 class Role(str, enum.Enum):
@@ -200,7 +205,10 @@ class ReplicaCore:
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
         self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0,
                                        "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0,
-                                       "reply_copies_pulled": 0}
+                                       "reply_copies_pulled": 0, "oneway_out_dropped": 0}
+        # one-way nested calls this primary sent that the callee's router has not taken yet -> the
+        # calling path (root, path) of their calling message, named in Request.holds meanwhile
+        self.oneway_out: "OrderedDict[MsgId, Tuple[str, Tuple[int, ...]]]" = OrderedDict()
         if initial_view is not None:
             self.role = Role.PRIMARY if initial_view.primary == replica_id else Role.BACKUP
             if replica_id not in initial_view.members:
@@ -387,26 +395,58 @@ class ReplicaCore:
         )
         if carry:
             carry.clear()
+        if kind == Kind.ONEWAY and self.role == Role.PRIMARY:
+            self.oneway_sent(req.msg_id)
         return req, self.role == Role.PRIMARY
+
+    def oneway_sent(self, msg_id: MsgId) -> None:
+        """This primary sends the one-way nested call ``msg_id``: until the callee's router took it
+        (:meth:`oneway_taken`), its calling message stays named in the ``holds`` of the nested
+        requests this replica makes, so no floor of the callee passes it while it is on its way
+        (a call made with ``Kind.ONEWAY`` is noted by :meth:`nested_request` itself; a host whose
+        one-way calls travel as acknowledged requests calls this). At most ``ONEWAY_OUT_MAX``
+        are remembered; the oldest goes first (counted ``oneway_out_dropped``).
+
+        Args:
+            msg_id: the nested request's id (its source names the calling message).
+        """
+        caller = caller_of(self.group, msg_id.source)
+        if caller is None:
+            return
+        self.oneway_out[msg_id] = calling_path(caller)
+        while len(self.oneway_out) > ONEWAY_OUT_MAX:
+            self.oneway_out.popitem(last=False)
+            self.counts["oneway_out_dropped"] += 1
+
+    def oneway_taken(self, msg_id: MsgId) -> None:
+        """The callee's router took the one-way nested call ``msg_id`` (its invoke returned), or it
+        failed: its calling message is no longer held for it.
+
+        Args:
+            msg_id: the nested request's id.
+        """
+        self.oneway_out.pop(msg_id, None)
 
     def _holds(self, caller: Request) -> Holds:
         """The calling paths of ``caller``'s root held here unfinished besides ``caller`` (queued,
-        suspended), and those ``caller``'s own caller held: a floor of the callee must not pass them
-        (``Request.holds``). Scans the messages held (``requests_max`` at most).
+        suspended, or finished with a one-way nested call still on its way: ``oneway_out``), and
+        those ``caller``'s own caller held: a floor of the callee must not pass them
+        (``Request.holds``). Scans the messages held (``requests_max`` at most) and ``oneway_out``.
 
         Args:
             caller: the message making a nested call.
 
         Returns:
-            The paths, sorted, the lowest ``HOLDS_CARRIED_MAX``.
+            The paths as runs, the lowest ``HOLD_RANGES_MAX``.
         """
-        root = calling_path(caller.msg_id)[0]
-        held = set(caller.holds)
+        root, own = calling_path(caller.msg_id)
+        held = []
         for req in [h.request for h in self.suspended.values()] + list(self.requests.values()):
             r, path = calling_path(req.msg_id)
             if r == root and req.msg_id != caller.msg_id:
-                held.add(path)
-        return tuple(sorted(held)[:HOLDS_CARRIED_MAX])
+                held.append(path)
+        held.extend(path for r, path in self.oneway_out.values() if r == root and path != own)
+        return merge_holds(caller.holds, hold_runs(held))
 
     def nested_reply(self, reply: Reply) -> None:
         """The reply to a nested request arrived (at the primary, or as a copy at a backup).
