@@ -250,3 +250,48 @@ def test_primary_kill_in_either_group_loses_and_duplicates_nothing(ray_local, vi
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)
+
+
+class OnewayFront:
+    """Sends a one-way nested call to the store, or makes an urgent synchronous one."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def send_oneway(self, token: str) -> str:
+        self.store.add.options(oneway=True).remote(token)
+        return token
+
+    def add_urgent(self, token: str) -> int:
+        return ray.get(self.store.add.options(priority=7).remote(token))
+
+
+def test_a_one_way_nested_call_waiting_while_later_calls_sources_pass_sources_max_takes_effect_once(ray_local):
+    """docs/faults.md row 51. The store (priority scheduler, ``sources_max=4``) is kept busy by the
+    driver's calls (priority 5) while the front sends a one-way call (priority 0, it waits behind
+    them) and then makes 12 urgent nested calls (priority 7, they run first): the store forgets their
+    sources and its floor passes the one-way call's calling message. The front names that message in
+    their ``holds`` until its invoke returned, so the one-way call still takes effect, once."""
+    store = ftactors.replicated(replicas=2, scheduling="priority", sources_max=4)(Store).remote()
+    front = ftactors.replicated(replicas=2)(OnewayFront).remote(store)
+    try:
+        ray.get(store.add.remote("warm"))
+        busy = [store.slow_add.options(priority=5).remote(f"d{i}", 0.05) for i in range(60)]
+        assert ray.get(front.send_oneway.remote("oneway")) == "oneway"
+        wait_for(lambda: ftactors.describe(front).primary.oneway_out == 1, timeout_s=10,
+                 what="the front to hold its one-way call as sent")
+        urgent = [ray.get(front.add_urgent.remote(f"u{i}")) for i in range(12)]
+        assert len(set(urgent)) == 12
+        ray.get(busy)
+        # the invoke returns once the store answered the one-way call (ran it, or dropped it as a duplicate)
+        wait_for(lambda: ftactors.describe(front).primary.oneway_out == 0, timeout_s=20,
+                 what="the one-way call's invoke to return")
+        tokens = ray.get(store.read.remote())["tokens"]
+        assert tokens.count("oneway") == 1, tokens
+        # it waited behind the urgent calls, whose sources the store forgot
+        assert tokens.index("oneway") > max(tokens.index(f"u{i}") for i in range(12))
+        wait_for(lambda: converged(store, 2), what="the store's backup to catch up")
+        assert ray.get(store.read.remote())["tokens"].count("oneway") == 1
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)

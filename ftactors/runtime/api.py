@@ -172,6 +172,7 @@ class ReplicaInfo:
     waits_for: str = ""  # what its next position needs ("" when nothing is missing)
     next_deliver: int = 0  # the number of the router's Deliver it applies next
     delivers_waiting: int = 0  # later Delivers it holds until that one comes
+    oneway_out: int = 0  # one-way nested calls it sent that the callee's router has not taken yet
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,8 @@ class ReplicatedMethod:
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
+                if send and self._oneway:  # its caller stays held until the callee's router took it
+                    replica.core.oneway_sent(req.msg_id)
                 pushed = None
                 if not (send or self._oneway):
                     # a sync step consumes the reply now; an async one suspends on it, and the copy
@@ -356,7 +359,15 @@ class ReplicatedMethod:
             ctx.internal = True  # not a plain Ray call of the user's (context.watch_plain_calls)
             try:
                 if self._oneway:
-                    h._router.invoke.remote(req, copy=not send, oneway=True)
+                    try:
+                        taken = h._router.invoke.remote(req, copy=not send, oneway=True)
+                    except BaseException:
+                        if send:
+                            with replica._cond:
+                                replica.core.oneway_taken(req.msg_id)
+                        raise
+                    if send:
+                        replica.oneway_later(req.msg_id, taken)
                     return None
                 ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
             finally:
@@ -788,7 +799,8 @@ def _replica_info(d: Dict[str, Any], rid: str, handles: Dict[str, Any]) -> Repli
                        wire_address=tuple(d["wire"]) if d.get("wire") else None,
                        wire_delivers=d.get("wire_delivers", 0), wire_dropped=d.get("wire_dropped", 0),
                        wire_parked=d.get("wire_parked", 0), waits_for=str(d.get("waits_for") or ""),
-                       next_deliver=d.get("next_deliver", 0), delivers_waiting=d.get("delivers_waiting", 0))
+                       next_deliver=d.get("next_deliver", 0), delivers_waiting=d.get("delivers_waiting", 0),
+                       oneway_out=d.get("oneway_out", 0))
 
 
 def _links_info(d: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:

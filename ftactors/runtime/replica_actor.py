@@ -391,6 +391,8 @@ class _Replica:
         self._coroutines = Coroutines(self._wake_driver, self.core.config.suspended_max)
         self._polling = False  # the driver waits for a suspended call's event (no step runs)
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
+        # one-way nested calls whose invoke returned (the callee's router took them), for the core
+        self._oneway_taken: Deque[MsgId] = collections.deque()
         # the primary's nested calls whose replies it pushes to the backups, by calling message
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
@@ -561,6 +563,7 @@ class _Replica:
             # a digest taken mid-batch would not match the executed count: wait for the batch
             self._cond.wait_for(lambda: not self.host.turns.driving or self._polling, timeout=2.0)
             core = self.core
+            self.take_carried()  # the one-way calls taken meanwhile (oneway_out below)
             passive_backup = core.role == Role.BACKUP and core.config.style == "passive"
             if passive_backup:  # it applies checkpoints and logs instead of executing
                 digest = core.checkpoint.digest if core.checkpoint is not None else ""
@@ -581,6 +584,8 @@ class _Replica:
                 # and how many later ones wait for that one
                 "waits_for": core.waits_for(), "next_deliver": self.host.turns.next_seq,
                 "delivers_waiting": len(self.host.later),
+                # one-way nested calls sent whose invoke has not returned (their callers stay held)
+                "oneway_out": len(core.oneway_out),
             }
 
     def retire(self) -> None:
@@ -633,6 +638,18 @@ class _Replica:
             self._carried.append((group, anns))  # thread-safe; the core takes them under the lock
 
         anns_ref.future().add_done_callback(arrived)
+
+    def oneway_later(self, msg_id: MsgId, ref: Any) -> None:
+        """The primary sent the one-way nested call ``msg_id`` (noted in the core with
+        ``ReplicaCore.oneway_sent``, so its calling message stays named in the holds of later nested
+        calls): once its invoke returns (the callee's router took it and it ran, or the call failed),
+        the core forgets it (taken under the lock with the next nested call, :meth:`take_carried`).
+
+        Args:
+            msg_id: the nested request's id.
+            ref: the ObjectRef of the router's ``invoke``.
+        """
+        ref.future().add_done_callback(lambda _fut: self._oneway_taken.append(msg_id))  # thread-safe
 
     def push_later(self, ctx: "context.CallContext", req: Request, ref: Any) -> None:
         """The primary made nested call ``req``: push its reply to the backups once it is here.
@@ -763,10 +780,13 @@ class _Replica:
             self.core.nested_reply(rep)
 
     def take_carried(self) -> None:
-        """Feed the announcements that arrived to the core. Call holding ``_cond``."""
+        """Feed the announcements that arrived to the core, and the one-way nested calls the
+        callees' routers took. Call holding ``_cond``."""
         while self._carried:
             group, anns = self._carried.popleft()
             self.core.carry_back(group, anns)
+        while self._oneway_taken:
+            self.core.oneway_taken(self._oneway_taken.popleft())
 
     # --------------------------------------------------------------- driving
 

@@ -80,6 +80,9 @@ class ReplicationSettings(BaseModel):
     max_message_bytes: int = Field(512 * 1024 * 1024, ge=1)
     large_arg_bytes: int = Field(100 * 1024, ge=1, description="arguments above this go via ray.put once")
     reply_cache_max: int = Field(100_000, ge=1)
+    sources_max: int = Field(100_000, ge=1, description="sources a replica's exactly-once table tracks at most "
+                             "(nested calls mint one per calling message); a forgotten source's duplicates "
+                             "are refused, never run twice")
     log_max: int = Field(100_000, ge=1)
     inflight_max: int = Field(100_000, ge=1)
     batch_max: int = Field(512, ge=1)
@@ -224,6 +227,7 @@ class ReplicationSettings(BaseModel):
             sequence_gap_ticks=self.ticks(self.reorder_wait_s),
             recovery_timeout_ticks=max(self.ticks(self.failure_timeout_s), 2),
             reply_cache_max=self.reply_cache_max,
+            sources_max=self.sources_max,
             log_max=self.log_max,
             # a replica holds the calls in flight and, lagging, up to log_max more before it is
             # replaced: the router refuses calls past this sum, so it replaces a lagging backup first
