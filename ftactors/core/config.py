@@ -42,10 +42,11 @@ class CoreConfig:
             calls), or a call still running may find its own source forgotten. The
             exemptions kept for calls a caller still holds while a floor rises past them
             (a reordering scheduler) are bounded by it too, and so are the calling groups whose
-            views a replica reports to a rebuilt router (``StateReport.source_views``). Not
-            covered (docs/faults.md, Open): more than ``HOLDS_CARRIED_MAX`` held calls of one
-            root, a call relayed after later calls of its client ran (``sequence_gap_ticks``),
-            a one-way nested call delayed past its calling message.
+            views a replica reports to a rebuilt router (``StateReport.source_views``). Held calls
+            travel as runs (at most ``HOLD_RANGES_MAX`` per request), and a one-way nested call
+            on its way keeps its calling message held (``ReplicaCore.oneway_out``). Not covered
+            (docs/faults.md, Open): a call relayed after later calls of its client ran
+            (``sequence_gap_ticks``).
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
         pending_max: requests a replica holds before executing them; the router retains no more
