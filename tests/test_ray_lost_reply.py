@@ -54,11 +54,26 @@ class Frontend:
         return list(self.seen)
 
 
-def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_by_state_transfer(ray_local: Any) -> None:
+class AsyncFrontend(Frontend):
+    """The same in an async method: a backup's step suspends on the nested call and pulls its reply
+    at the step that resumes the call (``PendingReply``)."""
+
+    async def add(self, token: str) -> Any:  # type: ignore[override]
+        self.seen.append(token)
+        try:
+            value = await self.store.add.remote(token)
+        except Exception as exc:
+            value = type(exc).__name__
+        self.seen.append(value)
+        return value
+
+
+@pytest.mark.parametrize("cls", [Frontend, AsyncFrontend], ids=["sync", "async"])
+def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_by_state_transfer(ray_local: Any, cls: type) -> None:
     store = ftactors.replicated(replicas=2, reply_cache_max=1)(Store).remote()
     # the stopped backup must lag, not be suspected: neither Ray's pings nor the link's heartbeats
     front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
-                                heartbeat_misses_max=120)(Frontend).remote(store)
+                                heartbeat_misses_max=120)(cls).remote(store)
     victim = None
     try:
         assert ray.get(front.add.remote("t0")) == 1

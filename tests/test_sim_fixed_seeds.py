@@ -203,3 +203,19 @@ def test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a
     run (``DedupTable._raise_watermark``; docs/faults.md, row 42)."""
     result = run_seed(108124, "passive", "priority")
     assert result.counts["crashes"] > 0 and result.ops >= 100
+
+
+def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_not_handed_the_error() -> None:
+    """Seed 263 (semi-active, fair, async steps, ``sources_max`` 72, direct links, starved routers):
+    front's router restarted and lost the reply copies it held for the backup front-r1, which pulled
+    them from store's router when its order reached their calls; store's router, often starved,
+    answered late, front-r1 fell behind, and its pull of ``front|c3#1#1`` came after store forgot
+    that source: it read "expired" and the backup's method got an error the primary never saw
+    (``I6: nested call front|c3#1#1 failed: ReplyUnavailableError('reply of front|c3#1#1 was trimmed
+    (reply_cache_max)')``). Now the backup gives that step up and its router repairs it by state
+    transfer (``ReplicaCore.pulled_reply_gone``, ``RouterCore._resync_lost_reply``; docs/faults.md,
+    row 47)."""
+    opts = draw_options(263)
+    assert opts.direct and opts.p_router_starve > 0 and opts.sources_max == 72  # starvation drawn with direct links
+    result = run_seed(263, options=opts)
+    assert result.counts["steps_given_up"] >= 1 and result.counts["router_starvations"] > 0 and result.ops >= 100
