@@ -856,13 +856,20 @@ class RouterCore:
         for replica in sorted(self.resync):
             self._transfer_state(replica, cp)
         self.resync.clear()
-        if self.joining and cp.position < self.trimmed:
-            # older than the retained log (a promoted backup still replaying): the joiner
-            # could not get the positions in between; ask for a newer snapshot
+        if self.joining and (cp.position < self.trimmed or self._requests_lost_after(cp.position)):
+            # older than the retained log (a promoted backup still replaying), or than a position
+            # whose request this router does not hold (a rebuilt router learnt its announcement
+            # only): the joiner could not get the positions in between; ask for a newer snapshot
             self.links[self.members[0]].snapshot_wanted = True
             return
         for replica in list(self.joining):
             self._admit(replica, cp)
+
+    def _requests_lost_after(self, position: int) -> bool:
+        """Whether a message starting at an announced position after ``position`` has no request
+        retained here (a member sent the log after ``position`` could not execute it)."""
+        return any(ann.resume == 0 and ann.msg_id not in self.log.requests
+                   for pos, ann in self.log.order.items() if pos > position)
 
     def _admit(self, replica: str, cp: Checkpoint) -> None:
         """Install a view with ``replica`` as the last backup, sending it ``cp`` plus the log."""
