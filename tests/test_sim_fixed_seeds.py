@@ -219,3 +219,16 @@ def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_not_handed_the_e
     assert opts.direct and opts.p_router_starve > 0 and opts.sources_max == 72  # starvation drawn with direct links
     result = run_seed(263, options=opts)
     assert result.counts["steps_given_up"] >= 1 and result.counts["router_starvations"] > 0 and result.ops >= 100
+
+
+@pytest.mark.parametrize("seed,scheduling", [(521, None), (100001, "deadline")])
+def test_seeds_found_once_routers_with_direct_links_starved_in_the_draw(seed: int, scheduling: str) -> None:
+    """docs/faults.md, row 47: seed 521 (a joiner admitted with a checkpoint before a position whose
+    request its restarted router lacked: ``I4: nested call front|c0#2#1 is not in the order of store``)
+    and swarm seed 100001 (an answer on the Ray path released replies before a parked answer carrying
+    earlier positions was fetched: ``I4: store-r10 executes c0#39 at 150, where the acknowledged c0#38
+    is``), both semi-active."""
+    opts = draw_options(seed, "semi-active", scheduling)
+    assert opts.direct and opts.p_router_starve > 0
+    result = run_seed(seed, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.ops >= 100
