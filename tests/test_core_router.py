@@ -528,3 +528,22 @@ def test_a_replica_reports_the_highest_view_of_each_calling_group_within_sources
     assert core.state_report().source_views == (("a", 3), ("b", 5))
     core.deliver(Deliver(view=1, requests=(call("a", 3, 4), call("h", 1, 1))))
     assert core.state_report().source_views == (("a", 4), ("h", 1))  # b, raised least recently, went
+
+
+def test_a_joiner_is_not_admitted_with_a_checkpoint_older_than_a_position_whose_request_the_router_lacks() -> None:
+    """Simulator seed 521 (semi-active, forced; routers starved with direct links): the store's router
+    restarted, learnt position 4's announcement from the primary but not its request, and admitted a
+    joiner with the primary's checkpoint at 3 plus the log after it. When the primary died, the joiner,
+    alone and lacking that request, gave the order up there and ran another call at the acknowledged
+    position 4 (``I4: nested call front|c0#2#1 is not in the order of store``). A joiner now waits for
+    a checkpoint past every position whose request the router does not hold."""
+    router = RouterCore("g", CoreConfig(), ("g-r0", "g-r1"))
+    gone = MsgId("c", 1)  # its request reached the primary only
+    router.on_delivered(Delivered("g-r0", 1, announcements=(Announcement("g", 1, 1, gone),), acked_position=1))
+    router.replica_started("g-r2")
+    dedup = DedupTable(100, 100).export()
+    router._relay_checkpoint(Checkpoint("g", 1, 0, {}, dedup, "d0"))
+    assert "g-r2" in router.joining and "g-r2" not in router.members
+    assert router.links["g-r0"].snapshot_wanted  # a newer one is asked for
+    router._relay_checkpoint(Checkpoint("g", 1, 1, {}, dedup, "d1"))
+    assert "g-r2" not in router.joining and router.members == ["g-r0", "g-r1", "g-r2"]

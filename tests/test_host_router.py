@@ -25,6 +25,7 @@ from ftactors.core import (
     Restore,
     Snapshot,
 )
+from ftactors.host.links import Parked
 from ftactors.host.router import RouterHost
 
 MEMBERS = ("g-r0", "g-r1", "g-r2")
@@ -368,3 +369,41 @@ def test_a_rebuilt_router_fences_a_deposed_callers_request_it_admitted_before_th
     assert rebuilt.submit(nested(18, view=12), waiter="h-r4") is None
     run(rebuilt, io2, reps, 4)
     assert io2.answered["h-r4"].outcome.value == 2
+
+
+def test_an_answer_on_the_ray_path_waits_for_a_parked_answer_of_its_link_that_came_before_it() -> None:
+    """Swarm seed 100001 (semi-active, deadline, direct links, parked answers, by-reference arguments):
+    the primary's answer carrying positions 146-149 was parked on its link; its next answer, to a Deliver
+    sent as a Ray call (it carried an argument by reference), came by Ray and released the replies of
+    positions 150-151 before the parked answer was fetched. The primary died, the fetch failed, and the
+    new primary, never sent 146-149, put another call at an acknowledged position (``I4: store-r10
+    executes c0#39 at 150, where the acknowledged c0#38 is``). An answer on the Ray path now waits behind
+    a parked answer of the same replica, as a link answer does (row 20); if the fetch fails it is dropped."""
+    host, io, reps = setup()
+    assert host.links.want_link("g-r0")
+    host.on_link_up("g-r0")
+    client = ClientCore("c")
+    for n, rid in ((1, "caller-1"), (2, "caller-2")):
+        assert host.submit(client.request("g", "add", payload=n), waiter=rid) is None
+        host.process()
+        sent, io.sent = io.sent, []
+        for to, msg, _, _ in sent:
+            core = reps.cores[to]
+            core.deliver(msg)
+            while (e := core.next_effect()) is not None:
+                assert isinstance(e, Execute)
+                reps.state[to] += e.request.payload
+                core.executed(e.request.msg_id, Outcome(True, reps.state[to]))
+            answer = core.take_delivered()
+            if to != "g-r0":
+                host.on_delivered(answer)
+            elif n == 1:  # parked on the link: fetched with a Ray call
+                parked, (decision, ticket) = answer, host.on_link_parked("g-r0")
+                assert decision == Parked.FETCH
+            else:  # by Ray, overtaking the parked one
+                host.on_delivered(answer)
+    host.process()
+    assert io.calls("answer") == []  # caller-2's reply waits for the parked answer before it
+    host.on_parked_fetched("g-r0", ticket, parked)
+    host.process()
+    assert [c[1] for c in io.calls("answer")] == ["c#1", "c#2"]

@@ -203,3 +203,32 @@ def test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a
     run (``DedupTable._raise_watermark``; docs/faults.md, row 42)."""
     result = run_seed(108124, "passive", "priority")
     assert result.counts["crashes"] > 0 and result.ops >= 100
+
+
+def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_not_handed_the_error() -> None:
+    """Seed 263 (semi-active, fair, async steps, ``sources_max`` 72, direct links, starved routers):
+    front's router restarted and lost the reply copies it held for the backup front-r1, which pulled
+    them from store's router when its order reached their calls; store's router, often starved,
+    answered late, front-r1 fell behind, and its pull of ``front|c3#1#1`` came after store forgot
+    that source: it read "expired" and the backup's method got an error the primary never saw
+    (``I6: nested call front|c3#1#1 failed: ReplyUnavailableError('reply of front|c3#1#1 was trimmed
+    (reply_cache_max)')``). Now the backup gives that step up and its router repairs it by state
+    transfer (``ReplicaCore.pulled_reply_gone``, ``RouterCore._resync_lost_reply``; docs/faults.md,
+    row 47)."""
+    opts = draw_options(263)
+    assert opts.direct and opts.p_router_starve > 0 and opts.sources_max == 72  # starvation drawn with direct links
+    result = run_seed(263, options=opts)
+    assert result.counts["steps_given_up"] >= 1 and result.counts["router_starvations"] > 0 and result.ops >= 100
+
+
+@pytest.mark.parametrize("seed,scheduling", [(521, None), (100001, "deadline")])
+def test_seeds_found_once_routers_with_direct_links_starved_in_the_draw(seed: int, scheduling: str) -> None:
+    """docs/faults.md, row 47: seed 521 (a joiner admitted with a checkpoint before a position whose
+    request its restarted router lacked: ``I4: nested call front|c0#2#1 is not in the order of store``)
+    and swarm seed 100001 (an answer on the Ray path released replies before a parked answer carrying
+    earlier positions was fetched: ``I4: store-r10 executes c0#39 at 150, where the acknowledged c0#38
+    is``), both semi-active."""
+    opts = draw_options(seed, "semi-active", scheduling)
+    assert opts.direct and opts.p_router_starve > 0
+    result = run_seed(seed, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.ops >= 100

@@ -468,6 +468,11 @@ class Delivered:
         reply_copies: replies to this group's nested requests that the primary consumed
             (primary only): the router relays them to the backups on the Delivers that
             carry the calling messages' announcements (claim 48, no extra message).
+        lost_reply: a nested request whose reply this replica needed to replay an announced step
+            and pulled from the callee's router, which read it "expired" (its callee forgot it):
+            the replica gave that step up and executes nothing until the router repairs it by
+            state transfer (``ReplicaCore.pulled_reply_gone``, ``RouterCore._resync_lost_reply``).
+            None: nothing lost.
     """
 
     replica: str
@@ -479,6 +484,7 @@ class Delivered:
     digests: Tuple[Tuple[int, str], ...] = ()
     suspended: int = 0
     reply_copies: Tuple[Reply, ...] = ()
+    lost_reply: Optional[MsgId] = None
 
     kind = Kind.DELIVERED
 

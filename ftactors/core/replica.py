@@ -205,10 +205,14 @@ class ReplicaCore:
         self._carry: Dict[str, "OrderedDict[int, Announcement]"] = {}
         self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0,
                                        "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0,
-                                       "reply_copies_pulled": 0, "oneway_out_dropped": 0}
+                                       "reply_copies_pulled": 0, "oneway_out_dropped": 0,
+                                       "replies_lost": 0}
         # one-way nested calls this primary sent that the callee's router has not taken yet -> the
         # calling path (root, path) of their calling message, named in Request.holds meanwhile
         self.oneway_out: "OrderedDict[MsgId, Tuple[str, Tuple[int, ...]]]" = OrderedDict()
+        # a nested reply this replica needed to replay an announced step read "expired" at its callee:
+        # it gave the step up and executes nothing until a state transfer repairs it (pulled_reply_gone)
+        self.lost_reply: Optional[MsgId] = None
         if initial_view is not None:
             self.role = Role.PRIMARY if initial_view.primary == replica_id else Role.BACKUP
             if replica_id not in initial_view.members:
@@ -533,6 +537,47 @@ class ReplicaCore:
         self.counts["reply_copies_pulled"] += 1
         return None, True
 
+    def pulled_reply_gone(self, msg_id: MsgId) -> bool:
+        """The reply of nested request ``msg_id``, which the step executing now needs, came back from
+        the callee as gone: its callee executed the call but forgot its reply or its whole source
+        (``ReplyUnavailableError``, a message read "expired": ``reply_cache_max``, ``sources_max``).
+
+        A replica *replaying* an announced step (a semi-active backup, or a promoted backup still
+        replaying the order it took over) cannot run that step on: the primary's method got the
+        value, and this one would get an error the primary never saw (its state would diverge).
+        So it gives the step up (the step is not executed: the application state the method
+        changed before its nested call is left behind, and the replica executes nothing more),
+        and every Delivered carries ``lost_reply`` until a state transfer (a join) repairs it:
+        the router repairs a backup in place and removes a primary (``RouterCore._resync_lost_reply``).
+        A primary running a step of its own choice takes the error as the call's outcome (its
+        backups replay that).
+
+        Args:
+            msg_id: the nested request whose reply is gone.
+
+        Returns:
+            True: the step is given up (the host drops the execution: no ``executed`` or
+            ``suspend`` for it); False: the host hands the error to the method.
+
+        Raises:
+            LocalProtocolError: nothing executes, or ``msg_id`` is not a nested request of the
+                message executing.
+        """
+        ex = self.executing
+        if ex is None or caller_of(self.group, msg_id.source) != ex.request.msg_id:
+            raise LocalProtocolError(f"pulled_reply_gone({msg_id}) but executing {ex and ex.request.msg_id}")
+        if not ex.replay:
+            return False
+        self.executing = None
+        # kept as held (a StateReport lists it), never executed here again: the join drops it
+        if ex.resume:
+            self.suspended[ex.request.msg_id] = _Held(ex.request, ex.resume - 1, self._nested_count)
+        else:
+            self.requests[ex.request.msg_id] = ex.request
+        self.lost_reply = msg_id
+        self.counts["replies_lost"] += 1
+        return True
+
     def has_reply_copy(self, msg_id: MsgId) -> bool:
         """Whether the pushed reply copy of nested request ``msg_id`` is here (not taken)."""
         return msg_id in self._reply_copies
@@ -548,7 +593,7 @@ class ReplicaCore:
         """The next thing the host must do, or None when there is nothing to do now."""
         if self._effects:
             return self._effects.popleft()
-        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP):
+        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP) or self.lost_reply is not None:
             return None
         if self.role == Role.BACKUP and self.config.style == "passive":
             return None
@@ -579,7 +624,7 @@ class ReplicaCore:
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
-            reply_copies=self._take_copies_out(),
+            reply_copies=self._take_copies_out(), lost_reply=self.lost_reply,
         )
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
@@ -634,6 +679,8 @@ class ReplicaCore:
             return f"the end of position {self.executing.position} ({self.executing.request.msg_id})"
         if self.role not in (Role.PRIMARY, Role.BACKUP):
             return f"a state transfer ({self.role.value})"
+        if self.lost_reply is not None:
+            return f"a state transfer (the reply of {self.lost_reply} is gone at its callee)"
         if self.role == Role.BACKUP and self.config.style == "passive":
             return ""
         ann = self.order.get(nxt)
@@ -649,7 +696,7 @@ class ReplicaCore:
         """True if ``next_effect`` would return something now."""
         if self._effects:
             return True
-        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP):
+        if self.executing is not None or self.role not in (Role.PRIMARY, Role.BACKUP) or self.lost_reply is not None:
             return False
         if self.role == Role.BACKUP and self.config.style == "passive":
             return False
@@ -712,6 +759,7 @@ class ReplicaCore:
         self.view, self.members = msg.new_view.view, msg.new_view.members
 
     def _drop_all(self) -> None:
+        self.lost_reply = None  # a join restores the state; a replica removed from the view executes nothing
         self._recent.clear()
         self.requests.clear()
         self.suspended.clear()  # the host drops its coroutines with them (Restore, or fenced)

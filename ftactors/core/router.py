@@ -144,12 +144,17 @@ class RouterCore:
             "divergences": 0, "delivers": 0, "resyncs": 0, "polls": 0, "reply_copies": 0,
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
-            "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0,
+            "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0, "lost_replies": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
         self.tracker = LinkTracker(members)
         self.recovery = Recovery()
+        # members that reported a nested reply gone (Delivered.lost_reply), awaiting their state
+        # transfer, and the lost reply each was repaired for (its Delivereds sent before the join
+        # still carry it); both hold members only
+        self.lost_replies: Dict[str, MsgId] = {}
+        self.lost_repaired: Dict[str, MsgId] = {}
         self.outbox = Outbox(config, self.counts)
         # a rebuilt router does not know where each source stands, nor holds every request and
         # announcement past ``trimmed``; one that never restarted saw all of them pass
@@ -477,6 +482,8 @@ class RouterCore:
         elif d.replies or d.announcements:
             self.counts["fenced"] += 1  # a deposed primary's output: fenced off
         self._check_digests(d)
+        if d.lost_reply is not None:
+            self._resync_lost_reply(d.replica, d.lost_reply)
         self._trim()
         if from_primary:
             self._check_order_gap(link.acked)
@@ -655,6 +662,33 @@ class RouterCore:
             self.counts["resyncs"] += len(stuck)
             self._remove_members(stuck, "blocked on a request that was lost")
 
+    def _resync_lost_reply(self, replica: str, lost: MsgId) -> None:
+        """A member gave up replaying a step: the reply of its nested request ``lost`` is gone at
+        the callee (``ReplicaCore.pulled_reply_gone``), so its state is that of a step half run.
+
+        A backup is repaired in place by state transfer, as a diverged one is (the primary's next
+        checkpoint, ``_relay_checkpoint``); it executes nothing meanwhile, and is never made primary:
+        should the primary fail first, it leaves the view with it (``_remove_members``). A member
+        that reports it as the primary (promoted before its report came), or during a recovery,
+        is removed (it cannot serve; a replacement joins by state transfer).
+
+        Args:
+            replica: the member that reported it.
+            lost: the nested request whose reply is gone.
+        """
+        if self.lost_repaired.get(replica) == lost:
+            return  # a report sent before the state transfer that repaired it
+        if replica not in self.lost_replies:
+            self.counts["lost_replies"] += 1
+        self.lost_replies[replica] = lost
+        if replica == self.primary or self.phase != Phase.NORMAL:
+            self.counts["resyncs"] += 1
+            self._remove_members({replica}, "lost a nested reply")
+            return
+        if replica not in self.resync:
+            self.tracker.resync.add(replica)
+            self.tracker.want_snapshot(self.primary)
+
     # --------------------------------------------------------------- outputs
 
     def ready(self) -> RouterReady:
@@ -822,13 +856,20 @@ class RouterCore:
         for replica in sorted(self.resync):
             self._transfer_state(replica, cp)
         self.resync.clear()
-        if self.joining and cp.position < self.trimmed:
-            # older than the retained log (a promoted backup still replaying): the joiner
-            # could not get the positions in between; ask for a newer snapshot
+        if self.joining and (cp.position < self.trimmed or self._requests_lost_after(cp.position)):
+            # older than the retained log (a promoted backup still replaying), or than a position
+            # whose request this router does not hold (a rebuilt router learnt its announcement
+            # only): the joiner could not get the positions in between; ask for a newer snapshot
             self.links[self.members[0]].snapshot_wanted = True
             return
         for replica in list(self.joining):
             self._admit(replica, cp)
+
+    def _requests_lost_after(self, position: int) -> bool:
+        """Whether a message starting at an announced position after ``position`` has no request
+        retained here (a member sent the log after ``position`` could not execute it)."""
+        return any(ann.resume == 0 and ann.msg_id not in self.log.requests
+                   for pos, ann in self.log.order.items() if pos > position)
 
     def _admit(self, replica: str, cp: Checkpoint) -> None:
         """Install a view with ``replica`` as the last backup, sending it ``cp`` plus the log."""
@@ -851,6 +892,9 @@ class RouterCore:
         self._send_kept_copies(link, cp)
         link.acked = cp.position
         self.counts["resyncs"] += 1
+        lost = self.lost_replies.pop(replica, None)
+        if lost is not None:
+            self.lost_repaired[replica] = lost
 
     def _check_digests(self, d: Delivered) -> None:
         """A backup's digests against the primary's: a difference is repaired by state transfer."""
@@ -885,9 +929,13 @@ class RouterCore:
         if not gone:
             return
         primary_lost = self.primary in gone
+        if primary_lost:  # a member half through a step whose nested reply is gone cannot take over
+            gone |= {m for m in self.lost_replies if m in self.links}
         for g in gone:
             self.tracker.drop(g)
             self._retired.append(g)
+            self.lost_replies.pop(g, None)
+            self.lost_repaired.pop(g, None)
         survivors = [m for m in self.members if m not in gone]
         if not survivors:
             self._transition("all_failed")

@@ -24,6 +24,8 @@ Host loop (what a driver calls)::
                                               # a primary with suspended calls may keep it (io.hold)
     host.executed(outcome, nondet, wake); host.drive()    # the step ended (now or later); outcome
                                                           # None: an async call waits (suspended)
+    host.pulled_reply_gone(msg_id) and host.drive()       # a replayed step's pulled nested reply is
+                                                          # gone: the step is given up
     host.state_report(epoch) / host.view_info(epoch)      # a restarted router's questions
 """
 
@@ -180,6 +182,27 @@ class ReplicaHost:
         else:
             self.core.executed(ex.request.msg_id, outcome, nondet, wake)
         self._done()
+
+    def pulled_reply_gone(self, msg_id: MsgId) -> bool:
+        """The step out needs the reply of nested request ``msg_id``, and its pull from the callee's
+        router read it gone (``ReplyUnavailableError``). Call :meth:`drive` next if True.
+
+        Args:
+            msg_id: the nested request.
+
+        Returns:
+            True: the step was replaying an announced one, and is given up
+            (``ReplicaCore.pulled_reply_gone``): the runtime drops the execution, reports no
+            ``executed`` for it, and the driving Deliver is answered with ``Delivered.lost_reply``
+            (the router repairs this replica by state transfer). False: the method gets the error.
+        """
+        ex = self._effect
+        assert self.busy and isinstance(ex, Execute), "pulled_reply_gone() without an execution out"
+        if not self.core.pulled_reply_gone(msg_id):
+            return False
+        self.io.count("steps_given_up")
+        self._done()
+        return True
 
     def snapshot_taken(self, state: Any, digest: str) -> None:
         """The snapshot ``io.snapshot`` asked for is taken. Call :meth:`drive` next."""

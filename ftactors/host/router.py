@@ -277,7 +277,15 @@ class RouterHost:
         return None
 
     def on_delivered(self, answer: Delivered) -> None:
-        """A replica answered a Deliver (``io.deliver``)."""
+        """A replica answered a Deliver sent as a Ray call (``io.deliver``): to the core, after any
+        parked answer of its link that came before it (an answer on the Ray path that overtook a
+        parked one whose fetch then fails would release replies at positions past announcements the
+        router never learns; docs/faults.md, row 47, seed 100001)."""
+        for a in self.links.on_wire_answer(answer.replica, answer):
+            self._to_core(a)
+
+    def _to_core(self, answer: Delivered) -> None:
+        """Hand an answer to the core, in its turn."""
         self._core().on_delivered(answer)
         self.io.kick()
 
@@ -347,12 +355,12 @@ class RouterHost:
     def on_link_delivered(self, rid: str, answer: Delivered) -> None:
         """A Delivered came on ``rid``'s link: to the core, after any parked answer that came before it."""
         for a in self.links.on_wire_answer(rid, answer):
-            self.on_delivered(a)
+            self._to_core(a)
 
     def on_parked_fetched(self, rid: str, ticket: int, answer: Delivered) -> None:
         """The parked answer ``ticket`` of ``rid`` was fetched: it, and what waited for it, go to the core."""
         for a in self.links.on_fetched(rid, ticket, answer):
-            self.on_delivered(a)
+            self._to_core(a)
 
     def on_parked_lost(self, rid: str, ticket: int) -> None:
         """Fetching the parked answer ``ticket`` of ``rid`` failed: it and what came after it are dropped."""

@@ -375,6 +375,8 @@ class ReplicatedMethod:
             replica.carry_back_later(h._group, anns)
             if send:
                 replica.push_later(ctx, req, ref)
+            else:  # a backup's sync step pulls the reply it consumes: one gone at the callee gives the step up
+                replica.check_pull(req, ref)
         return None if self._oneway else ref
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -387,7 +389,8 @@ def _in_async_step() -> bool:
 
 
 def _puller(h: "ReplicatedHandle", replica: Any, req: Request) -> Callable[[], Any]:
-    """What pulls a backup's nested reply from the callee's router, by the request's id."""
+    """What pulls a backup's nested reply from the callee's router, by the request's id (a reply
+    gone at the callee reaches the method as ``ReplyGone``, not as the error: ``PendingReply.bind``)."""
     def pull() -> Any:
         ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=True)
         replica.carry_back_later(h._group, anns)

@@ -49,6 +49,7 @@ from ftactors.core import (
     RemoteProtocolError,
     Reply,
     ReplicaCore,
+    ReplyUnavailableError,
     Request,
     Restore,
     Role,
@@ -225,6 +226,23 @@ def copied_ref(copy: Reply) -> Any:
     return ray.put(copy.outcome.value)
 
 
+class ReplyGone(BaseException):
+    """Raised into a backup's method replaying a step when the nested reply it pulled from the
+    callee's router is gone there (``ReplyUnavailableError``: the callee forgot the call's source
+    or its reply). The primary's method got the value; this one must not go on with an error the
+    primary never saw. Not an ``Exception``, so that the method's own handlers let it through;
+    the replica gives the step up (``ReplicaHost.pulled_reply_gone``) and the router repairs it
+    by state transfer (docs/faults.md, row 47).
+
+    Args:
+        msg_id: the nested request.
+    """
+
+    def __init__(self, msg_id: MsgId) -> None:
+        super().__init__(f"the reply of {msg_id} is gone at its callee")
+        self.msg_id = msg_id
+
+
 class PendingReply:
     """What a backup's async method gets for a nested call whose reply copy has not come yet.
 
@@ -259,6 +277,7 @@ class PendingReply:
         self.awaited: List[Any] = []  # the call loop's futures awaiting it (named ("f", n) there)
         self.raw = False  # future() was handed out: which loop future awaits it is not known
         self.ref: Any = None  # the ObjectRef it is bound to
+        self.pulled = False  # bound to a pull from the callee's router (not a pushed copy)
 
     def bind(self, ref: Any) -> None:
         """Complete it as ``ref`` completes (a copy's ``ObjectRef``, or the pull's).
@@ -271,11 +290,16 @@ class PendingReply:
         self.ref = ref
         dest = self._fut
 
+        gone = self.request.msg_id if self.pulled else None
+
         def done(src: "concurrent.futures.Future[Any]") -> None:
             if src.cancelled():
                 dest.cancel()
             elif src.exception() is not None:
-                dest.set_exception(src.exception())
+                exc = src.exception()
+                # a pulled reply the callee forgot: the step must not go on with that error
+                dest.set_exception(ReplyGone(gone) if gone is not None and isinstance(exc, ReplyUnavailableError)
+                                   else exc)
             else:
                 dest.set_result(src.result())
         ref.future().add_done_callback(done)
@@ -287,6 +311,7 @@ class PendingReply:
             The pull's ``ObjectRef``.
         """
         if self.ref is None:
+            self.pulled = True
             self.bind(self._pull())
         return self.ref
 
@@ -671,6 +696,24 @@ class _Replica:
         if len(calls) < self.core.config.reply_copies_max:
             calls.append((req, ref))
 
+    def check_pull(self, req: Request, ref: Any) -> None:
+        """A backup's sync step pulled the reply of nested request ``req`` (its pushed copy was lost):
+        wait for it here, so that a reply gone at the callee never reaches the method.
+
+        Args:
+            req: the nested request.
+            ref: the pull's ``ObjectRef``.
+
+        Raises:
+            ReplyGone: the callee forgot the call (``ReplyUnavailableError``); the step is given up.
+        """
+        try:
+            ray.get(ref)
+        except ReplyUnavailableError as exc:
+            raise ReplyGone(req.msg_id) from exc
+        except Exception:  # noqa: S110 - the method's own error (or the call's): its ray.get raises it
+            return
+
     def await_copy(self, ctx: "context.CallContext", pending: PendingReply) -> None:
         """A backup's async step made a nested call whose copy is not here: the copy comes with the
         announcement of the step that resumes the call on it (:meth:`_settle_pending`). Call
@@ -843,7 +886,10 @@ class _Replica:
     def _run_effect(self, effect: Any) -> Callable[[], None]:
         """Carry ``effect`` out (without the lock); return what tells the host it is done."""
         if isinstance(effect, Execute):
-            outcome, nondet, wake = self._execute(effect)
+            try:
+                outcome, nondet, wake = self._execute(effect)
+            except ReplyGone as gone:
+                return self._given_up(effect, gone)
             pushed = self._replies_to_push(effect.request.msg_id, finished=outcome is not None)
 
             def done() -> None:
@@ -859,6 +905,18 @@ class _Replica:
             self.obj = cloudpickle.loads(self._materialise(effect.checkpoint.state))
             return self.host.restored
         raise AssertionError(f"unknown effect {effect!r}")  # pragma: no cover - the core has no other
+
+    def _given_up(self, ex: Execute, gone: ReplyGone) -> Callable[[], None]:
+        """What tells the host that the step of ``ex`` met a nested reply gone at its callee: given
+        up (a replayed step; the router repairs this replica by state transfer), or, for a step of
+        the primary's own choice, ended with the error as its outcome."""
+        self._to_push.pop(ex.request.msg_id, None)
+
+        def done() -> None:
+            if not self.host.pulled_reply_gone(gone.msg_id):
+                err = ReplyUnavailableError(f"reply of {gone.msg_id} was trimmed (reply_cache_max)")
+                self.host.executed(Outcome(False, err))
+        return done
 
     def _execute(self, ex: Execute) -> Tuple[Optional[Outcome], Tuple[Any, ...], Any]:
         """Run one step of ``ex``: a whole sync call, or an async call's start or resume.
@@ -892,6 +950,8 @@ class _Replica:
                 outcome = Outcome(True, result)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
+        except ReplyGone:
+            raise  # the step is given up (_given_up)
         except BaseException as exc:  # SystemExit & co. would end every replica in turn
             outcome = Outcome(False, aborted(type(self.obj).__name__, req.method, exc))
         finally:
@@ -908,6 +968,8 @@ class _Replica:
         if step.error is None:
             return Outcome(True, step.value)
         if isinstance(step.error, _Aborted):
+            if isinstance(step.error.exc, ReplyGone):
+                raise step.error.exc  # the step is given up (_given_up)
             return Outcome(False, aborted(type(self.obj).__name__, method, step.error.exc))
         if isinstance(step.error, Exception):
             return Outcome(False, portable_error(step.error))

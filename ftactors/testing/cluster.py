@@ -979,7 +979,8 @@ class Simulator:
         """I11 (the direct data plane): a member whose link was up when it went silent leaves the view within
         ``LINK_CLOSE_TICKS_MAX`` + 1 ticks of crashing (its link closed: a suspicion at once), and within a
         link delay plus ``(heartbeat_misses_max + 1) * link_heartbeat_ticks`` + 2 of going silent (paused
-        or partitioned: heartbeats missed).
+        or partitioned: heartbeats missed). A router starved of CPU is not judged while it is starved,
+        and counts from the end of its starvation.
 
         Raises:
             InvariantViolation: a member stayed longer.
@@ -988,8 +989,8 @@ class Simulator:
             return
         for group, router in self.routers.items():
             host = router.host
-            if host is None or host.core is None:
-                continue
+            if host is None or host.core is None or router.starved_until >= self.now:
+                continue  # a starved router reads nothing and runs no timer: it is judged once it runs
             beat_bound = self.options.link_delay_max + host.links.settings.suspicion_bound_ticks + 2
             for m in host.core.links:
                 rep = self.replicas[group][m]

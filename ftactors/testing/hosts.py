@@ -36,6 +36,7 @@ from ftactors.core import (
     MsgId,
     Outcome,
     RemoteProtocolError,
+    ReplyUnavailableError,
     ReplicaCore,
     Reply,
     Request,
@@ -281,12 +282,22 @@ class ReplicaHost:
         if w is None or w.request.msg_id != reply.msg_id:
             self._arrive_suspended(reply)
             return
+        if not reply.outcome.ok and isinstance(reply.outcome.value, ReplyUnavailableError) and \
+                self.loop.pulled_reply_gone(reply.msg_id):
+            self._give_step_up()
+            return
         if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
             raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
         self.sim.record_nested(reply)
         self.waiting = None
         self.core.nested_reply(reply)
         self._advance(reply.outcome.value)
+
+    def _give_step_up(self) -> None:
+        """A replayed step's nested reply is gone at the callee (``ReplicaCore.pulled_reply_gone``):
+        drop the execution, unlogged; the router repairs this replica by state transfer."""
+        self.waiting, self.gen, self.working_until = None, None, None
+        self.choosing, self.replay, self.drawn, self.drive_inc = False, Replay(()), [], None
 
     def _arrive_suspended(self, reply: Reply) -> None:
         """A nested reply for a suspended async call: it becomes resumable (late duplicates drop)."""

@@ -25,9 +25,9 @@ P_REPLACE_BACKUP = 0.5
 P_SPARES = 0.3
 #: the fraction of seeds with starved routers that starve them during a failover or a join too
 P_STARVE_UNSTABLE = 0.5
-#: routers starved of CPU (row 40) in seeds with the direct data plane too: off in the draw until the
-#: lagging backup of seed 263 is fixed (docs/faults.md, Open); a local switch to run such seeds
-STARVE_WITH_DIRECT = False
+#: routers starved of CPU (row 40) in seeds with the direct data plane too (on since the lagging backup
+#: of seed 263 is resynced, docs/faults.md row 47); False leaves them out, to replay a seed as drawn before
+STARVE_WITH_DIRECT = True
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -434,7 +434,9 @@ def _draw_ray_caller(rng: random.Random, opts: SimOptions) -> SimOptions:
     that window (docs/faults.md, row 40)."""
     overtake = rng.randint(opts.sequence_gap_ticks // 2, opts.sequence_gap_ticks - 1) \
         if opts.client_fifo and rng.random() < 0.6 else 0
-    # with the direct data plane only if STARVE_WITH_DIRECT: a starved router's links (docs/faults.md)
+    # with the direct data plane too (STARVE_WITH_DIRECT, docs/faults.md rows 45, 47): the draw below is
+    # this stream's last, and its first value is drawn for every seed, so the seeds without direct
+    # links keep every choice; a seed with them starves at the same 0.4
     starve = opts.faults and rng.random() < 0.4 and (STARVE_WITH_DIRECT or not opts.direct)
     return dataclasses.replace(
         opts, caller_overtake_ticks=overtake,
