@@ -41,6 +41,11 @@ class Kind(enum.IntEnum):
     JOIN = 12
     ANNOUNCEMENT = 13
 
+    def __reduce_ex__(self, protocol: Any) -> str:  # type: ignore[override]
+        """Pickle a kind by name, as a global (``Kind.SYNC_REQUEST``): unpickling is an attribute
+        lookup, where ``Enum``'s own reduction calls ``Kind(1)`` through the enum's metaclass."""
+        return f"Kind.{self.name}"
+
 
 REQUEST_KINDS = frozenset({Kind.SYNC_REQUEST, Kind.ASYNC_REQUEST, Kind.ONEWAY})
 
@@ -65,6 +70,12 @@ class MsgId:
 
     def __str__(self) -> str:
         return f"{self.source}#{self.seq}"
+
+    def __reduce__(self) -> Tuple[Any, Tuple[str, int]]:
+        """Pickle as the fields' values, rebuilt (and validated) by the constructor: a frozen slotted
+        dataclass otherwise pickles through ``dataclasses``' Python ``__getstate__``/``__setstate__``
+        (each caller's ``Request`` crosses Ray's serializer on every call)."""
+        return MsgId, (self.source, self.seq)
 
 
 def nested_source(group: str, caller: MsgId) -> str:
@@ -189,6 +200,12 @@ class Announcement:
         if not isinstance(self.resume, int) or self.resume < 0:
             raise RemoteProtocolError(f"Announcement.resume must be an int >= 0, got {self.resume!r}")
 
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`): announcements ride on every
+        reply and copy."""
+        return Announcement, (self.group, self.view, self.position, self.msg_id, self.nondet, self.resume,
+                              self.wake)
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -233,8 +250,9 @@ class Request:
     holds: "Holds" = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.holds, tuple) or len(self.holds) > HOLDS_CARRIED_MAX or not all(
-                isinstance(p, tuple) and all(isinstance(q, int) for q in p) for p in self.holds):
+        holds = self.holds  # empty for every client's request: checked without a generator then
+        if not isinstance(holds, tuple) or (holds and (len(holds) > HOLDS_CARRIED_MAX or not all(
+                isinstance(p, tuple) and all(isinstance(q, int) for q in p) for p in holds))):
             raise RemoteProtocolError(f"Request.holds must be a tuple of at most {HOLDS_CARRIED_MAX} "
                                       f"tuples of ints, got {self.holds!r}")
         if self.kind not in REQUEST_KINDS:
@@ -245,6 +263,13 @@ class Request:
             raise RemoteProtocolError(f"Request.priority must be an int, got {self.priority!r}")
         if self.size_bytes < 0:
             raise RemoteProtocolError("Request.size_bytes must be >= 0")
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values, rebuilt (and validated) by the constructor (see
+        :meth:`MsgId.__reduce__`)."""
+        return Request, (self.kind, self.msg_id, self.group, self.method, self.payload, self.priority,
+                         self.deadline_tick, self.resources, self.ack_below, self.source_view,
+                         self.peer_announcements, self.size_bytes, self.holds)
 
     @property
     def wants_reply(self) -> bool:
@@ -258,6 +283,10 @@ class Outcome:
 
     ok: bool
     value: Any = None
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`)."""
+        return Outcome, (self.ok, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +312,10 @@ class Reply:
     announcements: Tuple[Announcement, ...] = ()
 
     kind = Kind.REPLY
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`)."""
+        return Reply, (self.msg_id, self.group, self.view, self.position, self.outcome, self.announcements)
 
 
 @dataclass(frozen=True, slots=True)
