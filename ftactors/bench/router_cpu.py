@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from typing import Any, Dict, List, Optional, Tuple
 
 
@@ -56,7 +58,7 @@ def _thread_names(pid: int) -> Dict[int, str]:
 
 
 def _thread_cpu(pid: int) -> Dict[int, float]:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
@@ -109,10 +111,10 @@ def parse_raw(path: str, names: Optional[Dict[int, str]] = None) -> Dict[str, An
         ``{"samples": n, "by_category": {category: share}, "by_thread": {thread: share},
         "top_ours": [(leaf, share)...], "top_all": [(leaf, share)...]}``, shares of all samples.
     """
-    cats: Dict[str, int] = collections.Counter()
-    threads: Dict[str, int] = collections.Counter()
-    ours: Dict[str, int] = collections.Counter()
-    leaves: Dict[str, int] = collections.Counter()
+    cats: typing.Counter[str] = collections.Counter()
+    threads: typing.Counter[str] = collections.Counter()
+    ours: typing.Counter[str] = collections.Counter()
+    leaves: typing.Counter[str] = collections.Counter()
     total = 0
     names = names or {}
     with open(path) as f:
@@ -161,7 +163,7 @@ def measure(seconds: float = 8.0, window: int = 300, rate: int = 200) -> Dict[st
     import ftactors
     from ftactors import chaos
 
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     h = ftactors.replicated(replicas=3)(Counter).remote()
     try:
         for _ in range(5):
@@ -191,7 +193,7 @@ def measure(seconds: float = 8.0, window: int = 300, rate: int = 200) -> Dict[st
         calls = done[0]
         for p, pid in pids.items():
             after, names = _thread_cpu(pid), _thread_names(pid)
-            by: Dict[str, float] = collections.Counter()
+            by: Dict[str, float] = collections.defaultdict(float)
             for tid, c in after.items():
                 label = pynames[p].get(tid) or _group(names.get(tid, str(tid)))
                 by[label] += c - before[p].get(tid, 0.0)

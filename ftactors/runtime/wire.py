@@ -198,7 +198,7 @@ def _fast_table() -> Dict[type, Any]:
         for t in _REF_TYPES:
             table[t] = _refuse_ref
         _FAST_TABLE[:] = [len(copyreg.dispatch_table), table]
-    return _FAST_TABLE[1]  # type: ignore[no-any-return]
+    return _FAST_TABLE[1]
 
 
 def dumps(obj: Any) -> bytes:
