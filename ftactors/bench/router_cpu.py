@@ -14,6 +14,11 @@ calls, for ``seconds``). Two measurements, one after the other:
    functions that take the most samples.
 
     python -m ftactors.bench.router_cpu [--seconds 8] [--window 300] [--rate 200] [--json PATH]
+    python -m ftactors.bench.router_cpu --serialization   # the per-call (de)serialisations alone, no Ray
+
+``--serialization`` times, in this process, what each call costs in pickling: the caller's
+``Request`` through cloudpickle (Ray's serializer for a task's arguments) and back, and a Deliver
+and a Delivered of 5 calls through ``ftactors.runtime.wire`` (the minimum of 60 repeats of 300).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import tempfile
 import threading
 import time
 import typing
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 class Counter:
@@ -227,6 +232,43 @@ def measure(seconds: float = 8.0, window: int = 300, rate: int = 200) -> Dict[st
         ray.shutdown()
 
 
+def serialization(repeats: int = 60, number: int = 300) -> Dict[str, float]:
+    """Microseconds per (de)serialisation of the messages one call makes (see the module's doc).
+
+    Returns:
+        {what: us}.
+    """
+    import pickle
+    import timeit
+
+    import cloudpickle
+
+    from ftactors.core.messages import Announcement, Deliver, Delivered, Kind, MsgId, Outcome, Reply, Request
+    from ftactors.runtime import wire
+
+    payload = cloudpickle.dumps(((1,), {}))
+
+    def req(i: int) -> Request:
+        return Request(Kind.SYNC_REQUEST, MsgId("client-abc123", i), "g", "inc", payload=payload,
+                       size_bytes=len(payload), ack_below=max(i - 3, 0))
+
+    one = req(17)
+    anns = tuple(Announcement("g", 1, i, MsgId("client-abc123", i)) for i in range(1, 6))
+    deliver = Deliver(view=1, requests=tuple(req(i) for i in range(1, 6)), announcements=anns)
+    delivered = Delivered("r1", 1, replies=tuple(Reply(MsgId("client-abc123", i), "g", 1, i, Outcome(True, i),
+                                                       (anns[i - 1],)) for i in range(1, 6)),
+                          announcements=anns, acked_position=5)
+    body = cloudpickle.dumps(one)
+    cases: Dict[str, Callable[[], Any]] = {"Request, cloudpickle.dumps (the caller)": lambda: cloudpickle.dumps(one),
+             "Request, pickle.loads (the router)": lambda: pickle.loads(body)}
+    for name, msg in (("Deliver of 5", deliver), ("Delivered of 5", delivered)):
+        b = wire.dumps(msg)
+        assert wire.loads(b) == msg
+        cases[f"{name}, wire.dumps"] = lambda msg=msg: wire.dumps(msg)
+        cases[f"{name}, wire.loads"] = lambda b=b: wire.loads(b)
+    return {k: 1e6 * min(timeit.repeat(f, number=number, repeat=repeats)) / number for k, f in cases.items()}
+
+
 def render(res: Dict[str, Any]) -> str:
     """The results as text tables."""
     lines = [f"load average before {res['load_before']}, after {res['load_after']}"]
@@ -255,7 +297,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--window", type=int, default=300)
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--serialization", action="store_true", help="time the per-call (de)serialisations only")
     a = ap.parse_args(argv)
+    if a.serialization:
+        for k, v in serialization().items():
+            print(f"{k:45s} {v:7.2f} us")
+        return 0
     res = measure(a.seconds, a.window, a.rate)
     print(render(res))
     if a.json:
