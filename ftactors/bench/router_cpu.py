@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import logging
 import os
@@ -260,12 +261,13 @@ def serialization(repeats: int = 60, number: int = 300) -> Dict[str, float]:
                           announcements=anns, acked_position=5)
     body = cloudpickle.dumps(one)
     cases: Dict[str, Callable[[], Any]] = {"Request, cloudpickle.dumps (the caller)": lambda: cloudpickle.dumps(one),
-             "Request, pickle.loads (the router)": lambda: pickle.loads(body)}
+                                           "Request, pickle.loads (the router)": lambda: pickle.loads(body)}
+    msg: Any
     for name, msg in (("Deliver of 5", deliver), ("Delivered of 5", delivered)):
         b = wire.dumps(msg)
         assert wire.loads(b) == msg
-        cases[f"{name}, wire.dumps"] = lambda msg=msg: wire.dumps(msg)
-        cases[f"{name}, wire.loads"] = lambda b=b: wire.loads(b)
+        cases[f"{name}, wire.dumps"] = functools.partial(wire.dumps, msg)
+        cases[f"{name}, wire.loads"] = functools.partial(wire.loads, b)
     return {k: 1e6 * min(timeit.repeat(f, number=number, repeat=repeats)) / number for k, f in cases.items()}
 
 
