@@ -242,7 +242,7 @@ def serialization(repeats: int = 60, number: int = 300) -> Dict[str, float]:
     import pickle
     import timeit
 
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     from ftactors.core.messages import Announcement, Deliver, Delivered, Kind, MsgId, Outcome, Reply, Request
     from ftactors.runtime import wire
