@@ -356,3 +356,65 @@ def test_a_heartbeat_or_deliver_on_a_connection_the_loop_already_closed_closes_t
     assert len(closed) == 1, closed  # reported once, whoever saw it first
     assert beats[-1] is False and not beat_after  # no beat raised; none goes out once it is seen closed
     assert isinstance(late, wire.LinkClosedError)
+
+
+def test_the_fast_path_pickles_core_messages_without_cloudpickle_through_a_plain_dict(monkeypatch: Any) -> None:
+    """``wire.dumps`` pickles a Deliver with the C pickler and a plain-dict dispatch table (its lookup
+    per object stays in C; a ChainMap cost a Python call per object): cloudpickle is never reached."""
+    import dataclasses
+
+    import ray
+
+    from ftactors.core import Announcement, Deliver, Kind, MsgId, Request
+    from ftactors.core import messages
+
+    table = wire._fast_table()
+    assert type(table) is dict
+    classes = [c for c in vars(messages).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
+               and c.__module__ == messages.__name__]
+    assert classes and all(c in table for c in classes) and Kind in table and ray.ObjectRef in table
+
+    class NoCloudpickle:
+        def __init__(self, *a: Any, **k: Any) -> None:
+            raise AssertionError("the fast path fell back to cloudpickle")
+    monkeypatch.setattr(wire, "_RefGuard", NoCloudpickle)
+    mid = MsgId("c", 1)
+    msg = Deliver(view=3, requests=(Request(kind=Kind.ASYNC_REQUEST, msg_id=mid, group="g", method="m",
+                                            payload=b"x", holds=((1,),)),),
+                  announcements=(Announcement("g", 3, 1, mid),))
+    body = wire.dumps(msg)
+    assert b"ASYNC_REQUEST" in body  # the kind by name
+    assert wire.loads(body) == msg
+
+
+def test_a_reducer_registered_after_the_table_was_built_is_used() -> None:
+    import copyreg
+
+    class Late:
+        pass
+
+    wire._fast_table()
+    copyreg.pickle(Late, lambda obj: (str, ("late",)))
+    try:
+        assert wire.loads(wire.dumps(Late())) == "late"
+    finally:
+        del copyreg.dispatch_table[Late]
+
+
+def test_a_forged_request_body_is_a_bad_body_and_nothing_runs(server: Any) -> None:
+    """A body that unpickles to a message with invalid fields fails in the message's constructor
+    (messages pickle through it): the replica drops the connection, and nothing runs."""
+    import pickle
+
+    from ftactors.core import Kind, MsgId, Request
+
+    class Forge:
+        def __reduce__(self) -> Any:
+            return Request, (Kind.REPLY, MsgId("c", 1), "g", "m")  # REPLY is not a request kind
+    with pytest.raises(wire.FrameError, match="RemoteProtocolError"):
+        wire.loads(pickle.dumps(Forge(), protocol=5))
+    s, _ = _authenticated_socket(server.address)
+    s.sendall(wire.encode_deliver(1, 1, "e", pickle.dumps(Forge(), protocol=5)))
+    _poll(lambda: server.dropped["bad body"] == 1)
+    assert server.handler_log.ran == []
+    s.close()

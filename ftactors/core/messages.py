@@ -41,6 +41,11 @@ class Kind(enum.IntEnum):
     JOIN = 12
     ANNOUNCEMENT = 13
 
+    def __reduce_ex__(self, protocol: Any) -> str:  # type: ignore[override]
+        """Pickle a kind by name, as a global (``Kind.SYNC_REQUEST``): unpickling is an attribute
+        lookup, where ``Enum``'s own reduction calls ``Kind(1)`` through the enum's metaclass."""
+        return f"Kind.{self.name}"
+
 
 REQUEST_KINDS = frozenset({Kind.SYNC_REQUEST, Kind.ASYNC_REQUEST, Kind.ONEWAY})
 
@@ -65,6 +70,12 @@ class MsgId:
 
     def __str__(self) -> str:
         return f"{self.source}#{self.seq}"
+
+    def __reduce__(self) -> Tuple[Any, Tuple[str, int]]:
+        """Pickle as the fields' values, rebuilt (and validated) by the constructor: a frozen slotted
+        dataclass otherwise pickles through ``dataclasses``' Python ``__getstate__``/``__setstate__``
+        (each caller's ``Request`` crosses Ray's serializer on every call)."""
+        return MsgId, (self.source, self.seq)
 
 
 def nested_source(group: str, caller: MsgId) -> str:
@@ -262,6 +273,12 @@ class Announcement:
         if not isinstance(self.resume, int) or self.resume < 0:
             raise RemoteProtocolError(f"Announcement.resume must be an int >= 0, got {self.resume!r}")
 
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`): announcements ride on every
+        reply and copy."""
+        return Announcement, (self.group, self.view, self.position, self.msg_id, self.nondet, self.resume,
+                              self.wake)
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -307,7 +324,7 @@ class Request:
     holds: "Holds" = ()
 
     def __post_init__(self) -> None:
-        if not _valid_holds(self.holds):
+        if self.holds != () and not _valid_holds(self.holds):  # () for every client's request
             raise RemoteProtocolError(f"Request.holds must be a tuple of at most {HOLD_RANGES_MAX} runs "
                                       f"(prefix, lo, hi), got {self.holds!r}")
         if self.kind not in REQUEST_KINDS:
@@ -318,6 +335,13 @@ class Request:
             raise RemoteProtocolError(f"Request.priority must be an int, got {self.priority!r}")
         if self.size_bytes < 0:
             raise RemoteProtocolError("Request.size_bytes must be >= 0")
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values, rebuilt (and validated) by the constructor (see
+        :meth:`MsgId.__reduce__`)."""
+        return Request, (self.kind, self.msg_id, self.group, self.method, self.payload, self.priority,
+                         self.deadline_tick, self.resources, self.ack_below, self.source_view,
+                         self.peer_announcements, self.size_bytes, self.holds)
 
     @property
     def wants_reply(self) -> bool:
@@ -331,6 +355,10 @@ class Outcome:
 
     ok: bool
     value: Any = None
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`)."""
+        return Outcome, (self.ok, self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +384,10 @@ class Reply:
     announcements: Tuple[Announcement, ...] = ()
 
     kind = Kind.REPLY
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickle as the fields' values (see :meth:`MsgId.__reduce__`)."""
+        return Reply, (self.msg_id, self.group, self.view, self.position, self.outcome, self.announcements)
 
 
 @dataclass(frozen=True, slots=True)
