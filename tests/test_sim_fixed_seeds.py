@@ -203,3 +203,18 @@ def test_a_call_a_priority_scheduler_passed_over_past_reply_cache_max_survives_a
     run (``DedupTable._raise_watermark``; docs/faults.md, row 42)."""
     result = run_seed(108124, "passive", "priority")
     assert result.counts["crashes"] > 0 and result.ops >= 100
+
+
+def test_a_primary_answer_by_ray_call_is_not_released_ahead_of_an_earlier_answer_parked_on_its_link() -> None:
+    """The direct data plane, parked answers and arguments by reference (whose Delivers take Ray calls
+    while the link is up): the primary's answer to a Ray-call Deliver (announcement 140, the reply of
+    c1#32) reached the core while its earlier answer, parked on the link (announcement 139), was still
+    being fetched; the router released c1#32, the primary crashed, the fetch was lost, and the next
+    primary put c1#33 at 140 (``I4: store-r105 executes c1#33 at 140, where the acknowledged c1#32
+    is``). A member's Ray-call answer now waits for its earlier parked answers (``Links.on_ray_answer``;
+    docs/faults.md, row 46). Found by a hunt of the router crash while a backup is paused
+    (``p_router_crash_paused``); the seed fails without that draw too."""
+    opts = draw_options(10435)
+    assert opts.direct and opts.p_parked and opts.p_byref and not opts.p_router_crash_paused
+    result = run_seed(10435, options=opts)
+    assert result.counts["crashes"] > 0 and result.counts["link_ray_answers_held"] > 0 and result.ops >= 140

@@ -277,7 +277,13 @@ class RouterHost:
         return None
 
     def on_delivered(self, answer: Delivered) -> None:
-        """A replica answered a Deliver (``io.deliver``)."""
+        """A replica answered a Deliver (``io.deliver``) by a Ray call: to the core, after any answer
+        of that replica parked on its direct link before it (``Links.on_ray_answer``: a Ray-call answer
+        taken ahead of a parked one was released out of order, docs/faults.md row 46)."""
+        for a in self.links.on_ray_answer(answer.replica, answer):
+            self._to_core(a)
+
+    def _to_core(self, answer: Delivered) -> None:
         self._core().on_delivered(answer)
         self.io.kick()
 
@@ -347,12 +353,12 @@ class RouterHost:
     def on_link_delivered(self, rid: str, answer: Delivered) -> None:
         """A Delivered came on ``rid``'s link: to the core, after any parked answer that came before it."""
         for a in self.links.on_wire_answer(rid, answer):
-            self.on_delivered(a)
+            self._to_core(a)
 
     def on_parked_fetched(self, rid: str, ticket: int, answer: Delivered) -> None:
         """The parked answer ``ticket`` of ``rid`` was fetched: it, and what waited for it, go to the core."""
         for a in self.links.on_fetched(rid, ticket, answer):
-            self.on_delivered(a)
+            self._to_core(a)
 
     def on_parked_lost(self, rid: str, ticket: int) -> None:
         """Fetching the parked answer ``ticket`` of ``rid`` failed: it and what came after it are dropped."""
