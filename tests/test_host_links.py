@@ -8,6 +8,7 @@ import pytest
 
 from ftactors.core import CoreConfig
 from ftactors.core.errors import ConfigError
+from ftactors.core.messages import Delivered
 from ftactors.host.links import LinkActions, Links, LinkSettings, LinkState, Parked, Route
 from ftactors.host.router import RouterHost
 
@@ -232,3 +233,41 @@ def test_the_router_host_fails_a_replica_whose_link_closed_or_missed_its_heartbe
             break
     assert suspected == 15  # (misses + 1) * interval after it was last heard
     assert ("close", "a") in io.calls and "b" in core.members
+
+
+@pytest.mark.parametrize("parked_outcome", ["fetched", "lost"])
+def test_a_primary_answer_by_ray_call_waits_for_a_parked_answer_that_came_before_it(parked_outcome: str) -> None:
+    """Simulator seed 315 with a router crash while a backup is paused (``p_router_crash_paused``):
+    the primary's answer to a Deliver sent by a Ray call (the link's fallback: a message holding an
+    object reference) reached the core ahead of its earlier answer parked on the link, so the router
+    released and applied them out of order (``I4: store-r2 executes c0#12 at 36 ...``). A member's
+    Ray-call answer now waits, like its link answers, until its earlier parked answers were fetched
+    (then it follows them) or known lost (then it is dropped with them: the replica is failed)."""
+    io = _IO()
+    host = RouterHost("g", CoreConfig(failure_timeout_ticks=1000, heartbeat_ticks=500), io, "e1", ("a", "b", "c"))
+    core = host.core
+    assert core is not None
+    seen: List[Delivered] = []
+    core.on_delivered = seen.append  # type: ignore[method-assign]
+    host.links.want_link("a")
+    host.on_link_up("a")
+    decision, ticket = host.on_link_parked("a")
+    host.on_link_answer("a")
+    assert decision == Parked.FETCH
+    by_ray = Delivered("a", core.view, acked_position=2)
+    host.on_delivered(by_ray)  # its Deliver went after the parked one's: it waits for it
+    assert seen == []
+    other = Delivered("b", core.view, acked_position=2)
+    host.on_delivered(other)  # another member's answers do not wait for a's
+    assert seen == [other]
+    parked = Delivered("a", core.view, acked_position=1)
+    if parked_outcome == "fetched":
+        host.on_parked_fetched("a", ticket, parked)
+        assert seen == [other, parked, by_ray]
+    else:
+        host.on_parked_lost("a", ticket)
+        assert seen == [other]
+    assert host.links.counts["ray_answers_held"] == 1
+    later = Delivered("a", core.view, acked_position=3)
+    host.on_delivered(later)  # nothing parked any more: at once
+    assert seen[-1] == later

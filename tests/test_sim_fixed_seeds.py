@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import draw_options, run_seed
+from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -232,3 +232,50 @@ def test_seeds_found_once_routers_with_direct_links_starved_in_the_draw(seed: in
     assert opts.direct and opts.p_router_starve > 0
     result = run_seed(seed, options=opts)
     assert result.counts["router_starvations"] > 0 and result.ops >= 100
+
+
+def test_a_primary_answer_by_ray_call_is_not_released_ahead_of_an_earlier_answer_parked_on_its_link() -> None:
+    """The direct data plane, parked answers and arguments by reference (whose Delivers take Ray calls
+    while the link is up): the primary's answer to a Ray-call Deliver (announcement 140, the reply of
+    c1#32) reached the core while its earlier answer, parked on the link (announcement 139), was still
+    being fetched; the router released c1#32, the primary crashed, the fetch was lost, and the next
+    primary put c1#33 at 140 (``I4: store-r105 executes c1#33 at 140, where the acknowledged c1#32
+    is``). A member's Ray-call answer now waits for its earlier parked answers (``Links.on_ray_answer``;
+    docs/faults.md, row 46). Found by a hunt of the router crash while a backup is paused
+    (``p_router_crash_paused``); the seed fails without that draw too."""
+    opts = draw_options(10435)
+    assert opts.direct and opts.p_parked and opts.p_byref and not opts.p_router_crash_paused
+    result = run_seed(10435, options=opts)
+    assert result.counts["crashes"] > 0 and result.counts["link_ray_answers_held"] > 0 and result.ops >= 140
+
+
+def _with_router_crash_while_paused(monkeypatch: pytest.MonkeyPatch, seed: int) -> SimOptions:
+    """The seed's options as drawn with ``ROUTER_CRASH_WHILE_PAUSED`` on (off in the draw: docs/faults.md, Open)."""
+    monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", True)
+    opts = draw_options(seed)
+    assert opts.p_router_crash_paused > 0
+    return opts
+
+
+def test_a_router_crash_while_a_backup_is_paused_with_a_ray_call_answer_behind_a_parked_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The draw of a router crash while one backup is paused (``p_router_crash_paused``) found the race of
+    row 46 again: ``I4: store-r103 executes c1#23 at 38, where the acknowledged c1#21 is`` (the seed
+    passes without that draw); a member's Ray-call answer now waits for its earlier parked answers."""
+    opts = _with_router_crash_while_paused(monkeypatch, 20806)
+    result = run_seed(20806, options=opts)
+    assert result.counts["router_crashes_paused"] > 0 and result.counts["link_ray_answers_held"] > 0
+    assert result.ops >= 60
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation,
+                   reason="docs/faults.md, Open: two groups' joins wait on each other's suspended ring calls")
+def test_a_router_crash_while_a_backup_is_paused_with_rings_lets_both_groups_admit_their_joiners(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nested groups with async rings (``inflight 7/1/1``, ``pending_max`` 2): after a router crash while a
+    backup was paused, front and store each wait for a joiner (front-r106, store-r6), each primary holds
+    a suspended call (a checkpoint waits for them), and store's router holds front's nested call
+    ``front|c0#4#1`` in its intake: nothing moves (``I6: c0#4 pending over 832 ticks after faults
+    stopped``)."""
+    opts = _with_router_crash_while_paused(monkeypatch, 19532)
+    run_seed(19532, options=opts)

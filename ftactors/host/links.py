@@ -20,6 +20,9 @@ What it decides, per replica (a link's state is one of :class:`LinkState`)::
                                           after a parked answer waits for that fetch (else the primary
                                           crashing meanwhile loses the parked announcements while a
                                           later reply, ordered after them, is released)
+                 on_ray_answer(rid, a)  -> the same for an answer that came by a Ray call (a Deliver that
+                                          did not fit the link, or sent while it opened): it came after
+                                          any answer parked on the link, and waits for it too
                  on_fetched(rid, t, a) / on_fetch_lost(rid, t) -> the answers now free / the fetch failed:
                                           what came after it is dropped (the replica is failed anyway)
     failure      on_closed(rid, why)   -> True: a suspicion at once (UP or CONNECTING closed; a
@@ -158,7 +161,7 @@ class Links:
     counts: Dict[str, int] = field(default_factory=lambda: {
         "up": 0, "closed": 0, "close_suspicions": 0, "heartbeat_suspicions": 0, "heartbeats": 0,
         "heartbeat_misses": 0, "parked_fetched": 0, "parked_dropped": 0, "answers_held": 0, "answers_dropped": 0,
-        "fallbacks": 0, "ray_routed": 0,
+        "ray_answers_held": 0, "fallbacks": 0, "ray_routed": 0,
         "retired": 0})
 
     # ------------------------------------------------------------ opening
@@ -275,6 +278,27 @@ class Links:
         assert len(link.order) < PENDING_PER_LINK_MAX, f"{rid}: over {PENDING_PER_LINK_MAX} answers held"
         link.order.append([0, answer])
         self.counts["answers_held"] += 1
+        return ()
+
+    def on_ray_answer(self, rid: str, answer: Any) -> Tuple[Any, ...]:
+        """An answer of ``rid`` came by a Ray call, not on its link (a Deliver that did not fit a frame
+        or held an object reference, or went while the link opened or after it fell back).
+
+        It came after every answer parked on the link so far, and the replica applies its Delivers in
+        their order whatever the path: so it may hold positions, replies or announcements after theirs.
+        Handed to the core first, the router would release or apply it ahead of them, and if a parked
+        fetch is lost (the replica died) the later answer would stand without the earlier ones.
+
+        Returns:
+            The answers to hand the core now: this one, or none while a parked answer that came before
+            it is being fetched (it is held, handed over after that one, or dropped if that fetch is lost).
+        """
+        link = self.links.get(rid)
+        if link is None or not link.order:
+            return (answer,)
+        assert len(link.order) < PENDING_PER_LINK_MAX, f"{rid}: over {PENDING_PER_LINK_MAX} answers held"
+        link.order.append([0, answer])
+        self.counts["ray_answers_held"] += 1
         return ()
 
     def on_fetched(self, rid: str, ticket: int, answer: Any) -> Tuple[Any, ...]:

@@ -277,11 +277,11 @@ class RouterHost:
         return None
 
     def on_delivered(self, answer: Delivered) -> None:
-        """A replica answered a Deliver sent as a Ray call (``io.deliver``): to the core, after any
-        parked answer of its link that came before it (an answer on the Ray path that overtook a
-        parked one whose fetch then fails would release replies at positions past announcements the
-        router never learns; docs/faults.md, row 47, seed 100001)."""
-        for a in self.links.on_wire_answer(answer.replica, answer):
+        """A replica answered a Deliver (``io.deliver``) by a Ray call: to the core, after any answer
+        of that replica parked on its direct link before it (``Links.on_ray_answer``: a Ray-call answer
+        taken ahead of a parked one was released out of order, docs/faults.md rows 46 and 47, seeds
+        10435 and 100001)."""
+        for a in self.links.on_ray_answer(answer.replica, answer):
             self._to_core(a)
 
     def _to_core(self, answer: Delivered) -> None:

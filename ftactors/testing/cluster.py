@@ -143,6 +143,8 @@ class Simulator:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self.rng = random.Random(options.seed)
+        #: the draws of ``p_router_crash_paused`` (its own stream: the other draws keep their values)
+        self.paused_rng = random.Random(f"paused-run-{options.seed}")
         # gathered sub-tasks: which operations gather, the tasks' interleaving and their values, each
         # on streams of their own, so that the seeds drawn before them keep every choice
         self.gather_rng = random.Random(f"gather-ops-{options.seed}")
@@ -778,6 +780,8 @@ class Simulator:
                 self.partition_replica(group)
             elif r < opts.p_crash + opts.p_pause + opts.p_router_crash + opts.p_partition + opts.p_router_starve:
                 self.starve_router(group)
+            if opts.p_router_crash_paused and self.paused_rng.random() < opts.p_router_crash_paused:
+                self.crash_router_while_paused(group)
 
     def _set_resources(self, down: frozenset) -> None:
         self._resources_down = down
@@ -785,8 +789,13 @@ class Simulator:
             for h in hosts.values():
                 h.core.set_unavailable(down)
 
-    def stable(self, group: str) -> bool:
+    def stable(self, group: str, paused_backup: bool = False) -> bool:
         """A new fault may hit ``group``: one fault at a time, each repaired before the next.
+
+        Args:
+            group: the group.
+            paused_backup: require instead that exactly one backup is paused (still a member, in the
+                view) and the group otherwise stable (``crash_router_while_paused``).
 
         The router is up and in its normal phase, no replica is joining, the primary has executed
         every position the router holds an announcement of (a new primary replayed the order it
@@ -804,8 +813,15 @@ class Simulator:
             return False  # a new primary still replays the order it took over: the failover is not over
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
         link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
+        paused = [m for m in core.members if self.replicas[group][m].paused]
+        if paused_backup and (len(paused) != 1 or paused[0] == core.members[0]):
+            return False
         for m in core.members:
             h = self.replicas[group][m]
+            if paused_backup and m in paused:
+                if not h.alive or h.core.view != core.view or 0 < self.now <= h.partitioned_until:
+                    return False
+                continue  # the one paused backup: its link and pings may be going unanswered
             if not h.alive or h.paused or h.core.view != core.view or 0 < self.now <= h.partitioned_until:
                 return False
             link = router.host.links.links.get(m) if router.host is not None else None
@@ -882,6 +898,18 @@ class Simulator:
         self.count("partitions")
         return True
 
+    def crash_router_while_paused(self, group: str) -> bool:
+        """Crash the router of ``group`` while one of its backups is paused and the group is otherwise
+        stable (``p_router_crash_paused``: a second fault before the first is repaired, row 34).
+
+        Returns:
+            True if the router crashed.
+        """
+        if not self.stable(group, paused_backup=True):
+            return False
+        self.count("router_crashes_paused")
+        return self._crash_router(group, self.paused_rng)
+
     def crash_router(self, group: str) -> bool:
         """Crash the router of ``group`` (it restarts and rebuilds), if the group is stable.
 
@@ -890,13 +918,16 @@ class Simulator:
         """
         if not self.stable(group):
             return False
+        return self._crash_router(group, self.rng)
+
+    def _crash_router(self, group: str, rng: random.Random) -> bool:
         router = self.routers[group]
         router.fold_link_counts()
         router.host = None  # its waiters, link numbers and spawns in progress die with it
         self.count("objects_lost", self.store.owner_exited(router.owner))  # those it owned, too
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
         self.count("router_crashes")
-        self.schedule(self.rng.randint(1, 8), RouterRestart(group, router.incarnation))
+        self.schedule(rng.randint(1, 8), RouterRestart(group, router.incarnation))
         return True
 
     def add_operation(self, client: str, group: str, method: str, args: Tuple[Any, ...], oneway: bool = False,

@@ -28,6 +28,12 @@ P_STARVE_UNSTABLE = 0.5
 #: routers starved of CPU (row 40) in seeds with the direct data plane too (on since the lagging backup
 #: of seed 263 is resynced, docs/faults.md row 47); False leaves them out, to replay a seed as drawn before
 STARVE_WITH_DIRECT = True
+#: a router crash while one backup is paused (the double fault of docs/faults.md row 34), drawn in
+#: ``P_ROUTER_CRASH_PAUSED`` of the seeds that pause replicas, from its own stream
+#: (``paused-<seed>``); a switch, as ``STARVE_WITH_DIRECT``
+ROUTER_CRASH_WHILE_PAUSED = False
+#: the fraction of seeds pausing replicas that crash a router while a backup is paused
+P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
 STEPS_PER_CALL_MAX = 3
 #: ... and with rings and timers (a napping ``fwd2`` takes one more; a ring's relay takes one too)
@@ -59,6 +65,10 @@ class SimOptions:
         p_crash: per tick and group, probability of crashing a replica.
         p_pause: per tick and group, probability of pausing a replica.
         p_router_crash: per tick and group, probability of crashing the router.
+        p_router_crash_paused: per tick and group, probability of crashing the router while one backup
+            is paused (and the group is otherwise stable: a second fault before the first is repaired,
+            docs/faults.md row 34). Drawn from its own stream (``paused-<seed>``), and the simulator
+            draws its occurrences from its own too (``paused-run-<seed>``), so other seeds are unchanged.
         p_drop: client<->router and group<->group loss probability.
         p_dup: duplication probability on those links.
         p_resources: per tick, probability of toggling resource availability.
@@ -147,6 +157,7 @@ class SimOptions:
     p_crash: float = 0.01
     p_pause: float = 0.005
     p_router_crash: float = 0.003
+    p_router_crash_paused: float = 0.0
     p_drop: float = 0.05
     p_dup: float = 0.05
     p_resources: float = 0.02
@@ -264,6 +275,7 @@ class SimOptions:
                 + (f" fetch<={self.fetch_ticks_max}" if self.fetch_ticks_max else "")
                 + (" client-fifo" if self.client_fifo else "")
                 + (f" overtake<={self.caller_overtake_ticks}" if self.caller_overtake_ticks else "")
+                + (f" router-crash-paused={self.p_router_crash_paused:.3f}" if self.p_router_crash_paused else "")
                 + (f" router-starve={self.p_router_starve:.3f}x{self.router_starve_max}" if self.p_router_starve
                    else "")
                 + (" replace-backup" if self.replace_backup else "")
@@ -385,6 +397,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_direct(random.Random(f"direct-{seed}"), opts)
     opts = _draw_ray_caller(random.Random(f"caller-{seed}"), opts)
     opts = _draw_unstable_starve(random.Random(f"unstable-{seed}"), opts)
+    opts = _draw_router_crash_paused(random.Random(f"paused-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -452,6 +465,27 @@ def _draw_unstable_starve(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not opts.p_router_starve or rng.random() >= P_STARVE_UNSTABLE:
         return opts
     return dataclasses.replace(opts, starve_unstable=True)
+
+
+def _draw_router_crash_paused(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """A router crash while one backup is paused (``p_router_crash_paused``), if
+    ``ROUTER_CRASH_WHILE_PAUSED``, in ``P_ROUTER_CRASH_PAUSED`` of the fault seeds that pause replicas
+    and crash routers, on its own stream (``paused-<seed>``) so the seeds drawn before keep every other
+    choice.
+
+    Args:
+        rng: the seed's stream for this draw.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``p_router_crash_paused`` set (per tick and group while a backup is paused), or
+        unchanged.
+    """
+    if not (ROUTER_CRASH_WHILE_PAUSED and opts.faults and opts.p_pause):
+        return opts
+    if rng.random() >= P_ROUTER_CRASH_PAUSED:
+        return opts
+    return dataclasses.replace(opts, p_router_crash_paused=rng.uniform(0.02, 0.1))
 
 
 def _draw_direct(rng: random.Random, opts: SimOptions) -> SimOptions:

@@ -66,6 +66,7 @@ FEATURES = (
     ("heartbeat suspicions", "link_heartbeat_suspicions"),
     ("heartbeat misses", "link_heartbeat_misses"),
     ("parked fetched", "link_parked_fetched"),
+    ("Ray answers held", "link_ray_answers_held"),
     ("link fallbacks", "link_fallbacks"),
     ("by-ref on Ray", "link_byref_on_ray"),
     ("retired links", "link_retired"),
