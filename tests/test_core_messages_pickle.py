@@ -26,7 +26,7 @@ CP = m.Checkpoint("g", 2, 7, state=b"state", dedup={"c": 3}, digest="d")
 NV = m.NewView(2, ("r0", "r1"))
 REQUESTS = [m.Request(kind=k, msg_id=m.MsgId("c", i), group="g", method="m", payload=b"args", priority=2,
                       deadline_tick=9, resources=("gpu",), ack_below=2, source_view=1, peer_announcements=(ANN,),
-                      size_bytes=4, holds=((1, 2), (3,)))
+                      size_bytes=4, holds=(((1,), 2, 2), ((), 3, 3)))
             for i, k in enumerate(sorted(m.REQUEST_KINDS), start=1)]
 
 #: one message of every kind (the three request kinds are Requests)

@@ -380,7 +380,7 @@ def test_the_fast_path_pickles_core_messages_without_cloudpickle_through_a_plain
     monkeypatch.setattr(wire, "_RefGuard", NoCloudpickle)
     mid = MsgId("c", 1)
     msg = Deliver(view=3, requests=(Request(kind=Kind.ASYNC_REQUEST, msg_id=mid, group="g", method="m",
-                                            payload=b"x", holds=((1,),)),),
+                                            payload=b"x", holds=(((), 1, 1),)),),
                   announcements=(Announcement("g", 3, 1, mid),))
     body = wire.dumps(msg)
     assert b"ASYNC_REQUEST" in body  # the kind by name
