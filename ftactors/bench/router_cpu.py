@@ -39,17 +39,7 @@ import time
 import typing
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-
-class Counter:
-    """The benchmark's application: a counter."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def inc(self, x: int) -> int:
-        """Add ``x``; return the total."""
-        self.n += x
-        return self.n
+from ftactors.bench.router_ab import Counter  # the benchmark's application: a counter
 
 
 def _thread_names(pid: int) -> Dict[int, str]:

@@ -272,13 +272,7 @@ class Links:
             The answers to hand the core now: this one, or none while a parked answer that came
             before it is being fetched (it is held, and handed over after that one).
         """
-        link = self.links.get(rid)
-        if link is None or not link.order:
-            return (answer,)
-        assert len(link.order) < PENDING_PER_LINK_MAX, f"{rid}: over {PENDING_PER_LINK_MAX} answers held"
-        link.order.append([0, answer])
-        self.counts["answers_held"] += 1
-        return ()
+        return self._after_parked(rid, answer, "answers_held")
 
     def on_ray_answer(self, rid: str, answer: Any) -> Tuple[Any, ...]:
         """An answer of ``rid`` came by a Ray call, not on its link (a Deliver that did not fit a frame
@@ -293,12 +287,21 @@ class Links:
             The answers to hand the core now: this one, or none while a parked answer that came before
             it is being fetched (it is held, handed over after that one, or dropped if that fetch is lost).
         """
+        return self._after_parked(rid, answer, "ray_answers_held")
+
+    def _after_parked(self, rid: str, answer: Any, counter: str) -> Tuple[Any, ...]:
+        """``answer`` of ``rid`` now, or held (counted in ``counter``) behind a parked answer of its
+        link being fetched.
+
+        Returns:
+            ``(answer,)``, or ``()`` when it is held.
+        """
         link = self.links.get(rid)
         if link is None or not link.order:
             return (answer,)
         assert len(link.order) < PENDING_PER_LINK_MAX, f"{rid}: over {PENDING_PER_LINK_MAX} answers held"
         link.order.append([0, answer])
-        self.counts["ray_answers_held"] += 1
+        self.counts[counter] += 1
         return ()
 
     def on_fetched(self, rid: str, ticket: int, answer: Any) -> Tuple[Any, ...]:
