@@ -309,13 +309,12 @@ def _reception_front() -> ReplicaCore:
     return ReplicaCore("front", "front-r0", CoreConfig(), "reception", NewView(1, ("front-r0", "front-r1")))
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md, Open: a call that reaches its caller after later "
-                   "calls of its client ran there (sequence_gap_ticks gave up)")
 def test_a_call_that_reaches_its_caller_after_later_calls_of_its_client_ran_still_runs_its_nested_call() -> None:
     """The front's router gave up waiting for c#1 (``sequence_gap_ticks``) and relayed c#2..c#7, which ran
     and made their nested calls; the store (``sources_max=2``) forgot their sources and its floor passed
-    c#1, which the front never held meanwhile (no request carried it): when c#1 comes at last, its
-    nested call reads "expired" (``('c#1', 'refused')``)."""
+    c#1, which the front never held meanwhile. Their nested requests name c#1 in ``holds`` (it never
+    ran at the front and may still come), so the store keeps its subtree apart: when c#1 comes at
+    last its nested call runs (before row 48: ``('c#1', 'refused')``)."""
     front, store = _reception_front(), _store(sources_max=2)
     front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(2, 8))))
     assert [what for _, what, _ in _run_front(front, store)] == ["ran"] * 6

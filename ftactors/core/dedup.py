@@ -217,6 +217,48 @@ class DedupTable:
             src.gaps = {q for q in src.gaps if q >= ack_below}
         self._bound_sources()
 
+    def unrun_below(self, source: str, seq: int, low: int, limit: int) -> Tuple[Tuple[int, int], ...]:
+        """The sequence numbers of ``source`` in ``[low, seq)`` that never ran here and may still
+        come (they read "new"), as runs ``(lo, hi)``, the lowest ``limit`` runs. A caller running
+        ``seq`` of a source whose earlier calls it has not run (a router relayed it past a missing
+        one after ``sequence_gap_ticks``, or it waits) names them in its nested requests' ``holds``,
+        so a callee's floor raised by ``seq``'s nested calls never passes them.
+
+        Args:
+            source: the source of the message running.
+            seq: its sequence number.
+            low: the lowest worth naming (its request's ``ack_below``: the source holds the
+                replies below).
+            limit: runs at most.
+
+        Returns:
+            The runs, ascending, disjoint and apart. An untracked source (never seen, or
+            forgotten) names every number from ``low`` its root's floor does not cover: one run.
+        """
+        src = self._sources.get(source)
+        if src is None:
+            root, path = lineage(source)
+            start = max(low, 1, covered_seqs(self._floor_over(root, path), path, seq) + 1)
+            return ((start, seq - 1),) if start < seq and limit > 0 else ()
+        start = max(low, src.floor)
+        # the gaps lie at or below the watermark, the rest above it, where what is not held never ran
+        nums = [q for q in src.gaps if start <= q < seq]
+        out: List[Tuple[int, int]] = []
+        for q in sorted(nums):
+            if out and q == out[-1][1] + 1:
+                out[-1] = (out[-1][0], q)
+            else:
+                out.append((q, q))
+        q = max(start, src.evicted_upto + 1)
+        for h in sorted(x for x in src.held if q <= x < seq) + [seq]:  # at most reply_cache_max
+            if q < h:
+                if out and q == out[-1][1] + 1:
+                    out[-1] = (out[-1][0], h - 1)
+                else:
+                    out.append((q, h - 1))
+            q = h + 1
+        return tuple(out[:limit])
+
     def export(self) -> DedupExport:
         """A plain, picklable copy for a checkpoint (bounded like the table)."""
         by_source: Dict[str, list] = {s: [] for s in self._sources}

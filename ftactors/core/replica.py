@@ -54,7 +54,9 @@ from ftactors.core.messages import (
     NewView,
     caller_of,
     calling_path,
+    HOLD_RANGES_MAX,
     hold_runs,
+    lineage,
     merge_holds,
     nested_source,
     Outcome,
@@ -450,7 +452,25 @@ class ReplicaCore:
             if r == root and req.msg_id != caller.msg_id:
                 held.append(path)
         held.extend(path for r, path in self.oneway_out.values() if r == root and path != own)
-        return merge_holds(caller.holds, hold_runs(held))
+        return merge_holds(merge_holds(caller.holds, self._not_yet_run(caller)), hold_runs(held))
+
+    def _not_yet_run(self, caller: Request) -> Holds:
+        """The calling paths of ``caller``'s source's earlier messages that never ran here and may
+        still come: its router relayed ``caller`` past a missing one (``sequence_gap_ticks``), or a
+        scheduler runs it first. Named in ``holds`` like a queued message, so the callee's floor,
+        raised when it forgets the nested sources of ``caller`` and later messages, never passes
+        them (docs/faults.md row 48). Part of the exactly-once table, so a checkpoint keeps it.
+
+        Args:
+            caller: the message making a nested call.
+
+        Returns:
+            Their calling paths as runs, the lowest ``HOLD_RANGES_MAX``.
+        """
+        mid = caller.msg_id
+        prefix = lineage(mid.source)[1]
+        return tuple((prefix, lo, hi) for lo, hi in
+                     self.dedup.unrun_below(mid.source, mid.seq, caller.ack_below, HOLD_RANGES_MAX))
 
     def nested_reply(self, reply: Reply) -> None:
         """The reply to a nested request arrived (at the primary, or as a copy at a backup).
