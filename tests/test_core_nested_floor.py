@@ -447,3 +447,82 @@ def test_a_host_notes_one_way_calls_that_travel_as_acknowledged_requests() -> No
     eff = front.next_effect()
     assert isinstance(eff, Execute)
     assert front.nested_request("store", "op")[0].holds == (((), 1, 1),)
+
+
+def test_a_table_names_the_calls_of_a_source_that_never_ran_below_the_one_running() -> None:
+    """``DedupTable.unrun_below``: what a caller running ``seq`` has not run of its source and may still
+    get: not what ran (held, or below the watermark and not a gap), nor below the source's
+    acknowledgement or ``low``; an untracked source names what its root's floor does not cover."""
+    table = DedupTable(reply_cache_max=100, sources_max=10)
+    table.record(MsgId("c", 2), None)
+    table.record(MsgId("c", 4), None)
+    assert table.unrun_below("c", 5, 0, 64) == ((1, 1), (3, 3))
+    assert table.unrun_below("c", 5, 2, 64) == ((3, 3),)  # the request's ack_below: c holds the replies below
+    assert table.unrun_below("c", 5, 0, 1) == ((1, 1),)  # the lowest ``limit`` runs
+    assert table.unrun_below("c", 2, 0, 64) == ((1, 1),)  # only below the one running
+    table.acknowledge("c", 2)
+    assert table.unrun_below("c", 5, 0, 64) == ((3, 3),)
+    assert table.unrun_below("c", 9, 0, 64) == ((3, 3), (5, 8))  # a run
+    small = DedupTable(reply_cache_max=2, sources_max=10)
+    for seq in (3, 5, 6):  # c#3's entry is evicted: the watermark passes 1 and 2, kept as gaps
+        small.record(MsgId("c", seq), None)
+    assert small.unrun_below("c", 8, 0, 64) == ((1, 2), (4, 4), (7, 7))
+    assert DedupTable.restore(small.export(), 2, 10).unrun_below("c", 8, 0, 64) == ((1, 2), (4, 4), (7, 7))  # a checkpoint
+    forgets = DedupTable(reply_cache_max=100, sources_max=1)
+    forgets.record(MsgId("front|c#1", 5), None)
+    forgets.record(MsgId("front|c#2", 1), None)  # front|c#1 is forgotten: its root's floor (1, 5)
+    assert forgets.unrun_below("front|c#1", 8, 0, 64) == ((6, 7),)
+    assert forgets.unrun_below("d", 4, 0, 64) == ((1, 3),)  # never seen: all may still come
+    assert forgets.unrun_below("d", 4, 3, 64) == ((3, 3),)
+
+
+def test_a_nested_call_names_the_calls_of_its_client_that_never_reached_its_caller() -> None:
+    """The front runs c#3 before c#1 and c#2 reached it (its router relayed c#3 past them): c#3's nested
+    request names both in ``holds``; once they ran, or the client acknowledged them, none is named."""
+    front = _reception_front()
+    front.deliver(Deliver(view=1, requests=(_client_call(3, 0),)))
+    eff = front.next_effect()
+    assert isinstance(eff, Execute)
+    nested, _ = front.nested_request("store", "op")
+    assert nested.holds == (((), 1, 2),)
+    front.executed(eff.request.msg_id, Outcome(True, None))
+    front.deliver(Deliver(view=1, requests=(_client_call(1, 0), _client_call(2, 0), _client_call(4, 0))))
+    made = []
+    while isinstance(eff := front.next_effect(), Execute):
+        made.append(front.nested_request("store", "op")[0].holds)
+        front.executed(eff.request.msg_id, Outcome(True, None))
+    assert made == [(((), 2, 2), ((), 4, 4)), (((), 4, 4),), ()]  # c#1 holds c#2 and c#4 (queued); c#4 none
+    late = Request(Kind.SYNC_REQUEST, MsgId("c", 9), "front", "fwd", ack_below=9)
+    front.deliver(Deliver(view=1, requests=(late,)))  # c#5..c#8 acknowledged: settled, never named
+    assert isinstance(front.next_effect(), Execute)
+    assert front.nested_request("store", "op")[0].holds == ()
+
+
+def test_a_nested_call_of_a_nested_message_names_its_sources_calls_that_never_came() -> None:
+    """Two hops: B runs A|c#5's second call before its first reached B; B's nested request names the
+    first one's path (5, 1), besides what A held (c#3)."""
+    b = ReplicaCore("B", "B-r0", CoreConfig(), "reception", NewView(1, ("B-r0", "B-r1")))
+    b.deliver(Deliver(view=1, requests=(Request(Kind.SYNC_REQUEST, MsgId("A|c#5", 2), "B", "op", holds=(((), 3, 3),)),)))
+    assert isinstance(b.next_effect(), Execute)
+    assert b.nested_request("C", "op")[0].holds == (((), 3, 3), ((5,), 1, 1))
+
+
+def test_a_duplicate_still_never_runs_twice_when_a_caller_that_forgot_its_client_names_calls_that_ran() -> None:
+    """The front forgot client c and the floor it left (``sources_max=1``), so c#3's nested request names
+    c#1 and c#2 though they ran (c acknowledges nothing: ``ack_below`` 0): the store's floor already
+    passed them, so it keeps nothing apart and a duplicate of c#1's nested call is still refused."""
+    front, store = _front(sources_max=1), _store(sources_max=2)
+    first: List[Request] = []
+    for mid in (MsgId("c", 1), MsgId("c", 2), MsgId("d", 1), MsgId("e", 1), MsgId("c", 3)):
+        front.deliver(Deliver(view=1, requests=(Request(Kind.SYNC_REQUEST, mid, "front", "fwd"),)))
+        eff = front.next_effect()
+        assert isinstance(eff, Execute) and eff.request.msg_id == mid
+        nested, _ = front.nested_request("store", "op")
+        first.append(nested)
+        assert _at_store(store, nested)[0] == "ran"
+        front.executed(mid, Outcome(True, None))
+    assert first[-1].holds == (((), 1, 2),)  # named, though they ran: the front forgot
+    for _ in range(3):  # the store forgets front|c#3 too
+        front.deliver(Deliver(view=1, requests=(_client_call(front.counts["executed"] + 10, 0),)))
+        assert len(_run_front(front, store)) == 1
+    assert [_at_store(store, dup)[0] for dup in first[:2]] == ["refused", "refused"]
