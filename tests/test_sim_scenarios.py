@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 import pytest
 
-from ftactors.core import MsgId, Phase
+from ftactors.core import MsgId, Phase, Request
 from ftactors.testing import InvariantViolation, SimOptions, Simulator
-from ftactors.testing.hosts import ReplicaHost
+from ftactors.testing.hosts import ClientHost, ReplicaHost
 from ftactors.testing.models import (
     Frontend,
     KeyValue,
@@ -281,3 +281,32 @@ def test_a_backup_stopped_while_its_router_restarts_is_retired_and_replaced() ->
     core = router.core
     assert core is not None and len(core.members) == 3 and "store-r2" not in core.members
     assert result.ops == 16
+
+
+def test_a_call_its_callers_router_relayed_late_still_makes_its_nested_call() -> None:
+    """docs/faults.md row 48 with every host of the simulator: the link loses c0's first call to the
+    front until tick 120 (the client retries it); the front's router gives up waiting for it after
+    ``sequence_gap_ticks`` and relays c0#2..c0#8, which run and make their nested calls; the store
+    (``sources_max=2``) forgets their sources, and its floor of the root ``front|c0`` passes c0#1.
+    c0#1's nested call must still run (before the fix: ``I6: nested call front|c0#1#1 failed:
+    ReplyUnavailableError('reply of front|c0#1#1 was trimmed (reply_cache_max)')``)."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=1, ops_per_client=0, window=8, sources_max=2,
+                                  scheduling="reception", sequence_gap_ticks=3))
+    send = sim._send_request
+
+    def lose_the_first_call(client: ClientHost, req: Request) -> None:
+        if req.msg_id == MsgId("c0", 1) and sim.now < 120:
+            sim.count("dropped")
+            return
+        send(client, req)
+
+    sim._send_request = lose_the_first_call  # type: ignore[method-assign]
+    for i in range(8):
+        sim.add_operation("c0", "front", "fwd", ("put", (f"k{i}", i)))
+    sim.run_until(lambda: sim.now >= 120, max_steps=200)
+    front = sim.replicas["front"]["front-r0"].core
+    assert front.dedup.status(MsgId("c0", 8)) == "done" and front.dedup.status(MsgId("c0", 1)) == "new"
+    store = sim.replicas["store"]["store-r0"].core
+    assert store.dedup.sources() == 2 and store.dedup.exemptions() == 1  # front|c0#1's subtree kept apart
+    result = sim.finish()
+    assert result.ops == 8
