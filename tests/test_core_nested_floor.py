@@ -474,6 +474,12 @@ def test_a_table_names_the_calls_of_a_source_that_never_ran_below_the_one_runnin
     assert forgets.unrun_below("front|c#1", 8, 0, 64) == ((6, 7),)
     assert forgets.unrun_below("d", 4, 0, 64) == ((1, 3),)  # never seen: all may still come
     assert forgets.unrun_below("d", 4, 3, 64) == ((3, 3),)
+    assert not forgets.floor_dropped()
+    for other in ("front|d#1", "front|e#1"):  # front|d's floor too, past sources_max=1: front|c's is dropped
+        forgets.record(MsgId(other, 1), None)
+    assert forgets.floor_dropped() and forgets.export()[5]
+    assert forgets.unrun_below("d", 4, 0, 64) == () and forgets.unrun_below("front|c#1", 8, 0, 64) == ()
+    assert DedupTable.restore(forgets.export(), 100, 1).unrun_below("d", 4, 0, 64) == ()  # a checkpoint keeps it
 
 
 def test_a_nested_call_names_the_calls_of_its_client_that_never_reached_its_caller() -> None:
@@ -508,9 +514,12 @@ def test_a_nested_call_of_a_nested_message_names_its_sources_calls_that_never_ca
 
 
 def test_a_duplicate_still_never_runs_twice_when_a_caller_that_forgot_its_client_names_calls_that_ran() -> None:
-    """The front forgot client c and the floor it left (``sources_max=1``), so c#3's nested request names
-    c#1 and c#2 though they ran (c acknowledges nothing: ``ack_below`` 0): the store's floor already
-    passed them, so it keeps nothing apart and a duplicate of c#1's nested call is still refused."""
+    """The front forgot client c and dropped the floor it left (``sources_max=1``: more roots than that), so
+    its table reads c#1 and c#2 as never run though they ran (c acknowledges nothing: ``ack_below`` 0).
+    Named in c#3's nested request's holds, they made the store, which had dropped its floor of ``front|c``
+    too, exempt them with no floor, and a duplicate of c#1's nested call ran again (``['ran', 'ran']``).
+    A table that dropped a root floor names no call as never run (``DedupTable.floor_dropped``): the
+    duplicates are refused."""
     front, store = _front(sources_max=1), _store(sources_max=2)
     first: List[Request] = []
     for mid in (MsgId("c", 1), MsgId("c", 2), MsgId("d", 1), MsgId("e", 1), MsgId("c", 3)):
@@ -521,7 +530,7 @@ def test_a_duplicate_still_never_runs_twice_when_a_caller_that_forgot_its_client
         first.append(nested)
         assert _at_store(store, nested)[0] == "ran"
         front.executed(mid, Outcome(True, None))
-    assert first[-1].holds == (((), 1, 2),)  # named, though they ran: the front forgot
+    assert front.dedup.floor_dropped() and first[-1].holds == ()  # not named: the front cannot vouch
     for _ in range(3):  # the store forgets front|c#3 too
         front.deliver(Deliver(view=1, requests=(_client_call(front.counts["executed"] + 10, 0),)))
         assert len(_run_front(front, store)) == 1

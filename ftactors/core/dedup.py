@@ -54,16 +54,17 @@ GAPS_MAX = 256
 
 #: What a table looks like inside a checkpoint: (sources least recently active first,
 #: root floors, settled sources oldest first, exemptions oldest first, each nested root's latest
-#: holds), so a restored table forgets in the same order:
+#: holds, whether it ever dropped a root floor), so a restored table forgets in the same order:
 #: (((source, floor, evicted_upto, ((seq, reply_or_None), ...), holds, gaps), ...), ((root, floor_path), ...),
-#:  (source, ...), ((root, prefix, lo, hi, its_floor_or_None), ...), ((root, holds), ...)); an exemption
-#: is a run: the subtrees of the paths ``prefix + (q,)``, ``lo <= q <= hi``
+#:  (source, ...), ((root, prefix, lo, hi, its_floor_or_None), ...), ((root, holds), ...), floor_dropped);
+#: an exemption is a run: the subtrees of the paths ``prefix + (q,)``, ``lo <= q <= hi``
 DedupExport = Tuple[
     Tuple[Tuple[str, int, int, Tuple[Tuple[int, Optional[Reply]], ...], Holds, Tuple[int, ...]], ...],
     Tuple[Tuple[str, Path], ...],
     Tuple[str, ...],
     Tuple[Tuple[str, Path, int, int, Optional[Path]], ...],
     Tuple[Tuple[str, Holds], ...],
+    bool,
 ]
 
 #: an exempt run of a root: (root, prefix, lo, hi)
@@ -137,6 +138,9 @@ class DedupTable:
         self._exempt: "OrderedDict[_ExemptKey, Optional[Path]]" = OrderedDict()
         self._exempt_of: Dict[str, Dict[Path, List[Tuple[int, int]]]] = {}  # root -> prefix -> its runs, sorted
         self._holds: "OrderedDict[str, Holds]" = OrderedDict()  # nested root -> its latest holds
+        # a root floor was dropped (more than sources_max roots): a source not tracked, or tracked anew,
+        # may have run calls this table no longer knows of (unrun_below then names nothing)
+        self._floor_dropped = False
 
     def __len__(self) -> int:
         return len(self._done)
@@ -149,6 +153,11 @@ class DedupTable:
         """Runs of subtrees kept apart from their root's floor (at most ``sources_max``): calling
         messages their caller held while the floor rose past them."""
         return len(self._exempt)
+
+    def floor_dropped(self) -> bool:
+        """Whether the table ever dropped a root floor (more than ``sources_max`` roots): from then
+        on a source it does not track, or tracks anew, may have run calls it no longer knows of."""
+        return self._floor_dropped
 
     def status(self, msg_id: MsgId) -> str:
         """Classify a message: "new", "done" (reply cached), "forgotten" or "expired".
@@ -234,7 +243,12 @@ class DedupTable:
         Returns:
             The runs, ascending, disjoint and apart. An untracked source (never seen, or
             forgotten) names every number from ``low`` its root's floor does not cover: one run.
+            None once the table dropped a root floor (:meth:`floor_dropped`): a source it does not
+            track, or tracks anew, may have run calls it forgot with that floor, and naming one
+            of those would let a callee run a duplicate of its nested calls again.
         """
+        if self._floor_dropped:
+            return ()
         src = self._sources.get(source)
         if src is None:
             root, path = lineage(source)
@@ -267,7 +281,8 @@ class DedupTable:
         sources = tuple((s, src.floor, src.evicted_upto, tuple(by_source[s]), src.holds, tuple(sorted(src.gaps)))
                         for s, src in self._sources.items())
         exempt = tuple((root, prefix, lo, hi, floor) for (root, prefix, lo, hi), floor in self._exempt.items())
-        return sources, tuple(self._floors.items()), tuple(self._settled), exempt, tuple(self._holds.items())
+        return (sources, tuple(self._floors.items()), tuple(self._settled), exempt, tuple(self._holds.items()),
+                self._floor_dropped)
 
     @classmethod
     def restore(cls, data: DedupExport, reply_cache_max: int, sources_max: Optional[int] = None) -> "DedupTable":
@@ -282,7 +297,8 @@ class DedupTable:
             The table, trimmed to the bounds if they are smaller than the exporter's.
         """
         table = cls(reply_cache_max, sources_max)
-        sources, floors, settled, exempt, holds = data
+        sources, floors, settled, exempt, holds, floor_dropped = data
+        table._floor_dropped = bool(floor_dropped)
         table._floors.update(floors)
         table._holds.update(holds)
         for root, prefix, lo, hi, below in exempt:
@@ -388,6 +404,7 @@ class DedupTable:
         self._floors[root] = mark if floor is None else max(floor, mark)  # most recent last
         while len(self._floors) > self._sources_max:
             self._floors.popitem(last=False)
+            self._floor_dropped = True
         self._bound_exempt()
 
     def _floor_over(self, root: str, path: Path) -> Optional[Path]:

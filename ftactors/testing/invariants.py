@@ -254,7 +254,7 @@ class Checker:
         """I8: no per-source structure of a replica is past its ``sources_max``."""
         bound = self.sim.groups[group].config.sources_max
         for h in self.sim.replicas[group].values():
-            sources, floors, _, exempt, holds = h.core.dedup.export()
+            sources, floors, _, exempt, holds = h.core.dedup.export()[:5]
             sizes = {"dedup sources": len(sources), "dedup floors": len(floors), "dedup exemptions": len(exempt),
                      "dedup holds": len(holds), "next_seq": len(h.core.next_seq),
                      "source views": len(h.core.source_views),
