@@ -44,9 +44,11 @@ class CoreConfig:
             (a reordering scheduler) are bounded by it too, and so are the calling groups whose
             views a replica reports to a rebuilt router (``StateReport.source_views``). Held calls
             travel as runs (at most ``HOLD_RANGES_MAX`` per request), and a one-way nested call
-            on its way keeps its calling message held (``ReplicaCore.oneway_out``). Not covered
-            (docs/faults.md, Open): a call relayed after later calls of its client ran
-            (``sequence_gap_ticks``).
+            on its way keeps its calling message held (``ReplicaCore.oneway_out``), and so do the
+            earlier calls of its source a caller never ran (its router relayed later ones past a
+            missing one, ``sequence_gap_ticks``: ``DedupTable.unrun_below``). Not covered
+            (docs/faults.md, Open): such a call at a caller whose table once dropped a root floor
+            (more roots than ``sources_max``), which can no longer tell a call it never ran.
         log_max: messages a router keeps for backups that have not acknowledged
             them; a backup lagging further is removed and re-replicated.
         pending_max: requests a replica holds before executing them; the router retains no more

@@ -32,6 +32,17 @@ source below it that the table never saw is "new". At most ``sources_max`` exemp
 the oldest goes first and its subtrees fall under the root's floor again (a call still waiting
 there then fails as before, never runs twice). A tracked source is judged by its own record
 alone, which takes over what the floors covered when it is recorded again.
+
+A caller's router may also relay a call past an earlier one of its client that has not come
+(``sequence_gap_ticks``): the earlier one never ran at the caller, nothing holds it, and a
+callee's floor raised by the later calls' nested calls would pass it. So a nested request also
+names the earlier calls of its calling message's source that never ran at the caller
+(:meth:`DedupTable.unrun_below`). Only a table that knows it: once it dropped a root floor (more
+than ``sources_max`` roots), a source it does not track, or tracks anew, may have run calls it
+forgot with that floor; naming those would make a callee exempt subtrees whose nested calls ran
+there, and a duplicate of one would run again. Such a table names none (``floor_dropped``, kept in
+the checkpoint). A callee exempts only what lies above its floor when it makes the run; a call the
+floor had already passed stays "expired".
 """
 
 from __future__ import annotations

@@ -435,7 +435,8 @@ class ReplicaCore:
 
     def _holds(self, caller: Request) -> Holds:
         """The calling paths of ``caller``'s root held here unfinished besides ``caller`` (queued,
-        suspended, or finished with a one-way nested call still on its way: ``oneway_out``), and
+        suspended, or finished with a one-way nested call still on its way: ``oneway_out``), the
+        earlier messages of ``caller``'s source that never ran here (:meth:`_not_yet_run`), and
         those ``caller``'s own caller held: a floor of the callee must not pass them
         (``Request.holds``). Scans the messages held (``requests_max`` at most) and ``oneway_out``.
 
@@ -459,7 +460,9 @@ class ReplicaCore:
         still come: its router relayed ``caller`` past a missing one (``sequence_gap_ticks``), or a
         scheduler runs it first. Named in ``holds`` like a queued message, so the callee's floor,
         raised when it forgets the nested sources of ``caller`` and later messages, never passes
-        them (docs/faults.md row 48). Part of the exactly-once table, so a checkpoint keeps it.
+        them (docs/faults.md row 48). From the exactly-once table, so every replica (and one restored
+        from a checkpoint) names the same; none once the table dropped a root floor (it could name
+        calls that ran, and a duplicate of their nested calls would run again).
 
         Args:
             caller: the message making a nested call.
