@@ -254,9 +254,10 @@ class DedupTable:
         Returns:
             The runs, ascending, disjoint and apart. An untracked source (never seen, or
             forgotten) names every number from ``low`` its root's floor does not cover: one run.
-            None once the table dropped a root floor (:meth:`floor_dropped`): a source it does not
-            track, or tracks anew, may have run calls it forgot with that floor, and naming one
-            of those would let a callee run a duplicate of its nested calls again.
+            Nothing (``()``) once the table dropped a root floor (:meth:`floor_dropped`): a
+            source it does not track, or tracks anew, may have run calls it forgot with that
+            floor, and naming one of those would let a callee run a duplicate of its nested
+            calls again.
         """
         if self._floor_dropped:
             return ()
