@@ -88,7 +88,7 @@ def test_a_semi_active_backup_promoted_re_sends_the_one_way_call_its_dead_primar
     assert oneway.msg_id in backup.oneway_out  # the new primary knows the call may still be on its way
     resent = backup.take_resend()
     assert [r.msg_id for r in resent] == [oneway.msg_id] and resent[0].source_view == 2
-    assert backup.take_resend() == ()  # taken once
+    assert backup.take_resend() == () and backup.counts["oneway_resent"] == 1  # taken once
     # the store takes it once, whether or not the dead primary's call arrived after all
     assert _store_runs(store, [resent[0], oneway, resent[0]]) == [oneway.msg_id]
     backup.oneway_taken(oneway.msg_id)
@@ -140,4 +140,5 @@ def test_a_backup_keeps_at_most_oneway_out_max_one_way_calls() -> None:
         backup.nested_request("store", "add", kind=Kind.ONEWAY)
     backup.executed(eff.request.msg_id, Outcome(True, None))
     assert len(backup.oneway_kept) == ONEWAY_OUT_MAX and next(iter(backup.oneway_kept)) == MsgId("front|c#1", 4)
+    assert backup.counts["oneway_kept_dropped"] == 3
     assert not backup.oneway_out
