@@ -112,7 +112,8 @@ def test_fresh_replica_counts_nothing() -> None:
     """The counters a host exports start at zero."""
     assert primary().counts == {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0, "reply_copies_out": 0,
                                 "reply_copies_in": 0, "reply_copies_used": 0, "reply_copies_pulled": 0,
-                                "oneway_out_dropped": 0, "replies_lost": 0}
+                                "oneway_out_dropped": 0, "replies_lost": 0, "oneway_kept_dropped": 0,
+                                "oneway_resent": 0}
 
 
 def test_a_replica_sent_more_than_pending_max_requests_refuses_the_deliver() -> None:

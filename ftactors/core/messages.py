@@ -401,6 +401,9 @@ class Checkpoint:
         state: the application state, opaque (the runtime may pass a reference).
         dedup: the exactly-once table at that point (``DedupTable.export()``).
         digest: a digest of ``state``, for divergence checks.
+        oneway: the one-way nested calls the primary sent that the callee's router had not taken yet
+            (``ReplicaCore.oneway_kept``): a backup promoted after restoring this checkpoint sends
+            them again, as it does not run their calling messages again (docs/faults.md, row 54).
     """
 
     group: str
@@ -409,6 +412,7 @@ class Checkpoint:
     state: Any
     dedup: Any
     digest: str = ""
+    oneway: Tuple["Request", ...] = ()
 
     kind = Kind.CHECKPOINT
 

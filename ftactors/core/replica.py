@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from ftactors.core.config import CoreConfig
@@ -67,7 +67,9 @@ from ftactors.core.messages import (
 from ftactors.core.scheduler import Queued, ScheduleContext, Scheduler, make_scheduler
 
 #: one-way nested calls on their way a primary remembers at most (``ReplicaCore.oneway_out``); past
-#: it the oldest is dropped (counted ``oneway_out_dropped``) and its calling message no longer held
+#: it the oldest is dropped (counted ``oneway_out_dropped``) and its calling message no longer held.
+#: Also the most one-way calls a replica keeps to send again if it becomes primary
+#: (``ReplicaCore.oneway_kept``, the oldest dropped first, counted ``oneway_kept_dropped``)
 ONEWAY_OUT_MAX = 256
 
 
@@ -208,10 +210,15 @@ class ReplicaCore:
         self.counts: Dict[str, int] = {"executed": 0, "replayed": 0, "duplicates": 0, "fenced": 0,
                                        "reply_copies_out": 0, "reply_copies_in": 0, "reply_copies_used": 0,
                                        "reply_copies_pulled": 0, "oneway_out_dropped": 0,
-                                       "replies_lost": 0}
+                                       "replies_lost": 0, "oneway_kept_dropped": 0, "oneway_resent": 0}
         # one-way nested calls this primary sent that the callee's router has not taken yet -> the
         # calling path (root, path) of their calling message, named in Request.holds meanwhile
         self.oneway_out: "OrderedDict[MsgId, Tuple[str, Tuple[int, ...]]]" = OrderedDict()
+        # the one-way nested calls of the messages this replica executed (every role; a passive
+        # backup: those its checkpoint carries), until known taken: a promoted primary sends them
+        # again (take_resend), as it does not run their calling messages again (row 54)
+        self.oneway_kept: "OrderedDict[MsgId, Request]" = OrderedDict()
+        self._resend: List[Request] = []
         # a nested reply this replica needed to replay an announced step read "expired" at its callee:
         # it gave the step up and executes nothing until a state transfer repairs it (pulled_reply_gone)
         self.lost_reply: Optional[MsgId] = None
@@ -353,7 +360,8 @@ class ReplicaCore:
             raise LocalProtocolError(f"snapshot at {position} but executed {self.executed_upto}")
         self._digests.append((position, digest))
         if state is not None and self.role == Role.PRIMARY:
-            self._checkpoint_out = Checkpoint(self.group, self.view, position, state, self.dedup.export(), digest)
+            self._checkpoint_out = Checkpoint(self.group, self.view, position, state, self.dedup.export(), digest,
+                                              tuple(self.oneway_kept.values()))
 
     def tick(self, now: int) -> None:
         """Advance time to tick ``now`` (sequence gaps, deadlines). A new primary lacking a message of
@@ -401,9 +409,41 @@ class ReplicaCore:
         )
         if carry:
             carry.clear()
-        if kind == Kind.ONEWAY and self.role == Role.PRIMARY:
-            self.oneway_sent(req.msg_id)
+        if kind == Kind.ONEWAY:
+            self.keep_oneway(req)
+            if self.role == Role.PRIMARY:
+                self.oneway_sent(req.msg_id)
         return req, self.role == Role.PRIMARY
+
+    def keep_oneway(self, req: Request) -> None:
+        """Keep the one-way nested call ``req`` that the executing message made, at any role, to send it
+        again if this replica becomes primary before the callee's router took it (the message is not
+        run again then: a semi-active backup ran it, a checkpoint covers it). A call made with
+        ``Kind.ONEWAY`` is kept by :meth:`nested_request` itself; a host whose one-way calls travel as
+        acknowledged requests calls this, with the request as it can send it again (its argument by
+        value). At most ``ONEWAY_OUT_MAX``; the oldest goes first (counted ``oneway_kept_dropped``).
+        A primary forgets it once taken (:meth:`oneway_taken`); a backup when a checkpoint says so, or
+        when it is among the oldest past the bound.
+
+        Args:
+            req: the nested request.
+        """
+        self.oneway_kept[req.msg_id] = req
+        while len(self.oneway_kept) > ONEWAY_OUT_MAX:
+            self.oneway_kept.popitem(last=False)
+            self.counts["oneway_kept_dropped"] += 1
+
+    def take_resend(self) -> Tuple[Request, ...]:
+        """The one-way nested calls this replica, just promoted, sends again (its dead primary may
+        have died before the callees' routers took them; a callee drops the duplicates of those that
+        arrived). Each is noted on its way (``oneway_out``) until the host reports it taken
+        (:meth:`oneway_taken`), like a call sent from a method.
+
+        Returns:
+            The requests (their ``source_view`` the new view), each once; empty but after a promotion.
+        """
+        out, self._resend = tuple(self._resend), []
+        return out
 
     def oneway_sent(self, msg_id: MsgId) -> None:
         """This primary sends the one-way nested call ``msg_id``: until the callee's router took it
@@ -432,6 +472,7 @@ class ReplicaCore:
             msg_id: the nested request's id.
         """
         self.oneway_out.pop(msg_id, None)
+        self.oneway_kept.pop(msg_id, None)
 
     def _holds(self, caller: Request) -> Holds:
         """The calling paths of ``caller``'s root held here unfinished besides ``caller`` (queued,
@@ -766,6 +807,10 @@ class ReplicaCore:
         for req in self.requests.values():
             if not self._is_announced(req.msg_id):
                 self._push(req)
+        for req in self.oneway_kept.values():  # the calls the dead primary may not have delivered
+            self._resend.append(replace(req, source_view=self.view))
+            self.oneway_sent(req.msg_id)
+        self.counts["oneway_resent"] += len(self._resend)
 
     def _join(self, msg: Deliver) -> None:
         if msg.checkpoint is None or msg.new_view is None:
@@ -778,8 +823,14 @@ class ReplicaCore:
         self.checkpoint = cp
         self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max, self.config.sources_max)
         self.executed_upto = self.app_position = cp.position
+        self._keep_oneway_of(cp)
         self._effects.append(Restore(cp))
         self.view, self.members = msg.new_view.view, msg.new_view.members
+
+    def _keep_oneway_of(self, cp: Checkpoint) -> None:
+        """Keep the one-way calls ``cp`` says were on their way (and only those: the checkpoint covers
+        the messages that made the ones kept before)."""
+        self.oneway_kept = OrderedDict((req.msg_id, req) for req in cp.oneway[-ONEWAY_OUT_MAX:])
 
     def _drop_all(self) -> None:
         self.lost_reply = None  # a join restores the state; a replica removed from the view executes nothing
@@ -794,6 +845,8 @@ class ReplicaCore:
         self._copies_out.clear()
         self._checkpoint_out = None
         self._snapshot_pending = None
+        self.oneway_kept.clear()
+        self._resend = []
 
     def _accept_request(self, req: Request) -> None:
         if req.group != self.group:
@@ -880,6 +933,7 @@ class ReplicaCore:
             return
         self.checkpoint = cp
         self.dedup = DedupTable.restore(cp.dedup, self.config.reply_cache_max, self.config.sources_max)
+        self._keep_oneway_of(cp)
         for pos in [p for p in self.order if p <= cp.position]:
             self.requests.pop(self.order.pop(pos).msg_id, None)
         for mid in [m for m in self.requests if self.dedup.status(m) != "new"]:

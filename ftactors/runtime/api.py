@@ -317,6 +317,7 @@ class ReplicatedMethod:
         except Exception as exc:
             raise TypeError(f"{h._class_name}.{self._name}(): an argument cannot be serialized: {exc}") from exc
         size = len(payload)
+        by_value = payload
         if size > h._max_message_bytes:
             raise ValueError(f"{h._class_name}.{self._name}(): arguments are {size} bytes, over "
                              f"max_message_bytes={h._max_message_bytes}")
@@ -342,6 +343,9 @@ class ReplicatedMethod:
             with replica._cond:
                 replica.take_carried()
                 req, send = replica.core.nested_request(h._group, **fields)
+                if self._oneway:  # every replica keeps it, to send it again if it becomes primary (row 54)
+                    replica.core.keep_oneway(dataclasses.replace(req, payload=by_value))
+                    replica.oneway_routers[h._group] = h._router
                 if send and self._oneway:  # its caller stays held until the callee's router took it
                     replica.core.oneway_sent(req.msg_id)
                 pushed = None

@@ -418,6 +418,8 @@ class _Replica:
         self._carried: Deque[Tuple[str, Tuple[Any, ...]]] = collections.deque(maxlen=1024)
         # one-way nested calls whose invoke returned (the callee's router took them), for the core
         self._oneway_taken: Deque[MsgId] = collections.deque()
+        # the callee routers of the one-way nested calls this replica made, by group (re-sends, row 54)
+        self.oneway_routers: Dict[str, Any] = {}
         # the primary's nested calls whose replies it pushes to the backups, by calling message
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
@@ -543,6 +545,10 @@ class _Replica:
         with self._cond:
             self.host.tick()
             self.host.deliver(msg, epoch, seq, ticket)
+            resend = self.core.take_resend()  # just promoted: one-way calls its dead primary may have lost
+            if resend:
+                threading.Thread(target=self._resend_oneway, args=(resend,), daemon=True,
+                                 name="ftactors-oneway-resend").start()
             self.host.drive()
             self._cond.notify_all()
             while True:
@@ -663,6 +669,26 @@ class _Replica:
             self._carried.append((group, anns))  # thread-safe; the core takes them under the lock
 
         anns_ref.future().add_done_callback(arrived)
+
+    def _resend_oneway(self, reqs: Tuple[Request, ...]) -> None:
+        """This replica became primary: send again the one-way nested calls its dead primary may have
+        died before the callees' routers took (``ReplicaCore.take_resend``; the callees drop the
+        duplicates). Their arguments travel by value. Each is released like a call sent from a method
+        (:meth:`oneway_later`). Runs on its own thread (finding a callee's router asks the GCS).
+
+        Args:
+            reqs: the requests to send.
+        """
+        for req in reqs:
+            try:
+                router = self.oneway_routers.get(req.group)
+                if router is None:
+                    router = ray.get_actor(router_actor_name(req.group), namespace=self.spec.namespace)
+                self.oneway_later(req.msg_id, router.invoke.remote(req, oneway=True))
+            except Exception as exc:  # the callee is gone: nothing to deliver it to
+                log.warning("[%s] replica %s: one-way call %s not sent again: %s", self.spec.group,
+                            self.replica_id, req.msg_id, exc)
+                self._oneway_taken.append(req.msg_id)
 
     def oneway_later(self, msg_id: MsgId, ref: Any) -> None:
         """The primary sent the one-way nested call ``msg_id`` (noted in the core with
