@@ -556,14 +556,20 @@ class ReplicaHost:
         resumed the call on the real value) is given up and this replica resynced or removed
         (``pulled_reply_gone``); a step of the primary's own choice raises the error into the method,
         and the primary pushes it as the reply copy, so its backups replay the same step."""
+        copy = self.core.reply_copy(gone.msg_id)  # a backup's pull read gone, then its primary's copy came
+        if copy is not None:
+            self._took_copy(copy)
+            self.sim.record_nested(copy)
+            self._advance(copy.outcome.value)
+            return
         if self.loop.pulled_reply_gone(gone.msg_id):
             self._give_step_up()
             return
         raised = Raised(type(gone.outcome.value).__name__, str(gone.outcome.value))
         self.sim.note_nested_gone(gone.msg_id, raised)
-        copy = replace(gone, outcome=Outcome(False, raised))
-        self.sim.record_nested(copy)
-        self.core.nested_reply(copy)  # the copy rides with this step's announcement
+        error = replace(gone, outcome=Outcome(False, raised))
+        self.sim.record_nested(error)
+        self.core.nested_reply(error)  # pushed as the copy, with this step's announcement
         self._advance(raised)
 
     def _suspend(self, sus: "Suspended") -> None:
