@@ -289,9 +289,9 @@ def promoted_while_its_suspended_call_waits_for_a_forgotten_reply() -> Simulator
     """docs/faults.md row 53: front-r1, a backup, runs c0#1's first step (``fwd`` of a 40-tick store
     call, async steps) and suspends on its nested call ``front|c0#1#1``, waiting for the copy the
     primary pushes with the resume step. front-r0 is stopped before the store's reply reaches it;
-    the store executes the call, forgets it (``reply_cache_max``
-    1, a later call) and its router restarts (its cache goes with it). front-r0 dies; front-r1,
-    promoted, sends the call as primary and the store answers "expired", outside any step."""
+    the store executes the call, forgets it (``reply_cache_max`` 1, a later call) and its router
+    restarts (its cache goes with it). front-r0 dies; front-r1, promoted, sends the call as primary
+    and the store answers "expired", outside any step."""
     sim = Simulator(quiet_options(nested=True, model="kv", clients=2, ops_per_client=0, async_steps=True,
                                   failure_timeout_ticks=200, reply_cache_max=1))
     sim.add_operation("c0", "front", "fwd", ("slow", (40, "put", ("x", 5))))
