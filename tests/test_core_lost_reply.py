@@ -11,11 +11,12 @@ reports it (``Delivered.lost_reply``), and the router repairs it by state transf
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Set
+from typing import Dict, Optional, Set, Tuple
 
 import pytest
 
 from ftactors.core import (
+    Announcement,
     ClientCore,
     CoreConfig,
     Deliver,
@@ -23,9 +24,12 @@ from ftactors.core import (
     Execute,
     LocalProtocolError,
     MsgId,
+    NewView,
     Outcome,
     ReplicaCore,
     Reply,
+    ReplyUnavailableError,
+    Request,
 )
 from ftactors.core.replica import Restore, Snapshot
 from tests.test_core_router import MEMBERS, Group
@@ -148,3 +152,71 @@ def test_a_primary_running_its_own_step_takes_the_error_and_a_report_of_another_
     assert core.lost_reply is None and core.executing is ex
     with pytest.raises(LocalProtocolError):
         core.pulled_reply_gone(MsgId("g|other#1", 1))
+
+
+GONE = Outcome(False, ReplyUnavailableError("reply of g|c#1#1 was trimmed (reply_cache_max)"))
+
+
+def suspended_pair() -> Tuple[ReplicaCore, ReplicaCore, Request, Tuple[Announcement, ...]]:
+    """g-r0 (primary) starts c#1, an async method that suspends on its nested call g|c#1#1; g-r1
+    (backup) replays that step from the announcement and suspends on the same call (it waits for
+    the copy). Returns both cores, the request and the start step's announcements."""
+    view = NewView(1, MEMBERS)
+    primary, backup = (ReplicaCore("g", m, CoreConfig(), "reception", view) for m in MEMBERS[:2])
+    req = ClientCore("c").request("g", "fwd", payload=1)
+    anns: Tuple[Announcement, ...] = ()
+    for core in (primary, backup):
+        core.deliver(Deliver(view=1, requests=(req,), announcements=anns))
+        ex = core.next_effect()
+        assert isinstance(ex, Execute) and ex.replay == (core is backup)
+        nreq, send = core.nested_request("store", "get")
+        assert nreq.msg_id == MsgId("g|c#1", 1) and send == (core is primary)
+        core.suspend(req.msg_id)
+        anns = core.take_delivered().announcements or anns
+    return primary, backup, req, anns
+
+
+def test_a_reply_gone_outside_a_step_is_resumed_on_at_a_backup_or_for_a_call_an_earlier_primary_made() -> None:
+    """Row 53: a suspended call's nested reply reads gone outside any step. At a backup, and at a
+    backup promoted since (its suspending step replayed the old primary's: that primary sent the
+    call), the host resumes the call on the error; the primary's own call is a failure."""
+    primary, backup, req, _ = suspended_pair()
+    nested = MsgId("g|c#1", 1)
+    assert primary.suspended_reply_gone(nested) is False  # its own call
+    assert backup.suspended_reply_gone(nested) is True
+    with pytest.raises(LocalProtocolError, match="is not suspended here"):
+        backup.suspended_reply_gone(MsgId("g|c#2", 1))
+    backup.deliver(Deliver(view=2, new_view=NewView(2, ("g-r1", "g-r2"))))  # g-r0 failed
+    assert backup.role.value == "primary" and backup.suspended_reply_gone(nested) is True
+    # no order to replay: it resumes the call as a step of its own choice, with the error
+    backup.set_resumable((req.msg_id,))
+    ex = backup.next_effect()
+    assert isinstance(ex, Execute) and ex.resume == 1 and not ex.replay
+    assert backup.pulled_reply_gone(nested) is False  # the method gets the error
+    backup.nested_reply(Reply(nested, "store", 1, 0, GONE))  # pushed as the copy, with the step
+    backup.executed(req.msg_id, Outcome(False, "raised"), wake=nested)
+    out = backup.take_delivered()
+    assert [(a.position, a.resume, a.wake) for a in out.announcements] == [(2, 1, nested)]
+    assert [(r.msg_id, r.outcome) for r in out.reply_copies] == [(nested, GONE)]
+    assert out.lost_reply is None
+
+
+def test_a_promoted_backup_whose_order_resumes_the_call_gives_that_step_up_on_a_reply_gone() -> None:
+    """The order it took over resumed the call on the real value (the old primary's resume step was
+    announced): the replayed resume step is given up (``pulled_reply_gone``) and the new primary
+    reports it, so its router removes it (``RouterCore._resync_lost_reply``)."""
+    primary, backup, req, _ = suspended_pair()
+    nested = MsgId("g|c#1", 1)
+    primary.nested_reply(Reply(nested, "store", 1, 3, Outcome(True, NESTED_VALUE)))
+    primary.set_resumable((req.msg_id,))
+    ex = primary.next_effect()
+    assert isinstance(ex, Execute) and ex.resume == 1
+    primary.executed(req.msg_id, Outcome(True, 11), wake=nested)
+    resume = primary.take_delivered().announcements
+    backup.deliver(Deliver(view=1, announcements=resume))  # the announcement came, its copy did not
+    assert backup.suspended_reply_gone(nested) is True
+    backup.deliver(Deliver(view=2, new_view=NewView(2, ("g-r1", "g-r2"))))
+    ex = backup.next_effect()
+    assert isinstance(ex, Execute) and ex.resume == 1 and ex.replay
+    assert backup.pulled_reply_gone(nested) is True
+    assert backup.lost_reply == nested and backup.take_delivered().lost_reply == nested

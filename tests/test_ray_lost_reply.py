@@ -68,7 +68,22 @@ class AsyncFrontend(Frontend):
         return value
 
 
-@pytest.mark.parametrize("cls", [Frontend, AsyncFrontend], ids=["sync", "async"])
+class AsyncBlockingFrontend(Frontend):
+    """The same in an async method that waits for its nested call with a blocking ``ray.get`` (not
+    ``await``): a backup resolves what it was handed at once, to the copy or a pull (docs/faults.md
+    row 53; before, a pull read gone reached the method as ``ReplyUnavailableError``)."""
+
+    async def add(self, token: str) -> Any:  # type: ignore[override]
+        self.seen.append(token)
+        try:
+            value = ray.get(self.store.add.remote(token))
+        except Exception as exc:
+            value = type(exc).__name__
+        self.seen.append(value)
+        return value
+
+
+@pytest.mark.parametrize("cls", [Frontend, AsyncFrontend, AsyncBlockingFrontend], ids=["sync", "async", "async-ray-get"])
 def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_by_state_transfer(ray_local: Any, cls: type) -> None:
     store = ftactors.replicated(replicas=2, reply_cache_max=1)(Store).remote()
     # the stopped backup must lag, not be suspected: neither Ray's pings nor the link's heartbeats

@@ -7,12 +7,14 @@ import pytest
 
 from ftactors.core import MsgId, Phase, Request
 from ftactors.testing import InvariantViolation, SimOptions, Simulator
+from ftactors.testing.events import FailureNotice
 from ftactors.testing.hosts import ClientHost, ReplicaHost
 from ftactors.testing.models import (
     Frontend,
     KeyValue,
     LogEntry,
     NestedCall,
+    Raised,
     replay,
     run_method,
 )
@@ -310,3 +312,53 @@ def test_a_call_its_callers_router_relayed_late_still_makes_its_nested_call() ->
     assert store.dedup.sources() == 2 and store.dedup.exemptions() == 1  # front|c0#1's subtree kept apart
     result = sim.finish()
     assert result.ops == 8
+
+
+def promoted_while_its_suspended_call_waits_for_a_forgotten_reply() -> Simulator:
+    """docs/faults.md row 53: front-r1, a backup, runs c0#1's first step (``fwd`` of a 40-tick store
+    call, async steps) and suspends on its nested call ``front|c0#1#1``, waiting for the copy the
+    primary pushes with the resume step. front-r0 is stopped before the store's reply reaches it;
+    the store executes the call, forgets it (``reply_cache_max`` 1, a later call) and its router
+    restarts (its cache goes with it). front-r0 dies; front-r1, promoted, sends the call as primary
+    and the store answers "expired", outside any step."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=2, ops_per_client=0, async_steps=True,
+                                  failure_timeout_ticks=200, reply_cache_max=1))
+    sim.add_operation("c0", "front", "fwd", ("slow", (40, "put", ("x", 5))))
+    nested, call = MsgId("front|c0#1", 1), MsgId("c0", 1)
+    stores, fronts = sim.replicas["store"], sim.replicas["front"]
+    old = fronts["front-r0"]
+    sim.run_until(lambda: all(call in h.coros for h in fronts.values()))  # every front replica suspended
+    store_router = sim.routers["store"]
+    old.paused = True  # stopped: the store's reply waits unread
+    sim._go_silent(old)
+    sim.run_until(lambda: nested not in store_router.core.requests and sim.stable("store"))
+    sim.add_operation("c1", "store", "put", ("y", 1))
+    sim.run_until(lambda: all(h.core.dedup.status(nested) == "expired" for h in stores.values()) and
+                  sim.stable("store"))
+    assert sim.crash_router("store")
+    sim.run_until(lambda: store_router.core is not None and store_router.core.phase == Phase.NORMAL)
+    assert all(h.core.role.value == "backup" for rid, h in fronts.items() if rid != "front-r0")
+    old.alive = False
+    sim.schedule(1, FailureNotice("front", sim.routers["front"].incarnation, old.rid))
+    sim.finish()
+    return sim
+
+
+def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_fails_the_call_alike() -> None:
+    """Before the fix: ``I6: nested call front|c0#1#1 failed: ReplyUnavailableError('reply of
+    front|c0#1#1 was trimmed (reply_cache_max)')`` (the promoted front-r1's ``_arrive_suspended``).
+    Now the new primary resumes the call as a step of its own choice with the error raised into the
+    method, announces it and pushes the error as the reply copy: every front replica ran the same
+    step, and c0 gets a typed ``ReplyUnavailableError`` (the store's effect stays: it ran once)."""
+    sim = promoted_while_its_suspended_call_waits_for_a_forgotten_reply()
+    [op] = [op for op in sim.history if op.client == "c0"]
+    assert isinstance(op.value, Raised) and op.value.kind == "ReplyUnavailableError", op.value
+    front = sim.routers["front"].core
+    assert front is not None and front.members[0] == "front-r1"
+    assert sim.counts["nested_replies_gone"] == 1
+    for rid in front.members:
+        host = sim.replicas["front"][rid]
+        if host.core.role.value in ("primary", "backup"):
+            assert [(e.msg_id, e.raised is not None) for e in host.log] == [(MsgId("c0", 1), False),
+                                                                            (MsgId("c0", 1), True)]
+    assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)

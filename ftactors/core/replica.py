@@ -127,6 +127,9 @@ class _Held:
     request: Request
     resumes: int = 0  # steps after the first, so far
     nested_count: int = 0  # nested requests made so far (their ids continue across steps)
+    # the step that suspended replayed one an earlier primary announced: that primary sent the nested
+    # call it awaits, maybe long ago (a backup promoted since sends it again: suspended_reply_gone)
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +317,7 @@ class ReplicaCore:
         ex = self._end_step(msg_id, "suspend")
         ann = self._step_announcement(ex, nondet, wake)
         assert len(self.suspended) < self.config.suspended_max or ex.replay, "suspended_max exceeded"
-        self.suspended[msg_id] = _Held(ex.request, ex.resume, self._nested_count)
+        self.suspended[msg_id] = _Held(ex.request, ex.resume, self._nested_count, ex.replay)
         self.executed_upto = self.app_position = ex.position
         self.order.pop(ex.position, None)
         self._recent[ex.position] = (ann, ex.request)
@@ -635,12 +638,46 @@ class ReplicaCore:
         self.executing = None
         # kept as held (a StateReport lists it), never executed here again: the join drops it
         if ex.resume:
-            self.suspended[ex.request.msg_id] = _Held(ex.request, ex.resume - 1, self._nested_count)
+            self.suspended[ex.request.msg_id] = _Held(ex.request, ex.resume - 1, self._nested_count, True)
         else:
             self.requests[ex.request.msg_id] = ex.request
         self.lost_reply = msg_id
         self.counts["replies_lost"] += 1
         return True
+
+    def suspended_reply_gone(self, msg_id: MsgId) -> bool:
+        """The reply of nested request ``msg_id``, which a message suspended here awaits, came back from
+        the callee as gone (``ReplyUnavailableError``: the callee executed the call and forgot it,
+        ``reply_cache_max``, ``sources_max``), outside any step, so no step can be given up now.
+
+        Such a reply is legitimate at a backup (a pull ahead of the resume step) and at a replica
+        whose suspending step replayed one an earlier primary announced (a backup promoted since:
+        that primary sent the call, maybe long before this replica sent it again, and its reply or
+        its copy was lost with it). The host then makes the call resumable with the error as its
+        value and decides at the resume step with :meth:`pulled_reply_gone`: a replayed resume
+        step (the order it took over, or follows, resumed the call on the real value) is given up
+        and the replica resynced or removed; a resume of the primary's own choice raises the error
+        into the method, and the primary pushes the error as the reply copy with that step's
+        announcement, so every replica runs the same step and the caller gets a typed
+        ``ReplyUnavailableError`` (docs/faults.md row 53). The reply of a call this primary made
+        itself reads gone only if its callee forgot the call while the reply was on its way: the
+        simulator reports that as a failure (I6); the Ray runtime hands the error on.
+
+        Args:
+            msg_id: the nested request whose reply is gone.
+
+        Returns:
+            True: the host resumes the call with the error, as above; False: the call is this
+            primary's own (the host reports the failure; the Ray runtime hands the error on).
+
+        Raises:
+            LocalProtocolError: no message suspended here awaits ``msg_id``.
+        """
+        caller = caller_of(self.group, msg_id.source)
+        held = self.suspended.get(caller) if caller is not None else None
+        if held is None:
+            raise LocalProtocolError(f"suspended_reply_gone({msg_id}) but {caller} is not suspended here")
+        return self.role == Role.BACKUP or held.replayed
 
     def has_reply_copy(self, msg_id: MsgId) -> bool:
         """Whether the pushed reply copy of nested request ``msg_id`` is here (not taken)."""

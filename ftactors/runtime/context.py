@@ -234,9 +234,31 @@ def resolve_pending_replies() -> None:
 def _resolved(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def call(object_refs: Any, *args: Any, **kwargs: Any) -> Any:
-        return original(_refs_of(object_refs), *args, **kwargs)
+        pending = _pending_in(object_refs)
+        if not pending:
+            return original(object_refs, *args, **kwargs)
+        refs = _refs_of(object_refs)
+        try:
+            return original(refs, *args, **kwargs)
+        except Exception as exc:
+            # a reply a backup pulled and its callee forgot must not reach the method: the step is
+            # given up and the replica resynced, as for an ``await`` (``PendingReply.gone_from``)
+            for p in pending:
+                gone = p.gone_from(original, exc)
+                if gone is not None:
+                    raise gone from exc
+            raise
 
     return call
+
+
+def _pending_in(refs: Any) -> List[Any]:
+    """The pending replies (``replica_actor.PendingReply``) among ``refs``, one or a list."""
+    if hasattr(refs, "resolve_now"):
+        return [refs]
+    if isinstance(refs, list):
+        return [r for r in refs if hasattr(r, "resolve_now")]
+    return []
 
 
 def _refs_of(refs: Any) -> Any:

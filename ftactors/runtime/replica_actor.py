@@ -315,6 +315,29 @@ class PendingReply:
             self.bind(self._pull())
         return self.ref
 
+    def gone_from(self, get: Callable[..., Any], exc: BaseException) -> Optional["ReplyGone"]:
+        """A blocking wait (``ray.get``) that took it raised ``exc``: whether that is this reply, pulled
+        from the callee's router and gone there (``ReplyUnavailableError``). The method must not get
+        that error (its primary got the value): it gets :class:`ReplyGone` instead, which gives the
+        step up, as for an ``await`` (:meth:`bind`; docs/faults.md row 53).
+
+        Args:
+            get: Ray's own ``ray.get``.
+            exc: what the wait raised.
+
+        Returns:
+            The ``ReplyGone`` to raise instead, or None (``exc`` is not this reply's loss).
+        """
+        if not self.pulled or self.ref is None or not isinstance(exc, ReplyUnavailableError):
+            return None
+        try:
+            get(self.ref, timeout=0)  # done: the wait that raised had it
+        except ReplyUnavailableError:
+            return ReplyGone(self.request.msg_id)
+        except Exception:  # noqa: S110 - not done, or another error: not this reply's loss
+            return None
+        return None
+
     def resolve_now(self) -> Any:
         """The ``ObjectRef`` it stands for, now: the copy's if it is here, else a pull's.
 

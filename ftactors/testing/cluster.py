@@ -164,6 +164,9 @@ class Simulator:
         self.history: List[HistoryOp] = []
         self.last_issue = 0  # when a client last issued a call
         self.nested_seen: Dict[Any, Any] = {}
+        # nested calls whose reply was gone at the callee and whose caller's method got the error
+        # instead (ReplicaCore.suspended_reply_gone): the replay of the caller's order raises it too
+        self.nested_gone: Dict[Any, Any] = {}
         self.faults_on = options.faults
         self.replaced: Set[str] = set()  # groups whose backup replace_backup killed
         self.store = ObjectStore()
@@ -310,9 +313,23 @@ class Simulator:
     def record_nested(self, reply: Reply) -> None:
         """A replica consumed a nested reply; all copies of one must agree (I3)."""
         answer = (reply.position, reply.outcome.value)
+        gone = self.nested_gone.get(reply.msg_id)
+        if gone is not None:  # the copy of the error a new primary's method got (note_nested_gone)
+            if answer != (0, gone):
+                raise InvariantViolation(f"I3: nested {reply.msg_id} answered {answer}, after its caller's "
+                                         f"primary resumed it on {gone}")
+            return
         seen = self.nested_seen.setdefault((reply.group, reply.msg_id), answer)
         if seen != answer:
             raise InvariantViolation(f"I3: nested {reply.msg_id} answered differently: {seen} vs {answer}")
+
+    def note_nested_gone(self, msg_id: Any, raised: Any) -> None:
+        """A primary resumes a call on the error of its nested call ``msg_id``, whose reply its callee
+        forgot (``ReplicaCore.suspended_reply_gone``): the replay answers that call with ``raised``.
+        (The dead primary may have consumed the real reply: its resume step was never announced.)
+        """
+        self.count("nested_replies_gone")
+        self.nested_gone[msg_id] = raised
 
     def on_executed(self, host: ReplicaHost, entry: Any) -> None:
         """A replica executed a message: incremental checks (I1, I3, I4)."""

@@ -132,6 +132,8 @@ class Suspended:
             set it, equal on every replica (None: it awaits a nested reply).
         arrived: the reply arrived or the timer fired (the call is resumable).
         value: the reply's value, once arrived.
+        gone: the reply read gone at the callee (``ReplyUnavailableError``) for a call an earlier
+            primary made, or at a backup: the resume step decides (``_resume_gone``).
     """
 
     gen: Generator[Any, Any, Any]
@@ -139,6 +141,7 @@ class Suspended:
     timer: Any = None
     arrived: bool = False
     value: Any = None
+    gone: Optional[Reply] = None  # the callee's "expired" answer, resumed on (ReplicaCore.suspended_reply_gone)
     tasks: int = 0  # asyncio tasks the call created so far (their streams, see ``ReplicaHost._gather``)
 
     @property
@@ -303,7 +306,14 @@ class ReplicaHost:
         """A nested reply for a suspended async call: it becomes resumable (late duplicates drop)."""
         for mid, sus in self.coros.items():
             if sus.wait is not None and sus.wait.request.msg_id == reply.msg_id and not sus.arrived:
+                if mid not in self.core.suspended:
+                    return  # dropped by the core (a Restore, fenced): resumable() forgets it
                 if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
+                    if isinstance(reply.outcome.value, ReplyUnavailableError) and \
+                            self.core.suspended_reply_gone(reply.msg_id):
+                        sus.arrived, sus.gone = True, reply  # outside a step: its resume step decides
+                        self.arrived.append(mid)
+                        return
                     raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
                 self.sim.record_nested(reply)
                 self.core.nested_reply(reply)
@@ -532,11 +542,35 @@ class ReplicaHost:
                 sus.arrived, sus.value = True, copy.outcome.value
             elif pull:
                 self.sim.send_nested(self, sus.wait.request, pull=True)
-        if sus.arrived:
+        if sus.gone is not None:
+            self._resume_gone(sus.gone)
+        elif sus.arrived:
             self._advance(sus.value)
         else:  # a backup ahead of its reply copy: the step waits for it, as a sync call does
             assert sus.wait is not None
             self.waiting = sus.wait
+
+    def _resume_gone(self, gone: Reply) -> None:
+        """The resume step of a call whose nested reply read gone at the callee while it was suspended
+        (``ReplicaCore.suspended_reply_gone``; docs/faults.md row 53). A replayed step (the order
+        resumed the call on the real value) is given up and this replica resynced or removed
+        (``pulled_reply_gone``); a step of the primary's own choice raises the error into the method,
+        and the primary pushes it as the reply copy, so its backups replay the same step."""
+        copy = self.core.reply_copy(gone.msg_id)  # a backup's pull read gone, then its primary's copy came
+        if copy is not None:
+            self._took_copy(copy)
+            self.sim.record_nested(copy)
+            self._advance(copy.outcome.value)
+            return
+        if self.loop.pulled_reply_gone(gone.msg_id):
+            self._give_step_up()
+            return
+        raised = Raised(type(gone.outcome.value).__name__, str(gone.outcome.value))
+        self.sim.note_nested_gone(gone.msg_id, raised)
+        error = replace(gone, outcome=Outcome(False, raised))
+        self.sim.record_nested(error)
+        self.core.nested_reply(error)  # pushed as the copy, with this step's announcement
+        self._advance(raised)
 
     def _suspend(self, sus: "Suspended") -> None:
         """End the step with the method waiting on its nested call (``executed(None, ...)``)."""

@@ -310,7 +310,7 @@ class Checker:
                                          f"replay asks {call.method}{call.args}")
 
         try:
-            runs = replay_groups(self.sim.models, logs, check)
+            runs = replay_groups(self.sim.models, logs, check, self.sim.nested_gone)
         except LookupError as exc:
             raise InvariantViolation(f"I4: {exc}") from exc
         except RuntimeError as exc:

@@ -834,7 +834,8 @@ REPLAY_ROUNDS_MAX = 1_000_000
 
 
 def replay_groups(models: Mapping[str, Model], logs: Mapping[str, Sequence[LogEntry]],
-                  check: Callable[[str, MsgId, NestedCall, LogEntry], None]) -> Dict[str, GroupReplay]:
+                  check: Callable[[str, MsgId, NestedCall, LogEntry], None],
+                  gone: Optional[Mapping[MsgId, Any]] = None) -> Dict[str, GroupReplay]:
     """Replay several groups' orders together, each answering the others' nested calls with its own
     replayed answers: a group whose next step needs an answer the callee's replay has not reached
     waits, and the other groups go on (a re-entrant ring A -> B -> A needs A's order before and
@@ -845,6 +846,8 @@ def replay_groups(models: Mapping[str, Model], logs: Mapping[str, Sequence[LogEn
         logs: each group's order.
         check: ``check(callee, nested_id, call, executed_entry)`` raises if the callee executed
             something other than the call the replay makes.
+        gone: nested calls the callee executed but whose caller's method got an error instead of the
+            reply (its reply was gone, ``ReplicaCore.suspended_reply_gone``) -> that error.
 
     Returns:
         Each group's finished replay (its state and answers).
@@ -861,6 +864,8 @@ def replay_groups(models: Mapping[str, Model], logs: Mapping[str, Sequence[LogEn
         if entry is None:
             raise LookupError(f"nested call {mid} is not in the order of {call.group}")
         check(call.group, mid, call, entry)
+        if gone is not None and mid in gone:
+            return gone[mid]
         answer = runs[call.group].answers.get(mid)
         if answer is None:
             if runs[call.group].done:
