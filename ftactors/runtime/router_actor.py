@@ -344,7 +344,6 @@ class _RouterLoop:
         # the threaded router's own thread: everything but the callers' hand-over runs on its loop (the
         # async router runs on Ray's loop and takes no inbox)
         self._loop = asyncio.new_event_loop()
-        self._unsent: Dict[str, int] = {}  # replica -> Delivers queued on _send_direct, not yet written
         self._inbox = _Inbox(lambda: self._loop.call_soon_threadsafe(self._drain),
                              reorder_wait_s=self.settings.reorder_wait_s)
         if own_thread:
@@ -670,81 +669,36 @@ class _RouterLoop:
 
     # ------------------------------------------------------- direct data plane
 
-    def _send(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> Awaitable[Any]:
-        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; the awaitable gives its
-        Delivered when it came by a Ray call, or None when the host took it already (it came on the
-        link: the host hands a replica's link answers to the core in link order, see ``host.links``).
-
-        On an open link the Deliver is written now, on the caller's step of the loop (a Task would
-        start a step later, and its frame leave a step after that: two hops of the event loop before
-        the primary sees a call, issue 11); otherwise :meth:`_send_direct` opens the link or picks
-        the path.
-        """
-        pending = self._links.get(rid)
-        if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None \
-                and not self._unsent.get(rid):  # an earlier Deliver still waiting for the link goes first
-            link = pending.result()
-            if link is not None and link.is_open and self.host.links.route(rid) == Route.WIRE:
-                return self._on_wire(rid, handle, link, msg, epoch, seq)
-        self._unsent[rid] = self._unsent.get(rid, 0) + 1
-        return self._send_direct(rid, handle, msg, epoch, seq)
-
     async def _send_direct(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> Any:
-        """:meth:`_send` once the link is open (or known not to be), on the path the host's links
-        decide (``host.links.route``): the replica's direct link, a Ray call (no link, or the message
-        holds an ObjectRef or is over a frame), or none (its link closed). Ordering does not depend on
-        the path: the replica applies a link's batches in ``seq`` order.
+        """The seam: Deliver ``msg`` to replica ``rid`` as link batch ``seq``; return its Delivered
+        when it came by a Ray call, or None when the host took it already (it came on the link: the
+        host hands a replica's link answers to the core in link order, see ``host.links``).
+
+        On the path the host's links decide (``host.links.route``): the replica's direct link, a Ray
+        call (no link, or the message holds an ObjectRef or is over a frame), or none (its link closed).
+        Ordering does not depend on the path: the replica applies a link's batches in ``seq`` order.
 
         Raises:
             LinkClosedError: the link closed (the host's links decide whether that is a suspicion).
             RayActorError: the replica died during a Ray call.
         """
         links = self.host.links
-        try:
-            pending = self._links.get(rid)
-            if pending is None and links.want_link(rid):
-                pending = self._links[rid] = asyncio.ensure_future(self._open_link(rid, handle))
-            link = await pending if pending is not None else None
-            route = links.route(rid)
-            if route == Route.NONE:
-                raise LinkClosedError(f"link to {rid} closed")
-            sent: Awaitable[Any] = (handle.deliver.remote(msg, epoch, seq) if route == Route.RAY or link is None
-                                    else self._on_wire(rid, handle, link, msg, epoch, seq))
-        finally:  # it went out (or never will): later Delivers to rid may take the fast path
-            left = self._unsent.pop(rid, 1) - 1
-            if left:
-                self._unsent[rid] = left
-        return await sent
-
-    def _on_wire(self, rid: str, handle: Any, link: DirectLink, msg: Deliver, epoch: str,
-                 seq: int) -> Awaitable[Any]:
-        """Write ``msg`` on ``rid``'s link now (its route is WIRE); the awaitable is its answer's
-        handling (:meth:`_link_answer`), or a Ray call when the message does not fit the wire."""
-        links = self.host.links
+        pending = self._links.get(rid)
+        if pending is None and links.want_link(rid):
+            pending = self._links[rid] = asyncio.ensure_future(self._open_link(rid, handle))
+        link = await pending if pending is not None else None
+        route = links.route(rid)
+        if route == Route.NONE:
+            raise LinkClosedError(f"link to {rid} closed")
+        if route == Route.RAY or link is None:
+            return await handle.deliver.remote(msg, epoch, seq)
         links.on_sent(rid)
         try:
-            call_id, fut = link.send(msg, epoch, seq)
+            answer = await link.deliver(msg, epoch, seq)
         except NotOnWireError:  # it never went out: a Ray call, so the object store tracks its references
             self.host.on_link_answer(rid, heard=False)
             assert links.route(rid, fits_wire=False) == Route.RAY
-            return handle.deliver.remote(msg, epoch, seq)
-        except BaseException as exc:  # closed meanwhile
-            self.host.on_link_answer(rid, heard=False)
-            return _raise(exc)
-        link.flush()  # one Deliver per link per step of the host: nothing to wait for
-        return self._link_answer(rid, handle, call_id, fut, epoch)
-
-    async def _link_answer(self, rid: str, handle: Any, call_id: int, fut: "asyncio.Future[Tuple[int, bytes]]",
-                           epoch: str) -> None:
-        """Hand the answer to the Deliver ``call_id`` on ``rid``'s link to the host (a parked one is
-        fetched with a Ray call first).
-
-        Raises:
-            LinkClosedError: the link closed (the host's links decide whether that is a suspicion).
-            RemoteDeliverError: the replica's deliver raised.
-        """
-        try:
-            answer = DirectLink.answer_of(call_id, await fut)
+            return await handle.deliver.remote(msg, epoch, seq)
         except ParkedError as parked:
             decision, ticket = self.host.on_link_parked(rid)
             self.host.on_link_answer(rid)
@@ -1089,13 +1043,14 @@ class _RayIO:
         return time.time()
 
     def deliver(self, rid: str, msg: Deliver, epoch: str, seq: int) -> None:
-        """The data plane, router -> replica: the replica's direct link (``_RouterLoop._send``;
+        """The data plane, router -> replica: the replica's direct link (``_RouterLoop._send_direct``;
         a closed link fails the replica at once, a parked answer is fetched with a Ray call), or a
         Ray actor call (``_Replica.deliver``) when the data plane is ``ray`` or the replica has no
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
         handle = r.handles[rid]
-        sent: Any = r._send(rid, handle, msg, epoch, seq) if r._direct else handle.deliver.remote(msg, epoch, seq)
+        sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
+                     else handle.deliver.remote(msg, epoch, seq))
         asyncio.get_running_loop().create_task(r._deliver(rid, sent))
 
     def ping(self, rid: str) -> None:
@@ -1166,11 +1121,6 @@ async def _aw(ref: Any) -> Any:
 
 
 _SpecAsker = Callable[[], Awaitable[GroupSpec]]
-
-
-async def _raise(exc: BaseException) -> Any:
-    """An awaitable that raises ``exc`` (a send that failed before it went out)."""
-    raise exc
 
 
 def _group_spec_of(handle: Any) -> _SpecAsker:

@@ -557,42 +557,11 @@ class DirectLink:
             LinkClosedError: the connection is closed (or could not be opened).
             RemoteDeliverError: the replica's ``deliver`` raised.
         """
-        body = self._body(msg)
-        if self._writer is None:
-            await self._connect()
-        call_id, fut = self._queue(body, epoch, seq)
-        got = await fut
-        return self.answer_of(call_id, got)
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the connection is open: :meth:`send` may be called."""
-        return self._writer is not None and self.closed is None
-
-    def send(self, msg: Any, epoch: str, seq: int) -> "Tuple[int, asyncio.Future[Tuple[int, bytes]]]":
-        """Queue ``msg`` (a Deliver) now, without a hop of the event loop (:meth:`deliver` is the
-        coroutine that awaits its answer too): it leaves at :meth:`flush` or, at the latest, at the end
-        of this step of the loop (call on the loop, the link open).
-
-        Returns:
-            (call_id, the future of its answer): pass both to :meth:`answer_of`.
-
-        Raises:
-            NotOnWireError: ``msg`` holds an ObjectRef or is over ``frame_bytes_max``: send it with Ray.
-            LinkClosedError: the link is not open.
-        """
-        body = self._body(msg)
-        if self._writer is None:
-            raise LinkClosedError("not open")
-        return self._queue(body, epoch, seq)
-
-    def _body(self, msg: Any) -> bytes:
         body = dumps(msg)
         if len(body) + 64 > self.frame_bytes_max:
             raise NotOnWireError(f"{len(body)} bytes")
-        return body
-
-    def _queue(self, body: bytes, epoch: str, seq: int) -> "Tuple[int, asyncio.Future[Tuple[int, bytes]]]":
+        if self._writer is None:
+            await self._connect()
         if self.closed is not None:
             raise LinkClosedError(self.closed)
         self._next_id += 1
@@ -603,17 +572,7 @@ class DirectLink:
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(encode_deliver(call_id, seq, epoch, body))
-        return call_id, fut
-
-    @staticmethod
-    def answer_of(call_id: int, got: Tuple[int, bytes]) -> Any:
-        """The Delivered in the answer ``got`` (what the future of :meth:`send` gave) to ``call_id``.
-
-        Raises:
-            ParkedError: the answer is parked at the replica: fetch it with Ray.
-            RemoteDeliverError: the replica's ``deliver`` raised.
-        """
-        kind, out = got
+        kind, out = await fut
         if kind == KIND_DELIVERED:
             return loads(out)
         if kind == KIND_PARKED:
@@ -666,10 +625,6 @@ class DirectLink:
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(LinkClosedError(self.closed))
-
-    def flush(self) -> None:
-        """Write the Delivers queued so far now (a lost connection closes the link)."""
-        self._flush()
 
     def _flush(self) -> None:
         out, self._out = self._out, []
