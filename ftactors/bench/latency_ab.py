@@ -11,6 +11,7 @@ user+system time). Ratios are to the plain actor of the same round; ``x relay`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import sys
@@ -34,20 +35,20 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
         ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": {process: [...us]}}},
         "summary": {system: {...}}, "load": os.getloadavg()}``.
     """
-    import psutil
+    import psutil  # type: ignore[import-untyped]
     import ray
 
     import ftactors
     from ftactors.bench import systems as S
 
-    ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     started: List[Any] = []
     try:
         plain, relay, semi = S.RayPlain(), S.BareRelay(), S.FtActors("semi-active")
         for s in (plain, relay, semi):
             s.start()
             started.append(s)
-        systems = dict(zip(SYSTEMS, (plain, relay, semi)))
+        systems: Dict[str, Any] = dict(zip(SYSTEMS, (plain, relay, semi)))
         primary = next(r.actor for r in ftactors.describe(semi.h).replicas if r.role == "primary")
 
         def pid(actor: Any) -> int:
@@ -58,9 +59,9 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
                  "semi-active": {"router": psutil.Process(pid(semi.h._router)), "primary": psutil.Process(pid(primary))}}
         for p in procs.values():
             p["caller"] = psutil.Process()
-        for s in systems.values():
+        for system in systems.values():
             for _ in range(300):
-                s.call("inc", 1)
+                system.call("inc", 1)
         res: Dict[str, Dict[str, Any]] = {name: {"lat": [], "tput": [], "cpu": {}} for name in SYSTEMS}
         for r in range(rounds):
             for name in SYSTEMS[r % 3:] + SYSTEMS[:r % 3]:

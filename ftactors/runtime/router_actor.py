@@ -122,7 +122,8 @@ def request_of(req: Any) -> Request:
     kind, source, seq, group, method, payload, priority, deadline, resources, ack_below, anns, size = req
     if not isinstance(resources, (tuple, list)) or not isinstance(anns, (tuple, list)):
         raise RemoteProtocolError("a flat request's resources and announcements are sequences")
-    return Request(_KINDS.get(kind, kind), MsgId(source, seq), group, method, payload, priority, deadline,
+    known: Any = _KINDS.get(kind, kind)  # an unknown kind fails the constructor's check
+    return Request(known, MsgId(source, seq), group, method, payload, priority, deadline,
                    tuple(resources), ack_below, None, tuple(anns), size)
 
 
