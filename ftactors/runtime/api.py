@@ -31,7 +31,7 @@ from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.coroutines import CallLoop
 from ftactors.runtime.replica_actor import PendingReply, copied_ref, replica_actor_name, router_actor_name
-from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router
+from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router, flat_request
 from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 from ftactors.spec import GroupSpec
@@ -334,7 +334,9 @@ class ReplicatedMethod:
             with _callers_lock:
                 caller = _caller(h._group)
                 req = caller.request(group=h._group, **fields)
-                ref = h._router.invoke.remote(req, oneway=self._oneway)
+                flat = flat_request(req)  # plain values: Ray's msgpack, not its pickler (issue 11)
+                sent = req if flat is None else flat
+                ref = h._router.invoke.remote(sent, oneway=True) if self._oneway else h._router.invoke.remote(sent)
                 caller.sent(req.msg_id.seq, ref)  # held until it completes: Ray retries it meanwhile
         else:
             ctx.check_open()

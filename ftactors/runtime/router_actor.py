@@ -40,7 +40,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import Deliver, MsgId, Reply, Request, RouterCore, StaleViewError
+from ftactors.core import Deliver, Kind, MsgId, RemoteProtocolError, Reply, Request, RouterCore, StaleViewError
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
@@ -80,6 +80,51 @@ TICK_ERRORS_LOGGED_MAX = 10
 SHUTDOWN_CREATE_WAIT_S = 10.0
 
 _T = TypeVar("_T")
+
+
+#: a request's kind by its value (:func:`request_of`)
+_KINDS: Dict[int, Kind] = {k.value: k for k in Kind}
+
+
+def flat_request(req: Request) -> Optional[Tuple[Any, ...]]:
+    """``req`` as a tuple of plain values for a caller's ``invoke`` (:func:`request_of` rebuilds it),
+    or None when it does not go flat (its arguments are in the object store, or it holds calling
+    paths: a nested call's).
+
+    Ray serialises a tuple of plain values with msgpack, where a ``Request`` object goes through its
+    pickler: about 50 us of the caller's ``.remote()`` and some of the router's receipt, on every
+    call (issue 11).
+
+    Args:
+        req: a caller's request.
+
+    Returns:
+        (kind, source, seq, group, method, payload, priority, deadline_tick, resources, ack_below,
+        peer_announcements, size_bytes), or None.
+    """
+    if req.holds or req.source_view is not None or not isinstance(req.payload, bytes):
+        return None
+    return (req.kind.value, req.msg_id.source, req.msg_id.seq, req.group, req.method, req.payload, req.priority,
+            req.deadline_tick, req.resources, req.ack_below, req.peer_announcements, req.size_bytes)
+
+
+def request_of(req: Any) -> Request:
+    """The request a caller's ``invoke`` carried: a :class:`Request`, or its :func:`flat_request`
+    (lists where it had tuples, as msgpack gives them back), rebuilt and validated by the constructors.
+
+    Raises:
+        RemoteProtocolError: it is neither (a malformed flat request: its fields fail the checks).
+    """
+    if isinstance(req, Request):
+        return req
+    if not isinstance(req, (tuple, list)) or len(req) != 12:
+        raise RemoteProtocolError(f"invoke takes a Request, got {type(req).__name__}")
+    kind, source, seq, group, method, payload, priority, deadline, resources, ack_below, anns, size = req
+    if not isinstance(resources, (tuple, list)) or not isinstance(anns, (tuple, list)):
+        raise RemoteProtocolError("a flat request's resources and announcements are sequences")
+    known: Any = _KINDS.get(kind, kind)  # an unknown kind fails the constructor's check
+    return Request(known, MsgId(source, seq), group, method, payload, priority, deadline,
+                   tuple(resources), ack_below, None, tuple(anns), size)
 
 
 def unwrap(rep: Reply) -> Any:
@@ -892,15 +937,18 @@ class _Router:
         """Wait until the router can serve; return its description."""
         return self.r.on_loop(self.r.ready())
 
-    def invoke(self, req: Request, copy: bool = False, oneway: bool = False) -> Any:
+    def invoke(self, req: Any, copy: bool = False, oneway: bool = False) -> Any:
         """A call to the group: returns the method's value or raises its exception.
 
         Args:
-            req: the request.
+            req: the request, or a caller's as :func:`flat_request` gave it.
             copy: True when a backup of a calling group fetches its reply copy.
             oneway: a one-way call: return None once it executed, whatever its outcome.
+
+        Raises:
+            RemoteProtocolError: ``req`` is not a request.
         """
-        rep = self.r.reply(req, copy)
+        rep = self.r.reply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
 
     def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
@@ -952,9 +1000,9 @@ class _AsyncRouter:
         """See :meth:`_Router.ready`."""
         return await self.r.ready()
 
-    async def invoke(self, req: Request, copy: bool = False, oneway: bool = False) -> Any:
+    async def invoke(self, req: Any, copy: bool = False, oneway: bool = False) -> Any:
         """See :meth:`_Router.invoke`."""
-        rep = await self.r.areply(req, copy)
+        rep = await self.r.areply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
 
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
