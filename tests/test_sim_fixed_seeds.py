@@ -271,14 +271,17 @@ def test_a_router_crash_while_a_backup_is_paused_with_a_ray_call_answer_behind_a
     assert result.ops >= 60
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="docs/faults.md, Open: two groups' joins wait on each other's suspended ring calls")
 def test_a_router_crash_while_a_backup_is_paused_with_rings_lets_both_groups_admit_their_joiners(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Nested groups with async rings (``inflight 7/1/1``, ``pending_max`` 2): after a router crash while a
-    backup was paused, front and store each wait for a joiner (front-r106, store-r6), each primary holds
-    a suspended call (a checkpoint waits for them), and store's router holds front's nested call
-    ``front|c0#4#1`` in its intake: nothing moves (``I6: c0#4 pending over 832 ticks after faults
-    stopped``)."""
+    backup was paused, front and store each waited for a joiner (front-r106, store-r6), each primary held a
+    suspended call (a checkpoint waits for them), and front's rebuilt router, which retained 11 requests
+    every member had executed (trimming nothing while a replica joins), refused store's call back
+    ``store|front|c0#4#1#1`` past ``pending_max`` plus as many calls back: nothing moved (``I6: c0#4
+    pending over 832 ticks after faults stopped``). A call back now counts only the requests some member
+    has not executed (``OrderLog.unexecuted``; docs/faults.md, row 52)."""
     opts = _with_router_crash_while_paused(monkeypatch, 19532)
-    run_seed(19532, options=opts)
+    assert opts.async_steps and opts.p_ring and opts.pending_max == 2
+    result = run_seed(19532, options=opts)
+    assert result.counts["router_crashes_paused"] > 0 and result.counts["reentrant_starts"] > 0
+    assert result.ops >= 100
