@@ -576,3 +576,26 @@ def test_a_call_back_into_the_group_passes_while_a_joiner_keeps_executed_request
     h_call = MsgId(nested_source("g", ring.msg_id), 1)
     back = Request(Kind.SYNC_REQUEST, MsgId(nested_source("h", h_call), 1), "g", "add", payload=1, source_view=1)
     assert router.submit(back) is None and back.msg_id in router.pending
+
+
+def test_a_rebuilt_router_starved_while_it_recovers_reads_the_report_that_waited_before_it_times_out() -> None:
+    """Simulator seed 3275 (semi-active, two replicas, routers starved during a failover or a join too):
+    store's router restarted, store-r1 reported, and the rebuilt router got no CPU for 17 ticks, twice
+    ``recovery_timeout_ticks``, while the primary's report (positions 1-4, c0#2 acknowledged at 3)
+    waited unread. Waking, it timed the recovery out on the time it had not run, removed the primary
+    for "no state report" just before reading that report, and made store-r1 primary, which ran
+    another call at 3 (``I4: store-r1 executes c1#3 at 3, where the acknowledged c0#2 is``). Time the
+    router did not run no longer counts toward the recovery's timeout (as toward a held call's wait)."""
+    cfg = CoreConfig(recovery_timeout_ticks=8)
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2)]
+    anns = tuple(Announcement("g", 1, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    members = ("g-r0", "g-r1")
+    router = RouterCore.rebuilt("g", cfg, members, view=1, next_replica_index=103, now=1)
+    router.tick(2)
+    router.ready()
+    router.on_state_report(StateReport("g-r1", 1, 0, tuple(reqs), ()))  # the backup had executed nothing
+    router.tick(3)
+    router.tick(3 + 2 * cfg.recovery_timeout_ticks)  # starved meanwhile: the primary's report waits unread
+    router.on_state_report(StateReport("g-r0", 1, 2, tuple(reqs), anns))
+    assert router.phase == Phase.NORMAL and router.primary == "g-r0" and router.members == ["g-r0", "g-r1"]

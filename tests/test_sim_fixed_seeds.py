@@ -291,3 +291,17 @@ def test_a_router_crash_while_a_backup_is_paused_with_rings_lets_both_groups_adm
     result = run_seed(19532, options=opts)
     assert result.counts["router_crashes_paused"] > 0 and result.counts["reentrant_starts"] > 0
     assert result.ops >= 100
+
+
+def test_a_rebuilt_router_starved_while_it_recovers_keeps_the_primary_whose_report_waited() -> None:
+    """Seed 3275 (semi-active, priority, two replicas, routers starved during a failover or a join too),
+    found by a hunt of the router crash while a backup is paused (it fails without that draw too): the
+    rebuilt store router, starved for 17 ticks while the primary's report waited unread, timed its
+    recovery out on that time, removed the primary and made the backup primary, which ran another call
+    at an acknowledged position (``I4: store-r1 executes c1#3 at 3, where the acknowledged c0#2 is``).
+    The recovery's timeout now counts only the router's running time (``Recovery.excuse``;
+    docs/faults.md, row 52)."""
+    opts = draw_options(3275)
+    assert opts.starve_unstable and opts.p_router_starve > 0
+    result = run_seed(3275, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.counts["router_rebuilds"] > 0 and result.ops >= 150

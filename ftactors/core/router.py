@@ -572,6 +572,9 @@ class RouterCore:
         if gap > 1 and self.held:
             # nor does that time count toward a held call's wait: its predecessor may be unread yet
             self.intake.excuse(gap - 1)
+        if gap > 1 and self.phase == Phase.RECOVERING:
+            # nor toward the recovery's: a member's report may be unread yet (seed 3275, docs/faults.md row 52)
+            self.recovery.excuse(gap - 1)
         dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")
