@@ -547,3 +547,55 @@ def test_a_joiner_is_not_admitted_with_a_checkpoint_older_than_a_position_whose_
     assert router.links["g-r0"].snapshot_wanted  # a newer one is asked for
     router._relay_checkpoint(Checkpoint("g", 1, 1, {}, dedup, "d1"))
     assert "g-r2" not in router.joining and router.members == ["g-r0", "g-r1", "g-r2"]
+
+
+def test_a_call_back_into_the_group_passes_while_a_joiner_keeps_executed_requests_retained() -> None:
+    """Simulator seed 19532 (``ROUTER_CRASH_WHILE_PAUSED`` on; nested, async rings, ``pending_max`` 2,
+    ``inflight_max`` 7): front's router crashed while a backup was paused; the rebuilt router retained
+    the members' recent history (11 requests, every member had executed them) and, with a replacement
+    joining, trims nothing until the joiner is admitted. The joiner waits for a checkpoint, the
+    checkpoint for the primary's suspended c0#4, c0#4 for store, and store for its call back into front
+    (``store|front|c0#4#1#1``), which front refused as past ``pending_max`` plus as many calls back:
+    the group waited on itself (``I6: c0#4 pending over 832 ticks after faults stopped``). Requests
+    every member executed, kept only for the joiner, are held by no member (a joiner drops those its
+    checkpoint covers, and ``requests_max`` leaves it ``log_max`` for the rest): a call back passes."""
+    cfg = CoreConfig(pending_max=2, inflight_max=1, min_replicas=3)
+    c = ClientCore("c")
+    done = [c.request("g", "add", payload=k) for k in (1, 2, 3, 4)]
+    ring = c.request("g", "ring", payload=5)  # started at position 5, suspended on h
+    anns = tuple(Announcement("g", 1, p, r.msg_id) for p, r in enumerate(done + [ring], start=1))
+    router = RouterCore.rebuilt("g", cfg, ("g-r0", "g-r1"), view=1, next_replica_index=103)  # g-r2 paused
+    for m in ("g-r0", "g-r1"):
+        router.on_state_report(StateReport(m, 1, 5, tuple(done) + (ring,), anns))
+    assert router.phase == Phase.NORMAL and router.ready().spawns == ("g-r103",)
+    router.replica_started("g-r103")  # joins with a checkpoint: none while ring is suspended
+    for m in ("g-r0", "g-r1"):
+        router.on_delivered(Delivered(m, router.view, acked_position=5, suspended=1))
+    assert "g-r103" in router.joining and len(router.requests) == 5  # executed by every member, kept
+    assert router.submit(ring) is None and ring.msg_id in router.pending  # the caller's retry waits
+    h_call = MsgId(nested_source("g", ring.msg_id), 1)
+    back = Request(Kind.SYNC_REQUEST, MsgId(nested_source("h", h_call), 1), "g", "add", payload=1, source_view=1)
+    assert router.submit(back) is None and back.msg_id in router.pending
+
+
+def test_a_rebuilt_router_starved_while_it_recovers_reads_the_report_that_waited_before_it_times_out() -> None:
+    """Simulator seed 3275 (semi-active, two replicas, routers starved during a failover or a join too):
+    store's router restarted, store-r1 reported, and the rebuilt router got no CPU for 17 ticks, twice
+    ``recovery_timeout_ticks``, while the primary's report (positions 1-4, c0#2 acknowledged at 3)
+    waited unread. Waking, it timed the recovery out on the time it had not run, removed the primary
+    for "no state report" just before reading that report, and made store-r1 primary, which ran
+    another call at 3 (``I4: store-r1 executes c1#3 at 3, where the acknowledged c0#2 is``). Time the
+    router did not run no longer counts toward the recovery's timeout (as toward a held call's wait)."""
+    cfg = CoreConfig(recovery_timeout_ticks=8)
+    c = ClientCore("c")
+    reqs = [c.request("g", "add", payload=k) for k in (1, 2)]
+    anns = tuple(Announcement("g", 1, p, r.msg_id) for p, r in enumerate(reqs, start=1))
+    members = ("g-r0", "g-r1")
+    router = RouterCore.rebuilt("g", cfg, members, view=1, next_replica_index=103, now=1)
+    router.tick(2)
+    router.ready()
+    router.on_state_report(StateReport("g-r1", 1, 0, tuple(reqs), ()))  # the backup had executed nothing
+    router.tick(3)
+    router.tick(3 + 2 * cfg.recovery_timeout_ticks)  # starved meanwhile: the primary's report waits unread
+    router.on_state_report(StateReport("g-r0", 1, 2, tuple(reqs), anns))
+    assert router.phase == Phase.NORMAL and router.primary == "g-r0" and router.members == ["g-r0", "g-r1"]

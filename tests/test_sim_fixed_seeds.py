@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
+from ftactors.testing import SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -38,13 +38,14 @@ def test_a_new_primary_is_sent_the_requests_of_the_order_it_replays_first(seed: 
     assert result.counts["crashes"] > 0 and result.ops >= 100
 
 
-def test_a_replica_at_pending_max_keeps_what_the_order_needs() -> None:
+def test_a_replica_at_pending_max_keeps_what_the_order_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the bounds workload: with pending_max=2 (seed 133) a replica whose pending requests
     were full dropped the next copy silently (a backup) or refused it (the primary, after the
     router had relayed it to the backups); the announced order then lacked a request where it was
     needed and a later primary put another call at an acknowledged position
     (``I4: store-r5 executes c2#3 at 10, where the acknowledged c0#3 is``). Now the router refuses
     calls before relaying them once it retains pending_max requests (docs/faults.md)."""
+    monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
     result = run_seed(133, options=replace(draw_options(133), pending_max=2))
     assert result.counts["full:pending_max"] > 0 and result.ops >= 100
 
@@ -126,7 +127,8 @@ def test_a_call_that_waits_behind_later_calls_of_its_client_still_makes_its_nest
     assert result.ops >= 100 and result.counts["nested_sends"] > 0
 
 
-def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keeps_every_nested_call() -> None:
+def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keeps_every_nested_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Seed 103108 (semi-active, reception, pauses and router crashes) with ``sources_max=16``, twice
     the active sources + 8: front's primary, paused, was deposed and woke; it retried a nested call to
     store for 250 ticks, fenced by store's router, until that router restarted: the rebuilt one knew no
@@ -134,6 +136,7 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     front|c0#17#1 failed: ReplyUnavailableError('reply of front|c0#17#1 was trimmed
     (reply_cache_max)')``). A rebuilt router learns the calling groups' views from its members'
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
+    monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
@@ -180,7 +183,8 @@ def test_a_router_starved_of_cpu_with_direct_links_does_not_suspect_members_whos
     assert result.counts["router_starvations"] > 0 and result.ops >= 30
 
 
-def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_acknowledged_positions() -> None:
+def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_acknowledged_positions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A second fault before the first is repaired: the primary crashed, and its router got no CPU
     while the new primary waited for the requests of the order it took over. The new primary gave
     that order up on its own clock after ``recovery_timeout_ticks`` and ran another call at an
@@ -188,6 +192,7 @@ def test_a_router_starved_while_the_new_primary_waits_for_what_it_lacks_keeps_ac
     Now only the router, which knows whether anyone holds the request, gives the order up, counting
     its own running time (``RouterCore._watch_lost_order``, ``Deliver.give_up_from``; docs/faults.md,
     row 44)."""
+    monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
     opts = replace(draw_options(103164, "semi-active", "reception"), starve_unstable=True)
     result = run_seed(103164, options=opts)
     assert result.counts["router_starvations"] > 0 and result.counts["crashes"] > 0 and result.ops >= 90
@@ -252,7 +257,8 @@ def test_a_primary_answer_by_ray_call_is_not_released_ahead_of_an_earlier_answer
 
 
 def _with_router_crash_while_paused(monkeypatch: pytest.MonkeyPatch, seed: int) -> SimOptions:
-    """The seed's options as drawn with ``ROUTER_CRASH_WHILE_PAUSED`` on (off in the draw: docs/faults.md, Open)."""
+    """The seed's options with ``ROUTER_CRASH_WHILE_PAUSED`` on, as drawn when these seeds were found (with
+    ``STARVE_WITH_DIRECT`` off)."""
     monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", True)
     monkeypatch.setattr(options, "STARVE_WITH_DIRECT", False)  # the draw that found them (before row 47)
     opts = draw_options(seed)
@@ -271,14 +277,31 @@ def test_a_router_crash_while_a_backup_is_paused_with_a_ray_call_answer_behind_a
     assert result.ops >= 60
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="docs/faults.md, Open: two groups' joins wait on each other's suspended ring calls")
 def test_a_router_crash_while_a_backup_is_paused_with_rings_lets_both_groups_admit_their_joiners(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Nested groups with async rings (``inflight 7/1/1``, ``pending_max`` 2): after a router crash while a
-    backup was paused, front and store each wait for a joiner (front-r106, store-r6), each primary holds
-    a suspended call (a checkpoint waits for them), and store's router holds front's nested call
-    ``front|c0#4#1`` in its intake: nothing moves (``I6: c0#4 pending over 832 ticks after faults
-    stopped``)."""
+    backup was paused, front and store each waited for a joiner (front-r106, store-r6), each primary held a
+    suspended call (a checkpoint waits for them), and front's rebuilt router, which retained 11 requests
+    every member had executed (trimming nothing while a replica joins), refused store's call back
+    ``store|front|c0#4#1#1`` past ``pending_max`` plus as many calls back: nothing moved (``I6: c0#4
+    pending over 832 ticks after faults stopped``). A call back now counts only the requests some member
+    has not executed (``OrderLog.unexecuted``; docs/faults.md, row 52)."""
     opts = _with_router_crash_while_paused(monkeypatch, 19532)
-    run_seed(19532, options=opts)
+    assert opts.async_steps and opts.p_ring and opts.pending_max == 2
+    result = run_seed(19532, options=opts)
+    assert result.counts["router_crashes_paused"] > 0 and result.counts["reentrant_starts"] > 0
+    assert result.ops >= 100
+
+
+def test_a_rebuilt_router_starved_while_it_recovers_keeps_the_primary_whose_report_waited() -> None:
+    """Seed 3275 (semi-active, priority, two replicas, routers starved during a failover or a join too),
+    found by a hunt of the router crash while a backup is paused (it fails without that draw too): the
+    rebuilt store router, starved for 17 ticks while the primary's report waited unread, timed its
+    recovery out on that time, removed the primary and made the backup primary, which ran another call
+    at an acknowledged position (``I4: store-r1 executes c1#3 at 3, where the acknowledged c0#2 is``).
+    The recovery's timeout now counts only the router's running time (``Recovery.excuse``;
+    docs/faults.md, row 52)."""
+    opts = draw_options(3275)
+    assert opts.starve_unstable and opts.p_router_starve > 0
+    result = run_seed(3275, options=opts)
+    assert result.counts["router_starvations"] > 0 and result.counts["router_rebuilds"] > 0 and result.ops >= 150

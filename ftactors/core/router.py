@@ -378,7 +378,12 @@ class RouterCore:
         # group (a ring) may take inflight_max more, as above (ReplicaCore.requests_max counts them)
         retained = len(self.log.requests) + self.intake.held_count()
         if reentrant:
-            if retained >= self.config.pending_max + self.config.inflight_max:
+            # requests every member executed, kept only for a joiner (``_trim``), are held by no member (the
+            # joiner drops those its checkpoint covers; ``requests_max`` leaves it ``log_max`` for the rest):
+            # counting them refused the call back that a suspended call, and the joiner's checkpoint
+            # waiting for it, needed (docs/faults.md, row 52)
+            floor = self.tracker.floor() if self.links else self.trimmed
+            if self.log.unexecuted(floor) + self.intake.held_count() >= self.config.pending_max + self.config.inflight_max:
                 raise GroupOverloadedError(f"{self.group}: {self.config.pending_max} requests not yet executed "
                                            f"by every replica (pending_max), and as many calls back")
         elif retained + self._places_ahead(mid) >= self.config.pending_max:
@@ -567,6 +572,9 @@ class RouterCore:
         if gap > 1 and self.held:
             # nor does that time count toward a held call's wait: its predecessor may be unread yet
             self.intake.excuse(gap - 1)
+        if gap > 1 and self.phase == Phase.RECOVERING:
+            # nor toward the recovery's: a member's report may be unread yet (seed 3275, docs/faults.md row 52)
+            self.recovery.excuse(gap - 1)
         dead = self.tracker.silent(now, cfg.failure_timeout_ticks, self.primary)
         if dead:
             self._remove_members(dead, "timeout")

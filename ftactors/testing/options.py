@@ -31,7 +31,7 @@ STARVE_WITH_DIRECT = True
 #: a router crash while one backup is paused (the double fault of docs/faults.md row 34), drawn in
 #: ``P_ROUTER_CRASH_PAUSED`` of the seeds that pause replicas, from its own stream
 #: (``paused-<seed>``); a switch, as ``STARVE_WITH_DIRECT``
-ROUTER_CRASH_WHILE_PAUSED = False
+ROUTER_CRASH_WHILE_PAUSED = True
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)

@@ -77,6 +77,7 @@ FEATURES = (
     ("spares lost", "spare_lost"),
     ("caller overtakes", "caller_overtakes"),
     ("router starvations", "router_starvations"),
+    ("router crashes while paused", "router_crashes_paused"),
 )
 
 

@@ -56,6 +56,23 @@ class OrderLog:
         """Whether ``msg_id`` is retained or has a known position."""
         return msg_id in self.requests or msg_id in self.pos_of
 
+    def unexecuted(self, floor: int) -> int:
+        """How many retained requests some member has not executed yet: those a trim to ``floor``
+        would keep. While a replica joins, the router trims nothing (``RouterCore._trim``), and the
+        requests it keeps for the joiner below ``floor`` are held by no member.
+
+        Args:
+            floor: the lowest position every member acknowledged (``LinkTracker.floor``).
+
+        Returns:
+            The retained requests without a position at or below ``floor`` (all of them if
+            ``floor`` is not above ``trimmed``).
+        """
+        if floor <= self.trimmed:
+            return len(self.requests)
+        started = {self.order[p].msg_id for p in range(self.trimmed + 1, floor + 1) if p in self.order}
+        return sum(1 for mid in self.requests if mid not in started and self.pos_of.get(mid, floor + 1) > floor)
+
     def overfull(self) -> bool:
         """Whether more than ``log_max`` requests, or announced positions, are retained (a backup lags
         too far). With async steps a call takes several positions, so the positions can outgrow the

@@ -47,6 +47,11 @@ class Recovery:
         self.rounds = 0
         self.reports = {}
 
+    def excuse(self, idle_ticks: int) -> None:
+        """The router did not run for ``idle_ticks`` (starved, paused): that time does not count toward
+        the reports' timeout; a report may wait, unread, behind the tick that ends the starvation."""
+        self.started += idle_ticks
+
     def report(self, rep: StateReport) -> None:
         """A member's StateReport (the latest one counts)."""
         self.reports[rep.replica] = rep
