@@ -284,7 +284,8 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
         Validated settings.
 
     Raises:
-        ConfigError: a missing file, bad YAML, or a bad field (the message names it).
+        ConfigError: a missing file, bad YAML, a bad field or a removed one (``REMOVED_SETTINGS``; the
+            message names it).
     """
     data: Dict[str, Any] = {}
     if isinstance(config, (str, Path)):
