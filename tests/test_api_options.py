@@ -55,3 +55,17 @@ def test_other_options_ftactors_sets_itself_say_what_to_do_instead():
         cls.options(max_task_retries=2)
     with pytest.raises(ftactors.ConfigError, match=r"lifetime must be 'detached', 'non_detached' or None"):
         cls.options(lifetime="forever")  # Ray's lifetimes are supported (tests/test_ray_services.py)
+
+
+@pytest.mark.parametrize("value", ["threaded", "async"])
+def test_the_removed_router_actor_setting_is_refused_saying_it_was_removed(value, tmp_path):
+    # the threaded router shell was removed (issue 11): a config that still names the setting is told so
+    said = r"'router_actor' was removed on 2026-12-03: the router is always an async Ray actor.*drop the setting"
+    with pytest.raises(ftactors.ConfigError, match=said):
+        ftactors.replicated(replicas=2, router_actor=value)(Worker)
+    with pytest.raises(ftactors.ConfigError, match=said):
+        ftactors.replicated(replicas=2)(Worker).options(router_actor=value)
+    path = tmp_path / "replication.yaml"
+    path.write_text(f"replication:\n  replicas: 2\n  router_actor: {value}\n")
+    with pytest.raises(ftactors.ConfigError, match=said):
+        ftactors.replicated(config=str(path))(Worker)

@@ -160,6 +160,24 @@ def test_router_kills_are_recovered_without_double_execution_or_losing_backups(r
         ftactors.shutdown(h)
 
 
+def test_a_primary_kill_then_a_router_kill_under_load_lose_and_duplicate_nothing(ray_local):
+    # kept from the threaded router's tests (removed with it, issue 11) for the async router
+    h = ftactors.replicated(replicas=3)(Counter).remote()
+    try:
+        with Load(h) as load:
+            load.wait_calls(50)
+            chaos.kill_replica(h, "primary")
+            load.wait_calls(50)
+            wait_for(lambda: converged(h, 3), timeout_s=90, what="three equal replicas after the primary kill")
+            old_pid = chaos.kill_router(h)
+            load.wait_calls(50)
+            assert chaos.router_pid(h) != old_pid
+        check_exactly_once(h, load)
+        wait_for(lambda: converged(h, 3), timeout_s=90, what="three equal replicas after the router kill")
+    finally:
+        ftactors.shutdown(h)
+
+
 def test_restarted_router_finds_a_view_made_only_of_replacement_replicas(ray_local):
     """A restarted router finds the group's replicas by name. Once every initial replica has
     been replaced, it must still rebuild the current view: not give the group up, and not

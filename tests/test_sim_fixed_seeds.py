@@ -153,10 +153,10 @@ def test_a_spare_that_dies_while_it_joins_is_replaced(seed: int, scheduling: str
 
 
 def test_a_router_starved_of_cpu_still_runs_one_callers_calls_in_its_order() -> None:
-    """Ray starts an async or threaded router's tasks in no fixed order: one caller's calls overtake
+    """Ray starts an async router's tasks in no fixed order: one caller's calls overtake
     each other (``caller_overtake_ticks``, within the router's reordering window), and the router's
-    process gets no CPU for a while (``p_router_starve``). The CI run that found it (a threaded
-    router, load about 10) ran 300 pipelined calls as ``['15', '3', '5', ...]``. A call held for
+    process gets no CPU for a while (``p_router_starve``). The CI run that found it (the threaded
+    router since removed, load about 10) ran 300 pipelined calls as ``['15', '3', '5', ...]``. A call held for
     an earlier one was stamped with the tick before the starvation, and the router's first tick
     after it counted the whole starvation as waiting: it gave the earlier call up, unread in its
     inbox (``I10: store ran c2#11 at 46, after c2#15 at 45``). Now time the router did not run does

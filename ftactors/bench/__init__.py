@@ -26,8 +26,7 @@ __all__ = ["main", "MODES", "SYSTEM_NAMES"]
 SYSTEM_NAMES = ["ray-plain", "ray-restart", "naive-active", "primary-backup-ack", "bare-relay",
                 "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
 #: run only when asked for (--systems): ftactors with Delivers as Ray calls (data_plane "ray"), for A/B runs
-EXTRA_SYSTEMS = ["ftactors-semi-active-ray", "ftactors-passive-ray", "ftactors-semi-active-threaded",
-                 "ftactors-passive-threaded"]
+EXTRA_SYSTEMS = ["ftactors-semi-active-ray", "ftactors-passive-ray"]
 FAILOVER_SYSTEMS = ["ray-restart", "ftactors-semi-active", "ftactors-passive", "pysyncobj"]
 SECTIONS = ["calls", "messages", "cpu", "failover", "memory", "args", "scaling", "checkpoint", "creation"]  # run in this order
 
@@ -68,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here (default: OUT/results.json)")
     ap.add_argument("--out", metavar="DIR", default="out/bench", help="directory for plots and JSON (out/bench)")
     ap.add_argument("--systems", metavar="LIST", help=f"comma-separated subset of: {','.join(SYSTEM_NAMES)} "
-                    f"(also {','.join(EXTRA_SYSTEMS)}: Delivers as Ray calls, or a threaded router, for A/B runs)")
+                    f"(also {','.join(EXTRA_SYSTEMS)}: Delivers as Ray calls, for A/B runs)")
     ap.add_argument("--sections", metavar="LIST", help=f"comma-separated subset of: {','.join(SECTIONS)}")
     ap.add_argument("--kills", type=int, help="primary kills per system in the failover section")
     ap.add_argument("--spares", type=int, default=0, metavar="N",
@@ -224,8 +223,6 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         "bare-relay": S.BareRelay,
         "ftactors-semi-active-ray": lambda: S.FtActors("semi-active", data_plane="ray"),
         "ftactors-passive-ray": lambda: S.FtActors("passive", data_plane="ray"),
-        "ftactors-semi-active-threaded": lambda: S.FtActors("semi-active", router_actor="threaded"),
-        "ftactors-passive-threaded": lambda: S.FtActors("passive", router_actor="threaded"),
     }
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
@@ -297,8 +294,7 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
         if "cpu" in sections:
             results["cpu"] = {}
             for name in ("ray-plain", "bare-relay", "ftactors-semi-active", "ftactors-passive",
-                         "ftactors-semi-active-ray", "ftactors-passive-ray", "ftactors-semi-active-threaded",
-                         "ftactors-passive-threaded"):
+                         "ftactors-semi-active-ray", "ftactors-passive-ray"):
                 if name in systems:
                     c = M.cpu_profile(systems[name], cfg["n"] * 10)
                     results["cpu"][name] = c

@@ -1,8 +1,9 @@
-"""A/B of the router's two Ray actor shells (issue 11) in one Ray session.
+"""The router (an async Ray actor) against a plain Ray actor, in one Ray session (issue 11).
 
-Three semi-active groups (``router_actor="threaded"`` with 256 and 32 threads, ``"async"``) and a
-plain Ray actor, measured in alternating rounds: sync latency (``k`` calls), pipelined throughput
-(``n`` calls) and the router process's CPU per pipelined call (psutil user+system time).
+A semi-active group (``async``) and a plain Ray actor, measured in alternating rounds: sync latency
+(``k`` calls), pipelined throughput (``n`` calls) and the router process's CPU per pipelined call
+(psutil user+system time). Until 2026-12-03 it also measured the threaded router shell, then
+removed (``docs/benchmarks.md``, 2026-12-02).
 
     python -m ftactors.bench.router_ab [--rounds 5] [--k 200] [--n 2000] [--json PATH]
 """
@@ -28,7 +29,7 @@ class Counter:
 
 
 def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
-    """Per-round latency, throughput and router CPU of each shell; medians and ratios to plain.
+    """Per-round latency, throughput and router CPU of the router; medians and ratios to plain.
 
     Returns:
         ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": [...us/call]}},
@@ -38,19 +39,13 @@ def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
     import ray
 
     import ftactors
-    import ftactors.runtime.api as api
     from ftactors import chaos
 
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    saved = api.ROUTER_THREADS
     groups: Dict[str, Any] = {}
     try:
         plain = ray.remote(Counter).remote()
-        for name, mode, threads in [("threaded-256", "threaded", 256), ("threaded-32", "threaded", 32),
-                                    ("async", "async", saved)]:
-            api.ROUTER_THREADS = threads
-            groups[name] = ftactors.replicated(replicas=3, router_actor=mode)(Counter).remote()
-        api.ROUTER_THREADS = saved
+        groups["async"] = ftactors.replicated(replicas=3)(Counter).remote()
         systems = {"plain": plain, **groups}
         for h in systems.values():
             ray.get([h.inc.remote(1) for _ in range(500)])
@@ -82,7 +77,6 @@ def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
         } for nm in names}
         return {"rounds": res, "summary": summary, "load": os.getloadavg()}
     finally:
-        api.ROUTER_THREADS = saved
         for h in groups.values():
             ftactors.shutdown(h)
         ray.shutdown()

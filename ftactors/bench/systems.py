@@ -271,8 +271,7 @@ class FtActors(System):
     def __init__(self, style: str, replicas: int = 3, cls: type = Bench, init_args: tuple = (),
                  **settings: Any) -> None:
         self.style, self.replicas = style, replicas
-        self.name = (f"ftactors-{style}" + ("-ray" if settings.get("data_plane") == "ray" else "")
-                     + ("-threaded" if settings.get("router_actor") == "threaded" else ""))
+        self.name = f"ftactors-{style}" + ("-ray" if settings.get("data_plane") == "ray" else "")
         self._cls, self._init_args, self._settings = cls, init_args, settings
         self.h: Any = None
         self.failover_done_ms: List[float] = []

@@ -31,9 +31,9 @@ from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.coroutines import CallLoop
 from ftactors.runtime.replica_actor import PendingReply, copied_ref, replica_actor_name, router_actor_name
-from ftactors.runtime.router_actor import _REPLICA_CLASS, ROUTER_THREADS, _AsyncRouter, _Router, flat_request
+from ftactors.runtime.router_actor import _REPLICA_CLASS, _AsyncRouter, flat_request
 from ftactors.runtime.wire import new_secret
-from ftactors.runtime.settings import ReplicationSettings, load_settings
+from ftactors.runtime.settings import REMOVED_SETTINGS, ReplicationSettings, load_settings
 from ftactors.spec import GroupSpec
 
 log = logging.getLogger("ftactors")
@@ -68,6 +68,9 @@ _ANONYMOUS_PREFIX = "ftactors-"
 #: How long after the router is gone ``shutdown`` lets Ray release the names of the group's actors
 #: before it stops the ones still named itself (``_wait_names_gone``).
 NAMES_SWEEP_AFTER_S = 1.0
+#: Callers' calls in the router (an async Ray actor) at once, its Ray ``max_concurrency``; more wait
+#: in Ray's queue for the actor.
+ROUTER_CALLS_MAX = 1000
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -478,7 +481,7 @@ class ReplicatedClass:
                 lifetime other than Ray's, or ``get_if_exists`` without a name.
             TypeError: ``get_if_exists`` is not a bool.
         """
-        fields = set(ReplicationSettings.model_fields)
+        fields = set(ReplicationSettings.model_fields) | set(REMOVED_SETTINGS)  # a removed one: ConfigError
         settings = {k: v for k, v in changes.items() if k in fields}
         ray_opts = {k: v for k, v in changes.items() if k not in fields}
         _check_actor_options(ray_opts)
@@ -651,10 +654,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     info = {"class_name": rc._cls.__name__, "methods": _public_methods(rc._cls), "lifetime": rc._lifetime}
     # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
     # them even after the creating driver is gone (it finds the replicas, and the class, by name)
-    threaded = s.router_actor == "threaded"  # runtime/router_actor.py says why async is the default
-    router = ray.remote(_Router if threaded else _AsyncRouter).options(
+    router = ray.remote(_AsyncRouter).options(
         name=router_actor_name(group), namespace=namespace, max_restarts=-1, max_task_retries=-1,
-        max_concurrency=ROUTER_THREADS if threaded else 1000, num_cpus=0, enable_task_events=False, **lifetime,
+        max_concurrency=ROUTER_CALLS_MAX, num_cpus=0, enable_task_events=False, **lifetime,
         **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)

@@ -68,7 +68,7 @@ log = logging.getLogger("ftactors")
 
 @dataclasses.dataclass(frozen=True)
 class OwnedArgument:
-    """A call's arguments in the object store, put again by the router (``_Router._own_argument``).
+    """A call's arguments in the object store, put again by the router (``_RouterLoop._own_argument``).
 
     Args:
         ref: the router's object: it lives while the router holds the request.
@@ -1042,7 +1042,7 @@ class _Replica:
     def _localise_requests(self, msg: Deliver) -> Deliver:
         """Arguments in the object store are fetched on arrival, as checkpoints are.
 
-        The router owns them (``_Router._own_argument``) for as long as the order needs them; a
+        The router owns them (``_RouterLoop._own_argument``) for as long as the order needs them; a
         fetched copy also outlives a router restart (this replica's state report then carries the
         bytes). One that cannot be fetched belongs to a router that died: the request is left out,
         as if that router never sent it (the rebuilt router, or the caller's retry, sends it again);

@@ -6,23 +6,10 @@ by Ray if it dies (``max_restarts=-1``); Ray then retries the callers' pending
 calls (``max_task_retries=-1``) and the rebuilt router answers them exactly
 once from the replicas' exactly-once tables.
 
-Two shells run the same :class:`_RouterLoop` (the setting ``router_actor``):
-
-* ``async`` (the default): :class:`_AsyncRouter`, an async Ray actor; the host runs on Ray's event
-  loop and a caller's ``invoke`` submits its request without a thread hand-over.
-* ``threaded``: :class:`_Router`, a threaded Ray actor (sync methods, ``ROUTER_THREADS`` threads).
-  The host and every link live on one event loop in a thread of the router's own
-  (``ftactors-router-loop``); a caller's thread hands its request over through an inbox that the
-  loop drains in batches (one wake-up for all the requests that came meanwhile) and then blocks on
-  a latch that the loop releases with the reply. The inbox puts each caller's requests back in
-  their order (Ray starts a threaded actor's tasks in no fixed order).
-
-Measured in one Ray session (``docs/benchmarks.md``, 2026-12-02), the threaded shell costs the
-router more CPU per call (555-765 us against 460 us): each call crosses two threads (Ray's to the
-loop's and back) where the async shell's crosses none of ours, and the GIL passes between them.
-Gate 2's threaded relay, faster than an async one, wrote to its socket from the caller's thread;
-the router's links are asyncio streams, so that saving is not available to it without moving the
-links off the loop.
+The Ray actor :class:`_AsyncRouter` is an async actor: the host runs on Ray's event loop
+(:class:`_RouterLoop`) and a caller's ``invoke`` submits its request without a thread hand-over.
+A threaded shell (``router_actor: threaded``) was measured against it (``docs/benchmarks.md``,
+2026-12-02: more router CPU per call, lower throughput) and removed on 2026-12-03 (issue 11).
 """
 
 from __future__ import annotations
@@ -30,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -56,14 +42,6 @@ _DEAD = (RayActorError, ActorUnavailableError)
 _REPLICA_CLASS = ray.remote(_Replica)  # one actor class: its definition is exported once
 
 
-#: Threads of the router actor (Ray's ``max_concurrency``): callers' calls in the router at once;
-#: more wait in Ray's queue for the actor.
-ROUTER_THREADS = 256
-#: How long a caller's request waits in the threaded router's inbox for the caller's previous one
-#: (the default; a group's ``reorder_wait_s`` setting).
-REORDER_WAIT_S = 0.5
-#: Callers whose next sequence number the threaded router's inbox keeps at most.
-SOURCES_MAX = 10_000
 #: How long the router waits for one member's answer when it asks every member at once for the
 #: group's class (``_RouterLoop._ask_for_spec``).
 SPEC_ASK_TIMEOUT_S = 10.0
@@ -78,8 +56,6 @@ TICK_ERRORS_LOGGED_MAX = 10
 #: worker thread), so that it can stop them too: a detached replica created after the shutdown
 #: listed the group's actors would otherwise outlive the group (docs/faults.md row 43).
 SHUTDOWN_CREATE_WAIT_S = 10.0
-
-_T = TypeVar("_T")
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -134,47 +110,8 @@ def unwrap(rep: Reply) -> Any:
     raise rep.outcome.value
 
 
-class _Waiter:
-    """A caller's thread waiting for its reply; the router's loop thread settles it once."""
-
-    __slots__ = ("_latch", "reply", "error", "settled")
-
-    def __init__(self) -> None:
-        self._latch = threading.Lock()
-        self._latch.acquire()
-        self.reply: Optional[Reply] = None
-        self.error: Optional[BaseException] = None
-        self.settled = False
-
-    def answer(self, reply: Optional[Reply]) -> None:
-        """Wake the caller with ``reply`` (None: a one-way call); later settlements are ignored."""
-        if not self.settled:
-            self.settled, self.reply = True, reply
-            self._latch.release()
-
-    def fail(self, error: BaseException) -> None:
-        """Wake the caller with ``error`` raised."""
-        if not self.settled:
-            self.settled, self.error = True, error
-            self._latch.release()
-
-    def wait(self) -> Optional[Reply]:
-        """Block until settled.
-
-        Returns:
-            The reply (None for a one-way call).
-
-        Raises:
-            The error it was failed with.
-        """
-        self._latch.acquire()
-        if self.error is not None:
-            raise self.error
-        return self.reply
-
-
 class _FutureWaiter:
-    """A caller's coroutine waiting for its reply (the async router)."""
+    """A caller's coroutine waiting for its reply."""
 
     __slots__ = ("fut",)
 
@@ -188,83 +125,6 @@ class _FutureWaiter:
     def fail(self, error: BaseException) -> None:
         if not self.fut.done():
             self.fut.set_exception(error)
-
-
-class _Inbox:
-    """Callers' requests on their way from Ray's threads to the router's loop thread.
-
-    ``put`` appends under a lock and wakes the loop only when the inbox was empty, so the loop
-    takes all the requests that came meanwhile in one step. Ray starts one caller's tasks in a
-    threaded actor in no fixed order (its threads race for the GIL: in one run, 298 of 300
-    pipelined calls came out of order), and on a loaded machine a thread can lag by more than the
-    core's own reordering window (``sequence_gap_ticks``). So a request whose predecessor from the
-    same caller has not come yet waits for it here, at most ``reorder_wait_s`` (a predecessor that
-    never comes: a retry after a router restart skips the calls that were answered). Copies
-    (``copy=True``: a calling group's backup fetches its reply) need no order and never wait.
-
-    Args:
-        wake: called (outside the lock) when the loop must drain the inbox.
-        reorder_wait_s: the longest a request waits for its predecessor.
-        sources_max: callers remembered at most (the least recent is forgotten first).
-    """
-
-    def __init__(self, wake: Any, reorder_wait_s: float = REORDER_WAIT_S, sources_max: int = SOURCES_MAX) -> None:
-        self._wake = wake
-        self._lock = threading.Lock()
-        self._items: List[Tuple[Request, bool, _Waiter]] = []
-        self._next_seq: Dict[str, int] = {}  # caller -> the sequence number it sends next
-        self._waiting: Dict[Tuple[str, int], threading.Condition] = {}  # (caller, seq) waiting for its turn
-        self._scheduled = False
-        self.reorder_wait_s, self.sources_max = reorder_wait_s, sources_max
-        self.reordered = 0  # requests that came before their predecessor
-        self.gave_up = 0  # of which the predecessor did not come within reorder_wait_s
-
-    def put(self, req: Request, copy: bool, waiter: _Waiter) -> None:
-        """Queue ``req`` for the loop (after the same caller's previous request, if it comes in time)."""
-        with self._lock:
-            if not copy:
-                self._in_order(req.msg_id)
-            self._items.append((req, copy, waiter))
-            wake, self._scheduled = not self._scheduled, True
-        if wake:
-            self._wake()
-
-    def take(self) -> List[Tuple[Request, bool, _Waiter]]:
-        """Everything queued, in order (called by the loop thread; the next ``put`` wakes it again)."""
-        with self._lock:
-            items, self._items = self._items, []
-            self._scheduled = False
-        return items
-
-    def _in_order(self, mid: MsgId) -> None:
-        """Wait (releasing ``_lock`` meanwhile) until ``mid``'s predecessor from its caller is queued,
-        or ``reorder_wait_s`` passed; then note ``mid`` and wake its successor if it waits."""
-        src, seq = mid.source, mid.seq
-        expected = self._next_seq.get(src)
-        if expected is not None and seq > expected:
-            self.reordered += 1
-            key = (src, seq)
-            cond = self._waiting.get(key)
-            if cond is None:
-                assert len(self._waiting) < self.sources_max, "over sources_max requests wait for their turn"
-                cond = self._waiting[key] = threading.Condition(self._lock)
-            deadline = time.monotonic() + self.reorder_wait_s
-            while self._next_seq.get(src, seq) < seq:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.gave_up += 1
-                    if self._waiting.get(key) is cond:
-                        del self._waiting[key]
-                    break
-                cond.wait(left)
-        expected = self._next_seq.pop(src, 0)  # re-inserted: the most recent caller goes last
-        after = self._next_seq[src] = max(expected, seq + 1)
-        if len(self._next_seq) > self.sources_max:
-            del self._next_seq[next(iter(self._next_seq))]
-        if self._waiting:
-            successor = self._waiting.pop((src, after), None)
-            if successor is not None:
-                successor.notify_all()
 
 
 class _Metrics:
@@ -294,16 +154,15 @@ class _Metrics:
 
 
 class _RouterLoop:
-    """The router of one group, on its own event loop (the Ray actor :class:`_Router` is its shell).
+    """The router of one group, on Ray's event loop (the Ray actor :class:`_AsyncRouter` is its shell).
 
     A shell around :class:`ftactors.host.router.RouterHost`: it implements the host's I/O
     (:class:`_RayIO`) over Ray handles and asyncio, and keeps what only Ray has: actor names,
-    placement, ``ray.kill``, metrics export, replica creation. Its coroutines run on the loop of
-    the thread ``ftactors-router-loop``, its ``reply`` and ``on_loop`` on Ray's threads.
+    placement, ``ray.kill``, metrics export, replica creation.
     """
 
     def __init__(self, spec: GroupSpec, members: Tuple[str, ...], nodes: Dict[str, str],
-                 info: Optional[Dict[str, Any]] = None, own_thread: bool = True) -> None:
+                 info: Optional[Dict[str, Any]] = None) -> None:
         # small values only, no ObjectRefs or actor handles, so that Ray can restart this actor from
         # them after its creator is gone: the replicas are found by name, and the user's class and
         # constructor arguments (``spec`` comes without them) are fetched from the replicas once started
@@ -342,13 +201,6 @@ class _RouterLoop:
         self._direct = self.settings.data_plane == "direct" and bool(spec.secret)
         self._links: Dict[str, "asyncio.Future[Optional[DirectLink]]"] = {}  # held until the host closes them
         self._wire_addrs: Dict[str, Tuple[str, int]] = {}  # from the replicas' ready()
-        # the threaded router's own thread: everything but the callers' hand-over runs on its loop (the
-        # async router runs on Ray's loop and takes no inbox)
-        self._loop = asyncio.new_event_loop()
-        self._inbox = _Inbox(lambda: self._loop.call_soon_threadsafe(self._drain),
-                             reorder_wait_s=self.settings.reorder_wait_s)
-        if own_thread:
-            threading.Thread(target=self._loop.run_forever, name="ftactors-router-loop", daemon=True).start()
 
     @property
     def core(self) -> Optional[RouterCore]:
@@ -361,23 +213,6 @@ class _RouterLoop:
         """Wait until the router can serve; return its description."""
         await self._ensure_started()
         return self.host._core().describe()
-
-    def reply(self, req: Request, copy: bool) -> Optional[Reply]:
-        """On a Ray thread: hand ``req`` to the loop thread and wait for its reply (None for a one-way
-        request).
-
-        Raises:
-            GroupOverloadedError, StaleViewError...: the host refused the request.
-        """
-        if not self._is_started():
-            self.on_loop(self._ensure_started())
-        if self.start_error is not None:
-            raise self.start_error  # the user's constructor raised it
-        if not copy and isinstance(req.payload, ray.ObjectRef):  # owned by this router (see _own_argument)
-            req = dataclasses.replace(req, payload=OwnedArgument(ray.put(ray.get(req.payload)), req.payload))
-        waiter = _Waiter()
-        self._inbox.put(req, copy, waiter)
-        return waiter.wait()
 
     async def areply(self, req: Request, copy: bool) -> Optional[Reply]:
         """On Ray's loop (the async router): submit ``req`` and wait for its reply (None: one-way).
@@ -404,26 +239,6 @@ class _RouterLoop:
         if cached is not None or not req.wants_reply:
             return cached
         return await waiter.fut
-
-    def _drain(self) -> None:
-        """On the loop: submit every request in the inbox, in order; one ``process`` follows (kick)."""
-        for req, copy, waiter in self._inbox.take():
-            if self._closed:
-                waiter.fail(GroupLostError(f"{self.group} was shut down"))
-                continue
-            try:
-                cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
-            except Exception as exc:
-                waiter.fail(exc)
-                continue
-            if cached is not None:
-                waiter.answer(cached)
-            elif not req.wants_reply:
-                waiter.answer(None)
-
-    def on_loop(self, coro: "Coroutine[Any, Any, _T]") -> _T:
-        """On a Ray thread: run ``coro`` on the router's loop and wait until it is done."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def _own_argument(self, req: Request) -> Request:
         """``req`` with its argument, passed by reference, owned by this router.
@@ -921,23 +736,21 @@ class _RouterLoop:
 
 
 
-class _Router:
-    """Ray actor routing one group (``router_actor: threaded``). Private: created by ``ftactors.replicated``.
+class _AsyncRouter:
+    """Ray actor routing one group. Private: created by ``ftactors.replicated``.
 
-    A threaded actor: every method is sync (Ray makes an actor with any coroutine method an async
-    actor), and runs on one of Ray's ``max_concurrency`` threads; the work is done by
-    :class:`_RouterLoop` on its own loop thread.
-    """
+    An async actor: every method a coroutine on Ray's event loop, which runs the host too
+    (:class:`_RouterLoop`)."""
 
     def __init__(self, spec: GroupSpec, members: Tuple[str, ...], nodes: Dict[str, str],
                  info: Optional[Dict[str, Any]] = None) -> None:
         self.r = _RouterLoop(spec, members, nodes, info)
 
-    def ready(self) -> Dict[str, Any]:
+    async def ready(self) -> Dict[str, Any]:
         """Wait until the router can serve; return its description."""
-        return self.r.on_loop(self.r.ready())
+        return await self.r.ready()
 
-    def invoke(self, req: Any, copy: bool = False, oneway: bool = False) -> Any:
+    async def invoke(self, req: Any, copy: bool = False, oneway: bool = False) -> Any:
         """A call to the group: returns the method's value or raises its exception.
 
         Args:
@@ -948,10 +761,10 @@ class _Router:
         Raises:
             RemoteProtocolError: ``req`` is not a request.
         """
-        rep = self.r.reply(request_of(req), copy)
+        rep = await self.r.areply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
 
-    def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
+    async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.
 
         Returns:
@@ -961,78 +774,32 @@ class _Router:
         Raises:
             The method's own exception (both returned refs raise it).
         """
-        rep = self.r.reply(req, copy)
-        if rep is None:
-            return None, ()
-        return unwrap(rep), rep.announcements
-
-    def handle_info(self) -> Dict[str, Any]:
-        """What a handle needs (``ftactors.get_actor`` builds one from it)."""
-        return self.r.handle_info()
-
-    def describe(self) -> Dict[str, Any]:
-        """The core's summary plus each replica's info."""
-        return self.r.on_loop(self.r.describe())
-
-    def set_unavailable(self, resources: Tuple[str, ...]) -> None:
-        """Resource scheduling: tell the primary which resources are unavailable."""
-        self.r.on_loop(self.r.set_unavailable(resources))
-
-    def shutdown(self) -> Optional[str]:
-        """Stop every replica; fail waiting callers. Returns the group's namespace."""
-        return self.r.on_loop(self.r.shutdown())
-
-
-
-class _AsyncRouter:
-    """Ray actor routing one group (``router_actor: async``, the default). Private: created by
-    ``ftactors.replicated``.
-
-    An async actor: every method a coroutine on Ray's event loop, which runs the host too; the
-    threaded :class:`_Router` is the other shell (``ftactors bench --systems
-    ftactors-semi-active-threaded`` measures it against this one)."""
-
-    def __init__(self, spec: GroupSpec, members: Tuple[str, ...], nodes: Dict[str, str],
-                 info: Optional[Dict[str, Any]] = None) -> None:
-        self.r = _RouterLoop(spec, members, nodes, info, own_thread=False)
-
-    async def ready(self) -> Dict[str, Any]:
-        """See :meth:`_Router.ready`."""
-        return await self.r.ready()
-
-    async def invoke(self, req: Any, copy: bool = False, oneway: bool = False) -> Any:
-        """See :meth:`_Router.invoke`."""
-        rep = await self.r.areply(request_of(req), copy)
-        return None if rep is None or oneway else unwrap(rep)
-
-    async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
-        """See :meth:`_Router.invoke_nested`."""
         rep = await self.r.areply(req, copy)
         if rep is None:
             return None, ()
         return unwrap(rep), rep.announcements
 
     async def handle_info(self) -> Dict[str, Any]:
-        """See :meth:`_Router.handle_info`."""
+        """What a handle needs (``ftactors.get_actor`` builds one from it)."""
         return self.r.handle_info()
 
     async def describe(self) -> Dict[str, Any]:
-        """See :meth:`_Router.describe`."""
+        """The core's summary plus each replica's info."""
         return await self.r.describe()
 
     async def set_unavailable(self, resources: Tuple[str, ...]) -> None:
-        """See :meth:`_Router.set_unavailable`."""
+        """Resource scheduling: tell the primary which resources are unavailable."""
         await self.r.set_unavailable(resources)
 
     async def shutdown(self) -> Optional[str]:
-        """See :meth:`_Router.shutdown`."""
+        """Stop every replica; fail waiting callers. Returns the group's namespace."""
         return await self.r.shutdown()
 
 
 class _RayIO:
     """The router host's I/O over Ray (:class:`ftactors.host.router.RouterIO`): each call to a
     replica is a Ray actor call or a direct-link Deliver awaited in a task on the router's event
-    loop; callers' threads wait on :class:`_Waiter` latches."""
+    loop; callers' coroutines wait on :class:`_FutureWaiter` futures."""
 
     def __init__(self, router: _RouterLoop) -> None:
         self.r = router

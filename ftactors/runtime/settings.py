@@ -28,6 +28,12 @@ REPLICA_SPARE_THREADS = 8
 #: ``heartbeat_interval_s`` when the user leaves it unset: this default, or less so that the links
 #: suspect a hung replica within ``LINK_SUSPICION_SHARE`` of ``failure_timeout_s``
 HEARTBEAT_INTERVAL_DEFAULT_S = 0.25
+#: Settings that were removed, with what to do instead: naming one is a ``ConfigError`` that says so
+#: (any other unknown name is refused by pydantic as an extra input).
+REMOVED_SETTINGS = {
+    "router_actor": "removed on 2026-12-03: the router is always an async Ray actor (a threaded one was "
+                    "measured slower, issue 11); drop the setting",
+}
 #: the share of ``failure_timeout_s`` after which a derived ``heartbeat_interval_s`` has the direct
 #: links suspect a silent replica (1.25 s of the default 2 s)
 LINK_SUSPICION_SHARE = 0.625
@@ -66,7 +72,7 @@ class ReplicationSettings(BaseModel):
                                "for this long")
     failure_timeout_s: float = Field(2.0, gt=0)
     reorder_wait_s: float = Field(0.5, gt=0, description="a call waits at most this long at the router for "
-                                  "an earlier call of its caller (Ray may start an async or threaded actor's "
+                                  "an earlier call of its caller (Ray may start an async actor's "
                                   "tasks out of order); time the router gets no CPU does not count")
     tick_s: float = Field(0.01, gt=0, le=1.0)
     spares: int = Field(0, ge=0, le=SPARES_MAX, description="warm spare replica processes per group: "
@@ -93,9 +99,6 @@ class ReplicationSettings(BaseModel):
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
 
-    router_actor: Literal["async", "threaded"] = Field(
-        "async", description="async: the router is an async Ray actor (the cheaper per call, measured); "
-        "threaded: a threaded Ray actor whose host runs on a thread of its own (for A/B runs)")
     data_plane: Literal["direct", "ray"] = Field(
         "direct", description="direct: the router sends Delivers to the replicas over its own authenticated "
         "TCP connections; ray: as Ray actor calls (the fallback)")
@@ -281,7 +284,8 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
         Validated settings.
 
     Raises:
-        ConfigError: a missing file, bad YAML, or a bad field (the message names it).
+        ConfigError: a missing file, bad YAML, a bad field or a removed one (``REMOVED_SETTINGS``; the
+            message names it).
     """
     data: Dict[str, Any] = {}
     if isinstance(config, (str, Path)):
@@ -291,6 +295,9 @@ def load_settings(config: Union[str, Path, Dict[str, Any], None] = None, **overr
     elif config is not None:
         raise ConfigError(f"config must be a path or a dict, got {type(config).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    removed = sorted(set(data) & set(REMOVED_SETTINGS))
+    if removed:
+        raise ConfigError(f"replication setting {removed[0]!r} was {REMOVED_SETTINGS[removed[0]]}")
     try:
         settings = ReplicationSettings(**data)
     except ValidationError as exc:

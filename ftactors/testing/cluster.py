@@ -492,7 +492,7 @@ class Simulator:
             self._lossy(ReplyArrives(sender, cached))
 
     def _own_argument(self, router: SimRouter, req: Request) -> Request:
-        """``_Router._own_argument``: an argument passed by reference is put again by the router, which
+        """``_RouterLoop._own_argument``: an argument passed by reference is put again by the router, which
         owns it from then on (lost when this incarnation dies, not when the caller exits).
 
         Raises:

@@ -85,7 +85,7 @@ class RequestArrives:
 
 @dataclass(frozen=True, slots=True)
 class ArgumentFetched:
-    """A router's fetch of a request's argument passed by reference is over (``_Router._own_argument``
+    """A router's fetch of a request's argument passed by reference is over (``_RouterLoop._own_argument``
     awaits the caller's object, then puts it again): the router submits the request, or fails it if
     the caller's object is gone (its owner exited meanwhile).
 

@@ -216,7 +216,7 @@ class ByRef:
     Args:
         key: the object's name in the store.
         owner: the client that put it.
-        fallback: the caller's object, when a router put it again (``_Router._own_argument``):
+        fallback: the caller's object, when a router put it again (``_RouterLoop._own_argument``):
             read if the router's is lost with it and the caller still lives.
     """
 
