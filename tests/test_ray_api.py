@@ -102,6 +102,39 @@ def test_exception_arrives_with_its_type_and_state_stays_equal(acct):
     wait_for(lambda: converged(acct, 3), what="equal digests")
 
 
+def test_driver_defined_exception_and_value_types_are_the_callers_own(ray_local):
+    """A class defined in the driver's script (pickled by value, like ``__main__``'s) comes back as itself.
+
+    With a plain Ray actor, ``except MyError`` catches the method's exception and a returned
+    ``Point`` is a ``Point``: the class travels by value under one tracker id, and unpickling it
+    again in the driver finds the driver's own class. Both must hold through the replicas and the
+    router too.
+    """
+
+    class MyError(Exception):
+        pass
+
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    class Shapes:
+        def boom(self) -> None:
+            raise MyError("custom boom")
+
+        def point(self, p: Point) -> Point:
+            return Point(p.x + 1)
+
+    h = ftactors.replicated(replicas=2)(Shapes).remote()
+    try:
+        with pytest.raises(MyError, match="custom boom"):
+            ray.get(h.boom.remote())
+        p = ray.get(h.point.remote(Point(1)))
+        assert isinstance(p, Point) and p.x == 2
+    finally:
+        ftactors.shutdown(h)
+
+
 def test_handle_pickles_into_tasks_and_actors(acct):
     @ray.remote
     def use(h):

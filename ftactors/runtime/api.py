@@ -20,7 +20,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-import cloudpickle
+# Ray's own cloudpickle, not the package: a class pickled by value (a driver script's exception or
+# value type) keeps one tracker id through the replicas, the router and Ray's return to the caller,
+# so the caller unpickles it as its own class (docs/faults.md row 57).
+from ray import cloudpickle
 import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

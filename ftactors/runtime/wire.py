@@ -47,7 +47,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-import cloudpickle
+# Ray's own cloudpickle, not the package: a class pickled by value (a driver script's exception or
+# value type) keeps one tracker id through the replicas, the router and Ray's return to the caller,
+# so the caller unpickles it as its own class (docs/faults.md row 57).
+from ray import cloudpickle
 
 log = logging.getLogger("ftactors")
 
