@@ -69,3 +69,13 @@ def test_the_removed_router_actor_setting_is_refused_saying_it_was_removed(value
     path.write_text(f"replication:\n  replicas: 2\n  router_actor: {value}\n")
     with pytest.raises(ftactors.ConfigError, match=said):
         ftactors.replicated(config=str(path))(Worker)
+
+
+def test_a_misspelt_option_in_options_is_refused_naming_it():
+    """``.options(nme="orders")`` (a typo for ``name``) is neither a replication setting nor a Ray actor
+    option. It used to be passed on to Ray for every replica, and ``.remote()`` then failed with a
+    misleading "a replicated group named 'Worker-...' already exists"."""
+    cls = ftactors.replicated(replicas=2)(Worker)
+    with pytest.raises(ftactors.ConfigError, match=r"'nme' in \.options\(\).*neither a replication setting nor a Ray actor option"):
+        cls.options(nme="orders")
+    assert cls.options(num_cpus=0.5, name="orders") is not None  # real Ray options still pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import importlib
 import inspect
 import logging
 import re
@@ -547,9 +548,25 @@ def _check_actor_options(opts: Dict[str, Any], where: str = ".options()") -> Non
             sets itself; the message names the option, why, and what to do instead.
     """
     _check_concurrency(opts, where)
+    known = _ray_actor_option_names()
+    unknown = sorted(k for k in opts if known and k not in known)
+    if unknown:  # else Ray refuses it only in the router, creating every replica (row 59)
+        raise ConfigError(f"unknown option {unknown[0]!r} in {where}: neither a replication setting nor a Ray "
+                          f"actor option (a name, namespace, lifetime or get_if_exists, a ReplicationSettings "
+                          f"field, or one of Ray's actor options such as num_cpus, resources, runtime_env)")
     bad = sorted(k for k in opts if k in _RESERVED)
     if bad:
         raise ConfigError(f"Ray option {bad[0]!r} in {where}: ftactors manages it itself; {_RESERVED[bad[0]]}")
+
+
+def _ray_actor_option_names() -> Set[str]:
+    """The option names Ray's ``ActorClass.options`` accepts (empty if this Ray version hides them)."""
+    for module in ("ray._common.ray_option_utils", "ray._private.ray_option_utils"):
+        try:
+            return set(importlib.import_module(module).actor_options)
+        except (ImportError, AttributeError):
+            continue
+    return set()
 
 
 def _check_concurrency(opts: Dict[str, Any], where: str) -> None:
