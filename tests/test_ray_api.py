@@ -135,6 +135,15 @@ def test_driver_defined_exception_and_value_types_are_the_callers_own(ray_local)
         ftactors.shutdown(h)
 
 
+def test_a_bad_ray_option_value_is_reported_as_itself_not_as_a_name_clash(ray_local):
+    """Ray refuses ``num_cpus=-1`` with a ``ValueError`` naming it; creating the group used to turn every
+    ``ValueError`` of a replica's creation into "a replicated group named ... already exists"."""
+    cls = ftactors.replicated(replicas=2)(Account)
+    with pytest.raises(ValueError) as err:
+        cls.options(num_cpus=-1).remote()
+    assert "already exists" not in str(err.value) and "num_cpus" in str(err.value), str(err.value)
+
+
 def test_handle_pickles_into_tasks_and_actors(acct):
     @ray.remote
     def use(h):

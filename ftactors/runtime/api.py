@@ -654,13 +654,15 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     strict = s.placement == "strict-spread"
     lifetime = {} if rc._lifetime is None else {"lifetime": rc._lifetime}
     handles: Dict[str, Any] = {}
+    # Ray checks the options here, before any actor exists: a bad one is its own ValueError, not the
+    # name clash below (row 59)
+    classes = {rid: _REPLICA_CLASS.options(
+        name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
+        max_concurrency=s.replica_threads(), **_strategy(nodes[i], strict), **lifetime, **rc._actor_options,
+    ) for i, rid in enumerate(members)}
     try:
-        for i, rid in enumerate(members):
-            handles[rid] = _REPLICA_CLASS.options(
-                name=replica_actor_name(group, rid), namespace=namespace, max_restarts=0, enable_task_events=False,
-                max_concurrency=s.replica_threads(), **_strategy(nodes[i], strict), **lifetime,
-                **rc._actor_options,
-            ).remote(spec, rid, NewView(1, members))
+        for rid in members:
+            handles[rid] = classes[rid].remote(spec, rid, NewView(1, members))
     except ValueError:  # a name taken meanwhile: another driver is creating the same group
         for h in handles.values():
             ray.kill(h, no_restart=True)
