@@ -84,6 +84,8 @@ class OwnedArgument:
 
 #: answers parked for the router's Ray call (see ``_Replica.parked``)
 PARKED_MAX = 1024
+#: how long a retired replica lets its running calls finish before it exits regardless (``retire``)
+RETIRE_EXIT_WAIT_MAX_S = 2.0
 
 
 def replica_actor_name(group: str, replica_id: str) -> str:
@@ -649,7 +651,12 @@ class _Replica:
         """Leave: the router removed this replica from the view."""
         log.info("[%s] replica %s retired", self.spec.group, self.replica_id)
         # an intended exit: ``os._exit`` here made Ray record a SYSTEM_ERROR death and the raylet
-        # print "A worker died ... unexpected system error" on the driver's console (row 58)
+        # print "A worker died ... unexpected system error" on the driver's console (row 58). Ray
+        # lets the calls running on other threads finish first; one that does not end soon (a method
+        # waiting on a nested call) must not keep a retired replica alive: exit anyway then.
+        timer = threading.Timer(RETIRE_EXIT_WAIT_MAX_S, lambda: os._exit(0))
+        timer.daemon = True
+        timer.start()
         ray.actor.exit_actor()
 
     def set_unavailable(self, resources: Tuple[str, ...]) -> None:
