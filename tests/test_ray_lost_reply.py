@@ -6,6 +6,9 @@ held for the stopped backup are lost; continued, the backup replays those calls 
 reply from the store's router, which reads it "expired". Before the fix the backup's method got
 ``ReplyUnavailableError`` (an error the primary never saw) and its state diverged; now the
 backup gives the step up and the router repairs it by state transfer.
+
+Also a new primary's own call whose nested reply its callee forgot (row 55, and row 53's Ray part,
+a strict xfail): the method's handler must get ``ReplyUnavailableError``.
 """
 
 from __future__ import annotations
@@ -201,6 +204,62 @@ def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotte
         assert ray.get(store.read.remote()) == ["t0", "t1", "other"]  # the nested call ran once
         assert ray.get(front.add.remote("last")) == 4
         wait_for(lambda: converged(front, 2), what="the frontend's replicas agree after a later call")
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+class AsyncGatedFrontend(GatedFrontend):
+    """The same in an async method: a backup's start step suspends on a ``PendingReply``."""
+
+    async def add(self, token: str) -> Any:  # type: ignore[override]
+        self.seen.append(token)
+        try:
+            value = await self.store.add.remote(token, self.gate)
+        except ftactors.ReplyUnavailableError:
+            value = "ReplyUnavailableError"
+        self.seen.append(value)
+        return value
+
+
+@pytest.mark.xfail(strict=True, reason="docs/faults.md Open: a promoted primary's own resume step on a pulled "
+                   "reply read gone ends through ReplyGone; the method's handler never sees the error")
+def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_raises_the_error_into_the_method(
+        ray_local: Any) -> None:
+    """Row 53's case (1) in Ray: the frontend's primary and its backup ran ``add("t1")``'s first step
+    (suspended on the store call, held at a gate); the primary is stopped; the store runs the call,
+    forgets its reply and its router is killed; the primary is killed. The promoted backup pulls the
+    reply of its suspended call and reads it gone; its resume step is of its own choice, so its
+    method should get ``ReplyUnavailableError`` (as in the simulator, row 53)."""
+    gate = Gate.remote()
+    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
+    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
+                                heartbeat_misses_max=120)(AsyncGatedFrontend).remote(store, gate)
+    victim = None
+    try:
+        assert ray.get(front.add.remote("t0")) == 1
+        wait_for(lambda: converged(front, 2), what="the frontend converged")
+        base = ftactors.describe(front).primary.executed
+        ray.get(gate.close.remote("t1"))
+        ref = front.add.remote("t1")
+        wait_for(lambda: ray.get(gate.entered_count.remote("t1")) >= 1, what="the store runs t1's nested call")
+        wait_for(lambda: all(b.executed > base for b in ftactors.describe(front).backups),
+                 what="the backup ran t1's first step")
+        victim = chaos.pause_replica(front, "primary")               # SIGSTOP: the store's reply waits unread
+        ray.get(gate.open.remote("t1"))
+        wait_for(lambda: converged(store, 2), what="the store ran t1's nested call")
+        assert ray.get(store.add.remote("other", gate)) == 3          # the store keeps one reply
+        chaos.kill_router(store)                                       # and its router's cache goes
+        wait_for(lambda: converged(store, 2), what="the store's router is back")
+        chaos.kill(victim, "sigkill")
+        victim = None
+        outcome = ray.get(ref, timeout=120)
+        assert outcome == "ReplyUnavailableError"
+        wait_for(lambda: converged(front, 2), timeout_s=60.0, what="the frontend's replicas agree")
+        assert ray.get(front.read.remote()) == ["t0", 1, "t1", "ReplyUnavailableError"]
+        assert ray.get(store.read.remote()) == ["t0", "t1", "other"]  # the nested call ran once
     finally:
         if victim is not None:
             chaos.resume(victim.pid)
