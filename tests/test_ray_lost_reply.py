@@ -7,8 +7,8 @@ reply from the store's router, which reads it "expired". Before the fix the back
 ``ReplyUnavailableError`` (an error the primary never saw) and its state diverged; now the
 backup gives the step up and the router repairs it by state transfer.
 
-Also a new primary's own call whose nested reply its callee forgot (row 55, and row 53's Ray part,
-a strict xfail): the method's handler must get ``ReplyUnavailableError``.
+Also a new primary's own call whose nested reply its callee forgot (row 55, and row 53's Ray part):
+the method's handler gets ``ReplyUnavailableError``.
 """
 
 from __future__ import annotations
@@ -224,15 +224,15 @@ class AsyncGatedFrontend(GatedFrontend):
         return value
 
 
-@pytest.mark.xfail(strict=True, reason="docs/faults.md Open: a promoted primary's own resume step on a pulled "
-                   "reply read gone ends through ReplyGone; the method's handler never sees the error")
 def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_raises_the_error_into_the_method(
         ray_local: Any) -> None:
     """Row 53's case (1) in Ray: the frontend's primary and its backup ran ``add("t1")``'s first step
     (suspended on the store call, held at a gate); the primary is stopped; the store runs the call,
     forgets its reply and its router is killed; the primary is killed. The promoted backup pulls the
     reply of its suspended call and reads it gone; its resume step is of its own choice, so its
-    method should get ``ReplyUnavailableError`` (as in the simulator, row 53)."""
+    method gets ``ReplyUnavailableError`` (as in the simulator, row 53). Before the fix (row 55):
+    ``ray.get(ref)`` raised ``RayTaskError(ReplyUnavailableError): ... reply of ...#2#1 was trimmed
+    (reply_cache_max)``: the step ended through ``ReplyGone`` and the method's handler never ran."""
     gate = Gate.remote()
     store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
     front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
