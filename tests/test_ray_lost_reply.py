@@ -6,6 +6,9 @@ held for the stopped backup are lost; continued, the backup replays those calls 
 reply from the store's router, which reads it "expired". Before the fix the backup's method got
 ``ReplyUnavailableError`` (an error the primary never saw) and its state diverged; now the
 backup gives the step up and the router repairs it by state transfer.
+
+Also a new primary's own call whose nested reply its callee forgot (row 55, and row 53's Ray part):
+the method's handler gets ``ReplyUnavailableError``.
 """
 
 from __future__ import annotations
@@ -106,6 +109,157 @@ def test_a_backup_whose_pulled_nested_reply_is_gone_is_resynced_by_state_transfe
         assert ray.get(front.read.remote()) == expected
         assert ray.get(front.add.remote("last")) == CALLS + 2
         wait_for(lambda: converged(front, 2), what="the frontend's replicas agree after a later call")
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+@ray.remote
+class Gate:
+    """Holds a store call named by its token until the test opens it (no sleep: an awaited event)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.events: dict = {}
+        self.entered: dict = {}
+        self._asyncio = asyncio
+
+    def close(self, token: str) -> None:
+        self.events[token] = self._asyncio.Event()
+
+    def open(self, token: str) -> None:
+        self.events[token].set()
+
+    def entered_count(self, token: str) -> int:
+        return int(self.entered.get(token, 0))
+
+    async def wait(self, token: str) -> None:
+        self.entered[token] = self.entered.get(token, 0) + 1
+        ev = self.events.get(token)
+        if ev is not None:
+            await ev.wait()
+
+
+class GatedStore:
+    def __init__(self) -> None:
+        self.tokens: list = []
+
+    def add(self, token: str, gate: Any) -> int:
+        self.tokens.append(token)
+        ray.get(gate.wait.remote(token))
+        return len(self.tokens)
+
+    def read(self) -> list:
+        return list(self.tokens)
+
+
+class GatedFrontend(Frontend):
+    def __init__(self, store: Any, gate: Any) -> None:
+        super().__init__(store)
+        self.gate = gate
+
+    def add(self, token: str) -> Any:
+        self.seen.append(token)
+        try:
+            value = ray.get(self.store.add.remote(token, self.gate))
+        except ftactors.ReplyUnavailableError:  # the new primary: its nested call's reply is gone at the store
+            value = "ReplyUnavailableError"  # (Ray raises it as RayTaskError(ReplyUnavailableError))
+        self.seen.append(value)
+        return value
+
+
+def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotten_gets_the_error_at_every_replica(
+        ray_local: Any) -> None:
+    """docs/faults.md row 55 in Ray: the frontend's primary runs ``add("t1")`` and its nested call
+    to the store (held at a gate); it is stopped, so its step is never announced; the store runs the
+    call, forgets its reply (``reply_cache_max=1``, a later call) and its router is killed (its cache
+    goes with it); the primary is killed. The promoted backup starts ``add("t1")`` afresh, sends the
+    call again and reads it gone: its method gets ``ReplyUnavailableError`` (its handler sees it),
+    every frontend replica agrees, and the store ran the call once."""
+    gate = Gate.remote()
+    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
+    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
+                                heartbeat_misses_max=120)(GatedFrontend).remote(store, gate)
+    victim = None
+    try:
+        assert ray.get(front.add.remote("t0")) == 1
+        wait_for(lambda: converged(front, 2), what="the frontend converged")
+        ray.get(gate.close.remote("t1"))
+        ref = front.add.remote("t1")
+        wait_for(lambda: ray.get(gate.entered_count.remote("t1")) >= 1, what="the store runs t1's nested call")
+        victim = chaos.pause_replica(front, "primary")               # SIGSTOP: its step never ends
+        ray.get(gate.open.remote("t1"))
+        wait_for(lambda: converged(store, 2), what="the store ran t1's nested call")
+        assert ray.get(store.add.remote("other", gate)) == 3          # the store keeps one reply
+        chaos.kill_router(store)                                       # and its router's cache goes
+        wait_for(lambda: converged(store, 2), what="the store's router is back")
+        chaos.kill(victim, "sigkill")
+        victim = None
+        assert ray.get(ref, timeout=120) == "ReplyUnavailableError"
+        wait_for(lambda: converged(front, 2), timeout_s=60.0, what="the frontend's replicas agree")
+        assert ray.get(front.read.remote()) == ["t0", 1, "t1", "ReplyUnavailableError"]
+        assert ray.get(store.read.remote()) == ["t0", "t1", "other"]  # the nested call ran once
+        assert ray.get(front.add.remote("last")) == 4
+        wait_for(lambda: converged(front, 2), what="the frontend's replicas agree after a later call")
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+class AsyncGatedFrontend(GatedFrontend):
+    """The same in an async method: a backup's start step suspends on a ``PendingReply``."""
+
+    async def add(self, token: str) -> Any:  # type: ignore[override]
+        self.seen.append(token)
+        try:
+            value = await self.store.add.remote(token, self.gate)
+        except ftactors.ReplyUnavailableError:
+            value = "ReplyUnavailableError"
+        self.seen.append(value)
+        return value
+
+
+def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_raises_the_error_into_the_method(
+        ray_local: Any) -> None:
+    """Row 53's case (1) in Ray: the frontend's primary and its backup ran ``add("t1")``'s first step
+    (suspended on the store call, held at a gate); the primary is stopped; the store runs the call,
+    forgets its reply and its router is killed; the primary is killed. The promoted backup pulls the
+    reply of its suspended call and reads it gone; its resume step is of its own choice, so its
+    method gets ``ReplyUnavailableError`` (as in the simulator, row 53). Before the fix (row 55):
+    ``ray.get(ref)`` raised ``RayTaskError(ReplyUnavailableError): ... reply of ...#2#1 was trimmed
+    (reply_cache_max)``: the step ended through ``ReplyGone`` and the method's handler never ran."""
+    gate = Gate.remote()
+    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
+    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
+                                heartbeat_misses_max=120)(AsyncGatedFrontend).remote(store, gate)
+    victim = None
+    try:
+        assert ray.get(front.add.remote("t0")) == 1
+        wait_for(lambda: converged(front, 2), what="the frontend converged")
+        base = ftactors.describe(front).primary.executed
+        ray.get(gate.close.remote("t1"))
+        ref = front.add.remote("t1")
+        wait_for(lambda: ray.get(gate.entered_count.remote("t1")) >= 1, what="the store runs t1's nested call")
+        wait_for(lambda: all(b.executed > base for b in ftactors.describe(front).backups),
+                 what="the backup ran t1's first step")
+        victim = chaos.pause_replica(front, "primary")               # SIGSTOP: the store's reply waits unread
+        ray.get(gate.open.remote("t1"))
+        wait_for(lambda: converged(store, 2), what="the store ran t1's nested call")
+        assert ray.get(store.add.remote("other", gate)) == 3          # the store keeps one reply
+        chaos.kill_router(store)                                       # and its router's cache goes
+        wait_for(lambda: converged(store, 2), what="the store's router is back")
+        chaos.kill(victim, "sigkill")
+        victim = None
+        outcome = ray.get(ref, timeout=120)
+        assert outcome == "ReplyUnavailableError"
+        wait_for(lambda: converged(front, 2), timeout_s=60.0, what="the frontend's replicas agree")
+        assert ray.get(front.read.remote()) == ["t0", 1, "t1", "ReplyUnavailableError"]
+        assert ray.get(store.read.remote()) == ["t0", "t1", "other"]  # the nested call ran once
     finally:
         if victim is not None:
             chaos.resume(victim.pid)

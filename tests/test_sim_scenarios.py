@@ -362,3 +362,56 @@ def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_
             assert [(e.msg_id, e.raised is not None) for e in host.log] == [(MsgId("c0", 1), False),
                                                                             (MsgId("c0", 1), True)]
     assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)
+
+
+def primary_starts_afresh_a_call_whose_nested_reply_its_callee_forgot(async_steps: bool) -> Simulator:
+    """docs/faults.md row 55: front-r0, the primary, runs c0#1 (``fwd`` of a 40-tick store call, one
+    sync step) and sends its nested call ``front|c0#1#1``; it is stopped before the store's reply
+    reaches it, so its step never ends and is never announced (its backups never start c0#1). The
+    store executes the call, forgets it (``reply_cache_max`` 1, a later call) and its router restarts
+    (its cache goes with it). front-r0 dies; front-r1, promoted, starts c0#1 afresh as a step of its
+    own choice, sends the call again, and the store answers "expired": inside that step (sync), or
+    outside any step while the method is suspended on it (``async_steps``)."""
+    sim = Simulator(quiet_options(nested=True, model="kv", clients=2, ops_per_client=0, async_steps=async_steps,
+                                  failure_timeout_ticks=200, reply_cache_max=1))
+    sim.add_operation("c0", "front", "fwd", ("slow", (40, "put", ("x", 5))))
+    nested = MsgId("front|c0#1", 1)
+    stores, fronts = sim.replicas["store"], sim.replicas["front"]
+    old = fronts["front-r0"]
+    store_router = sim.routers["store"]
+    sim.run_until(lambda: store_router.core is not None and nested in store_router.core.requests)
+    old.paused = True  # stopped: its step never ends, the store's reply waits unread
+    sim._go_silent(old)
+    sim.run_until(lambda: all(h.core.dedup.status(nested) == "done" for h in stores.values()) and
+                  sim.stable("store"))
+    sim.add_operation("c1", "store", "put", ("y", 1))
+    sim.run_until(lambda: all(h.core.dedup.status(nested) == "expired" for h in stores.values()) and
+                  sim.stable("store"))
+    assert sim.crash_router("store")
+    sim.run_until(lambda: store_router.core is not None and store_router.core.phase == Phase.NORMAL)
+    assert all(not h.log for rid, h in fronts.items() if rid != "front-r0")  # c0#1 never announced
+    old.alive = False
+    sim.schedule(1, FailureNotice("front", sim.routers["front"].incarnation, old.rid))
+    sim.finish()
+    return sim
+
+
+@pytest.mark.parametrize("async_steps", [False, True], ids=["sync", "async"])
+def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotten_fails_alike(async_steps: bool) -> None:
+    """Before the fix: ``I6: nested call front|c0#1#1 failed: ReplyUnavailableError('reply of
+    front|c0#1#1 was trimmed (reply_cache_max)')`` (the promoted front-r1's ``on_nested_reply``, sync,
+    or ``_arrive_suspended``, async: a primary's own call whose reply reads gone). Now the new primary raises the error into the method,
+    announces the step and pushes the error as the reply copy: every front replica ran the same
+    step, and c0 gets a typed ``ReplyUnavailableError`` (the store's effect stays: it ran once)."""
+    sim = primary_starts_afresh_a_call_whose_nested_reply_its_callee_forgot(async_steps)
+    [op] = [op for op in sim.history if op.client == "c0"]
+    assert isinstance(op.value, Raised) and op.value.kind == "ReplyUnavailableError", op.value
+    front = sim.routers["front"].core
+    assert front is not None and front.members[0] == "front-r1"
+    assert sim.counts["nested_replies_gone"] == 1
+    for rid in front.members:
+        host = sim.replicas["front"][rid]
+        if host.core.role.value in ("primary", "backup"):
+            steps = [(MsgId("c0", 1), False)] if async_steps else []  # the step that suspends
+            assert [(e.msg_id, e.raised is not None) for e in host.log] == steps + [(MsgId("c0", 1), True)]
+    assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)

@@ -660,15 +660,19 @@ class ReplicaCore:
         into the method, and the primary pushes the error as the reply copy with that step's
         announcement, so every replica runs the same step and the caller gets a typed
         ``ReplyUnavailableError`` (docs/faults.md row 53). The reply of a call this primary made
-        itself reads gone only if its callee forgot the call while the reply was on its way: the
-        simulator reports that as a failure (I6); the Ray runtime hands the error on.
+        itself reads gone if an earlier primary made the same call in a step it never announced
+        (this primary started the message afresh: docs/faults.md row 55), or if its callee forgot
+        the call while the reply was on its way. The host then ends the call on the error as a step
+        of its own choice (the error raised into the method, pushed as the reply copy with the
+        step's announcement, as above); the simulator, which knows which replica sent the call
+        first, reports only the second case as a failure (I6).
 
         Args:
             msg_id: the nested request whose reply is gone.
 
         Returns:
             True: the host resumes the call with the error, as above; False: the call is this
-            primary's own (the host reports the failure; the Ray runtime hands the error on).
+            primary's own (the host raises the error into the method at the resume step, as above).
 
         Raises:
             LocalProtocolError: no message suspended here awaits ``msg_id``.

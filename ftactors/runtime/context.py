@@ -246,6 +246,8 @@ def _resolved(original: Callable[..., Any]) -> Callable[..., Any]:
             for p in pending:
                 gone = p.gone_from(original, exc)
                 if gone is not None:
+                    if gone.for_step() is not gone:
+                        raise  # a step of the primary's own choice: the method gets the error
                     raise gone from exc
             raise
 

@@ -239,13 +239,32 @@ class ReplyGone(BaseException):
     the replica gives the step up (``ReplicaHost.pulled_reply_gone``) and the router repairs it
     by state transfer (docs/faults.md, row 47).
 
+    A step of the primary's own choice (a backup promoted since it suspended on the call) must
+    instead raise the error into the method, as the simulator does (docs/faults.md rows 53, 55):
+    :meth:`PendingReply.__await__` and the wrapped ``ray.get`` decide when the step takes the reply
+    (:meth:`for_step`), not when the pull completes.
+
     Args:
         msg_id: the nested request.
+        error: the callee's error (``ReplyUnavailableError``), or None.
     """
 
-    def __init__(self, msg_id: MsgId) -> None:
+    def __init__(self, msg_id: MsgId, error: Optional[BaseException] = None) -> None:
         super().__init__(f"the reply of {msg_id} is gone at its callee")
         self.msg_id = msg_id
+        self.error = error
+
+    def for_step(self) -> BaseException:
+        """What the step taking the reply raises: the callee's error in a step of the primary's own
+        choice (``CallContext.choosing``), else this (the step is given up).
+
+        Returns:
+            The exception to raise into the method.
+        """
+        ctx = context.current()
+        if ctx is not None and ctx.choosing and self.error is not None:
+            return self.error
+        return self
 
 
 class PendingReply:
@@ -303,8 +322,8 @@ class PendingReply:
             elif src.exception() is not None:
                 exc = src.exception()
                 # a pulled reply the callee forgot: the step must not go on with that error
-                dest.set_exception(ReplyGone(gone) if gone is not None and isinstance(exc, ReplyUnavailableError)
-                                   else exc)
+                dest.set_exception(ReplyGone(gone, exc) if gone is not None and
+                                   isinstance(exc, ReplyUnavailableError) else exc)
             else:
                 dest.set_result(src.result())
         ref.future().add_done_callback(done)
@@ -337,8 +356,8 @@ class PendingReply:
             return None
         try:
             get(self.ref, timeout=0)  # done: the wait that raised had it
-        except ReplyUnavailableError:
-            return ReplyGone(self.request.msg_id)
+        except ReplyUnavailableError as err:
+            return ReplyGone(self.request.msg_id, err)
         except Exception:  # noqa: S110 - not done, or another error: not this reply's loss
             return None
         return None
@@ -371,7 +390,13 @@ class PendingReply:
         return fut
 
     def __await__(self) -> Any:
-        return self.as_future().__await__()
+        try:
+            return (yield from self.as_future().__await__())
+        except ReplyGone as gone:
+            raised = gone.for_step()  # a step of the primary's own choice gets the callee's error
+            if raised is gone:
+                raise
+            raise raised from None
 
     def __repr__(self) -> str:
         return f"PendingReply({self.request.msg_id}, bound={self.ref is not None})"

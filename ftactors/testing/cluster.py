@@ -167,6 +167,7 @@ class Simulator:
         # nested calls whose reply was gone at the callee and whose caller's method got the error
         # instead (ReplicaCore.suspended_reply_gone): the replay of the caller's order raises it too
         self.nested_gone: Dict[Any, Any] = {}
+        self.nested_senders: Dict[Any, str] = {}  # nested request -> the replica that sent it first
         self.faults_on = options.faults
         self.replaced: Set[str] = set()  # groups whose backup replace_backup killed
         self.store = ObjectStore()
@@ -299,6 +300,8 @@ class Simulator:
     def send_nested(self, host: ReplicaHost, req: Request, pull: bool) -> None:
         """A replica sends a nested request (primary) or pulls its reply copy (backup)."""
         self.count("nested_pulls" if pull else "nested_sends")
+        if not pull:
+            self.nested_senders.setdefault(req.msg_id, host.rid)
         event = PullArrives(req.group, req, host.endpoint) if pull else RequestArrives(req.group, req, host.endpoint)
         self._lossy(event)
 
@@ -322,6 +325,22 @@ class Simulator:
         seen = self.nested_seen.setdefault((reply.group, reply.msg_id), answer)
         if seen != answer:
             raise InvariantViolation(f"I3: nested {reply.msg_id} answered differently: {seen} vs {answer}")
+
+    def sent_before_by_another(self, msg_id: Any, rid: str) -> bool:
+        """Whether nested request ``msg_id`` was first sent by a replica other than ``rid``: an earlier
+        primary ran the step that makes it (unannounced, docs/faults.md row 55, or replayed since), so
+        its callee may have run it and forgotten it before ``rid`` sent it again. A call ``rid`` sent
+        first whose reply reads gone is a callee that forgot it while its reply was on its way (I6).
+
+        Args:
+            msg_id: the nested request.
+            rid: the replica that met its reply read gone.
+
+        Returns:
+            True if another replica sent it first.
+        """
+        first = self.nested_senders.get(msg_id)
+        return first is not None and first != rid
 
     def note_nested_gone(self, msg_id: Any, raised: Any) -> None:
         """A primary resumes a call on the error of its nested call ``msg_id``, whose reply its callee

@@ -285,10 +285,14 @@ class ReplicaHost:
         if w is None or w.request.msg_id != reply.msg_id:
             self._arrive_suspended(reply)
             return
-        if not reply.outcome.ok and isinstance(reply.outcome.value, ReplyUnavailableError) and \
-                self.loop.pulled_reply_gone(reply.msg_id):
-            self._give_step_up()
-            return
+        if not reply.outcome.ok and isinstance(reply.outcome.value, ReplyUnavailableError):
+            if self.loop.pulled_reply_gone(reply.msg_id):
+                self._give_step_up()
+                return
+            if self.sim.sent_before_by_another(reply.msg_id, self.rid):
+                self.waiting = None  # a step of this primary's own choice: the method gets the error
+                self._raise_gone(reply)
+                return
         if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
             raise InvariantViolation(f"I6: nested call {reply.msg_id} failed: {reply.outcome.value!r}")
         self.sim.record_nested(reply)
@@ -310,7 +314,8 @@ class ReplicaHost:
                     return  # dropped by the core (a Restore, fenced): resumable() forgets it
                 if not reply.outcome.ok and not isinstance(reply.outcome.value, Raised):
                     if isinstance(reply.outcome.value, ReplyUnavailableError) and \
-                            self.core.suspended_reply_gone(reply.msg_id):
+                            (self.core.suspended_reply_gone(reply.msg_id) or
+                             self.sim.sent_before_by_another(reply.msg_id, self.rid)):
                         sus.arrived, sus.gone = True, reply  # outside a step: its resume step decides
                         self.arrived.append(mid)
                         return
@@ -565,6 +570,12 @@ class ReplicaHost:
         if self.loop.pulled_reply_gone(gone.msg_id):
             self._give_step_up()
             return
+        self._raise_gone(gone)
+
+    def _raise_gone(self, gone: Reply) -> None:
+        """A step of the primary's own choice whose nested reply read gone at the callee: raise the error
+        into the method, and push it as the reply copy (with the step's announcement), so its backups
+        replay the same step (docs/faults.md rows 53, 55)."""
         raised = Raised(type(gone.outcome.value).__name__, str(gone.outcome.value))
         self.sim.note_nested_gone(gone.msg_id, raised)
         error = replace(gone, outcome=Outcome(False, raised))
