@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -176,6 +176,8 @@ class _RouterLoop:
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
+        # the Delivers of the step being processed, started once it released its replies (_process)
+        self._sends: List[Tuple[str, Any, Deliver, str, int]] = []
         self._started: Optional[asyncio.Event] = None
         self._closed = False
         self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
@@ -464,7 +466,25 @@ class _RouterLoop:
         self._kick_scheduled = False
         if self._closed or not self._is_started():
             return
-        self.host.process()
+        try:
+            self.host.process()
+        finally:
+            self._start_sends()
+
+    def _start_sends(self) -> None:
+        """Start the step's Delivers, in the core's order, after its replies were released.
+
+        The host writes a step's Delivers before it releases its replies (``RouterHost.process``). Started
+        there, their tasks ran before the waiting callers' coroutines: after the primary's answer, the
+        backups' Delivers (pickling, the link's write) came before the reply went back to the caller. A
+        Deliver does not gate a reply the core released, so they now start after the callers were woken
+        (docs/benchmarks.md, issue 11). Their order among themselves, and their link seqs, are unchanged.
+        """
+        sends, self._sends = self._sends, []
+        for rid, handle, msg, epoch, seq in sends:
+            sent: Any = (self._send_direct(rid, handle, msg, epoch, seq) if self._direct
+                         else handle.deliver.remote(msg, epoch, seq))
+            asyncio.get_running_loop().create_task(self._deliver(rid, sent))
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
@@ -816,10 +836,7 @@ class _RayIO:
         Ray actor call (``_Replica.deliver``) when the data plane is ``ray`` or the replica has no
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
-        handle = r.handles[rid]
-        sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
-                     else handle.deliver.remote(msg, epoch, seq))
-        asyncio.get_running_loop().create_task(r._deliver(rid, sent))
+        r._sends.append((rid, r.handles[rid], msg, epoch, seq))  # started at the end of the step (_start_sends)
 
     def ping(self, rid: str) -> None:
         asyncio.get_running_loop().create_task(self.r._ping(rid, None))
