@@ -31,3 +31,53 @@ def test_the_routers_clock_keeps_ticking_when_one_tick_raises(caplog):
     asyncio.run(asyncio.wait_for(_RouterLoop._tick_loop(loop_self), timeout=5))
     assert len(ticks) == 5
     assert any("tick failed" in r.getMessage() and "TCPTransport" in r.getMessage() for r in caplog.records)
+
+
+def test_a_steps_delivers_start_after_the_callers_it_released_are_woken():
+    """docs/benchmarks.md, issue 11: the host writes a step's Delivers before it releases its
+    replies. Started there, the Delivers' tasks (pickling, the link's write) ran before the woken
+    caller's coroutine, so after the primary's answer the backups' Delivers sat on the reply's path.
+    They now start once the step is over, after the callers it released, in the core's order."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from ftactors.runtime.router_actor import _FutureWaiter, _RayIO, _RouterLoop
+
+    order = []
+    loop_self = SimpleNamespace(_kick_scheduled=True, _closed=False, _sends=[], _direct=True, handles={"b1": "h1"})
+    loop_self._is_started = lambda: True
+    loop_self._start_sends = lambda: _RouterLoop._start_sends(loop_self)
+
+    async def send_direct(rid, handle, msg, epoch, seq):
+        order.append(("deliver", rid, handle, msg, seq))
+
+    async def deliver(rid, sent):
+        await sent
+
+    loop_self._send_direct = send_direct
+    loop_self._deliver = deliver
+    io = _RayIO(loop_self)
+
+    async def main():
+        waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
+
+        async def caller():
+            order.append(("reply", await waiter.fut))
+
+        woken = asyncio.ensure_future(caller())
+        await asyncio.sleep(0)  # the caller waits on its future
+
+        def process():  # as RouterHost.process: the step's Delivers, then its released replies
+            io.deliver("b1", "copy 1", "e", 1)
+            io.deliver("b1", "copy 2", "e", 2)
+            io.answer("the reply", [waiter])
+
+        loop_self.host = SimpleNamespace(process=process)
+        _RouterLoop._process(loop_self)
+        await woken
+        while len(order) < 3:
+            await asyncio.sleep(0)
+
+    asyncio.run(asyncio.wait_for(main(), timeout=5))
+    assert order == [("reply", "the reply"), ("deliver", "b1", "h1", "copy 1", 1), ("deliver", "b1", "h1", "copy 2", 2)]
+    assert loop_self._sends == []
