@@ -176,7 +176,7 @@ class _RouterLoop:
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
-        # the Delivers of the step being processed, started once it released its replies (_process)
+        # the Delivers of the step being processed, started in the loop's next callback (_start_sends)
         self._sends: List[Tuple[str, Any, Deliver, str, int]] = []
         self._started: Optional[asyncio.Event] = None
         self._closed = False
@@ -466,19 +466,18 @@ class _RouterLoop:
         self._kick_scheduled = False
         if self._closed or not self._is_started():
             return
-        try:
-            self.host.process()
-        finally:
-            self._start_sends()
+        self.host.process()
 
     def _start_sends(self) -> None:
-        """Start the step's Delivers, in the core's order, after its replies were released.
+        """Start the Delivers of the step that wrote them (``_RayIO.deliver`` schedules this), in its order.
 
-        The host writes a step's Delivers before it releases its replies (``RouterHost.process``). Started
-        there, their tasks ran before the waiting callers' coroutines: after the primary's answer, the
-        backups' Delivers (pickling, the link's write) came before the reply went back to the caller. A
-        Deliver does not gate a reply the core released, so they now start after the callers were woken
-        (docs/benchmarks.md, issue 11). Their order among themselves, and their link seqs, are unchanged.
+        The host writes a step's Delivers before it releases its replies (``RouterHost.process``, run by
+        ``_process`` and by each tick). Started there, their tasks ran before the woken callers'
+        coroutines: after the primary's answer, the backups' Delivers (pickling, the link's write) came
+        before the reply went back to its caller. A Deliver does not gate a reply the core released, so
+        this runs in the loop's next callback, queued before the callers' wake-ups, and the tasks it
+        creates run after them (docs/benchmarks.md, issue 11). A Ray call is still submitted here, before
+        any ping or query task of the same step. Their order, and their link seqs, are unchanged.
         """
         sends, self._sends = self._sends, []
         for rid, handle, msg, epoch, seq in sends:
@@ -836,7 +835,9 @@ class _RayIO:
         Ray actor call (``_Replica.deliver``) when the data plane is ``ray`` or the replica has no
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
-        r._sends.append((rid, r.handles[rid], msg, epoch, seq))  # started at the end of the step (_start_sends)
+        if not r._sends:  # started in the loop's next callback, after this step (_start_sends)
+            asyncio.get_running_loop().call_soon(r._start_sends)
+        r._sends.append((rid, r.handles[rid], msg, epoch, seq))
 
     def ping(self, rid: str) -> None:
         asyncio.get_running_loop().create_task(self.r._ping(rid, None))
