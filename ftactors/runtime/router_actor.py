@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -176,8 +176,6 @@ class _RouterLoop:
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
-        # the Delivers of the step being processed, started in the loop's next callback (_start_sends)
-        self._sends: List[Tuple[str, Any, Deliver, str, int]] = []
         self._started: Optional[asyncio.Event] = None
         self._closed = False
         self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
@@ -467,23 +465,6 @@ class _RouterLoop:
         if self._closed or not self._is_started():
             return
         self.host.process()
-
-    def _start_sends(self) -> None:
-        """Start the Delivers of the step that wrote them (``_RayIO.deliver`` schedules this), in its order.
-
-        The host writes a step's Delivers before it releases its replies (``RouterHost.process``, run by
-        ``_process`` and by each tick). Started there, their tasks ran before the woken callers'
-        coroutines: after the primary's answer, the backups' Delivers (pickling, the link's write) came
-        before the reply went back to its caller. A Deliver does not gate a reply the core released, so
-        this runs in the loop's next callback, queued before the callers' wake-ups, and the tasks it
-        creates run after them (docs/benchmarks.md, issue 11). A Ray call is still submitted here, before
-        any ping or query task of the same step. Their order, and their link seqs, are unchanged.
-        """
-        sends, self._sends = self._sends, []
-        for rid, handle, msg, epoch, seq in sends:
-            sent: Any = (self._send_direct(rid, handle, msg, epoch, seq) if self._direct
-                         else handle.deliver.remote(msg, epoch, seq))
-            asyncio.get_running_loop().create_task(self._deliver(rid, sent))
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
@@ -835,9 +816,10 @@ class _RayIO:
         Ray actor call (``_Replica.deliver``) when the data plane is ``ray`` or the replica has no
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
-        if not r._sends:  # started in the loop's next callback, after this step (_start_sends)
-            asyncio.get_running_loop().call_soon(r._start_sends)
-        r._sends.append((rid, r.handles[rid], msg, epoch, seq))
+        handle = r.handles[rid]
+        sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
+                     else handle.deliver.remote(msg, epoch, seq))
+        asyncio.get_running_loop().create_task(r._deliver(rid, sent))
 
     def ping(self, rid: str) -> None:
         asyncio.get_running_loop().create_task(self.r._ping(rid, None))
