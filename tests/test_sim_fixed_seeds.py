@@ -137,6 +137,7 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     (reply_cache_max)')``). A rebuilt router learns the calling groups' views from its members'
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
     monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
+    monkeypatch.setattr(options, "P_ONEWAY_NESTED", 0.0)  # and before one-way nested calls
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
