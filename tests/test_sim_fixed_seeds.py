@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import SimOptions, draw_options, options, run_seed
+from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -137,6 +137,7 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     (reply_cache_max)')``). A rebuilt router learns the calling groups' views from its members'
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
     monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
+    monkeypatch.setattr(options, "P_ONEWAY_NESTED", 0.0)  # and before one-way nested calls
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
@@ -305,3 +306,17 @@ def test_a_rebuilt_router_starved_while_it_recovers_keeps_the_primary_whose_repo
     assert opts.starve_unstable and opts.p_router_starve > 0
     result = run_seed(3275, options=opts)
     assert result.counts["router_starvations"] > 0 and result.counts["router_rebuilds"] > 0 and result.ops >= 150
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason="docs/faults.md Open: a one-way call's primary crashed with the direct data "
+                                      "plane, 2 replicas (not analysed yet)")
+def test_a_primary_crashed_with_a_one_way_nested_call_on_its_way_over_the_direct_data_plane(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Swarm seed 104085 (semi-active, resources, 2 replicas, the direct data plane, router crashes,
+    partitions, starvations): the front's primary crashed while its one-way nested call was on its way
+    (``p_oneway_nested_crash``), and later its new primary executed a call at a position whose
+    acknowledged call it did not hold (``I4: front-r102 executes c0#26 at 76, where the acknowledged
+    c0#25 is``). It passes with the crash draw off (``p_oneway_nested_crash=0``) and with the draw before
+    one-way nested calls; the crash is off in the draw with direct links (``ONEWAY_CRASH_WITH_DIRECT``)."""
+    monkeypatch.setattr(options, "ONEWAY_CRASH_WITH_DIRECT", True)
+    run_seed(104085, options=draw_options(104085, "semi-active", "resources"))

@@ -405,3 +405,31 @@ def test_a_ray_call_answer_taken_ahead_of_an_answer_parked_on_the_link_is_caught
     monkeypatch.setattr(Links, "on_ray_answer", lambda self, rid, answer: (answer,))
     with pytest.raises(InvariantViolation, match=r"I4: \S+ executes \S+ at \d+, where the acknowledged \S+ is"):
         run_seed(100001, options=draw_options(100001, "semi-active", "deadline"))
+
+
+def _forget_one_way_calls_on_promotion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted bug (row 54 undone): a backup promoted to primary forgets the one-way nested calls
+    its dead primary may not have delivered, and sends none again."""
+    original = ReplicaCore._promote
+
+    def forgetting(self: ReplicaCore) -> None:
+        self.oneway_kept.clear()
+        original(self)
+
+    monkeypatch.setattr(ReplicaCore, "_promote", forgetting)
+
+
+def test_a_promoted_primary_that_forgets_the_one_way_calls_on_their_way_is_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 94 makes one-way nested calls (``fwd1``) and crashes the front's primary while one is on
+    its way (``p_oneway_nested_crash``): with the plant the call never reaches the store and the joint
+    replay, in which the front's order made it, does not find it there."""
+    _forget_one_way_calls_on_promotion(monkeypatch)
+    with pytest.raises(InvariantViolation, match=r"I4: nested call front\|c\d+#\d+#1 is not in the order of store"):
+        run_seed(94)
+
+
+def test_the_one_way_crash_seed_passes_without_the_plant() -> None:
+    """Seed 94 unplanted: the promoted primary sends the one-way call again and it takes effect once."""
+    result = run_seed(94)
+    assert result.counts["oneway_nested_crashes"] > 0 and result.counts["oneway_nested_resent"] > 0, result.counts

@@ -55,7 +55,8 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     """The swarm is not vacuous: crashes, pauses, router restarts, re-replication all happen, and so
     does every corner of the workload: one-way calls (acknowledged, resubmitted to a restarted
     router), methods that raise and abort, now()/random() drawn and replayed (per task in gathered
-    sub-tasks), arguments by reference (fetched by the router over several ticks, some fetches
+    sub-tasks), one-way nested calls (a primary crashed while one is on its way, its successor
+    sending it again: "oneway nested"), arguments by reference (fetched by the router over several ticks, some fetches
     failing), async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
     every evicting bound wrapped several times (its oldest entry evicted while full)."""
     summary = run_swarm(300, jobs=JOBS)
@@ -65,7 +66,8 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
                  "client_retries", "nested_sends", "nested_pulls", "fenced_submits",
                  "oneway_calls", "oneway_acks", "client_resubmits", "raised", "aborted", "nondet_draws",
                  "nondet_replays", "byref_args", "byref_fetches", "suspensions", "resumes", "holds",
-                 "gathers", "gathered_tasks", "byref_fetches_delayed", "arguments_lost_at_router"):
+                 "gathers", "gathered_tasks", "byref_fetches_delayed", "arguments_lost_at_router",
+                 "oneway_nested_sent", "oneway_nested_taken", "oneway_nested_crashes", "oneway_nested_resent"):
         assert total[what] > 0, f"no {what} in 300 seeds: {dict(total)}"
     assert all(n > 0 for n in summary.features().values()), summary.feature_line()
     for bound in ("reply_cache_max", "sources_max", "retain_executed_max", "carried_announcements_max"):

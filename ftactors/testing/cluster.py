@@ -50,6 +50,7 @@ from ftactors.core import (
     Request,
     Role,
     StateReport,
+    nested_source,
 )
 from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
@@ -68,6 +69,7 @@ from ftactors.testing.events import (
     LinkOpened,
     ParkedAnswer,
     NestedRetry,
+    OnewayCrash,
     Pong,
     PullArrives,
     ReplyArrives,
@@ -150,6 +152,10 @@ class Simulator:
         self.gather_rng = random.Random(f"gather-ops-{options.seed}")
         self.tasks_rng = random.Random(f"tasks-{options.seed}")
         self.fetch_rng = random.Random(f"fetch-ops-{options.seed}")  # how long each router fetch takes
+        # one-way nested calls: which frontend calls make theirs one-way, and the crashes of their
+        # primary while one is on its way, each on a stream of its own (the other draws keep their values)
+        self.oneway_ops_rng = random.Random(f"oneway-ops-{options.seed}")
+        self.oneway_rng = random.Random(f"oneway-run-{options.seed}")
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -211,6 +217,8 @@ class Simulator:
         opts, rng = self.options, self.rng
         group = "front" if opts.nested and rng.random() < 0.75 else "store"
         method, args = self.models[group].random_op(rng)
+        if method == "fwd" and opts.p_oneway_nested and self.oneway_ops_rng.random() < opts.p_oneway_nested:
+            method = "fwd1"  # its nested call one-way
         if opts.p_long and rng.random() < opts.p_long:
             method, args = "slow", (rng.randint(2, opts.long_ticks_max), method, args)
         if opts.p_ring or opts.p_timer:
@@ -304,6 +312,35 @@ class Simulator:
             self.nested_senders.setdefault(req.msg_id, host.rid)
         event = PullArrives(req.group, req, host.endpoint) if pull else RequestArrives(req.group, req, host.endpoint)
         self._lossy(event)
+
+    def send_oneway(self, host: ReplicaHost, req: Request, resend: bool = False) -> None:
+        """A primary sends a one-way nested call (``resend``: a promoted primary sends again one its
+        dead primary may have lost) and retransmits it until the callee's router took it. With
+        ``p_oneway_nested_crash`` the primary may crash while it is on its way (``OnewayCrash``)."""
+        self.count("oneway_nested_sent", int(not resend))
+        self.send_nested(host, req, pull=False)
+        self.schedule_nested_retry(host, req.msg_id)
+        p = self.options.p_oneway_nested_crash
+        if p and self.faults_on and not resend and self.oneway_rng.random() < p:
+            delay = self.oneway_rng.randint(1, max(1, self.options.link_delay_max))
+            self.schedule(delay, OnewayCrash(host.group, host.rid, req.msg_id))
+
+    def _on_OnewayCrash(self, ev: OnewayCrash) -> None:
+        """The primary that sent the one-way call ``ev.msg_id`` crashes, if the call is still on its way
+        (its callee's router has not taken it), its calling message finished and its group is stable."""
+        host = self.replicas[ev.group].get(ev.replica)
+        if host is None or not host.alive or host.core.role != Role.PRIMARY or \
+                ev.msg_id not in host.core.oneway_out:
+            self.count("oneway_nested_crash_missed")
+            return
+        ex = host.core.executing
+        if ex is not None and nested_source(ev.group, ex.request.msg_id) == ev.msg_id.source:
+            self.count("oneway_nested_crash_missed")  # its method still runs (a long one)
+            return
+        if self.crash_replica(ev.group, ev.replica):
+            self.count("oneway_nested_crashes")
+        else:
+            self.count("oneway_nested_crash_missed")
 
     def schedule_nested_retry(self, host: ReplicaHost, msg_id: Any) -> None:
         """Arm the retransmission timer of a nested request."""
@@ -1087,6 +1124,8 @@ class Simulator:
                 h = hosts[m]
                 if h.busy or h.waiting is not None or h.paused or not h.alive or h.core.view != core.view:
                     return False
+                if m == primary.rid and h.core.oneway_out:
+                    return False  # a one-way nested call still on its way
                 if self.options.style == "semi-active" and h.core.executed_upto != primary.core.executed_upto:
                     return False
                 link = core.links[m]

@@ -256,9 +256,19 @@ class FetchParked:
     lost: bool = False  # the call failed: the replica is dead
 
 
+@dataclass(frozen=True, slots=True)
+class OnewayCrash:
+    """Crash the primary ``replica`` of ``group`` if its one-way nested call ``msg_id`` is still on
+    its way (its method finished, the callee's router has not taken it: docs/faults.md row 54)."""
+
+    group: str
+    replica: str
+    msg_id: MsgId
+
+
 Event = Union[RequestArrives, ArgumentFetched, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
               StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
-              LinkOpened, LinkClosed, FetchParked]
+              LinkOpened, LinkClosed, FetchParked, OnewayCrash]
 
 
 @dataclass(frozen=True, slots=True)

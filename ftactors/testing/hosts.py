@@ -67,6 +67,7 @@ from ftactors.testing.models import (
     Gather,
     LogEntry,
     Model,
+    NestedCall,
     Raised,
     RaisedError,
     Replay,
@@ -281,6 +282,10 @@ class ReplicaHost:
         if self.paused:
             self.held_replies.append(reply)
             return
+        if reply.msg_id in self.core.oneway_out:  # its one-way call: the callee's router took it
+            self.sim.count("oneway_nested_taken")
+            self.core.oneway_taken(reply.msg_id)
+            return
         w = self.waiting
         if w is None or w.request.msg_id != reply.msg_id:
             self._arrive_suspended(reply)
@@ -344,6 +349,9 @@ class ReplicaHost:
             sus = next((c for c in self.coros.values()
                         if c.wait is not None and c.wait.request.msg_id == msg_id and not c.arrived), None)
             w = sus.wait if sus is not None else None
+        if w is None and msg_id in self.core.oneway_out:
+            self.retry_oneway(msg_id)
+            return
         if w is None or not self.alive:
             return
         if not w.send and self.core.role != Role.PRIMARY and not self.paused and \
@@ -417,6 +425,7 @@ class ReplicaHost:
             via, msg, seq = self.inbox.popleft()
             if isinstance(msg, Deliver):
                 self.loop.deliver(self._localise(msg), self.epoch(via.inc), seq, via)
+                self.resend_oneway()
             else:
                 self.receive(via.inc, msg, seq, via.wire)
         if self.alive and not self.paused:
@@ -698,6 +707,10 @@ class ReplicaHost:
                 value = self._gather(call)
                 value, throw = (None, value) if isinstance(value, BaseException) else (value, None)
                 continue
+            if isinstance(call, NestedCall) and call.oneway:
+                self._send_oneway(call)
+                value, throw = None, None  # nothing waits for it
+                continue
             if not isinstance(call, Draw):
                 break
             try:
@@ -731,6 +744,39 @@ class ReplicaHost:
         # was lost (a router restart, a reloaded link): pull it by id
         self.sim.send_nested(self, req, pull=not send)
         self.sim.schedule_nested_retry(self, req.msg_id)
+
+    def _send_oneway(self, call: NestedCall) -> None:  # the method's value for it is None
+        """A one-way nested call, as the Ray host makes it (``runtime/api.py``): it travels as an
+        acknowledged request; every replica keeps it (``ReplicaCore.keep_oneway``) to send it again if
+        it becomes primary; the primary sends it and notes it on its way (``oneway_sent``) until its
+        reply comes back, the callee's router having taken it (``oneway_taken``). Nobody waits.
+
+        Args:
+            call: the call the method made.
+        """
+        req, send = self.core.nested_request(call.group, call.method, call.args)
+        self.core.keep_oneway(req)
+        if send:
+            self.core.oneway_sent(req.msg_id)
+            self.sim.send_oneway(self, req)
+
+    def resend_oneway(self) -> None:
+        """Just promoted: send the one-way calls the dead primary may have lost (``take_resend``,
+        as ``runtime/replica_actor.py:_Replica.deliver``)."""
+        for req in self.core.take_resend():
+            self.sim.count("oneway_nested_resent")
+            self.sim.send_oneway(self, req, resend=True)
+
+    def retry_oneway(self, msg_id: MsgId) -> None:
+        """Retransmission timer of a one-way nested call: sent again while it is on its way (the
+        callee's router drops a duplicate, answering it from its reply cache)."""
+        req = self.core.oneway_kept.get(msg_id)
+        if not self.alive or msg_id not in self.core.oneway_out or req is None or \
+                self.core.role != Role.PRIMARY:
+            return
+        if not self.paused:
+            self.sim.send_nested(self, replace(req, source_view=self.core.view), pull=False)
+        self.sim.schedule_nested_retry(self, msg_id)
 
     def _suspend_on(self, wait: NestedWait) -> None:
         """An async method's nested call: send it (or take a backup's copy) and suspend the step."""

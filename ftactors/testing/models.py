@@ -39,11 +39,14 @@ class NestedCall:
         group: the target group.
         method: the method to call there.
         args: its arguments (must depend only on the caller's request, see ``Frontend``).
+        oneway: a one-way call (``.options(oneway=True)``): the method goes on at once with None,
+            and the call takes effect at the callee once, ordered there apart from its caller.
     """
 
     group: str
     method: str
     args: Tuple[Any, ...] = ()
+    oneway: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,6 +508,17 @@ class Frontend(Model):
         self._resumed(state, calls)
         return calls, value
 
+    def op_fwd1(self, state: State, method: str, args: Tuple[Any, ...]) -> Generator[NestedCall, Any, Any]:
+        """``fwd`` with its nested call one-way: it goes on at once, its value is None.
+
+        Returns:
+            (count, None).
+        """
+        state["calls"] += 1
+        calls = state["calls"]
+        value = yield NestedCall(self.backend_group, method, tuple(args), oneway=True)
+        return calls, value
+
     def op_fwd2(self, state: State, m1: str, a1: Tuple[Any, ...], m2: str,
                 a2: Tuple[Any, ...]) -> Generator[NestedCall, Any, Any]:
         state["calls"] += 1
@@ -689,7 +703,7 @@ class StepRun:
                 value = self._gather(call, replay)
             else:
                 self.index += 1
-                if entry.suspends:
+                if entry.suspends and not call.oneway:  # a one-way call goes on at once
                     self.pending = call
                     return False, None
                 value = nested(MsgId(self.source, self.index), call)
@@ -864,6 +878,8 @@ def replay_groups(models: Mapping[str, Model], logs: Mapping[str, Sequence[LogEn
         if entry is None:
             raise LookupError(f"nested call {mid} is not in the order of {call.group}")
         check(call.group, mid, call, entry)
+        if call.oneway:  # nothing waits for it: its effect is ordered at the callee on its own
+            return None
         if gone is not None and mid in gone:
             return gone[mid]
         answer = runs[call.group].answers.get(mid)

@@ -32,6 +32,12 @@ STARVE_WITH_DIRECT = True
 #: ``P_ROUTER_CRASH_PAUSED`` of the seeds that pause replicas, from its own stream
 #: (``paused-<seed>``); a switch, as ``STARVE_WITH_DIRECT``
 ROUTER_CRASH_WHILE_PAUSED = True
+#: one-way nested calls (docs/faults.md rows 51, 54): the fraction of nested seeds whose frontend calls
+#: may make their nested call one-way, drawn on its own stream (``oneway-nested-<seed>``)
+P_ONEWAY_NESTED = 0.5
+#: crash the primary of a one-way nested call on its way with the direct data plane too: off in the draw
+#: until the Open item "One-way nested calls in the simulator" is fixed (swarm seed 104085)
+ONEWAY_CRASH_WITH_DIRECT = False
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
@@ -101,6 +107,11 @@ class SimOptions:
         p_poison: probability that an operation raises ``SystemExit`` / ``KeyboardInterrupt``.
         p_byref: probability that an operation's arguments go by reference (the object store).
         p_owner_exit: probability that a client whose script is done exits, losing its objects.
+        p_oneway_nested: probability that a frontend ``fwd`` call makes its nested call one-way
+            (``fwd1``), drawn per operation from the simulator's own stream (``oneway-ops-<seed>``).
+        p_oneway_nested_crash: probability, per one-way nested call a primary sends, of crashing that
+            primary a few ticks later if the call is still on its way and its group is stable
+            (``Simulator.send_oneway``, its own stream ``oneway-run-<seed>``).
         fetch_ticks_max: the longest a router's fetch of an argument passed by reference takes (each
             is 1..this many ticks; 0: at once). Meanwhile the caller's later calls wait for it
             (``RouterHost.fetch_begins``). Drawn from its own stream (``fetch-<seed>``).
@@ -185,6 +196,8 @@ class SimOptions:
     p_poison: float = 0.0
     p_byref: float = 0.0
     p_owner_exit: float = 0.0
+    p_oneway_nested: float = 0.0
+    p_oneway_nested_crash: float = 0.0
     fetch_ticks_max: int = 0
     client_fifo: bool = False
     caller_overtake_ticks: int = 0
@@ -273,6 +286,8 @@ class SimOptions:
                    else "")
                 + (f" byref={self.p_byref:.2f} owner-exit={self.p_owner_exit:.1f}" if self.p_byref else "")
                 + (f" fetch<={self.fetch_ticks_max}" if self.fetch_ticks_max else "")
+                + (f" oneway-nested={self.p_oneway_nested:.2f}" if self.p_oneway_nested else "")
+                + (f" oneway-crash={self.p_oneway_nested_crash:.2f}" if self.p_oneway_nested_crash else "")
                 + (" client-fifo" if self.client_fifo else "")
                 + (f" overtake<={self.caller_overtake_ticks}" if self.caller_overtake_ticks else "")
                 + (f" router-crash-paused={self.p_router_crash_paused:.3f}" if self.p_router_crash_paused else "")
@@ -398,6 +413,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_ray_caller(random.Random(f"caller-{seed}"), opts)
     opts = _draw_unstable_starve(random.Random(f"unstable-{seed}"), opts)
     opts = _draw_router_crash_paused(random.Random(f"paused-{seed}"), opts)
+    opts = _draw_oneway_nested(random.Random(f"oneway-nested-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -465,6 +481,26 @@ def _draw_unstable_starve(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not opts.p_router_starve or rng.random() >= P_STARVE_UNSTABLE:
         return opts
     return dataclasses.replace(opts, starve_unstable=True)
+
+
+def _draw_oneway_nested(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """One-way nested calls in ``P_ONEWAY_NESTED`` of the nested seeds (``p_oneway_nested``) and, with
+    faults, crashes of their primary while one is on its way (``p_oneway_nested_crash``), on its own
+    stream (``oneway-nested-<seed>``) so the seeds drawn before keep every other choice.
+
+    Args:
+        rng: the ``oneway-nested-<seed>`` stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``p_oneway_nested`` and ``p_oneway_nested_crash`` set, or as they were.
+    """
+    if not (opts.nested and rng.random() < P_ONEWAY_NESTED):
+        return opts
+    crash = rng.uniform(0.1, 0.4) if opts.faults else 0.0
+    if opts.direct and not ONEWAY_CRASH_WITH_DIRECT:
+        crash = 0.0
+    return dataclasses.replace(opts, p_oneway_nested=rng.choice((0.2, 0.4)), p_oneway_nested_crash=crash)
 
 
 def _draw_router_crash_paused(rng: random.Random, opts: SimOptions) -> SimOptions:

@@ -78,6 +78,9 @@ FEATURES = (
     ("caller overtakes", "caller_overtakes"),
     ("router starvations", "router_starvations"),
     ("router crashes while paused", "router_crashes_paused"),
+    ("oneway nested", "oneway_nested_sent"),
+    ("oneway nested crashes", "oneway_nested_crashes"),
+    ("oneway nested re-sent", "oneway_nested_resent"),
 )
 
 
