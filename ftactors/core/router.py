@@ -785,13 +785,18 @@ class RouterCore:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
             self._merge_announcement(ann)
         for rep in d.replies:
-            if rep.position and rep.position > self.log.announced_upto():
+            if rep.position and rep.position > self._order_safe_upto():
                 self._held_replies[rep.msg_id] = (rep, self.primary)
                 self.counts["replies_held_for_order"] += 1
             else:
                 self._release(rep)
         self._release_held_replies()
         self._push_reply_copies(d.reply_copies)
+
+    def _order_safe_upto(self) -> int:
+        """The position up to which the order is here or executed by every member (a reply at or
+        below it may be released: a new primary can replay every position before it)."""
+        return self.log.announced_upto(self.tracker.floor() if self.links else 0)
 
     def _release_held_replies(self) -> None:
         """Release the held replies (``_held_replies``) whose order the router now holds up to their
@@ -800,7 +805,7 @@ class RouterCore:
         its order puts them: swarm seed 104085, docs/faults.md row 56)."""
         if not self._held_replies:
             return
-        upto = self.log.announced_upto()
+        upto = self._order_safe_upto()
         for mid, (rep, primary) in sorted(self._held_replies.items(), key=lambda kv: kv[1][0].position):
             ann = self.log.order.get(rep.position)
             if primary != self.primary or (ann is not None and ann.msg_id != rep.msg_id):

@@ -137,15 +137,19 @@ class OrderLog:
         """The messages that hold a position in the retained order."""
         return {a.msg_id for a in self.order.values()}
 
-    def announced_upto(self) -> int:
-        """The highest position up to which the router holds the whole order: every position in
-        (``trimmed``, it] has its announcement here. Amortised O(1) (positions leave the order only
-        when trimmed, so the mark only rises).
+    def announced_upto(self, executed_by_all: int = 0) -> int:
+        """The highest position up to which the order is safe: every position in
+        (max(``trimmed``, ``executed_by_all``), it] has its announcement here. Amortised O(1)
+        (positions leave the order only when trimmed, so the mark only rises).
+
+        Args:
+            executed_by_all: a position every member executed (a rebuilt router knows no
+                announcement below the order it learnt, and trims nothing while a replica joins).
 
         Returns:
-            That position (``trimmed`` if the next position is not announced).
+            That position (the base if the next position is not announced).
         """
-        upto = max(self._announced_upto, self.trimmed)
+        upto = max(self._announced_upto, self.trimmed, executed_by_all)
         while upto + 1 in self.order:
             upto += 1
         self._announced_upto = upto
