@@ -647,7 +647,8 @@ def test_restarted_router_keeps_accepting_the_undeposed_primarys_old_view_output
     g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
     g.pump(3)
     assert g.router.phase == Phase.NORMAL and g.router.primary == "g-r0" and g.router.view == 2
-    late = Reply(client.request("g", "add", payload=2).msg_id, "g", 1, 2, Outcome(True, 3))
+    late_id = client.request("g", "add", payload=2).msg_id  # a reply carries its announcement (row 56)
+    late = Reply(late_id, "g", 1, 2, Outcome(True, 3), announcements=(Announcement("g", 1, 2, late_id),))
     g.router.on_delivered(Delivered("g-r0", 1, replies=(late,)))
     assert g.router.lookup(late.msg_id)[0] == "released"
 

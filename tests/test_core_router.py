@@ -176,10 +176,13 @@ def test_rebuilt_router_recovers_and_keeps_the_undeposed_primary() -> None:
     g.router = RouterCore.rebuilt("g", CoreConfig(), MEMBERS, view=1, next_replica_index=3, now=g.now)
     assert g.router.phase == Phase.RECOVERING
     # the old primary's output of view 1 is still accepted while the new router recovers
-    late = Reply(client.request("g", "add", payload=2).msg_id, "g", 1, 2, Outcome(True, 3))
+    late_id = client.request("g", "add", payload=2).msg_id
+    late = Reply(late_id, "g", 1, 2, Outcome(True, 3), announcements=(Announcement("g", 1, 2, late_id),))
     g.router.on_delivered(Delivered("g-r0", 1, replies=(late,)))
-    assert g.router.lookup(late.msg_id)[0] == "released"
+    # released once the rebuilt router holds the order below it (row 56: here, once every member
+    # acknowledged position 1)
     g.pump(3)
+    assert g.router.lookup(late.msg_id)[0] == "released"
     assert g.router.phase == Phase.NORMAL and g.router.primary == "g-r0" and g.router.view == 2
 
 
@@ -398,7 +401,8 @@ def test_a_call_answered_while_held_for_an_earlier_one_is_not_released_again() -
     g.pump(3)
     g.router.submit(reqs[2])  # held: c#2 has not arrived
     assert reqs[2].msg_id.seq in g.router.held.get("c", {})
-    answer = Reply(reqs[2].msg_id, "g", g.router.view, 3, Outcome(True, 3))
+    answer = Reply(reqs[2].msg_id, "g", g.router.view, 2, Outcome(True, 3),
+                   announcements=(Announcement("g", g.router.view, 2, reqs[2].msg_id),))
     g.router.on_delivered(Delivered("g-r0", g.router.view, replies=(answer,)))
     assert [r.msg_id for r in g.router.ready().released] == [reqs[2].msg_id]
     assert reqs[2].msg_id.seq not in g.router.held.get("c", {}), "an answered call is still held"
@@ -599,3 +603,40 @@ def test_a_rebuilt_router_starved_while_it_recovers_reads_the_report_that_waited
     router.tick(3 + 2 * cfg.recovery_timeout_ticks)  # starved meanwhile: the primary's report waits unread
     router.on_state_report(StateReport("g-r0", 1, 2, tuple(reqs), anns))
     assert router.phase == Phase.NORMAL and router.primary == "g-r0" and router.members == ["g-r0", "g-r1"]
+
+
+def _two_answers_of_the_primary(g: Group, client: ClientCore):
+    """The primary executes c#1 then c#2 on two Delivers; their answers are returned, not handed over."""
+    answers = []
+    for payload in (1, 2):
+        assert g.router.submit(client.request("g", "add", payload=payload)) is None
+        g.now += 1
+        g.router.tick(g.now)
+        sends = dict(g.router.ready().sends)
+        answers.append(g.answer("g-r0", sends["g-r0"]))
+    return answers
+
+
+def test_a_primary_answer_that_overtakes_its_earlier_answer_is_released_only_after_it() -> None:
+    """Swarm seed 104085 (docs/faults.md, row 56): the primary's answers took two paths (a Ray call, its
+    direct link) and the later one, carrying c#2 at position 2, came first. Released then, the reply's
+    position stood on an order the router did not hold (position 1): had the primary died before the
+    earlier answer came, the new primary would put another call at the acknowledged position."""
+    g = Group(CoreConfig(), members=("g-r0", "g-r1"))
+    first, second = _two_answers_of_the_primary(g, ClientCore("c"))
+    g.router.on_delivered(second)
+    assert [r.msg_id.seq for r in g.router.ready().released] == []
+    g.router.on_delivered(first)
+    assert [r.msg_id.seq for r in g.router.ready().released] == [1, 2]
+
+
+def test_a_held_reply_of_a_primary_that_died_before_its_earlier_answer_came_is_never_released() -> None:
+    """The same overtaking answer, and the primary dies: its held reply goes with it (the new primary
+    executes the call again, wherever its order puts it)."""
+    g = Group(CoreConfig(), members=("g-r0", "g-r1"))
+    _, second = _two_answers_of_the_primary(g, ClientCore("c"))
+    g.router.on_delivered(second)
+    g.router.on_failure("g-r0")
+    g.pump(g.router.config.recovery_timeout_ticks + 20, alive={"g-r1"})  # it gives the order up at 1
+    assert [(r.msg_id.seq, r.position) for r in g.released] in ([(1, 1), (2, 2)], [(2, 1), (1, 2)])
+    assert all(r.view > 1 for r in g.released)

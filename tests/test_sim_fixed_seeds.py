@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
+from ftactors.testing import SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -308,15 +308,15 @@ def test_a_rebuilt_router_starved_while_it_recovers_keeps_the_primary_whose_repo
     assert result.counts["router_starvations"] > 0 and result.counts["router_rebuilds"] > 0 and result.ops >= 150
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason="docs/faults.md Open: a one-way call's primary crashed with the direct data "
-                                      "plane, 2 replicas (not analysed yet)")
 def test_a_primary_crashed_with_a_one_way_nested_call_on_its_way_over_the_direct_data_plane(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Swarm seed 104085 (semi-active, resources, 2 replicas, the direct data plane, router crashes,
     partitions, starvations): the front's primary crashed while its one-way nested call was on its way
     (``p_oneway_nested_crash``), and later its new primary executed a call at a position whose
     acknowledged call it did not hold (``I4: front-r102 executes c0#26 at 76, where the acknowledged
-    c0#25 is``). It passes with the crash draw off (``p_oneway_nested_crash=0``) and with the draw before
-    one-way nested calls; the crash is off in the draw with direct links (``ONEWAY_CRASH_WITH_DIRECT``)."""
+    c0#25 is``). Cause (docs/faults.md, row 56): the primary answered a Deliver that came by Ray call with
+    positions 72-75 and, in the same tick, the next one on its direct link with c0#25 at 76; the link's
+    answer came first, the router released c0#25's reply without the order of 73-75, and the crash lost
+    them. The router now holds such a reply until it holds the order up to its position."""
     monkeypatch.setattr(options, "ONEWAY_CRASH_WITH_DIRECT", True)
     run_seed(104085, options=draw_options(104085, "semi-active", "resources"))

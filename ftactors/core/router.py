@@ -145,6 +145,7 @@ class RouterCore:
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
             "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0, "lost_replies": 0,
+            "replies_held_for_order": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -170,6 +171,11 @@ class RouterCore:
         # retransmissions are admitted before later calls (at most inflight_max, refused_hold_ticks)
         self.refused: OrderedDict[MsgId, int] = OrderedDict()
         self._released: List[Reply] = []
+        # replies of the primary whose position lies past an order position this router lacks (an
+        # answer of the primary that overtook its earlier one): released once the order up to them is
+        # here, dropped if the primary changes first or another call takes their position; one per
+        # pending call at most
+        self._held_replies: "OrderedDict[MsgId, Tuple[Reply, Optional[str]]]" = OrderedDict()
         self._failed: List[Tuple[MsgId, str]] = []
         self._fenced: List[MsgId] = []
         # nested requests admitted while recovering: fenced again with the members' reported views
@@ -706,6 +712,7 @@ class RouterCore:
             The bundle of sends, released and failed calls, pings, queries, spawns and
             retirements, to handle in that order.
         """
+        self._release_held_replies()  # a trim or a merge may have filled the order below them
         sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending)) \
             if self.phase == Phase.NORMAL else []
         pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
@@ -778,8 +785,34 @@ class RouterCore:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
             self._merge_announcement(ann)
         for rep in d.replies:
-            self._release(rep)
+            if rep.position and rep.position > self._order_safe_upto():
+                self._held_replies[rep.msg_id] = (rep, self.primary)
+                self.counts["replies_held_for_order"] += 1
+            else:
+                self._release(rep)
+        self._release_held_replies()
         self._push_reply_copies(d.reply_copies)
+
+    def _order_safe_upto(self) -> int:
+        """The position up to which the order is here or executed by every member (a reply at or
+        below it may be released: a new primary can replay every position before it)."""
+        return self.log.announced_upto(self.tracker.floor() if self.links else 0)
+
+    def _release_held_replies(self) -> None:
+        """Release the held replies (``_held_replies``) whose order the router now holds up to their
+        position, in position order; drop those of a primary that is no longer the primary, or whose
+        position the order gives another call (the new primary executes their calls again, wherever
+        its order puts them: swarm seed 104085, docs/faults.md row 56)."""
+        if not self._held_replies:
+            return
+        upto = self._order_safe_upto()
+        for mid, (rep, primary) in sorted(self._held_replies.items(), key=lambda kv: kv[1][0].position):
+            ann = self.log.order.get(rep.position)
+            if primary != self.primary or (ann is not None and ann.msg_id != rep.msg_id):
+                del self._held_replies[mid]
+            elif rep.position <= upto:
+                del self._held_replies[mid]
+                self._release(rep)
 
     def _push_reply_copies(self, copies: Tuple[Reply, ...]) -> None:
         """The primary's nested replies: queue a copy for each backup (claim 48). It rides on the

@@ -35,9 +35,9 @@ ROUTER_CRASH_WHILE_PAUSED = True
 #: one-way nested calls (docs/faults.md rows 51, 54): the fraction of nested seeds whose frontend calls
 #: may make their nested call one-way, drawn on its own stream (``oneway-nested-<seed>``)
 P_ONEWAY_NESTED = 0.5
-#: crash the primary of a one-way nested call on its way with the direct data plane too: off in the draw
-#: until the Open item "One-way nested calls in the simulator" is fixed (swarm seed 104085)
-ONEWAY_CRASH_WITH_DIRECT = False
+#: crash the primary of a one-way nested call on its way with the direct data plane too: on since
+#: docs/faults.md row 56 (swarm seed 104085 found it; a switch, as ``STARVE_WITH_DIRECT``)
+ONEWAY_CRASH_WITH_DIRECT = True
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)

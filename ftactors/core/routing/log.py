@@ -42,6 +42,7 @@ class OrderLog:
         self.pos_of: Dict[MsgId, int] = {}
         self.trimmed = 0
         self.highest = 0  # the highest position merged (positions leave the order only when trimmed)
+        self._announced_upto = 0  # every position in (trimmed, here] is announced (see announced_upto)
         self.primary_digests: "OrderedDict[int, str]" = OrderedDict()
         # nested reply -> (its calling message, the copy): at most reply_copies_max
         self.copies: "OrderedDict[MsgId, Tuple[MsgId, Reply]]" = OrderedDict()
@@ -135,6 +136,24 @@ class OrderLog:
     def announced(self) -> Set[MsgId]:
         """The messages that hold a position in the retained order."""
         return {a.msg_id for a in self.order.values()}
+
+    def announced_upto(self, executed_by_all: int = 0) -> int:
+        """The highest position up to which the order is safe: every position in
+        (max(``trimmed``, ``executed_by_all``), it] has its announcement here. Amortised O(1)
+        (positions leave the order only when trimmed, so the mark only rises).
+
+        Args:
+            executed_by_all: a position every member executed (a rebuilt router knows no
+                announcement below the order it learnt, and trims nothing while a replica joins).
+
+        Returns:
+            That position (the base if the next position is not announced).
+        """
+        upto = max(self._announced_upto, self.trimmed, executed_by_all)
+        while upto + 1 in self.order:
+            upto += 1
+        self._announced_upto = upto
+        return upto
 
     def lacks_order_upto(self, acked: int) -> bool:
         """Whether some position in (``trimmed``, ``acked``] has no announcement here.
