@@ -314,6 +314,21 @@ def test_a_call_its_callers_router_relayed_late_still_makes_its_nested_call() ->
     assert result.ops == 8
 
 
+
+def assert_front_failed_c0_alike(sim: Simulator, before: list) -> None:
+    """c0 got a typed ``ReplyUnavailableError`` from front-r1, promoted; every front replica logged
+    ``before`` then c0#1's step that raised; the store ran its call once (rows 53, 55)."""
+    [op] = [op for op in sim.history if op.client == "c0"]
+    assert isinstance(op.value, Raised) and op.value.kind == "ReplyUnavailableError", op.value
+    front = sim.routers["front"].core
+    assert front is not None and front.members[0] == "front-r1"
+    assert sim.counts["nested_replies_gone"] == 1
+    for rid in front.members:
+        host = sim.replicas["front"][rid]
+        if host.core.role.value in ("primary", "backup"):
+            assert [(e.msg_id, e.raised is not None) for e in host.log] == before + [(MsgId("c0", 1), True)]
+    assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)
+
 def promoted_while_its_suspended_call_waits_for_a_forgotten_reply() -> Simulator:
     """docs/faults.md row 53: front-r1, a backup, runs c0#1's first step (``fwd`` of a 40-tick store
     call, async steps) and suspends on its nested call ``front|c0#1#1``, waiting for the copy the
@@ -351,17 +366,7 @@ def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_
     method, announces it and pushes the error as the reply copy: every front replica ran the same
     step, and c0 gets a typed ``ReplyUnavailableError`` (the store's effect stays: it ran once)."""
     sim = promoted_while_its_suspended_call_waits_for_a_forgotten_reply()
-    [op] = [op for op in sim.history if op.client == "c0"]
-    assert isinstance(op.value, Raised) and op.value.kind == "ReplyUnavailableError", op.value
-    front = sim.routers["front"].core
-    assert front is not None and front.members[0] == "front-r1"
-    assert sim.counts["nested_replies_gone"] == 1
-    for rid in front.members:
-        host = sim.replicas["front"][rid]
-        if host.core.role.value in ("primary", "backup"):
-            assert [(e.msg_id, e.raised is not None) for e in host.log] == [(MsgId("c0", 1), False),
-                                                                            (MsgId("c0", 1), True)]
-    assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)
+    assert_front_failed_c0_alike(sim, [(MsgId("c0", 1), False)])
 
 
 def primary_starts_afresh_a_call_whose_nested_reply_its_callee_forgot(async_steps: bool) -> Simulator:
@@ -404,14 +409,4 @@ def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotte
     announces the step and pushes the error as the reply copy: every front replica ran the same
     step, and c0 gets a typed ``ReplyUnavailableError`` (the store's effect stays: it ran once)."""
     sim = primary_starts_afresh_a_call_whose_nested_reply_its_callee_forgot(async_steps)
-    [op] = [op for op in sim.history if op.client == "c0"]
-    assert isinstance(op.value, Raised) and op.value.kind == "ReplyUnavailableError", op.value
-    front = sim.routers["front"].core
-    assert front is not None and front.members[0] == "front-r1"
-    assert sim.counts["nested_replies_gone"] == 1
-    for rid in front.members:
-        host = sim.replicas["front"][rid]
-        if host.core.role.value in ("primary", "backup"):
-            steps = [(MsgId("c0", 1), False)] if async_steps else []  # the step that suspends
-            assert [(e.msg_id, e.raised is not None) for e in host.log] == steps + [(MsgId("c0", 1), True)]
-    assert all(h.state["kv"].get("x") == 5 for h in sim.replicas["store"].values() if h.alive)
+    assert_front_failed_c0_alike(sim, [(MsgId("c0", 1), False)] if async_steps else [])  # the step that suspends
