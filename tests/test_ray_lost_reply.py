@@ -192,6 +192,20 @@ class GatedFrontend(Frontend):
         return value
 
 
+def _gated_groups(front_cls: type) -> Any:
+    """A gate, a store that forgets all but its last reply (``reply_cache_max=1``) and a front of
+    ``front_cls`` whose stopped members are not suspected for 120 s.
+
+    Returns:
+        ``(gate, store, front)``.
+    """
+    gate = Gate.remote()
+    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
+    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
+                                heartbeat_misses_max=120)(front_cls).remote(store, gate)
+    return gate, store, front
+
+
 def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotten_gets_the_error_at_every_replica(
         ray_local: Any) -> None:
     """docs/faults.md row 55 in Ray: the frontend's primary runs ``add("t1")`` and its nested call
@@ -200,10 +214,7 @@ def test_a_call_a_promoted_primary_starts_afresh_whose_nested_reply_was_forgotte
     goes with it); the primary is killed. The promoted backup starts ``add("t1")`` afresh, sends the
     call again and reads it gone: its method gets ``ReplyUnavailableError`` (its handler sees it),
     every frontend replica agrees, and the store ran the call once."""
-    gate = Gate.remote()
-    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
-    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
-                                heartbeat_misses_max=120)(GatedFrontend).remote(store, gate)
+    gate, store, front = _gated_groups(GatedFrontend)
     victim = None
     try:
         assert ray.get(front.add.remote("t0")) == 1
@@ -254,10 +265,7 @@ def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_
     method gets ``ReplyUnavailableError`` (as in the simulator, row 53). Before the fix (row 55):
     ``ray.get(ref)`` raised ``RayTaskError(ReplyUnavailableError): ... reply of ...#2#1 was trimmed
     (reply_cache_max)``: the step ended through ``ReplyGone`` and the method's handler never ran."""
-    gate = Gate.remote()
-    store = ftactors.replicated(replicas=2, reply_cache_max=1)(GatedStore).remote()
-    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
-                                heartbeat_misses_max=120)(AsyncGatedFrontend).remote(store, gate)
+    gate, store, front = _gated_groups(AsyncGatedFrontend)
     victim = None
     try:
         assert ray.get(front.add.remote("t0")) == 1
