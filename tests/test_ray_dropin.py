@@ -1,0 +1,152 @@
+"""Integration: a replicated handle is a drop-in for a Ray actor handle (a Ray user's first day).
+
+Each test does the same thing to a plain Ray actor and to a replicated group of the same class, in
+one local Ray session, and asks for the same behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from typing import Any
+
+import pytest
+import ray
+
+import ftactors
+
+pytestmark = pytest.mark.ray
+
+
+class Shop:
+    def __init__(self, stock: int = 0) -> None:
+        self.stock = stock
+
+    def add(self, n: int, note: str = "") -> int:
+        self.stock += n
+        return self.stock
+
+    async def aadd(self, n: int) -> int:
+        await asyncio.sleep(0)
+        self.stock += n
+        return self.stock
+
+    def anything(self, *args: Any, **kwargs: Any) -> int:
+        return len(args) + len(kwargs)
+
+    def keyed(self, n: int, *, key: str) -> str:
+        return f"{key}{n}"
+
+    @staticmethod
+    def double(n: int) -> int:
+        return 2 * n
+
+    @classmethod
+    def kind(cls, n: int) -> str:
+        return f"{cls.__name__}{n}"
+
+    def get(self) -> int:
+        return self.stock
+
+
+class Front:
+    """A replicated actor calling another group with wrong arguments (a nested call)."""
+
+    def __init__(self, shop: Any) -> None:
+        self.shop = shop
+
+    def wrong(self) -> str:
+        try:
+            self.shop.add.remote(1, 2, 3)
+        except TypeError as exc:
+            return f"TypeError at .remote(): {exc}"
+        return "no error at .remote()"
+
+
+@pytest.fixture(scope="module")
+def pair(ray_local):
+    """A plain Ray actor and a replicated group of the same class."""
+    plain = ray.remote(Shop).remote(10)
+    group = ftactors.replicated(replicas=2)(ray.remote(Shop)).options(name="dropin-shop").remote(10)
+    yield plain, group
+    ftactors.shutdown(group)
+    ray.kill(plain)
+
+
+#: (method, args, kwargs) that do not fit the method's signature.
+WRONG_CALLS = [
+    ("add", (), {}),                       # a required argument missing
+    ("add", (1, "a", 3), {}),              # too many positional arguments
+    ("add", (1,), {"colour": "red"}),      # an unknown keyword
+    ("add", (1,), {"n": 2}),               # the same argument twice
+    ("aadd", (), {}),                      # an async method
+    ("aadd", (1, 2), {}),
+    ("keyed", (1,), {}),                   # a keyword-only argument missing
+    ("keyed", (1, "k"), {}),
+    ("double", (), {}),                    # a static method (no self to skip)
+    ("kind", (1, 2), {}),                  # a class method
+    ("get", (1,), {}),
+]
+
+
+def _at_remote(handle: Any, method: str, args: tuple, kwargs: dict) -> str:
+    try:
+        ref = getattr(handle, method).remote(*args, **kwargs)
+    except TypeError as exc:
+        return f"TypeError at .remote(): {exc}"
+    try:
+        ray.get(ref, timeout=60)
+    except Exception as exc:
+        return f"no error at .remote(); ray.get raised {type(exc).__name__}"
+    return "no error at all"
+
+
+def test_wrong_arguments_raise_type_error_at_remote_as_with_ray(pair):
+    """Plain Ray binds a call's arguments to the method's signature in ``.remote()`` and raises
+    ``TypeError`` there; ftactors sent the call and the router raised it at ``ray.get``."""
+    plain, group = pair
+    for method, args, kwargs in WRONG_CALLS:
+        expected = _at_remote(plain, method, args, kwargs)
+        assert expected.startswith("TypeError at .remote()"), (method, args, kwargs, expected)
+        assert _at_remote(group, method, args, kwargs) == expected, (method, args, kwargs)
+    # calls that fit go through, defaults, *args/**kwargs, static and class methods included
+    assert ray.get(group.add.remote(1, note="x")) == ray.get(plain.add.remote(1, note="x"))
+    assert ray.get(group.anything.remote(1, 2, a=3)) == 3
+    assert ray.get(group.keyed.remote(1, key="k")) == "k1"
+    assert ray.get(group.double.remote(4)) == 8
+    assert ray.get(group.kind.remote(1)) == "Shop1"
+    assert ray.get(group.get.remote()) == ray.get(plain.get.remote())
+
+
+def test_wrong_arguments_raise_at_remote_through_every_kind_of_handle(pair):
+    """A handle found by name, one unpickled in a task, and a replicated actor's nested call."""
+    _, group = pair
+    by_name = ftactors.get_actor("dropin-shop")
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        by_name.add.remote(1, 2, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        pickle.loads(pickle.dumps(group)).add.remote(1, colour="red")
+
+    @ray.remote
+    def in_task(h: Any) -> str:
+        return _at_remote(h, "add", (), {})
+
+    assert ray.get(in_task.remote(group), timeout=60) == \
+        "TypeError at .remote(): missing a required argument: 'n'"
+    front = ftactors.replicated(replicas=2)(Front).remote(group)
+    try:
+        assert ray.get(front.wrong.remote(), timeout=60) == "TypeError at .remote(): too many positional arguments"
+    finally:
+        ftactors.shutdown(front)
+
+
+def test_wrong_constructor_arguments_raise_type_error_at_remote_as_with_ray(ray_local):
+    """``Cls.remote(...)`` binds the constructor's arguments too, before any actor starts."""
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        ray.remote(Shop).remote(1, 2)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        ftactors.replicated(replicas=2)(Shop).remote(1, 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stok'"):
+        ftactors.replicated(replicas=2)(Shop).options(name="never-made").remote(stok=1)
+    with pytest.raises(ValueError):
+        ftactors.get_actor("never-made")
