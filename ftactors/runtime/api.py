@@ -313,12 +313,16 @@ class ReplicatedMethod:
 
         Raises:
             GroupShutdownError: the group was shut down.
-            TypeError: an argument cannot be serialised.
+            TypeError: the arguments do not fit the method's signature (Ray's message, as a
+                plain actor's ``.remote()`` raises it), or an argument cannot be serialised.
             ValueError: the arguments exceed ``max_message_bytes``.
         """
         h = self._handle
         if h._closed:
             raise GroupShutdownError(f"{h._group} was shut down; this handle can no longer be used")
+        params = h._signatures.get(self._name)
+        if params is not None:  # as Ray's .remote() does, before anything is sent (row 61)
+            check_arguments(params, args, kwargs)
         try:
             payload: Any = cloudpickle.dumps((args, kwargs))
         except Exception as exc:
@@ -421,8 +425,11 @@ class ReplicatedHandle:
     """
 
     def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
-                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = ()) -> None:
+                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = (),
+                 signatures: Optional[Dict[str, Params]] = None) -> None:
         self._group, self._router, self._class_name = group, router, class_name
+        # each method's parameters, to bind a call's arguments at .remote() as Ray does (row 61)
+        self._signatures: Dict[str, Params] = dict(signatures or {})
         # references to the group's first replicas: Ray collects an actor nobody references,
         # and the router's references vanish while Ray restarts it
         self._keepalive = tuple(keepalive)
@@ -439,7 +446,8 @@ class ReplicatedHandle:
 
     def __reduce__(self) -> Any:
         return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
-                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive))
+                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive,
+                                   self._signatures))
 
     def __repr__(self) -> str:
         return f"ReplicatedHandle({self._class_name}, group={self._group!r})"
@@ -513,10 +521,14 @@ class ReplicatedClass:
 
         Raises:
             ConfigError: the cluster cannot satisfy ``placement``.
-            TypeError: constructor arguments cannot be serialised.
+            TypeError: the arguments do not fit the constructor's signature (Ray's message), or
+                cannot be serialised.
             ValueError: a group of this name already exists in the namespace (without
                 ``get_if_exists=True``).
         """
+        params = method_signatures(self._cls, ("__init__",)).get("__init__")
+        if params is not None:  # as Ray's Cls.remote() does, before any actor starts (row 61)
+            check_arguments(params, args, kwargs)
         if not ray.is_initialized():
             ray.init()
         return _create_group(self, args, kwargs)
@@ -585,6 +597,72 @@ def _check_concurrency(opts: Dict[str, Any], where: str) -> None:
 
 def _public_methods(cls: type) -> Tuple[str, ...]:
     return tuple(n for n, v in inspect.getmembers(cls) if callable(v) and not n.startswith("_"))
+
+
+#: A method's parameters as plain values, ``self`` left out: (name, ``inspect.Parameter`` kind as an
+#: int, whether it has a default) each. Plain values because the router keeps them for
+#: ``ftactors.get_actor`` (Ray restarts it from its arguments) and handles carry them when pickled.
+Params = Tuple[Tuple[str, int, bool], ...]
+
+#: A default value stand-in: binding needs only to know that a parameter has one.
+_HAS_DEFAULT = object()
+#: Signatures rebuilt from :data:`Params`, shared by every handle of this process.
+_bound_signatures: Dict[Params, inspect.Signature] = {}
+
+
+def method_signatures(cls: type, names: Tuple[str, ...]) -> Dict[str, Params]:
+    """The parameters of ``cls``'s methods ``names`` as a caller binds them (``self`` left out).
+
+    As Ray's ``extract_signature``: the first parameter is dropped for a method called on an
+    instance, kept for a static method; a class method's is already bound. A method whose
+    signature cannot be read (a builtin, a Cython function) is left out, and its calls are not
+    checked at ``.remote()``.
+
+    Args:
+        cls: the user's class.
+        names: the methods (``"__init__"`` for the constructor).
+
+    Returns:
+        Method name -> :data:`Params`.
+    """
+    out: Dict[str, Params] = {}
+    for name in names:
+        try:
+            raw = inspect.getattr_static(cls, name)
+            params = list(inspect.signature(getattr(cls, name)).parameters.values())
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if inspect.isroutine(raw) and not isinstance(raw, (staticmethod, classmethod)):  # bound to an instance
+            if not params:
+                continue
+            params = params[1:]
+        out[name] = tuple((p.name, int(p.kind), p.default is not inspect.Parameter.empty) for p in params)
+    return out
+
+
+def check_arguments(params: Params, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    """Bind a call's arguments to a method's parameters, as Ray's ``.remote()`` does.
+
+    Args:
+        params: the method's parameters (:func:`method_signatures`).
+        args: the call's positional arguments.
+        kwargs: its keyword arguments.
+
+    Raises:
+        TypeError: they do not fit, with Python's message (``missing a required argument: 'n'``,
+            ``too many positional arguments``, ``got an unexpected keyword argument 'x'``), as Ray
+            raises it.
+    """
+    sig = _bound_signatures.get(params)
+    if sig is None:
+        sig = _bound_signatures[params] = inspect.Signature([
+            inspect.Parameter(name, inspect._ParameterKind(kind),
+                              default=_HAS_DEFAULT if has_default else inspect.Parameter.empty)
+            for name, kind, has_default in params])
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(str(exc)) from None
 
 
 def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
@@ -673,7 +751,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     # nothing waits here, as with Ray's own .remote(): the router learns where each replica runs
     # when they are up, and the group's first call waits for that
     planned = {rid: node for rid, node in zip(members, nodes) if node is not None}
-    info = {"class_name": rc._cls.__name__, "methods": _public_methods(rc._cls), "lifetime": rc._lifetime}
+    methods = _public_methods(rc._cls)
+    signatures = method_signatures(rc._cls, methods)
+    info = {"class_name": rc._cls.__name__, "methods": methods, "lifetime": rc._lifetime, "signatures": signatures}
     # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
     # them even after the creating driver is gone (it finds the replicas, and the class, by name)
     router = ray.remote(_AsyncRouter).options(
@@ -682,8 +762,8 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
-    return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
-                            s.large_arg_bytes, s.style, tuple(handles.values()))
+    return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
+                            s.large_arg_bytes, s.style, tuple(handles.values()), signatures)
 
 
 def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:
@@ -722,7 +802,7 @@ def _group_handle(group: str, namespace: str, timeout_s: float) -> ReplicatedHan
     except RayActorError:  # shut down meanwhile
         raise ValueError(missing) from None
     return ReplicatedHandle(group, router, info["class_name"], tuple(info["methods"]), info["max_message_bytes"],
-                            info["large_arg_bytes"], info["style"])
+                            info["large_arg_bytes"], info["style"], signatures=info.get("signatures"))
 
 
 def get_actor(name: str, namespace: Optional[str] = None, timeout_s: float = 30.0) -> ReplicatedHandle:
