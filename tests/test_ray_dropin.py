@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import pytest
 import ray
@@ -47,6 +48,13 @@ class Shop:
 
     def get(self) -> int:
         return self.stock
+
+    def lock(self) -> Any:
+        return threading.Lock()
+
+    def items(self) -> Iterator[int]:
+        for i in range(3):
+            yield i
 
 
 class Front:
@@ -150,3 +158,38 @@ def test_wrong_constructor_arguments_raise_type_error_at_remote_as_with_ray(ray_
         ftactors.replicated(replicas=2)(Shop).options(name="never-made").remote(stok=1)
     with pytest.raises(ValueError):
         ftactors.get_actor("never-made")
+
+
+def _outcome(ref: Any) -> str:
+    try:
+        return f"value {ray.get(ref, timeout=60)!r}"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
+
+
+def test_a_result_that_cannot_be_pickled_fails_its_call_and_the_group_stays_up(pair):
+    """A plain actor's call whose result cannot be pickled fails with a ``TypeError``; the actor goes
+    on. A replicated method's result goes back in every replica's answer to its router: each answer
+    failed to serialise, the router took every replica for failed, and the group was lost
+    (``GroupLostError`` for that call and every later one)."""
+    plain, group = pair
+    for handle in (plain, group):
+        with pytest.raises(TypeError):
+            ray.get(handle.lock.remote(), timeout=60)
+    assert "_thread.lock" in _outcome(group.lock.remote())
+    before = ray.get(group.get.remote(), timeout=60)
+    assert ray.get(group.add.remote(1), timeout=60) == before + 1
+    info = ftactors.describe(group)
+    assert len(info.replicas) == 2 and info.view == 1, info
+
+
+def test_a_generator_method_gets_a_clear_error_and_the_group_stays_up(pair):
+    """Ray streams a generator method's items (an ``ObjectRefGenerator``); ftactors does not, and
+    the generator object, which cannot be pickled, lost the group as above."""
+    plain, group = pair
+    assert [ray.get(r) for r in plain.items.remote()] == [0, 1, 2]
+    with pytest.raises(TypeError, match=r"Shop.items\(\) returned a generator.*return a list"):
+        ray.get(group.items.remote(), timeout=60)
+    before = ray.get(group.get.remote(), timeout=60)
+    assert ray.get(group.add.remote(1), timeout=60) == before + 1
+    assert ftactors.describe(group).view == 1
