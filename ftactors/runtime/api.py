@@ -277,12 +277,14 @@ class ReplicatedMethod:
 
     def __init__(self, handle: "ReplicatedHandle", name: str, priority: int = 0,
                  deadline_s: Optional[float] = None, oneway: bool = False,
-                 resources: Tuple[str, ...] = ()) -> None:
+                 resources: Tuple[str, ...] = (), num_returns: Optional[int] = None) -> None:
         self._handle, self._name = handle, name
         self._priority, self._deadline_s, self._oneway, self._resources = priority, deadline_s, oneway, resources
+        self._num_returns = num_returns  # None: the method's own (@ray.method(num_returns=...)) or 1
 
     def options(self, *, priority: int = 0, deadline_s: Optional[float] = None, oneway: bool = False,
-                resources: Tuple[str, ...] = ()) -> "ReplicatedMethod":
+                resources: Tuple[str, ...] = (), num_returns: Any = None,
+                **ray_options: Any) -> "ReplicatedMethod":
         """Scheduling hints and message kind for this call.
 
         Args:
@@ -293,27 +295,39 @@ class ReplicatedMethod:
                 process once the primary executed it, so a router crash cannot lose it:
                 Ray retries it and it takes effect exactly once.
             resources: names of resources the call needs (``scheduling="resources"``).
+            num_returns: as Ray's: ``.remote()`` returns a list of that many refs, one per
+                value of the tuple the method returns (row 63).
+            **ray_options: Ray's other method options: refused.
 
         Raises:
-            TypeError: a hint of the wrong type.
+            TypeError: a hint of the wrong type; ``num_returns`` other than an int >= 1
+                (``"streaming"``, ``"dynamic"``: not supported); another Ray method option.
         """
+        if ray_options:
+            raise TypeError(f"{self._handle._class_name}.{self._name}.options(): option {sorted(ray_options)[0]!r} "
+                            f"is not supported on a replicated method (ftactors retries and orders calls "
+                            f"itself); its options are priority, deadline_s, oneway, resources and num_returns")
+        returns = None if num_returns is None else returns_of(num_returns, f"{self._handle._class_name}.{self._name}")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority must be an int, got {priority!r}")
         if deadline_s is not None and (not isinstance(deadline_s, (int, float)) or deadline_s < 0):
             raise TypeError(f"deadline_s must be a number >= 0, got {deadline_s!r}")
         if isinstance(resources, str):
             resources = (resources,)
-        return ReplicatedMethod(self._handle, self._name, priority, deadline_s, bool(oneway), tuple(resources))
+        return ReplicatedMethod(self._handle, self._name, priority, deadline_s, bool(oneway), tuple(resources),
+                                returns)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Invoke the method on the replicated group.
 
         Returns:
-            A ``ray.ObjectRef`` to the method's result (None for a one-way call).
+            A ``ray.ObjectRef`` to the method's result (None for a one-way call); with
+            ``num_returns`` above 1, a list of that many, as Ray gives.
 
         Raises:
             GroupShutdownError: the group was shut down.
-            TypeError: the arguments do not fit the method's signature (Ray's message, as a
+            TypeError: ``num_returns`` above 1 in a call from a replicated method, or
+                ``num_returns="streaming"``; the arguments do not fit the method's signature (Ray's message, as a
                 plain actor's ``.remote()`` raises it), or an argument cannot be serialised.
             ValueError: the arguments exceed ``max_message_bytes``.
         """
@@ -323,6 +337,10 @@ class ReplicatedMethod:
         params = h._signatures.get(self._name)
         if params is not None:  # as Ray's .remote() does, before anything is sent (row 61)
             check_arguments(params, args, kwargs)
+        returns = self._num_returns
+        if returns is None:
+            declared = h._num_returns.get(self._name)
+            returns = 1 if declared is None else returns_of(declared, f"{h._class_name}.{self._name}")
         try:
             payload: Any = cloudpickle.dumps((args, kwargs))
         except Exception as exc:
@@ -347,10 +365,19 @@ class ReplicatedMethod:
                 req = caller.request(group=h._group, **fields)
                 flat = flat_request(req)  # plain values: Ray's msgpack, not its pickler (issue 11)
                 sent = req if flat is None else flat
-                ref = h._router.invoke.remote(sent, oneway=True) if self._oneway else h._router.invoke.remote(sent)
-                caller.sent(req.msg_id.seq, ref)  # held until it completes: Ray retries it meanwhile
+                if self._oneway:
+                    ref = h._router.invoke.remote(sent, oneway=True)
+                elif returns == 1:
+                    ref = h._router.invoke.remote(sent)
+                else:  # the router returns the method's tuple: Ray splits it into the refs (row 63)
+                    ref = h._router.invoke.options(num_returns=returns).remote(sent)
+                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref)  # held until it completes
         else:
             ctx.check_open()
+            if returns != 1 and not self._oneway:
+                raise TypeError(f"{h._class_name}.{self._name}(): num_returns={returns} is not supported in a call "
+                                f"from a replicated method (its reply comes back as one value); call it with "
+                                f".options(num_returns=1) and unpack the tuple it returns")
             replica = ctx.replica
             pending: Optional[PendingReply] = None
             with replica._cond:
@@ -426,8 +453,10 @@ class ReplicatedHandle:
 
     def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
                  max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = (),
-                 signatures: Optional[Dict[str, Params]] = None) -> None:
+                 signatures: Optional[Dict[str, Params]] = None, num_returns: Optional[Dict[str, Any]] = None) -> None:
         self._group, self._router, self._class_name = group, router, class_name
+        # the methods' own @ray.method(num_returns=...) other than 1 (row 63)
+        self._num_returns: Dict[str, Any] = dict(num_returns or {})
         # each method's parameters, to bind a call's arguments at .remote() as Ray does (row 61)
         self._signatures: Dict[str, Params] = dict(signatures or {})
         # references to the group's first replicas: Ray collects an actor nobody references,
@@ -447,7 +476,7 @@ class ReplicatedHandle:
     def __reduce__(self) -> Any:
         return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
                                    self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive,
-                                   self._signatures))
+                                   self._signatures, self._num_returns))
 
     def __repr__(self) -> str:
         return f"ReplicatedHandle({self._class_name}, group={self._group!r})"
@@ -640,6 +669,46 @@ def method_signatures(cls: type, names: Tuple[str, ...]) -> Dict[str, Params]:
     return out
 
 
+def declared_returns(cls: type, names: Tuple[str, ...]) -> Dict[str, Any]:
+    """The ``num_returns`` of ``@ray.method(num_returns=...)`` on ``cls``'s methods ``names``, where not 1.
+
+    Args:
+        cls: the user's class.
+        names: its public methods.
+
+    Returns:
+        Method name -> what it declared (checked at ``.remote()`` by :func:`returns_of`).
+    """
+    out: Dict[str, Any] = {}
+    for name in names:
+        declared = getattr(getattr(cls, name, None), "__ray_num_returns__", None)
+        if declared is not None and declared != 1:
+            out[name] = declared
+    return out
+
+
+def returns_of(num_returns: Any, where: str) -> int:
+    """A call's ``num_returns`` if ftactors supports it (an int >= 1).
+
+    Args:
+        num_returns: what the user gave (``.options`` or ``@ray.method``).
+        where: ``Class.method``, for the message.
+
+    Returns:
+        The number of refs ``.remote()`` returns (a list of them when above 1).
+
+    Raises:
+        TypeError: ``"streaming"``, ``"dynamic"`` (a replicated method cannot stream its results)
+            or anything else that is not an int >= 1.
+    """
+    if isinstance(num_returns, int) and not isinstance(num_returns, bool) and num_returns >= 1:
+        return num_returns
+    if num_returns in ("streaming", "dynamic"):
+        raise TypeError(f"{where}: num_returns={num_returns!r} is not supported on a replicated method (its "
+                        f"results are not streamed); return a list instead")
+    raise TypeError(f"{where}: num_returns must be an int >= 1, got {num_returns!r}")
+
+
 def check_arguments(params: Params, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
     """Bind a call's arguments to a method's parameters, as Ray's ``.remote()`` does.
 
@@ -752,8 +821,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     # when they are up, and the group's first call waits for that
     planned = {rid: node for rid, node in zip(members, nodes) if node is not None}
     methods = _public_methods(rc._cls)
-    signatures = method_signatures(rc._cls, methods)
-    info = {"class_name": rc._cls.__name__, "methods": methods, "lifetime": rc._lifetime, "signatures": signatures}
+    signatures, returns = method_signatures(rc._cls, methods), declared_returns(rc._cls, methods)
+    info = {"class_name": rc._cls.__name__, "methods": methods, "lifetime": rc._lifetime, "signatures": signatures,
+            "num_returns": returns}
     # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
     # them even after the creating driver is gone (it finds the replicas, and the class, by name)
     router = ray.remote(_AsyncRouter).options(
@@ -763,7 +833,7 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
     return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
-                            s.large_arg_bytes, s.style, tuple(handles.values()), signatures)
+                            s.large_arg_bytes, s.style, tuple(handles.values()), signatures, returns)
 
 
 def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:
@@ -802,7 +872,8 @@ def _group_handle(group: str, namespace: str, timeout_s: float) -> ReplicatedHan
     except RayActorError:  # shut down meanwhile
         raise ValueError(missing) from None
     return ReplicatedHandle(group, router, info["class_name"], tuple(info["methods"]), info["max_message_bytes"],
-                            info["large_arg_bytes"], info["style"], signatures=info.get("signatures"))
+                            info["large_arg_bytes"], info["style"], signatures=info.get("signatures"),
+                            num_returns=info.get("num_returns"))
 
 
 def get_actor(name: str, namespace: Optional[str] = None, timeout_s: float = 30.0) -> ReplicatedHandle:
