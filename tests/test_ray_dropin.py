@@ -53,6 +53,12 @@ class Shop:
     def split(self, n: int) -> tuple:
         return n, -n
 
+    def kinds(self, *args: Any, **kwargs: Any) -> list:
+        return [type(a).__name__ for a in args] + [f"{k}={type(v).__name__}" for k, v in sorted(kwargs.items())]
+
+    def stock_kind(self) -> str:
+        return type(self.stock).__name__
+
     def lock(self) -> Any:
         return threading.Lock()
 
@@ -231,3 +237,26 @@ def test_num_returns_gives_as_many_refs_as_with_ray(pair):
     finally:
         ftactors.shutdown(front)
     assert ray.get(group.add.remote(0), timeout=60) == ray.get(group.get.remote(), timeout=60)
+
+
+@ray.remote
+def _seven() -> int:
+    return 7
+
+
+def test_object_refs_passed_as_arguments_arrive_as_their_values(pair):
+    """Ray resolves an ``ObjectRef`` passed as a top-level argument (``ray.put``, a task's result) to
+    its value before the method runs, in a method call and in a constructor; one nested in a list
+    stays a ref. ftactors pickled the ref itself: the method got an ``ObjectRef``."""
+    plain, group = pair
+    call = (ray.put(5), [ray.put(6)])
+    expected = ["int", "list", "w=int"]
+    for handle in (plain, group):
+        assert ray.get(handle.kinds.remote(*call, w=_seven.remote()), timeout=60) == expected
+    for cls in (ray.remote(Shop), ftactors.replicated(replicas=2)(Shop)):
+        h = cls.remote(ray.put(3))
+        try:
+            assert ray.get(h.stock_kind.remote(), timeout=60) == "int"
+            assert ray.get(h.add.remote(_seven.remote()), timeout=60) == 10
+        finally:
+            ftactors.shutdown(h) if isinstance(h, ftactors.ReplicatedHandle) else ray.kill(h)
