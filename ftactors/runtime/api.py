@@ -326,6 +326,7 @@ class ReplicatedMethod:
 
         Raises:
             GroupShutdownError: the group was shut down.
+            ray.exceptions.RayError: an ``ObjectRef`` argument's task failed (its error).
             TypeError: ``num_returns`` above 1 in a call from a replicated method, or
                 ``num_returns="streaming"``; the arguments do not fit the method's signature (Ray's message, as a
                 plain actor's ``.remote()`` raises it), or an argument cannot be serialised.
@@ -337,6 +338,7 @@ class ReplicatedMethod:
         params = h._signatures.get(self._name)
         if params is not None:  # as Ray's .remote() does, before anything is sent (row 61)
             check_arguments(params, args, kwargs)
+        args, kwargs = resolved_arguments(args, kwargs)
         returns = self._num_returns
         if returns is None:
             declared = h._num_returns.get(self._name)
@@ -552,6 +554,7 @@ class ReplicatedClass:
             ConfigError: the cluster cannot satisfy ``placement``.
             TypeError: the arguments do not fit the constructor's signature (Ray's message), or
                 cannot be serialised.
+            ray.exceptions.RayError: an ``ObjectRef`` argument's task failed (its error).
             ValueError: a group of this name already exists in the namespace (without
                 ``get_if_exists=True``).
         """
@@ -560,6 +563,7 @@ class ReplicatedClass:
             check_arguments(params, args, kwargs)
         if not ray.is_initialized():
             ray.init()
+        args, kwargs = resolved_arguments(args, kwargs)
         return _create_group(self, args, kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -707,6 +711,39 @@ def returns_of(num_returns: Any, where: str) -> int:
         raise TypeError(f"{where}: num_returns={num_returns!r} is not supported on a replicated method (its "
                         f"results are not streamed); return a list instead")
     raise TypeError(f"{where}: num_returns must be an int >= 1, got {num_returns!r}")
+
+
+#: What stands for a value not here yet: a Ray ``ObjectRef``, or, at a backup's async method, the
+#: ``PendingReply`` it is handed for a nested call's reply (``ray.get`` takes both in a replica).
+_REFS = (ray.ObjectRef, PendingReply)
+
+
+def resolved_arguments(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """A call's arguments with each top-level ``ObjectRef`` replaced by its value, as Ray passes them.
+
+    Ray resolves an ``ObjectRef`` given as an argument itself (not one inside a list or a dict)
+    before the method runs. A replicated call is resolved here, in ``.remote()``, which waits for
+    those values: every replica, now or later (a backup replaying, a replacement after the caller
+    exited), must run the call on the same values, which the caller's object may no longer give
+    (row 64). Refs inside containers pass as refs, as with Ray.
+
+    Args:
+        args: the call's positional arguments.
+        kwargs: its keyword arguments.
+
+    Returns:
+        ``(args, kwargs)``, the same objects when no argument is an ``ObjectRef``.
+
+    Raises:
+        ray.exceptions.RayError: an argument's task failed (its error, as ``ray.get`` raises it).
+    """
+    refs = [a for a in args if isinstance(a, _REFS)]
+    refs += [v for v in kwargs.values() if isinstance(v, _REFS)] if kwargs else []
+    if not refs:
+        return args, kwargs
+    values = {id(ref): value for ref, value in zip(refs, ray.get(refs))}  # type: ignore[arg-type]
+    return (tuple(values[id(a)] if isinstance(a, _REFS) else a for a in args),
+            {k: values[id(v)] if isinstance(v, _REFS) else v for k, v in kwargs.items()})
 
 
 def check_arguments(params: Params, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
