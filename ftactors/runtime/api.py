@@ -639,8 +639,23 @@ Params = Tuple[Tuple[str, int, bool], ...]
 
 #: A default value stand-in: binding needs only to know that a parameter has one.
 _HAS_DEFAULT = object()
-#: Signatures rebuilt from :data:`Params`, shared by every handle of this process.
-_bound_signatures: Dict[Params, inspect.Signature] = {}
+#: Signatures rebuilt from :data:`Params`, shared by every handle of this process, with the fewest
+#: and most positional arguments that bind when no keyword is given.
+_bound_signatures: Dict[Params, Tuple[inspect.Signature, int, int]] = {}
+
+
+def _binder(params: Params) -> Tuple[inspect.Signature, int, int]:
+    """``params`` as an ``inspect.Signature``, with the positional counts that need no binding."""
+    kinds = inspect.Parameter
+    sig = inspect.Signature([
+        kinds(name, inspect._ParameterKind(kind), default=_HAS_DEFAULT if has_default else kinds.empty)
+        for name, kind, has_default in params])
+    positional = [p for p in params if p[1] in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    most = 1 << 30 if any(p[1] == kinds.VAR_POSITIONAL for p in params) else len(positional)
+    fewest = sum(1 for p in positional if not p[2])
+    if any(kind == kinds.KEYWORD_ONLY and not has_default for _, kind, has_default in params):
+        fewest = most + 1  # a required keyword-only argument: no call without keywords fits
+    return sig, fewest, most
 
 
 def method_signatures(cls: type, names: Tuple[str, ...]) -> Dict[str, Params]:
@@ -759,12 +774,12 @@ def check_arguments(params: Params, args: Tuple[Any, ...], kwargs: Dict[str, Any
             ``too many positional arguments``, ``got an unexpected keyword argument 'x'``), as Ray
             raises it.
     """
-    sig = _bound_signatures.get(params)
-    if sig is None:
-        sig = _bound_signatures[params] = inspect.Signature([
-            inspect.Parameter(name, inspect._ParameterKind(kind),
-                              default=_HAS_DEFAULT if has_default else inspect.Parameter.empty)
-            for name, kind, has_default in params])
+    known = _bound_signatures.get(params)
+    if known is None:
+        known = _bound_signatures[params] = _binder(params)
+    sig, fewest, most = known
+    if not kwargs and fewest <= len(args) <= most:  # fits, without binding (the call path's common case)
+        return
     try:
         sig.bind(*args, **kwargs)
     except TypeError as exc:
