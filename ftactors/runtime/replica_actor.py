@@ -172,8 +172,9 @@ def portable_error(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-#: Results that always pickle: the common case on the call path is not pickled twice.
-_PLAIN_RESULTS = (type(None), bool, int, float, str, bytes)
+#: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own
+#: references are left to Ray's serialiser.
+_PLAIN_RESULTS = (type(None), bool, int, float, str, bytes, ray.ObjectRef, ray.actor.ActorHandle)
 
 
 def portable_result(result: Any, class_name: str, method: str) -> Outcome:
