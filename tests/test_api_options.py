@@ -79,3 +79,56 @@ def test_a_misspelt_option_in_options_is_refused_naming_it():
     with pytest.raises(ftactors.ConfigError, match=r"'nme' in \.options\(\).*neither a replication setting nor a Ray actor option"):
         cls.options(nme="orders")
     assert cls.options(num_cpus=0.5, name="orders") is not None  # real Ray options still pass
+
+
+class Signatures:
+    def plain(self, a, b=1):  # type: ignore[no-untyped-def]
+        pass
+
+    def keyword_only(self, a, *, key):  # type: ignore[no-untyped-def]
+        pass
+
+    def varargs(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    def positional_only(self, a, /, b=2):  # type: ignore[no-untyped-def]
+        pass
+
+    async def coroutine(self, a):  # type: ignore[no-untyped-def]
+        pass
+
+    @staticmethod
+    def static(a):  # type: ignore[no-untyped-def]
+        pass
+
+    @classmethod
+    def klass(cls, a):  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_arguments_are_checked_as_python_binds_them_to_the_method_on_an_instance():
+    """Row 61's check (with its shortcut for positional calls) against Python's own binding of
+    every shape of call to the bound method, message included."""
+    import inspect
+
+    from ftactors.runtime.api import check_arguments, method_signatures
+
+    names = ("plain", "keyword_only", "varargs", "positional_only", "coroutine", "static", "klass")
+    params = method_signatures(Signatures, names)
+    assert set(params) == set(names)
+    for name in names:
+        sig = inspect.signature(getattr(Signatures(), name))
+        for nargs in range(4):
+            for kwargs in ({}, {"a": 1}, {"key": 2}, {"b": 3}, {"zz": 1}, {"a": 1, "key": 2}):
+                args = tuple(range(nargs))
+                try:
+                    sig.bind(*args, **kwargs)
+                    want = None
+                except TypeError as exc:
+                    want = str(exc)
+                try:
+                    check_arguments(params[name], args, kwargs)
+                    got = None
+                except TypeError as exc:
+                    got = str(exc)
+                assert got == want, (name, args, kwargs)

@@ -277,12 +277,14 @@ class ReplicatedMethod:
 
     def __init__(self, handle: "ReplicatedHandle", name: str, priority: int = 0,
                  deadline_s: Optional[float] = None, oneway: bool = False,
-                 resources: Tuple[str, ...] = ()) -> None:
+                 resources: Tuple[str, ...] = (), num_returns: Optional[int] = None) -> None:
         self._handle, self._name = handle, name
         self._priority, self._deadline_s, self._oneway, self._resources = priority, deadline_s, oneway, resources
+        self._num_returns = num_returns  # None: the method's own (@ray.method(num_returns=...)) or 1
 
     def options(self, *, priority: int = 0, deadline_s: Optional[float] = None, oneway: bool = False,
-                resources: Tuple[str, ...] = ()) -> "ReplicatedMethod":
+                resources: Tuple[str, ...] = (), num_returns: Any = None,
+                **ray_options: Any) -> "ReplicatedMethod":
         """Scheduling hints and message kind for this call.
 
         Args:
@@ -293,32 +295,54 @@ class ReplicatedMethod:
                 process once the primary executed it, so a router crash cannot lose it:
                 Ray retries it and it takes effect exactly once.
             resources: names of resources the call needs (``scheduling="resources"``).
+            num_returns: as Ray's: ``.remote()`` returns a list of that many refs, one per
+                value of the tuple the method returns (row 63).
+            **ray_options: Ray's other method options: refused.
 
         Raises:
-            TypeError: a hint of the wrong type.
+            TypeError: a hint of the wrong type; ``num_returns`` other than an int >= 1
+                (``"streaming"``, ``"dynamic"``: not supported); another Ray method option.
         """
+        if ray_options:
+            raise TypeError(f"{self._handle._class_name}.{self._name}.options(): option {sorted(ray_options)[0]!r} "
+                            f"is not supported on a replicated method (ftactors retries and orders calls "
+                            f"itself); its options are priority, deadline_s, oneway, resources and num_returns")
+        returns = None if num_returns is None else returns_of(num_returns, f"{self._handle._class_name}.{self._name}")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority must be an int, got {priority!r}")
         if deadline_s is not None and (not isinstance(deadline_s, (int, float)) or deadline_s < 0):
             raise TypeError(f"deadline_s must be a number >= 0, got {deadline_s!r}")
         if isinstance(resources, str):
             resources = (resources,)
-        return ReplicatedMethod(self._handle, self._name, priority, deadline_s, bool(oneway), tuple(resources))
+        return ReplicatedMethod(self._handle, self._name, priority, deadline_s, bool(oneway), tuple(resources),
+                                returns)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Invoke the method on the replicated group.
 
         Returns:
-            A ``ray.ObjectRef`` to the method's result (None for a one-way call).
+            A ``ray.ObjectRef`` to the method's result (None for a one-way call); with
+            ``num_returns`` above 1, a list of that many, as Ray gives.
 
         Raises:
             GroupShutdownError: the group was shut down.
-            TypeError: an argument cannot be serialised.
+            ray.exceptions.RayError: an ``ObjectRef`` argument's task failed (its error).
+            TypeError: ``num_returns`` above 1 in a call from a replicated method, or
+                ``num_returns="streaming"``; the arguments do not fit the method's signature (Ray's message, as a
+                plain actor's ``.remote()`` raises it), or an argument cannot be serialised.
             ValueError: the arguments exceed ``max_message_bytes``.
         """
         h = self._handle
         if h._closed:
             raise GroupShutdownError(f"{h._group} was shut down; this handle can no longer be used")
+        params = h._signatures.get(self._name)
+        if params is not None:  # as Ray's .remote() does, before anything is sent (row 61)
+            check_arguments(params, args, kwargs)
+        args, kwargs = resolved_arguments(args, kwargs)
+        returns = self._num_returns
+        if returns is None:
+            declared = h._num_returns.get(self._name)
+            returns = 1 if declared is None else returns_of(declared, f"{h._class_name}.{self._name}")
         try:
             payload: Any = cloudpickle.dumps((args, kwargs))
         except Exception as exc:
@@ -343,10 +367,19 @@ class ReplicatedMethod:
                 req = caller.request(group=h._group, **fields)
                 flat = flat_request(req)  # plain values: Ray's msgpack, not its pickler (issue 11)
                 sent = req if flat is None else flat
-                ref = h._router.invoke.remote(sent, oneway=True) if self._oneway else h._router.invoke.remote(sent)
-                caller.sent(req.msg_id.seq, ref)  # held until it completes: Ray retries it meanwhile
+                if self._oneway:
+                    ref = h._router.invoke.remote(sent, oneway=True)
+                elif returns == 1:
+                    ref = h._router.invoke.remote(sent)
+                else:  # the router returns the method's tuple: Ray splits it into the refs (row 63)
+                    ref = h._router.invoke.options(num_returns=returns).remote(sent)
+                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref)  # held until it completes
         else:
             ctx.check_open()
+            if returns != 1 and not self._oneway:
+                raise TypeError(f"{h._class_name}.{self._name}(): num_returns={returns} is not supported in a call "
+                                f"from a replicated method (its reply comes back as one value); call it with "
+                                f".options(num_returns=1) and unpack the tuple it returns")
             replica = ctx.replica
             pending: Optional[PendingReply] = None
             with replica._cond:
@@ -421,8 +454,13 @@ class ReplicatedHandle:
     """
 
     def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
-                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = ()) -> None:
+                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = (),
+                 signatures: Optional[Dict[str, Params]] = None, num_returns: Optional[Dict[str, Any]] = None) -> None:
         self._group, self._router, self._class_name = group, router, class_name
+        # the methods' own @ray.method(num_returns=...) other than 1 (row 63)
+        self._num_returns: Dict[str, Any] = dict(num_returns or {})
+        # each method's parameters, to bind a call's arguments at .remote() as Ray does (row 61)
+        self._signatures: Dict[str, Params] = dict(signatures or {})
         # references to the group's first replicas: Ray collects an actor nobody references,
         # and the router's references vanish while Ray restarts it
         self._keepalive = tuple(keepalive)
@@ -439,7 +477,8 @@ class ReplicatedHandle:
 
     def __reduce__(self) -> Any:
         return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
-                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive))
+                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive,
+                                   self._signatures, self._num_returns))
 
     def __repr__(self) -> str:
         return f"ReplicatedHandle({self._class_name}, group={self._group!r})"
@@ -513,12 +552,18 @@ class ReplicatedClass:
 
         Raises:
             ConfigError: the cluster cannot satisfy ``placement``.
-            TypeError: constructor arguments cannot be serialised.
+            TypeError: the arguments do not fit the constructor's signature (Ray's message), or
+                cannot be serialised.
+            ray.exceptions.RayError: an ``ObjectRef`` argument's task failed (its error).
             ValueError: a group of this name already exists in the namespace (without
                 ``get_if_exists=True``).
         """
+        params = method_signatures(self._cls, ("__init__",)).get("__init__")
+        if params is not None:  # as Ray's Cls.remote() does, before any actor starts (row 61)
+            check_arguments(params, args, kwargs)
         if not ray.is_initialized():
             ray.init()
+        args, kwargs = resolved_arguments(args, kwargs)
         return _create_group(self, args, kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -585,6 +630,160 @@ def _check_concurrency(opts: Dict[str, Any], where: str) -> None:
 
 def _public_methods(cls: type) -> Tuple[str, ...]:
     return tuple(n for n, v in inspect.getmembers(cls) if callable(v) and not n.startswith("_"))
+
+
+#: A method's parameters as plain values, ``self`` left out: (name, ``inspect.Parameter`` kind as an
+#: int, whether it has a default) each. Plain values because the router keeps them for
+#: ``ftactors.get_actor`` (Ray restarts it from its arguments) and handles carry them when pickled.
+Params = Tuple[Tuple[str, int, bool], ...]
+
+#: A default value stand-in: binding needs only to know that a parameter has one.
+_HAS_DEFAULT = object()
+#: Signatures rebuilt from :data:`Params`, shared by every handle of this process, with the fewest
+#: and most positional arguments that bind when no keyword is given.
+_bound_signatures: Dict[Params, Tuple[inspect.Signature, int, int]] = {}
+
+
+def _binder(params: Params) -> Tuple[inspect.Signature, int, int]:
+    """``params`` as an ``inspect.Signature``, with the positional counts that need no binding."""
+    kinds = inspect.Parameter
+    sig = inspect.Signature([
+        kinds(name, inspect._ParameterKind(kind), default=_HAS_DEFAULT if has_default else kinds.empty)
+        for name, kind, has_default in params])
+    positional = [p for p in params if p[1] in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    most = 1 << 30 if any(p[1] == kinds.VAR_POSITIONAL for p in params) else len(positional)
+    fewest = sum(1 for p in positional if not p[2])
+    if any(kind == kinds.KEYWORD_ONLY and not has_default for _, kind, has_default in params):
+        fewest = most + 1  # a required keyword-only argument: no call without keywords fits
+    return sig, fewest, most
+
+
+def method_signatures(cls: type, names: Tuple[str, ...]) -> Dict[str, Params]:
+    """The parameters of ``cls``'s methods ``names`` as a caller binds them (``self`` left out).
+
+    As Ray's ``extract_signature``: the first parameter is dropped for a method called on an
+    instance, kept for a static method; a class method's is already bound. A method whose
+    signature cannot be read (a builtin, a Cython function) is left out, and its calls are not
+    checked at ``.remote()``.
+
+    Args:
+        cls: the user's class.
+        names: the methods (``"__init__"`` for the constructor).
+
+    Returns:
+        Method name -> :data:`Params`.
+    """
+    out: Dict[str, Params] = {}
+    for name in names:
+        try:
+            raw = inspect.getattr_static(cls, name)
+            params = list(inspect.signature(getattr(cls, name)).parameters.values())
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if inspect.isroutine(raw) and not isinstance(raw, (staticmethod, classmethod)):  # bound to an instance
+            if not params:
+                continue
+            params = params[1:]
+        out[name] = tuple((p.name, int(p.kind), p.default is not inspect.Parameter.empty) for p in params)
+    return out
+
+
+def declared_returns(cls: type, names: Tuple[str, ...]) -> Dict[str, Any]:
+    """The ``num_returns`` of ``@ray.method(num_returns=...)`` on ``cls``'s methods ``names``, where not 1.
+
+    Args:
+        cls: the user's class.
+        names: its public methods.
+
+    Returns:
+        Method name -> what it declared (checked at ``.remote()`` by :func:`returns_of`).
+    """
+    out: Dict[str, Any] = {}
+    for name in names:
+        declared = getattr(getattr(cls, name, None), "__ray_num_returns__", None)
+        if declared is not None and declared != 1:
+            out[name] = declared
+    return out
+
+
+def returns_of(num_returns: Any, where: str) -> int:
+    """A call's ``num_returns`` if ftactors supports it (an int >= 1).
+
+    Args:
+        num_returns: what the user gave (``.options`` or ``@ray.method``).
+        where: ``Class.method``, for the message.
+
+    Returns:
+        The number of refs ``.remote()`` returns (a list of them when above 1).
+
+    Raises:
+        TypeError: ``"streaming"``, ``"dynamic"`` (a replicated method cannot stream its results)
+            or anything else that is not an int >= 1.
+    """
+    if isinstance(num_returns, int) and not isinstance(num_returns, bool) and num_returns >= 1:
+        return num_returns
+    if num_returns in ("streaming", "dynamic"):
+        raise TypeError(f"{where}: num_returns={num_returns!r} is not supported on a replicated method (its "
+                        f"results are not streamed); return a list instead")
+    raise TypeError(f"{where}: num_returns must be an int >= 1, got {num_returns!r}")
+
+
+#: What stands for a value not here yet: a Ray ``ObjectRef``, or, at a backup's async method, the
+#: ``PendingReply`` it is handed for a nested call's reply (``ray.get`` takes both in a replica).
+_REFS = (ray.ObjectRef, PendingReply)
+
+
+def resolved_arguments(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """A call's arguments with each top-level ``ObjectRef`` replaced by its value, as Ray passes them.
+
+    Ray resolves an ``ObjectRef`` given as an argument itself (not one inside a list or a dict)
+    before the method runs. A replicated call is resolved here, in ``.remote()``, which waits for
+    those values: every replica, now or later (a backup replaying, a replacement after the caller
+    exited), must run the call on the same values, which the caller's object may no longer give
+    (row 64). Refs inside containers pass as refs, as with Ray.
+
+    Args:
+        args: the call's positional arguments.
+        kwargs: its keyword arguments.
+
+    Returns:
+        ``(args, kwargs)``, the same objects when no argument is an ``ObjectRef``.
+
+    Raises:
+        ray.exceptions.RayError: an argument's task failed (its error, as ``ray.get`` raises it).
+    """
+    refs = [a for a in args if isinstance(a, _REFS)]
+    refs += [v for v in kwargs.values() if isinstance(v, _REFS)] if kwargs else []
+    if not refs:
+        return args, kwargs
+    values = {id(ref): value for ref, value in zip(refs, ray.get(refs))}  # type: ignore[arg-type]
+    return (tuple(values[id(a)] if isinstance(a, _REFS) else a for a in args),
+            {k: values[id(v)] if isinstance(v, _REFS) else v for k, v in kwargs.items()})
+
+
+def check_arguments(params: Params, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    """Bind a call's arguments to a method's parameters, as Ray's ``.remote()`` does.
+
+    Args:
+        params: the method's parameters (:func:`method_signatures`).
+        args: the call's positional arguments.
+        kwargs: its keyword arguments.
+
+    Raises:
+        TypeError: they do not fit, with Python's message (``missing a required argument: 'n'``,
+            ``too many positional arguments``, ``got an unexpected keyword argument 'x'``), as Ray
+            raises it.
+    """
+    known = _bound_signatures.get(params)
+    if known is None:
+        known = _bound_signatures[params] = _binder(params)
+    sig, fewest, most = known
+    if not kwargs and fewest <= len(args) <= most:  # fits, without binding (the call path's common case)
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(str(exc)) from None
 
 
 def _placement(settings: ReplicationSettings, n: int) -> List[Optional[str]]:
@@ -673,7 +872,10 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     # nothing waits here, as with Ray's own .remote(): the router learns where each replica runs
     # when they are up, and the group's first call waits for that
     planned = {rid: node for rid, node in zip(members, nodes) if node is not None}
-    info = {"class_name": rc._cls.__name__, "methods": _public_methods(rc._cls), "lifetime": rc._lifetime}
+    methods = _public_methods(rc._cls)
+    signatures, returns = method_signatures(rc._cls, methods), declared_returns(rc._cls, methods)
+    info = {"class_name": rc._cls.__name__, "methods": methods, "lifetime": rc._lifetime, "signatures": signatures,
+            "num_returns": returns}
     # the router's arguments are small values, not ObjectRefs or actor handles: Ray restarts it from
     # them even after the creating driver is gone (it finds the replicas, and the class, by name)
     router = ray.remote(_AsyncRouter).options(
@@ -682,8 +884,8 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
-    return ReplicatedHandle(group, router, rc._cls.__name__, _public_methods(rc._cls), s.max_message_bytes,
-                            s.large_arg_bytes, s.style, tuple(handles.values()))
+    return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
+                            s.large_arg_bytes, s.style, tuple(handles.values()), signatures, returns)
 
 
 def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:
@@ -722,7 +924,8 @@ def _group_handle(group: str, namespace: str, timeout_s: float) -> ReplicatedHan
     except RayActorError:  # shut down meanwhile
         raise ValueError(missing) from None
     return ReplicatedHandle(group, router, info["class_name"], tuple(info["methods"]), info["max_message_bytes"],
-                            info["large_arg_bytes"], info["style"])
+                            info["large_arg_bytes"], info["style"], signatures=info.get("signatures"),
+                            num_returns=info.get("num_returns"))
 
 
 def get_actor(name: str, namespace: Optional[str] = None, timeout_s: float = 30.0) -> ReplicatedHandle:

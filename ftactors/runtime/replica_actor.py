@@ -172,6 +172,50 @@ def portable_error(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+#: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own
+#: references are left to Ray's serialiser.
+_PLAIN_RESULTS = (type(None), bool, int, float, str, bytes, ray.ObjectRef, ray.actor.ActorHandle)
+
+
+def portable_result(result: Any, class_name: str, method: str) -> Outcome:
+    """The outcome of a call that returned ``result``: the value if it pickles, else a ``TypeError``.
+
+    A result goes to the caller and into every replica's exactly-once table (checkpoints, state
+    transfers): one that cannot be pickled made every replica's answer to its router fail to
+    serialise, and the router took them all for failed (docs/faults.md row 62). Each replica
+    decides the same way, so the call fails alike everywhere and the group stays up, as a plain
+    Ray actor's call fails and the actor goes on. Buffers (numpy arrays) are not copied to check.
+
+    Args:
+        result: what the method returned (an async method's final value).
+        class_name: the user's class, for the message.
+        method: the method's name, for the message.
+
+    Returns:
+        ``Outcome(True, result)``, or ``Outcome(False, TypeError(...))`` saying what to return
+        instead (a generator: Ray's streaming returns are not supported).
+    """
+    if type(result) in _PLAIN_RESULTS:
+        return Outcome(True, result)
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        return Outcome(False, TypeError(
+            f"{class_name}.{method}() returned a generator: a replicated method cannot stream its "
+            f"results (Ray's generator methods, num_returns='streaming'); return a list instead"))
+    try:
+        cloudpickle.dumps(result, protocol=5, buffer_callback=_out_of_band)
+    except Exception as exc:
+        return Outcome(False, TypeError(
+            f"{class_name}.{method}() returned a value that cannot be pickled ({type(exc).__name__}: "
+            f"{exc}); a replicated method's result goes to its caller and to every replica: return "
+            f"a picklable value"))
+    return Outcome(True, result)
+
+
+def _out_of_band(buffer: Any) -> bool:
+    """Leave a pickled value's buffers out (``portable_result`` only checks that it pickles)."""
+    return False
+
+
 class CopiedTaskError(ray.exceptions.RayTaskError):
     """A nested method's exception, as the primary's code got it from ``ray.get``, in a reply copy.
 
@@ -1033,7 +1077,7 @@ class _Replica:
                 step = self._coroutines.start(req.msg_id, result, ctx, _await)
                 outcome = self._step_outcome(step, req.method)
             else:
-                outcome = Outcome(True, result)
+                outcome = portable_result(result, type(self.obj).__name__, req.method)
         except Exception as exc:  # the method's own exception: every replica raises it too
             outcome = Outcome(False, portable_error(exc))
         except ReplyGone:
@@ -1052,7 +1096,7 @@ class _Replica:
         if not step.done:
             return None
         if step.error is None:
-            return Outcome(True, step.value)
+            return portable_result(step.value, type(self.obj).__name__, method)
         if isinstance(step.error, _Aborted):
             if isinstance(step.error.exc, ReplyGone):
                 raise step.error.exc  # the step is given up (_given_up)
