@@ -407,9 +407,15 @@ class DedupTable:
             # calling messages their caller still held, below the new floor: their subtrees keep their own
             n, seqs = len(prefix), range(lo, hi + 1)
             top = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) >= mark) - 1
-            if floor is not None:
-                lo = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) > floor)
             own = path[n] if len(path) > n and path[:n] == prefix else None  # the forgotten source's branch
+            if floor is not None:
+                # the old floor lies inside at most one held subtree (forgotten sources of that calling
+                # message, or its own source): the new floor passes the rest of it, which keeps the old
+                # floor as its own (seed 6423: the held message's later nested calls read "expired")
+                inside = floor[n] if len(floor) > n + 1 and floor[:n] == prefix else None
+                if inside is not None and lo <= inside <= top and inside != own:
+                    self._add_exempt(root, prefix, inside, inside, floor)
+                lo = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) > floor)
             for a, b in ((lo, top),) if own is None or not lo <= own <= top else ((lo, own - 1), (own + 1, top)):
                 if a <= b:
                     self._add_exempt(root, prefix, a, b, None)
