@@ -28,7 +28,9 @@ the calling paths its caller still holds unfinished (``Request.holds``, as runs 
 numbers); a floor raised past them *exempts* their subtrees, kept as runs too: a run of waiting
 messages none of which ran here has no floor; once a source in it is forgotten, its message is
 split off into a run of its own that keeps a floor (a floor per waiting message that ran): a
-source below it that the table never saw is "new". At most ``sources_max`` exempt runs are kept;
+source below it that the table never saw is "new". A waiting message may also have run part of
+its subtree before the root's floor rose into it (its own source forgotten, the floor at its first
+nested calls): when the floor rises past it, the rest of its subtree keeps the floor it had. At most ``sources_max`` exempt runs are kept;
 the oldest goes first and its subtrees fall under the root's floor again (a call still waiting
 there then fails as before, never runs twice). A tracked source is judged by its own record
 alone, which takes over what the floors covered when it is recorded again.
