@@ -535,3 +535,45 @@ def test_a_duplicate_still_never_runs_twice_when_a_caller_that_forgot_its_client
         front.deliver(Deliver(view=1, requests=(_client_call(front.counts["executed"] + 10, 0),)))
         assert len(_run_front(front, store)) == 1
     assert [_at_store(store, dup)[0] for dup in first[:2]] == ["refused", "refused"]
+
+
+# ------------------------------------- a held call whose own source was forgotten (row 60, seed 6423)
+
+
+def test_a_floor_raised_past_a_held_call_it_partly_covers_keeps_the_rest_of_its_subtree_apart() -> None:
+    """c#1 made its first nested call and still runs (an async method waiting between two calls) while
+    c#2 makes its own, naming c#1 held. The store (``sources_max=2``) forgets front|c#1 first: the
+    root's floor becomes (1, 1), c#1's own call, and leaves c#1's later calls above it. Forgetting
+    front|c#2 next raises the floor to (2, 1): it passed c#1's subtree, which c#2 named held, so that
+    subtree keeps the floor it had, (1, 1) (before row 60 it was taken for a call the floor had
+    already passed, and c#1's second call read "expired")."""
+    table = DedupTable(reply_cache_max=100, sources_max=2)
+    table.record(MsgId("front|c#1", 1), None)
+    table.record(MsgId("front|c#2", 1), None, holds=hold_runs([(1,)]))
+    table.record(MsgId("front|x#1", 1), None)  # front|c#1 is forgotten: the floor is its own call
+    assert [table.status(MsgId("front|c#1", q)) for q in (1, 2)] == ["expired", "new"]
+    table.record(MsgId("front|y#1", 1), None)  # front|c#2 is forgotten: the floor passes c#1's subtree
+    assert table.exemptions() == 1
+    assert [table.status(MsgId("front|c#1", q)) for q in (1, 2)] == ["expired", "new"]
+    assert table.status(MsgId("front|c#2", 1)) == "expired"
+    back = DedupTable.restore(table.export(), 100, 2)  # a checkpoint keeps the subtree's floor
+    assert [back.status(MsgId("front|c#1", q)) for q in (1, 2)] == ["expired", "new"]
+
+
+def test_an_async_call_whose_first_nested_source_was_forgotten_still_runs_its_second_nested_call() -> None:
+    """Seed 6423's mechanism, in the cores: the front's c#1 makes its first nested call and suspends on
+    it; c#2..c#5 run meanwhile, each making a nested call that names c#1 held. The store
+    (``sources_max=2``) forgets front|c#1 (its floor stops at c#1's first call), then front|c#2 and
+    the others (its floor rises past c#1). c#1 resumes and makes its second call, which runs (before
+    row 60: ``('c#1', 'refused')``, ``ReplyUnavailableError``, the simulator's I6)."""
+    front, store = _reception_front(), _store(sources_max=2)
+    front.deliver(Deliver(view=1, requests=tuple(_client_call(seq, 0) for seq in range(1, 6))))
+    first = front.next_effect()
+    assert isinstance(first, Execute) and first.request.msg_id == MsgId("c", 1)
+    call, _ = front.nested_request("store", "op")
+    front.suspend(first.request.msg_id)  # c#1 awaits its first call's reply
+    assert _at_store(store, call)[0] == "ran"
+    assert [(m, what) for m, what, _ in _run_front(front, store)] == [(f"c#{q}", "ran") for q in range(2, 6)]
+    front.set_resumable((MsgId("c", 1),))  # the reply came: c#1 goes on and makes its second call
+    ran = _run_front(front, store)
+    assert [(m, what) for m, what, _ in ran] == [("c#1", "ran")], ran

@@ -313,3 +313,42 @@ def test_a_one_way_nested_call_arriving_after_later_calls_sources_passed_sources
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)
+
+
+class TwoCallFront:
+    """An async method that makes a nested call, waits, and makes a second one; a plain forwarder."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def two_calls(self, token: str, nap_s: float) -> list:
+        first = await self.store.add.remote(f"{token}-1")
+        await asyncio.sleep(nap_s)  # later calls of the driver run meanwhile
+        second = await self.store.add.remote(f"{token}-2")
+        return [first, second]
+
+    async def add(self, token: str) -> int:
+        return await self.store.add.remote(token)
+
+
+def test_an_async_call_waiting_between_its_nested_calls_while_sources_max_passes_it_makes_its_second_call(
+        ray_local):
+    """docs/faults.md row 60 (simulator seed 6423), on Ray. The front's ``two_calls`` makes its first
+    nested call and sleeps; 10 later calls of the driver make theirs meanwhile, naming it held. The
+    store (``sources_max=4``) forgets the first call's source, then the later ones': its floor rises
+    past the waiting call's subtree. Its second call still runs (before: the floor took that subtree
+    for one it had passed, and the call raised ``ReplyUnavailableError``)."""
+    store = ftactors.replicated(replicas=2, sources_max=4)(Store).remote()
+    front = ftactors.replicated(replicas=2)(TwoCallFront).remote(store)
+    try:
+        ray.get(store.add.remote("warm"))
+        held = front.two_calls.remote("held", 20.0)
+        wait_for(lambda: "held-1" in ray.get(store.read.remote())["tokens"], what="the first nested call")
+        assert [ray.get(front.add.remote(f"u{i}")) for i in range(10)] == list(range(3, 13))
+        assert ray.wait([held], timeout=0)[1] == [held], "two_calls ended before the later calls ran"
+        assert ray.get(held, timeout=60) == [2, 13]
+        tokens = ray.get(store.read.remote())["tokens"]
+        assert tokens == ["warm", "held-1"] + [f"u{i}" for i in range(10)] + ["held-2"]
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)

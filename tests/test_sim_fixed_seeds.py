@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
+from ftactors.testing import SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES
 
 SEEDS_PER_CELL = 8
@@ -322,16 +322,16 @@ def test_a_primary_crashed_with_a_one_way_nested_call_on_its_way_over_the_direct
     run_seed(104085, options=draw_options(104085, "semi-active", "resources"))
 
 
-
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="docs/faults.md Open: a nested reply read trimmed by the primary that sent the call "
-                          "(seed 6423, found 2026-12-03, not analysed yet)")
 def test_a_primary_never_reads_its_own_nested_call_trimmed_with_sources_max_and_starved_routers() -> None:
     """Seed 6423 (semi-active, reception, two replicas, nested kv with async steps and rings,
     ``sources_max`` 40, link drops, routers starved during failovers, rare crashes), found by a hunt
     of seeds 5000-7999 on f1daff3 (1 of 3,000 failed; it fails on 91adcaf too, before rows 48-59):
     ``I6: nested call front|c1#9#2 failed: ReplyUnavailableError('reply of front|c1#9#2 was trimmed
-    (reply_cache_max)')`` at a suspended call resumed on the reply."""
+    (reply_cache_max)')`` at a suspended call resumed on the reply. Cause (docs/faults.md, row 60): front's
+    c1#9 made its first nested call and waited; the store forgot front|c1#9 (its root's floor stopped at
+    that call, (9, 1)), then the sources of later calls of c1, which named c1#9 held: the floor rose
+    past c1#9's subtree, taken for one it had already passed, and c1#9's second call read "expired".
+    The rest of that subtree now keeps the floor it had."""
     opts = draw_options(6423, "semi-active", "reception")
     assert opts.sources_max == 40 and opts.async_steps and opts.p_router_starve > 0
     result = run_seed(6423, options=opts)

@@ -28,7 +28,9 @@ the calling paths its caller still holds unfinished (``Request.holds``, as runs 
 numbers); a floor raised past them *exempts* their subtrees, kept as runs too: a run of waiting
 messages none of which ran here has no floor; once a source in it is forgotten, its message is
 split off into a run of its own that keeps a floor (a floor per waiting message that ran): a
-source below it that the table never saw is "new". At most ``sources_max`` exempt runs are kept;
+source below it that the table never saw is "new". A waiting message may also have run part of
+its subtree before the root's floor rose into it (its own source forgotten, the floor at its first
+nested calls): when the floor rises past it, the rest of its subtree keeps the floor it had. At most ``sources_max`` exempt runs are kept;
 the oldest goes first and its subtrees fall under the root's floor again (a call still waiting
 there then fails as before, never runs twice). A tracked source is judged by its own record
 alone, which takes over what the floors covered when it is recorded again.
@@ -407,9 +409,15 @@ class DedupTable:
             # calling messages their caller still held, below the new floor: their subtrees keep their own
             n, seqs = len(prefix), range(lo, hi + 1)
             top = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) >= mark) - 1
-            if floor is not None:
-                lo = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) > floor)
             own = path[n] if len(path) > n and path[:n] == prefix else None  # the forgotten source's branch
+            if floor is not None:
+                # the old floor lies inside at most one held subtree (forgotten sources of that calling
+                # message, or its own source): the new floor passes the rest of it, which keeps the old
+                # floor as its own (seed 6423: the held message's later nested calls read "expired")
+                inside = floor[n] if len(floor) > n + 1 and floor[:n] == prefix else None
+                if inside is not None and lo <= inside <= top and inside != own:
+                    self._add_exempt(root, prefix, inside, inside, floor)
+                lo = lo + bisect_left(seqs, True, key=lambda q: prefix + (q,) > floor)
             for a, b in ((lo, top),) if own is None or not lo <= own <= top else ((lo, own - 1), (own + 1, top)):
                 if a <= b:
                     self._add_exempt(root, prefix, a, b, None)
