@@ -112,6 +112,10 @@ class RouterReady:
     retired: Tuple[str, ...] = ()
 
 
+#: what :meth:`RouterCore.ready` returns when there is nothing to do (frozen: one instance serves)
+NOTHING_READY = RouterReady()
+
+
 class RouterCore:
     """The protocol state machine of a group's router.
 
@@ -716,15 +720,18 @@ class RouterCore:
         sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending)) \
             if self.phase == Phase.NORMAL else []
         pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
-        self.counts["heartbeats"] += len(pings)
+        if pings:
+            self.counts["heartbeats"] += len(pings)
+        released, failed, fenced = self._released, self._failed, self._fenced
+        queries, spawns, retired = self._queries, self._spawns, self._retired
+        if not (sends or pings or released or failed or fenced or queries or spawns or retired):
+            return NOTHING_READY  # most of a tick's calls, and a step that only took an answer in
         out = RouterReady(
-            sends=tuple(sends), released=tuple(self._released), failed=tuple(self._failed),
-            fenced=tuple(self._fenced),
-            pings=tuple(pings), queries=tuple(self._queries), spawns=tuple(self._spawns),
-            retired=tuple(self._retired),
+            sends=tuple(sends), released=tuple(released), failed=tuple(failed), fenced=tuple(fenced),
+            pings=tuple(pings), queries=tuple(queries), spawns=tuple(spawns), retired=tuple(retired),
         )
-        self._released, self._failed, self._queries, self._spawns, self._retired = [], [], [], [], []
-        self._fenced = []
+        for taken in (released, failed, fenced, queries, spawns, retired):
+            taken.clear()
         return out
 
     def describe(self) -> Dict[str, object]:

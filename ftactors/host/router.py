@@ -537,6 +537,8 @@ class RouterHost:
     def _start_spares(self, core: RouterCore) -> None:
         """Start the spares the pool lacks, once the group is quiet: no recovery, join or spawn runs
         (a process starting competes for the CPU with the failover and the state transfer)."""
+        if not self.spares.settings.spares:  # no pool (the default): nothing to start, no clock read
+            return
         if core.phase != Phase.NORMAL or core.joining or core.spawning or self._spawn_queue:
             return
         for _ in range(self.spares.missing(self.io.ticks())):

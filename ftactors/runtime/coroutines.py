@@ -314,6 +314,8 @@ class Coroutines:
 
     def ready(self) -> Tuple[MsgId, ...]:
         """The suspended calls that can be resumed now, the longest-waiting event first."""
+        if not self._calls:  # no suspended call (every sync method's step): asked twice per Deliver
+            return ()
         stamps: List[Tuple[int, MsgId]] = []
         for mid, run in self._calls.items():
             since = run.loop.ready_since()

@@ -70,15 +70,17 @@ class Outbox:
     def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool) -> Optional[Deliver]:
         """The Deliver for ``link`` now, or None if nothing needs to go."""
         cfg = self.config
-        reqs = link.requests[: cfg.batch_max]
         anns = link.announcements if not is_primary or link.new_view else []
         copies = link.reply_copies  # only backups' links get them queued (and a promoted one's leftovers)
         due_null = bool(anns or (copies and not is_primary)) and link.anns_since is not None and \
             now - link.anns_since >= cfg.null_message_ticks
         going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
-        if reqs and not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
+        if not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
                 link.reqs_since is not None and now - link.reqs_since < cfg.relay_delay_ticks:
-            reqs = []  # relay to backups in batches, off the caller's critical path
+            # relay to backups in batches, off the caller's critical path; nothing else is due (no
+            # view, checkpoint or null message, and a backup gets no poll, snapshot request or give-up)
+            return None
+        reqs = link.requests[: cfg.batch_max]
         wanted = link.snapshot_wanted and is_primary
         give_up = link.give_up_from if is_primary else 0
         # the primary may hold work that became possible later (a resource freed, a sequence
