@@ -145,7 +145,7 @@ class RouterCore:
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
             "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0, "lost_replies": 0,
-            "replies_held_for_order": 0,
+            "replies_held_for_order": 0, "replies_held_for_backup": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -713,7 +713,9 @@ class RouterCore:
             retirements, to handle in that order.
         """
         self._release_held_replies()  # a trim or a merge may have filled the order below them
-        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending)) \
+        # replies waiting for a backup (replies_wait_for_backup): its copies and announcements go at once
+        urgent = bool(self._held_replies) and self.config.replies_wait_for_backup
+        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending), urgent) \
             if self.phase == Phase.NORMAL else []
         pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
         self.counts["heartbeats"] += len(pings)
@@ -785,9 +787,12 @@ class RouterCore:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
             self._merge_announcement(ann)
         for rep in d.replies:
+            if not rep.position and rep.msg_id in self._held_replies:
+                continue  # a retry answered "expired" (its reply left the cache): the held reply is the call's
             if rep.position and rep.position > self._order_safe_upto():
                 self._held_replies[rep.msg_id] = (rep, self.primary)
-                self.counts["replies_held_for_order"] += 1
+                ordered = rep.position <= self.log.announced_upto(self.tracker.floor() if self.links else 0)
+                self.counts["replies_held_for_backup" if ordered else "replies_held_for_order"] += 1
             else:
                 self._release(rep)
         self._release_held_replies()
@@ -795,8 +800,28 @@ class RouterCore:
 
     def _order_safe_upto(self) -> int:
         """The position up to which the order is here or executed by every member (a reply at or
-        below it may be released: a new primary can replay every position before it)."""
-        return self.log.announced_upto(self.tracker.floor() if self.links else 0)
+        below it may be released: a new primary can replay every position before it); with
+        ``replies_wait_for_backup``, also acknowledged by a backup (``_backup_holds_upto``).
+
+        Returns:
+            The highest position a reply may be released at.
+        """
+        safe = self.log.announced_upto(self.tracker.floor() if self.links else 0)
+        held = self._backup_holds_upto() if self.config.replies_wait_for_backup else None
+        return safe if held is None else min(safe, held)
+
+    def _backup_holds_upto(self) -> Optional[int]:
+        """``replies_wait_for_backup``: the highest position some backup of the view acknowledged
+        (executed it, semi-active; logged its request and announcement, passive), so that the call
+        survives the primary's crash followed by this router's (a rebuilt router learns the order
+        from the survivors' reports, docs/faults.md row 65).
+
+        Returns:
+            That position; None without a backup in the view (a group of one: nothing could hold
+            a copy, a reply is released as without the setting).
+        """
+        backups = [self.links[m].acked for m in self.members[1:] if m in self.links]
+        return max(backups) if backups else None
 
     def _release_held_replies(self) -> None:
         """Release the held replies (``_held_replies``) whose order the router now holds up to their
