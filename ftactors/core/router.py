@@ -827,17 +827,42 @@ class RouterCore:
         """Release the held replies (``_held_replies``) whose order the router now holds up to their
         position, in position order; drop those of a primary that is no longer the primary, or whose
         position the order gives another call (the new primary executes their calls again, wherever
-        its order puts them: swarm seed 104085, docs/faults.md row 56)."""
+        its order puts them: swarm seed 104085, docs/faults.md row 56). With ``replies_wait_for_backup``
+        a held reply of a primary that is gone stays held while the order up to its position stands
+        here (``_stands``), and is released once a member executed its position: the new primary
+        replays it, and may hold the call as executed, with no request of it retained here to answer
+        again (swarm seed 9 of the draw)."""
         if not self._held_replies:
             return
         upto = self._order_safe_upto()
         for mid, (rep, primary) in sorted(self._held_replies.items(), key=lambda kv: kv[1][0].position):
             ann = self.log.order.get(rep.position)
-            if primary != self.primary or (ann is not None and ann.msg_id != rep.msg_id):
+            if ann is not None and ann.msg_id != rep.msg_id:
                 del self._held_replies[mid]
+            elif primary != self.primary:
+                if not self._stands(rep):
+                    del self._held_replies[mid]
+                elif rep.position <= max((link.acked for link in self.links.values()), default=0):
+                    del self._held_replies[mid]
+                    self._release(rep)
             elif rep.position <= upto:
                 del self._held_replies[mid]
                 self._release(rep)
+
+    def _stands(self, rep: Reply) -> bool:
+        """``replies_wait_for_backup``: whether the held reply ``rep`` of a primary that is gone keeps its
+        position: the router holds the order up to it (or every member executed it), so the new primary
+        replays the call there.
+
+        Args:
+            rep: a held reply (its announcement at its position, if any, names its call).
+
+        Returns:
+            False without the setting (the reply is dropped, as before it).
+        """
+        if not self.config.replies_wait_for_backup:
+            return False
+        return rep.position <= self.log.announced_upto(self.tracker.floor() if self.links else 0)
 
     def _push_reply_copies(self, copies: Tuple[Reply, ...]) -> None:
         """The primary's nested replies: queue a copy for each backup (claim 48). It rides on the
@@ -994,6 +1019,10 @@ class RouterCore:
         gone = {g for g in gone if g in self.links}
         if not gone:
             return
+        # a held reply a backup acknowledged since the last ``ready()`` goes before the view changes: a
+        # primary's change drops the rest (a new primary answers their calls again), and the router no
+        # longer retains a request every member executed (replies_wait_for_backup, swarm seed 9)
+        self._release_held_replies()
         primary_lost = self.primary in gone
         if primary_lost:  # a member half through a step whose nested reply is gone cannot take over
             gone |= {m for m in self.lost_replies if m in self.links}
