@@ -1022,7 +1022,8 @@ class RouterCore:
         # a held reply a backup acknowledged since the last ``ready()`` goes before the view changes: a
         # primary's change drops the rest (a new primary answers their calls again), and the router no
         # longer retains a request every member executed (replies_wait_for_backup, swarm seed 9)
-        self._release_held_replies()
+        if self.config.replies_wait_for_backup:
+            self._release_held_replies()
         primary_lost = self.primary in gone
         if primary_lost:  # a member half through a step whose nested reply is gone cannot take over
             gone |= {m for m in self.lost_replies if m in self.links}
