@@ -176,6 +176,10 @@ class RouterCore:
         # here, dropped if the primary changes first or another call takes their position; one per
         # pending call at most
         self._held_replies: "OrderedDict[MsgId, Tuple[Reply, Optional[str]]]" = OrderedDict()
+        # replies_wait_for_backup: the highest position of a reply released while no backup was in the
+        # view (a group of one does not wait); such a call survives the primary's crash followed by the
+        # router's only once a backup executed its position (a replacement joined and caught up)
+        self.released_alone_upto = 0
         self._failed: List[Tuple[MsgId, str]] = []
         self._fenced: List[MsgId] = []
         # nested requests admitted while recovering: fenced again with the members' reported views
@@ -938,6 +942,8 @@ class RouterCore:
         if self.intake.settle(rep):
             self.counts["replies"] += 1
             self._released.append(rep)
+            if self.config.replies_wait_for_backup and len(self.members) < 2:
+                self.released_alone_upto = max(self.released_alone_upto, rep.position)
 
     def _relay_checkpoint(self, cp: Checkpoint) -> None:
         """A checkpoint of the primary: to the passive backups, to repair diverged members, to admit joiners."""

@@ -882,7 +882,8 @@ class Simulator:
         every position the router holds an announcement of (a new primary replayed the order it
         took over: until then an acknowledged request may be held by the router alone, the
         backups' copies lagging), and every member is alive, awake, not cut off, in the router's view
-        and recently heard from (on its direct link too).
+        and recently heard from (on its direct link too). With ``replies_wait_for_backup``, a backup also
+        executed every reply the router released while the group had no backup (``released_alone_upto``).
         """
         router = self.routers[group]
         core = router.core
@@ -892,6 +893,9 @@ class Simulator:
             return False
         if core.log.order and self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order):
             return False  # a new primary still replays the order it took over: the failover is not over
+        if core.config.replies_wait_for_backup and \
+                core.released_alone_upto > max(core.links[m].acked for m in core.members[1:]):
+            return False  # replies released while the group had no backup: none holds them yet (row 65)
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
         link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
         paused = [m for m in core.members if self.replicas[group][m].paused]
