@@ -113,3 +113,10 @@ def test_a_retry_answered_expired_does_not_replace_a_held_reply() -> None:
 def test_the_setting_is_validated() -> None:
     with pytest.raises(ConfigError, match="replies_wait_for_backup"):
         CoreConfig(replies_wait_for_backup="yes")  # type: ignore[arg-type]
+
+
+def test_the_replicated_setting_reaches_the_core_and_is_off_by_default() -> None:
+    from ftactors.runtime.settings import ReplicationSettings
+
+    assert ReplicationSettings(replies_wait_for_backup=True).core_config().replies_wait_for_backup is True
+    assert ReplicationSettings().core_config().replies_wait_for_backup is False
