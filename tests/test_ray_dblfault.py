@@ -14,8 +14,10 @@ from tests.test_ray_failover import Counter, Load, check_exactly_once
 pytestmark = pytest.mark.ray
 
 
-def test_a_primary_then_router_sigkill_under_load_lose_nothing_with_replies_wait_for_backup(ray_local):
-    h = ftactors.replicated(replicas=3, replies_wait_for_backup=True)(Counter).remote()
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_a_primary_then_router_sigkill_under_load_lose_nothing_with_replies_wait_for_backup(ray_local, style):
+    h = ftactors.replicated(replicas=3, style=style, checkpoint_every=20,
+                            replies_wait_for_backup=True)(Counter).remote()
     try:
         with Load(h) as load:
             load.wait_calls(50)
