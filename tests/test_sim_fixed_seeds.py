@@ -12,8 +12,15 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import SimOptions, draw_options, options, run_seed
-from ftactors.testing.options import STYLES
+from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
+from ftactors.testing.options import STYLES, force_replies_wait
+
+
+@pytest.fixture(autouse=True)
+def _seeds_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each seed here replays the run that found its hole, drawn before ``replies_wait_for_backup`` was
+    (docs/faults.md row 65): that draw, off (it changes the seeds it turns on)."""
+    monkeypatch.setattr(options, "DBLFAULT_DRAW", False)
 
 SEEDS_PER_CELL = 8
 CELLS = [(style, sched) for style in STYLES for sched in sorted(SCHEDULERS)]
@@ -336,3 +343,19 @@ def test_a_primary_never_reads_its_own_nested_call_trimmed_with_sources_max_and_
     assert opts.sources_max == 40 and opts.async_steps and opts.p_router_starve > 0
     result = run_seed(6423, options=opts)
     assert result.ops > 0
+
+
+@pytest.mark.parametrize("seed,forced", [(9, False), (300, True)])
+def test_seeds_found_with_replies_wait_for_backup(monkeypatch: pytest.MonkeyPatch, seed: int, forced: bool) -> None:
+    """docs/faults.md row 65, while building the setting. Seed 9 (drawn; deadline, 2 replicas, async steps):
+    a reply held for the backup was dropped when its primary died, though the promoted backup had executed
+    the call and the router had trimmed its request (``I6: c1#8 pending over 648 ticks after faults
+    stopped``). Seed 300 (forced, ``--replies-wait-for-backup``; fair, 2 replicas): a reply released while
+    the group was down to one member, its primary crashed once a joiner was admitted but before it caught
+    up, then its router (``I4: store-r311 executes c0#15 at 54, where the acknowledged c3#16 is``)."""
+    monkeypatch.setattr(options, "DBLFAULT_DRAW", True)
+    opts = draw_options(seed)
+    opts = force_replies_wait(opts) if forced else opts
+    assert opts.replies_wait_for_backup
+    result = run_seed(seed, options=opts)
+    assert result.ops >= 90  # every call of the run completed

@@ -87,6 +87,13 @@ class CoreConfig:
             primary failure even when the router holds every message they could
             (semi-active, a router that never restarted). False saves a round
             trip per failover; passive groups and restarted routers always ask.
+        replies_wait_for_backup: release a reply only once a backup in the view acknowledged
+            its position (executed it, semi-active; logged its request and announcement, passive),
+            so an acknowledged call survives its primary's crash followed by the router's crash
+            before the new primary replayed the order (docs/faults.md, row 65). Costs the caller
+            the backup's round trip (and, semi-active, its execution) after the primary's answer;
+            with no backup in the view (a group of one) a reply is released at once, as without it.
+            False (the default): the caller waits for the primary only (claim 35).
     """
 
     style: str = "semi-active"
@@ -113,6 +120,7 @@ class CoreConfig:
     suspended_max: int = 1024
     reply_copies_max: int = 4096
     query_on_failover: bool = False
+    replies_wait_for_backup: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -133,6 +141,8 @@ class CoreConfig:
             raise ConfigError(f"digest_every_messages must be an int >= 0, got {self.digest_every_messages!r}")
         if not isinstance(self.query_on_failover, bool):
             raise ConfigError(f"query_on_failover must be a bool, got {self.query_on_failover!r}")
+        if not isinstance(self.replies_wait_for_backup, bool):
+            raise ConfigError(f"replies_wait_for_backup must be a bool, got {self.replies_wait_for_backup!r}")
         if not isinstance(self.min_replicas, int) or self.min_replicas < 1:
             raise ConfigError(f"min_replicas must be an int >= 1, got {self.min_replicas!r}")
         if self.failure_timeout_ticks <= self.heartbeat_ticks:

@@ -149,7 +149,7 @@ class RouterCore:
             "announcements_carried_back": 0, "order_gap_queries": 0,
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
             "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0, "lost_replies": 0,
-            "replies_held_for_order": 0,
+            "replies_held_for_order": 0, "replies_held_for_backup": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -180,6 +180,10 @@ class RouterCore:
         # here, dropped if the primary changes first or another call takes their position; one per
         # pending call at most
         self._held_replies: "OrderedDict[MsgId, Tuple[Reply, Optional[str]]]" = OrderedDict()
+        # replies_wait_for_backup: the highest position of a reply released while no backup was in the
+        # view (a group of one does not wait); such a call survives the primary's crash followed by the
+        # router's only once a backup executed its position (a replacement joined and caught up)
+        self.released_alone_upto = 0
         self._failed: List[Tuple[MsgId, str]] = []
         self._fenced: List[MsgId] = []
         # nested requests admitted while recovering: fenced again with the members' reported views
@@ -717,7 +721,9 @@ class RouterCore:
             retirements, to handle in that order.
         """
         self._release_held_replies()  # a trim or a merge may have filled the order below them
-        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending)) \
+        # replies waiting for a backup (replies_wait_for_backup): its copies and announcements go at once
+        urgent = bool(self._held_replies) and self.config.replies_wait_for_backup
+        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending), urgent) \
             if self.phase == Phase.NORMAL else []
         pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
         if pings:
@@ -792,9 +798,12 @@ class RouterCore:
                 raise RemoteProtocolError(f"announcement of {ann.group!r} from primary of {self.group!r}")
             self._merge_announcement(ann)
         for rep in d.replies:
+            if not rep.position and rep.msg_id in self._held_replies:
+                continue  # a retry answered "expired" (its reply left the cache): the held reply is the call's
             if rep.position and rep.position > self._order_safe_upto():
                 self._held_replies[rep.msg_id] = (rep, self.primary)
-                self.counts["replies_held_for_order"] += 1
+                ordered = rep.position <= self.log.announced_upto(self.tracker.floor() if self.links else 0)
+                self.counts["replies_held_for_backup" if ordered else "replies_held_for_order"] += 1
             else:
                 self._release(rep)
         self._release_held_replies()
@@ -802,24 +811,69 @@ class RouterCore:
 
     def _order_safe_upto(self) -> int:
         """The position up to which the order is here or executed by every member (a reply at or
-        below it may be released: a new primary can replay every position before it)."""
-        return self.log.announced_upto(self.tracker.floor() if self.links else 0)
+        below it may be released: a new primary can replay every position before it); with
+        ``replies_wait_for_backup``, also acknowledged by a backup (``_backup_holds_upto``).
+
+        Returns:
+            The highest position a reply may be released at.
+        """
+        safe = self.log.announced_upto(self.tracker.floor() if self.links else 0)
+        held = self._backup_holds_upto() if self.config.replies_wait_for_backup else None
+        return safe if held is None else min(safe, held)
+
+    def _backup_holds_upto(self) -> Optional[int]:
+        """``replies_wait_for_backup``: the highest position some backup of the view acknowledged
+        (executed it, semi-active; logged its request and announcement, passive), so that the call
+        survives the primary's crash followed by this router's (a rebuilt router learns the order
+        from the survivors' reports, docs/faults.md row 65).
+
+        Returns:
+            That position; None without a backup in the view (a group of one: nothing could hold
+            a copy, a reply is released as without the setting).
+        """
+        backups = [self.links[m].acked for m in self.members[1:] if m in self.links]
+        return max(backups) if backups else None
 
     def _release_held_replies(self) -> None:
         """Release the held replies (``_held_replies``) whose order the router now holds up to their
         position, in position order; drop those of a primary that is no longer the primary, or whose
         position the order gives another call (the new primary executes their calls again, wherever
-        its order puts them: swarm seed 104085, docs/faults.md row 56)."""
+        its order puts them: swarm seed 104085, docs/faults.md row 56). With ``replies_wait_for_backup``
+        a held reply of a primary that is gone stays held while the order up to its position stands
+        here (``_stands``), and is released once a member executed its position: the new primary
+        replays it, and may hold the call as executed, with no request of it retained here to answer
+        again (swarm seed 9 of the draw)."""
         if not self._held_replies:
             return
         upto = self._order_safe_upto()
         for mid, (rep, primary) in sorted(self._held_replies.items(), key=lambda kv: kv[1][0].position):
             ann = self.log.order.get(rep.position)
-            if primary != self.primary or (ann is not None and ann.msg_id != rep.msg_id):
+            if ann is not None and ann.msg_id != rep.msg_id:
                 del self._held_replies[mid]
+            elif primary != self.primary:
+                if not self._stands(rep):
+                    del self._held_replies[mid]
+                elif rep.position <= max((link.acked for link in self.links.values()), default=0):
+                    del self._held_replies[mid]
+                    self._release(rep)
             elif rep.position <= upto:
                 del self._held_replies[mid]
                 self._release(rep)
+
+    def _stands(self, rep: Reply) -> bool:
+        """``replies_wait_for_backup``: whether the held reply ``rep`` of a primary that is gone keeps its
+        position: the router holds the order up to it (or every member executed it), so the new primary
+        replays the call there.
+
+        Args:
+            rep: a held reply (its announcement at its position, if any, names its call).
+
+        Returns:
+            False without the setting (the reply is dropped, as before it).
+        """
+        if not self.config.replies_wait_for_backup:
+            return False
+        return rep.position <= self.log.announced_upto(self.tracker.floor() if self.links else 0)
 
     def _push_reply_copies(self, copies: Tuple[Reply, ...]) -> None:
         """The primary's nested replies: queue a copy for each backup (claim 48). It rides on the
@@ -895,6 +949,8 @@ class RouterCore:
         if self.intake.settle(rep):
             self.counts["replies"] += 1
             self._released.append(rep)
+            if self.config.replies_wait_for_backup and len(self.members) < 2:
+                self.released_alone_upto = max(self.released_alone_upto, rep.position)
 
     def _relay_checkpoint(self, cp: Checkpoint) -> None:
         """A checkpoint of the primary: to the passive backups, to repair diverged members, to admit joiners."""
@@ -976,6 +1032,11 @@ class RouterCore:
         gone = {g for g in gone if g in self.links}
         if not gone:
             return
+        # a held reply a backup acknowledged since the last ``ready()`` goes before the view changes: a
+        # primary's change drops the rest (a new primary answers their calls again), and the router no
+        # longer retains a request every member executed (replies_wait_for_backup, swarm seed 9)
+        if self.config.replies_wait_for_backup:
+            self._release_held_replies()
         primary_lost = self.primary in gone
         if primary_lost:  # a member half through a step whose nested reply is gone cannot take over
             gone |= {m for m in self.lost_replies if m in self.links}

@@ -95,6 +95,10 @@ class ReplicationSettings(BaseModel):
     query_on_failover: bool = Field(False, description="semi-active: ask the survivors for their state "
                                     "after a primary failure even when the router holds every message "
                                     "(one more round trip)")
+    replies_wait_for_backup: bool = Field(False, description="release a reply only once a backup executed "
+                                          "(passive: logged) its call, so an acknowledged call survives the "
+                                          "primary's crash followed by the router's; the caller waits for "
+                                          "that backup too (a group of one does not wait)")
     primary_inflight_max: Optional[int] = Field(
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
@@ -243,6 +247,7 @@ class ReplicationSettings(BaseModel):
             digest_every_messages=self.digest_every,
             min_replicas=self.min_replicas or self.replicas,
             query_on_failover=self.query_on_failover,
+            replies_wait_for_backup=self.replies_wait_for_backup,
         )
 
 

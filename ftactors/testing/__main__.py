@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing.options import STYLES, draw_options
+from ftactors.testing.options import STYLES, draw_options, force_replies_wait
 from ftactors.testing.swarm import Failure, run_swarm
 
 
@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(the Ray host before issue 10's fix)")
     p.add_argument("--spares", type=int, metavar="N",
                    help="force N warm spare replicas per router (default: drawn, see SimOptions.spares)")
+    p.add_argument("--replies-wait-for-backup", action="store_true",
+                   help="force the setting replies_wait_for_backup on, with a router crash drawn right after a "
+                        "primary crash (default: drawn, see SimOptions.replies_wait_for_backup)")
     p.add_argument("--stop-after", type=int, default=0, help="stop after this many failures (per job)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="worker processes (one per core at most is useful); failures print as each ends")
@@ -55,9 +58,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f.detail)
 
     if args.verbose and args.replay is not None:
-        print(draw_options(args.replay, args.style, args.scheduling).describe())
+        opts = draw_options(args.replay, args.style, args.scheduling)
+        print((force_replies_wait(opts) if args.replies_wait_for_backup else opts).describe())
     summary = run_swarm(seeds, start, args.style, args.scheduling, on_failure=report, stop_after=args.stop_after,
-                        output_to_deliverer=args.output_to_deliverer, spares=args.spares, jobs=args.jobs)
+                        output_to_deliverer=args.output_to_deliverer, spares=args.spares, jobs=args.jobs,
+                        replies_wait=args.replies_wait_for_backup)
     print(summary.line())
     print(summary.feature_line())
     return 1 if summary.failures else 0

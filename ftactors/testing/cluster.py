@@ -147,6 +147,10 @@ class Simulator:
         self.rng = random.Random(options.seed)
         #: the draws of ``p_router_crash_paused`` (its own stream: the other draws keep their values)
         self.paused_rng = random.Random(f"paused-run-{options.seed}")
+        #: the draws of ``p_router_crash_failover`` (its own stream), and the groups whose primary crashed
+        #: and whose failover is not over yet, with the crashed primary (``crash_router_after_failover``)
+        self.dblfault_rng = random.Random(f"dblfault-run-{options.seed}")
+        self.failing_over: Dict[str, str] = {}
         # gathered sub-tasks: which operations gather, the tasks' interleaving and their values, each
         # on streams of their own, so that the seeds drawn before them keep every choice
         self.gather_rng = random.Random(f"gather-ops-{options.seed}")
@@ -855,6 +859,10 @@ class Simulator:
                 self.starve_router(group)
             if opts.p_router_crash_paused and self.paused_rng.random() < opts.p_router_crash_paused:
                 self.crash_router_while_paused(group)
+            if group in self.failing_over and not self._failover_open(group):
+                del self.failing_over[group]  # the failover is over: no router crash drawn for it
+            if group in self.failing_over and self.dblfault_rng.random() < opts.p_router_crash_failover:
+                self.crash_router_after_failover(group)
 
     def _set_resources(self, down: frozenset) -> None:
         self._resources_down = down
@@ -874,7 +882,8 @@ class Simulator:
         every position the router holds an announcement of (a new primary replayed the order it
         took over: until then an acknowledged request may be held by the router alone, the
         backups' copies lagging), and every member is alive, awake, not cut off, in the router's view
-        and recently heard from (on its direct link too).
+        and recently heard from (on its direct link too). With ``replies_wait_for_backup``, a backup also
+        executed every reply the router released while the group had no backup (``released_alone_upto``).
         """
         router = self.routers[group]
         core = router.core
@@ -884,6 +893,9 @@ class Simulator:
             return False
         if core.log.order and self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order):
             return False  # a new primary still replays the order it took over: the failover is not over
+        if core.config.replies_wait_for_backup and \
+                core.released_alone_upto > max(core.links[m].acked for m in core.members[1:]):
+            return False  # replies released while the group had no backup: none holds them yet (row 65)
         fresh = self.options.heartbeat_ticks + 2 * self.options.link_delay_max + 1
         link_fresh = self.options.link_heartbeat_ticks + 2 * self.options.link_delay_max + 1
         paused = [m for m in core.members if self.replicas[group][m].paused]
@@ -919,6 +931,8 @@ class Simulator:
         # a warm spare may crash too (none unless ``spares``: the same draw as without them)
         host = self.replicas[group][rid or self.rng.choice(core.members + spares)]
         host.alive = False
+        if self.options.p_router_crash_failover and host.rid == core.members[0]:
+            self.failing_over[group] = host.rid
         self._go_silent(host)
         self.count("crashes")
         if host.in_transit or host.inbox or host.driver is not None or host.standby is not None:
@@ -982,6 +996,41 @@ class Simulator:
             return False
         self.count("router_crashes_paused")
         return self._crash_router(group, self.paused_rng)
+
+    def _failover_open(self, group: str) -> bool:
+        """Whether the failover after the crash of ``group``'s primary (``failing_over``) is not over: the
+        router (up) has not yet removed the dead primary, is recovering, or the new primary has not yet
+        executed every position the router holds an announcement of (it still replays the order it took
+        over). A router that is down keeps it open (its rebuild is part of the failover)."""
+        dead = self.failing_over.get(group)
+        router = self.routers[group]
+        core = router.core
+        if dead is None:
+            return False
+        if core is None or router.host is None:
+            return True
+        replaying = bool(core.log.order) and bool(core.members) and \
+            self.replicas[group][core.members[0]].core.executed_upto < max(core.log.order)
+        return core.phase != Phase.NORMAL or dead in core.members or replaying
+
+    def crash_router_after_failover(self, group: str) -> bool:
+        """Crash the router of ``group`` after its primary crashed, before the failover is over
+        (``_failover_open``): a second fault before the first is repaired, which ``stable`` never
+        allows; drawn only with ``replies_wait_for_backup`` (``p_router_crash_failover``, docs/faults.md
+        row 65), once per failover.
+
+        Args:
+            group: the group.
+
+        Returns:
+            True if the router crashed.
+        """
+        router = self.routers[group]
+        if router.core is None or router.host is None or not self._failover_open(group):
+            return False
+        del self.failing_over[group]
+        self.count("router_crashes_failover")
+        return self._crash_router(group, self.dblfault_rng)
 
     def crash_router(self, group: str) -> bool:
         """Crash the router of ``group`` (it restarts and rebuilds), if the group is stable.

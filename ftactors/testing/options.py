@@ -38,6 +38,12 @@ P_ONEWAY_NESTED = 0.5
 #: crash the primary of a one-way nested call on its way with the direct data plane too: on since
 #: docs/faults.md row 56 (swarm seed 104085 found it; a switch, as ``STARVE_WITH_DIRECT``)
 ONEWAY_CRASH_WITH_DIRECT = True
+#: ``replies_wait_for_backup`` (docs/faults.md row 65) in ``P_REPLIES_WAIT`` of the fault seeds with two
+#: replicas or more, with a router crash drawn right after a primary crash, before the new primary replayed
+#: the order it took over (``p_router_crash_failover``); both from their own stream (``dblfault-<seed>``),
+#: so the other seeds keep every draw. A switch, as ``STARVE_WITH_DIRECT``
+DBLFAULT_DRAW = True
+P_REPLIES_WAIT = 0.3
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
@@ -75,6 +81,13 @@ class SimOptions:
             is paused (and the group is otherwise stable: a second fault before the first is repaired,
             docs/faults.md row 34). Drawn from its own stream (``paused-<seed>``), and the simulator
             draws its occurrences from its own too (``paused-run-<seed>``), so other seeds are unchanged.
+        replies_wait_for_backup: see CoreConfig (docs/faults.md row 65). Drawn from its own stream
+            (``dblfault-<seed>``).
+        p_router_crash_failover: per tick and group, probability of crashing the router after its primary
+            crashed and before the new primary replayed the order it took over (a second fault before the
+            first is repaired, ``Simulator.crash_router_after_failover``); only with
+            ``replies_wait_for_backup``. The simulator draws its occurrences from its own stream
+            (``dblfault-run-<seed>``).
         p_drop: client<->router and group<->group loss probability.
         p_dup: duplication probability on those links.
         p_resources: per tick, probability of toggling resource availability.
@@ -169,6 +182,8 @@ class SimOptions:
     p_pause: float = 0.005
     p_router_crash: float = 0.003
     p_router_crash_paused: float = 0.0
+    replies_wait_for_backup: bool = False
+    p_router_crash_failover: float = 0.0
     p_drop: float = 0.05
     p_dup: float = 0.05
     p_resources: float = 0.02
@@ -240,6 +255,7 @@ class SimOptions:
             reply_cache_max=self.reply_cache_max, batch_max=self.batch_max,
             retain_executed_max=self.retain_executed_max, carried_announcements_max=self.carried_announcements_max,
             primary_inflight_max=self.primary_inflight_max, backup_inflight_max=self.backup_inflight_max,
+            replies_wait_for_backup=self.replies_wait_for_backup,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
         return CoreConfig(**{k: v for k, v in wanted.items() if k in known})
@@ -291,6 +307,9 @@ class SimOptions:
                 + (" client-fifo" if self.client_fifo else "")
                 + (f" overtake<={self.caller_overtake_ticks}" if self.caller_overtake_ticks else "")
                 + (f" router-crash-paused={self.p_router_crash_paused:.3f}" if self.p_router_crash_paused else "")
+                + (" replies-wait-for-backup" if self.replies_wait_for_backup else "")
+                + (f" router-crash-failover={self.p_router_crash_failover:.2f}" if self.p_router_crash_failover
+                   else "")
                 + (f" router-starve={self.p_router_starve:.3f}x{self.router_starve_max}" if self.p_router_starve
                    else "")
                 + (" replace-backup" if self.replace_backup else "")
@@ -414,6 +433,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_unstable_starve(random.Random(f"unstable-{seed}"), opts)
     opts = _draw_router_crash_paused(random.Random(f"paused-{seed}"), opts)
     opts = _draw_oneway_nested(random.Random(f"oneway-nested-{seed}"), opts)
+    opts = _draw_dblfault(random.Random(f"dblfault-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -501,6 +521,40 @@ def _draw_oneway_nested(rng: random.Random, opts: SimOptions) -> SimOptions:
     if opts.direct and not ONEWAY_CRASH_WITH_DIRECT:
         crash = 0.0
     return dataclasses.replace(opts, p_oneway_nested=rng.choice((0.2, 0.4)), p_oneway_nested_crash=crash)
+
+
+def _draw_dblfault(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """``replies_wait_for_backup`` in ``P_REPLIES_WAIT`` of the fault seeds with at least two replicas, if
+    ``DBLFAULT_DRAW``, with a router crash right after a primary crash (``p_router_crash_failover``), on
+    its own stream (``dblfault-<seed>``) so the seeds drawn before keep every other choice.
+
+    Args:
+        rng: the ``dblfault-<seed>`` stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with the setting on and ``p_router_crash_failover`` set, or unchanged.
+    """
+    if not (DBLFAULT_DRAW and opts.faults and opts.replicas >= 2) or rng.random() >= P_REPLIES_WAIT:
+        return opts
+    return dataclasses.replace(opts, replies_wait_for_backup=True, p_router_crash_failover=rng.uniform(0.05, 0.5))
+
+
+def force_replies_wait(opts: SimOptions) -> SimOptions:
+    """``opts`` with ``replies_wait_for_backup`` on (the CLI's ``--replies-wait-for-backup``) and, in a fault
+    seed, the router crash right after a primary crash: as drawn if the seed drew it, else with a
+    probability from the ``dblfault-force-<seed>`` stream.
+
+    Args:
+        opts: a seed's options.
+
+    Returns:
+        The options with the setting forced on.
+    """
+    crash = opts.p_router_crash_failover
+    if opts.faults and not crash:
+        crash = random.Random(f"dblfault-force-{opts.seed}").uniform(0.05, 0.5)
+    return dataclasses.replace(opts, replies_wait_for_backup=True, p_router_crash_failover=crash)
 
 
 def _draw_router_crash_paused(rng: random.Random, opts: SimOptions) -> SimOptions:

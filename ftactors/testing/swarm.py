@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ftactors.testing.cluster import RunResult, Simulator
 from ftactors.testing.hosts import InvariantViolation
-from ftactors.testing.options import SimOptions, draw_options
+from ftactors.testing.options import SimOptions, draw_options, force_replies_wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,8 @@ class Failure:
         return (f"python -m ftactors.testing --replay {self.seed} --style {self.options.style} "
                 f"--scheduling {self.options.scheduling} -v"
                 + (" --output-to-deliverer" if self.options.output_to_deliverer else "")
-                + (f" --spares {self.options.spares}" if self.options.spares else ""))
+                + (f" --spares {self.options.spares}" if self.options.spares else "")
+                + (" --replies-wait-for-backup" if self.options.replies_wait_for_backup else ""))
 
 
 #: the workload's corners, as counted by the simulator: (label in the summary, counter)
@@ -78,6 +79,7 @@ FEATURES = (
     ("caller overtakes", "caller_overtakes"),
     ("router starvations", "router_starvations"),
     ("router crashes while paused", "router_crashes_paused"),
+    ("router crashes in a failover", "router_crashes_failover"),
     ("oneway nested", "oneway_nested_sent"),
     ("oneway nested crashes", "oneway_nested_crashes"),
     ("oneway nested re-sent", "oneway_nested_resent"),
@@ -139,7 +141,8 @@ JOBS_MAX = 64
 
 def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, scheduling: Optional[str] = None,
               on_failure: Optional[Callable[[Failure], None]] = None, stop_after: int = 0,
-              output_to_deliverer: bool = False, spares: Optional[int] = None, jobs: int = 1) -> SwarmSummary:
+              output_to_deliverer: bool = False, spares: Optional[int] = None, jobs: int = 1,
+              replies_wait: bool = False) -> SwarmSummary:
     """Run ``seeds`` consecutive seeds from ``start``.
 
     Args:
@@ -151,6 +154,8 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         stop_after: stop after this many failures (0: never; with ``jobs`` > 1: per worker).
         output_to_deliverer: model the Ray replica host before issue 10's fix (see SimOptions).
         spares: force this many warm spares per router (None: drawn per seed).
+        replies_wait: force ``replies_wait_for_backup`` on, with the router crash after a primary
+            crash (``options.force_replies_wait``); else drawn per seed.
         jobs: worker processes; worker k runs seeds ``start + k``, ``start + k + jobs``, ... Every
             seed runs exactly as it would alone (a seed's run depends on its seed only).
 
@@ -164,7 +169,7 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
         raise ValueError(f"jobs must be within 1..{JOBS_MAX}, got {jobs}")
     began = time.perf_counter()
     every = range(start, start + seeds)
-    args = (style, scheduling, stop_after, output_to_deliverer, spares)
+    args = (style, scheduling, stop_after, output_to_deliverer, spares, replies_wait)
     if jobs == 1 or seeds < 2:
         summary = _run_seeds(every, *args, on_failure=on_failure)
     else:
@@ -188,7 +193,7 @@ def run_swarm(seeds: int, start: int = 0, style: Optional[str] = None, schedulin
 
 
 def _run_seeds(seeds: Sequence[int], style: Optional[str], scheduling: Optional[str], stop_after: int,
-               output_to_deliverer: bool, spares: Optional[int],
+               output_to_deliverer: bool, spares: Optional[int], replies_wait: bool = False,
                on_failure: Optional[Callable[[Failure], None]] = None) -> SwarmSummary:
     """Run ``seeds`` in this process (see :func:`run_swarm`)."""
     summary = SwarmSummary()
@@ -198,6 +203,8 @@ def _run_seeds(seeds: Sequence[int], style: Optional[str], scheduling: Optional[
             opts = replace(opts, output_to_deliverer=True)
         if spares is not None:
             opts = replace(opts, spares=spares)
+        if replies_wait:
+            opts = force_replies_wait(opts)
         try:
             result = Simulator(opts).run()
         except Exception as exc:  # an invariant, or the core's own assertion: both fail the seed

@@ -39,7 +39,7 @@ class Outbox:
         self.counts = counts
 
     def sends(self, tracker: LinkTracker, members: List[str], view: int, now: int,
-              callers_wait: bool) -> List[Tuple[str, Deliver]]:
+              callers_wait: bool, urgent: bool = False) -> List[Tuple[str, Deliver]]:
         """The (replica, Deliver) pairs to send now, primary (``members[0]``) first.
 
         Args:
@@ -48,6 +48,9 @@ class Outbox:
             view: the current view number.
             now: the current tick.
             callers_wait: whether some caller waits for a reply (an idle primary is polled).
+            urgent: replies wait for a backup's acknowledgement (``replies_wait_for_backup``): the
+                backups' request copies and announcements go now, without waiting for a batch
+                (``relay_delay_ticks``) or a ride (``null_message_ticks``).
 
         Returns:
             One Deliver at most per member with room for one.
@@ -59,7 +62,7 @@ class Outbox:
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
             if link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
-            msg = self._build(link, name == primary, view, now, callers_wait)
+            msg = self._build(link, name == primary, view, now, callers_wait, urgent)
             if msg is not None:
                 link.inflight += 1
                 link.last_sent = now
@@ -67,14 +70,15 @@ class Outbox:
                 out.append((name, msg))
         return out
 
-    def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool) -> Optional[Deliver]:
-        """The Deliver for ``link`` now, or None if nothing needs to go."""
+    def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool,
+               urgent: bool = False) -> Optional[Deliver]:
+        """The Deliver for ``link`` now, or None if nothing needs to go (``urgent``: see ``sends``)."""
         cfg = self.config
         anns = link.announcements if not is_primary or link.new_view else []
         copies = link.reply_copies  # only backups' links get them queued (and a promoted one's leftovers)
         due_null = bool(anns or (copies and not is_primary)) and link.anns_since is not None and \
-            now - link.anns_since >= cfg.null_message_ticks
-        going_anyway = due_null or link.new_view is not None or link.checkpoint is not None
+            (now - link.anns_since >= cfg.null_message_ticks or urgent)
+        going_anyway = due_null or link.new_view is not None or link.checkpoint is not None or urgent
         if not is_primary and not going_anyway and len(link.requests) < cfg.batch_max and \
                 link.reqs_since is not None and now - link.reqs_since < cfg.relay_delay_ticks:
             # relay to backups in batches, off the caller's critical path; nothing else is due (no
