@@ -66,6 +66,9 @@ class Shop:
         for i in range(3):
             yield i
 
+    def refuse(self, n: int) -> int:
+        raise ValueError(f"no {n}")
+
 
 class Front:
     """A replicated actor calling another group with wrong arguments (a nested call)."""
@@ -260,3 +263,29 @@ def test_object_refs_passed_as_arguments_arrive_as_their_values(pair):
             assert ray.get(h.add.remote(_seven.remote()), timeout=60) == 10
         finally:
             ftactors.shutdown(h) if isinstance(h, ftactors.ReplicatedHandle) else ray.kill(h)
+
+
+def _header(ref: Any) -> str:
+    """The first line of the error ``ray.get(ref)`` raises (Ray's ``ray::Class.method()`` header)."""
+    try:
+        ray.get(ref, timeout=60)
+    except ValueError as exc:  # the method's own type, as with Ray
+        return str(exc).strip().splitlines()[0]
+    return "no error"
+
+
+def test_an_error_names_the_users_method_in_its_header_as_with_ray(pair):
+    """Ray's ``RayTaskError`` header names the actor's class and method (``ray::Shop.refuse()``); every
+    replicated call's named ``ray::_AsyncRouter.invoke()``, the router's method, whatever was called."""
+    plain, group = pair
+    assert "ray::Shop.refuse()" in _header(plain.refuse.remote(1))
+    by_name = ftactors.get_actor("dropin-shop")
+
+    @ray.remote
+    def in_task(h: Any) -> str:
+        return _header(h.refuse.remote(3))
+
+    headers = [_header(group.refuse.remote(1)), _header(by_name.refuse.remote(2)),
+               _header(group.refuse.options(priority=1).remote(4)), ray.get(in_task.remote(group), timeout=60)]
+    for header in headers:
+        assert "ray::Shop.refuse()" in header and "_AsyncRouter" not in header, headers

@@ -367,12 +367,10 @@ class ReplicatedMethod:
                 req = caller.request(group=h._group, **fields)
                 flat = flat_request(req)  # plain values: Ray's msgpack, not its pickler (issue 11)
                 sent = req if flat is None else flat
-                if self._oneway:
-                    ref = h._router.invoke.remote(sent, oneway=True)
-                elif returns == 1:
-                    ref = h._router.invoke.remote(sent)
-                else:  # the router returns the method's tuple: Ray splits it into the refs (row 63)
-                    ref = h._router.invoke.options(num_returns=returns).remote(sent)
+                # the router's invoke named Class.method: Ray's error header shows it (row 66); with
+                # num_returns above 1 Ray splits the method's tuple into the refs (row 63)
+                invoke = h._invoker(self._name, returns)
+                ref = invoke.remote(sent, oneway=True) if self._oneway else invoke.remote(sent)
                 caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref)  # held until it completes
         else:
             ctx.check_open()
@@ -406,7 +404,7 @@ class ReplicatedMethod:
             try:
                 if self._oneway:
                     try:
-                        taken = h._router.invoke.remote(req, copy=not send, oneway=True)
+                        taken = h._invoker(self._name, 1).remote(req, copy=not send, oneway=True)
                     except BaseException:
                         if send:
                             with replica._cond:
@@ -415,7 +413,7 @@ class ReplicatedMethod:
                     if send:
                         replica.oneway_later(req.msg_id, taken)
                     return None
-                ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+                ref, anns = h._invoker(self._name, 0).remote(req, copy=not send)
             finally:
                 ctx.internal = False
             replica.carry_back_later(h._group, anns)
@@ -438,7 +436,7 @@ def _puller(h: "ReplicatedHandle", replica: Any, req: Request) -> Callable[[], A
     """What pulls a backup's nested reply from the callee's router, by the request's id (a reply
     gone at the callee reaches the method as ``ReplyGone``, not as the error: ``PendingReply.bind``)."""
     def pull() -> Any:
-        ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=True)
+        ref, anns = h._invoker(req.method, 0).remote(req, copy=True)
         replica.carry_back_later(h._group, anns)
         return ref
     return pull
@@ -467,6 +465,26 @@ class ReplicatedHandle:
         self._methods = frozenset(methods)
         self._max_message_bytes, self._large_arg_bytes, self._style = max_message_bytes, large_arg_bytes, style
         self._closed = False
+
+    def _invoker(self, method: str, returns: int) -> Any:
+        """The router's ``invoke`` (``invoke_nested`` when ``returns`` is 0) named ``Class.method``.
+
+        Ray's error header, ``ray::Class.method()``, names the task (row 66). Not cached: the
+        ``.options()`` call costs about 0.5 us, and a cache in the handle would enter the state digest
+        of a replicated actor that holds the handle (filled on the primary, empty on its backups).
+
+        Args:
+            method: the user's method.
+            returns: the call's ``num_returns``; 0 for a nested call (``num_returns=2``: value and
+                announcements).
+
+        Returns:
+            The bound method to call ``.remote(...)`` on.
+        """
+        name = f"{self._class_name}.{method}"
+        if returns == 0:
+            return self._router.invoke_nested.options(name=name, num_returns=2)
+        return self._router.invoke.options(name=name, num_returns=returns)
 
     def __getattr__(self, name: str) -> ReplicatedMethod:
         if name.startswith("_"):

@@ -746,6 +746,10 @@ class _AsyncRouter:
                  info: Optional[Dict[str, Any]] = None) -> None:
         self.r = _RouterLoop(spec, members, nodes, info)
 
+    def __repr__(self) -> str:
+        """What Ray's error header shows as the actor's ``repr=`` (row 66): the group, not this class."""
+        return f"{self.r.info.get('class_name', 'replicated')} group {self.r.group!r}"
+
     async def ready(self) -> Dict[str, Any]:
         """Wait until the router can serve; return its description."""
         return await self.r.ready()
