@@ -902,8 +902,27 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
+    if rc._lifetime == "detached" and user_namespace(namespace) != namespace:
+        _warn_anonymous(group, user_namespace(namespace) or "")
     return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
                             s.large_arg_bytes, s.style, tuple(handles.values()), signatures, returns)
+
+
+def _warn_anonymous(group: str, namespace: str) -> None:
+    """Ray's advice for a detached actor created in an anonymous namespace, for a detached group (row 68).
+
+    Ray's raylet prints it for a plain detached actor; the group's own actors live in
+    ``ftactors-<namespace>``, which Ray does not take for anonymous, so ftactors says it itself,
+    once per group, with the same advice and the ``ftactors.get_actor`` call that reaches the group.
+
+    Args:
+        group: the group's name.
+        namespace: the job's anonymous namespace (the UUID Ray gave it).
+    """
+    log.warning("It looks like you're creating a detached replicated group %r in an anonymous namespace. In "
+                "order to access this group in the future, you will need to explicitly connect to this namespace "
+                "with ray.init(namespace=\"%s\", ...), or call ftactors.get_actor(\"%s\", namespace=\"%s\")",
+                group, namespace, group, namespace)
 
 
 def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:
