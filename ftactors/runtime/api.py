@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 # so the caller unpickles it as its own class (docs/faults.md row 57).
 from ray import cloudpickle
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, TaskCancelledError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ftactors.core import ClientCore, ConfigError, Kind, NewView, Request
@@ -132,9 +132,20 @@ class _Caller:
             self._sweep()
         return self.core.request(**fields)
 
-    def sent(self, seq: int, ref: Any) -> None:
-        """Request ``seq`` was submitted; ``ref`` is its result (call under ``_callers_lock``)."""
+    def sent(self, seq: int, ref: Any, router: Any) -> None:
+        """Request ``seq`` was submitted; ``ref`` is its result (call under ``_callers_lock``).
+
+        If the call is cancelled (``ray.cancel``) before the router took it, the router is told so
+        (``_AsyncRouter.abandon``): this process's next call does not wait ``reorder_wait_s`` for it.
+        """
         self._waiting.append((seq, ref))
+        source = self.core.source
+
+        def settled(result: Any) -> None:  # on Ray's thread, once the result is there
+            if isinstance(result, TaskCancelledError):
+                router.abandon.remote(source, seq)
+
+        ref._on_completed(settled)
 
     def _sweep(self) -> None:
         batch = [self._waiting[i] for i in range(min(len(self._waiting), self._sweep_max))]
@@ -371,7 +382,7 @@ class ReplicatedMethod:
                 # num_returns above 1 Ray splits the method's tuple into the refs (row 63)
                 invoke = h._invoker(self._name, returns)
                 ref = invoke.remote(sent, oneway=True) if self._oneway else invoke.remote(sent)
-                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref)  # held until it completes
+                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref, h._router)  # until it completes
         else:
             ctx.check_open()
             if returns != 1 and not self._oneway:

@@ -768,6 +768,22 @@ class _AsyncRouter:
         rep = await self.r.areply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
 
+    async def abandon(self, source: str, seq: int) -> bool:
+        """A caller's call ``seq`` was cancelled (``ray.cancel``) before this router took it: its
+        later calls need not wait ``reorder_wait_s`` for it, and it never runs (row 67).
+
+        Args:
+            source: the caller's source name.
+            seq: the call's sequence number.
+
+        Returns:
+            True if it is given up; False if the router had taken it (it runs, as Ray runs a task
+            that had started).
+        """
+        if not self.r._is_started():
+            await self.r._ensure_started()
+        return self.r.host.abandon(MsgId(source, seq))
+
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.
 
