@@ -199,7 +199,7 @@ class Intake:
 
     def _skip_known(self, src: str, seq: int) -> int:
         """The first sequence number from ``seq`` on that this router does not already hold
-        (from the replicas' reports, or released)."""
+        (from the replicas' reports, or released) and that its caller did not give up (``abandon``)."""
         while MsgId(src, seq) in self.log.requests or MsgId(src, seq) in self.replies or \
                 MsgId(src, seq) in self.log.pos_of or (self.abandoned and MsgId(src, seq) in self.abandoned):
             seq += 1
