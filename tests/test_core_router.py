@@ -19,6 +19,7 @@ from ftactors.core import (
     NewView,
     Outcome,
     Phase,
+    RemoteProtocolError,
     ReplicaCore,
     Reply,
     Request,
@@ -640,3 +641,32 @@ def test_a_held_reply_of_a_primary_that_died_before_its_earlier_answer_came_is_n
     g.pump(g.router.config.recovery_timeout_ticks + 20, alive={"g-r1"})  # it gives the order up at 1
     assert [(r.msg_id.seq, r.position) for r in g.released] in ([(1, 1), (2, 2)], [(2, 1), (1, 2)])
     assert all(r.view > 1 for r in g.released)
+
+
+@pytest.mark.parametrize("abandon_first", [True, False])
+def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(abandon_first: bool) -> None:
+    """A caller whose call was cancelled before the router took it (Ray's ``ray.cancel`` of a queued
+    task, docs/faults.md row 67) tells the router: its next call goes on at once, not after
+    ``sequence_gap_ticks``, whether the notice or the next call comes first; the cancelled call, if it
+    came after all, is refused; a call the router had taken is not given up."""
+    cfg = CoreConfig(sequence_gap_ticks=1000)
+    g = Group(cfg)
+    client = ClientCore("c")
+    first = client.request("g", "add", payload=1)
+    g.router.submit(first)
+    g.pump(6)
+    cancelled, nxt = client.request("g", "add", payload=10), client.request("g", "add", payload=100)
+    if abandon_first:
+        assert g.router.abandon(cancelled.msg_id) is True
+        g.router.submit(nxt)
+    else:
+        g.router.submit(nxt)
+        g.pump(2)
+        assert g.router.abandon(cancelled.msg_id) is True
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [first.msg_id, nxt.msg_id]
+    assert g.state == {m: 101 for m in MEMBERS}
+    with pytest.raises(RemoteProtocolError, match="given up by its caller"):
+        g.router.submit(cancelled)
+    assert g.router.abandon(first.msg_id) is False and g.router.abandon(nxt.msg_id) is False
+    assert g.router.counts["abandoned"] == 1

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
 import ray
 
 import ftactors
+from tests.conftest import converged, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -65,6 +67,9 @@ class Shop:
     def items(self) -> Iterator[int]:
         for i in range(3):
             yield i
+
+    def refuse(self, n: int) -> int:
+        raise ValueError(f"no {n}")
 
 
 class Front:
@@ -260,3 +265,62 @@ def test_object_refs_passed_as_arguments_arrive_as_their_values(pair):
             assert ray.get(h.add.remote(_seven.remote()), timeout=60) == 10
         finally:
             ftactors.shutdown(h) if isinstance(h, ftactors.ReplicatedHandle) else ray.kill(h)
+
+
+def _header(ref: Any) -> str:
+    """The first line of the error ``ray.get(ref)`` raises (Ray's ``ray::Class.method()`` header)."""
+    try:
+        ray.get(ref, timeout=60)
+    except ValueError as exc:  # the method's own type, as with Ray
+        return str(exc).strip().splitlines()[0]
+    return "no error"
+
+
+def test_an_error_names_the_users_method_in_its_header_as_with_ray(pair):
+    """Ray's ``RayTaskError`` header names the actor's class and method (``ray::Shop.refuse()``); every
+    replicated call's named ``ray::_AsyncRouter.invoke()``, the router's method, whatever was called."""
+    plain, group = pair
+    assert "ray::Shop.refuse()" in _header(plain.refuse.remote(1))
+    by_name = ftactors.get_actor("dropin-shop")
+
+    @ray.remote
+    def in_task(h: Any) -> str:
+        return _header(h.refuse.remote(3))
+
+    headers = [_header(group.refuse.remote(1)), _header(by_name.refuse.remote(2)),
+               _header(group.refuse.options(priority=1).remote(4)), ray.get(in_task.remote(group), timeout=60)]
+    for header in headers:
+        assert "ray::Shop.refuse()" in header and "_AsyncRouter" not in header, headers
+
+
+def test_a_call_cancelled_before_the_router_took_it_does_not_stall_the_next_one(ray_local):
+    """``ray.cancel`` of a call still queued: as with Ray it never runs, but the caller's next call
+    waited ``reorder_wait_s`` at the router for the cancelled call's sequence number (a gap). With
+    ``reorder_wait_s=5``: a stall is 5 s, the router told of the cancel answers in milliseconds."""
+    group = ftactors.replicated(replicas=2, reorder_wait_s=5.0)(Shop).remote(0)
+    try:
+        assert ray.get(group.get.remote(), timeout=60) == 0
+        not_taken, ran, stock = 0, 0, 0
+        for _ in range(40):
+            ref = group.add.remote(1)
+            ray.cancel(ref)
+            with pytest.raises(ray.exceptions.TaskCancelledError):
+                ray.get(ref, timeout=60)
+            started = time.monotonic()
+            now = ray.get(group.get.remote(), timeout=60)
+            waited_s = time.monotonic() - started
+            assert now in (stock, stock + 1), (now, stock)
+            if now == stock:  # the router had not taken it: it never ran
+                not_taken += 1
+                assert waited_s < 2.5, f"the next call waited {waited_s:.2f} s for the cancelled one"
+            else:  # already running: it completes, as a started Ray actor task does
+                ran += 1
+            stock = now
+            if not_taken >= 3:
+                break
+        assert not_taken >= 1, f"every one of {ran} cancelled calls had started"
+        # a cancelled call never runs later, on any replica
+        assert ray.get(group.add.remote(0), timeout=60) == stock
+        wait_for(lambda: converged(group, 2), what="both replicas in agreement")
+    finally:
+        ftactors.shutdown(group)

@@ -281,3 +281,40 @@ def test_group_namespace_keeps_named_namespaces_and_renames_anonymous_ones(ray_l
     anon = "0bd64914-ef90-47ce-8c22-ce6af30ed706"
     assert group_namespace(anon) == "ftactors-" + anon and user_namespace("ftactors-" + anon) == anon
     assert user_namespace("shop") == "shop"
+
+
+#: The start of Ray's warning for a detached actor created in an anonymous namespace (printed by the raylet).
+RAY_ANONYMOUS = "It looks like you're creating a detached actor in an anonymous namespace"
+
+
+def test_a_detached_group_in_an_anonymous_namespace_warns_once_as_ray_does(session):
+    """Ray warns once when a driver without ``namespace=`` creates a detached actor: no other driver
+    can reach it unless it connects to that namespace, which the warning names. A detached group there
+    is as unreachable (``ftactors-<uuid>``, which only ``get_actor`` with that UUID translates), and
+    ftactors printed nothing. A named namespace or a group that is not detached: no warning."""
+    proc = run_driver(session, prelude=LEDGER, body='''
+        ns = ray.get_runtime_context().namespace
+        @ray.remote
+        class Plain:
+            def add(self, token):
+                return 1
+        plain = Plain.options(name="plain-anon", lifetime="detached").remote()
+        ray.get(plain.add.remote("p"))
+        quiet = [Ledger.options(name="anon-attached").remote(),
+                 Ledger.options(name="named-ns", namespace="shop", lifetime="detached").remote()]
+        h = Ledger.options(name="anon-detached", lifetime="detached").remote()
+        ray.get([h.add.remote("a")] + [q.add.remote("q") for q in quiet])
+        found = ftactors.get_actor("anon-detached", namespace=ns).group
+        for g in [h] + quiet:
+            ftactors.shutdown(g)
+        ray.kill(plain)
+        print("RESULT", json.dumps({"ns": ns, "found": found}))
+    ''')
+    out = result(proc)
+    text = proc.stdout + proc.stderr
+    assert text.count(RAY_ANONYMOUS) == 1, text[-3000:]  # Ray's, for the plain actor
+    ours = [ln for ln in text.splitlines() if "detached replicated group" in ln and "anonymous namespace" in ln]
+    assert len(ours) == 1, text[-3000:]
+    assert "anon-detached" in ours[0] and f'ray.init(namespace="{out["ns"]}", ...)' in ours[0], ours
+    assert f'ftactors.get_actor("anon-detached", namespace="{out["ns"]}")' in ours[0], ours
+    assert out["found"] == "anon-detached"

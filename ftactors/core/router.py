@@ -326,6 +326,21 @@ class RouterCore:
         """The request announced by ``expect_soon`` will not be submitted."""
         self.intake.forget_coming(msg_id)
 
+    def abandon(self, msg_id: MsgId) -> bool:
+        """A client gave ``msg_id`` up before this router took it (``Intake.abandon``): its later
+        calls no longer wait ``sequence_gap_ticks`` for it, and it never runs.
+
+        Args:
+            msg_id: the client's call.
+
+        Returns:
+            True if it is given up; False if this router holds or held it already (it runs).
+        """
+        if not self.intake.abandon(msg_id):
+            return False
+        self.counts["abandoned"] = self.counts.get("abandoned", 0) + 1  # only where it happens
+        return True
+
     def submit(self, req: Request, copy: bool = False) -> Optional[Reply]:
         """A request arrives from a client or a peer group.
 
@@ -378,6 +393,8 @@ class RouterCore:
             if req.wants_reply and self.restarted and not self.intake.holds(mid):
                 self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
+        if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
+            raise RemoteProtocolError(f"{mid} was given up by its caller before this router took it")
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None

@@ -244,6 +244,20 @@ class RouterHost:
         """
         self._core().forget_coming(msg_id)
 
+    def abandon(self, msg_id: MsgId) -> bool:
+        """A caller gave ``msg_id`` up before this router took it (``RouterCore.abandon``): its later
+        calls go on at the next tick rather than after ``sequence_gap_ticks``; it never runs.
+
+        Args:
+            msg_id: the call.
+
+        Returns:
+            True if it is given up; False if the router holds or held it (it runs).
+        """
+        given_up = self._core().abandon(msg_id)
+        self.io.kick()
+        return given_up
+
     def submit(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:
         """A caller's request (or a backup's fetch of a nested reply copy, ``copy=True``).
 

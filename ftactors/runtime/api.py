@@ -123,6 +123,7 @@ class _Caller:
         self._waiting: "collections.deque[Tuple[int, Any]]" = collections.deque()
         self._sweep_every, self._sweep_max = sweep_every, sweep_max
         self._since_sweep = 0
+        self.router: Any = None  # the group's router, as of the last call
 
     def request(self, **fields: Any) -> Any:
         """The next request (call under ``_callers_lock``), its ``ack_below`` up to date."""
@@ -132,9 +133,24 @@ class _Caller:
             self._sweep()
         return self.core.request(**fields)
 
-    def sent(self, seq: int, ref: Any) -> None:
-        """Request ``seq`` was submitted; ``ref`` is its result (call under ``_callers_lock``)."""
+    def sent(self, seq: int, ref: Any, router: Any) -> None:
+        """Request ``seq`` was submitted; ``ref`` is its result (call under ``_callers_lock``).
+
+        Args:
+            seq: the request's sequence number.
+            ref: its result.
+            router: the group's router (told if the call is cancelled: :func:`cancel`).
+        """
         self._waiting.append((seq, ref))
+        self.router = router
+
+    def seq_of(self, ref: Any) -> Optional[int]:
+        """The sequence number of the call whose result is ``ref``, if it has not settled yet (call
+        under ``_callers_lock``)."""
+        for seq, waiting in self._waiting:
+            if waiting == ref:
+                return seq
+        return None
 
     def _sweep(self) -> None:
         batch = [self._waiting[i] for i in range(min(len(self._waiting), self._sweep_max))]
@@ -149,6 +165,43 @@ class _Caller:
                 self.core.on_settled(seq)
             else:
                 self._waiting.appendleft((seq, ref))
+
+
+def _ignored(result: Any) -> None:
+    """A result nobody needs (the notice of a cancelled call, :func:`cancel`)."""
+
+
+_ray_cancel = getattr(ray.cancel, "__wrapped__", ray.cancel)
+
+
+def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
+    """``ray.cancel``, which ftactors installs in its place (row 67): Ray's own, then, for the result
+    of a replicated call of this process not settled yet, a notice to the group's router
+    (``_AsyncRouter.abandon``). A call cancelled before the router took it (still queued in Ray)
+    never runs, and without the notice the caller's next call waited ``reorder_wait_s`` for its
+    sequence number; one the router took runs as before (the notice changes nothing). No cost
+    on the call path (a callback on every result cost 80-150 us a call).
+
+    Args:
+        ray_waitable: as for ``ray.cancel``.
+        *args: as for ``ray.cancel``.
+        **kwargs: as for ``ray.cancel`` (``force``, ``recursive``).
+
+    Raises:
+        What ``ray.cancel`` raises.
+    """
+    _ray_cancel(ray_waitable, *args, **kwargs)
+    if not isinstance(ray_waitable, ray.ObjectRef):
+        return
+    with _callers_lock:
+        found = [(c.core.source, seq, c.router) for c in _callers.values()
+                 if (seq := c.seq_of(ray_waitable)) is not None and c.router is not None]
+    for source, seq, router in found:  # its answer read: a router gone meanwhile prints no unhandled error
+        router.abandon.remote(source, seq)._on_completed(_ignored)
+
+
+cancel.__wrapped__ = _ray_cancel  # type: ignore[attr-defined]
+ray.cancel = cancel
 
 
 def _caller(group: str) -> _Caller:
@@ -367,13 +420,11 @@ class ReplicatedMethod:
                 req = caller.request(group=h._group, **fields)
                 flat = flat_request(req)  # plain values: Ray's msgpack, not its pickler (issue 11)
                 sent = req if flat is None else flat
-                if self._oneway:
-                    ref = h._router.invoke.remote(sent, oneway=True)
-                elif returns == 1:
-                    ref = h._router.invoke.remote(sent)
-                else:  # the router returns the method's tuple: Ray splits it into the refs (row 63)
-                    ref = h._router.invoke.options(num_returns=returns).remote(sent)
-                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref)  # held until it completes
+                # the router's invoke named Class.method: Ray's error header shows it (row 66); with
+                # num_returns above 1 Ray splits the method's tuple into the refs (row 63)
+                invoke = h._invoker(self._name, returns)
+                ref = invoke.remote(sent, oneway=True) if self._oneway else invoke.remote(sent)
+                caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref, h._router)  # until it completes
         else:
             ctx.check_open()
             if returns != 1 and not self._oneway:
@@ -406,7 +457,7 @@ class ReplicatedMethod:
             try:
                 if self._oneway:
                     try:
-                        taken = h._router.invoke.remote(req, copy=not send, oneway=True)
+                        taken = h._invoker(self._name, 1).remote(req, copy=not send, oneway=True)
                     except BaseException:
                         if send:
                             with replica._cond:
@@ -415,7 +466,7 @@ class ReplicatedMethod:
                     if send:
                         replica.oneway_later(req.msg_id, taken)
                     return None
-                ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=not send)
+                ref, anns = h._invoker(self._name, 0).remote(req, copy=not send)
             finally:
                 ctx.internal = False
             replica.carry_back_later(h._group, anns)
@@ -438,7 +489,7 @@ def _puller(h: "ReplicatedHandle", replica: Any, req: Request) -> Callable[[], A
     """What pulls a backup's nested reply from the callee's router, by the request's id (a reply
     gone at the callee reaches the method as ``ReplyGone``, not as the error: ``PendingReply.bind``)."""
     def pull() -> Any:
-        ref, anns = h._router.invoke_nested.options(num_returns=2).remote(req, copy=True)
+        ref, anns = h._invoker(req.method, 0).remote(req, copy=True)
         replica.carry_back_later(h._group, anns)
         return ref
     return pull
@@ -467,6 +518,26 @@ class ReplicatedHandle:
         self._methods = frozenset(methods)
         self._max_message_bytes, self._large_arg_bytes, self._style = max_message_bytes, large_arg_bytes, style
         self._closed = False
+
+    def _invoker(self, method: str, returns: int) -> Any:
+        """The router's ``invoke`` (``invoke_nested`` when ``returns`` is 0) named ``Class.method``.
+
+        Ray's error header, ``ray::Class.method()``, names the task (row 66). Not cached: the
+        ``.options()`` call costs about 0.5 us, and a cache in the handle would enter the state digest
+        of a replicated actor that holds the handle (filled on the primary, empty on its backups).
+
+        Args:
+            method: the user's method.
+            returns: the call's ``num_returns``; 0 for a nested call (``num_returns=2``: value and
+                announcements).
+
+        Returns:
+            The bound method to call ``.remote(...)`` on.
+        """
+        name = f"{self._class_name}.{method}"
+        if returns == 0:
+            return self._router.invoke_nested.options(name=name, num_returns=2)
+        return self._router.invoke.options(name=name, num_returns=returns)
 
     def __getattr__(self, name: str) -> ReplicatedMethod:
         if name.startswith("_"):
@@ -884,8 +955,27 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
         **_router_strategy(planned),
     ).remote(dataclasses.replace(spec, cls_bytes=b"", init_bytes=b""), members, {}, info)
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
+    if rc._lifetime == "detached" and user_namespace(namespace) != namespace:
+        _warn_anonymous(group, user_namespace(namespace) or "")
     return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
                             s.large_arg_bytes, s.style, tuple(handles.values()), signatures, returns)
+
+
+def _warn_anonymous(group: str, namespace: str) -> None:
+    """Ray's advice for a detached actor created in an anonymous namespace, for a detached group (row 68).
+
+    Ray's raylet prints it for a plain detached actor; the group's own actors live in
+    ``ftactors-<namespace>``, which Ray does not take for anonymous, so ftactors says it itself,
+    once per group, with the same advice and the ``ftactors.get_actor`` call that reaches the group.
+
+    Args:
+        group: the group's name.
+        namespace: the job's anonymous namespace (the UUID Ray gave it).
+    """
+    log.warning("It looks like you're creating a detached replicated group %r in an anonymous namespace. In "
+                "order to access this group in the future, you will need to explicitly connect to this namespace "
+                "with ray.init(namespace=\"%s\", ...), or call ftactors.get_actor(\"%s\", namespace=\"%s\")",
+                group, namespace, group, namespace)
 
 
 def _existing_group(group: str, namespace: str, rc: ReplicatedClass) -> Optional[ReplicatedHandle]:

@@ -746,6 +746,10 @@ class _AsyncRouter:
                  info: Optional[Dict[str, Any]] = None) -> None:
         self.r = _RouterLoop(spec, members, nodes, info)
 
+    def __repr__(self) -> str:
+        """What Ray's error header shows as the actor's ``repr=`` (row 66): the group, not this class."""
+        return f"{self.r.info.get('class_name', 'replicated')} group {self.r.group!r}"
+
     async def ready(self) -> Dict[str, Any]:
         """Wait until the router can serve; return its description."""
         return await self.r.ready()
@@ -763,6 +767,22 @@ class _AsyncRouter:
         """
         rep = await self.r.areply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
+
+    async def abandon(self, source: str, seq: int) -> bool:
+        """A caller's call ``seq`` was cancelled (``ray.cancel``) before this router took it: its
+        later calls need not wait ``reorder_wait_s`` for it, and it never runs (row 67).
+
+        Args:
+            source: the caller's source name.
+            seq: the call's sequence number.
+
+        Returns:
+            True if it is given up; False if the router had taken it (it runs, as Ray runs a task
+            that had started).
+        """
+        if not self.r._is_started():
+            await self.r._ensure_started()
+        return self.r.host.abandon(MsgId(source, seq))
 
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.

@@ -47,6 +47,8 @@ class Intake:
         self.expect: Dict[str, int] = {}
         self.held: Dict[str, Dict[int, Tuple[Request, int]]] = {}
         self.coming: Set[MsgId] = set()  # at the router, not submitted yet (see ``expect_soon``)
+        # calls their caller gave up before this router took them (``abandon``): never run, not waited for
+        self.abandoned: "OrderedDict[MsgId, None]" = OrderedDict()
         self.source_views: Dict[str, int] = {}
         self.peer_groups: Set[str] = set()
 
@@ -136,6 +138,33 @@ class Intake:
         """``msg_id`` will not be submitted after all (its argument could not be fetched)."""
         self.coming.discard(msg_id)
 
+    def abandon(self, msg_id: MsgId) -> bool:
+        """The caller gave ``msg_id`` up before this router took it (Ray cancelled its task while it
+        was queued): the later calls of its source no longer wait for it (the next tick releases
+        them, ``release_gaps``), and if it comes after all it is refused (``is_abandoned``), so it
+        never runs. At most ``inflight_max`` are remembered, the oldest forgotten first.
+
+        Args:
+            msg_id: the call given up.
+
+        Returns:
+            False if this router knows it already (held, being fetched, ordered or released): it
+            runs, or ran, as any call; True if it is given up.
+        """
+        src, seq = msg_id.source, msg_id.seq
+        if self.holds(msg_id) or msg_id in self.coming or msg_id in self.pending or seq < self.reply_floor.get(src, 1):
+            return False
+        if msg_id in self.replies or msg_id in self.log.requests or msg_id in self.log.pos_of:
+            return False
+        self.abandoned[msg_id] = None
+        while len(self.abandoned) > self.config.inflight_max:
+            self.abandoned.popitem(last=False)
+        return True
+
+    def is_abandoned(self, msg_id: MsgId) -> bool:
+        """Whether the caller gave ``msg_id`` up before this router took it (:meth:`abandon`)."""
+        return msg_id in self.abandoned
+
     def _first_coming(self, src: str) -> Optional[int]:
         """The lowest sequence number of ``src`` announced by ``expect_soon`` and not yet submitted."""
         return min((m.seq for m in self.coming if m.source == src), default=None)
@@ -170,8 +199,9 @@ class Intake:
 
     def _skip_known(self, src: str, seq: int) -> int:
         """The first sequence number from ``seq`` on that this router does not already hold
-        (from the replicas' reports, or released)."""
-        while MsgId(src, seq) in self.log.requests or MsgId(src, seq) in self.replies or MsgId(src, seq) in self.log.pos_of:
+        (from the replicas' reports, or released) and that its caller did not give up (``abandon``)."""
+        while MsgId(src, seq) in self.log.requests or MsgId(src, seq) in self.replies or \
+                MsgId(src, seq) in self.log.pos_of or (self.abandoned and MsgId(src, seq) in self.abandoned):
             seq += 1
         return seq
 
