@@ -808,6 +808,7 @@ class RouterCore:
                 self._release(rep)
         self._release_held_replies()
         self._push_reply_copies(d.reply_copies)
+        self._pass_oneway_taken(d.oneway_taken)
 
     def _order_safe_upto(self) -> int:
         """The position up to which the order is here or executed by every member (a reply at or
@@ -888,6 +889,20 @@ class RouterCore:
             caller = caller_of(self.group, rep.msg_id.source)
             if caller is not None and not self.log.keep_copy(caller, rep):
                 self.counts["reply_copies_unkept"] += 1
+
+    def _pass_oneway_taken(self, taken: Tuple[MsgId, ...]) -> None:
+        """The one-way nested calls the primary learnt taken: queue them for each backup, to ride on its
+        next Deliver (``Deliver.oneway_taken``), so that a backup promoted later does not send them again
+        (docs/faults.md, row 69). At most ``ONEWAY_TAKEN_MAX`` wait per link (the oldest dropped,
+        counted ``oneway_taken_dropped``: that backup keeps those calls, as before)."""
+        if not taken:
+            return
+        skip = self.primary if self.phase == Phase.NORMAL else None
+        for name, link in self.links.items():
+            if name != skip:
+                dropped = link.queue_oneway_taken(taken)
+                if dropped:
+                    self.counts["oneway_taken_dropped"] = self.counts.get("oneway_taken_dropped", 0) + dropped
 
     def _send_kept_copies(self, link: Link, cp: Checkpoint) -> None:
         """A state transfer: the reply copies of the retained log after ``cp`` go with it, so the
