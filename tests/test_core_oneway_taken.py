@@ -112,3 +112,26 @@ def test_the_router_passes_the_taken_calls_to_each_backup_on_a_deliver_it_sends_
     for backup in ("g-r1", "g-r2"):
         assert sends[backup].oneway_taken == taken
     assert not any(link.oneway_taken for link in router.links.values())
+
+
+def test_a_passive_backup_told_a_call_was_taken_keeps_it_when_promoted_it_makes_and_sends_it_again() -> None:
+    """A promoted passive backup replays the logged calling message and makes the call again, as primary:
+    it sends it (a duplicate the callee drops), so it keeps it until taken, to retry it. A first version
+    skipped the known-taken call there and left it on its way with nothing to retry (simulator seed 132:
+    ``I6: no quiescence``, ``front|c0#10#1`` in the primary's ``oneway_out`` for good)."""
+    cfg = CoreConfig(style="passive")
+    primary = ReplicaCore("front", "front-r0", cfg, "reception", NewView(1, MEMBERS))
+    backup = ReplicaCore("front", "front-r1", cfg, "reception", NewView(1, MEMBERS))
+    primary.deliver(Deliver(view=1, requests=(_call(1),)))
+    made = _run_with_oneway(primary, 1)
+    primary.oneway_taken(made[0].msg_id)
+    out = primary.take_delivered()
+    backup.deliver(Deliver(view=1, requests=(_call(1),), announcements=out.announcements,
+                           oneway_taken=out.oneway_taken))
+    assert not backup.oneway_kept
+    backup.deliver(Deliver(view=2, new_view=NewView(2, ("front-r1",))))
+    again = _run_with_oneway(backup, 1)
+    assert again[0].msg_id == made[0].msg_id
+    assert made[0].msg_id in backup.oneway_out and made[0].msg_id in backup.oneway_kept
+    backup.oneway_taken(made[0].msg_id)
+    assert not backup.oneway_out and not backup.oneway_kept

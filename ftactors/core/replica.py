@@ -439,8 +439,8 @@ class ReplicaCore:
         Args:
             req: the nested request.
         """
-        if req.msg_id in self.oneway_known_taken:
-            return
+        if req.msg_id in self.oneway_known_taken and self.role != Role.PRIMARY:
+            return  # a primary that makes it again (a promoted passive backup replaying) sends it: kept till taken
         self.oneway_kept[req.msg_id] = req
         while len(self.oneway_kept) > ONEWAY_OUT_MAX:
             self.oneway_kept.popitem(last=False)
@@ -496,6 +496,7 @@ class ReplicaCore:
         forget it, and do not keep it if this replica makes it later (it lags). At most ``ONEWAY_OUT_MAX``
         such ids are remembered, the oldest dropped first (docs/faults.md, row 69)."""
         self.oneway_kept.pop(msg_id, None)
+        self.oneway_out.pop(msg_id, None)
         self.oneway_known_taken[msg_id] = None
         self.oneway_known_taken.move_to_end(msg_id)
         while len(self.oneway_known_taken) > ONEWAY_OUT_MAX:
