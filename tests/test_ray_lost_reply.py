@@ -294,3 +294,85 @@ def test_a_backup_promoted_while_its_suspended_call_waits_for_a_forgotten_reply_
             chaos.resume(victim.pid)
         ftactors.shutdown(front)
         ftactors.shutdown(store)
+
+
+class RaisingStore:
+    """A nested method that itself raises ``ReplyUnavailableError`` (as a method does whose own nested
+    reply was gone, rows 53 and 55): that is its outcome, kept in its reply cache like a value."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, token: str) -> int:
+        self.n += 1
+        raise ftactors.ReplyUnavailableError(f"the store's own error {self.n}")
+
+
+class CatchingFrontend(Frontend):
+    def add(self, token: str) -> Any:
+        self.seen.append(token)
+        try:
+            value = ray.get(self.store.add.remote(token))
+        except ftactors.ReplyUnavailableError:
+            value = "ReplyUnavailableError"
+        self.seen.append(value)
+        return value
+
+
+class AsyncCatchingFrontend(Frontend):
+    async def add(self, token: str) -> Any:  # type: ignore[override]
+        self.seen.append(token)
+        try:
+            value = await self.store.add.remote(token)
+        except ftactors.ReplyUnavailableError:
+            value = "ReplyUnavailableError"
+        self.seen.append(value)
+        return value
+
+
+def _stopped_backup_pulls_a_raised_reply_unavailable(cls: type) -> dict:
+    """One attempt: as ``_stopped_backup_replays_after_a_router_kill``, with a store that keeps its replies
+    and whose method raises ``ReplyUnavailableError``: the continued backup pulls each reply, which is
+    the method's outcome, not a reply gone. Returns the front's counters and its backup's."""
+    store = ftactors.replicated(replicas=2)(RaisingStore).remote()
+    front = ftactors.replicated(replicas=2, failure_timeout_s=120.0, heartbeat_s=1.0, heartbeat_interval_s=1.0,
+                                heartbeat_misses_max=120, batch_max=1)(cls).remote(store)
+    victim = None
+    try:
+        errors = ["ReplyUnavailableError"] * (CALLS + 1)
+        assert ray.get(front.add.remote("t0")) == errors[0]
+        wait_for(lambda: converged(front, 2), what="the frontend converged")
+        victim = chaos.pause_replica(front, "backup", 0)              # SIGSTOP: it lags
+        assert [ray.get(front.add.remote(f"t{i}")) for i in range(1, CALLS + 1)] == errors[1:]
+        chaos.kill_router(front)                                       # the copies it held are lost
+        pid, victim = victim.pid, None
+        chaos.resume(pid)                                              # it replays: it pulls the replies
+        wait_for(lambda: converged(front, 2), timeout_s=60.0, what="the frontend's replicas agree")
+        stats = dict(ftactors.stats(front))
+        backup = ftactors.describe(front).backups[0]
+        counts = ray.get(backup.actor.info.remote(), timeout=30)["counts"]
+        assert ray.get(front.read.remote()) == [x for i in range(CALLS + 1) for x in (f"t{i}", errors[i])]
+        return {"lost_replies": stats["lost_replies"], "resyncs": stats["resyncs"],
+                "pulled": counts.get("reply_copies_pulled", 0), "backup_pid": backup.pid, "pid": pid}
+    finally:
+        if victim is not None:
+            chaos.resume(victim.pid)
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+@pytest.mark.parametrize("cls", [CatchingFrontend, AsyncCatchingFrontend], ids=["sync", "async"])
+def test_a_backup_that_pulls_a_nested_reply_whose_method_raised_reply_unavailable_is_not_resynced(
+        ray_local: Any, cls: type) -> None:
+    """The Open leftover of row 47 (docs/faults.md row 70): a pulled reply read ``ReplyUnavailableError``
+    was taken for a reply gone at the callee, so a backup replaying a step whose nested method had itself
+    raised that error gave the step up and was resynced by state transfer (a cost: its state agreed
+    after). Now only the callee router's answer that the call was forgotten (no position) is gone."""
+    seen = []
+    for _ in range(ATTEMPTS_MAX):
+        got = _stopped_backup_pulls_a_raised_reply_unavailable(cls)
+        seen.append(got)
+        assert (got["lost_replies"], got["resyncs"]) == (0, 0), seen
+        if got["pulled"] >= 1 and got["backup_pid"] == got["pid"]:
+            return
+    pytest.fail(f"no attempt made the backup pull a reply: {seen}")

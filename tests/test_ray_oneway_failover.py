@@ -8,7 +8,7 @@ import ray
 
 import ftactors
 from ftactors import chaos
-from tests.conftest import wait_for
+from tests.conftest import converged, wait_for
 from tests.test_ray_nested import OnewayFront, PaddedStore, _slow_argument_fetch
 
 pytestmark = pytest.mark.ray
@@ -47,6 +47,33 @@ def test_a_one_way_nested_call_whose_primary_dies_before_the_callees_router_took
         tokens = ray.get(store.read.remote())["tokens"]
         assert tokens.count("oneway") == 1, tokens
         assert tokens.count("after") == 1, tokens
+    finally:
+        ftactors.shutdown(front)
+        ftactors.shutdown(store)
+
+
+def test_a_promoted_backup_does_not_re_send_the_one_way_calls_its_primary_learnt_taken(ray_local):
+    """docs/faults.md row 69. The front's primary sends 5 one-way nested calls and learns each taken
+    (its invoke returned); a later call's Deliver to the backup carries their ids (``Deliver.oneway_taken``).
+    The primary is SIGKILLed: the promoted backup re-sends none of them. Before row 69 a backup never
+    learnt "taken" and the new primary re-sent all 5 (``oneway_resent`` 5; the store dropped the
+    duplicates)."""
+    store = ftactors.replicated(replicas=2)(PaddedStore).remote()
+    front = ftactors.replicated(replicas=2)(OnewayFront).remote(store)
+    try:
+        tokens = [f"o{i}" for i in range(5)]
+        assert [ray.get(front.send_oneway.remote(t, "x")) for t in tokens] == tokens
+        wait_for(lambda: set(tokens) <= set(ray.get(store.read.remote())["tokens"])
+                 and ftactors.describe(front).primary.oneway_out == 0, timeout_s=30,
+                 what="the one-way calls taken and known taken at the primary")
+        assert ray.get(front.add.remote("before")) >= 6  # its announcement carries the taken calls to the backup
+        wait_for(lambda: converged(front, 2), timeout_s=30, what="the backup ran the later call")
+        chaos.kill_replica(front, "primary")
+        assert ray.get(front.add.remote("after")) >= 7
+        primary = ftactors.describe(front).primary
+        assert ray.get(primary.actor.info.remote())["counts"]["oneway_resent"] == 0
+        seen = ray.get(store.read.remote())["tokens"]
+        assert [seen.count(t) for t in tokens + ["before", "after"]] == [1] * 7, seen
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)

@@ -463,6 +463,9 @@ class Deliver:
             none came within ``recovery_timeout_ticks`` of the router's running time; a primary
             blocked there gives the order up from it (0: none). Only the router knows whether
             anyone holds it: a primary never gives the order up on its own clock.
+        oneway_taken: to a backup: one-way nested calls of this group that their callee's router took,
+            as the primary learnt (``Delivered.oneway_taken``); the backup forgets them and a promotion
+            does not send them again (docs/faults.md, row 69). They ride on a Deliver that goes anyway.
     """
 
     view: int
@@ -474,6 +477,7 @@ class Deliver:
     snapshot_wanted: bool = False
     join: bool = False
     give_up_from: int = 0
+    oneway_taken: Tuple[MsgId, ...] = ()
 
     kind = Kind.DELIVER
 
@@ -509,6 +513,9 @@ class Delivered:
             the replica gave that step up and executes nothing until the router repairs it by
             state transfer (``ReplicaCore.pulled_reply_gone``, ``RouterCore._resync_lost_reply``).
             None: nothing lost.
+        oneway_taken: one-way nested calls this primary sent that their callee's router took since its
+            last answer (``ReplicaCore.oneway_taken``): the router passes them to the backups
+            (``Deliver.oneway_taken``), which then do not keep them to send again (row 69).
     """
 
     replica: str
@@ -521,6 +528,7 @@ class Delivered:
     suspended: int = 0
     reply_copies: Tuple[Reply, ...] = ()
     lost_reply: Optional[MsgId] = None
+    oneway_taken: Tuple[MsgId, ...] = ()
 
     kind = Kind.DELIVERED
 

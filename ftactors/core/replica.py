@@ -222,6 +222,11 @@ class ReplicaCore:
         # again (take_resend), as it does not run their calling messages again (row 54)
         self.oneway_kept: "OrderedDict[MsgId, Request]" = OrderedDict()
         self._resend: List[Request] = []
+        # the one-way calls this primary learnt taken since its last answer (Delivered.oneway_taken), and
+        # those any replica learnt taken (a backup: Deliver.oneway_taken), so that it does not keep them
+        # (row 69); each at most ONEWAY_OUT_MAX, the oldest dropped first
+        self._taken_out: "OrderedDict[MsgId, None]" = OrderedDict()
+        self.oneway_known_taken: "OrderedDict[MsgId, None]" = OrderedDict()
         # a nested reply this replica needed to replay an announced step read "expired" at its callee:
         # it gave the step up and executes nothing until a state transfer repairs it (pulled_reply_gone)
         self.lost_reply: Optional[MsgId] = None
@@ -259,6 +264,8 @@ class ReplicaCore:
             self._accept_checkpoint(msg.checkpoint)
         for rep in msg.reply_copies:
             self._accept_reply_copy(rep)
+        for mid in msg.oneway_taken:
+            self._learn_taken(mid)
         if msg.snapshot_wanted and self.role == Role.PRIMARY:
             self._want_snapshot(for_checkpoint=True)
         if msg.give_up_from and self._blocked_at(msg.give_up_from):
@@ -425,12 +432,15 @@ class ReplicaCore:
         ``Kind.ONEWAY`` is kept by :meth:`nested_request` itself; a host whose one-way calls travel as
         acknowledged requests calls this, with the request as it can send it again (its argument by
         value). At most ``ONEWAY_OUT_MAX``; the oldest goes first (counted ``oneway_kept_dropped``).
-        A primary forgets it once taken (:meth:`oneway_taken`); a backup when a checkpoint says so, or
-        when it is among the oldest past the bound.
+        A primary forgets it once taken (:meth:`oneway_taken`); a backup when its primary names it taken
+        (``Deliver.oneway_taken``, maybe before the backup made the call: it is not kept then), when a
+        checkpoint says so, or when it is among the oldest past the bound.
 
         Args:
             req: the nested request.
         """
+        if req.msg_id in self.oneway_known_taken and self.role != Role.PRIMARY:
+            return  # a primary that makes it again (a promoted passive backup replaying) sends it: kept till taken
         self.oneway_kept[req.msg_id] = req
         while len(self.oneway_kept) > ONEWAY_OUT_MAX:
             self.oneway_kept.popitem(last=False)
@@ -476,6 +486,21 @@ class ReplicaCore:
         """
         self.oneway_out.pop(msg_id, None)
         self.oneway_kept.pop(msg_id, None)
+        if self.role == Role.PRIMARY:  # named on the next answer: the router passes it to the backups
+            self._taken_out[msg_id] = None
+            while len(self._taken_out) > ONEWAY_OUT_MAX:
+                self._taken_out.popitem(last=False)
+
+    def _learn_taken(self, msg_id: MsgId) -> None:
+        """The primary says the callee's router took the one-way nested call ``msg_id`` (``Deliver.oneway_taken``):
+        forget it, and do not keep it if this replica makes it later (it lags). At most ``ONEWAY_OUT_MAX``
+        such ids are remembered, the oldest dropped first (docs/faults.md, row 69)."""
+        self.oneway_kept.pop(msg_id, None)
+        self.oneway_out.pop(msg_id, None)
+        self.oneway_known_taken[msg_id] = None
+        self.oneway_known_taken.move_to_end(msg_id)
+        while len(self.oneway_known_taken) > ONEWAY_OUT_MAX:
+            self.oneway_known_taken.popitem(last=False)
 
     def _holds(self, caller: Request) -> Holds:
         """The calling paths of ``caller``'s root held here unfinished besides ``caller`` (queued,
@@ -730,7 +755,9 @@ class ReplicaCore:
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
             reply_copies=self._take_copies_out(), lost_reply=self.lost_reply,
+            oneway_taken=tuple(self._taken_out),
         )
+        self._taken_out.clear()
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
         return out
@@ -871,7 +898,8 @@ class ReplicaCore:
     def _keep_oneway_of(self, cp: Checkpoint) -> None:
         """Keep the one-way calls ``cp`` says were on their way (and only those: the checkpoint covers
         the messages that made the ones kept before)."""
-        self.oneway_kept = OrderedDict((req.msg_id, req) for req in cp.oneway[-ONEWAY_OUT_MAX:])
+        self.oneway_kept = OrderedDict((req.msg_id, req) for req in cp.oneway[-ONEWAY_OUT_MAX:]
+                                       if req.msg_id not in self.oneway_known_taken)
 
     def _drop_all(self) -> None:
         self.lost_reply = None  # a join restores the state; a replica removed from the view executes nothing
@@ -887,6 +915,7 @@ class ReplicaCore:
         self._checkpoint_out = None
         self._snapshot_pending = None
         self.oneway_kept.clear()
+        self._taken_out.clear()
         self._resend = []
 
     def _accept_request(self, req: Request) -> None:

@@ -150,6 +150,7 @@ class RouterCore:
             "reply_copies_pushed": 0, "reply_copies_piggybacked": 0, "reply_copies_in_null": 0,
             "reply_copies_dropped": 0, "reply_copies_unkept": 0, "orders_given_up": 0, "lost_replies": 0,
             "replies_held_for_order": 0, "replies_held_for_backup": 0,
+            "oneway_taken_relayed": 0, "oneway_taken_dropped": 0,
         }
         self.log = OrderLog(config)
         self.intake = Intake(config, self.counts, self.log)
@@ -825,6 +826,7 @@ class RouterCore:
                 self._release(rep)
         self._release_held_replies()
         self._push_reply_copies(d.reply_copies)
+        self._pass_oneway_taken(d.replica, d.oneway_taken)
 
     def _order_safe_upto(self) -> int:
         """The position up to which the order is here or executed by every member (a reply at or
@@ -905,6 +907,20 @@ class RouterCore:
             caller = caller_of(self.group, rep.msg_id.source)
             if caller is not None and not self.log.keep_copy(caller, rep):
                 self.counts["reply_copies_unkept"] += 1
+
+    def _pass_oneway_taken(self, primary: str, taken: Tuple[MsgId, ...]) -> None:
+        """The one-way nested calls the primary learnt taken: queue them for each other member, to ride on
+        its next Deliver (``Deliver.oneway_taken``), so that a backup promoted later does not send them
+        again (docs/faults.md, row 69). At most ``ONEWAY_TAKEN_MAX`` wait per link (the oldest dropped,
+        counted ``oneway_taken_dropped``: that backup keeps those calls, as before).
+
+        Args:
+            primary: the primary that named them (its own link gets none).
+            taken: the one-way calls' ids.
+        """
+        for name, link in self.links.items() if taken else ():
+            if name != primary:
+                self.counts["oneway_taken_dropped"] += link.queue_oneway_taken(taken)
 
     def _send_kept_copies(self, link: Link, cp: Checkpoint) -> None:
         """A state transfer: the reply copies of the retained log after ``cp`` go with it, so the

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ftactors.core.errors import FtActorsError
+from ftactors.core.errors import FtActorsError, ReplyUnavailableError
+
+
+class PulledReplyGoneError(ReplyUnavailableError):
+    """A backup's pull of a nested reply: the callee's router answered that the callee forgot the call
+    (its reply or its source: ``reply_cache_max``, ``sources_max``), at no position. Only this is a reply
+    gone at the callee; a ``ReplyUnavailableError`` the nested method itself raised is its outcome, which
+    the backup's method gets as the primary's did (docs/faults.md, row 70). Never raised into a method:
+    a step of the primary's own choice gets a plain ``ReplyUnavailableError`` (``ReplyGone.for_step``)."""
 
 
 class GroupLostError(FtActorsError):

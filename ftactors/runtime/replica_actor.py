@@ -62,7 +62,7 @@ from ftactors.core import (
 from ftactors.host.replica import ReplicaHost
 from ftactors.runtime import context, wire
 from ftactors.runtime.coroutines import Coroutines, StepResult, wait_on
-from ftactors.runtime.errors import MethodAbortedError
+from ftactors.runtime.errors import MethodAbortedError, PulledReplyGoneError
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 
@@ -307,7 +307,8 @@ class ReplyGone(BaseException):
         """
         ctx = context.current()
         if ctx is not None and ctx.choosing and self.error is not None:
-            return self.error
+            err = getattr(self.error, "cause", None) or self.error  # Ray's wrapper of the router's error
+            return ReplyUnavailableError(*err.args) if isinstance(err, PulledReplyGoneError) else self.error
         return self
 
 
@@ -367,7 +368,7 @@ class PendingReply:
                 exc = src.exception()
                 # a pulled reply the callee forgot: the step must not go on with that error
                 dest.set_exception(ReplyGone(gone, exc) if gone is not None and
-                                   isinstance(exc, ReplyUnavailableError) else exc)
+                                   isinstance(exc, PulledReplyGoneError) else exc)
             else:
                 dest.set_result(src.result())
         ref.future().add_done_callback(done)
@@ -396,11 +397,11 @@ class PendingReply:
         Returns:
             The ``ReplyGone`` to raise instead, or None (``exc`` is not this reply's loss).
         """
-        if not self.pulled or self.ref is None or not isinstance(exc, ReplyUnavailableError):
+        if not self.pulled or self.ref is None or not isinstance(exc, PulledReplyGoneError):
             return None
         try:
             get(self.ref, timeout=0)  # done: the wait that raised had it
-        except ReplyUnavailableError as err:
+        except PulledReplyGoneError as err:
             return ReplyGone(self.request.msg_id, err)
         except Exception:  # noqa: S110 - not done, or another error: not this reply's loss
             return None
@@ -839,7 +840,7 @@ class _Replica:
         """
         try:
             ray.get(ref)
-        except ReplyUnavailableError as exc:
+        except PulledReplyGoneError as exc:  # the callee forgot it; not a method that raised the error (row 70)
             raise ReplyGone(req.msg_id) from exc
         except Exception:  # noqa: S110 - the method's own error (or the call's): its ray.get raises it
             return

@@ -26,11 +26,12 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import Deliver, Kind, MsgId, RemoteProtocolError, Reply, Request, RouterCore, StaleViewError
+from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
+                           StaleViewError)
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
-from ftactors.runtime.errors import GroupLostError
+from ftactors.runtime.errors import GroupLostError, PulledReplyGoneError
 from ftactors.runtime.replica_actor import OwnedArgument, _Replica, replica_actor_name, router_actor_name
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
@@ -797,6 +798,9 @@ class _AsyncRouter:
         rep = await self.r.areply(req, copy)
         if rep is None:
             return None, ()
+        if copy and not rep.position and not rep.outcome.ok and isinstance(rep.outcome.value, ReplyUnavailableError):
+            # the callee forgot the call (no position): gone, unlike a method that raised it (row 70)
+            raise PulledReplyGoneError(*rep.outcome.value.args)
         return unwrap(rep), rep.announcements
 
     async def handle_info(self) -> Dict[str, Any]:

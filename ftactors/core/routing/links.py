@@ -22,10 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ftactors.core.messages import Announcement, Checkpoint, NewView, Reply, Request
+from ftactors.core.messages import Announcement, Checkpoint, MsgId, NewView, Reply, Request
 
 #: Divergences a router remembers (the most recent; ``describe()`` shows them).
 DIVERGED_MAX = 64
+
+#: One-way calls named taken (``Delivered.oneway_taken``) that wait on a backup's link for a Deliver
+#: to ride on, at most (the oldest dropped first; as ``ONEWAY_OUT_MAX`` of the replica core)
+ONEWAY_TAKEN_MAX = 256
 
 
 @dataclass(slots=True)
@@ -35,6 +39,7 @@ class Link:
     requests: List[Request] = field(default_factory=list)
     announcements: List[Announcement] = field(default_factory=list)
     reply_copies: List[Reply] = field(default_factory=list)  # pushed nested replies, at most reply_copies_max
+    oneway_taken: List[MsgId] = field(default_factory=list)  # one-way calls taken, at most ONEWAY_TAKEN_MAX
     anns_since: Optional[int] = None
     reqs_since: Optional[int] = None
     checkpoint: Optional[Checkpoint] = None
@@ -76,6 +81,22 @@ class Link:
             del self.reply_copies[0]
             return False
         return True
+
+    def queue_oneway_taken(self, taken: Iterable[MsgId]) -> int:
+        """Queue one-way call ids the primary names taken: they ride on the next Deliver that goes to
+        this backup anyway (never a message of their own). At most ``ONEWAY_TAKEN_MAX`` wait.
+
+        Args:
+            taken: the ids.
+
+        Returns:
+            How many of the oldest were dropped to make room (that backup keeps those calls).
+        """
+        self.oneway_taken.extend(taken)
+        over = len(self.oneway_taken) - ONEWAY_TAKEN_MAX
+        if over > 0:
+            del self.oneway_taken[:over]
+        return max(over, 0)
 
     def reload(self, requests: Iterable[Request], announcements: List[Announcement], now: int) -> None:
         """Replace what waits on this link by the whole retained log (a join, repair or new view)."""

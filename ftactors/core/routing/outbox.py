@@ -76,6 +76,7 @@ class Outbox:
         cfg = self.config
         anns = link.announcements if not is_primary or link.new_view else []
         copies = link.reply_copies  # only backups' links get them queued (and a promoted one's leftovers)
+        taken = link.oneway_taken if not is_primary else []  # they ride; never a reason to send
         due_null = bool(anns or (copies and not is_primary)) and link.anns_since is not None and \
             (now - link.anns_since >= cfg.null_message_ticks or urgent)
         going_anyway = due_null or link.new_view is not None or link.checkpoint is not None or urgent
@@ -99,7 +100,7 @@ class Outbox:
             self.counts["polls"] += 1
         msg = Deliver(view=view, requests=tuple(reqs), announcements=tuple(anns), reply_copies=tuple(copies),
                       new_view=link.new_view, checkpoint=link.checkpoint, snapshot_wanted=wanted, join=link.join,
-                      give_up_from=give_up)
+                      give_up_from=give_up, oneway_taken=tuple(taken))
         del link.requests[: len(reqs)]
         link.reqs_since = now if link.requests else None
         if not is_primary:
@@ -116,6 +117,9 @@ class Outbox:
             link.announcements = []
         if copies:
             link.reply_copies = []
+        if taken:
+            self.counts["oneway_taken_relayed"] = self.counts.get("oneway_taken_relayed", 0) + len(taken)
+            link.oneway_taken = []
         if not link.announcements and not link.reply_copies:
             link.anns_since = None
         link.new_view, link.checkpoint, link.join = None, None, False
