@@ -60,3 +60,21 @@ def test_no_alive_node_known_leaves_the_choice_to_ray() -> None:
 def test_an_unknown_placement_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="placement must be one of"):
         choose_node(NODES, [], "scatter")
+
+
+def test_a_replacement_prefers_a_fresh_node_to_one_whose_member_was_lost() -> None:
+    """A removed node stays alive in Ray's list until its heartbeats time out: the replacement must
+    go to the fresh node that joined, not back to the removed one (soft affinity would then let Ray
+    put it beside another member; tests/test_ray_cluster.py saw two members on one node)."""
+    nodes = ["w-removed", "w-fresh", "w-member", "head"]
+    members = ["w-member", "head"]
+    assert choose_node(nodes, members, "spread") == "w-removed"  # without the history: the first free
+    assert choose_node(nodes, members, "spread", lost=["w-removed"]) == "w-fresh"
+    assert choose_node(nodes, members, "strict-spread", lost=["w-removed"]) == "w-fresh"
+
+
+def test_a_node_that_lost_a_member_is_still_better_than_one_holding_a_member() -> None:
+    """A member's process killed on a healthy node: with no fresh node, the replacement goes back there."""
+    nodes = ["w1", "w2", "head"]
+    assert choose_node(nodes, ["w2", "head"], "spread", lost=["w1"]) == "w1"
+    assert choose_node(nodes, ["w2", "head"], "strict-spread", lost=["w1"]) == "w1"

@@ -21,7 +21,8 @@ class PlacementError(ConfigError):
     """``placement="strict-spread"`` and every alive node already holds a replica of the group."""
 
 
-def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement: str) -> Optional[str]:
+def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement: str,
+                lost: Sequence[str] = ()) -> Optional[str]:
     """The node for one more replica of a group.
 
     ``spread`` takes the node holding the fewest of the group's replicas, the earliest in
@@ -34,6 +35,10 @@ def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement:
             the head node, whose loss is the cluster's, last).
         taken: the node of each current member (None: not known yet, which counts nowhere).
         placement: ``"spread"``, ``"strict-spread"`` or ``"pack"``.
+        lost: the nodes of members the group lost lately, once per member: among nodes holding
+            as many members, one that lost fewer comes first. A removed node stays in Ray's list
+            of alive nodes until its heartbeats time out, and a replacement sent there (soft
+            affinity) lands wherever Ray puts it, beside another member.
 
     Returns:
         A node id, or None: let Ray choose.
@@ -47,15 +52,16 @@ def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement:
     if placement == "pack":
         return None
     load = Counter(n for n in taken if n is not None)
+    losses = Counter(lost)
     if placement == "strict-spread":
         free = [n for n in nodes if load[n] == 0]
         if not free:
             raise PlacementError(f"placement='strict-spread': each of the {len(nodes)} Ray nodes already "
                                  f"holds a replica of this group")
-        return free[0]
+        return min(free, key=lambda n: losses[n])  # min keeps the first of equals
     if len(nodes) <= 1:
         return None
-    return min(nodes, key=lambda n: load[n])  # min keeps the first of equals
+    return min(nodes, key=lambda n: (load[n], losses[n]))
 
 
 def plan_nodes(nodes: Sequence[str], replicas: int, placement: str) -> List[Optional[str]]:

@@ -15,12 +15,13 @@ A threaded shell (``router_actor: threaded``) was measured against it (``docs/be
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -57,6 +58,8 @@ TICK_ERRORS_LOGGED_MAX = 10
 #: worker thread), so that it can stop them too: a detached replica created after the shutdown
 #: listed the group's actors would otherwise outlive the group (docs/faults.md row 43).
 SHUTDOWN_CREATE_WAIT_S = 10.0
+#: The nodes of members that left the view that a replacement's placement remembers (newest kept).
+LOST_NODES_MAX = 8
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -174,6 +177,8 @@ class _RouterLoop:
         self.info: Dict[str, Any] = dict(info or {})
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
+        #: the nodes of the last members that left the view, newest last (``choose_node``'s ``lost``)
+        self._lost_nodes: Deque[str] = collections.deque(maxlen=LOST_NODES_MAX)
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
@@ -604,7 +609,9 @@ class _RouterLoop:
 
     def _retire(self, rid: str) -> None:
         handle = self.handles.pop(rid, None)
-        self.nodes.pop(rid, None)  # its link: the host's links close it once drained (late output is fenced)
+        node = self.nodes.pop(rid, None)  # its link: the host's links close it once drained (late output is fenced)
+        if node is not None:  # its replacement prefers another node (``choose_node``'s ``lost``)
+            self._lost_nodes.append(node)
         if handle is not None:
             try:
                 handle.retire.remote()
@@ -730,7 +737,8 @@ class _RouterLoop:
         try:
             # spares count as members: a spare replaces a member, so it must not share a member's node
             taken = list(self.host._core().members) + list(self.host.spares.ready)
-            return choose_node(alive_nodes(), [self.nodes.get(m) for m in taken], self.settings.placement)
+            return choose_node(alive_nodes(), [self.nodes.get(m) for m in taken], self.settings.placement,
+                               lost=list(self._lost_nodes))
         except PlacementError as exc:
             log.warning("[%s] %s; Ray places the replacement replica", self.group, exc)
             return None
