@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -66,26 +66,28 @@ LOST_NODES_MAX = 8
 _KINDS: Dict[int, Kind] = {k.value: k for k in Kind}
 
 
-def flat_request(req: Request) -> Optional[Tuple[Any, ...]]:
-    """``req`` as a tuple of plain values for a caller's ``invoke`` (:func:`request_of` rebuilds it),
+def flat_request(req: Request) -> Optional[List[Any]]:
+    """``req`` as a list of plain values for a caller's ``invoke`` (:func:`request_of` rebuilds it),
     or None when it does not go flat (its arguments are in the object store, or it holds calling
     paths: a nested call's).
 
-    Ray serialises a tuple of plain values with msgpack, where a ``Request`` object goes through its
-    pickler: about 50 us of the caller's ``.remote()`` and some of the router's receipt, on every
-    call (issue 11).
+    Ray serialises an argument of plain values with msgpack, where a ``Request`` object goes through
+    its pickler: about 50 us of the caller's ``.remote()`` and some of the router's receipt, on every
+    call (issue 11). Ray's msgpack is strict: a tuple is not packed but pickled, whole, with all it
+    holds; so the request and its sequences are lists (carried announcements, objects, are pickled
+    one by one).
 
     Args:
         req: a caller's request.
 
     Returns:
-        (kind, source, seq, group, method, payload, priority, deadline_tick, resources, ack_below,
-        peer_announcements, size_bytes), or None.
+        [kind, source, seq, group, method, payload, priority, deadline_tick, resources, ack_below,
+        peer_announcements, size_bytes], or None.
     """
     if req.holds or req.source_view is not None or not isinstance(req.payload, bytes):
         return None
-    return (req.kind.value, req.msg_id.source, req.msg_id.seq, req.group, req.method, req.payload, req.priority,
-            req.deadline_tick, req.resources, req.ack_below, req.peer_announcements, req.size_bytes)
+    return [req.kind.value, req.msg_id.source, req.msg_id.seq, req.group, req.method, req.payload, req.priority,
+            req.deadline_tick, list(req.resources), req.ack_below, list(req.peer_announcements), req.size_bytes]
 
 
 def request_of(req: Any) -> Request:
