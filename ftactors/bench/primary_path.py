@@ -32,7 +32,7 @@ from ray import cloudpickle
 from ftactors.bench.router_ab import Counter  # the benchmark's application: a counter
 from ftactors.core import ClientCore, Deliver, Delivered, Execute, NewView, Outcome, ReplicaCore, RouterCore, Snapshot
 from ftactors.runtime import wire
-from ftactors.runtime.replica_actor import _Replica
+from ftactors.runtime.replica_actor import _Replica, state_digest
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 
@@ -41,13 +41,16 @@ EPOCH = "00000000000000000001-bench"
 
 
 def _drive_backup(core: ReplicaCore, msg: Deliver, values: Dict[Any, Any]) -> Delivered:
-    """A backup's core, without a host: executes each call with the primary's value."""
+    """A backup's core, without a host: executes each call with the primary's value (and takes the
+    digest the primary takes, so the router sees no divergence)."""
     core.deliver(msg)
     while (effect := core.next_effect()) is not None:
         if isinstance(effect, Execute):
             core.executed(effect.request.msg_id, Outcome(True, values.get(effect.request.msg_id)))
-        elif isinstance(effect, Snapshot):
-            core.snapshot_taken(effect.position, None, "")
+        elif isinstance(effect, Snapshot):  # every call is inc(1): the counter is at its position
+            counter = Counter()
+            counter.n = effect.position
+            core.snapshot_taken(effect.position, None, state_digest(counter))
     return core.take_delivered()
 
 
