@@ -180,6 +180,7 @@ class ReplicaCore:
         self.config = config
         self._scheduling = scheduling
         self._sched: Scheduler = make_scheduler(scheduling, config.sources_max)
+        self._sched_ctx: Optional[ScheduleContext] = None  # the last one given to the scheduler
         self.view = 0
         self.members: Tuple[str, ...] = ()
         self.role = Role.JOINING
@@ -455,6 +456,8 @@ class ReplicaCore:
         Returns:
             The requests (their ``source_view`` the new view), each once; empty but after a promotion.
         """
+        if not self._resend:  # every Deliver asks
+            return ()
         out, self._resend = tuple(self._resend), []
         return out
 
@@ -1089,11 +1092,16 @@ class ReplicaCore:
             return None  # resume before starting more
         if self._snapshot_pending and self.suspended:
             return self._next_nested()  # a snapshot is due: let the suspended calls drain first
-        ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
-        item = self._sched.pop(ctx)
+        if not self._sched:  # nothing queued (the step after every execution): no context to build
+            return None
+        ctx = self._sched_ctx
+        if ctx is None or ctx.now_tick != self.now or ctx.unavailable is not self.unavailable \
+                or ctx.next_seq is not self.next_seq:  # built again only when what it reads changed
+            ctx = self._sched_ctx = ScheduleContext(self.now, self.unavailable, self.next_seq,
+                                                    self.config.sequence_gap_ticks)
+        item = self._sched.pop(ctx)  # next_effect takes it (the Execute is always chosen)
         if item is None:
             return None
-        self._sched.push(item)  # next_effect removes it, with the request, once chosen
         return Execute(self.executed_upto + 1, item.request, replay=False)
 
     def _next_nested(self) -> Optional[Execute]:
