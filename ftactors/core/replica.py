@@ -735,7 +735,7 @@ class ReplicaCore:
             ex = self._next_resumed() or self._next_scheduled()
         if ex is not None:
             self.executing = ex
-            held = self.suspended.pop(ex.request.msg_id, None)
+            held = self.suspended.pop(ex.request.msg_id, None) if self.suspended else None
             # nested ids count per message: equal at every replica and re-execution
             self._nested_count = held.nested_count if held is not None else 0
             if ex.resume == 0:

@@ -933,6 +933,8 @@ class _Replica:
         of Ray's object store, no message). A value or the nested method's exception is pushed
         (see :func:`pushed_outcome`); a call whose group failed, or whose reply is still missing
         when ``caller`` finishes, is not: the backups pull it."""
+        if not self._to_push:  # no nested call made (most steps)
+            return []
         calls = self._to_push.pop(caller, None) if finished else self._to_push.get(caller)
         if not calls:
             return []
@@ -1104,7 +1106,8 @@ class _Replica:
         finally:
             if not (ex.resume or req.msg_id in self._coroutines):
                 ctx.finished = True  # a task the method left running can no longer act for this call
-                self._pending.pop(req.msg_id, None)
+                if self._pending:
+                    self._pending.pop(req.msg_id, None)
             context.set_current(None)
         return outcome, tuple(ctx.recorded), None
 
