@@ -757,10 +757,11 @@ class ReplicaCore:
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
-            reply_copies=self._take_copies_out(), lost_reply=self.lost_reply,
-            oneway_taken=tuple(self._taken_out),
+            reply_copies=self._take_copies_out() if self._copies_out else (), lost_reply=self.lost_reply,
+            oneway_taken=tuple(self._taken_out) if self._taken_out else (),
         )
-        self._taken_out.clear()
+        if self._taken_out:
+            self._taken_out.clear()
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
         return out
@@ -928,7 +929,7 @@ class ReplicaCore:
             self._learn_source_view(req)
         status = self.dedup.status(req.msg_id)
         mid = req.msg_id
-        if status != "new" or mid in self.requests or mid in self.suspended or \
+        if status != "new" or mid in self.requests or (self.suspended and mid in self.suspended) or \
                 (self.executing and self.executing.request.msg_id == mid):
             self.counts["duplicates"] += 1
             if self.role == Role.PRIMARY and req.wants_reply:
