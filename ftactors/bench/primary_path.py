@@ -62,7 +62,7 @@ class PrimaryPath:
     """
 
     def __init__(self, calls_per_tick: int = 5) -> None:
-        settings = ReplicationSettings(data_plane="ray", orphan_timeout_s=1e9)
+        settings = ReplicationSettings.model_validate({"data_plane": "ray", "orphan_timeout_s": 1e9})
         self.config = settings.core_config()
         self.members = tuple(f"{GROUP}-r{i}" for i in range(3))
         spec = GroupSpec(group=GROUP, config=self.config, scheduling=settings.scheduling,
