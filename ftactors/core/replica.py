@@ -180,6 +180,7 @@ class ReplicaCore:
         self.config = config
         self._scheduling = scheduling
         self._sched: Scheduler = make_scheduler(scheduling, config.sources_max)
+        self._sched_ctx: Optional[ScheduleContext] = None  # the last one given to the scheduler
         self.view = 0
         self.members: Tuple[str, ...] = ()
         self.role = Role.JOINING
@@ -455,6 +456,8 @@ class ReplicaCore:
         Returns:
             The requests (their ``source_view`` the new view), each once; empty but after a promotion.
         """
+        if not self._resend:  # every Deliver asks
+            return ()
         out, self._resend = tuple(self._resend), []
         return out
 
@@ -732,7 +735,7 @@ class ReplicaCore:
             ex = self._next_resumed() or self._next_scheduled()
         if ex is not None:
             self.executing = ex
-            held = self.suspended.pop(ex.request.msg_id, None)
+            held = self.suspended.pop(ex.request.msg_id, None) if self.suspended else None
             # nested ids count per message: equal at every replica and re-execution
             self._nested_count = held.nested_count if held is not None else 0
             if ex.resume == 0:
@@ -754,10 +757,11 @@ class ReplicaCore:
             replica=self.replica_id, view=self.view, replies=tuple(self._replies),
             announcements=tuple(self._announcements), acked_position=self.acked_position(),
             checkpoint=self._checkpoint_out, digests=tuple(self._digests), suspended=len(self.suspended),
-            reply_copies=self._take_copies_out(), lost_reply=self.lost_reply,
-            oneway_taken=tuple(self._taken_out),
+            reply_copies=self._take_copies_out() if self._copies_out else (), lost_reply=self.lost_reply,
+            oneway_taken=tuple(self._taken_out) if self._taken_out else (),
         )
-        self._taken_out.clear()
+        if self._taken_out:
+            self._taken_out.clear()
         self._replies, self._announcements, self._digests = [], [], []
         self._checkpoint_out = None
         return out
@@ -925,7 +929,7 @@ class ReplicaCore:
             self._learn_source_view(req)
         status = self.dedup.status(req.msg_id)
         mid = req.msg_id
-        if status != "new" or mid in self.requests or mid in self.suspended or \
+        if status != "new" or mid in self.requests or (self.suspended and mid in self.suspended) or \
                 (self.executing and self.executing.request.msg_id == mid):
             self.counts["duplicates"] += 1
             if self.role == Role.PRIMARY and req.wants_reply:
@@ -1089,11 +1093,16 @@ class ReplicaCore:
             return None  # resume before starting more
         if self._snapshot_pending and self.suspended:
             return self._next_nested()  # a snapshot is due: let the suspended calls drain first
-        ctx = ScheduleContext(self.now, self.unavailable, self.next_seq, self.config.sequence_gap_ticks)
-        item = self._sched.pop(ctx)
+        if not self._sched:  # nothing queued (the step after every execution): no context to build
+            return None
+        ctx = self._sched_ctx
+        if ctx is None or ctx.now_tick != self.now or ctx.unavailable is not self.unavailable \
+                or ctx.next_seq is not self.next_seq:  # built again only when what it reads changed
+            ctx = self._sched_ctx = ScheduleContext(self.now, self.unavailable, self.next_seq,
+                                                    self.config.sequence_gap_ticks)
+        item = self._sched.pop(ctx)  # next_effect takes it (the Execute is always chosen)
         if item is None:
             return None
-        self._sched.push(item)  # next_effect removes it, with the request, once chosen
         return Execute(self.executed_upto + 1, item.request, replay=False)
 
     def _next_nested(self) -> Optional[Execute]:

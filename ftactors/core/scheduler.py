@@ -88,7 +88,7 @@ class Scheduler:
         return chosen
 
     def _eligible(self, item: Queued, ctx: ScheduleContext) -> bool:
-        return not (set(item.request.resources) & ctx.unavailable)
+        return not ctx.unavailable or not (set(item.request.resources) & ctx.unavailable)
 
     def pick(self, eligible: List[Queued], ctx: ScheduleContext) -> Queued:
         """Choose among eligible requests. Default: reception order."""

@@ -46,7 +46,8 @@ class CallContext:
     cursors: Dict[Tuple[int, ...], int] = field(default_factory=dict)
     # the asyncio tasks the call created, each named by its place in the tree of task creations
     # (creation order within its creator), which the method's code fixes on every replica
-    task_streams: "weakref.WeakKeyDictionary[Any, Tuple[int, ...]]" = field(default_factory=weakref.WeakKeyDictionary)
+    # (made at the first task: most calls create none)
+    task_streams: "Optional[weakref.WeakKeyDictionary[Any, Tuple[int, ...]]]" = None
     children: Dict[Tuple[int, ...], int] = field(default_factory=dict)
     _replay_by_stream: Optional[Dict[Tuple[int, ...], List[Any]]] = None
     finished: bool = False  # the call returned; a task it left running still holds this context
@@ -115,13 +116,16 @@ class CallContext:
             task = asyncio.current_task()
         except RuntimeError:  # no running loop: a sync method
             return ()
-        return () if task is None else self.task_streams.get(task, ())
+        streams = self.task_streams
+        return () if task is None or streams is None else streams.get(task, ())
 
     def task_created(self, task: Any) -> None:
         """Name a task the call just created, after its creator and its creation order there."""
         parent = self.stream()
         n = self.children.get(parent, 0)
         self.children[parent] = n + 1
+        if self.task_streams is None:
+            self.task_streams = weakref.WeakKeyDictionary()
         self.task_streams[task] = parent + (n,)
 
 

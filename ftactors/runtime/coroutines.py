@@ -251,6 +251,9 @@ class Coroutines:
     def __iter__(self) -> Iterator[MsgId]:
         return iter(list(self._calls))
 
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._calls  # without it, ``in`` copied and scanned the calls (__iter__)
+
     def start(self, msg_id: MsgId, awaitable: Any, ctx: Any, wrap: Callable[[Any, Any], Any]) -> StepResult:
         """Run the first step of an async call.
 

@@ -82,6 +82,9 @@ class OwnedArgument:
     ref: Any
     caller: Any
 
+#: a payload (or a checkpoint's state) in the object store, fetched before use
+_BY_REFERENCE = (ray.ObjectRef, OwnedArgument)
+
 #: answers parked for the router's Ray call (see ``_Replica.parked``)
 PARKED_MAX = 1024
 #: how long a retired replica lets its running calls finish before it exits regardless (``retire``)
@@ -175,6 +178,10 @@ def portable_error(exc: BaseException) -> BaseException:
 #: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own
 #: references are left to Ray's serialiser.
 _PLAIN_RESULTS = (type(None), bool, int, float, str, bytes, ray.ObjectRef, ray.actor.ActorHandle)
+
+
+#: Results a method returns that are neither awaitable nor unpicklable, checked first (exact types).
+_SCALAR_RESULTS = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def portable_result(result: Any, class_name: str, method: str) -> Outcome:
@@ -638,7 +645,9 @@ class _Replica:
             The core's output for the router (empty when another thread delivers it).
         """
         self._router_seen = time.monotonic()
-        msg = self._localise_requests(self._localise_checkpoint(msg))
+        if msg.checkpoint is not None:
+            msg = self._localise_checkpoint(msg)
+        msg = self._localise_requests(msg)
         ticket = _Ticket()
         with self._cond:
             self.host.tick()
@@ -648,7 +657,7 @@ class _Replica:
                 threading.Thread(target=self._resend_oneway, args=(resend,), daemon=True,
                                  name="ftactors-oneway-resend").start()
             self.host.drive()
-            self._cond.notify_all()
+            self._notify()
             while True:
                 if ticket.work is not None:  # this call drives: carry the effect out on this thread
                     self._carry_out(ticket)
@@ -924,6 +933,8 @@ class _Replica:
         of Ray's object store, no message). A value or the nested method's exception is pushed
         (see :func:`pushed_outcome`); a call whose group failed, or whose reply is still missing
         when ``caller`` finishes, is not: the backups pull it."""
+        if not self._to_push:  # no nested call made (most steps)
+            return []
         calls = self._to_push.pop(caller, None) if finished else self._to_push.get(caller)
         if not calls:
             return []
@@ -967,6 +978,11 @@ class _Replica:
     def _ticks(self) -> int:
         return int((time.monotonic() - self._t0) / self.settings.tick_s)
 
+    def _notify(self) -> None:
+        """Wake the Deliver calls waiting on ``_cond`` (call holding it); none wait in a sequential run."""
+        if self._cond._waiters:  # type: ignore[attr-defined]  # what notify_all reads, without its calls
+            self._cond.notify_all()
+
     def _wake_driver(self) -> None:
         """An event for a suspended async call arrived (from any thread): wake the driver."""
         with self._cond:
@@ -989,7 +1005,7 @@ class _Replica:
         self._cond.acquire()
         done()
         self.host.drive()
-        self._cond.notify_all()
+        self._notify()
 
     def _hold(self, ticket: "_Ticket") -> None:
         """The host keeps this call's Deliver while the primary's suspended calls wait (call holding
@@ -1073,7 +1089,9 @@ class _Replica:
         try:
             args, kwargs = cloudpickle.loads(self._materialise(req.payload))
             result = getattr(self.obj, req.method)(*args, **kwargs)
-            if inspect.isawaitable(result):
+            if type(result) in _SCALAR_RESULTS:  # the common case: no awaitable, pickles
+                outcome = Outcome(True, result)
+            elif inspect.isawaitable(result):
                 context.set_current(None)  # the coroutine runs with its own copy, on its call loop
                 step = self._coroutines.start(req.msg_id, result, ctx, _await)
                 outcome = self._step_outcome(step, req.method)
@@ -1088,7 +1106,8 @@ class _Replica:
         finally:
             if not (ex.resume or req.msg_id in self._coroutines):
                 ctx.finished = True  # a task the method left running can no longer act for this call
-                self._pending.pop(req.msg_id, None)
+                if self._pending:
+                    self._pending.pop(req.msg_id, None)
             context.set_current(None)
         return outcome, tuple(ctx.recorded), None
 
@@ -1117,7 +1136,7 @@ class _Replica:
 
     def _materialise(self, value: Any) -> Any:
         """A payload or a checkpoint's state, fetched if it is in the object store."""
-        if isinstance(value, (ray.ObjectRef, OwnedArgument)):
+        if isinstance(value, _BY_REFERENCE):
             return self._fetch_argument(value)
         return value
 
@@ -1130,11 +1149,14 @@ class _Replica:
         as if that router never sent it (the rebuilt router, or the caller's retry, sends it again);
         executing it without its argument would record another outcome than the other replicas.
         """
-        if not any(isinstance(r.payload, (ray.ObjectRef, OwnedArgument)) for r in msg.requests):
+        for r in msg.requests:
+            if isinstance(r.payload, _BY_REFERENCE):
+                break
+        else:  # every argument came by value (the common case): no copy of the Deliver
             return msg
         reqs = []
         for req in msg.requests:
-            if isinstance(req.payload, (ray.ObjectRef, OwnedArgument)):
+            if isinstance(req.payload, _BY_REFERENCE):
                 try:
                     req = dataclasses.replace(req, payload=self._fetch_argument(req.payload))
                 except Exception as exc:  # its owners, a router and the caller, died
@@ -1243,8 +1265,10 @@ class _ThreadIO:
         token.work = effect
 
     def resumable(self) -> Tuple[MsgId, ...]:
-        self.r._settle_promoted()
-        return self.r._coroutines.ready()
+        r = self.r
+        if r._pending:
+            r._settle_promoted()
+        return r._coroutines.ready()
 
     def hold(self, token: _Ticket) -> bool:
         token.hold_s = self.r._hold_for_s(token)
