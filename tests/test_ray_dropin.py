@@ -21,6 +21,15 @@ from tests.conftest import converged, wait_for
 pytestmark = pytest.mark.ray
 
 
+class Fussy(Exception):
+    """An exception whose constructor takes more than it passes to ``Exception``: it pickles, but
+    unpickling calls ``Fussy(*args)`` with too few arguments."""
+
+    def __init__(self, msg: str, code: int) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
 class Shop:
     def __init__(self, stock: int = 0) -> None:
         self.stock = stock
@@ -70,6 +79,13 @@ class Shop:
 
     def refuse(self, n: int) -> int:
         raise ValueError(f"no {n}")
+
+    def fussy(self) -> None:
+        raise Fussy("no", 7)
+
+    async def afussy(self) -> None:
+        await asyncio.sleep(0)
+        raise Fussy("no", 8)
 
 
 class Front:
@@ -215,6 +231,26 @@ def test_a_generator_method_gets_a_clear_error_and_the_group_stays_up(pair):
     before = ray.get(group.get.remote(), timeout=60)
     assert ray.get(group.add.remote(1), timeout=60) == before + 1
     assert ftactors.describe(group).view == 1
+
+
+def test_an_exception_that_cannot_be_unpickled_fails_its_call_and_the_group_stays_up(pair):
+    """A plain actor's method raising an exception that pickles but cannot be unpickled (its
+    ``__init__`` takes more than it gives ``Exception``) fails that call (``ray.get`` raises Ray's
+    ``UnserializableException``); the actor goes on. Every replica's answer to its router carried
+    the exception, the router could not decode one (``undecodable body: TypeError``), took every
+    replica for failed, and the group was lost (``GroupLostError`` for that call and every later
+    one)."""
+    plain, group = pair
+    with pytest.raises(ray.exceptions.RayError):
+        ray.get(plain.fussy.remote(), timeout=60)
+    assert ray.get(plain.get.remote(), timeout=60) is not None
+    for method in ("fussy", "afussy"):
+        outcome = _outcome(getattr(group, method).remote())
+        assert "Fussy" in outcome and "cannot be unpickled" in outcome, outcome
+        before = ray.get(group.get.remote(), timeout=60)
+        assert ray.get(group.add.remote(1), timeout=60) == before + 1
+    info = ftactors.describe(group)
+    assert len(info.replicas) == 2 and info.view == 1, info
 
 
 def test_num_returns_gives_as_many_refs_as_with_ray(pair):

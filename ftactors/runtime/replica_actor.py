@@ -164,12 +164,33 @@ def state_digest(obj: Any) -> str:
 
 
 def portable_error(exc: BaseException) -> BaseException:
-    """The exception itself if it pickles, else a RuntimeError naming it."""
+    """The exception a call's outcome carries: ``exc`` if it pickles and unpickles, else a stand-in.
+
+    An exception goes to the router in every replica's answer and into every replica's
+    exactly-once table. One that pickles but cannot be unpickled (its ``__init__`` takes more
+    arguments than it passes to ``Exception.__init__``) made the router fail to decode every
+    replica's answer and lose the group (docs/faults.md row 73); a plain Ray actor's caller gets
+    ``UnserializableException`` for that call and the actor goes on. Each replica decides the same
+    way, so the call fails alike everywhere and the group stays up.
+
+    Args:
+        exc: what the method (or the constructor, or a nested call) raised.
+
+    Returns:
+        ``exc``, or a ``RuntimeError`` naming its type, its message and why it does not travel.
+    """
     try:
-        cloudpickle.dumps(exc)
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        data = cloudpickle.dumps(exc)
+    except Exception as why:
+        return RuntimeError(f"{type(exc).__name__}: {exc} (the exception cannot be pickled: "
+                            f"{type(why).__name__}: {why})")
+    try:
+        cloudpickle.loads(data)
+    except Exception as why:
+        return RuntimeError(
+            f"{type(exc).__name__}: {exc} (the exception cannot be unpickled: {type(why).__name__}: "
+            f"{why}; pass every argument of its __init__ to super().__init__, or define __reduce__)")
+    return exc
 
 
 #: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own
