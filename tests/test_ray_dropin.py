@@ -389,3 +389,21 @@ def test_a_call_cancelled_before_the_router_took_it_does_not_stall_the_next_one(
         wait_for(lambda: converged(group, 2), what="both replicas in agreement")
     finally:
         ftactors.shutdown(group)
+
+
+def test_a_call_on_a_shut_down_group_raises_ray_actor_error_as_after_ray_kill(ray_local):
+    """After ``ray.kill(actor)`` a call raises ``ActorDiedError`` (a ``RayActorError``) at
+    ``ray.get``, which is what a Ray user catches. After ``ftactors.shutdown(h)``, another handle of
+    the group got that too (its router is gone), but ``h`` itself raised ``GroupShutdownError`` at
+    ``.remote()``, an ``FtActorsError`` only: ``except ray.exceptions.RayActorError`` missed it."""
+    plain = ray.remote(Shop).remote(1)
+    group = ftactors.replicated(replicas=2)(ray.remote(Shop)).remote(1)
+    for handle, end in ((plain, ray.kill), (group, ftactors.shutdown)):
+        assert ray.get(handle.get.remote(), timeout=60) == 1
+        end(handle)
+        with pytest.raises(ray.exceptions.RayActorError, match="shut down|killed"):
+            ray.get(handle.get.remote(), timeout=60)
+    with pytest.raises(ftactors.GroupShutdownError):  # still its own type too
+        group.get.remote()
+    err = pickle.loads(pickle.dumps(ftactors.GroupShutdownError("g was shut down")))
+    assert isinstance(err, ray.exceptions.ActorDiedError) and str(err) == "g was shut down"
