@@ -7,10 +7,11 @@ one local Ray session, and asks for the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 import ray
@@ -90,6 +91,17 @@ class Shop:
     async def afussy(self) -> None:
         await asyncio.sleep(0)
         raise Fussy("no", 8)
+
+
+class Loud:
+    """Prints from its constructor and a method, as a user debugging with ``print`` does."""
+
+    def __init__(self, tag: str) -> None:
+        print(f"init-{tag}")
+
+    def say(self, word: str) -> str:
+        print(word)
+        return word
 
 
 class Front:
@@ -407,3 +419,42 @@ def test_a_call_on_a_shut_down_group_raises_ray_actor_error_as_after_ray_kill(ra
         group.get.remote()
     err = pickle.loads(pickle.dumps(ftactors.GroupShutdownError("g was shut down")))
     assert isinstance(err, ray.exceptions.ActorDiedError) and str(err) == "g was shut down"
+
+
+def _console_prefixes(pid: int, lines: Tuple[str, ...]) -> Dict[str, str]:
+    """The name Ray's log monitor prefixes each of ``lines`` with on the driver's console
+    (``(<name> pid=...)``): the last ``:actor_name:`` token before it in the process's stdout."""
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    files = [os.path.join(logs, f) for f in os.listdir(logs) if f.startswith("worker-") and f.endswith(f"-{pid}.out")]
+    found: Dict[str, str] = {}
+    for path in files:
+        name = ""
+        with open(path) as f:
+            for line in f.read().splitlines():
+                if line.startswith(":actor_name:"):
+                    name = line[len(":actor_name:"):]
+                elif line in lines:
+                    found[line] = name
+    return found
+
+
+def test_what_a_replica_prints_is_prefixed_with_the_users_class_as_with_ray(ray_local):
+    """Ray prefixes what an actor prints with its class, ``(Loud pid=...) hello``; every replica's
+    lines, the constructor's too, came as ``(_Replica pid=...) hello``, a class the user never
+    wrote."""
+    plain = ray.remote(Loud).remote("plain")
+    group = ftactors.replicated(replicas=2)(ray.remote(Loud)).remote("group")
+    ray.get([plain.say.remote("hello-plain"), group.say.remote("hello-group")], timeout=60)
+    pid = ray.get(plain.__ray_call__.remote(lambda self: os.getpid()), timeout=60)
+    expected = ("init-plain", "hello-plain")
+    seen = wait_for(lambda: (lambda f: f if len(f) == 2 else None)(_console_prefixes(pid, expected)),
+                    what="the plain actor's lines in its log")
+    assert seen == {"init-plain": "Loud", "hello-plain": "Loud"}
+    wait_for(lambda: converged(group, 2), what="both replicas executed the call")
+    for r in ftactors.describe(group).replicas:
+        expected = ("init-group", "hello-group")
+        seen = wait_for(lambda: (lambda f: f if len(f) == 2 else None)(_console_prefixes(r.pid, expected)),
+                        what=f"{r.replica_id}'s lines in its log")
+        assert all(name.startswith("Loud") for name in seen.values()), (r.replica_id, seen)
+    ftactors.shutdown(group)
+    ray.kill(plain)

@@ -32,6 +32,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -505,14 +506,40 @@ def port_range_from_env() -> Optional[Tuple[int, int]]:
     return first, last
 
 
+def _name_console_lines(name: str) -> None:
+    """Have Ray prefix what this process prints from now on with ``name`` (``(name pid=...)``).
+
+    Ray's log monitor takes the prefix from the last ``:actor_name:`` line of the process's
+    stdout and stderr, which Ray itself writes once the actor's constructor returned (its
+    ``__repr__``, else its class): a replica's lines, the user's constructor's too, came as
+    ``(_Replica pid=...)`` (docs/faults.md row 75).
+
+    Args:
+        name: what to show, the user's class first.
+    """
+    try:
+        from ray._private import ray_constants
+        for stream in (sys.stdout, sys.stderr):
+            print(f"{ray_constants.LOG_PREFIX_ACTOR_NAME}{name}", file=stream, flush=True)
+    except Exception:  # another Ray's internals: the prefix stays Ray's own
+        log.debug("could not name this replica's console lines", exc_info=True)
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
+
+    def __repr__(self) -> str:
+        """What Ray prefixes this process's console lines with, and its error headers' ``repr=``:
+        the user's class and the replica, as a plain actor's lines show its class (row 75)."""
+        return f"{getattr(self, 'class_name', 'replicated')} replica {getattr(self, 'replica_id', '?')!r}"
 
     def __init__(self, spec: GroupSpec, replica_id: str, initial_view: Optional[NewView]) -> None:
         self.spec = spec
         self.replica_id = replica_id
         self.settings = ReplicationSettings(**spec.settings)
         cls = cloudpickle.loads(spec.cls_bytes)
+        self.class_name = cls.__name__
+        _name_console_lines(repr(self))  # before the user's constructor prints anything
         args, kwargs = cloudpickle.loads(spec.init_bytes)
         self.core = ReplicaCore(spec.group, replica_id, spec.config, scheduling=spec.scheduling,
                                 initial_view=initial_view)
