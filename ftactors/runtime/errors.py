@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ray
+
 from ftactors.core.errors import FtActorsError, ReplyUnavailableError
 
 
@@ -17,8 +19,20 @@ class GroupLostError(FtActorsError):
     """Every replica of the group failed (or it was shut down) before the call completed."""
 
 
-class GroupShutdownError(FtActorsError):
-    """The handle's group was shut down with ``ftactors.shutdown``."""
+class GroupShutdownError(FtActorsError, ray.exceptions.ActorDiedError):
+    """The handle's group was shut down with ``ftactors.shutdown``.
+
+    Also Ray's ``ActorDiedError`` (a ``RayActorError``), which a call on a Ray actor ended with
+    ``ray.kill`` raises, and which the group's other handles get (docs/faults.md row 74).
+
+    Args:
+        message: what happened (the group's name).
+    """
+
+    def __init__(self, message: str = "the group was shut down") -> None:
+        ray.exceptions.ActorDiedError.__init__(self)
+        self.error_msg = message  # RayActorError's __str__
+        Exception.__init__(self, message)  # args, for pickling
 
 
 class NotReplicatedError(FtActorsError, TypeError):

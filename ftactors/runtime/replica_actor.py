@@ -32,6 +32,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
@@ -167,12 +168,33 @@ def state_digest(obj: Any) -> str:
 
 
 def portable_error(exc: BaseException) -> BaseException:
-    """The exception itself if it pickles, else a RuntimeError naming it."""
+    """The exception a call's outcome carries: ``exc`` if it pickles and unpickles, else a stand-in.
+
+    An exception goes to the router in every replica's answer and into every replica's
+    exactly-once table. One that pickles but cannot be unpickled (its ``__init__`` takes more
+    arguments than it passes to ``Exception.__init__``) made the router fail to decode every
+    replica's answer and lose the group (docs/faults.md row 73); a plain Ray actor's caller gets
+    ``UnserializableException`` for that call and the actor goes on. Each replica decides the same
+    way, so the call fails alike everywhere and the group stays up.
+
+    Args:
+        exc: what the method (or the constructor, or a nested call) raised.
+
+    Returns:
+        ``exc``, or a ``RuntimeError`` naming its type, its message and why it does not travel.
+    """
     try:
-        cloudpickle.dumps(exc)
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        data = cloudpickle.dumps(exc)
+    except Exception as why:
+        return RuntimeError(f"{type(exc).__name__}: {exc} (the exception cannot be pickled: "
+                            f"{type(why).__name__}: {why})")
+    try:
+        cloudpickle.loads(data)
+    except Exception as why:
+        return RuntimeError(
+            f"{type(exc).__name__}: {exc} (the exception cannot be unpickled: {type(why).__name__}: "
+            f"{why}; pass every argument of its __init__ to super().__init__, or define __reduce__)")
+    return exc
 
 
 #: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own
@@ -491,14 +513,40 @@ def port_range_from_env() -> Optional[Tuple[int, int]]:
     return first, last
 
 
+def _name_console_lines(name: str) -> None:
+    """Have Ray prefix what this process prints from now on with ``name`` (``(name pid=...)``).
+
+    Ray's log monitor takes the prefix from the last ``:actor_name:`` line of the process's
+    stdout and stderr, which Ray itself writes once the actor's constructor returned (its
+    ``__repr__``, else its class): a replica's lines, the user's constructor's too, came as
+    ``(_Replica pid=...)`` (docs/faults.md row 75).
+
+    Args:
+        name: what to show, the user's class first.
+    """
+    try:
+        from ray._private import ray_constants
+        for stream in (sys.stdout, sys.stderr):
+            print(f"{ray_constants.LOG_PREFIX_ACTOR_NAME}{name}", file=stream, flush=True)
+    except Exception:  # another Ray's internals: the prefix stays Ray's own
+        log.debug("could not name this replica's console lines", exc_info=True)
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
+
+    def __repr__(self) -> str:
+        """What Ray prefixes this process's console lines with, and its error headers' ``repr=``:
+        the user's class and the replica, as a plain actor's lines show its class (row 75)."""
+        return f"{getattr(self, 'class_name', 'replicated')} replica {getattr(self, 'replica_id', '?')!r}"
 
     def __init__(self, spec: GroupSpec, replica_id: str, initial_view: Optional[NewView]) -> None:
         self.spec = spec
         self.replica_id = replica_id
         self.settings = ReplicationSettings(**spec.settings)
         cls = cloudpickle.loads(spec.cls_bytes)
+        self.class_name = cls.__name__
+        _name_console_lines(repr(self))  # before the user's constructor prints anything
         args, kwargs = cloudpickle.loads(spec.init_bytes)
         self.core = ReplicaCore(spec.group, replica_id, spec.config, scheduling=spec.scheduling,
                                 initial_view=initial_view)
