@@ -1,0 +1,178 @@
+"""The router's CPU per sequential call (issue 11's latency gate), in process, without Ray.
+
+The real router shell (``runtime.router_actor._RouterLoop``: ``areply``, ``_RayIO.deliver``,
+``_send_direct``, the kick) with its real ``RouterHost`` and ``RouterCore`` of a 3-member
+semi-active group, on an asyncio loop, with the runtime's default settings. Its Delivers go on real
+direct links (``runtime.wire.DirectLink``: frames, the read loop) to three in-process
+``WireServer``\\ s, each answering with a real ``ReplicaCore`` on its own thread (one worker: its
+Delivers run in link order). The caller submits one call at a time and awaits its reply; the
+router's clock ticks every ``tick_every`` calls (not on the wall clock). Only the event loop's
+thread is timed (``time.thread_time``): the replicas' threads are not the router's CPU.
+
+    python -m ftactors.bench.router_path [--calls 3000] [--repeats 5] [--profile]
+
+``--profile`` runs once more under cProfile and prints the functions by their own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+from unittest import mock
+
+from ftactors.core import ClientCore, Deliver, Delivered, Execute, NewView, Outcome, ReplicaCore, Snapshot
+from ftactors.runtime import wire
+from ftactors.runtime.settings import ReplicationSettings
+from ftactors.spec import GroupSpec
+
+GROUP = "bench"
+MEMBERS = ("r0", "r1", "r2")
+
+
+class _Replica:
+    """One member: a ``ReplicaCore`` answering the Delivers of its link, in link order."""
+
+    def __init__(self, rid: str, spec: GroupSpec) -> None:
+        self.core = ReplicaCore(GROUP, rid, spec.config, "reception", NewView(1, MEMBERS))
+        self.lock = threading.Lock()
+        self.executed = 0
+
+    def handle(self, call_id: int, seq: int, epoch: str, body: bytes) -> Tuple[int, bytes]:
+        msg = wire.loads(body)
+        assert isinstance(msg, Deliver), msg
+        with self.lock:
+            self.core.deliver(msg)
+            while (effect := self.core.next_effect()) is not None:
+                if isinstance(effect, Execute):
+                    self.executed += 1
+                    self.core.executed(effect.request.msg_id, Outcome(True, 2 * effect.request.payload))
+                elif isinstance(effect, Snapshot):
+                    self.core.snapshot_taken(effect.position, None, "d")
+            answer: Delivered = self.core.take_delivered()
+        return wire.KIND_DELIVERED, wire.dumps(answer)
+
+
+class Harness:
+    """A router shell with three in-process replicas on direct links (see the module's docstring).
+
+    Args:
+        tick_every: calls between two router ticks.
+    """
+
+    def __init__(self, tick_every: int = 5) -> None:
+        from ftactors.runtime import router_actor
+
+        self.settings = ReplicationSettings()
+        self.spec = GroupSpec(group=GROUP, config=self.settings.core_config(), settings=self.settings.model_dump(),
+                              secret=wire.new_secret())
+        self.tick_every = tick_every
+        self.replicas = {rid: _Replica(rid, self.spec) for rid in MEMBERS}
+        self.servers = {rid: wire.WireServer("127.0.0.1", None, self.spec.secret, rep.handle,
+                                             self.settings.frame_bytes_max, workers_max=1)
+                        for rid, rep in self.replicas.items()}
+        context = mock.Mock(was_current_actor_reconstructed=False)
+        with mock.patch.object(router_actor.ray, "get_runtime_context", return_value=context):
+            self.r = router_actor._RouterLoop(self.spec, MEMBERS, {})
+        assert self.r._direct, "the harness needs the direct data plane"
+        self.now = 0
+        self.r._ticks = lambda: self.now  # type: ignore[method-assign]  # the clock: ticks of the harness
+        self.r.handles = {rid: None for rid in MEMBERS}  # no Ray call is made: every Deliver fits a frame
+        self.r._wire_addrs = {rid: s.address for rid, s in self.servers.items()}
+        self.client = ClientCore("bench-caller")
+        self.calls = 0
+        self.replies: Dict[int, Any] = {}
+
+    async def start(self) -> None:
+        """Mark the shell started (its Ray start-up is skipped) and open the links with a first call."""
+        self.r._started = asyncio.Event()
+        self.r._started.set()
+        await self.run(self.tick_every)
+
+    async def run(self, calls: int) -> None:
+        """``calls`` sequential calls, a tick every ``tick_every``.
+
+        Raises:
+            AssertionError: a reply is wrong or came twice.
+        """
+        r, client = self.r, self.client
+        for _ in range(calls):
+            i = self.calls = self.calls + 1
+            rep = await r.areply(client.request(GROUP, "double", payload=i, track=False), False)
+            assert rep is not None and rep.outcome.ok and rep.outcome.value == 2 * i, (i, rep)
+            assert i not in self.replies, f"call {i} answered twice"
+            self.replies[i] = rep.outcome.value
+            if i % self.tick_every == 0:
+                self.now += 1
+                r.host.tick()
+
+    def close(self) -> None:
+        """Close the router (on its loop), its links and the servers."""
+        self.r._closed = True
+        self.r.host.closed = True
+        for rid in MEMBERS:
+            self.r._close_link(rid)
+        for s in self.servers.values():
+            s.close()
+
+
+def measure(calls: int, repeats: int, tick_every: int = 5, warmup: int = 300,
+            profile: Optional[cProfile.Profile] = None) -> List[float]:
+    """Thread CPU per call of the router's event loop, once per repeat (one harness for all).
+
+    Args:
+        calls: calls per repeat.
+        repeats: repeats.
+        tick_every: calls between two router ticks.
+        warmup: calls before the first repeat.
+        profile: run the repeats under this profiler.
+
+    Returns:
+        Microseconds of the loop thread's CPU per call, one per repeat.
+    """
+    h = Harness(tick_every)
+
+    async def go() -> List[float]:
+        try:
+            await h.start()
+            await h.run(warmup)
+            out = []
+            for _ in range(repeats):
+                t = time.thread_time()
+                if profile is not None:
+                    profile.enable()
+                await h.run(calls)
+                if profile is not None:
+                    profile.disable()
+                out.append(1e6 * (time.thread_time() - t) / calls)
+            return out
+        finally:
+            h.close()
+
+    return asyncio.run(go())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command line: print the CPU per call (each repeat and the minimum)."""
+    p = argparse.ArgumentParser(prog="python -m ftactors.bench.router_path", description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=3000, help="calls per repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--tick-every", type=int, default=5, help="calls between two router ticks")
+    p.add_argument("--profile", action="store_true", help="then profile one repeat (cProfile, by own time)")
+    p.add_argument("--top", type=int, default=30, help="functions the profile prints")
+    args = p.parse_args(argv)
+    per = measure(args.calls, args.repeats, args.tick_every)
+    print("router loop thread CPU per call (us): " + ", ".join(f"{x:.1f}" for x in per) + f"; min {min(per):.1f}")
+    if args.profile:
+        prof = cProfile.Profile()
+        measure(args.calls, 1, args.tick_every, profile=prof)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
