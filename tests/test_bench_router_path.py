@@ -2,11 +2,14 @@
 
 import asyncio
 
+import pytest
+
 from ftactors.bench.router_path import MEMBERS, Harness, measure
 
 
-def test_every_call_released_once_with_its_value_and_the_backups_follow() -> None:
-    h = Harness(tick_every=5)
+@pytest.mark.parametrize("tcp", [False, True])
+def test_every_call_released_once_with_its_value_and_the_backups_follow(tcp: bool) -> None:
+    h = Harness(tick_every=5, tcp=tcp)
 
     async def go() -> None:
         try:
@@ -16,8 +19,6 @@ def test_every_call_released_once_with_its_value_and_the_backups_follow() -> Non
                 h.now += 1
                 h.r.host.tick()
                 await asyncio.sleep(0)
-            core = h.r.host.core
-            assert core is not None
             await _until(lambda: all(h.replicas[m].executed == h.calls for m in MEMBERS))
         finally:
             h.close()
@@ -36,6 +37,7 @@ async def _until(cond, timeout_s: float = 30.0) -> None:  # type: ignore[no-unty
         await asyncio.sleep(0.01)
 
 
-def test_measure_reports_cpu_per_call() -> None:
-    per = measure(calls=50, repeats=2, warmup=10)
-    assert len(per) == 2 and all(x > 0 for x in per)
+def test_measure_reports_cpu_per_call_in_memory_and_on_tcp() -> None:
+    for tcp in (False, True):
+        per = measure(calls=50, repeats=2, warmup=10, tcp=tcp)
+        assert len(per) == 2 and all(x > 0 for x in per)

@@ -3,13 +3,19 @@
 The real router shell (``runtime.router_actor._RouterLoop``: ``areply``, ``_RayIO.deliver``,
 ``_send_direct``, the kick) with its real ``RouterHost`` and ``RouterCore`` of a 3-member
 semi-active group, on an asyncio loop, with the runtime's default settings. Its Delivers go on real
-direct links (``runtime.wire.DirectLink``: frames, the read loop) to three in-process
-``WireServer``\\ s, each answering with a real ``ReplicaCore`` on its own thread (one worker: its
-Delivers run in link order). The caller submits one call at a time and awaits its reply; the
-router's clock ticks every ``tick_every`` calls (not on the wall clock). Only the event loop's
-thread is timed (``time.thread_time``): the replicas' threads are not the router's CPU.
+direct links (``runtime.wire.DirectLink``: frames, futures, the read loop), each to a real
+``ReplicaCore`` that answers in link order. The caller submits one call at a time and awaits its
+reply; the router's clock ticks every ``tick_every`` calls (not on the wall clock). The event
+loop's thread is timed (``time.thread_time``), less what the replicas spent.
 
-    python -m ftactors.bench.router_path [--calls 3000] [--repeats 5] [--profile]
+By default a link's connection is in memory: the link writes its frames to the replica, which
+answers at once into the link's ``StreamReader`` (the replica's CPU, timed apart, is subtracted),
+so the figure is the router's Python and its event-loop hops, without the kernel's socket costs
+(the same for any router: about 130 us per call on loopback TCP under load, most of it ``send``).
+``--tcp`` uses loopback TCP connections to in-process ``WireServer``\\ s instead, the replicas on
+their threads (one worker each: their Delivers run in link order).
+
+    python -m ftactors.bench.router_path [--calls 3000] [--repeats 5] [--tcp] [--profile]
 
 ``--profile`` runs once more under cProfile and prints the functions by their own time.
 """
@@ -57,14 +63,56 @@ class _Replica:
         return wire.KIND_DELIVERED, wire.dumps(answer)
 
 
+class _MemoryTransport:
+    """What ``StreamWriter.transport`` the link asks (``is_closing``)."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class _MemoryWriter:
+    """A link's connection in memory: each frame written is answered at once by the replica, into
+    the link's reader (a heartbeat as ``WireServer._beat`` answers it)."""
+
+    def __init__(self, replica: _Replica, reader: asyncio.StreamReader) -> None:
+        self.replica, self.reader = replica, reader
+        self.transport = _MemoryTransport()
+        self.replica_s = 0.0  # the replica's thread CPU, in this thread
+
+    def write(self, data: bytes) -> None:
+        view, at = memoryview(data), 0
+        while at < len(data):
+            (n,) = wire._LEN.unpack_from(view, at)
+            frame = bytes(view[at + wire._LEN.size:at + wire._LEN.size + n])
+            at += wire._LEN.size + n
+            t = time.thread_time()
+            if frame[0] == wire.KIND_HEARTBEAT:
+                _, beat = wire._ANSWER.unpack(frame)
+                out = wire.encode_answer(wire.KIND_HEARTBEAT_ACK, beat)
+            else:
+                call_id, seq, epoch, body = wire.decode_deliver(frame)
+                kind, answer = self.replica.handle(call_id, seq, epoch, body)
+                out = wire.encode_answer(kind, call_id, answer)
+            self.replica_s += time.thread_time() - t
+            self.reader.feed_data(out)
+
+    def close(self) -> None:
+        self.transport.closing = True
+        self.reader.feed_eof()
+
+
 class Harness:
     """A router shell with three in-process replicas on direct links (see the module's docstring).
 
     Args:
         tick_every: calls between two router ticks.
+        tcp: loopback TCP to ``WireServer``\\ s (else connections in memory).
     """
 
-    def __init__(self, tick_every: int = 5) -> None:
+    def __init__(self, tick_every: int = 5, tcp: bool = False) -> None:
         from ftactors.runtime import router_actor
 
         self.settings = ReplicationSettings()
@@ -74,15 +122,30 @@ class Harness:
         self.replicas = {rid: _Replica(rid, self.spec) for rid in MEMBERS}
         self.servers = {rid: wire.WireServer("127.0.0.1", None, self.spec.secret, rep.handle,
                                              self.settings.frame_bytes_max, workers_max=1)
-                        for rid, rep in self.replicas.items()}
+                        for rid, rep in self.replicas.items()} if tcp else {}
+        self.writers: List[_MemoryWriter] = []
         context = mock.Mock(was_current_actor_reconstructed=False)
         with mock.patch.object(router_actor.ray, "get_runtime_context", return_value=context):
             self.r = router_actor._RouterLoop(self.spec, MEMBERS, {})
+        if not tcp:
+            harness = self
+
+            class MemoryLink(wire.DirectLink):
+                async def _handshake(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                    reader = asyncio.StreamReader()
+                    w = _MemoryWriter(harness.replicas[harness._addr_rid[self.address]], reader)
+                    harness.writers.append(w)
+                    return reader, w  # type: ignore[return-value]
+
+            self._patch: Any = mock.patch.object(router_actor, "DirectLink", MemoryLink)
+            self._patch.start()
+            self._addr_rid = {("memory", i): rid for i, rid in enumerate(MEMBERS)}
         assert self.r._direct, "the harness needs the direct data plane"
         self.now = 0
         self.r._ticks = lambda: self.now  # type: ignore[method-assign]  # the clock: ticks of the harness
         self.r.handles = {rid: None for rid in MEMBERS}  # no Ray call is made: every Deliver fits a frame
-        self.r._wire_addrs = {rid: s.address for rid, s in self.servers.items()}
+        self.r._wire_addrs = ({rid: s.address for rid, s in self.servers.items()} if tcp
+                              else {rid: addr for addr, rid in self._addr_rid.items()})
         self.client = ClientCore("bench-caller")
         self.calls = 0
         self.replies: Dict[int, Any] = {}
@@ -118,10 +181,16 @@ class Harness:
             self.r._close_link(rid)
         for s in self.servers.values():
             s.close()
+        if self.writers:
+            self._patch.stop()
+
+    def replica_s(self) -> float:
+        """The replicas' CPU so far in this thread (in-memory connections), in seconds."""
+        return sum(w.replica_s for w in self.writers)
 
 
 def measure(calls: int, repeats: int, tick_every: int = 5, warmup: int = 300,
-            profile: Optional[cProfile.Profile] = None) -> List[float]:
+            profile: Optional[cProfile.Profile] = None, tcp: bool = False) -> List[float]:
     """Thread CPU per call of the router's event loop, once per repeat (one harness for all).
 
     Args:
@@ -130,11 +199,12 @@ def measure(calls: int, repeats: int, tick_every: int = 5, warmup: int = 300,
         tick_every: calls between two router ticks.
         warmup: calls before the first repeat.
         profile: run the repeats under this profiler.
+        tcp: loopback TCP connections (else in memory).
 
     Returns:
         Microseconds of the loop thread's CPU per call, one per repeat.
     """
-    h = Harness(tick_every)
+    h = Harness(tick_every, tcp)
 
     async def go() -> List[float]:
         try:
@@ -142,13 +212,13 @@ def measure(calls: int, repeats: int, tick_every: int = 5, warmup: int = 300,
             await h.run(warmup)
             out = []
             for _ in range(repeats):
-                t = time.thread_time()
+                t = time.thread_time() - h.replica_s()
                 if profile is not None:
                     profile.enable()
                 await h.run(calls)
                 if profile is not None:
                     profile.disable()
-                out.append(1e6 * (time.thread_time() - t) / calls)
+                out.append(1e6 * (time.thread_time() - h.replica_s() - t) / calls)
             return out
         finally:
             h.close()
@@ -162,14 +232,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--calls", type=int, default=3000, help="calls per repeat")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--tick-every", type=int, default=5, help="calls between two router ticks")
+    p.add_argument("--tcp", action="store_true", help="loopback TCP to WireServers (replicas on threads)")
     p.add_argument("--profile", action="store_true", help="then profile one repeat (cProfile, by own time)")
     p.add_argument("--top", type=int, default=30, help="functions the profile prints")
     args = p.parse_args(argv)
-    per = measure(args.calls, args.repeats, args.tick_every)
+    per = measure(args.calls, args.repeats, args.tick_every, tcp=args.tcp)
     print("router loop thread CPU per call (us): " + ", ".join(f"{x:.1f}" for x in per) + f"; min {min(per):.1f}")
     if args.profile:
         prof = cProfile.Profile()
-        measure(args.calls, 1, args.tick_every, profile=prof)
+        measure(args.calls, 1, args.tick_every, profile=prof, tcp=args.tcp)
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
     return 0
 
