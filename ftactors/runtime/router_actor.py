@@ -475,19 +475,62 @@ class _RouterLoop:
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
-        except LinkClosedError as exc:  # the host's links decide (an open link's close: a suspicion)
-            self.host.on_link_closed(rid, str(exc))
-            return
-        except _DEAD as exc:
-            log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
-            self.host.on_failure(rid)
-            return
         except Exception as exc:
-            log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
-            self.host.on_failure(rid)
+            self._delivery_failed(rid, exc)
             return
         if answer is not None:  # None: it came on the direct link, and the host has it
             self.host.on_delivered(answer)
+
+    def _delivery_failed(self, rid: str, exc: Exception) -> None:
+        """A Deliver to ``rid`` (or what its answer set off) raised ``exc``."""
+        if isinstance(exc, LinkClosedError):  # the host's links decide (an open link's close: a suspicion)
+            self.host.on_link_closed(rid, str(exc))
+        elif isinstance(exc, _DEAD):
+            log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
+            self.host.on_failure(rid)
+        else:
+            log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
+            self.host.on_failure(rid)
+
+    def _send_now(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> bool:
+        """``_send_direct`` without a task when ``rid``'s link is open and ``msg`` fits a frame: the
+        frame is queued now and its answer taken in a callback of its future (``_link_answer``),
+        where a task would take a step of the event loop to start and one to resume.
+
+        Returns:
+            Whether it was sent (else ``_send_direct`` does, in a task).
+        """
+        pending = self._links.get(rid)
+        if pending is None or not pending.done() or pending.cancelled() or pending.exception() is not None:
+            return False
+        link = pending.result()
+        links = self.host.links
+        if link is None or not links.is_up(rid):  # as route(rid) == WIRE: _send_direct's first steps
+            return False
+        try:
+            call_id, fut = link.send(msg, epoch, seq)
+        except (NotOnWireError, LinkClosedError):  # _send_direct takes it (the same calls to the host)
+            return False
+        links.on_sent(rid)
+        fut.add_done_callback(lambda f: self._link_answer(rid, handle, msg, epoch, seq, call_id, f))
+        return True
+
+    def _link_answer(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int, call_id: int,
+                     fut: "asyncio.Future[Tuple[int, bytes]]") -> None:
+        """The answer frame of a Deliver ``_send_now`` sent: as ``_send_direct`` takes it."""
+        try:
+            if fut.cancelled():
+                raise asyncio.CancelledError()
+            answer = DirectLink.answer_of(call_id, fut.result())
+        except BaseException as exc:  # parked, closed, or the replica's deliver raised: in a task
+            asyncio.get_running_loop().create_task(
+                self._deliver(rid, self._link_failed(rid, handle, msg, epoch, seq, exc)))
+            return
+        try:
+            self.host.on_link_answer(rid)
+            self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        except Exception as exc:
+            self._delivery_failed(rid, exc)
 
     # ------------------------------------------------------- direct data plane
 
@@ -517,6 +560,23 @@ class _RouterLoop:
         links.on_sent(rid)
         try:
             answer = await link.deliver(msg, epoch, seq)
+        except BaseException as exc:
+            return await self._link_failed(rid, handle, msg, epoch, seq, exc)
+        self.host.on_link_answer(rid)
+        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        return None
+
+    async def _link_failed(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int,
+                           exc: BaseException) -> Any:
+        """A Deliver sent on ``rid``'s link raised ``exc`` instead of its answer: ``_send_direct``'s
+        rest (see there).
+
+        Raises:
+            LinkClosedError, RayActorError...: as ``_send_direct``.
+        """
+        links = self.host.links
+        try:
+            raise exc
         except NotOnWireError:  # it never went out: a Ray call, so the object store tracks its references
             self.host.on_link_answer(rid, heard=False)
             assert links.route(rid, fits_wire=False) == Route.RAY
@@ -533,12 +593,9 @@ class _RouterLoop:
                 raise
             self.host.on_parked_fetched(rid, ticket, fetched)  # then what waited for it, in link order
             return None
-        except BaseException as exc:  # closed, cancelled, or the replica's deliver raised
-            self.host.on_link_answer(rid, heard=isinstance(exc, RemoteDeliverError))
+        except BaseException as failed:  # closed, cancelled, or the replica's deliver raised
+            self.host.on_link_answer(rid, heard=isinstance(failed, RemoteDeliverError))
             raise
-        self.host.on_link_answer(rid)
-        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
-        return None
 
     async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
         """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""
@@ -849,6 +906,8 @@ class _RayIO:
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
         handle = r.handles[rid]
+        if r._direct and r._send_now(rid, handle, msg, epoch, seq):  # an open link: no task
+            return
         sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
                      else handle.deliver.remote(msg, epoch, seq))
         asyncio.get_running_loop().create_task(r._deliver(rid, sent))

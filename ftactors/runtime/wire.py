@@ -605,15 +605,50 @@ class DirectLink:
             await self._connect()
         if self.closed is not None:
             raise LinkClosedError(self.closed)
+        call_id, fut = self._queue(body, epoch, seq)
+        return self.answer_of(call_id, await fut)
+
+    def send(self, msg: Any, epoch: str, seq: int) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
+        """``deliver`` without its awaits, on an open link: queue ``msg`` now (it goes out in this
+        step of the event loop's write); its answer is ``answer_of(call_id, fut.result())``.
+
+        Returns:
+            (call id, the future of its answer frame; it raises :class:`LinkClosedError` if the link
+            closes first).
+
+        Raises:
+            NotOnWireError: as ``deliver``.
+            LinkClosedError: the link is closed, or not open yet (use ``deliver``).
+        """
+        body = dumps(msg)
+        if len(body) + 64 > self.frame_bytes_max:
+            raise NotOnWireError(f"{len(body)} bytes")
+        if self._writer is None or self.closed is not None:
+            raise LinkClosedError(self.closed or "not open")
+        return self._queue(body, epoch, seq)
+
+    def _queue(self, body: bytes, epoch: str, seq: int) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
         self._next_id += 1
         call_id = self._next_id
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._pending[call_id] = fut
         assert len(self._pending) <= self.pending_max, "the core bounds the batches in flight"
         if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._out.append(encode_deliver(call_id, seq, epoch, body))
-        kind, out = await fut
+        return call_id, fut
+
+    @staticmethod
+    def answer_of(call_id: int, frame: Tuple[int, bytes]) -> Any:
+        """The Delivered in answer frame ``(kind, body)`` of call ``call_id``.
+
+        Raises:
+            ParkedError: the answer is parked at the replica.
+            RemoteDeliverError: the replica's ``deliver`` raised.
+            FrameError: the body is not a pickle.
+        """
+        kind, out = frame
         if kind == KIND_DELIVERED:
             return loads(out)
         if kind == KIND_PARKED:
