@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 import warnings
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -182,6 +182,8 @@ class _RouterLoop:
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
+        #: in ``_process``: the links ``_send_now`` queued a Deliver on, written when it ends
+        self._unflushed: Optional[List[DirectLink]] = None
         self._started: Optional[asyncio.Event] = None
         self._closed = False
         self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
@@ -470,7 +472,13 @@ class _RouterLoop:
         self._kick_scheduled = False
         if self._closed or not self._is_started():
             return
-        self.host.process()
+        self._unflushed = []  # the links _send_now queued on: written at the end (no step of the loop each)
+        try:
+            self.host.process()
+        finally:
+            unflushed, self._unflushed = self._unflushed, None
+            for link in unflushed:
+                link.flush()
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
@@ -507,21 +515,25 @@ class _RouterLoop:
         links = self.host.links
         if link is None or not links.is_up(rid):  # as route(rid) == WIRE: _send_direct's first steps
             return False
+        unflushed = self._unflushed
         try:
-            call_id, fut = link.send(msg, epoch, seq)
+            link.send(msg, epoch, seq, lambda call_id, frame, error: self._link_answer(
+                rid, handle, msg, epoch, seq, call_id, frame, error), flush_soon=unflushed is None)
         except (NotOnWireError, LinkClosedError):  # _send_direct takes it (the same calls to the host)
             return False
         links.on_sent(rid)
-        fut.add_done_callback(lambda f: self._link_answer(rid, handle, msg, epoch, seq, call_id, f))
+        if unflushed is not None:
+            unflushed.append(link)
         return True
 
     def _link_answer(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int, call_id: int,
-                     fut: "asyncio.Future[Tuple[int, bytes]]") -> None:
-        """The answer frame of a Deliver ``_send_now`` sent: as ``_send_direct`` takes it."""
+                     frame: Optional[Tuple[int, bytes]], error: Optional[BaseException]) -> None:
+        """The answer frame (or the link's close) of a Deliver ``_send_now`` sent, from the link's
+        read loop: as ``_send_direct`` takes it."""
         try:
-            if fut.cancelled():
-                raise asyncio.CancelledError()
-            answer = DirectLink.answer_of(call_id, fut.result())
+            if frame is None:
+                raise error or LinkClosedError(f"link to {rid} closed")
+            answer = DirectLink.answer_of(call_id, frame)
         except BaseException as exc:  # parked, closed, or the replica's deliver raised: in a task
             asyncio.get_running_loop().create_task(
                 self._deliver(rid, self._link_failed(rid, handle, msg, epoch, seq, exc)))

@@ -553,6 +553,10 @@ def _read_exact(f: Any, n: int) -> bytes:
 # --------------------------------------------------------------------------- router side
 
 
+#: ``DirectLink.send``'s callback: (call id, the answer frame (kind, body) or None, the error or None)
+OnAnswer = Callable[[int, Optional[Tuple[int, bytes]], Optional[BaseException]], None]
+
+
 class DirectLink:
     """The router's connection to one replica (asyncio, on the router's event loop).
 
@@ -576,8 +580,9 @@ class DirectLink:
         self.connect_timeout_s, self.pending_max = connect_timeout_s, pending_max
         self._writer: Optional[asyncio.StreamWriter] = None
         self._connecting: Optional[asyncio.Future] = None
-        self._pending: Dict[int, asyncio.Future] = {}
+        self._pending: Dict[int, Any] = {}  # call id -> a future (deliver) or a callback (send)
         self._out: List[bytes] = []
+        self._flush_soon = False  # a _flush is scheduled
         self._next_id = 0
         self.closed: Optional[str] = None  # why, once closed
         self._reader_task: Optional[asyncio.Task] = None
@@ -608,13 +613,18 @@ class DirectLink:
         call_id, fut = self._queue(body, epoch, seq)
         return self.answer_of(call_id, await fut)
 
-    def send(self, msg: Any, epoch: str, seq: int) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
-        """``deliver`` without its awaits, on an open link: queue ``msg`` now (it goes out in this
-        step of the event loop's write); its answer is ``answer_of(call_id, fut.result())``.
+    def send(self, msg: Any, epoch: str, seq: int, on_answer: "OnAnswer", flush_soon: bool = True) -> int:
+        """``deliver`` without a future or an await, on an open link: queue ``msg`` now (it goes out
+        in this step of the event loop's write, or at the caller's :meth:`flush`); the read loop calls
+        ``on_answer(call_id, frame, None)`` with its answer frame ``(kind, body)`` (see
+        :meth:`answer_of`), or ``close`` calls ``on_answer(call_id, None, LinkClosedError)``. Exactly
+        once either way; it must not raise.
+
+        Args:
+            flush_soon: False: the caller calls :meth:`flush` before its step of the event loop ends.
 
         Returns:
-            (call id, the future of its answer frame; it raises :class:`LinkClosedError` if the link
-            closes first).
+            The call id.
 
         Raises:
             NotOnWireError: as ``deliver``.
@@ -625,17 +635,20 @@ class DirectLink:
             raise NotOnWireError(f"{len(body)} bytes")
         if self._writer is None or self.closed is not None:
             raise LinkClosedError(self.closed or "not open")
-        return self._queue(body, epoch, seq)
+        return self._queue(body, epoch, seq, on_answer, flush_soon)[0]
 
-    def _queue(self, body: bytes, epoch: str, seq: int) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
+    def _queue(self, body: bytes, epoch: str, seq: int, on_answer: Optional["OnAnswer"] = None,
+               flush_soon: bool = True) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
         self._next_id += 1
         call_id = self._next_id
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending[call_id] = fut
+        fut: Any = None
+        if on_answer is None:
+            fut = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = fut if on_answer is None else on_answer
         assert len(self._pending) <= self.pending_max, "the core bounds the batches in flight"
-        if not self._out:
-            loop.call_soon(self._flush)
+        if not self._out and flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(encode_deliver(call_id, seq, epoch, body))
         return call_id, fut
 
@@ -698,11 +711,19 @@ class DirectLink:
             except (RuntimeError, OSError):  # the loop closed it already
                 pass
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
+        for call_id, fut in pending.items():
+            if not isinstance(fut, asyncio.Future):  # send()'s callback
+                fut(call_id, None, LinkClosedError(self.closed))
+            elif not fut.done():
                 fut.set_exception(LinkClosedError(self.closed))
 
+    def flush(self) -> None:
+        """Write what ``send(..., flush_soon=False)`` queued (unless a flush is scheduled: it writes)."""
+        if self._out and not self._flush_soon:
+            self._flush()
+
     def _flush(self) -> None:
+        self._flush_soon = False
         out, self._out = self._out, []
         if self._writer is not None and self.closed is None and out:
             self._write(b"".join(out))  # a lost connection closes the link: its Delivers raise LinkClosedError
@@ -760,7 +781,14 @@ class DirectLink:
                 if kind == KIND_HEARTBEAT_ACK:
                     continue
                 fut = self._pending.pop(call_id, None)
-                if fut is not None and not fut.done():
+                if fut is None:
+                    continue
+                if not isinstance(fut, asyncio.Future):  # send()'s callback, at once
+                    try:
+                        fut(call_id, (kind, body), None)
+                    except Exception:  # a bug of the callback's: this link's later answers still come
+                        log.exception("ftactors wire %s: an answer's callback raised", self.address)
+                elif not fut.done():
                     fut.set_result((kind, body))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
