@@ -115,7 +115,7 @@ class Harness:
     def __init__(self, tick_every: int = 5, tcp: bool = False) -> None:
         from ftactors.runtime import router_actor
 
-        self.settings = ReplicationSettings()
+        self.settings = ReplicationSettings.model_validate({})  # the defaults
         self.spec = GroupSpec(group=GROUP, config=self.settings.core_config(), settings=self.settings.model_dump(),
                               secret=wire.new_secret())
         self.tick_every = tick_every
