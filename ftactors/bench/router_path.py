@@ -9,7 +9,8 @@ reply; the router's clock ticks every ``tick_every`` calls (not on the wall cloc
 loop's thread is timed (``time.thread_time``), less what the replicas spent.
 
 By default a link's connection is in memory: the link writes its frames to the replica, which
-answers at once into the link's ``StreamReader`` (the replica's CPU, timed apart, is subtracted),
+answers at once, to the link's protocol in the loop's next step (the replica's CPU, timed apart,
+is subtracted),
 so the figure is the router's Python and its event-loop hops, without the kernel's socket costs
 (the same for any router: about 130 us per call on loopback TCP under load, most of it ``send``).
 ``--tcp`` uses loopback TCP connections to in-process ``WireServer``\\ s instead, the replicas on
@@ -64,13 +65,18 @@ class _Replica:
 
 
 class _MemoryTransport:
-    """What ``StreamWriter.transport`` the link asks (``is_closing``)."""
+    """What the link asks of ``StreamWriter.transport``: ``is_closing``, and ``set_protocol`` (the
+    link's answers go to the protocol, each in a later step of the loop, as a socket's would)."""
 
     def __init__(self) -> None:
         self.closing = False
+        self.protocol: Any = None
 
     def is_closing(self) -> bool:
         return self.closing
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
 
 class _MemoryWriter:
@@ -97,11 +103,19 @@ class _MemoryWriter:
                 kind, answer = self.replica.handle(call_id, seq, epoch, body)
                 out = wire.encode_answer(kind, call_id, answer)
             self.replica_s += time.thread_time() - t
-            self.reader.feed_data(out)
+            if self.transport.protocol is not None:
+                asyncio.get_running_loop().call_soon(self.transport.protocol.data_received, out)
+            else:  # a link that reads with a StreamReader
+                self.reader.feed_data(out)
 
     def close(self) -> None:
+        if self.transport.closing:
+            return
         self.transport.closing = True
-        self.reader.feed_eof()
+        if self.transport.protocol is not None:
+            asyncio.get_running_loop().call_soon(self.transport.protocol.connection_lost, None)
+        else:
+            self.reader.feed_eof()
 
 
 class Harness:

@@ -553,6 +553,22 @@ def _read_exact(f: Any, n: int) -> bytes:
 # --------------------------------------------------------------------------- router side
 
 
+class _AnswerProtocol(asyncio.Protocol):
+    """A link's connection once authenticated: its bytes go to ``DirectLink._received``."""
+
+    def __init__(self, link: "DirectLink") -> None:
+        self.link = link
+
+    def data_received(self, data: bytes) -> None:
+        self.link._received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.link.close("the replica closed the connection")
+
+
 #: ``DirectLink.send``'s callback: (call id, the answer frame (kind, body) or None, the error or None)
 OnAnswer = Callable[[int, Optional[Tuple[int, bytes]], Optional[BaseException]], None]
 
@@ -585,7 +601,7 @@ class DirectLink:
         self._flush_soon = False  # a _flush is scheduled
         self._next_id = 0
         self.closed: Optional[str] = None  # why, once closed
-        self._reader_task: Optional[asyncio.Task] = None
+        self._inbuf = bytearray()  # answer bytes read, not yet a whole frame
         #: called once closed
         self.on_close: Optional[Callable[[], None]] = None
         self.on_heard: Optional[Callable[[], None]] = None  # a frame came from the replica
@@ -749,7 +765,12 @@ class DirectLink:
             self.close(f"could not connect to {self.address}: {exc!r}")
             return
         self._writer = w
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(r))
+        # the answers from here on: taken as the transport reads them (a protocol), where a reader
+        # task took a step of the loop to wake for each; the replica sends nothing unasked
+        buffered = r._buffer  # type: ignore[attr-defined]  # what came with the handshake's last read
+        w.transport.set_protocol(_AnswerProtocol(self))
+        if buffered:
+            self._received(bytes(buffered))
 
     async def _handshake(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         r, w = await asyncio.open_connection(*self.address)
@@ -768,14 +789,21 @@ class DirectLink:
             raise AuthError("the replica does not hold the group's secret")
         return r, w
 
-    async def _read_loop(self, r: asyncio.StreamReader) -> None:
-        why = "the replica closed the connection"
+    def _received(self, data: bytes) -> None:
+        """Bytes from the replica (``_AnswerProtocol.data_received``): each whole answer frame is taken
+        at once, in order (a ``send`` callback is called here, a ``deliver`` future's result set)."""
+        buf = self._inbuf
+        buf += data
+        at, size = 0, len(buf)
         try:
-            while True:
-                (n,) = _LEN.unpack(await r.readexactly(_LEN.size))
+            while self.closed is None and size - at >= _LEN.size:
+                (n,) = _LEN.unpack_from(buf, at)
                 if n > self.frame_bytes_max:
                     raise FrameError(f"answer of {n} bytes over frame_bytes_max")
-                kind, call_id, body = decode_answer(await r.readexactly(n))
+                if size - at - _LEN.size < n:
+                    break
+                kind, call_id, body = decode_answer(bytes(buf[at + _LEN.size:at + _LEN.size + n]))
+                at += _LEN.size + n
                 if self.on_heard is not None:
                     self.on_heard()
                 if kind == KIND_HEARTBEAT_ACK:
@@ -790,9 +818,9 @@ class DirectLink:
                         log.exception("ftactors wire %s: an answer's callback raised", self.address)
                 elif not fut.done():
                     fut.set_result((kind, body))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
         except FrameError as exc:
             why = f"bad frame from the replica: {exc}"
             log.warning("ftactors wire %s: %s", self.address, why)
-        self.close(why)
+            self.close(why)
+        finally:
+            del buf[:at]
