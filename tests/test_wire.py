@@ -478,3 +478,25 @@ def test_send_answers_through_its_callback_once_in_link_order_and_a_close_fails_
     asyncio.run(go())
     assert len(got) == 4
     assert [m for _, _, m in server.handler_log.ran] == ["a", "b", "c"]
+
+
+def test_answers_are_taken_whole_however_the_transport_splits_them() -> None:
+    """``DirectLink._received`` (the protocol's bytes): frames cut anywhere or several in one read
+    come out whole and in order; an answer over ``frame_bytes_max`` closes the link."""
+    frames = (wire.encode_answer(wire.KIND_DELIVERED, 1, wire.dumps("one"))
+              + wire.encode_answer(wire.KIND_HEARTBEAT_ACK, 7)
+              + wire.encode_answer(wire.KIND_DELIVERED, 2, wire.dumps("two")))
+    for cut in (1, 3, 5, 11, len(frames)):
+        got: List[Tuple[int, Any]] = []
+        heard: List[int] = []
+        link = wire.DirectLink(("127.0.0.1", 1), SECRET, FRAME_MAX)
+        link.on_heard = lambda: heard.append(1)
+        for call_id in (1, 2):
+            link._pending[call_id] = lambda cid, frame, error: got.append((cid, wire.DirectLink.answer_of(cid, frame)))
+        for at in range(0, len(frames), cut):
+            link._received(frames[at:at + cut])
+        assert got == [(1, "one"), (2, "two")] and len(heard) == 3 and link.closed is None, cut
+        assert not link._inbuf
+    link = wire.DirectLink(("127.0.0.1", 1), SECRET, FRAME_MAX)
+    link._received(struct.pack("!I", FRAME_MAX + 1))
+    assert link.closed is not None and "over frame_bytes_max" in link.closed
