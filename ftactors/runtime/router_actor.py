@@ -529,7 +529,7 @@ class _RouterLoop:
     def _link_answer(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int, call_id: int,
                      frame: Optional[Tuple[int, bytes]], error: Optional[BaseException]) -> None:
         """The answer frame (or the link's close) of a Deliver ``_send_now`` sent, from the link's
-        read loop: as ``_send_direct`` takes it."""
+        protocol: as ``_send_direct`` takes it."""
         try:
             if frame is None:
                 raise error or LinkClosedError(f"link to {rid} closed")

@@ -631,8 +631,8 @@ class DirectLink:
 
     def send(self, msg: Any, epoch: str, seq: int, on_answer: "OnAnswer", flush_soon: bool = True) -> int:
         """``deliver`` without a future or an await, on an open link: queue ``msg`` now (it goes out
-        in this step of the event loop's write, or at the caller's :meth:`flush`); the read loop calls
-        ``on_answer(call_id, frame, None)`` with its answer frame ``(kind, body)`` (see
+        in this step of the event loop's write, or at the caller's :meth:`flush`); the link calls
+        ``on_answer(call_id, frame, None)`` with its answer frame ``(kind, body)`` as it reads it (see
         :meth:`answer_of`), or ``close`` calls ``on_answer(call_id, None, LinkClosedError)``. Exactly
         once either way; it must not raise.
 
@@ -697,7 +697,7 @@ class DirectLink:
 
     def _write(self, data: bytes) -> bool:
         """Write ``data`` on the open connection; a connection the loop already closed (the replica's
-        process or node is gone, and the read loop has not seen it yet) closes the link instead of
+        process or node is gone, and the link has not read its close yet) closes the link instead of
         raising: uvloop raises ``RuntimeError`` on such a write, which would end the caller (the
         router's tick loop, docs/faults.md row 41).
 
