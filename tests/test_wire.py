@@ -441,3 +441,62 @@ def test_a_forged_request_body_is_a_bad_body_and_nothing_runs(server: Any) -> No
     _poll(lambda: server.dropped["bad body"] == 1)
     assert server.handler_log.ran == []
     s.close()
+
+
+def test_send_answers_through_its_callback_once_in_link_order_and_a_close_fails_the_rest(server: Any) -> None:
+    """``DirectLink.send`` (the router's path on an open link): no future; the read loop calls back
+    with each answer frame; a deferred flush (``flush_soon=False``) goes out at ``flush``; a close
+    fails what is pending with LinkClosedError; a closed or unopened link and an oversized message
+    raise at once."""
+    got: List[Tuple[int, Any, Any]] = []
+
+    def on_answer(call_id: int, frame: Any, error: Any) -> None:
+        got.append((call_id, None if frame is None else wire.DirectLink.answer_of(call_id, frame), error))
+
+    async def go() -> None:
+        link = wire.DirectLink(server.address, SECRET, FRAME_MAX, connect_timeout_s=2.0)
+        with pytest.raises(wire.LinkClosedError):
+            link.send("early", "e1", 1, on_answer)  # not open yet: deliver() opens it
+        assert await link.connect()
+        ids = [link.send("a", "e1", 1, on_answer), link.send("b", "e1", 2, on_answer, flush_soon=False)]
+        deferred = link.send("c", "e1", 3, on_answer, flush_soon=False)
+        with pytest.raises(wire.NotOnWireError):
+            link.send(b"z" * FRAME_MAX, "e1", 4, on_answer)
+        link.flush()  # a no-op: "a" scheduled a flush that wrote all three
+        for _ in range(500):
+            if len(got) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [(ids[0], (1, "e1", "a"), None), (ids[1], (2, "e1", "b"), None),
+                       (deferred, (3, "e1", "c"), None)]
+        late = link.send("d", "e1", 5, on_answer, flush_soon=False)  # never flushed: pending at the close
+        link.close("closed by the test")
+        assert got[3][0] == late and got[3][1] is None and isinstance(got[3][2], wire.LinkClosedError)
+        with pytest.raises(wire.LinkClosedError):
+            link.send("e", "e1", 6, on_answer)
+
+    asyncio.run(go())
+    assert len(got) == 4
+    assert [m for _, _, m in server.handler_log.ran] == ["a", "b", "c"]
+
+
+def test_answers_are_taken_whole_however_the_transport_splits_them() -> None:
+    """``DirectLink._received`` (the protocol's bytes): frames cut anywhere or several in one read
+    come out whole and in order; an answer over ``frame_bytes_max`` closes the link."""
+    frames = (wire.encode_answer(wire.KIND_DELIVERED, 1, wire.dumps("one"))
+              + wire.encode_answer(wire.KIND_HEARTBEAT_ACK, 7)
+              + wire.encode_answer(wire.KIND_DELIVERED, 2, wire.dumps("two")))
+    for cut in (1, 3, 5, 11, len(frames)):
+        got: List[Tuple[int, Any]] = []
+        heard: List[int] = []
+        link = wire.DirectLink(("127.0.0.1", 1), SECRET, FRAME_MAX)
+        link.on_heard = lambda: heard.append(1)
+        for call_id in (1, 2):
+            link._pending[call_id] = lambda cid, frame, error: got.append((cid, wire.DirectLink.answer_of(cid, frame)))
+        for at in range(0, len(frames), cut):
+            link._received(frames[at:at + cut])
+        assert got == [(1, "one"), (2, "two")] and len(heard) == 3 and link.closed is None, cut
+        assert not link._inbuf
+    link = wire.DirectLink(("127.0.0.1", 1), SECRET, FRAME_MAX)
+    link._received(struct.pack("!I", FRAME_MAX + 1))
+    assert link.closed is not None and "over frame_bytes_max" in link.closed

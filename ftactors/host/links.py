@@ -217,6 +217,11 @@ class Links:
             return Route.RAY
         return Route.WIRE
 
+    def is_up(self, rid: str) -> bool:
+        """Whether ``route(rid)`` is WIRE for a message that fits (asked without counting a route)."""
+        link = self.links.get(rid)
+        return link is not None and link.state == LinkState.UP
+
     def on_sent(self, rid: str) -> None:
         """A Deliver went on ``rid``'s link."""
         link = self.links[rid]

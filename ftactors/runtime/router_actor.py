@@ -184,6 +184,8 @@ class _RouterLoop:
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
+        #: in ``_process``: the links ``_send_now`` queued a Deliver on, written when it ends
+        self._unflushed: Optional[List[DirectLink]] = None
         self._started: Optional[asyncio.Event] = None
         self._closed = False
         self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
@@ -472,24 +474,77 @@ class _RouterLoop:
         self._kick_scheduled = False
         if self._closed or not self._is_started():
             return
-        self.host.process()
+        self._unflushed = []  # the links _send_now queued on: written at the end (no step of the loop each)
+        try:
+            self.host.process()
+        finally:
+            unflushed, self._unflushed = self._unflushed, None
+            for link in unflushed:
+                link.flush()
 
     async def _deliver(self, rid: str, ref: Any) -> None:
         try:
             answer = await ref
-        except LinkClosedError as exc:  # the host's links decide (an open link's close: a suspicion)
-            self.host.on_link_closed(rid, str(exc))
-            return
-        except _DEAD as exc:
-            log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
-            self.host.on_failure(rid)
-            return
         except Exception as exc:
-            log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
-            self.host.on_failure(rid)
+            self._delivery_failed(rid, exc)
             return
         if answer is not None:  # None: it came on the direct link, and the host has it
             self.host.on_delivered(answer)
+
+    def _delivery_failed(self, rid: str, exc: Exception) -> None:
+        """A Deliver to ``rid`` (or what its answer set off) raised ``exc``."""
+        if isinstance(exc, LinkClosedError):  # the host's links decide (an open link's close: a suspicion)
+            self.host.on_link_closed(rid, str(exc))
+        elif isinstance(exc, _DEAD):
+            log.debug("[%s] replica %s died: %s", self.group, rid, str(exc).splitlines()[0])
+            self.host.on_failure(rid)
+        else:
+            log.error("[%s] replica %s failed a delivery: %r", self.group, rid, exc)
+            self.host.on_failure(rid)
+
+    def _send_now(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int) -> bool:
+        """``_send_direct`` without a task when ``rid``'s link is open and ``msg`` fits a frame: the
+        frame is queued now and its answer taken in a callback of its future (``_link_answer``),
+        where a task would take a step of the event loop to start and one to resume.
+
+        Returns:
+            Whether it was sent (else ``_send_direct`` does, in a task).
+        """
+        pending = self._links.get(rid)
+        if pending is None or not pending.done() or pending.cancelled() or pending.exception() is not None:
+            return False
+        link = pending.result()
+        links = self.host.links
+        if link is None or not links.is_up(rid):  # as route(rid) == WIRE: _send_direct's first steps
+            return False
+        unflushed = self._unflushed
+        try:
+            link.send(msg, epoch, seq, lambda call_id, frame, error: self._link_answer(
+                rid, handle, msg, epoch, seq, call_id, frame, error), flush_soon=unflushed is None)
+        except (NotOnWireError, LinkClosedError):  # _send_direct takes it (the same calls to the host)
+            return False
+        links.on_sent(rid)
+        if unflushed is not None:
+            unflushed.append(link)
+        return True
+
+    def _link_answer(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int, call_id: int,
+                     frame: Optional[Tuple[int, bytes]], error: Optional[BaseException]) -> None:
+        """The answer frame (or the link's close) of a Deliver ``_send_now`` sent, from the link's
+        protocol: as ``_send_direct`` takes it."""
+        try:
+            if frame is None:
+                raise error or LinkClosedError(f"link to {rid} closed")
+            answer = DirectLink.answer_of(call_id, frame)
+        except BaseException as exc:  # parked, closed, or the replica's deliver raised: in a task
+            asyncio.get_running_loop().create_task(
+                self._deliver(rid, self._link_failed(rid, handle, msg, epoch, seq, exc)))
+            return
+        try:
+            self.host.on_link_answer(rid)
+            self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        except Exception as exc:
+            self._delivery_failed(rid, exc)
 
     # ------------------------------------------------------- direct data plane
 
@@ -519,6 +574,23 @@ class _RouterLoop:
         links.on_sent(rid)
         try:
             answer = await link.deliver(msg, epoch, seq)
+        except BaseException as exc:
+            return await self._link_failed(rid, handle, msg, epoch, seq, exc)
+        self.host.on_link_answer(rid)
+        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
+        return None
+
+    async def _link_failed(self, rid: str, handle: Any, msg: Deliver, epoch: str, seq: int,
+                           exc: BaseException) -> Any:
+        """A Deliver sent on ``rid``'s link raised ``exc`` instead of its answer: ``_send_direct``'s
+        rest (see there).
+
+        Raises:
+            LinkClosedError, RayActorError...: as ``_send_direct``.
+        """
+        links = self.host.links
+        try:
+            raise exc
         except NotOnWireError:  # it never went out: a Ray call, so the object store tracks its references
             self.host.on_link_answer(rid, heard=False)
             assert links.route(rid, fits_wire=False) == Route.RAY
@@ -535,12 +607,9 @@ class _RouterLoop:
                 raise
             self.host.on_parked_fetched(rid, ticket, fetched)  # then what waited for it, in link order
             return None
-        except BaseException as exc:  # closed, cancelled, or the replica's deliver raised
-            self.host.on_link_answer(rid, heard=isinstance(exc, RemoteDeliverError))
+        except BaseException as failed:  # closed, cancelled, or the replica's deliver raised
+            self.host.on_link_answer(rid, heard=isinstance(failed, RemoteDeliverError))
             raise
-        self.host.on_link_answer(rid)
-        self.host.on_link_delivered(rid, answer)  # after any parked answer that came before it
-        return None
 
     async def _open_link(self, rid: str, handle: Any) -> Optional[DirectLink]:
         """The direct link to ``rid`` (None: it has none, Ray calls carry its Delivers)."""
@@ -851,6 +920,8 @@ class _RayIO:
         link; the answer goes to ``host.on_delivered``, a failure to ``host.on_failure``."""
         r = self.r
         handle = r.handles[rid]
+        if r._direct and r._send_now(rid, handle, msg, epoch, seq):  # an open link: no task
+            return
         sent: Any = (r._send_direct(rid, handle, msg, epoch, seq) if r._direct
                      else handle.deliver.remote(msg, epoch, seq))
         asyncio.get_running_loop().create_task(r._deliver(rid, sent))

@@ -553,6 +553,26 @@ def _read_exact(f: Any, n: int) -> bytes:
 # --------------------------------------------------------------------------- router side
 
 
+class _AnswerProtocol(asyncio.Protocol):
+    """A link's connection once authenticated: its bytes go to ``DirectLink._received``."""
+
+    def __init__(self, link: "DirectLink") -> None:
+        self.link = link
+
+    def data_received(self, data: bytes) -> None:
+        self.link._received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return False  # the transport closes itself: connection_lost follows
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.link.close("the replica closed the connection")
+
+
+#: ``DirectLink.send``'s callback: (call id, the answer frame (kind, body) or None, the error or None)
+OnAnswer = Callable[[int, Optional[Tuple[int, bytes]], Optional[BaseException]], None]
+
+
 class DirectLink:
     """The router's connection to one replica (asyncio, on the router's event loop).
 
@@ -576,11 +596,12 @@ class DirectLink:
         self.connect_timeout_s, self.pending_max = connect_timeout_s, pending_max
         self._writer: Optional[asyncio.StreamWriter] = None
         self._connecting: Optional[asyncio.Future] = None
-        self._pending: Dict[int, asyncio.Future] = {}
+        self._pending: Dict[int, Any] = {}  # call id -> a future (deliver) or a callback (send)
         self._out: List[bytes] = []
+        self._flush_soon = False  # a _flush is scheduled
         self._next_id = 0
         self.closed: Optional[str] = None  # why, once closed
-        self._reader_task: Optional[asyncio.Task] = None
+        self._inbuf = bytearray()  # answer bytes read, not yet a whole frame
         #: called once closed
         self.on_close: Optional[Callable[[], None]] = None
         self.on_heard: Optional[Callable[[], None]] = None  # a frame came from the replica
@@ -605,15 +626,58 @@ class DirectLink:
             await self._connect()
         if self.closed is not None:
             raise LinkClosedError(self.closed)
+        call_id, fut = self._queue(body, epoch, seq)
+        return self.answer_of(call_id, await fut)
+
+    def send(self, msg: Any, epoch: str, seq: int, on_answer: "OnAnswer", flush_soon: bool = True) -> int:
+        """``deliver`` without a future or an await, on an open link: queue ``msg`` now (it goes out
+        in this step of the event loop's write, or at the caller's :meth:`flush`); the link calls
+        ``on_answer(call_id, frame, None)`` with its answer frame ``(kind, body)`` as it reads it (see
+        :meth:`answer_of`), or ``close`` calls ``on_answer(call_id, None, LinkClosedError)``. Exactly
+        once either way; it must not raise.
+
+        Args:
+            flush_soon: False: the caller calls :meth:`flush` before its step of the event loop ends.
+
+        Returns:
+            The call id.
+
+        Raises:
+            NotOnWireError: as ``deliver``.
+            LinkClosedError: the link is closed, or not open yet (use ``deliver``).
+        """
+        body = dumps(msg)
+        if len(body) + 64 > self.frame_bytes_max:
+            raise NotOnWireError(f"{len(body)} bytes")
+        if self._writer is None or self.closed is not None:
+            raise LinkClosedError(self.closed or "not open")
+        return self._queue(body, epoch, seq, on_answer, flush_soon)[0]
+
+    def _queue(self, body: bytes, epoch: str, seq: int, on_answer: Optional["OnAnswer"] = None,
+               flush_soon: bool = True) -> Tuple[int, "asyncio.Future[Tuple[int, bytes]]"]:
         self._next_id += 1
         call_id = self._next_id
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = fut
+        fut: Any = None
+        if on_answer is None:
+            fut = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = fut if on_answer is None else on_answer
         assert len(self._pending) <= self.pending_max, "the core bounds the batches in flight"
-        if not self._out:
+        if not self._out and flush_soon:
+            self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(encode_deliver(call_id, seq, epoch, body))
-        kind, out = await fut
+        return call_id, fut
+
+    @staticmethod
+    def answer_of(call_id: int, frame: Tuple[int, bytes]) -> Any:
+        """The Delivered in answer frame ``(kind, body)`` of call ``call_id``.
+
+        Raises:
+            ParkedError: the answer is parked at the replica.
+            RemoteDeliverError: the replica's ``deliver`` raised.
+            FrameError: the body is not a pickle.
+        """
+        kind, out = frame
         if kind == KIND_DELIVERED:
             return loads(out)
         if kind == KIND_PARKED:
@@ -633,7 +697,7 @@ class DirectLink:
 
     def _write(self, data: bytes) -> bool:
         """Write ``data`` on the open connection; a connection the loop already closed (the replica's
-        process or node is gone, and the read loop has not seen it yet) closes the link instead of
+        process or node is gone, and the link has not read its close yet) closes the link instead of
         raising: uvloop raises ``RuntimeError`` on such a write, which would end the caller (the
         router's tick loop, docs/faults.md row 41).
 
@@ -663,11 +727,19 @@ class DirectLink:
             except (RuntimeError, OSError):  # the loop closed it already
                 pass
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
+        for call_id, fut in pending.items():
+            if not isinstance(fut, asyncio.Future):  # send()'s callback
+                fut(call_id, None, LinkClosedError(self.closed))
+            elif not fut.done():
                 fut.set_exception(LinkClosedError(self.closed))
 
+    def flush(self) -> None:
+        """Write what ``send(..., flush_soon=False)`` queued (unless a flush is scheduled: it writes)."""
+        if self._out and not self._flush_soon:
+            self._flush()
+
     def _flush(self) -> None:
+        self._flush_soon = False
         out, self._out = self._out, []
         if self._writer is not None and self.closed is None and out:
             self._write(b"".join(out))  # a lost connection closes the link: its Delivers raise LinkClosedError
@@ -693,7 +765,12 @@ class DirectLink:
             self.close(f"could not connect to {self.address}: {exc!r}")
             return
         self._writer = w
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(r))
+        # the answers from here on: taken as the transport reads them (a protocol), where a reader
+        # task took a step of the loop to wake for each; the replica sends nothing unasked
+        buffered = r._buffer  # type: ignore[attr-defined]  # what came with the handshake's last read
+        w.transport.set_protocol(_AnswerProtocol(self))
+        if buffered:
+            self._received(bytes(buffered))
 
     async def _handshake(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         r, w = await asyncio.open_connection(*self.address)
@@ -712,24 +789,38 @@ class DirectLink:
             raise AuthError("the replica does not hold the group's secret")
         return r, w
 
-    async def _read_loop(self, r: asyncio.StreamReader) -> None:
-        why = "the replica closed the connection"
+    def _received(self, data: bytes) -> None:
+        """Bytes from the replica (``_AnswerProtocol.data_received``): each whole answer frame is taken
+        at once, in order (a ``send`` callback is called here, a ``deliver`` future's result set)."""
+        buf = self._inbuf
+        buf += data
+        at, size = 0, len(buf)
         try:
-            while True:
-                (n,) = _LEN.unpack(await r.readexactly(_LEN.size))
+            while self.closed is None and size - at >= _LEN.size:
+                (n,) = _LEN.unpack_from(buf, at)
                 if n > self.frame_bytes_max:
                     raise FrameError(f"answer of {n} bytes over frame_bytes_max")
-                kind, call_id, body = decode_answer(await r.readexactly(n))
+                if size - at - _LEN.size < n:
+                    break
+                kind, call_id, body = decode_answer(bytes(buf[at + _LEN.size:at + _LEN.size + n]))
+                at += _LEN.size + n
                 if self.on_heard is not None:
                     self.on_heard()
                 if kind == KIND_HEARTBEAT_ACK:
                     continue
                 fut = self._pending.pop(call_id, None)
-                if fut is not None and not fut.done():
+                if fut is None:
+                    continue
+                if not isinstance(fut, asyncio.Future):  # send()'s callback, at once
+                    try:
+                        fut(call_id, (kind, body), None)
+                    except Exception:  # a bug of the callback's: this link's later answers still come
+                        log.exception("ftactors wire %s: an answer's callback raised", self.address)
+                elif not fut.done():
                     fut.set_result((kind, body))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
         except FrameError as exc:
             why = f"bad frame from the replica: {exc}"
             log.warning("ftactors wire %s: %s", self.address, why)
-        self.close(why)
+            self.close(why)
+        finally:
+            del buf[:at]
