@@ -103,6 +103,9 @@ from ftactors.testing.options import SimOptions
 ROUTER_BOUND = (RequestArrives, ArgumentFetched, PullArrives, ToRouter, FailureNotice, SpawnReady, LinkOpened,
                 LinkClosed, AbandonArrives)
 
+#: a cancelled call is settled at once (its ``ack_below`` passes it), as the runtime's caller did before
+#: docs/faults.md row 72 (its sweep settled a cancelled result): True replays that, to show the row's failure
+SETTLE_CANCELLED = False
 #: bound on simultaneously scheduled events
 EVENTS_MAX = 200_000
 #: resources requests may need (resource scheduling)
@@ -468,10 +471,11 @@ class Simulator:
 
     def _on_CancelCall(self, ev: CancelCall) -> None:
         """A client cancels a call whose result it has not got (``ray.cancel``): it gives the call up (no
-        retry; Ray resubmits no cancelled call to a restarted router; its ``ack_below`` passes it, as the
-        caller's sweep settles a cancelled result), and its process sends the router the notice
-        (``runtime/api.py:cancel``), a Ray call of its own that may overtake the call or come after the router
-        took it. Copies of the call already on their way still arrive (a retry of Ray's racing the cancel)."""
+        retry; Ray resubmits no cancelled call to a restarted router), and its process sends the router the
+        notice (``runtime/api.py:cancel``), a Ray call of its own that may overtake the call or come after the
+        router took it. Copies of the call already on their way still arrive (a retry of Ray's racing the
+        cancel). Its ``ack_below`` passes it only if the router gives it up (:meth:`_on_AbandonArrives`;
+        ``SETTLE_CANCELLED``: at once, as the runtime did before docs/faults.md row 72)."""
         client = self.clients[ev.client]
         entry = client.outstanding.pop(ev.msg_id, None)
         if entry is None:
@@ -479,7 +483,8 @@ class Simulator:
             return
         self.count("cancels")
         self.cancelled.add(ev.msg_id)
-        client.core.on_settled(ev.msg_id.seq)
+        if SETTLE_CANCELLED:
+            client.core.on_settled(ev.msg_id.seq)
         self.schedule(self.cancel_rng.randint(0, self.options.delay_max), AbandonArrives(entry[0].group, ev.msg_id))
         self.schedule(self.cancel_rng.randint(1, 4), ClientIssue(client.name))  # its window has room again
 
@@ -494,6 +499,7 @@ class Simulator:
         if host.abandon(ev.msg_id):
             self.count("cancels_abandoned")
             self.abandoned[ev.msg_id] = (ev.group, router.incarnation, self.now)
+            self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)  # never runs: settled (``_given_up``)
         else:
             self.count("cancels_taken")
 
