@@ -358,7 +358,7 @@ def test_a_cancelled_call_the_router_took_runs_once_though_later_calls_run_first
     try:
         assert ray.get(group.get.remote(), timeout=60) == []
         before = ftactors.describe(group).counts.get("requests", 0)
-        blocker = hold.remote(group, 4.0)
+        blocker = hold.remote(group, 20.0)  # long: this machine may take seconds per step below
         wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
                  what="the router took the long call")
         victim = group.add.options(priority=0).remote("victim")
