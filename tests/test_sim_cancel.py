@@ -87,8 +87,8 @@ def test_a_given_up_call_that_ran_all_the_same_breaks_i12() -> None:
     """I12 can fail: a call recorded as given up by its router must not execute."""
     sim = Simulator(quiet_options())
     sim.add_operation("c0", "store", "add", (1,))
-    sim.abandoned[c0(1)] = ("store", 1, 0)  # as if the router had said so
-    with pytest.raises(InvariantViolation, match="I12: .* executes c0#1"):
+    sim.abandoned[c0(1)] = ("store", 1, 0)  # as if the router had said so before it ran
+    with pytest.raises(InvariantViolation, match="I12: .* executes c0#1 .* after router incarnation 1 reported"):
         sim.finish()
 
 
@@ -108,3 +108,15 @@ def test_seeds_without_cancels_draw_every_other_option_as_before(monkeypatch: py
     off = [draw_options(seed) for seed in range(200)]
     assert [replace(o, p_cancel=0.0, cancel_ticks_max=0) for o in on] == off
     assert 30 <= sum(1 for o in on if o.p_cancel) <= 90
+
+
+@pytest.mark.parametrize("seed,style,scheduling", [(100142, "semi-active", "deadline"), (111137, "passive", "sequence")])
+def test_a_rebuilt_router_still_recovering_does_not_give_up_a_call_a_replica_holds(
+        seed: int, style: str, scheduling: str) -> None:
+    """Swarm seeds (row 72b): the router took the call and crashed, the client cancelled it, and the
+    notice reached the rebuilt router before the members' reports told it the call was relayed: it gave
+    the call up (so the caller settled it), and the call ran all the same (``I12: store-r0 executes c2#26
+    at 87, first run at tick 291, after router incarnation 3 reported it given up at tick 226``). Now a
+    recovering router gives nothing up."""
+    result = run_seed(seed, style, scheduling)
+    assert result.counts["cancels"] > 0 and result.counts["router_rebuilds"] > 0

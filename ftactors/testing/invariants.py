@@ -32,7 +32,9 @@
   is in its group's order once, where its acknowledgement said); with a scheduler that keeps
   arrival order, one client's calls (one-way or not) run in the order the client issued them.
 * I12 cancelled calls (``ray.cancel``, ``SimOptions.p_cancel``): a call its router reported given up
-  (``RouterHost.abandon`` returned True) never executes, whatever copy of it comes later; a
+  (``RouterHost.abandon`` returned True) never executes afterwards, whatever copy of it comes later (a
+  rebuilt router may give up a call that ran before, executed by every member and trimmed, which it
+  never heard of: harmless, the caller cancelled it and settles it; a replica may replay it later); a
   cancelled call executes at most once (I3); and the caller's later calls, held at that router
   incarnation only for calls it gave up, go on within ``CANCEL_RELEASE_TICKS_MAX`` ticks of the
   notice and of their arrival (they do not wait ``sequence_gap_ticks``).
@@ -73,6 +75,7 @@ class Checker:
         self.acked: Dict[str, Dict[int, MsgId]] = {g: {} for g in ("store", "front")}
         self.dirty: set = set()
         self.oldest: Dict[Tuple[str, str], Any] = {}  # (owner, structure) -> its oldest key when last full
+        self.first_run: Dict[MsgId, int] = {}  # message -> the tick some replica first executed it (I12)
 
     # ------------------------------------------------------------ per step
 
@@ -86,10 +89,12 @@ class Checker:
     def on_executed(self, host: ReplicaHost, entry: LogEntry) -> None:
         """I4 at once: a member must not execute another message at an acknowledged position."""
         self.dirty.add(host.group)
+        first = self.first_run.setdefault(entry.msg_id, self.sim.now)
         gave_up = self.sim.abandoned.get(entry.msg_id)
-        if gave_up is not None and not entry.resume:
-            raise InvariantViolation(f"I12: {host.rid} executes {entry.msg_id} at {entry.position}, which router "
-                                     f"incarnation {gave_up[1]} reported given up at tick {gave_up[2]} (ray.cancel)")
+        if gave_up is not None and first >= gave_up[2]:
+            raise InvariantViolation(f"I12: {host.rid} executes {entry.msg_id} at {entry.position}, first run at tick "
+                                     f"{first}, after router incarnation {gave_up[1]} reported it given up at tick "
+                                     f"{gave_up[2]} (ray.cancel)")
         want = self.acked[host.group].get(entry.position)
         if want is not None and want != entry.msg_id and host in self._members(host.group):
             raise InvariantViolation(f"I4: {host.rid} executes {entry.msg_id} at {entry.position}, "
@@ -306,8 +311,12 @@ class Checker:
             return
         ran = {e.msg_id for log in logs.values() for e in log if e.msg_id in self.sim.cancelled}
         for mid in ran:
-            if mid in self.sim.abandoned:
-                raise InvariantViolation(f"I12: {mid} is in the order though its router reported it given up")
+            gave_up = self.sim.abandoned.get(mid)
+            if gave_up is not None and self.first_run.get(mid, gave_up[2]) >= gave_up[2]:
+                raise InvariantViolation(f"I12: {mid} is in the order though its router reported it given up before "
+                                         f"it ran")
+            if gave_up is not None:
+                self.sim.count("cancels_given_up_after_run")  # a rebuilt router that had not heard of it
         self.sim.count("cancels_ran", len(ran))
 
     def _check_bounds(self, group: str) -> None:
