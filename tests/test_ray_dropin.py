@@ -458,3 +458,54 @@ def test_what_a_replica_prints_is_prefixed_with_the_users_class_as_with_ray(ray_
         assert all(name.startswith("Loud") for name in seen.values()), (r.replica_id, seen)
     ftactors.shutdown(group)
     ray.kill(plain)
+
+class Jobs:
+    """A log of jobs (row 72): ``hold`` keeps the primary busy while later calls queue."""
+
+    def __init__(self) -> None:
+        self.done: list = []
+
+    def hold(self, seconds: float) -> int:
+        time.sleep(seconds)
+        return len(self.done)
+
+    def add(self, tag: str) -> int:
+        self.done.append(tag)
+        return len(self.done)
+
+    def get(self) -> list:
+        return list(self.done)
+
+
+def test_a_cancelled_call_the_router_took_runs_once_though_later_calls_run_first(ray_local):
+    """Row 72: ``ray.cancel`` of a call the router had taken (it waits at the replicas behind a long call):
+    the call still runs, but the caller's sweep settled its (cancelled) result, so its later calls carried an
+    ``ack_below`` past it; under the priority scheduler they ran first and raised the replicas' floor past
+    it, and when it ran each replica asserted it had run twice. Now it stays unsettled."""
+    group = ftactors.replicated(replicas=2, scheduling="priority")(Jobs).remote()
+
+    @ray.remote
+    def hold(h: Any, seconds: float) -> int:  # another caller: its call does not hold the driver's ack_below
+        return ray.get(h.hold.options(priority=5).remote(seconds), timeout=120)
+
+    try:
+        assert ray.get(group.get.remote(), timeout=60) == []
+        before = ftactors.describe(group).counts.get("requests", 0)
+        blocker = hold.remote(group, 20.0)  # long: this machine may take seconds per step below
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
+                 what="the router took the long call")
+        victim = group.add.options(priority=0).remote("victim")
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
+                 what="the router took the call to cancel")
+        ray.cancel(victim)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(victim, timeout=60)
+        later = [group.add.options(priority=3).remote(f"later{i}") for i in range(24)]  # a sweep among them
+        ray.get(later, timeout=120)
+        ray.get(blocker, timeout=120)
+        done = wait_for(lambda: (d := ray.get(group.get.remote(), timeout=60)).count("victim") and d,
+                        what="the cancelled call run (the router had taken it)")
+        assert done.count("victim") == 1 and done.index("victim") > done.index("later23"), done
+        wait_for(lambda: converged(group, 2), what="both replicas in agreement")
+    finally:
+        ftactors.shutdown(group)

@@ -19,8 +19,9 @@ from ftactors.testing.options import STYLES, force_replies_wait
 @pytest.fixture(autouse=True)
 def _seeds_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each seed here replays the run that found its hole, drawn before ``replies_wait_for_backup`` was
-    (docs/faults.md row 65): that draw, off (it changes the seeds it turns on)."""
+    (docs/faults.md row 65) and cancels were: those draws, off (they change the seeds they turn on)."""
     monkeypatch.setattr(options, "DBLFAULT_DRAW", False)
+    monkeypatch.setattr(options, "CANCEL_DRAW", False)  # nor the cancels (row 72): tests/test_sim_cancel.py
 
 SEEDS_PER_CELL = 8
 CELLS = [(style, sched) for style in STYLES for sched in sorted(SCHEDULERS)]

@@ -18,9 +18,10 @@ from ftactors.testing import options as sim_options
 
 @pytest.fixture(autouse=True)
 def _seeds_as_drawn_before_row_65(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seeds that catch each planted bug were chosen before ``replies_wait_for_backup`` was drawn
-    (docs/faults.md row 65), which changes the seeds it turns on: that draw, off."""
+    """The seeds that catch each planted bug were chosen before ``replies_wait_for_backup`` (docs/faults.md
+    row 65) and cancels (row 72) were drawn, which change the seeds they turn on: those draws, off."""
     monkeypatch.setattr(sim_options, "DBLFAULT_DRAW", False)
+    monkeypatch.setattr(sim_options, "CANCEL_DRAW", False)
 from ftactors.testing.hosts import ReplicaHost
 from ftactors.testing.models import ReplayExhausted
 

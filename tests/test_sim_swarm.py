@@ -57,7 +57,8 @@ def test_swarm_exercises_every_fault_repair_and_workload_feature() -> None:
     router), methods that raise and abort, now()/random() drawn and replayed (per task in gathered
     sub-tasks), one-way nested calls (a primary crashed while one is on its way, its successor
     sending it again: "oneway nested"), arguments by reference (fetched by the router over several ticks, some fetches
-    failing), async steps (suspended on a nested call, resumed, a Deliver held for a resume), and
+    failing), async steps (suspended on a nested call, resumed, a Deliver held for a resume), cancelled
+    calls (given up by the router, or taken and run: ``cancels*`` in ``FEATURES``), and
     every evicting bound wrapped several times (its oldest entry evicted while full)."""
     summary = run_swarm(300, jobs=JOBS)
     assert not summary.failures, [f.error for f in summary.failures]

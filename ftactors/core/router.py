@@ -335,9 +335,11 @@ class RouterCore:
             msg_id: the client's call.
 
         Returns:
-            True if it is given up; False if this router holds or held it already (it runs).
+            True if it is given up; False if this router holds or held it already (it runs), or is
+            recovering: a rebuilt router learns from the members' reports what its predecessor relayed,
+            and gave up a call a replica held, which then ran (docs/faults.md row 72b).
         """
-        if not self.intake.abandon(msg_id):
+        if self.phase != Phase.NORMAL or not self.intake.abandon(msg_id):
             return False
         self.counts["abandoned"] = self.counts.get("abandoned", 0) + 1  # only where it happens
         return True

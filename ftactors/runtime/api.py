@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import importlib
 import inspect
 import logging
@@ -124,6 +125,10 @@ class _Caller:
         self._sweep_every, self._sweep_max = sweep_every, sweep_max
         self._since_sweep = 0
         self.router: Any = None  # the group's router, as of the last call
+        # calls cancelled (``ray.cancel``) before their result came: their result (TaskCancelledError) says
+        # nothing of whether or when the group runs them, so ``ack_below`` passes one only once its router
+        # said it gave it up (docs/faults.md row 72)
+        self._cancelled: Set[int] = set()
 
     def request(self, **fields: Any) -> Any:
         """The next request (call under ``_callers_lock``), its ``ack_below`` up to date."""
@@ -152,6 +157,28 @@ class _Caller:
                 return seq
         return None
 
+    def cancelled(self, seq: int) -> None:
+        """Call ``seq`` is being cancelled (``ray.cancel``) before its result came (call under
+        ``_callers_lock``): it stays unsettled (``ack_below`` does not pass it) unless its router gives it
+        up (:meth:`given_up`). A call the router had taken still runs at the group, and a later call
+        carrying an ``ack_below`` past it would tell the replicas that it ran: each asserted it ran twice
+        when it did (docs/faults.md row 72).
+
+        Args:
+            seq: the call's sequence number.
+        """
+        self._cancelled.add(seq)
+
+    def given_up(self, seq: int) -> None:
+        """The router gave call ``seq`` up (``_AsyncRouter.abandon`` returned True): it never runs, and it is
+        settled (call under ``_callers_lock``).
+
+        Args:
+            seq: the call's sequence number.
+        """
+        self._cancelled.discard(seq)
+        self.core.on_settled(seq)
+
     def _sweep(self) -> None:
         batch = [self._waiting[i] for i in range(min(len(self._waiting), self._sweep_max))]
         ready, _ = ray.wait([ref for _, ref in batch], num_returns=len(batch), timeout=0, fetch_local=False)
@@ -162,13 +189,10 @@ class _Caller:
             self._waiting.popleft()
         for seq, ref in reversed(batch):  # the unsettled go back in front, in their order
             if ref in done:
-                self.core.on_settled(seq)
+                if seq not in self._cancelled:  # a cancelled call's result says nothing of its run
+                    self.core.on_settled(seq)
             else:
                 self._waiting.appendleft((seq, ref))
-
-
-def _ignored(result: Any) -> None:
-    """A result nobody needs (the notice of a cancelled call, :func:`cancel`)."""
 
 
 _ray_cancel = getattr(ray.cancel, "__wrapped__", ray.cancel)
@@ -179,7 +203,9 @@ def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
     of a replicated call of this process not settled yet, a notice to the group's router
     (``_AsyncRouter.abandon``). A call cancelled before the router took it (still queued in Ray)
     never runs, and without the notice the caller's next call waited ``reorder_wait_s`` for its
-    sequence number; one the router took runs as before (the notice changes nothing). No cost
+    sequence number; one the router took runs as before. The call stays unsettled (the caller's
+    ``ack_below`` does not pass it) unless the router answers that it gave it up (:func:`_given_up`):
+    its result (``TaskCancelledError``) says nothing of when the group runs it (row 72). No cost
     on the call path (a callback on every result cost 80-150 us a call).
 
     Args:
@@ -190,14 +216,38 @@ def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
     Raises:
         What ``ray.cancel`` raises.
     """
-    _ray_cancel(ray_waitable, *args, **kwargs)
-    if not isinstance(ray_waitable, ray.ObjectRef):
-        return
-    with _callers_lock:
-        found = [(c.core.source, seq, c.router) for c in _callers.values()
-                 if (seq := c.seq_of(ray_waitable)) is not None and c.router is not None]
-    for source, seq, router in found:  # its answer read: a router gone meanwhile prints no unhandled error
-        router.abandon.remote(source, seq)._on_completed(_ignored)
+    found: List[Tuple[_Caller, int, Any]] = []
+    if isinstance(ray_waitable, ray.ObjectRef) and _callers and \
+            not ray.wait([ray_waitable], timeout=0, fetch_local=False)[0]:  # a call done already: nothing to tell
+        with _callers_lock:  # marked before Ray's cancel makes its result ready: no sweep settles it
+            found = [(c, seq, c.router) for c in _callers.values()
+                     if (seq := c.seq_of(ray_waitable)) is not None and c.router is not None]
+            for c, seq, _ in found:
+                c.cancelled(seq)
+    try:
+        _ray_cancel(ray_waitable, *args, **kwargs)
+    except BaseException:
+        with _callers_lock:
+            for c, seq, _ in found:
+                c._cancelled.discard(seq)  # not cancelled: its result settles it as any
+        raise
+    for c, seq, router in found:  # its answer read: a router gone meanwhile prints no unhandled error
+        router.abandon.remote(c.core.source, seq)._on_completed(functools.partial(_given_up, c, seq))
+
+
+def _given_up(caller: _Caller, seq: int, result: Any) -> None:
+    """The router's answer to the notice of cancelled call ``seq`` (:func:`cancel`): True, it gave the call
+    up (never runs): settled. Otherwise (it had taken it, it runs; or the router was gone) the call stays
+    unsettled: the caller's ``ack_below`` stays at it (row 72).
+
+    Args:
+        caller: the caller of the call.
+        seq: the call's sequence number.
+        result: ``_AsyncRouter.abandon``'s answer, or its error.
+    """
+    if result is True:
+        with _callers_lock:
+            caller.given_up(seq)
 
 
 cancel.__wrapped__ = _ray_cancel  # type: ignore[attr-defined]

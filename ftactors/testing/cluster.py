@@ -41,6 +41,7 @@ from ftactors.core import (
     Deliver,
     Delivered,
     GroupOverloadedError,
+    MsgId,
     NewView,
     Outcome,
     Phase,
@@ -57,7 +58,9 @@ from ftactors.testing import invariants
 from ftactors.host.links import LinkState
 from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
+    AbandonArrives,
     ArgumentFetched,
+    CancelCall,
     ClientIssue,
     ClientRetry,
     Endpoint,
@@ -98,8 +101,11 @@ from ftactors.testing.options import SimOptions
 #: What a router reads (a starved router reads them once it runs again): callers' calls, fetched
 #: arguments, backups' pulls, replicas' answers, Ray's death notices, spawns and its links' events
 ROUTER_BOUND = (RequestArrives, ArgumentFetched, PullArrives, ToRouter, FailureNotice, SpawnReady, LinkOpened,
-                LinkClosed)
+                LinkClosed, AbandonArrives)
 
+#: a cancelled call is settled at once (its ``ack_below`` passes it), as the runtime's caller did before
+#: docs/faults.md row 72 (its sweep settled a cancelled result): True replays that, to show the row's failure
+SETTLE_CANCELLED = False
 #: bound on simultaneously scheduled events
 EVENTS_MAX = 200_000
 #: resources requests may need (resource scheduling)
@@ -160,6 +166,11 @@ class Simulator:
         # primary while one is on its way, each on a stream of its own (the other draws keep their values)
         self.oneway_ops_rng = random.Random(f"oneway-ops-{options.seed}")
         self.oneway_rng = random.Random(f"oneway-run-{options.seed}")
+        # ray.cancel (``p_cancel``): which calls, when, and their notices' delays, on a stream of its own;
+        # the calls cancelled, and those a router reported given up: (group, router incarnation, tick)
+        self.cancel_rng = random.Random(f"cancel-run-{options.seed}")
+        self.cancelled: Set[MsgId] = set()
+        self.abandoned: Dict[MsgId, Tuple[str, int, int]] = {}
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -451,7 +462,46 @@ class Simulator:
                 self.needs_resources.add(req.msg_id)  # a scheduler may pass over it (I10)
             self._send_request(client, req)
             self.schedule(self.options.retry_ticks, ClientRetry(client.name, req.msg_id))
+            if self.options.p_cancel and not client.outstanding[req.msg_id][1].oneway and \
+                    self.cancel_rng.random() < self.options.p_cancel:
+                self.count("cancels_drawn")
+                self.schedule(self.cancel_rng.randint(0, self.options.cancel_ticks_max),
+                              CancelCall(client.name, req.msg_id))
         self._maybe_exit(client)
+
+    def _on_CancelCall(self, ev: CancelCall) -> None:
+        """A client cancels a call whose result it has not got (``ray.cancel``): it gives the call up (no
+        retry; Ray resubmits no cancelled call to a restarted router), and its process sends the router the
+        notice (``runtime/api.py:cancel``), a Ray call of its own that may overtake the call or come after the
+        router took it. Copies of the call already on their way still arrive (a retry of Ray's racing the
+        cancel). Its ``ack_below`` passes it only if the router gives it up (:meth:`_on_AbandonArrives`;
+        ``SETTLE_CANCELLED``: at once, as the runtime did before docs/faults.md row 72)."""
+        client = self.clients[ev.client]
+        entry = client.outstanding.pop(ev.msg_id, None)
+        if entry is None:
+            self.count("cancels_too_late")  # its result came first: Ray's cancel does nothing
+            return
+        self.count("cancels")
+        self.cancelled.add(ev.msg_id)
+        if SETTLE_CANCELLED:
+            client.core.on_settled(ev.msg_id.seq)
+        self.schedule(self.cancel_rng.randint(0, self.options.delay_max), AbandonArrives(entry[0].group, ev.msg_id))
+        self.schedule(self.cancel_rng.randint(1, 4), ClientIssue(client.name))  # its window has room again
+
+    def _on_AbandonArrives(self, ev: AbandonArrives) -> None:
+        """The notice of a cancelled call reaches the router: ``RouterHost.abandon``, as ``_AsyncRouter.abandon``
+        calls it. A router down drops it (the caller ignores the notice's result)."""
+        router = self.routers[ev.group]
+        host = router.host
+        if host is None or host.core is None:
+            self.count("cancel_notices_lost")
+            return
+        if host.abandon(ev.msg_id):
+            self.count("cancels_abandoned")
+            self.abandoned[ev.msg_id] = (ev.group, router.incarnation, self.now)
+            self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)  # never runs: settled (``_given_up``)
+        else:
+            self.count("cancels_taken")
 
     def _maybe_exit(self, client: ClientHost) -> None:
         """A client whose script is done may exit (``p_owner_exit``): the objects it owned are lost,

@@ -218,6 +218,23 @@ class TimerFires:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelCall:
+    """A client cancels its call ``msg_id`` (``ray.cancel``; ``SimOptions.p_cancel``)."""
+
+    client: str
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonArrives:
+    """The notice of a cancelled call reaches its group's router (``_AsyncRouter.abandon``: a Ray call of
+    its own, which may overtake the call or come after the router took it)."""
+
+    group: str
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
 class ClientIssue:
     """A client issues its next operation."""
 
@@ -268,7 +285,7 @@ class OnewayCrash:
 
 Event = Union[RequestArrives, ArgumentFetched, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
               StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
-              LinkOpened, LinkClosed, FetchParked, OnewayCrash]
+              LinkOpened, LinkClosed, FetchParked, OnewayCrash, CancelCall, AbandonArrives]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,13 @@
 * I10 one client's order, one-way calls once: each one-way call takes effect exactly once (it
   is in its group's order once, where its acknowledgement said); with a scheduler that keeps
   arrival order, one client's calls (one-way or not) run in the order the client issued them.
+* I12 cancelled calls (``ray.cancel``, ``SimOptions.p_cancel``): a call its router reported given up
+  (``RouterHost.abandon`` returned True) never executes afterwards, whatever copy of it comes later (a
+  rebuilt router may give up a call that ran before, executed by every member and trimmed, which it
+  never heard of: harmless, the caller cancelled it and settles it; a replica may replay it later); a
+  cancelled call executes at most once (I3); and the caller's later calls, held at that router
+  incarnation only for calls it gave up, go on within ``CANCEL_RELEASE_TICKS_MAX`` ticks of the
+  notice and of their arrival (they do not wait ``sequence_gap_ticks``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from ftactors.testing.models import LogEntry, NestedCall, replay_groups
 if TYPE_CHECKING:  # pragma: no cover
     from ftactors.testing.cluster import Simulator
 
+#: I12: ticks within which a call held only for calls its caller gave up goes on (the router's next tick)
+CANCEL_RELEASE_TICKS_MAX = 2
 #: histories up to this many operations per group also get the Wing-Gong search
 WING_GONG_OPS_MAX = 12
 
@@ -66,6 +75,7 @@ class Checker:
         self.acked: Dict[str, Dict[int, MsgId]] = {g: {} for g in ("store", "front")}
         self.dirty: set = set()
         self.oldest: Dict[Tuple[str, str], Any] = {}  # (owner, structure) -> its oldest key when last full
+        self.first_run: Dict[MsgId, int] = {}  # message -> the tick some replica first executed it (I12)
 
     # ------------------------------------------------------------ per step
 
@@ -79,6 +89,12 @@ class Checker:
     def on_executed(self, host: ReplicaHost, entry: LogEntry) -> None:
         """I4 at once: a member must not execute another message at an acknowledged position."""
         self.dirty.add(host.group)
+        first = self.first_run.setdefault(entry.msg_id, self.sim.now)
+        gave_up = self.sim.abandoned.get(entry.msg_id)
+        if gave_up is not None and first >= gave_up[2]:
+            raise InvariantViolation(f"I12: {host.rid} executes {entry.msg_id} at {entry.position}, first run at tick "
+                                     f"{first}, after router incarnation {gave_up[1]} reported it given up at tick "
+                                     f"{gave_up[2]} (ray.cancel)")
         want = self.acked[host.group].get(entry.position)
         if want is not None and want != entry.msg_id and host in self._members(host.group):
             raise InvariantViolation(f"I4: {host.rid} executes {entry.msg_id} at {entry.position}, "
@@ -121,6 +137,43 @@ class Checker:
             self._check_prefixes(group)
         self.dirty.clear()
         self.check_bounds()
+        if self.sim.abandoned:
+            self.check_cancel_stalls()
+
+    def check_cancel_stalls(self) -> None:
+        """I12: a caller's later calls held at its router only for calls it gave up (``RouterHost.abandon``
+        reported them given up at this incarnation), or calls the router knows, go on within
+        ``CANCEL_RELEASE_TICKS_MAX`` ticks of the last notice and of their arrival. A router starved of
+        CPU is judged from its waking.
+
+        Raises:
+            InvariantViolation: a held call waits longer (for ``sequence_gap_ticks``).
+        """
+        sim = self.sim
+        for group, router in sim.routers.items():
+            core = router.core
+            if core is None or router.starved_until >= sim.now:
+                continue
+            intake = core.intake
+            for src, held in intake.held.items():
+                expect = intake.expect.get(src)
+                if not held or expect is None or expect >= min(held):
+                    continue
+                notices = []
+                for seq in range(expect, min(held)):
+                    mid = MsgId(src, seq)
+                    gave_up = sim.abandoned.get(mid)
+                    if gave_up is not None and gave_up[:2] == (group, router.incarnation):
+                        notices.append(gave_up[2])
+                    elif not (mid in intake.log.requests or mid in intake.replies or mid in intake.log.pos_of):
+                        notices = []
+                        break  # a call it does not know: the gap wait is the right one
+                if not notices:
+                    continue
+                since = max(max(notices), min(t for _, t in held.values()), router.woke_at)
+                if sim.now - since > CANCEL_RELEASE_TICKS_MAX:
+                    raise InvariantViolation(f"I12: {group} holds {src}#{min(held)} for {sim.now - since} ticks, "
+                                             f"waiting only for calls its caller gave up (from {src}#{expect})")
 
     def check_bounds(self) -> None:
         """I8: every bounded structure of every live core within its ``*_max``; count evictions.
@@ -243,12 +296,28 @@ class Checker:
         self._check_history(answers)
         self._check_client_order(logs)
         self._check_nested(logs, answers)
+        self._count_cancels(logs)
         if not self.sim.options.faults:
             for g in self.sim.groups:
                 self._check_fault_free(g)
         for g in self.sim.groups:
             self._check_retention(g)
             self._check_bounds(g)
+
+    def _count_cancels(self, logs: Dict[str, List[LogEntry]]) -> None:
+        """Count the cancelled calls that ran all the same (``cancels_ran``: the router had taken them); I12:
+        those reported given up are not in their group's order (checked as they execute too)."""
+        if not self.sim.cancelled:
+            return
+        ran = {e.msg_id for log in logs.values() for e in log if e.msg_id in self.sim.cancelled}
+        for mid in ran:
+            gave_up = self.sim.abandoned.get(mid)
+            if gave_up is not None and self.first_run.get(mid, gave_up[2]) >= gave_up[2]:
+                raise InvariantViolation(f"I12: {mid} is in the order though its router reported it given up before "
+                                         f"it ran")
+            if gave_up is not None:
+                self.sim.count("cancels_given_up_after_run")  # a rebuilt router that had not heard of it
+        self.sim.count("cancels_ran", len(ran))
 
     def _check_bounds(self, group: str) -> None:
         """I8: no per-source structure of a replica is past its ``sources_max``."""

@@ -44,6 +44,12 @@ ONEWAY_CRASH_WITH_DIRECT = True
 #: so the other seeds keep every draw. A switch, as ``STARVE_WITH_DIRECT``
 DBLFAULT_DRAW = True
 P_REPLIES_WAIT = 0.3
+#: ``ray.cancel`` of client calls (docs/faults.md rows 67, 72): in ``P_CANCEL`` of the seeds, drawn on its own
+#: stream (``cancel-<seed>``), a client cancels some of its calls (``p_cancel``), before or after the router
+#: took them; the simulator draws which and when on its own stream too (``cancel-run-<seed>``), so the other
+#: seeds keep every draw. A switch, as ``STARVE_WITH_DIRECT``
+CANCEL_DRAW = True
+P_CANCEL = 0.3
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
@@ -164,6 +170,12 @@ class SimOptions:
         p_unreachable: probability that a link cannot be opened (its Delivers fall back to Ray calls).
         p_parked: probability that an answer on a link is parked (fetched with a Ray call).
         p_partition: per tick and group, probability of cutting a replica off its router for a while.
+        p_cancel: probability that a client cancels a call it sent (``ray.cancel``, not a one-way call),
+            ``cancel_ticks_max`` ticks after sending it at most: it stops waiting for it and retrying it, its
+            ``ack_below`` passes it, and the group's router gets the notice ``RouterHost.abandon`` a link
+            delay later (as ``runtime/api.py:cancel`` sends ``_AsyncRouter.abandon``). Drawn from its own
+            stream (``cancel-<seed>``); which calls and when from the simulator's (``cancel-run-<seed>``).
+        cancel_ticks_max: the longest a client waits before cancelling a call it cancels.
         reply_cache_max, log_max, pending_max, inflight_max, batch_max, retain_executed_max,
             carried_announcements_max, primary_inflight_max, backup_inflight_max: see CoreConfig;
             small in some seeds, so that long runs pass each bound several times.
@@ -231,6 +243,8 @@ class SimOptions:
     p_parked: float = 0.0
     p_partition: float = 0.0
     replace_backup: bool = False
+    p_cancel: float = 0.0
+    cancel_ticks_max: int = 0
     spares: int = 0
     spare_respawn_ticks: int = 0
     reply_cache_max: int = 1000
@@ -313,6 +327,7 @@ class SimOptions:
                 + (f" router-starve={self.p_router_starve:.3f}x{self.router_starve_max}" if self.p_router_starve
                    else "")
                 + (" replace-backup" if self.replace_backup else "")
+                + (f" cancel={self.p_cancel:.2f}<={self.cancel_ticks_max}" if self.p_cancel else "")
                 + (f" spares={self.spares}(respawn {self.spare_respawn_ticks})" if self.spares else "")
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
@@ -434,6 +449,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_router_crash_paused(random.Random(f"paused-{seed}"), opts)
     opts = _draw_oneway_nested(random.Random(f"oneway-nested-{seed}"), opts)
     opts = _draw_dblfault(random.Random(f"dblfault-{seed}"), opts)
+    opts = _draw_cancels(random.Random(f"cancel-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -538,6 +554,24 @@ def _draw_dblfault(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not (DBLFAULT_DRAW and opts.faults and opts.replicas >= 2) or rng.random() >= P_REPLIES_WAIT:
         return opts
     return dataclasses.replace(opts, replies_wait_for_backup=True, p_router_crash_failover=rng.uniform(0.05, 0.5))
+
+
+def _draw_cancels(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """Clients that cancel some of their calls (``ray.cancel``) in ``P_CANCEL`` of the seeds, if ``CANCEL_DRAW``,
+    on its own stream (``cancel-<seed>``) so the seeds drawn before keep every other choice. A cancel comes
+    from at once (before the call reaches the router) to a few link delays later (after the router took it).
+
+    Args:
+        rng: the ``cancel-<seed>`` stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``p_cancel`` and ``cancel_ticks_max`` set, or unchanged.
+    """
+    if not CANCEL_DRAW or rng.random() >= P_CANCEL:
+        return opts
+    return dataclasses.replace(opts, p_cancel=rng.choice((0.05, 0.1, 0.2)),
+                               cancel_ticks_max=rng.randint(1, 2 * opts.delay_max + 2))
 
 
 def force_replies_wait(opts: SimOptions) -> SimOptions:

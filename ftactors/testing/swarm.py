@@ -83,6 +83,10 @@ FEATURES = (
     ("oneway nested", "oneway_nested_sent"),
     ("oneway nested crashes", "oneway_nested_crashes"),
     ("oneway nested re-sent", "oneway_nested_resent"),
+    ("cancels", "cancels"),
+    ("cancels abandoned", "cancels_abandoned"),
+    ("cancels taken", "cancels_taken"),
+    ("cancels ran", "cancels_ran"),
 )
 
 

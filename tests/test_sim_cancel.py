@@ -1,0 +1,131 @@
+"""``ray.cancel`` in the simulator (docs/faults.md rows 67, 72): clients cancel calls before or after their
+router took them; a call the router gave up never runs, one it had taken runs once, and the caller's later
+calls do not wait ``sequence_gap_ticks`` for one it gave up (invariant I12)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ftactors.core import MsgId
+from ftactors.testing import InvariantViolation, SimOptions, Simulator, cluster, draw_options, options, run_seed
+from ftactors.testing.events import AbandonArrives, CancelCall
+
+
+def quiet_options(**kw: object) -> SimOptions:
+    """One client, no random faults, no script: the test issues and cancels the calls."""
+    base = SimOptions(seed=1, replicas=3, clients=1, ops_per_client=0, p_crash=0, p_pause=0, p_router_crash=0,
+                      p_drop=0, p_dup=0, p_resources=0, safety_ticks=0, faults=False)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def c0(seq: int) -> MsgId:
+    return MsgId("c0", seq)
+
+
+def taken_call_cancelled_then_a_later_call_overtakes_it() -> Simulator:
+    """c1's long method keeps the replicas busy; c0#1 (priority 0) is taken by the router and waits at the
+    replicas; c0 cancels it, the router answers that it had taken it; c0#2 (priority 3) then goes first
+    under the priority scheduler."""
+    sim = Simulator(quiet_options(scheduling="priority", clients=2))
+    sim._hints = lambda: {"priority": 0, "deadline_tick": None, "resources": ()}  # type: ignore[method-assign]
+    sim.add_operation("c1", "store", "slow", (12, "add", (1,)))
+    sim.run_until(lambda: sim.replicas["store"]["store-r0"].busy)  # the primary
+    sim.add_operation("c0", "store", "add", (10,))
+    router = sim.routers["store"]
+    sim.run_until(lambda: router.core is not None and c0(1) in router.core.requests)
+    sim._on_CancelCall(CancelCall("c0", c0(1)))
+    sim._on_AbandonArrives(AbandonArrives("store", c0(1)))
+    assert sim.counts["cancels_taken"] == 1 and not sim.abandoned
+    sim._hints = lambda: {"priority": 3, "deadline_tick": None, "resources": ()}  # type: ignore[method-assign]
+    sim.add_operation("c0", "store", "add", (100,))
+    return sim
+
+
+def test_a_cancelled_call_the_router_had_taken_runs_once_though_a_later_call_runs_first() -> None:
+    """Found by the simulator's cancels (seeds 3 and 14): the caller settled a cancelled call at once (its
+    sweep settled the cancelled result), so the later call's ``ack_below`` passed it; under a scheduler that
+    reorders, the later call ran first and raised the replicas' floor past the cancelled one, which then ran
+    (``AssertionError: c0#1 executed twice`` in ``DedupTable.record``). Now the caller keeps a cancelled call
+    unsettled unless its router gave it up (docs/faults.md row 72)."""
+    sim = taken_call_cancelled_then_a_later_call_overtakes_it()
+    result = sim.finish()
+    log = [e.msg_id for e in sim.replicas["store"]["store-r0"].log]
+    assert log.index(c0(2)) < log.index(c0(1)), "the later call did not overtake the cancelled one"
+    assert log.count(c0(1)) == 1 and result.counts["cancels_ran"] == 1
+    assert sim.clients["c0"].core.ack_below() == 1  # the call ran, but nothing tells the caller so
+
+
+def test_a_cancelled_call_settled_at_once_fails_as_the_runtime_did_before_row_72(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same scenario with the caller of before row 72 (``SETTLE_CANCELLED``): the replicas assert."""
+    monkeypatch.setattr(cluster, "SETTLE_CANCELLED", True)
+    sim = taken_call_cancelled_then_a_later_call_overtakes_it()
+    with pytest.raises(AssertionError, match="c0#1 executed twice"):
+        sim.finish()
+
+
+def test_a_call_cancelled_before_the_router_took_it_never_runs_and_does_not_hold_the_next() -> None:
+    """The notice reaches the router before the call: it is given up; the call, arriving after all, is
+    refused; the caller's next call is not held ``sequence_gap_ticks`` for it (I12 checks each step)."""
+    sim = Simulator(quiet_options(sequence_gap_ticks=50, window=2))
+    sim.add_operation("c0", "store", "add", (1,))
+    sim.run_until(lambda: c0(1) in sim.clients["c0"].outstanding)
+    sim._on_CancelCall(CancelCall("c0", c0(1)))
+    sim._on_AbandonArrives(AbandonArrives("store", c0(1)))
+    assert c0(1) in sim.abandoned and sim.clients["c0"].core.ack_below() == 2
+    sim.add_operation("c0", "store", "add", (10,))
+    steps = sim.run_until(lambda: not sim.clients["c0"].outstanding and sim.history)
+    assert steps < 20, f"the next call took {steps} ticks (sequence_gap_ticks=50)"
+    result = sim.finish()
+    assert [op.msg_id for op in sim.history] == [c0(2)] and result.counts["cancels_ran"] == 0
+    assert result.counts["fenced_submits"] >= 1  # the cancelled call arrived after the notice: refused
+
+
+def test_a_given_up_call_that_ran_all_the_same_breaks_i12() -> None:
+    """I12 can fail: a call recorded as given up by its router must not execute."""
+    sim = Simulator(quiet_options())
+    sim.add_operation("c0", "store", "add", (1,))
+    sim.abandoned[c0(1)] = ("store", 1, 0)  # as if the router had said so before it ran
+    with pytest.raises(InvariantViolation, match="I12: .* executes c0#1 .* after router incarnation 1 reported"):
+        sim.finish()
+
+
+@pytest.mark.parametrize("seed", [3, 14])
+def test_seeds_that_found_row_72(seed: int) -> None:
+    """The swarm seeds whose cancels found row 72 (a priority and a deadline scheduler)."""
+    assert draw_options(seed).p_cancel
+    result = run_seed(seed)
+    assert result.counts["cancels_taken"] > 0 and result.counts["cancels_ran"] > 0
+
+
+def test_seeds_without_cancels_draw_every_other_option_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancels come from their own stream (``cancel-<seed>``): a seed's other options are the same with the
+    draw on or off, and about ``P_CANCEL`` of the seeds draw cancels."""
+    on = [draw_options(seed) for seed in range(200)]
+    monkeypatch.setattr(options, "CANCEL_DRAW", False)
+    off = [draw_options(seed) for seed in range(200)]
+    assert [replace(o, p_cancel=0.0, cancel_ticks_max=0) for o in on] == off
+    assert 30 <= sum(1 for o in on if o.p_cancel) <= 90
+
+
+@pytest.mark.parametrize("seed,style,scheduling", [(100142, "semi-active", "deadline"), (111137, "passive", "sequence")])
+def test_a_rebuilt_router_still_recovering_does_not_give_up_a_call_a_replica_holds(
+        seed: int, style: str, scheduling: str) -> None:
+    """Swarm seeds (row 72b): the router took the call and crashed, the client cancelled it, and the
+    notice reached the rebuilt router before the members' reports told it the call was relayed: it gave
+    the call up (so the caller settled it), and the call ran all the same (``I12: store-r0 executes c2#26
+    at 87, first run at tick 291, after router incarnation 3 reported it given up at tick 226``). Now a
+    recovering router gives nothing up."""
+    result = run_seed(seed, style, scheduling)
+    assert result.counts["cancels"] > 0 and result.counts["router_rebuilds"] > 0
+
+
+@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason="open (docs/faults.md Open, 'Cancelled calls'): "
+                   "front's primary stays busy after 8 taken cancels; passes with the cancel draw off")
+def test_swarm_seed_102169_with_cancels_quiesces() -> None:
+    """Swarm seed 102169 (semi-active, priority, nested, 2 replicas, ``sources_max`` 28): with its 8 cancels
+    (all taken, run) front's primary stays busy and the run never quiesces (``I6: no quiescence 400 ticks
+    after the last reply``); without the cancel draw it passes. Not diagnosed yet."""
+    run_seed(102169, "semi-active", "priority")
