@@ -670,3 +670,30 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
         g.router.submit(cancelled)
     assert g.router.abandon(first.msg_id) is False and g.router.abandon(nxt.msg_id) is False
     assert g.router.counts["abandoned"] == 1
+
+
+def test_a_call_the_primary_holds_that_no_caller_waits_for_still_runs() -> None:
+    """Swarm seed 102169 with the simulator's cancels: the primary had taken a call in but not run it
+    (its Deliver was answered before the call's turn), and no caller waited for it any more (its caller
+    cancelled it, and no retry comes after a router restart). The router polled an idle primary only
+    while callers waited, so the call sat at the primary until some later call came (the run never
+    went quiet: ``I6: no quiescence``). A call the primary holds is work: an idle primary is polled."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    req = ClientCore("c").request("g", "add", payload=5)
+    assert g.router.submit(req) is None
+    g.now += 1
+    g.router.tick(g.now)
+    primary = g.reps["g-r0"]
+    for m, d in g.router.ready().sends:
+        if m == "g-r0":  # taken in; its Deliver answered before the call's turn
+            primary.deliver(d)
+            g.router.on_delivered(primary.take_delivered())
+        else:
+            g.router.on_delivered(g.answer(m, d))
+    g.router.intake.pending.discard(req.msg_id)  # nobody waits for it any more
+    g.pump(3 * cfg.heartbeat_ticks)
+    assert g.state == {m: 5 for m in MEMBERS}
+    polls = g.router.counts["polls"]
+    g.pump(3 * cfg.heartbeat_ticks)
+    assert g.router.counts["polls"] == polls  # nothing held: no more polls

@@ -122,10 +122,8 @@ def test_a_rebuilt_router_still_recovering_does_not_give_up_a_call_a_replica_hol
     assert result.counts["cancels"] > 0 and result.counts["router_rebuilds"] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason="open (docs/faults.md Open, 'Cancelled calls'): "
-                   "front's primary stays busy after 8 taken cancels; passes with the cancel draw off")
 def test_swarm_seed_102169_with_cancels_quiesces() -> None:
     """Swarm seed 102169 (semi-active, priority, nested, 2 replicas, ``sources_max`` 28): with its 8 cancels
-    (all taken, run) front's primary stays busy and the run never quiesces (``I6: no quiescence 400 ticks
-    after the last reply``); without the cancel draw it passes. Not diagnosed yet."""
+    (all taken, run) front's primary held a call nobody waited for any more and was never polled for it
+    (``I6: no quiescence 400 ticks after the last reply``): docs/faults.md row 72c."""
     run_seed(102169, "semi-active", "priority")

@@ -733,6 +733,23 @@ class RouterCore:
 
     # --------------------------------------------------------------- outputs
 
+    def _work_waits(self) -> bool:
+        """Whether an idle primary is to be polled (``Outbox.sends``' ``callers_wait``): a caller waits
+        for a reply, or the primary holds a call it has not run. A call nobody waits for any more (its
+        caller cancelled it, and no retry reaches a restarted router) still runs; polled only while
+        callers waited, it sat at the primary until some later call came (swarm seed 102169 with
+        cancels). The log is scanned only when the primary's link has been idle a heartbeat.
+        """
+        if self.pending:
+            return True
+        if not self.members:
+            return False
+        link = self.tracker.links[self.members[0]]
+        if link.inflight or self.now - link.last_sent < self.config.heartbeat_ticks:
+            return False
+        pos_of = self.log.pos_of
+        return any(mid not in pos_of for mid in self.log.requests)
+
     def ready(self) -> RouterReady:
         """Collect what the host must do now; clears it from the core.
 
@@ -743,7 +760,7 @@ class RouterCore:
         self._release_held_replies()  # a trim or a merge may have filled the order below them
         # replies waiting for a backup (replies_wait_for_backup): its copies and announcements go at once
         urgent = bool(self._held_replies) and self.config.replies_wait_for_backup
-        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, bool(self.pending), urgent) \
+        sends = self.outbox.sends(self.tracker, self.members, self.view, self.now, self._work_waits(), urgent) \
             if self.phase == Phase.NORMAL else []
         pings = self.tracker.pings(self.now, self.config.heartbeat_ticks)
         if pings:
