@@ -58,3 +58,4 @@ class MethodAbortedError(FtActorsError, RuntimeError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (MethodAbortedError, (str(self), self.original_type))
+

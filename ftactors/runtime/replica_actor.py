@@ -35,6 +35,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 # Ray's own cloudpickle, not the package: a class pickled by value (a driver script's exception or
@@ -194,7 +195,39 @@ def portable_error(exc: BaseException) -> BaseException:
         return RuntimeError(
             f"{type(exc).__name__}: {exc} (the exception cannot be unpickled: {type(why).__name__}: "
             f"{why}; pass every argument of its __init__ to super().__init__, or define __reduce__)")
+    _keep_traceback(exc)
     return exc
+
+
+#: ftactors' own source files (their frames are left out of a method's traceback)
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: the end of a method's formatted traceback an exception carries to its caller, at most
+TRACEBACK_CHARS_MAX = 4000
+
+#: the attribute that carries it (:func:`ftactors.runtime.router_actor.unwrap` makes it the cause)
+TRACEBACK_ATTR = "_ftactors_remote_traceback"
+
+
+def _keep_traceback(exc: BaseException) -> None:
+    """Have ``exc`` carry where it was raised (its traceback's last ``TRACEBACK_CHARS_MAX``
+    characters, from the user's first frame): a pickled exception loses its traceback, and the
+    router re-raises it in its own frames. An exception that takes no attribute (a frozen dataclass)
+    goes without.
+
+    Args:
+        exc: a method's (or constructor's) exception, caught with its traceback.
+    """
+    tb = exc.__traceback__
+    if tb is None or hasattr(exc, TRACEBACK_ATTR):
+        return
+    while tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+        tb = tb.tb_next  # from the user's first frame: ftactors' own above it tell nothing
+    text = "".join(traceback.format_tb(tb))
+    try:
+        setattr(exc, TRACEBACK_ATTR, text[-TRACEBACK_CHARS_MAX:])
+    except Exception:
+        pass
 
 
 #: Results that always pickle: the common case on the call path is not pickled twice, and Ray's own

@@ -33,7 +33,8 @@ from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError, PulledReplyGoneError
-from ftactors.runtime.replica_actor import OwnedArgument, _Replica, replica_actor_name, router_actor_name
+from ftactors.runtime.replica_actor import (TRACEBACK_ATTR, OwnedArgument, _Replica, replica_actor_name,
+                                            router_actor_name)
 from ftactors.runtime.settings import ReplicationSettings
 from ftactors.spec import GroupSpec
 from ftactors.runtime.wire import DirectLink, LinkClosedError, NotOnWireError, ParkedError, RemoteDeliverError
@@ -110,10 +111,17 @@ def request_of(req: Any) -> Request:
 
 
 def unwrap(rep: Reply) -> Any:
-    """The reply's value, or raise the method's exception."""
+    """The reply's value, or raise the method's exception, with a note of where the replica raised it
+    (Ray's error then shows the method's file and line, after the router's frames)."""
     if rep.outcome.ok:
         return rep.outcome.value
-    raise rep.outcome.value
+    exc = rep.outcome.value
+    frames = getattr(exc, TRACEBACK_ATTR, None)
+    if isinstance(frames, str):
+        note = f"Raised in the replica:\n{frames.rstrip()}"
+        if note not in getattr(exc, "__notes__", ()):  # a duplicate's cached reply is raised again
+            exc.add_note(note)
+    raise exc
 
 
 class _FutureWaiter:
