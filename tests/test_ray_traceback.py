@@ -46,3 +46,26 @@ def test_a_methods_exception_shows_the_methods_file_and_line_as_with_ray(ray_loc
         assert ray.get(group.post.remote(3), timeout=60) == 1  # the group goes on
     finally:
         ftactors.shutdown(group)
+
+
+def test_a_class_its_workers_cannot_import_fails_its_calls_with_the_import_error(ray_local, tmp_path, monkeypatch):
+    """A class from a module only the driver has (a first-day mistake: a local file, no ``runtime_env``).
+    A plain Ray actor's call fails with the import error (``ModuleNotFoundError`` in its message); a
+    replicated group's failed with ``GroupLostError: all replicas of the group failed``, naming no
+    module, and each replica's process printed a C++ abort to the console."""
+    (tmp_path / "onlyhere.py").write_text("class Onlyhere:\n    def ping(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from onlyhere import Onlyhere  # type: ignore[import-not-found]
+
+    plain = ray.remote(Onlyhere).remote()
+    with pytest.raises(ray.exceptions.RayError, match="No module named 'onlyhere'"):
+        ray.get(plain.ping.remote(), timeout=60)
+    group = ftactors.replicated(replicas=2)(ray.remote(Onlyhere)).remote()
+    try:
+        with pytest.raises(Exception, match="No module named 'onlyhere'") as info:
+            ray.get(group.ping.remote(), timeout=60)
+        assert "runtime_env" in str(info.value)  # what to do about it
+        with pytest.raises(Exception, match="No module named 'onlyhere'"):  # the group stays, each call says so
+            ray.get(group.ping.remote(), timeout=60)
+    finally:
+        ftactors.shutdown(group)

@@ -565,6 +565,31 @@ def _name_console_lines(name: str) -> None:
         log.debug("could not name this replica's console lines", exc_info=True)
 
 
+def _load_class(spec: GroupSpec) -> Tuple[Optional[type], Tuple[Any, ...], Dict[str, Any], Optional[BaseException]]:
+    """The user's class and its constructor's arguments, or why this worker cannot load them.
+
+    A class from a module only the driver has (a local file, no ``runtime_env``) cannot be unpickled
+    here: the replica stays up and every call fails with the import error and what to do about it, as
+    a plain Ray actor's calls fail with it. Raising here instead made Ray abort the replica's process
+    (a C++ stack on the console) and the caller got only ``GroupLostError`` (docs/faults.md row 78).
+
+    Args:
+        spec: the group's spec.
+
+    Returns:
+        (class, args, kwargs, None), or (None, (), {}, the error every call gets).
+    """
+    try:
+        cls = cloudpickle.loads(spec.cls_bytes)
+        args, kwargs = cloudpickle.loads(spec.init_bytes)
+    except Exception as exc:
+        return None, (), {}, RuntimeError(
+            f"the replicated class or its constructor's arguments could not be loaded on this worker: "
+            f"{type(exc).__name__}: {exc}. The workers need the modules the class and its arguments come "
+            f"from: install them on every node, or pass them with Ray's runtime_env (py_modules, working_dir)")
+    return cls, args, kwargs, None
+
+
 class _Replica:
     """Ray actor hosting one replica. Private: created by the router and ``replicated``."""
 
@@ -577,19 +602,21 @@ class _Replica:
         self.spec = spec
         self.replica_id = replica_id
         self.settings = ReplicationSettings(**spec.settings)
-        cls = cloudpickle.loads(spec.cls_bytes)
-        self.class_name = cls.__name__
+        cls, args, kwargs, load_error = _load_class(spec)
+        self.class_name = cls.__name__ if cls is not None else spec.group.rsplit("-", 1)[0]
         _name_console_lines(repr(self))  # before the user's constructor prints anything
-        args, kwargs = cloudpickle.loads(spec.init_bytes)
         self.core = ReplicaCore(spec.group, replica_id, spec.config, scheduling=spec.scheduling,
                                 initial_view=initial_view)
-        self.init_error: Optional[BaseException] = None  # the constructor's exception: every call gets it
-        try:
-            self.obj = cls(*args, **kwargs)
-        except Exception as exc:
-            self.obj, self.init_error = None, portable_error(exc)
-        except BaseException as exc:  # SystemExit & co.: this replica must not exit over it
-            self.obj, self.init_error = None, aborted(cls.__name__, "__init__", exc)
+        # the constructor's exception (or why the class could not be loaded): every call gets it
+        self.init_error: Optional[BaseException] = load_error
+        self.obj: Any = None
+        if cls is not None:
+            try:
+                self.obj = cls(*args, **kwargs)
+            except Exception as exc:
+                self.init_error = portable_error(exc)
+            except BaseException as exc:  # SystemExit & co.: this replica must not exit over it
+                self.init_error = aborted(cls.__name__, "__init__", exc)
         context.watch_plain_calls()
         context.resolve_pending_replies()
         self._cond = threading.Condition()
