@@ -6,7 +6,9 @@ router incarnation's Delivers apply in their order whatever order they arrive in
 incarnation's are dropped once its successor spoke), feeds them to the core at once (so the
 primary's scheduler sees every call waiting), lets one Deliver drive the core while one waits as
 its standby and any further one is answered at once with nothing, and answers a Deliver with the
-core's output only if its router incarnation is still current.
+core's output only if its router incarnation is still current. A Deliver that arrives while the
+driver is inside an effect (a long call) and replies wait is answered at once with the output so
+far (``answered_early``): a reply does not wait for a long call delivered after it.
 
 Carrying an effect out is injected (:class:`ReplicaIO`): Ray runs the user's method on the thread of
 the Deliver that drives, the simulator runs its models as generators that suspend on nested calls.
@@ -94,7 +96,7 @@ class ReplicaIO(Protocol):
         ...
 
     def count(self, what: str) -> None:
-        """A host event worth counting (``stale_delivers``, ``hand_overs``, ``answered_at_once``...)."""
+        """A host event worth counting (``stale_delivers``, ``hand_overs``, ``answered_at_once``, ``answered_early``...)."""
         ...
 
 
@@ -302,6 +304,14 @@ class ReplicaHost:
             self._retry_later()
             return
         self.turns.applied()
+        if self.busy and self.core.replies_waiting() and self.turns.owns_output(epoch):
+            # the driver is inside an effect (a long call) with replies of earlier calls waiting:
+            # they go back now on this Deliver (the router's poll, or a later batch), and the
+            # driver keeps driving; its calls entered the core above (docs/faults.md, row 76)
+            self.io.count("answered_early")
+            self.io.answer(token, self.core.take_delivered())
+            self._retry_later()
+            return
         claim = self.turns.claim()
         if claim is Claim.DRIVE:
             self.driver = (epoch, token)
