@@ -291,12 +291,11 @@ def test_a_short_calls_reply_does_not_wait_for_the_long_call_after_it(pair):
     call. The primary answers its router once per Deliver: a short call delivered in one batch
     with a long one came back only when the long one ended (docs/faults.md, row 76). The router
     now polls a primary silent on a batch for ``busy_poll_s``, and the primary answers the poll with
-    the replies it holds; a sequential run of short calls sends no poll. The plain actor is the
-    reference, not held to zero: an async actor (``Shop`` has async methods) runs a sync method on
-    its event loop and now and then sends the short call's result only after the long call
-    (measured: 1 round of 5)."""
-    plain, group = pair
-    assert len(_held_rounds(plain, 4)) <= 2
+    the replies it holds; a sequential run of short calls sends no poll. The plain actor is no
+    reference here: an async actor (``Shop`` has async methods) runs a sync method on its event
+    loop and often sends the short call's result only after the long call (measured on a loaded
+    machine: rounds 1-3 of 4 in one run, 1 of 5 in another)."""
+    _, group = pair
     assert _held_rounds(group, 30) == []
     before = ftactors.stats(group)
     for _ in range(200):
