@@ -44,6 +44,10 @@ ONEWAY_CRASH_WITH_DIRECT = True
 #: so the other seeds keep every draw. A switch, as ``STARVE_WITH_DIRECT``
 DBLFAULT_DRAW = True
 P_REPLIES_WAIT = 0.3
+
+#: ``busy_poll_ticks`` a seed draws from (``busypoll-<seed>``): the long methods work 1 to
+#: ``long_ticks_max`` ticks, so a poll finds the primary still in one or not (docs/faults.md, row 76)
+BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
@@ -107,6 +111,7 @@ class SimOptions:
         p_long: probability that an operation is a long method (``slow``: it executes
             for several ticks, during which a router or replica can crash).
         long_ticks_max: the longest a long method works.
+        busy_poll_ticks: see CoreConfig (drawn from ``BUSY_POLL_TICKS``).
         p_reorder: probability that a Deliver overtakes earlier ones on its router->replica link
             (Ray runs a threaded actor's calls concurrently; the replica's turns restore the order).
         output_to_deliverer: model the Ray replica host before issue 10's fix: an
@@ -242,6 +247,7 @@ class SimOptions:
     carried_announcements_max: int = 64
     primary_inflight_max: int = 4
     backup_inflight_max: int = 1
+    busy_poll_ticks: int = 5
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -255,7 +261,7 @@ class SimOptions:
             reply_cache_max=self.reply_cache_max, batch_max=self.batch_max,
             retain_executed_max=self.retain_executed_max, carried_announcements_max=self.carried_announcements_max,
             primary_inflight_max=self.primary_inflight_max, backup_inflight_max=self.backup_inflight_max,
-            replies_wait_for_backup=self.replies_wait_for_backup,
+            replies_wait_for_backup=self.replies_wait_for_backup, busy_poll_ticks=self.busy_poll_ticks,
         )
         known = {f.name for f in dataclasses.fields(CoreConfig)}
         return CoreConfig(**{k: v for k, v in wanted.items() if k in known})
@@ -292,7 +298,8 @@ class SimOptions:
                 f"model={self.model} nested={self.nested} clients={self.clients}x{self.ops_per_client} {faults}"
                 + (" query-on-failover" if self.query_on_failover else "")
                 + (f" sources_max={self.sources_max}" if self.sources_max < 100_000 else "")
-                + (f" long={self.p_long:.2f}x{self.long_ticks_max}" if self.p_long else "")
+                + (f" long={self.p_long:.2f}x{self.long_ticks_max} busy-poll={self.busy_poll_ticks}" if self.p_long
+                   else "")
                 + (" output-to-deliverer" if self.output_to_deliverer else "")
                 + (f" reorder={self.p_reorder:.1f}" if self.p_reorder else "")
                 + (f" window={self.window}" if self.window > 1 else "")
@@ -434,6 +441,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_router_crash_paused(random.Random(f"paused-{seed}"), opts)
     opts = _draw_oneway_nested(random.Random(f"oneway-nested-{seed}"), opts)
     opts = _draw_dblfault(random.Random(f"dblfault-{seed}"), opts)
+    opts = _draw_busy_poll(random.Random(f"busypoll-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -538,6 +546,22 @@ def _draw_dblfault(rng: random.Random, opts: SimOptions) -> SimOptions:
     if not (DBLFAULT_DRAW and opts.faults and opts.replicas >= 2) or rng.random() >= P_REPLIES_WAIT:
         return opts
     return dataclasses.replace(opts, replies_wait_for_backup=True, p_router_crash_failover=rng.uniform(0.05, 0.5))
+
+
+def _draw_busy_poll(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """``busy_poll_ticks`` (docs/faults.md, row 76: the router polls a primary sitting on a Deliver
+    while a long method runs, and the primary answers with the replies it finished before), shorter
+    and longer than the long methods, on its own stream (``busypoll-<seed>``) so the seeds drawn
+    before keep every other choice.
+
+    Args:
+        rng: the ``busypoll-<seed>`` stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``busy_poll_ticks`` set.
+    """
+    return dataclasses.replace(opts, busy_poll_ticks=rng.choice(BUSY_POLL_TICKS))
 
 
 def force_replies_wait(opts: SimOptions) -> SimOptions:
