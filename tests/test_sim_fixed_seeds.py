@@ -145,6 +145,7 @@ def test_an_in_order_scheduler_with_sources_max_at_twice_the_active_sources_keep
     StateReports and fences what it admitted meanwhile (docs/faults.md)."""
     monkeypatch.setattr(options, "ROUTER_CRASH_WHILE_PAUSED", False)  # the draw that found it (before row 52)
     monkeypatch.setattr(options, "P_ONEWAY_NESTED", 0.0)  # and before one-way nested calls
+    monkeypatch.setattr(options, "BUSY_POLL_DRAW", False)  # and before busy polls (row 76)
     opts = replace(draw_options(103108, "semi-active", "reception"), sources_max=16, spares=0)  # no spares then
     result = run_seed(103108, options=opts)
     assert result.ops >= 100 and result.counts["fenced_after_rebuild"] >= 1
@@ -294,6 +295,7 @@ def test_a_router_crash_while_a_backup_is_paused_with_rings_lets_both_groups_adm
     ``store|front|c0#4#1#1`` past ``pending_max`` plus as many calls back: nothing moved (``I6: c0#4
     pending over 832 ticks after faults stopped``). A call back now counts only the requests some member
     has not executed (``OrderLog.unexecuted``; docs/faults.md, row 52)."""
+    monkeypatch.setattr(options, "BUSY_POLL_DRAW", False)  # the draws that found it (before row 76)
     opts = _with_router_crash_while_paused(monkeypatch, 19532)
     assert opts.async_steps and opts.p_ring and opts.pending_max == 2
     result = run_seed(19532, options=opts)

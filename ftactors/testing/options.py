@@ -48,6 +48,11 @@ P_REPLIES_WAIT = 0.3
 #: ``busy_poll_ticks`` a seed draws from (``busypoll-<seed>``): the long methods work 1 to
 #: ``long_ticks_max`` ticks, so a poll finds the primary still in one or not (docs/faults.md, row 76)
 BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
+
+#: Draw ``busy_poll_ticks`` (False: the router never polls a busy primary, ``BUSY_POLL_OFF``; as before
+#: row 76, for the tests that pin a seed drawn then)
+BUSY_POLL_DRAW = True
+BUSY_POLL_OFF = 1_000_000
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
 #: the most positions one call of the workload takes with async steps (``fwd2``: start and two resumes)
@@ -559,9 +564,9 @@ def _draw_busy_poll(rng: random.Random, opts: SimOptions) -> SimOptions:
         opts: the options drawn so far.
 
     Returns:
-        ``opts`` with ``busy_poll_ticks`` set.
+        ``opts`` with ``busy_poll_ticks`` set (``BUSY_POLL_OFF`` unless ``BUSY_POLL_DRAW``).
     """
-    return dataclasses.replace(opts, busy_poll_ticks=rng.choice(BUSY_POLL_TICKS))
+    return dataclasses.replace(opts, busy_poll_ticks=rng.choice(BUSY_POLL_TICKS) if BUSY_POLL_DRAW else BUSY_POLL_OFF)
 
 
 def force_replies_wait(opts: SimOptions) -> SimOptions:

@@ -63,12 +63,16 @@ class Outbox:
             link = tracker.links[name]
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
             busy = name == primary and self._busy(link, now, callers_wait)
-            if link.inflight >= limit + (1 if name == primary and (link.suspended or busy) else 0):  # see _build
+            if busy and link.inflight >= limit:  # no room but the busy poll's: it carries nothing else
+                msg: Optional[Deliver] = Deliver(view=view)
+                self.counts["polls"] += 1
+            elif link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
-            msg = self._build(link, name == primary, view, now, callers_wait, urgent, busy)
+            else:
+                msg = self._build(link, name == primary, view, now, callers_wait, urgent, busy)
             if msg is not None:
-                if busy:
-                    link.busy_poll_out = True
+                if busy and msg.requests == () and msg.is_null:
+                    link.busy_poll_out = True  # what waits at the primary comes back on it (ReplicaHost)
                     self.counts["busy_polls"] = self.counts.get("busy_polls", 0) + 1
                 if not link.inflight:
                     link.out_since = now
@@ -82,9 +86,11 @@ class Outbox:
         """Whether the primary's ``link`` is due a busy poll: callers wait, it has left a Deliver
         unanswered ``busy_poll_ticks`` (a long call runs; the replies of the calls it finished
         before wait for an answer) and no busy poll went since it last answered. A primary holding
-        suspended calls keeps a Deliver already (it answers it when a step resumes)."""
+        suspended calls keeps a Deliver already (it answers it when a step resumes); a view or a
+        checkpoint to carry goes first (the poll names the view)."""
         return callers_wait and link.out_since is not None and not link.busy_poll_out and \
-            not link.suspended and now - link.out_since >= self.config.busy_poll_ticks
+            not link.suspended and link.new_view is None and link.checkpoint is None and \
+            now - link.out_since >= self.config.busy_poll_ticks
 
     def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool,
                urgent: bool = False, busy: bool = False) -> Optional[Deliver]:
