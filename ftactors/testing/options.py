@@ -49,9 +49,10 @@ P_REPLIES_WAIT = 0.3
 #: ``long_ticks_max`` ticks, so a poll finds the primary still in one or not (docs/faults.md, row 76)
 BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
 
-#: Draw ``busy_poll_ticks`` (False: the router never polls a busy primary, ``BUSY_POLL_OFF``; as before
-#: row 76, for the tests that pin a seed drawn then)
-BUSY_POLL_DRAW = True
+#: Draw ``busy_poll_ticks`` (False: the router never polls a busy primary, ``BUSY_POLL_OFF``, as before
+#: row 76). Off: with it on, swarm seeds 102102 (I6, calls pending) and 107097 (I6, a backup's Deliver
+#: never answered) fail, not yet understood (docs/faults.md, Open; strict xfails in test_sim_fixed_seeds.py)
+BUSY_POLL_DRAW = False
 BUSY_POLL_OFF = 1_000_000
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5
