@@ -50,8 +50,9 @@ P_REPLIES_WAIT = 0.3
 BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
 
 #: Draw ``busy_poll_ticks`` (False: the router never polls a busy primary, ``BUSY_POLL_OFF``, as before
-#: row 76). Off: with it on, swarm seeds 102102 (I6, calls pending) and 107097 (I6, a backup's Deliver
-#: never answered) fail, not yet understood (docs/faults.md, Open; strict xfails in test_sim_fixed_seeds.py)
+#: row 76). Off: with it on, swarm seeds 102102 (I6, calls pending) and 107097 (I6, a lagging backup
+#: not caught up within the quiescence bound) fail, not yet understood (docs/faults.md, Open; strict
+#: xfails in test_sim_fixed_seeds.py)
 BUSY_POLL_DRAW = False
 BUSY_POLL_OFF = 1_000_000
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
