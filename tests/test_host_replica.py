@@ -254,3 +254,56 @@ def test_a_primary_with_a_suspended_call_answers_when_the_runtime_will_not_wait(
     assert io.holds == ["call-1"]
     answer = io.answers["call-1"]  # the hold timed out (or is refused): answered, the call still waits
     assert values(answer) == [] and answer.suspended == 1
+
+
+def test_a_poll_reaching_a_primary_busy_with_a_long_call_is_answered_at_once_with_the_replies_so_far() -> None:
+    """docs/faults.md, row 76: two calls in one Deliver, the first executed, the second long (its
+    Execute out). The short call's reply waited for the driver's answer, after the long call; a
+    Deliver arriving meanwhile (the router's poll) stood by. It now takes the waiting replies at once."""
+    cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
+    io = FakeIO()
+    host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
+    io.host = host
+    router, client = RouterCore("g", cfg, MEMBERS), ClientCore("c")
+    router.submit(client.request("g", "add", payload=1))
+    router.submit(client.request("g", "add", payload=2))
+    (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
+    assert len(d.requests) == 2
+    io.sync = False
+    host.deliver(d, "e1", 1, "batch")
+    host.drive()
+    assert io.finish() == "batch"  # the short call returned
+    host.drive()
+    assert io.out is not None and io.out[1] == "batch"  # the long one is out
+    host.deliver(Deliver(view=1), "e1", 2, "poll")
+    host.drive()
+    assert values(io.answers.pop("poll")) == [1] and io.counts["answered_early"] == 1
+    assert host.standby is None and io.out is not None  # the driver keeps driving
+    assert io.finish() == "batch"
+    host.drive()
+    assert values(io.answers.pop("batch")) == [3] and io.answers == {}
+    assert "hand_overs" not in io.counts
+
+
+def test_a_deliver_reaching_a_busy_primary_with_no_reply_waiting_stands_by_as_before() -> None:
+    """The long call first: nothing to answer early, so the poll stands by and takes over after it."""
+    cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
+    io = FakeIO()
+    host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
+    io.host = host
+    router, client = RouterCore("g", cfg, MEMBERS), ClientCore("c")
+    router.submit(client.request("g", "add", payload=1))
+    router.submit(client.request("g", "add", payload=2))
+    (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
+    io.sync = False
+    host.deliver(d, "e1", 1, "batch")
+    host.drive()
+    host.deliver(Deliver(view=1), "e1", 2, "poll")
+    host.drive()
+    assert io.answers == {} and host.standby is not None and "answered_early" not in io.counts
+    assert io.finish() == "batch"
+    host.drive()
+    assert values(io.answers.pop("batch")) == [1] and io.counts["hand_overs"] == 1
+    assert io.finish() == "poll"
+    host.drive()
+    assert values(io.answers.pop("poll")) == [3]

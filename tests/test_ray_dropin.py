@@ -11,7 +11,7 @@ import os
 import pickle
 import threading
 import time
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import ray
@@ -269,29 +269,40 @@ def test_an_exception_that_cannot_be_unpickled_fails_its_call_and_the_group_stay
     assert len(info.replicas) == 2 and info.view == 1, info
 
 
-def _first_held(handle: Any, rounds: int) -> int:
-    """The first of ``rounds`` in which a short call, sent just before a long one (1 s), was not
-    ready 0.5 s later (0: none was)."""
+def _held_rounds(handle: Any, rounds: int) -> List[int]:
+    """The rounds (of ``rounds``) in which a short call, sent just before a long one (1 s), came
+    back no sooner than the long one: the long call's result was ready once the short call's was.
+    Not a timeout on the short call: on a loaded machine a plain actor's took over 0.5 s."""
     ray.get(handle.nap.remote(0.0), timeout=60)
+    held = []
     for n in range(1, rounds + 1):
         short = handle.nap.remote(0.0)
         long = handle.nap.remote(1.0)
-        ready, _ = ray.wait([short], timeout=0.5)
+        ray.wait([short], timeout=60)
+        long_done, _ = ray.wait([long], timeout=0)
         ray.get([short, long], timeout=60)
-        if not ready:
-            return n
-    return 0
+        if long_done:
+            held.append(n)
+    return held
 
 
-@pytest.mark.xfail(strict=True, reason="README 'Differences': a primary answers a Deliver's calls "
-                   "together; a reply waits for the later calls of its batch (not fixed)")
 def test_a_short_calls_reply_does_not_wait_for_the_long_call_after_it(pair):
     """With Ray, a call's result is ready once it ran, even while the actor runs the next, long
     call. The primary answers its router once per Deliver: a short call delivered in one batch
-    with a long one came back only when the long one ended (``ray.wait`` timed out)."""
-    plain, group = pair
-    assert _first_held(plain, 3) == 0
-    assert _first_held(group, 30) == 0
+    with a long one came back only when the long one ended (docs/faults.md, row 76). The router
+    now polls a primary silent on a batch for ``busy_poll_s``, and the primary answers the poll with
+    the replies it holds; a sequential run of short calls sends no poll. The plain actor is no
+    reference here: an async actor (``Shop`` has async methods) runs a sync method on its event
+    loop and often sends the short call's result only after the long call (measured on a loaded
+    machine: rounds 1-3 of 4 in one run, 1 of 5 in another)."""
+    _, group = pair
+    assert _held_rounds(group, 30) == []
+    before = ftactors.stats(group)
+    for _ in range(200):
+        assert ray.get(group.nap.remote(0.0), timeout=60) == 0.0
+    after = ftactors.stats(group)
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in ("polls", "busy_polls")} == \
+        {"polls": 0, "busy_polls": 0}
 
 
 def test_num_returns_gives_as_many_refs_as_with_ray(pair):

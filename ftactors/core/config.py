@@ -94,6 +94,12 @@ class CoreConfig:
             the backup's round trip (and, semi-active, its execution) after the primary's answer;
             with no backup in the view (a group of one) a reply is released at once, as without it.
             False (the default): the caller waits for the primary only (claim 35).
+        busy_poll_ticks: the primary has left a Deliver unanswered this long while callers wait (it
+            runs a long call): the router sends it one empty Deliver, past ``primary_inflight_max``
+            if need be, which the primary answers at once with the replies of the calls it finished
+            meanwhile (a short call batched before a long one; docs/faults.md, row 76). At most one
+            such poll goes until the primary answers again; a primary that answers within this many
+            ticks is never polled so.
     """
 
     style: str = "semi-active"
@@ -121,6 +127,7 @@ class CoreConfig:
     reply_copies_max: int = 4096
     query_on_failover: bool = False
     replies_wait_for_backup: bool = False
+    busy_poll_ticks: int = 5
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -130,7 +137,7 @@ class CoreConfig:
             "failure_timeout_ticks", "recovery_timeout_ticks", "reply_cache_max", "sources_max", "log_max",
             "pending_max", "inflight_max", "refused_hold_ticks", "batch_max", "primary_inflight_max",
             "backup_inflight_max", "carried_announcements_max", "sequence_gap_ticks", "retain_executed_max",
-            "suspended_max", "reply_copies_max",
+            "suspended_max", "reply_copies_max", "busy_poll_ticks",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

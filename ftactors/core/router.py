@@ -603,6 +603,8 @@ class RouterCore:
         if gap > cfg.heartbeat_ticks:
             # the router itself did not run (starved, paused): silence meanwhile proves nothing
             self.tracker.excuse(gap)
+        if gap > 1:  # nor toward a busy poll: the primary's answer may be unread (busy_poll_ticks)
+            self.tracker.excuse_busy(gap - 1)
         if gap > 1 and self.held:
             # nor does that time count toward a held call's wait: its predecessor may be unread yet
             self.intake.excuse(gap - 1)
@@ -1159,7 +1161,7 @@ class RouterCore:
         for m in self.members:
             link = self.links[m]
             link.acked = executed[m]
-            link.inflight = 0
+            link.inflight, link.out_since, link.busy_poll_out = 0, None, False
             held = {r.msg_id for r in reports[m].requests} if m in reports else set()
             link.reload(self._catch_up_order(executed[m], held), self.log.after(executed[m]), self.now)
         self.recovery.reports = {}

@@ -6,7 +6,10 @@ router incarnation's Delivers apply in their order whatever order they arrive in
 incarnation's are dropped once its successor spoke), feeds them to the core at once (so the
 primary's scheduler sees every call waiting), lets one Deliver drive the core while one waits as
 its standby and any further one is answered at once with nothing, and answers a Deliver with the
-core's output only if its router incarnation is still current.
+core's output only if its router incarnation is still current. An empty Deliver (the router's poll)
+that arrives while the driver is inside an effect (a long call) and replies wait is answered at
+once with the output so far (``answered_early``): a reply does not wait for a long call delivered
+after it.
 
 Carrying an effect out is injected (:class:`ReplicaIO`): Ray runs the user's method on the thread of
 the Deliver that drives, the simulator runs its models as generators that suspend on nested calls.
@@ -94,8 +97,14 @@ class ReplicaIO(Protocol):
         ...
 
     def count(self, what: str) -> None:
-        """A host event worth counting (``stale_delivers``, ``hand_overs``, ``answered_at_once``...)."""
+        """A host event worth counting (``stale_delivers``, ``hand_overs``, ``answered_at_once``, ``answered_early``...)."""
         ...
+
+
+def _is_poll(msg: Deliver) -> bool:
+    """Whether ``msg`` carries nothing at all (the router's poll of its primary)."""
+    return msg.is_null and not (msg.announcements or msg.reply_copies or msg.join or msg.give_up_from
+                                or msg.oneway_taken)
 
 
 class ReplicaHost:
@@ -302,6 +311,15 @@ class ReplicaHost:
             self._retry_later()
             return
         self.turns.applied()
+        if self.busy and _is_poll(msg) and self.core.replies_waiting() and self.turns.owns_output(epoch):
+            # the driver is inside an effect (a long call) with replies of earlier calls waiting:
+            # they go back now on the router's poll, and the driver keeps driving (docs/faults.md,
+            # row 76). A Deliver that carries anything stands by as before: answering it would
+            # free the router's room for more Delivers, and the router polls after busy_poll_ticks
+            self.io.count("answered_early")
+            self.io.answer(token, self.core.take_delivered())
+            self._retry_later()
+            return
         claim = self.turns.claim()
         if claim is Claim.DRIVE:
             self.driver = (epoch, token)

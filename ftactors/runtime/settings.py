@@ -99,6 +99,10 @@ class ReplicationSettings(BaseModel):
                                           "(passive: logged) its call, so an acknowledged call survives the "
                                           "primary's crash followed by the router's; the caller waits for "
                                           "that backup too (a group of one does not wait)")
+    busy_poll_s: float = Field(0.05, gt=0, description="the primary has sat this long on a batch while "
+                               "callers wait (a long call runs): the router polls it once, and it answers "
+                               "with the replies of the calls it finished before (a short call's reply does "
+                               "not wait for a long call batched after it)")
     primary_inflight_max: Optional[int] = Field(
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")
@@ -248,6 +252,7 @@ class ReplicationSettings(BaseModel):
             min_replicas=self.min_replicas or self.replicas,
             query_on_failover=self.query_on_failover,
             replies_wait_for_backup=self.replies_wait_for_backup,
+            busy_poll_ticks=self.ticks(self.busy_poll_s),
         )
 
 

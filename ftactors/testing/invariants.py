@@ -237,7 +237,8 @@ class Checker:
                 # a link's Delivers were sent under the bound of its replica's role then (a backup promoted
                 # keeps its backup's in flight): the larger bound holds at any time
                 cap = max(cfg.primary_inflight_max, cfg.backup_inflight_max)
-                cap += 1 if m == core.primary and link.suspended else 0  # the poll kept for a resume (outbox)
+                # the poll kept for a resume, or a busy poll of a primary sitting on a Deliver (outbox)
+                cap += 1 if m == core.primary and (link.suspended or link.busy_poll_out) else 0
                 name = "primary_inflight_max" if m == core.primary else "backup_inflight_max"
                 yield owner, f"{name} (to {m})", link.inflight, cap, None
         for client in self.sim.clients.values():

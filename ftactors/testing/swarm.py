@@ -61,6 +61,7 @@ FEATURES = (
     ("timers", "timers"),
     ("timer wakes", "timer_resumes"),
     ("held delivers", "holds"),
+    ("answered early", "answered_early"),
     ("direct-link runs", "direct_runs"),
     ("links up", "link_up"),
     ("link-close suspicions", "link_close_suspicions"),

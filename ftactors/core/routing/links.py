@@ -54,6 +54,8 @@ class Link:
     progress_tick: int = 0  # when ``acked`` last advanced
     suspended: int = 0  # messages the replica holds suspended (async methods), as it last said
     give_up_from: int = 0  # the primary's next Deliver tells it to give the order up from here
+    out_since: Optional[int] = None  # Delivers are in flight, none answered since this tick
+    busy_poll_out: bool = False  # a busy poll went since the replica last answered (busy_poll_ticks)
 
     def queue_request(self, req: Request, now: int) -> None:
         """Queue ``req`` for the next Deliver on this link (batching counts from the first one)."""
@@ -175,6 +177,8 @@ class LinkTracker:
             return None
         link.inflight = max(0, link.inflight - 1)
         link.last_heard = now
+        link.out_since = now if link.inflight else None
+        link.busy_poll_out = False
         if acked_position > link.acked:
             link.progress_tick = now
         link.acked = max(link.acked, acked_position)
@@ -191,6 +195,13 @@ class LinkTracker:
         proves nothing."""
         for link in self.links.values():
             link.last_heard += gap_ticks
+
+    def excuse_busy(self, gap_ticks: int) -> None:
+        """The router did not run for ``gap_ticks``: a replica's answer may be unread, so that time
+        does not count toward a busy poll (``busy_poll_ticks``)."""
+        for link in self.links.values():
+            if link.out_since is not None:
+                link.out_since += gap_ticks
 
     def silent(self, now: int, failure_timeout_ticks: int, primary: Optional[str]) -> Set[str]:
         """The members silent for more than ``failure_timeout_ticks``.

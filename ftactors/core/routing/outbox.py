@@ -7,8 +7,9 @@ up to ``batch_max`` requests (to backups in batches, after
 announcement (piggybacked, claims 42-45; alone in a null message after
 ``null_message_ticks``, claim 46), the view, checkpoint or join to carry, a
 snapshot request for the primary, the router's word to a new primary to give up the
-order it took over (``give_up_from``), and an empty poll of an idle primary while
-callers wait.
+order it took over (``give_up_from``), an empty poll of an idle primary while
+callers wait, and one of a primary silent on a Deliver for ``busy_poll_ticks``
+(a long call runs: it answers with the replies finished before it).
 
 A transcript::
 
@@ -31,7 +32,8 @@ class Outbox:
     Args:
         config: protocol settings (batching, delays, inflight bounds).
         counts: the router's counters (``delivers``, ``copies``, ``polls``, ``null_messages``,
-            ``announcements_in_null``, ``announcements_piggybacked``).
+            ``announcements_in_null``, ``announcements_piggybacked``; ``busy_polls``, a subset of
+            ``polls``, once used).
     """
 
     def __init__(self, config: CoreConfig, counts: Dict[str, int]) -> None:
@@ -60,19 +62,40 @@ class Outbox:
         for name in members:
             link = tracker.links[name]
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
-            if link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
+            busy = name == primary and self._busy(link, now, callers_wait)
+            if busy and link.inflight >= limit:  # no room but the busy poll's: it carries nothing else
+                msg: Optional[Deliver] = Deliver(view=view)
+                self.counts["polls"] += 1
+            elif link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
-            msg = self._build(link, name == primary, view, now, callers_wait, urgent)
+            else:
+                msg = self._build(link, name == primary, view, now, callers_wait, urgent, busy)
             if msg is not None:
+                if busy and msg.requests == () and msg.is_null:
+                    link.busy_poll_out = True  # what waits at the primary comes back on it (ReplicaHost)
+                    self.counts["busy_polls"] = self.counts.get("busy_polls", 0) + 1
+                if not link.inflight:
+                    link.out_since = now
                 link.inflight += 1
                 link.last_sent = now
                 self.counts["delivers"] += 1
                 out.append((name, msg))
         return out
 
+    def _busy(self, link: Link, now: int, callers_wait: bool) -> bool:
+        """Whether the primary's ``link`` is due a busy poll: callers wait, it has left a Deliver
+        unanswered ``busy_poll_ticks`` (a long call runs; the replies of the calls it finished
+        before wait for an answer) and no busy poll went since it last answered. A primary holding
+        suspended calls keeps a Deliver already (it answers it when a step resumes); a view or a
+        checkpoint to carry goes first (the poll names the view)."""
+        return callers_wait and link.out_since is not None and not link.busy_poll_out and \
+            not link.suspended and link.new_view is None and link.checkpoint is None and \
+            now - link.out_since >= self.config.busy_poll_ticks
+
     def _build(self, link: Link, is_primary: bool, view: int, now: int, callers_wait: bool,
-               urgent: bool = False) -> Optional[Deliver]:
-        """The Deliver for ``link`` now, or None if nothing needs to go (``urgent``: see ``sends``)."""
+               urgent: bool = False, busy: bool = False) -> Optional[Deliver]:
+        """The Deliver for ``link`` now, or None if nothing needs to go (``urgent``: see ``sends``;
+        ``busy``: a busy poll is due, see ``_busy``)."""
         cfg = self.config
         anns = link.announcements if not is_primary or link.new_view else []
         copies = link.reply_copies  # only backups' links get them queued (and a promoted one's leftovers)
@@ -94,6 +117,7 @@ class Outbox:
         # timer) keeps one Deliver: it returns with the replies of the steps that resume them
         poll = is_primary and link.inflight == 0 and (link.suspended > 0 or callers_wait and
                                                       now - link.last_sent >= cfg.heartbeat_ticks)
+        poll = poll or busy  # a primary silent on a Deliver busy_poll_ticks: collect what it finished
         if not (reqs or link.new_view or link.checkpoint or wanted or due_null or poll or give_up):
             return None
         if poll and not (reqs or link.new_view or link.checkpoint or wanted):

@@ -1,0 +1,86 @@
+"""docs/faults.md, row 76: the router polls a primary that sits on a Deliver longer than
+``busy_poll_ticks`` while callers wait, so the replies of calls executed before a long one in the
+same batch come back at once (``ReplicaHost`` answers the poll with them); calls answered in time
+cost nothing extra."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import pytest
+
+from ftactors.core import ClientCore, ConfigError, CoreConfig, Deliver, Delivered, RouterCore
+
+from tests.test_core_router import Group
+
+MEMBERS = ("g-r0", "g-r1")
+
+
+def primary_sends(router: RouterCore, ticks: range) -> List[Tuple[int, Deliver]]:
+    """The Delivers sent to the primary over ``ticks`` (the primary never answers; pings are)."""
+    out = []
+    for now in ticks:
+        router.tick(now)
+        r = router.ready()
+        for rid in r.pings:
+            router.on_pong(rid)
+        out += [(now, d) for m, d in r.sends if m == "g-r0"]
+    return out
+
+
+def test_a_primary_silent_on_a_deliver_for_busy_poll_ticks_is_polled_once() -> None:
+    cfg = CoreConfig(busy_poll_ticks=3, primary_inflight_max=1)
+    router = RouterCore("g", cfg, MEMBERS)
+    client = ClientCore("c")
+    router.submit(client.request("g", "add", payload=1))
+    router.submit(client.request("g", "add", payload=2))
+    router.tick(1)
+    (batch,) = [d for m, d in router.ready().sends if m == "g-r0"]
+    assert len(batch.requests) == 2
+    sent = primary_sends(router, range(2, 12))
+    # one poll past primary_inflight_max, busy_poll_ticks after the batch; none more while unanswered
+    assert [(now, d.requests) for now, d in sent] == [(4, ())]
+    assert router.counts["polls"] == 1 and router.counts["busy_polls"] == 1
+    # the poll is answered at once with the first call's reply (no reply here: the shape matters);
+    # the batch is still out, so busy_poll_ticks after that answer (tick 11) the next poll goes
+    router.on_delivered(Delivered("g-r0", 1))
+    assert [now for now, _ in primary_sends(router, range(12, 18))] == [14]
+    assert router.counts["busy_polls"] == 2
+
+
+def test_a_primary_answering_within_busy_poll_ticks_is_not_polled() -> None:
+    cfg = CoreConfig(busy_poll_ticks=3, primary_inflight_max=1)
+    router = RouterCore("g", cfg, MEMBERS)
+    router.submit(ClientCore("c").request("g", "add", payload=1))
+    router.tick(1)
+    router.ready()
+    assert primary_sends(router, range(2, 4)) == []
+    router.on_delivered(Delivered("g-r0", 1))  # answered after 2 ticks (the reply still to come)
+    assert all(d.requests or now >= 1 + cfg.heartbeat_ticks for now, d in primary_sends(router, range(4, 10)))
+    assert router.counts.get("busy_polls", 0) == 0
+
+
+def test_no_busy_poll_while_no_caller_waits() -> None:
+    cfg = CoreConfig(busy_poll_ticks=3, primary_inflight_max=1)
+    router = RouterCore("g", cfg, MEMBERS)
+    router.tick(1)
+    (first,) = [d for m, d in router.ready().sends if m == "g-r0"]
+    assert first.new_view is not None  # the first view goes out; the primary sits on it
+    assert primary_sends(router, range(2, 12)) == []
+    assert router.counts.get("busy_polls", 0) == 0
+
+
+def test_a_sequential_fault_free_run_of_short_calls_sends_no_poll() -> None:
+    g = Group(CoreConfig(busy_poll_ticks=2), members=MEMBERS)
+    client = ClientCore("c")
+    for n in range(50):
+        g.router.submit(client.request("g", "add", payload=1))
+        g.pump(2)
+    g.pump(5)
+    assert len(g.released) == 50 and g.router.counts["polls"] == 0
+    assert g.router.counts.get("busy_polls", 0) == 0
+
+
+def test_busy_poll_ticks_is_checked() -> None:
+    with pytest.raises(ConfigError, match="busy_poll_ticks"):
+        CoreConfig(busy_poll_ticks=0)
