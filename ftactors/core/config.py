@@ -12,6 +12,9 @@ from ftactors.core.errors import ConfigError
 
 STYLES = ("semi-active", "passive")
 
+#: ``busy_poll_ticks`` that never comes: busy polls off (the default; ``busy_poll_s`` turns them on)
+BUSY_POLL_OFF_TICKS = 1_000_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
@@ -127,7 +130,7 @@ class CoreConfig:
     reply_copies_max: int = 4096
     query_on_failover: bool = False
     replies_wait_for_backup: bool = False
-    busy_poll_ticks: int = 5
+    busy_poll_ticks: int = BUSY_POLL_OFF_TICKS
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
