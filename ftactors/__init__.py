@@ -40,13 +40,13 @@ from ftactors.runtime.api import (
     stats,
 )
 from ftactors.runtime.context import now, random
-from ftactors.runtime.errors import GroupLostError, GroupShutdownError, MethodAbortedError, NotReplicatedError
+from ftactors.runtime.errors import CallCancelledError, GroupLostError, GroupShutdownError, MethodAbortedError, NotReplicatedError
 from ftactors.runtime.settings import ReplicationSettings, load_settings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "FtActorsError", "GroupInfo", "GroupLostError", "GroupOverloadedError", "GroupShutdownError",
+    "CallCancelledError", "ConfigError", "FtActorsError", "GroupInfo", "GroupLostError", "GroupOverloadedError", "GroupShutdownError",
     "MethodAbortedError", "NotReplicatedError", "ReplicaInfo", "ReplicatedClass", "ReplicatedHandle",
     "ReplicationSettings", "ReplyUnavailableError", "Scheduler", "StaleViewError", "describe", "get_actor",
     "load_settings", "now", "random",

@@ -19,7 +19,6 @@ from ftactors.core import (
     NewView,
     Outcome,
     Phase,
-    RemoteProtocolError,
     ReplicaCore,
     Reply,
     Request,
@@ -29,8 +28,8 @@ from ftactors.core import (
     StateReport,
     nested_source,
 )
-
 from ftactors.core.dedup import DedupTable
+from ftactors.core.errors import CallGivenUpError
 
 MEMBERS = ("g-r0", "g-r1", "g-r2")
 
@@ -666,7 +665,7 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     g.pump(6)
     assert [r.msg_id for r in g.released] == [first.msg_id, nxt.msg_id]
     assert g.state == {m: 101 for m in MEMBERS}
-    with pytest.raises(RemoteProtocolError, match="given up by its caller"):
+    with pytest.raises(CallGivenUpError, match="given up by its caller"):
         g.router.submit(cancelled)
     assert g.router.abandon(first.msg_id) is False and g.router.abandon(nxt.msg_id) is False
     assert g.router.counts["abandoned"] == 1

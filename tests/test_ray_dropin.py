@@ -417,6 +417,31 @@ def test_a_call_cancelled_before_the_router_took_it_does_not_stall_the_next_one(
         ftactors.shutdown(group)
 
 
+def test_a_call_whose_cancel_notice_overtook_it_ends_cancelled_as_in_ray(ray_local):
+    """``ray.cancel`` is best effort for an actor task: Ray may still deliver the cancelled ``invoke`` to
+    the router after the caller's notice (``abandon``) reached it. The router refuses the call (it never
+    runs), and the caller's ``ray.get`` raised ``RemoteProtocolError`` "given up by its caller" (a
+    clean-clone CI run of 18f0be3) where Ray says ``TaskCancelledError``. The race, made deterministic:
+    the notice first, then the call."""
+    from ftactors.core.client import ClientCore
+    from ftactors.runtime.router_actor import flat_request
+
+    group = ftactors.replicated(replicas=2)(Shop).remote(3)
+    try:
+        assert ray.get(group.get.remote(), timeout=60) == 3
+        req = ClientCore("a-caller").request(group._group, "add", payload=pickle.dumps(((1,), {})))
+        assert ray.get(group._router.abandon.remote(req.msg_id.source, req.msg_id.seq), timeout=60) is True
+        with pytest.raises(ray.exceptions.TaskCancelledError, match="did not run") as caught:
+            ray.get(group._router.invoke.remote(flat_request(req)), timeout=60)
+        assert isinstance(caught.value, ftactors.CallCancelledError)
+        err = pickle.loads(pickle.dumps(ftactors.CallCancelledError("c#1 did not run")))
+        assert isinstance(err, ray.exceptions.TaskCancelledError) and str(err) == "c#1 did not run"
+        assert ray.get(group.get.remote(), timeout=60) == 3  # it never ran
+        wait_for(lambda: converged(group, 2), what="both replicas in agreement")
+    finally:
+        ftactors.shutdown(group)
+
+
 def test_a_call_on_a_shut_down_group_raises_ray_actor_error_as_after_ray_kill(ray_local):
     """After ``ray.kill(actor)`` a call raises ``ActorDiedError`` (a ``RayActorError``) at
     ``ray.get``, which is what a Ray user catches. After ``ftactors.shutdown(h)``, another handle of

@@ -36,6 +36,14 @@ class AcknowledgedDuplicateError(RemoteProtocolError):
     """
 
 
+class CallGivenUpError(RemoteProtocolError):
+    """A request whose caller gave it up (``ray.cancel``) before this router took it: it never runs.
+
+    Ray's cancel of an actor task is best effort, so the cancelled call may still arrive after the
+    caller's notice; the runtime answers it as Ray answers a cancelled task (docs/faults.md row 79).
+    """
+
+
 class ReplyUnavailableError(FtActorsError):
     """A duplicate of a request arrived after its cached reply was trimmed.
 

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 from ftactors.core.config import CoreConfig
-from ftactors.core.errors import AcknowledgedDuplicateError, GroupOverloadedError, LocalProtocolError, RemoteProtocolError
+from ftactors.core.errors import (
+    AcknowledgedDuplicateError,
+    CallGivenUpError,
+    GroupOverloadedError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from ftactors.core.messages import (
     Announcement,
     Checkpoint,
@@ -366,6 +372,7 @@ class RouterCore:
         Raises:
             RemoteProtocolError: the request is for another group.
             AcknowledgedDuplicateError: a duplicate whose reply the source already holds.
+            CallGivenUpError: its caller gave it up (:meth:`abandon`) before: it never runs.
             StaleViewError: a nested request (not a copy fetch) from a deposed primary of the
                 source group.
             GroupOverloadedError: ``inflight_max`` requests are already waiting (a call back into
@@ -397,7 +404,7 @@ class RouterCore:
                 self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
         if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
-            raise RemoteProtocolError(f"{mid} was given up by its caller before this router took it")
+            raise CallGivenUpError(f"{mid} was given up by its caller before this router took it")
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None

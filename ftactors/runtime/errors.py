@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from ftactors.core.errors import FtActorsError, ReplyUnavailableError
+from ftactors.core.errors import CallGivenUpError, FtActorsError, ReplyUnavailableError
 
 
 class PulledReplyGoneError(ReplyUnavailableError):
@@ -33,6 +33,33 @@ class GroupShutdownError(FtActorsError, ray.exceptions.ActorDiedError):
         ray.exceptions.ActorDiedError.__init__(self)
         self.error_msg = message  # RayActorError's __str__
         Exception.__init__(self, message)  # args, for pickling
+
+
+class CallCancelledError(FtActorsError, ray.exceptions.TaskCancelledError):
+    """A call cancelled with ``ray.cancel``: also Ray's ``TaskCancelledError``, which ``ray.get`` of a
+    cancelled task raises. Ray's cancel of an actor task is best effort: the router may receive the
+    cancelled call after the caller's notice, and refuses it (it never runs) with this error
+    (docs/faults.md row 79).
+
+    Args:
+        message: which call, and why it did not run.
+    """
+
+    def __init__(self, message: str = "the call was cancelled") -> None:
+        ray.exceptions.TaskCancelledError.__init__(self, error_message=message)
+        Exception.__init__(self, message)  # args, for pickling
+
+    @classmethod
+    def of(cls, exc: CallGivenUpError) -> "CallCancelledError":
+        """The error a caller gets for a call the router refused as given up.
+
+        Args:
+            exc: the core's refusal.
+
+        Returns:
+            The error, naming the call.
+        """
+        return cls(f"cancelled (ray.cancel) before the group took it; it did not run ({exc})")
 
 
 class NotReplicatedError(FtActorsError, TypeError):

@@ -32,7 +32,8 @@ from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, Rep
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
-from ftactors.runtime.errors import GroupLostError, PulledReplyGoneError
+from ftactors.core.errors import CallGivenUpError
+from ftactors.runtime.errors import CallCancelledError, GroupLostError, PulledReplyGoneError
 from ftactors.runtime.replica_actor import (TRACEBACK_ATTR, OwnedArgument, _Replica, replica_actor_name,
                                             router_actor_name)
 from ftactors.runtime.settings import ReplicationSettings
@@ -852,8 +853,13 @@ class _AsyncRouter:
 
         Raises:
             RemoteProtocolError: ``req`` is not a request.
+            CallCancelledError: its caller cancelled it (``ray.cancel``) and the notice came first: it
+                never runs (Ray's ``TaskCancelledError``, as for a task Ray cancelled).
         """
-        rep = await self.r.areply(request_of(req), copy)
+        try:
+            rep = await self.r.areply(request_of(req), copy)
+        except CallGivenUpError as exc:
+            raise CallCancelledError.of(exc) from None
         return None if rep is None or oneway else unwrap(rep)
 
     async def abandon(self, source: str, seq: int) -> bool:
