@@ -256,10 +256,9 @@ def test_a_primary_with_a_suspended_call_answers_when_the_runtime_will_not_wait(
     assert values(answer) == [] and answer.suspended == 1
 
 
-def test_a_poll_reaching_a_primary_busy_with_a_long_call_is_answered_at_once_with_the_replies_so_far() -> None:
-    """docs/faults.md, row 76: two calls in one Deliver, the first executed, the second long (its
-    Execute out). The short call's reply waited for the driver's answer, after the long call; a
-    Deliver arriving meanwhile (the router's poll) stood by. It now takes the waiting replies at once."""
+def _primary_given_two_calls_in_one_deliver() -> Tuple[FakeIO, ReplicaHost, Deliver]:
+    """A primary's host whose executions wait for the test (``io.sync`` False), and the router's one
+    Deliver carrying two calls (add 1, add 2) to it, not yet delivered."""
     cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
     io = FakeIO()
     host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
@@ -270,6 +269,14 @@ def test_a_poll_reaching_a_primary_busy_with_a_long_call_is_answered_at_once_wit
     (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
     assert len(d.requests) == 2
     io.sync = False
+    return io, host, d
+
+
+def test_a_poll_reaching_a_primary_busy_with_a_long_call_is_answered_at_once_with_the_replies_so_far() -> None:
+    """docs/faults.md, row 76: two calls in one Deliver, the first executed, the second long (its
+    Execute out). The short call's reply waited for the driver's answer, after the long call; a
+    Deliver arriving meanwhile (the router's poll) stood by. It now takes the waiting replies at once."""
+    io, host, d = _primary_given_two_calls_in_one_deliver()
     host.deliver(d, "e1", 1, "batch")
     host.drive()
     assert io.finish() == "batch"  # the short call returned
@@ -287,15 +294,7 @@ def test_a_poll_reaching_a_primary_busy_with_a_long_call_is_answered_at_once_wit
 
 def test_a_deliver_reaching_a_busy_primary_with_no_reply_waiting_stands_by_as_before() -> None:
     """The long call first: nothing to answer early, so the poll stands by and takes over after it."""
-    cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
-    io = FakeIO()
-    host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
-    io.host = host
-    router, client = RouterCore("g", cfg, MEMBERS), ClientCore("c")
-    router.submit(client.request("g", "add", payload=1))
-    router.submit(client.request("g", "add", payload=2))
-    (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
-    io.sync = False
+    io, host, d = _primary_given_two_calls_in_one_deliver()
     host.deliver(d, "e1", 1, "batch")
     host.drive()
     host.deliver(Deliver(view=1), "e1", 2, "poll")
