@@ -271,14 +271,32 @@ def test_shutdown_fails_every_waiting_caller() -> None:
 
 def test_the_counters_are_saved_on_the_members_at_most_once_a_period_and_only_when_changed() -> None:
     host, io, reps = setup()  # counts_every_ticks=50
-    run(host, io, reps, 120)
+    client = ClientCore("c")
+    for now in range(120):
+        if now in (0, 60):
+            host.submit(client.request("g", "add", payload=1), waiter="caller")
+        run(host, io, reps, 1)
     saves = io.calls("save_counts")
-    assert [c[1] for c in saves] == list(MEMBERS) * 3  # ticks 1, 51 and 101 (heartbeats counted)
-    assert {c[1] for c in saves} == set(MEMBERS)
-    host.save_counts()  # the heartbeats since tick 101 changed them
+    assert [c[2] for c in saves] == [1] * 6 + [2] * 3  # ticks 1, 51 (its Delivers) and 101 (the second call)
     before = len(io.log)
     host.save_counts()
     assert len(io.log) == before  # nothing changed since
+
+
+def test_an_idle_groups_heartbeats_alone_save_no_counters() -> None:
+    """An idle group: only the core's ``heartbeats`` counter moves (its pings). Saving it sent every
+    member a Ray call each save period (a second in Ray), for a counter no restarted router needs
+    to the unit; it is saved with the next change of another."""
+    host, io, reps = setup(CoreConfig(heartbeat_ticks=10))
+    run(host, io, reps, 60)  # the first two saves: at tick 1, and at 51 for the start-up's Delivers
+    saves = len(io.calls("save_counts"))
+    heartbeats = host.core.counts["heartbeats"] if host.core is not None else 0
+    run(host, io, reps, 300)
+    assert host.core is not None and host.core.counts["heartbeats"] > heartbeats
+    assert len(io.calls("save_counts")) == saves  # idle: none
+    host.submit(ClientCore("c").request("g", "add", payload=1), waiter="caller")
+    run(host, io, reps, 100)
+    assert [c[2] for c in io.calls("save_counts")[saves:]] == [1] * len(MEMBERS)  # the call's, heartbeats with it
 
 
 def test_too_many_waiting_requests_overload_the_host() -> None:

@@ -70,6 +70,9 @@ LINKS_MAX = 10_000
 SPAWN_QUEUE_MAX = 1_024
 
 
+#: counters that change while a group is idle (the core's pings): saved with the others, never alone
+LIVENESS_COUNTS: Dict[str, int] = {"heartbeats": 0}
+
 class RouterIO(Protocol):
     """The I/O a :class:`RouterHost` needs; the Ray router actor and the simulator implement it.
 
@@ -496,9 +499,11 @@ class RouterHost:
             self.on_failure(rid)
 
     def save_counts(self) -> None:
-        """Send the core's counters to the members if they changed: a restarted router goes on from them."""
+        """Send the core's counters to the members if they changed: a restarted router goes on from them.
+        A change of ``heartbeats`` alone (an idle group's pings) is not worth a Ray call to every member."""
         core = self._core()
-        if core.counts == self.saved_counts:
+        if core.counts == self.saved_counts or \
+                {**core.counts, **LIVENESS_COUNTS} == {**self.saved_counts, **LIVENESS_COUNTS}:
             return
         self.saved_counts = dict(core.counts)
         for rid in core.members:
@@ -522,8 +527,11 @@ class RouterHost:
             io.fail(mid, reason, self.waiters.pop(mid, ()))
         for mid in r.fenced:
             io.fence(mid, self.waiters.pop(mid, ()))
-        for rid in r.pings:
-            io.ping(rid)
+        for rid in r.pings:  # a link's heartbeat costs microseconds, a Ray call about a millisecond
+            if self.links.is_up(rid):
+                io.heartbeat(rid)  # its answer: on_link_heard, which tells the core
+            else:
+                io.ping(rid)
         for rid in r.queries:
             io.query(rid, self.epoch)
         self._spawn_queue.extend(r.spawns)

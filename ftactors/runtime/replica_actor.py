@@ -859,8 +859,11 @@ class _Replica:
         and would otherwise outlive the job. A router that Ray is restarting still
         resolves by name, so only a destroyed router ends the replica."""
         timeout_s = self.settings.orphan_timeout_s
+        beats = 0
         while True:
             time.sleep(max(0.5, timeout_s / 4))
+            if self._wire is not None and self._wire.heartbeats != beats:  # the router beats on the link
+                beats, self._router_seen = self._wire.heartbeats, time.monotonic()  # (an idle group's pings)
             seen = self._router_seen
             if seen is None or time.monotonic() - seen < timeout_s:
                 continue

@@ -69,7 +69,7 @@ class ReplicationSettings(BaseModel):
     min_replicas: Optional[int] = Field(None, ge=1, description="re-replicate below this (default: replicas)")
     placement: Literal["spread", "strict-spread", "pack"] = "spread"
     heartbeat_s: float = Field(0.25, gt=0, description="the router pings a replica it has not heard from "
-                               "for this long")
+                               "for this long (a heartbeat on its direct link when it has one, else a Ray call)")
     failure_timeout_s: float = Field(2.0, gt=0)
     reorder_wait_s: float = Field(0.5, gt=0, description="a call waits at most this long at the router for "
                                   "an earlier call of its caller (Ray may start an async actor's "
