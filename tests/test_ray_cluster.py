@@ -148,6 +148,7 @@ def test_a_replacement_beside_a_member_is_placed_again_while_a_node_is_free(clus
         wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="three members again")
         after = ftactors.describe(h).replicas
         assert len({r.node_id for r in after}) == 3, (before.replicas, after)
+        assert ray.get(h._router.__ray_call__.remote(lambda router: router.r.placed_again_total)) == 1
         assert ray.get(h.add.remote("a")) == 1
     finally:
         ftactors.shutdown(h)

@@ -30,7 +30,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
                            StaleViewError)
 from ftactors.host.links import Parked, Route
-from ftactors.host.placement import PlacementError, choose_node
+from ftactors.host.placement import PlacementError, choose_node, misplaced
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.runtime.errors import GroupLostError, PulledReplyGoneError
 from ftactors.runtime.replica_actor import (TRACEBACK_ATTR, OwnedArgument, _Replica, replica_actor_name,
@@ -61,6 +61,12 @@ TICK_ERRORS_LOGGED_MAX = 10
 SHUTDOWN_CREATE_WAIT_S = 10.0
 #: The nodes of members that left the view that a replacement's placement remembers (newest kept).
 LOST_NODES_MAX = 8
+#: Replacements in a row started again because Ray put them beside a member while a node holding
+#: none was alive (``host.placement.misplaced``); the next one stays where Ray puts it (logged).
+PLACEMENT_TRIES_MAX = 3
+#: The pause before the first of those new starts (Ray's nodes learn of a fresh node within about
+#: a second); it doubles each time.
+PLACEMENT_PAUSE_FIRST_S = 0.5
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -189,6 +195,10 @@ class _RouterLoop:
         self.nodes: Dict[str, str] = dict(nodes)
         #: the nodes of the last members that left the view, newest last (``choose_node``'s ``lost``)
         self._lost_nodes: Deque[str] = collections.deque(maxlen=LOST_NODES_MAX)
+        #: replacements started again in a row because Ray put them beside a member (``_spawn``)
+        self._placement_tries = 0
+        #: replacements started again since this router started (for tests and debugging)
+        self.placed_again_total = 0
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
@@ -730,6 +740,8 @@ class _RouterLoop:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
             self.host.on_spawn_failed(rid)
             return
+        if node is not None and await self._placed_again(rid, handle, node, info["node_id"]):
+            return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
         self._pids[rid] = info.get("pid", 0)
@@ -737,6 +749,60 @@ class _RouterLoop:
             self._wire_addrs[rid] = info["wire"]
         log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
         self.host.on_spawned(rid)
+
+    async def _placed_again(self, rid: str, handle: Any, asked: str, landed: str) -> bool:
+        """Check where Ray started replica ``rid``: asked for ``asked`` (a soft node affinity), it runs
+        on ``landed``. Beside a member while a node holding none is alive (``host.placement.misplaced``:
+        the Ray node deciding did not know the chosen node yet, or found it unable to take it), it is
+        stopped before it joins and the core asks for another, after a pause, up to
+        ``PLACEMENT_TRIES_MAX`` times in a row; then it stays where it is (logged).
+
+        Args:
+            rid: the new replica (not joined yet).
+            handle: its actor.
+            asked: the node ``_free_node`` chose.
+            landed: the node it reported (``ready``).
+
+        Returns:
+            True: it was stopped and its start reported failed (``on_spawn_failed``).
+        """
+        loop = asyncio.get_running_loop()
+        try:  # ray.nodes() is a blocking GCS call: off the event loop
+            crowded = await loop.run_in_executor(None, self._misplaced, rid, asked, landed)
+        except Exception as exc:  # the node list unread: keep the replica where it is
+            log.debug("[%s] where replica %s runs not checked: %r", self.group, rid, exc)
+            crowded = False
+        if not crowded:
+            self._placement_tries = 0
+            return False
+        if self._placement_tries >= PLACEMENT_TRIES_MAX:
+            log.warning("[%s] replica %s runs on node %s beside a member: Ray did not place it on a node "
+                        "without one in %d tries (asked for %s)", self.group, rid, landed[:8],
+                        PLACEMENT_TRIES_MAX + 1, asked[:8])
+            self._placement_tries = 0
+            return False
+        self._placement_tries += 1
+        self.placed_again_total += 1
+        log.info("[%s] replica %s asked for node %s started on node %s, beside a member: placing it again "
+                 "(try %d of %d)", self.group, rid, asked[:8], landed[:8], self._placement_tries,
+                 PLACEMENT_TRIES_MAX)
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception as exc:
+            log.debug("[%s] misplaced replica %s not killed: %r", self.group, rid, exc)
+        await asyncio.sleep(PLACEMENT_PAUSE_FIRST_S * 2 ** (self._placement_tries - 1))
+        if not self._closed:
+            self.host.on_spawn_failed(rid)
+        return True
+
+    def _misplaced(self, rid: str, asked: str, landed: str) -> bool:
+        """:func:`~ftactors.host.placement.misplaced` for replica ``rid`` (blocking: reads Ray's nodes)."""
+        from ftactors.runtime.api import alive_nodes  # api imports this module
+
+        core = self.host._core()
+        others = [r for r in list(core.members) + sorted(core.joining) + list(self.host.spares.ready) if r != rid]
+        return misplaced(alive_nodes(), [self.nodes.get(r) for r in others], self.settings.placement, asked,
+                         landed, lost=list(self._lost_nodes))
 
     def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
         """Start replica ``rid`` (on a worker thread: blocking calls). It is detached, so that it
