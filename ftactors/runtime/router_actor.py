@@ -59,7 +59,8 @@ TICK_ERRORS_LOGGED_MAX = 10
 #: worker thread), so that it can stop them too: a detached replica created after the shutdown
 #: listed the group's actors would otherwise outlive the group (docs/faults.md row 43).
 SHUTDOWN_CREATE_WAIT_S = 10.0
-#: The nodes of members that left the view that a replacement's placement remembers (newest kept).
+#: The nodes of members that left the view (and of replacements Ray did not place where asked) that
+#: a replacement's placement remembers (newest kept).
 LOST_NODES_MAX = 8
 #: Replacements in a row started again because Ray put them beside a member while a node holding
 #: none was alive (``host.placement.misplaced``); the next one stays where Ray puts it (logged).
@@ -193,7 +194,8 @@ class _RouterLoop:
         self.info: Dict[str, Any] = dict(info or {})
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
-        #: the nodes of the last members that left the view, newest last (``choose_node``'s ``lost``)
+        #: the nodes of the last members that left the view, and those a replacement was asked for
+        #: that Ray did not place it on (``_placed_again``), newest last (``choose_node``'s ``lost``)
         self._lost_nodes: Deque[str] = collections.deque(maxlen=LOST_NODES_MAX)
         #: replacements started again in a row because Ray put them beside a member (``_spawn``)
         self._placement_tries = 0
@@ -766,12 +768,20 @@ class _RouterLoop:
         Returns:
             True: it was stopped and its start reported failed (``on_spawn_failed``).
         """
+        from ftactors.runtime.api import alive_nodes  # api imports this module
+
         loop = asyncio.get_running_loop()
         try:  # ray.nodes() is a blocking GCS call: off the event loop
-            crowded = await loop.run_in_executor(None, self._misplaced, rid, asked, landed)
+            nodes = await loop.run_in_executor(None, alive_nodes)
         except Exception as exc:  # the node list unread: keep the replica where it is
             log.debug("[%s] where replica %s runs not checked: %r", self.group, rid, exc)
-            crowded = False
+            nodes = []
+        core = self.host._core()  # spares count as members (see ``_free_node``), joiners too
+        others = [r for r in list(core.members) + sorted(core.joining) + list(self.host.spares.ready) if r != rid]
+        crowded = misplaced(nodes, [self.nodes.get(r) for r in others], self.settings.placement, asked, landed,
+                            lost=list(self._lost_nodes))
+        if asked != landed:  # not taken (removed, or unknown yet to the Ray node deciding): asked last next time
+            self._lost_nodes.append(asked)
         if not crowded:
             self._placement_tries = 0
             return False
@@ -794,15 +804,6 @@ class _RouterLoop:
         if not self._closed:
             self.host.on_spawn_failed(rid)
         return True
-
-    def _misplaced(self, rid: str, asked: str, landed: str) -> bool:
-        """:func:`~ftactors.host.placement.misplaced` for replica ``rid`` (blocking: reads Ray's nodes)."""
-        from ftactors.runtime.api import alive_nodes  # api imports this module
-
-        core = self.host._core()
-        others = [r for r in list(core.members) + sorted(core.joining) + list(self.host.spares.ready) if r != rid]
-        return misplaced(alive_nodes(), [self.nodes.get(r) for r in others], self.settings.placement, asked,
-                         landed, lost=list(self._lost_nodes))
 
     def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
         """Start replica ``rid`` (on a worker thread: blocking calls). It is detached, so that it
