@@ -62,6 +62,8 @@ SHUTDOWN_CREATE_WAIT_S = 10.0
 #: The nodes of members that left the view (and of replacements Ray did not place where asked) that
 #: a replacement's placement remembers (newest kept).
 LOST_NODES_MAX = 8
+#: How long a rebuilt router waits for a member to say where it runs (``_RouterLoop._learn_nodes``).
+NODE_ASK_TIMEOUT_S = 10.0
 #: Replacements in a row started again because Ray put them beside a member while a node holding
 #: none was alive (``host.placement.misplaced``); the next one stays where Ray puts it (logged).
 PLACEMENT_TRIES_MAX = 3
@@ -201,6 +203,8 @@ class _RouterLoop:
         self._placement_tries = 0
         #: replacements started again since this router started (for tests and debugging)
         self.placed_again_total = 0
+        #: the members' nodes asked for after a rebuild (``_learn_nodes``)
+        self._nodes_learnt: Optional["asyncio.Future[None]"] = None
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
@@ -445,6 +449,24 @@ class _RouterLoop:
             self.host.rebuild(found, known=names)
         except LookupError:
             raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None
+        # the placement of replacements counts the members' nodes: learn them (in the background,
+        # a dead member's silence must not hold up the recovery; ``_spawn`` waits for it)
+        self._nodes_learnt = asyncio.ensure_future(self._learn_nodes())
+        self._nodes_learnt.add_done_callback(_retrieved)
+
+    async def _learn_nodes(self) -> None:
+        """Ask each member whose node is not known where it runs (after a rebuild: the restarted
+        router was created knowing none), so that a replacement's placement counts it and a lost
+        member's node is remembered (``_retire``). A member that does not answer within
+        ``NODE_ASK_TIMEOUT_S`` stays unknown (it counts nowhere)."""
+        rids = [r for r in self.host._core().members if r in self.handles and r not in self.nodes]
+        infos = await asyncio.gather(*(asyncio.wait_for(_aw(self.handles[r].ready.remote()), NODE_ASK_TIMEOUT_S)
+                                       for r in rids), return_exceptions=True)
+        for rid, info in zip(rids, infos):
+            if isinstance(info, dict) and info.get("node_id") and rid in self.handles:
+                self.nodes[rid] = info["node_id"]
+            elif isinstance(info, BaseException):
+                log.debug("[%s] replica %s did not say where it runs: %r", self.group, rid, info)
 
     def _named_replicas(self) -> Set[str]:
         """Replica ids of this group among Ray's named actors (a blocking GCS call)."""
@@ -717,6 +739,11 @@ class _RouterLoop:
         is over, and it runs on a worker thread, so callers are not held up by it.
         """
         loop = asyncio.get_running_loop()
+        if self._nodes_learnt is not None:  # after a rebuild: the members' nodes first
+            try:
+                await asyncio.shield(self._nodes_learnt)
+            except Exception as exc:  # unknown nodes count nowhere: place as well as it can
+                log.debug("[%s] members' nodes not learnt: %r", self.group, exc)
         # ray.nodes() is a blocking GCS call: keep it off the event loop that serves callers
         node = await loop.run_in_executor(None, self._free_node)
         options = dict(self.spec.actor_options)
