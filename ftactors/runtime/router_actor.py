@@ -797,6 +797,8 @@ class _RouterLoop:
         """
         from ftactors.runtime.api import alive_nodes  # api imports this module
 
+        if self._closed:
+            return False
         loop = asyncio.get_running_loop()
         try:  # ray.nodes() is a blocking GCS call: off the event loop
             nodes = await loop.run_in_executor(None, alive_nodes)
