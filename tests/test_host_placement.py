@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ftactors import ConfigError
-from ftactors.host.placement import PlacementError, choose_node, plan_nodes
+from ftactors.host.placement import PlacementError, choose_node, misplaced, plan_nodes
 
 NODES = ["w1", "w2", "head"]  # the host's order: worker nodes first, the head last
 
@@ -78,3 +78,53 @@ def test_a_node_that_lost_a_member_is_still_better_than_one_holding_a_member() -
     nodes = ["w1", "w2", "head"]
     assert choose_node(nodes, ["w2", "head"], "spread", lost=["w1"]) == "w1"
     assert choose_node(nodes, ["w2", "head"], "strict-spread", lost=["w1"]) == "w1"
+
+
+# docs/faults.md row 80: Ray's soft affinity may put a replacement elsewhere than chosen; the
+# router checks where it runs (``misplaced``) and starts it again while a node holds no member.
+
+def test_a_replacement_ray_put_beside_a_member_while_a_fresh_node_is_free_is_misplaced() -> None:
+    # w1 removed (still listed, lost), the fresh w3 chosen; the node deciding did not know w3 yet
+    nodes = ["w2", "w3", "w1", "head"]
+    assert misplaced(nodes, ["w2", "head"], "spread", asked="w3", landed="w2", lost=["w1"])
+    assert misplaced(nodes, ["w2", "head"], "strict-spread", asked="w3", landed="head", lost=["w1"])
+    # once w1 left Ray's list too
+    assert misplaced(["w2", "w3", "head"], ["w2", "head"], "spread", asked="w3", landed="w2", lost=["w1"])
+
+
+def test_a_replacement_on_a_node_without_a_member_is_where_it_belongs() -> None:
+    nodes = ["w2", "w3", "w1", "head"]
+    assert not misplaced(nodes, ["w2", "head"], "spread", asked="w3", landed="w3", lost=["w1"])
+    # elsewhere than asked, but on a free node all the same
+    assert not misplaced(nodes, ["w2", "head"], "spread", asked="w3", landed="w1")
+    # members of unknown nodes count nowhere
+    assert not misplaced(nodes, [None, "head"], "spread", asked="w3", landed="w3")
+
+
+def test_a_replacement_asked_for_the_node_of_a_member_it_shares_is_misplaced_while_one_is_free() -> None:
+    # the member on w1 died (its process, not its node): w1 is free and alive
+    assert misplaced(["w1", "w2", "head"], ["w2", "head"], "spread", asked="w2", landed="w2", lost=["w1"])
+
+
+def test_a_removed_node_ray_would_not_take_is_no_better_place() -> None:
+    # no fresh node: the choice was the removed w1 (it lost a member), Ray put the replica on w2;
+    # starting it again would end beside a member again
+    nodes = ["w2", "w1", "head"]
+    assert choose_node(nodes, ["w2", "head"], "spread", lost=["w1"]) == "w1"
+    assert not misplaced(nodes, ["w2", "head"], "spread", asked="w1", landed="w2", lost=["w1"])
+    # a fresh node that Ray did not take (not known yet) stays a better place
+    assert misplaced(nodes + ["w3"], ["w2", "head"], "spread", asked="w3", landed="w2", lost=["w1"])
+
+
+def test_spread_with_every_node_taken_is_misplaced_only_above_the_least_loaded() -> None:
+    nodes = ["w1", "head"]
+    assert not misplaced(nodes, ["w1", "head"], "spread", asked="w1", landed="head")
+    assert misplaced(nodes, ["w1", "head", "head"], "spread", asked="w1", landed="head")
+
+
+def test_pack_a_single_node_and_ray_s_own_choice_are_never_misplaced() -> None:
+    assert not misplaced(["w1", "head"], ["w1", "head"], "pack", asked=None, landed="w1")
+    assert not misplaced(["head"], ["head", "head"], "spread", asked="head", landed="head")
+    assert not misplaced(["w1", "w2", "head"], ["w1"], "spread", asked=None, landed="w1")
+    with pytest.raises(ConfigError):
+        misplaced(NODES, [], "everywhere", asked="w1", landed="w1")

@@ -103,3 +103,83 @@ def test_each_node_removal_of_the_chaos_injector_takes_one_member(cluster):
     finally:
         injector.close()
         ftactors.shutdown(h)
+
+
+def _place_next_spawn_on(node: str):
+    """A function for the router actor (``__ray_call__``): its next replacement is asked for on
+    ``node`` (where a member runs), as when Ray's soft affinity puts it elsewhere than the router
+    chose (the raylet deciding does not know the chosen node yet); later ones are chosen as usual."""
+    def patch(router):
+        loop = router.r
+        chosen = loop._free_node
+        left = [1]
+
+        def skewed():
+            if left[0]:
+                left[0] -= 1
+                return node
+            return chosen()
+
+        loop._free_node = skewed
+        return True
+
+    return patch
+
+
+def test_a_replacement_beside_a_member_is_placed_again_while_a_node_is_free(cluster):
+    """docs/faults.md row 80: the replacement replica went beside a member though a node holding
+    none was alive (a soft node affinity Ray did not honour); the group stayed at three members on
+    two nodes until the next replacement. The router checks where a replacement runs and places
+    it again."""
+    c, _ = cluster
+    while len(c.worker_nodes) < 2:  # an earlier test of the module removed a worker
+        c.add_node(num_cpus=1, wait=True)
+    h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=1.0)(Counter).remote()
+    try:
+        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="the group up")
+        before = ftactors.describe(h)
+        assert len({r.node_id for r in before.replicas}) == 3
+        victim = chaos.choose_replica(before, "backup", 0)
+        beside = before.primary.node_id  # the node Ray "chose" for the replacement
+        assert ray.get(h._router.__ray_call__.remote(_place_next_spawn_on(beside)))
+        chaos.kill(victim)
+        wait_for(lambda: victim.replica_id not in {r.replica_id for r in ftactors.describe(h).replicas},
+                 timeout_s=30, what="the router to see the kill")
+        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="three members again")
+        after = ftactors.describe(h).replicas
+        assert len({r.node_id for r in after}) == 3, (before.replicas, after)
+        assert ray.get(h._router.__ray_call__.remote(lambda router: router.r.placed_again_total)) == 1
+        assert ray.get(h.add.remote("a")) == 1
+    finally:
+        ftactors.shutdown(h)
+
+
+def test_a_restarted_router_places_a_replacement_on_the_free_node(cluster):
+    """docs/faults.md row 80: a router restarted by Ray (its rebuild) knew no member's node, so a
+    replacement went to the first node of Ray's list, where a member ran, and the lost member's node
+    was not remembered either. The rebuilt router asks the members where they run."""
+    from ftactors.runtime.api import alive_nodes
+
+    c, _ = cluster
+    while len(c.worker_nodes) < 2:  # an earlier test of the module removed a worker
+        c.add_node(num_cpus=1, wait=True)
+    h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=1.0)(Counter).remote()
+    try:
+        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="the group up")
+        before = ftactors.describe(h)
+        assert len({r.node_id for r in before.replicas}) == 3
+        old_pid = chaos.kill_router(h)
+        wait_for(lambda: chaos.router_pid(h) != old_pid and chaos.group_ready(h, 3), timeout_s=60,
+                 what="the router back")
+        # the victim: not on the first node of Ray's list (a router blind to the members picks that one)
+        first = alive_nodes()[0]
+        victim = next(r for r in before.replicas if r.node_id != first and r.role == "backup")
+        chaos.kill(victim)
+        wait_for(lambda: victim.replica_id not in {r.replica_id for r in ftactors.describe(h).replicas},
+                 timeout_s=30, what="the router to see the kill")
+        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="three members again")
+        after = ftactors.describe(h).replicas
+        assert len({r.node_id for r in after}) == 3, (first, before.replicas, after)
+        assert ray.get(h.add.remote("a")) == 1
+    finally:
+        ftactors.shutdown(h)

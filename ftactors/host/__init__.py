@@ -10,10 +10,10 @@ replacements. The I/O is injected: :class:`~ftactors.host.router.RouterIO` and
 :class:`~ftactors.host.replica.ReplicaIO`.
 """
 
-from ftactors.host.placement import PlacementError, choose_node, plan_nodes
+from ftactors.host.placement import PlacementError, choose_node, misplaced, plan_nodes
 from ftactors.host.replica import ReplicaHost, ReplicaIO
 from ftactors.host.router import RouterHost, RouterIO
 from ftactors.host.turns import Claim, ReplicaTurns, Verdict
 
 __all__ = ["Claim", "PlacementError", "ReplicaHost", "ReplicaIO", "ReplicaTurns", "RouterHost", "RouterIO",
-           "Verdict", "choose_node", "plan_nodes"]
+           "Verdict", "choose_node", "misplaced", "plan_nodes"]

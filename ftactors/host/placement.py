@@ -3,7 +3,8 @@
 Pure: the host gives the alive nodes (in order of preference) and the nodes of the group's
 current members; the policy names a node, or None to let Ray choose. Group creation
 (``runtime/api.py``) asks once per replica, adding each choice to the members' nodes; the
-router asks when it starts a replacement replica (``runtime/router_actor.py``).
+router asks when it starts a replacement replica (``runtime/router_actor.py``), and checks with
+:func:`misplaced` where Ray started it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,41 @@ def choose_node(nodes: Sequence[str], taken: Sequence[Optional[str]], placement:
     if len(nodes) <= 1:
         return None
     return min(nodes, key=lambda n: (load[n], losses[n]))
+
+
+def misplaced(nodes: Sequence[str], taken: Sequence[Optional[str]], placement: str, asked: Optional[str],
+              landed: str, lost: Sequence[str] = ()) -> bool:
+    """Whether a new replica Ray started on ``landed`` should be placed again: it holds more of the
+    group than another alive node does (for ``spread``, a node without a member while one is alive).
+
+    ``choose_node``'s answer is a soft node affinity: Ray puts the replica elsewhere when the node
+    deciding does not know the chosen node yet (its view of the cluster lags Ray's node list) or
+    finds it dead or unable to take it. A node asked for that lost a member lately and that Ray
+    did not take is presumably removed, still listed until its heartbeats time out: it does not
+    count as a better node (placing again would end beside a member again).
+
+    Args:
+        nodes: the alive node ids (read after the replica started).
+        taken: the node of each other member, joiner and ready spare (None: not known yet).
+        placement: the group's setting.
+        asked: the node the replica was asked for (None: Ray chose; nothing to check).
+        landed: the node the replica runs on.
+        lost: the nodes of members the group lost lately (``choose_node``'s ``lost``).
+
+    Returns:
+        True: stop this replica and start another.
+
+    Raises:
+        ConfigError: an unknown ``placement``.
+    """
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    if placement == "pack" or asked is None or len(nodes) <= 1:
+        return False
+    load = Counter(n for n in taken if n is not None)
+    removed = asked if asked != landed and asked in lost else None
+    others = [n for n in nodes if n != landed and n != removed]
+    return bool(others) and load[landed] > min(load[n] for n in others)
 
 
 def plan_nodes(nodes: Sequence[str], replicas: int, placement: str) -> List[Optional[str]]:

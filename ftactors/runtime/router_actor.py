@@ -30,7 +30,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
                            StaleViewError)
 from ftactors.host.links import Parked, Route
-from ftactors.host.placement import PlacementError, choose_node
+from ftactors.host.placement import PlacementError, choose_node, misplaced
 from ftactors.host.router import RouterHost, ViewInfo
 from ftactors.core.errors import CallGivenUpError
 from ftactors.runtime.errors import CallCancelledError, GroupLostError, PulledReplyGoneError
@@ -60,8 +60,17 @@ TICK_ERRORS_LOGGED_MAX = 10
 #: worker thread), so that it can stop them too: a detached replica created after the shutdown
 #: listed the group's actors would otherwise outlive the group (docs/faults.md row 43).
 SHUTDOWN_CREATE_WAIT_S = 10.0
-#: The nodes of members that left the view that a replacement's placement remembers (newest kept).
+#: The nodes of members that left the view (and of replacements Ray did not place where asked) that
+#: a replacement's placement remembers (newest kept).
 LOST_NODES_MAX = 8
+#: How long a rebuilt router waits for a member to say where it runs (``_RouterLoop._learn_nodes``).
+NODE_ASK_TIMEOUT_S = 10.0
+#: Replacements in a row started again because Ray put them beside a member while a node holding
+#: none was alive (``host.placement.misplaced``); the next one stays where Ray puts it (logged).
+PLACEMENT_TRIES_MAX = 3
+#: The pause before the first of those new starts (Ray's nodes learn of a fresh node within about
+#: a second); it doubles each time.
+PLACEMENT_PAUSE_FIRST_S = 0.5
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -188,8 +197,15 @@ class _RouterLoop:
         self.info: Dict[str, Any] = dict(info or {})
         self.handles: Dict[str, Any] = {}
         self.nodes: Dict[str, str] = dict(nodes)
-        #: the nodes of the last members that left the view, newest last (``choose_node``'s ``lost``)
+        #: the nodes of the last members that left the view, and those a replacement was asked for
+        #: that Ray did not place it on (``_placed_again``), newest last (``choose_node``'s ``lost``)
         self._lost_nodes: Deque[str] = collections.deque(maxlen=LOST_NODES_MAX)
+        #: replacements started again in a row because Ray put them beside a member (``_spawn``)
+        self._placement_tries = 0
+        #: replacements started again since this router started (for tests and debugging)
+        self.placed_again_total = 0
+        #: the members' nodes asked for after a rebuild (``_learn_nodes``)
+        self._nodes_learnt: Optional["asyncio.Future[None]"] = None
         self.initial_members = tuple(members)
         self._t0 = time.monotonic()
         self._kick_scheduled = False
@@ -434,6 +450,24 @@ class _RouterLoop:
             self.host.rebuild(found, known=names)
         except LookupError:
             raise GroupLostError(f"{self.group}: no replica survived the router's restart") from None
+        # the placement of replacements counts the members' nodes: learn them (in the background,
+        # a dead member's silence must not hold up the recovery; ``_spawn`` waits for it)
+        self._nodes_learnt = asyncio.ensure_future(self._learn_nodes())
+        self._nodes_learnt.add_done_callback(_retrieved)
+
+    async def _learn_nodes(self) -> None:
+        """Ask each member whose node is not known where it runs (after a rebuild: the restarted
+        router was created knowing none), so that a replacement's placement counts it and a lost
+        member's node is remembered (``_retire``). A member that does not answer within
+        ``NODE_ASK_TIMEOUT_S`` stays unknown (it counts nowhere)."""
+        rids = [r for r in self.host._core().members if r in self.handles and r not in self.nodes]
+        infos = await asyncio.gather(*(asyncio.wait_for(_aw(self.handles[r].ready.remote()), NODE_ASK_TIMEOUT_S)
+                                       for r in rids), return_exceptions=True)
+        for rid, info in zip(rids, infos):
+            if isinstance(info, dict) and info.get("node_id") and rid in self.handles:
+                self.nodes[rid] = info["node_id"]
+            elif isinstance(info, BaseException):
+                log.debug("[%s] replica %s did not say where it runs: %r", self.group, rid, info)
 
     def _named_replicas(self) -> Set[str]:
         """Replica ids of this group among Ray's named actors (a blocking GCS call)."""
@@ -706,6 +740,11 @@ class _RouterLoop:
         is over, and it runs on a worker thread, so callers are not held up by it.
         """
         loop = asyncio.get_running_loop()
+        if self._nodes_learnt is not None:  # after a rebuild: the members' nodes first
+            try:
+                await asyncio.shield(self._nodes_learnt)
+            except Exception as exc:  # unknown nodes count nowhere: place as well as it can
+                log.debug("[%s] members' nodes not learnt: %r", self.group, exc)
         # ray.nodes() is a blocking GCS call: keep it off the event loop that serves callers
         node = await loop.run_in_executor(None, self._free_node)
         options = dict(self.spec.actor_options)
@@ -731,6 +770,8 @@ class _RouterLoop:
             log.error("[%s] could not start replica %s: %r", self.group, rid, exc)
             self.host.on_spawn_failed(rid)
             return
+        if node is not None and await self._placed_again(rid, handle, node, info["node_id"]):
+            return
         self.handles[rid] = handle
         self.nodes[rid] = info["node_id"]
         self._pids[rid] = info.get("pid", 0)
@@ -738,6 +779,61 @@ class _RouterLoop:
             self._wire_addrs[rid] = info["wire"]
         log.debug("[%s] replica %s started on node %s; joining", self.group, rid, info["node_id"][:8])
         self.host.on_spawned(rid)
+
+    async def _placed_again(self, rid: str, handle: Any, asked: str, landed: str) -> bool:
+        """Check where Ray started replica ``rid``: asked for ``asked`` (a soft node affinity), it runs
+        on ``landed``. Beside a member while a node holding none is alive (``host.placement.misplaced``:
+        the Ray node deciding did not know the chosen node yet, or found it unable to take it), it is
+        stopped before it joins and the core asks for another, after a pause, up to
+        ``PLACEMENT_TRIES_MAX`` times in a row; then it stays where it is (logged).
+
+        Args:
+            rid: the new replica (not joined yet).
+            handle: its actor.
+            asked: the node ``_free_node`` chose.
+            landed: the node it reported (``ready``).
+
+        Returns:
+            True: it was stopped and its start reported failed (``on_spawn_failed``).
+        """
+        from ftactors.runtime.api import alive_nodes  # api imports this module
+
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        try:  # ray.nodes() is a blocking GCS call: off the event loop
+            nodes = await loop.run_in_executor(None, alive_nodes)
+        except Exception as exc:  # the node list unread: keep the replica where it is
+            log.debug("[%s] where replica %s runs not checked: %r", self.group, rid, exc)
+            nodes = []
+        core = self.host._core()  # spares count as members (see ``_free_node``), joiners too
+        others = [r for r in list(core.members) + sorted(core.joining) + list(self.host.spares.ready) if r != rid]
+        crowded = misplaced(nodes, [self.nodes.get(r) for r in others], self.settings.placement, asked, landed,
+                            lost=list(self._lost_nodes))
+        if asked != landed:  # not taken (removed, or unknown yet to the Ray node deciding): asked last next time
+            self._lost_nodes.append(asked)
+        if not crowded:
+            self._placement_tries = 0
+            return False
+        if self._placement_tries >= PLACEMENT_TRIES_MAX:
+            log.warning("[%s] replica %s runs on node %s beside a member: Ray did not place it on a node "
+                        "without one in %d tries (asked for %s)", self.group, rid, landed[:8],
+                        PLACEMENT_TRIES_MAX + 1, asked[:8])
+            self._placement_tries = 0
+            return False
+        self._placement_tries += 1
+        self.placed_again_total += 1
+        log.info("[%s] replica %s asked for node %s started on node %s, beside a member: placing it again "
+                 "(try %d of %d)", self.group, rid, asked[:8], landed[:8], self._placement_tries,
+                 PLACEMENT_TRIES_MAX)
+        try:
+            ray.kill(handle, no_restart=True)
+        except Exception as exc:
+            log.debug("[%s] misplaced replica %s not killed: %r", self.group, rid, exc)
+        await asyncio.sleep(PLACEMENT_PAUSE_FIRST_S * 2 ** (self._placement_tries - 1))
+        if not self._closed:
+            self.host.on_spawn_failed(rid)
+        return True
 
     def _create_replica(self, rid: str, options: Dict[str, Any]) -> Any:
         """Start replica ``rid`` (on a worker thread: blocking calls). It is detached, so that it
