@@ -1,0 +1,103 @@
+"""Integration: a Ray user's first day, fifth pass (docs/faults.md rows 83-85).
+
+What a Ray user tries that the earlier passes did not: a method returning an ``ObjectRef``, a
+constructor that raises called many times, and a method that ends its process on every replica.
+Each test does the same to a plain Ray actor and to a replicated group of the same class, in one
+local Ray session, and asks for the same behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+import ray
+
+import ftactors
+
+pytestmark = pytest.mark.ray
+
+
+class Refs:
+    """Methods that return an ``ObjectRef`` (a ``ray.put`` of their value), sync and async."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def put(self, v: int) -> Any:
+        self.n += 1
+        return ray.put(v * 10)
+
+    async def aput(self, v: int) -> Any:
+        await asyncio.sleep(0)
+        self.n += 1
+        return ray.put(v * 10)
+
+    def count(self) -> int:
+        return self.n
+
+
+class Broken:
+    """A constructor that raises, as a user's check of its arguments does."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+class Quits:
+    """A method that ends its process: ``os._exit`` (every replica runs it, and dies)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> int:
+        self.n += 1
+        return self.n
+
+    def crash(self) -> None:
+        os._exit(1)
+
+
+def _error_of(ref: Any) -> BaseException:
+    try:
+        ray.get(ref, timeout=60)
+    except Exception as exc:
+        return exc
+    raise AssertionError("the call succeeded")
+
+
+def test_a_method_returning_an_object_ref_gives_the_ref_as_with_ray(ray_local):
+    plain = ray.remote(Refs).remote()
+    group = ftactors.replicated(replicas=2)(ray.remote(Refs)).remote()
+    try:
+        for h in (plain, group):
+            for method in (h.put, h.aput):  # a sync method as an async one
+                got = ray.get(method.remote(4), timeout=60)
+                assert isinstance(got, ray.ObjectRef), (h, method, got)
+                assert ray.get(got, timeout=60) == 40
+        assert ray.get(group.count.remote(), timeout=60) == ray.get(plain.count.remote(), timeout=60) == 2
+    finally:
+        ftactors.shutdown(group)
+        ray.kill(plain)
+
+
+def test_a_constructors_error_is_the_same_at_every_call_and_shows_the_constructors_line(ray_local):
+    group = ftactors.replicated(replicas=2)(ray.remote(Broken)).remote(-1)
+    try:
+        errors = [_error_of(group.ping.remote()) for _ in range(4)]
+        for exc in errors:
+            assert isinstance(exc, ValueError), exc
+            assert "limit must be >= 0, got -1" in str(exc)
+        # the same error every time: not one that grows with the router's frames at each call
+        assert len({len(str(exc)) for exc in errors}) == 1, [len(str(exc)) for exc in errors]
+        text = str(errors[-1])
+        assert "in __init__" in text and "raise ValueError" in text, text  # where it was raised
+        assert "Broken.__init__()" in text, text  # that it is the constructor, not ping()
+    finally:
+        ftactors.shutdown(group)
