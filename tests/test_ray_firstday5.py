@@ -101,3 +101,28 @@ def test_a_constructors_error_is_the_same_at_every_call_and_shows_the_constructo
         assert "Broken.__init__()" in text, text  # that it is the constructor, not ping()
     finally:
         ftactors.shutdown(group)
+
+
+@pytest.mark.parametrize("style", ["semi-active", "passive"])
+def test_a_method_that_ends_its_process_ends_the_group_as_ray_ends_the_actor(ray_local, style):
+    other = ftactors.replicated(replicas=2)(ray.remote(Quits)).remote()
+    plain = ray.remote(Quits).remote()
+    group = ftactors.replicated(replicas=3, style=style)(ray.remote(Quits)).remote()
+    try:
+        assert ray.get(other.inc.remote(), timeout=60) == 1
+        for h in (plain, group):
+            assert ray.get(h.inc.remote(), timeout=60) == 1
+            crashed = _error_of(h.crash.remote())
+            # what a Ray user catches for an actor that died under a call
+            assert isinstance(crashed, ray.exceptions.RayActorError), repr(crashed)
+            later = _error_of(h.inc.remote())
+            assert isinstance(later, ray.exceptions.RayActorError), repr(later)
+        # the group's error names the call that did not complete, and the group
+        assert "Quits.crash()" in str(crashed) and group.group in str(crashed), str(crashed)
+        assert "Quits.inc()" in str(later), str(later)
+        assert isinstance(crashed, ftactors.GroupLostError)
+        assert ray.get(other.inc.remote(), timeout=60) == 2  # other groups are unharmed
+    finally:
+        for g in (group, other):
+            ftactors.shutdown(g)
+        ray.kill(plain)

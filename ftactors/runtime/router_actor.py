@@ -289,7 +289,12 @@ class _RouterLoop:
             cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
         if cached is not None or not req.wants_reply:
             return cached
-        return await waiter.fut
+        try:
+            return await waiter.fut
+        except GroupLostError as exc:  # name the call, as Ray's "before finishing this task" (row 85)
+            raise GroupLostError(
+                f"{exc}; {self.info.get('class_name', 'the class')}.{req.method}() did not complete (a method "
+                f"that ends its process, e.g. with os._exit, ends every replica that runs it)") from None
 
     async def _own_argument(self, req: Request) -> Request:
         """``req`` with its argument, passed by reference, owned by this router.
