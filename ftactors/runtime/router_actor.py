@@ -150,7 +150,7 @@ def constructor_error(exc: BaseException, class_name: str) -> BaseException:
             f"every call fails with its error; create the group again{where}")
     notes = [n for n in getattr(exc, "__notes__", ()) if n != note]
     try:
-        fresh.__notes__ = notes + [note]  # a list of its own: copy.copy shares the original's
+        setattr(fresh, "__notes__", notes + [note])  # a list of its own: copy.copy shares the original's
     except Exception:
         pass
     return fresh.with_traceback(None)
