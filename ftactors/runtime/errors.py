@@ -15,8 +15,24 @@ class PulledReplyGoneError(ReplyUnavailableError):
     a step of the primary's own choice gets a plain ``ReplyUnavailableError`` (``ReplyGone.for_step``)."""
 
 
-class GroupLostError(FtActorsError):
-    """Every replica of the group failed (or it was shut down) before the call completed."""
+class GroupLostError(FtActorsError, ray.exceptions.ActorDiedError):
+    """Every replica of the group failed (or it was shut down) before the call completed.
+
+    Also Ray's ``ActorDiedError`` (a ``RayActorError``), which a call on a Ray actor that died under
+    it raises (docs/faults.md row 85): a method that ends its process (``os._exit``) ends every
+    replica that runs it.
+
+    Args:
+        message: what happened (the group, and the call that did not complete).
+    """
+
+    def __init__(self, message: str = "all replicas of the group failed") -> None:
+        ray.exceptions.ActorDiedError.__init__(self)
+        self.error_msg = message  # RayActorError's __str__
+        Exception.__init__(self, message)  # args, for pickling
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.error_msg,))
 
 
 class GroupShutdownError(FtActorsError, ray.exceptions.ActorDiedError):

@@ -1202,7 +1202,9 @@ class _Replica:
             result = getattr(self.obj, req.method)(*args, **kwargs)
             if type(result) in _SCALAR_RESULTS:  # the common case: no awaitable, pickles
                 outcome = Outcome(True, result)
-            elif inspect.isawaitable(result):
+            elif inspect.isawaitable(result) and not isinstance(result, ray.ObjectRef):
+                # an async method's coroutine; an ObjectRef is awaitable too, but a sync method that
+                # returns one returns the ref, as with Ray (docs/faults.md row 83)
                 context.set_current(None)  # the coroutine runs with its own copy, on its call loop
                 step = self._coroutines.start(req.msg_id, result, ctx, _await)
                 outcome = self._step_outcome(step, req.method)

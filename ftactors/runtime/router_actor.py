@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy as _copy
 import dataclasses
 import logging
 import time
@@ -132,6 +133,36 @@ def unwrap(rep: Reply) -> Any:
         if note not in getattr(exc, "__notes__", ()):  # a duplicate's cached reply is raised again
             exc.add_note(note)
     raise exc
+
+
+def constructor_error(exc: BaseException, class_name: str) -> BaseException:
+    """What a call on a group whose constructor raised ``exc`` raises: a copy of ``exc`` with a note
+    naming the constructor and where it raised.
+
+    Every call raises it; raising the kept exception itself added the router's frames to its
+    traceback at each call, so the caller's error grew by them call after call (docs/faults.md row 84).
+
+    Args:
+        exc: what the user's constructor raised (as the replica's ``portable_error`` kept it).
+        class_name: the user's class, for the note.
+
+    Returns:
+        A fresh exception of the same type, message and attributes, without a traceback.
+    """
+    try:
+        fresh = _copy.copy(exc)  # the replica checked that it unpickles, which copy's reduce needs
+    except Exception:
+        fresh = exc
+    frames = getattr(exc, TRACEBACK_ATTR, None)
+    where = f":\n{frames.rstrip()}" if isinstance(frames, str) else ""
+    note = (f"Raised by {class_name}.__init__() in the replica: the group's constructor failed, and "
+            f"every call fails with its error; create the group again{where}")
+    notes = [n for n in getattr(exc, "__notes__", ()) if n != note]
+    try:
+        setattr(fresh, "__notes__", notes + [note])  # a list of its own: copy.copy shares the original's
+    except Exception:
+        pass
+    return fresh.with_traceback(None)
 
 
 class _FutureWaiter:
@@ -258,7 +289,8 @@ class _RouterLoop:
         if not self._is_started():  # no await before submit once started: submission order is kept
             await self._ensure_started()
         if self.start_error is not None:
-            raise self.start_error  # the user's constructor raised it
+            # the user's constructor raised it: a copy, so that the router's frames do not pile up
+            raise constructor_error(self.start_error, self.info.get("class_name", "the class"))
         waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
         if not copy and isinstance(req.payload, ray.ObjectRef):  # an OwnedArgument is owned already
             # the fetch awaits: the caller's later calls, submitted meanwhile, wait for this one
@@ -273,7 +305,12 @@ class _RouterLoop:
             cached = self.host.submit(req, copy, waiter)  # raises GroupOverloadedError / StaleViewError
         if cached is not None or not req.wants_reply:
             return cached
-        return await waiter.fut
+        try:
+            return await waiter.fut
+        except GroupLostError as exc:  # name the call, as Ray's "before finishing this task" (row 85)
+            raise GroupLostError(
+                f"{exc}; {self.info.get('class_name', 'the class')}.{req.method}() did not complete (a method "
+                f"that ends its process, e.g. with os._exit, ends every replica that runs it)") from None
 
     async def _own_argument(self, req: Request) -> Request:
         """``req`` with its argument, passed by reference, owned by this router.
