@@ -19,6 +19,7 @@ A transcript::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 from ftactors.core.config import CoreConfig
@@ -64,7 +65,7 @@ class Outbox:
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
             busy = name == primary and self._busy(link, now, callers_wait)
             if busy and link.inflight >= limit:  # no room but the busy poll's: it carries nothing else
-                msg: Optional[Deliver] = Deliver(view=view)
+                msg: Optional[Deliver] = Deliver(view=view, busy_poll=True)
                 self.counts["polls"] += 1
             elif link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
@@ -72,6 +73,8 @@ class Outbox:
                 msg = self._build(link, name == primary, view, now, callers_wait, urgent, busy)
             if msg is not None:
                 if busy and msg.requests == () and msg.is_null:
+                    if not msg.busy_poll:  # its answer says it answers the poll (row 81)
+                        msg = dataclasses.replace(msg, busy_poll=True)
                     link.busy_poll_out = True  # what waits at the primary comes back on it (ReplicaHost)
                     self.counts["busy_polls"] = self.counts.get("busy_polls", 0) + 1
                 if not link.inflight:
