@@ -116,3 +116,37 @@ def test_a_busy_poll_sent_as_the_deliver_before_it_is_answered_does_not_chain_po
     # the second call goes once the first poll is answered; a busy poll follows it a tick later (its
     # answer is a tick away), then nothing: no poll went while another was out
     assert out == [(4, 1), (5, 0)]
+
+
+def test_the_replica_host_marks_the_answers_of_busy_polls_only() -> None:
+    """Row 81: whichever way the host answers a busy poll (early, with the replies so far; standing by
+    and driving after the long call), its answer carries ``busy_poll``; the batch's answer does not."""
+    from ftactors.core import NewView, ReplicaCore
+    from ftactors.host.replica import ReplicaHost
+    from tests.test_host_replica import FakeIO, values
+
+    cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
+    io = FakeIO()
+    host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
+    io.host = host
+    router, client = RouterCore("g", cfg, MEMBERS), ClientCore("c")
+    for n in (1, 2, 3):
+        router.submit(client.request("g", "add", payload=n))
+    (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
+    io.sync = False
+    host.deliver(d, "e1", 1, "batch")
+    host.drive()
+    assert io.finish() == "batch"  # the first call returned, the second is out (long)
+    host.drive()
+    host.deliver(Deliver(view=1, busy_poll=True), "e1", 2, "poll1")  # answered early
+    host.drive()
+    early = io.answers.pop("poll1")
+    assert values(early) == [1] and early.busy_poll
+    host.deliver(Deliver(view=1, busy_poll=True), "e1", 3, "poll2")  # nothing waits: stands by
+    host.drive()
+    assert host.standby is not None and "poll2" not in io.answers
+    while io.out is not None:
+        io.finish()
+        host.drive()
+    batch, later = io.answers.pop("batch"), io.answers.pop("poll2")
+    assert not batch.busy_poll and later.busy_poll and io.answers == {}
