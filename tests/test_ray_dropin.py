@@ -299,12 +299,16 @@ def test_a_short_calls_reply_does_not_wait_for_the_long_call_after_it(ray_local,
     group = ftactors.replicated(replicas=2, **settings)(ray.remote(Shop)).remote(10)
     try:
         assert _held_rounds(group, 30) == []
-        before = ftactors.stats(group)
+        before, slow = ftactors.stats(group), 0
         for _ in range(200):
+            t0 = time.monotonic()
             assert ray.get(group.nap.remote(0.0), timeout=60) == 0.0
+            slow += time.monotonic() - t0 >= 0.05  # the primary may have sat on it busy_poll_s
         after = ftactors.stats(group)
-        assert {k: after.get(k, 0) - before.get(k, 0) for k in ("polls", "busy_polls")} == \
-            {"polls": 0, "busy_polls": 0}
+        polls = {k: after.get(k, 0) - before.get(k, 0) for k in ("polls", "busy_polls")}
+        # a call answered within busy_poll_s costs no message: only calls slower than it (a loaded
+        # machine: 10 of 200 once, with 10 busy polls) may have drawn a poll
+        assert polls["polls"] <= slow, (polls, slow)
     finally:
         ftactors.shutdown(group)
 
