@@ -511,8 +511,6 @@ class RouterCore:
             self.counts["fenced"] += 1
             return
         link.suspended = d.suspended
-        if link.requests:
-            self._drop_covered_copies(link)
         from_primary = False
         if d.replica == self.primary and self.phase == Phase.NORMAL and self.primary_since <= d.view <= self.view:
             self._from_primary(d)
@@ -528,23 +526,6 @@ class RouterCore:
         self._trim()
         if from_primary:
             self._check_order_gap(link.acked)
-
-    def _drop_covered_copies(self, link: Link) -> None:
-        """Drop the request copies queued on ``link`` at the head of its queue whose position the
-        replica acknowledged (executed, or logged: a passive backup's checkpoint covers them): it has
-        no use for them. A passive backup kept up by checkpoints was otherwise sent every copy one by
-        one (``batch_max`` 1), long after it acknowledged their positions (docs/faults.md, row 81)."""
-        pos_of, acked, n = self.log.pos_of, link.acked, 0
-        for req in link.requests:
-            pos = pos_of.get(req.msg_id)
-            if pos is None or pos > acked:
-                break
-            n += 1
-        if n:
-            del link.requests[:n]
-            if not link.requests:
-                link.reqs_since = None
-            self.counts["copies_covered"] = self.counts.get("copies_covered", 0) + n
 
     def on_pong(self, replica: str) -> None:
         """A replica answered a ping: it is alive."""
