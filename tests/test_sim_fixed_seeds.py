@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ftactors.core import SCHEDULERS
-from ftactors.testing import InvariantViolation, SimOptions, draw_options, options, run_seed
+from ftactors.testing import SimOptions, draw_options, options, run_seed
 from ftactors.testing.options import STYLES, force_replies_wait
 
 
