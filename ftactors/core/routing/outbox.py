@@ -88,7 +88,8 @@ class Outbox:
     def _busy(self, link: Link, now: int, callers_wait: bool) -> bool:
         """Whether the primary's ``link`` is due a busy poll: callers wait, it has left a Deliver
         unanswered ``busy_poll_ticks`` (a long call runs; the replies of the calls it finished
-        before wait for an answer) and no busy poll went since it last answered. A primary holding
+        before wait for an answer) and no busy poll is out (``Link.busy_poll_out``, cleared by the
+        poll's own answer, ``Delivered.busy_poll``: docs/faults.md, row 81). A primary holding
         suspended calls keeps a Deliver already (it answers it when a step resumes); a view or a
         checkpoint to carry goes first (the poll names the view)."""
         return callers_wait and link.out_since is not None and not link.busy_poll_out and \
