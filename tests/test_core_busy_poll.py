@@ -43,7 +43,8 @@ def test_a_primary_silent_on_a_deliver_for_busy_poll_ticks_is_polled_once() -> N
     assert router.counts["polls"] == 1 and router.counts["busy_polls"] == 1
     # the poll is answered at once with the first call's reply (no reply here: the shape matters);
     # the batch is still out, so busy_poll_ticks after that answer (tick 11) the next poll goes
-    router.on_delivered(Delivered("g-r0", 1))
+    assert sent[0][1].busy_poll
+    router.on_delivered(Delivered("g-r0", 1, busy_poll=True))
     assert [now for now, _ in primary_sends(router, range(12, 18))] == [14]
     assert router.counts["busy_polls"] == 2
 
@@ -84,3 +85,68 @@ def test_a_sequential_fault_free_run_of_short_calls_sends_no_poll() -> None:
 def test_busy_poll_ticks_is_checked() -> None:
     with pytest.raises(ConfigError, match="busy_poll_ticks"):
         CoreConfig(busy_poll_ticks=0)
+
+
+def test_a_busy_poll_sent_as_the_deliver_before_it_is_answered_does_not_chain_polls_that_hold_the_link() -> None:
+    """docs/faults.md row 81 (swarm seed 102102, ``busy_poll_ticks`` 1): the router polled its primary
+    a tick after a batch, as the batch's answer was on its way; it took that answer for the poll's, so a
+    tick later it polled again while the first poll was still out, and so on: each poll's answer came
+    after the next poll went, the link stayed at ``primary_inflight_max`` with a poll, and the calls
+    queued behind never went. The answer to a busy poll says so (``Delivered.busy_poll``)."""
+    cfg = CoreConfig(busy_poll_ticks=1, primary_inflight_max=1)
+    router = RouterCore("g", cfg, MEMBERS)
+    client = ClientCore("c")
+    router.submit(client.request("g", "add", payload=1))
+    router.tick(1)
+    assert [len(d.requests) for m, d in router.ready().sends if m == "g-r0"] == [1]
+    (poll,) = [d for _, d in primary_sends(router, range(2, 3))]
+    assert poll.is_null and not poll.requests
+    router.on_delivered(Delivered("g-r0", 1, acked_position=1))  # the batch's answer, read after the poll went
+    router.submit(client.request("g", "add", payload=2))  # a second call waits on the primary's link
+    out, sent = [], [poll]
+    for now in range(3, 15):  # each Deliver is answered a tick after it went, after the router's step
+        router.tick(now)
+        r = router.ready()
+        for rid in r.pings:
+            router.on_pong(rid)
+        for d in sent:  # the host marks a busy poll's answer (ReplicaHost._answer)
+            router.on_delivered(Delivered("g-r0", 1, acked_position=1, busy_poll=d.busy_poll))
+        sent = [d for m, d in r.sends if m == "g-r0"]
+        out += [(now, len(d.requests)) for d in sent]
+    # the second call goes once the first poll is answered; a busy poll follows it a tick later (its
+    # answer is a tick away), then nothing: no poll went while another was out
+    assert out == [(4, 1), (5, 0)]
+
+
+def test_the_replica_host_marks_the_answers_of_busy_polls_only() -> None:
+    """Row 81: whichever way the host answers a busy poll (early, with the replies so far; standing by
+    and driving after the long call), its answer carries ``busy_poll``; the batch's answer does not."""
+    from ftactors.core import NewView, ReplicaCore
+    from ftactors.host.replica import ReplicaHost
+    from tests.test_host_replica import FakeIO, values
+
+    cfg = CoreConfig(primary_inflight_max=1, batch_max=8)
+    io = FakeIO()
+    host = ReplicaHost(ReplicaCore("g", "g-r0", cfg, "reception", NewView(1, MEMBERS)), io)
+    io.host = host
+    router, client = RouterCore("g", cfg, MEMBERS), ClientCore("c")
+    for n in (1, 2, 3):
+        router.submit(client.request("g", "add", payload=n))
+    (d,) = [d for r, d in router.ready().sends if r == "g-r0"]
+    io.sync = False
+    host.deliver(d, "e1", 1, "batch")
+    host.drive()
+    assert io.finish() == "batch"  # the first call returned, the second is out (long)
+    host.drive()
+    host.deliver(Deliver(view=1, busy_poll=True), "e1", 2, "poll1")  # answered early
+    host.drive()
+    early = io.answers.pop("poll1")
+    assert values(early) == [1] and early.busy_poll
+    host.deliver(Deliver(view=1, busy_poll=True), "e1", 3, "poll2")  # nothing waits: stands by
+    host.drive()
+    assert host.standby is not None and "poll2" not in io.answers
+    while io.out is not None:
+        io.finish()
+        host.drive()
+    batch, later = io.answers.pop("batch"), io.answers.pop("poll2")
+    assert not batch.busy_poll and later.busy_poll and io.answers == {}

@@ -12,7 +12,8 @@ from ftactors.core.errors import ConfigError
 
 STYLES = ("semi-active", "passive")
 
-#: ``busy_poll_ticks`` that never comes: busy polls off (the default; ``busy_poll_s`` turns them on)
+#: ``busy_poll_ticks`` that never comes: busy polls off (the core's default; the runtime's ``busy_poll_s``,
+#: 0.05 s by default, turns them on)
 BUSY_POLL_OFF_TICKS = 1_000_000_000
 
 
@@ -101,8 +102,10 @@ class CoreConfig:
             runs a long call): the router sends it one empty Deliver, past ``primary_inflight_max``
             if need be, which the primary answers at once with the replies of the calls it finished
             meanwhile (a short call batched before a long one; docs/faults.md, row 76). At most one
-            such poll goes until the primary answers again; a primary that answers within this many
-            ticks is never polled so.
+            such poll is out: the next may go once the primary answered that one (its answer says so,
+            ``Delivered.busy_poll``; row 81); a primary that answers within this many ticks is never
+            polled so. Off here by default (``BUSY_POLL_OFF_TICKS``); the runtime's ``busy_poll_s``
+            sets it (on by default there).
     """
 
     style: str = "semi-active"

@@ -466,6 +466,9 @@ class Deliver:
         oneway_taken: to a backup: one-way nested calls of this group that their callee's router took,
             as the primary learnt (``Delivered.oneway_taken``); the backup forgets them and a promotion
             does not send them again (docs/faults.md, row 69). They ride on a Deliver that goes anyway.
+        busy_poll: the router's busy poll of a primary silent on a Deliver (``busy_poll_ticks``): its
+            answer says so (``Delivered.busy_poll``), so the router tells it from the answer of a
+            Deliver sent before it (docs/faults.md, row 81).
     """
 
     view: int
@@ -478,6 +481,7 @@ class Deliver:
     join: bool = False
     give_up_from: int = 0
     oneway_taken: Tuple[MsgId, ...] = ()
+    busy_poll: bool = False
 
     kind = Kind.DELIVER
 
@@ -516,6 +520,7 @@ class Delivered:
         oneway_taken: one-way nested calls this primary sent that their callee's router took since its
             last answer (``ReplicaCore.oneway_taken``): the router passes them to the backups
             (``Deliver.oneway_taken``), which then do not keep them to send again (row 69).
+        busy_poll: this answers a busy poll (``Deliver.busy_poll``; set by the replica host).
     """
 
     replica: str
@@ -529,6 +534,7 @@ class Delivered:
     reply_copies: Tuple[Reply, ...] = ()
     lost_reply: Optional[MsgId] = None
     oneway_taken: Tuple[MsgId, ...] = ()
+    busy_poll: bool = False
 
     kind = Kind.DELIVERED
 

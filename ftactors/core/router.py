@@ -513,7 +513,7 @@ class RouterCore:
         Raises:
             RemoteProtocolError: the primary sent an announcement of another group.
         """
-        link = self.tracker.acknowledge(d.replica, d.acked_position, self.now)
+        link = self.tracker.acknowledge(d.replica, d.acked_position, self.now, d.busy_poll)
         if link is None:
             self.counts["fenced"] += 1
             return

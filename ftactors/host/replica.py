@@ -34,6 +34,7 @@ Host loop (what a driver calls)::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from ftactors.core import (
@@ -125,6 +126,9 @@ class ReplicaHost:
         self.busy = False  # an effect is out with the runtime
         self.router_counts: Dict[str, int] = {}  # the router's counters, kept for a restarted router
         self._effect: Optional[Any] = None
+        # the tokens of busy polls (``Deliver.busy_poll``) not yet answered: their answers say so
+        # (``Delivered.busy_poll``: the router tells them from a Deliver's sent before, row 81)
+        self._busy_polls: List[Any] = []
 
     @property
     def rid(self) -> str:
@@ -230,6 +234,8 @@ class ReplicaHost:
         answer for the driver; the standby, if any, takes over. Call :meth:`drive` next."""
         self._done()
         self.turns.stop()
+        if self.driver is not None:
+            self._forget_poll(self.driver[1])
         self.driver = None
         self._hand_over()
 
@@ -247,7 +253,7 @@ class ReplicaHost:
                 self.turns.stop()
                 epoch, token = self.driver
                 self.driver = None
-                self.io.answer(token, self._take_for(epoch))
+                self._answer(token, self._take_for(epoch))
                 self._hand_over()
                 continue
             self.busy, self._effect = True, eff
@@ -293,20 +299,23 @@ class ReplicaHost:
             assert len(self.later) < LATER_MAX, f"{self.rid}: over {LATER_MAX} Delivers wait for their turn"
             self.later.append((epoch, seq, msg, token))
             return
+        if msg.busy_poll:
+            self._busy_polls.append(token)
         if verdict is Verdict.STALE:
             self.io.count("stale_delivers")
-            self.io.answer(token, self.nothing())
+            self._answer(token, self.nothing())
             return
         try:
             self.core.deliver(msg)
         except StaleViewError:
             self.io.count("stale_view_delivers")
             self.turns.applied()
-            self.io.answer(token, self._take_for(epoch))
+            self._answer(token, self._take_for(epoch))
             self._retry_later()
             return
         except RemoteProtocolError as exc:
             self.turns.applied()
+            self._forget_poll(token)  # answered with nothing: the router's busy poll is out till all are
             self.io.refused(token, exc)
             self._retry_later()
             return
@@ -317,7 +326,7 @@ class ReplicaHost:
             # row 76). A Deliver that carries anything stands by as before: answering it would
             # free the router's room for more Delivers, and the router polls after busy_poll_ticks
             self.io.count("answered_early")
-            self.io.answer(token, self.core.take_delivered())
+            self._answer(token, self.core.take_delivered())
             self._retry_later()
             return
         claim = self.turns.claim()
@@ -327,8 +336,26 @@ class ReplicaHost:
             self.standby = (epoch, token)
         else:
             self.io.count("answered_at_once")
-            self.io.answer(token, self.nothing())
+            self._answer(token, self.nothing())
         self._retry_later()
+
+    def _answer(self, token: Any, out: Delivered) -> None:
+        """Answer the Deliver ``token`` names with ``out``, marked ``busy_poll`` if it was a busy poll."""
+        if self._busy_polls and self._forget_poll(token):
+            out = dataclasses.replace(out, busy_poll=True)
+        self.io.answer(token, out)
+
+    def _forget_poll(self, token: Any) -> bool:
+        """Forget ``token`` among the busy polls not yet answered.
+
+        Returns:
+            True if it was one.
+        """
+        for i, t in enumerate(self._busy_polls):
+            if t is token:
+                del self._busy_polls[i]
+                return True
+        return False
 
     def _retry_later(self) -> None:
         """Look again at the Delivers that waited for an earlier one."""

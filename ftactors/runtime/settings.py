@@ -99,12 +99,12 @@ class ReplicationSettings(BaseModel):
                                           "(passive: logged) its call, so an acknowledged call survives the "
                                           "primary's crash followed by the router's; the caller waits for "
                                           "that backup too (a group of one does not wait)")
-    busy_poll_s: Optional[float] = Field(None, gt=0, description="opt-in (None: off): the primary has sat "
+    busy_poll_s: Optional[float] = Field(0.05, gt=0, description="None: off. The primary has sat "
                                          "this long on a batch while callers wait (a long call runs): the "
-                                         "router polls it once, and it answers with the replies of the calls "
+                                         "router polls it, and it answers with the replies of the calls "
                                          "it finished before (a short call's reply does not wait for a long "
-                                         "call batched after it); off by default until the simulator's seeds "
-                                         "with it drawn pass (docs/faults.md, Open)")
+                                         "call batched after it); one such poll is out at a time "
+                                         "(docs/faults.md, rows 76 and 81)")
     primary_inflight_max: Optional[int] = Field(
         None, ge=1, description="batches outstanding to the primary (default: 1 for reception order, "
         "8 otherwise, so the primary's scheduler sees every waiting call)")

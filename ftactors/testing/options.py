@@ -57,10 +57,9 @@ P_CANCEL = 0.3
 BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
 
 #: Draw ``busy_poll_ticks`` (False: the router never polls a busy primary, ``BUSY_POLL_OFF``, as before
-#: row 76). Off: with it on, swarm seeds 102102 (I6, calls pending) and 107097 (I6, a lagging backup
-#: not caught up within the quiescence bound) fail, not yet understood (docs/faults.md, Open; strict
-#: xfails in test_sim_fixed_seeds.py)
-BUSY_POLL_DRAW = False
+#: row 76). On since row 81 (swarm seeds 102102 and 107097 failed with it before: a busy poll was
+#: taken for answered by the answer of a Deliver sent before it, and polls chained)
+BUSY_POLL_DRAW = True
 BUSY_POLL_OFF = 1_000_000
 #: the fraction of seeds pausing replicas that crash a router while a backup is paused
 P_ROUTER_CRASH_PAUSED = 0.5

@@ -55,7 +55,7 @@ class Link:
     suspended: int = 0  # messages the replica holds suspended (async methods), as it last said
     give_up_from: int = 0  # the primary's next Deliver tells it to give the order up from here
     out_since: Optional[int] = None  # Delivers are in flight, none answered since this tick
-    busy_poll_out: bool = False  # a busy poll went since the replica last answered (busy_poll_ticks)
+    busy_poll_out: bool = False  # a busy poll is out, not yet answered (busy_poll_ticks)
 
     def queue_request(self, req: Request, now: int) -> None:
         """Queue ``req`` for the next Deliver on this link (batching counts from the first one)."""
@@ -166,8 +166,17 @@ class LinkTracker:
 
     # ------------------------------------------------------------- liveness
 
-    def acknowledge(self, replica: str, acked_position: int, now: int) -> Optional[Link]:
+    def acknowledge(self, replica: str, acked_position: int, now: int, busy_poll: bool = False) -> Optional[Link]:
         """A Delivered from ``replica``: one Deliver less in flight, heard now, progress noted.
+
+        Args:
+            replica: who answered.
+            acked_position: the position it executed (or logged) up to.
+            now: the current tick.
+            busy_poll: the answer is a busy poll's (``Delivered.busy_poll``): another busy poll may go.
+                The answer of a Deliver sent before the poll leaves the poll out (taken for the
+                poll's, a poll went every tick after it while the previous one was still out and
+                the link never had room again: docs/faults.md, row 81).
 
         Returns:
             Its link, or None if ``replica`` is not a member (its output is fenced).
@@ -178,7 +187,8 @@ class LinkTracker:
         link.inflight = max(0, link.inflight - 1)
         link.last_heard = now
         link.out_since = now if link.inflight else None
-        link.busy_poll_out = False
+        if busy_poll or not link.inflight:
+            link.busy_poll_out = False
         if acked_position > link.acked:
             link.progress_tick = now
         link.acked = max(link.acked, acked_position)

@@ -19,6 +19,7 @@ A transcript::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 from ftactors.core.config import CoreConfig
@@ -64,7 +65,7 @@ class Outbox:
             limit = self.config.primary_inflight_max if name == primary else self.config.backup_inflight_max
             busy = name == primary and self._busy(link, now, callers_wait)
             if busy and link.inflight >= limit:  # no room but the busy poll's: it carries nothing else
-                msg: Optional[Deliver] = Deliver(view=view)
+                msg: Optional[Deliver] = Deliver(view=view, busy_poll=True)
                 self.counts["polls"] += 1
             elif link.inflight >= limit + (1 if name == primary and link.suspended else 0):  # see _build
                 continue
@@ -72,6 +73,8 @@ class Outbox:
                 msg = self._build(link, name == primary, view, now, callers_wait, urgent, busy)
             if msg is not None:
                 if busy and msg.requests == () and msg.is_null:
+                    if not msg.busy_poll:  # its answer says it answers the poll (row 81)
+                        msg = dataclasses.replace(msg, busy_poll=True)
                     link.busy_poll_out = True  # what waits at the primary comes back on it (ReplicaHost)
                     self.counts["busy_polls"] = self.counts.get("busy_polls", 0) + 1
                 if not link.inflight:
@@ -85,7 +88,8 @@ class Outbox:
     def _busy(self, link: Link, now: int, callers_wait: bool) -> bool:
         """Whether the primary's ``link`` is due a busy poll: callers wait, it has left a Deliver
         unanswered ``busy_poll_ticks`` (a long call runs; the replies of the calls it finished
-        before wait for an answer) and no busy poll went since it last answered. A primary holding
+        before wait for an answer) and no busy poll is out (``Link.busy_poll_out``, cleared by the
+        poll's own answer, ``Delivered.busy_poll``: docs/faults.md, row 81). A primary holding
         suspended calls keeps a Deliver already (it answers it when a step resumes); a view or a
         checkpoint to carry goes first (the poll names the view)."""
         return callers_wait and link.out_since is not None and not link.busy_poll_out and \
