@@ -672,6 +672,40 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     assert g.router.counts["abandoned"] == 1
 
 
+def test_a_cancelled_call_the_router_took_is_answered_ran_once_its_reply_is_released() -> None:
+    """Row 82: the notice of a call the router had taken (``ray.cancel`` while it waited at the replicas)
+    was answered False, and the caller kept the call unsettled for good, its ``ack_below`` at it (row 72).
+    Now the router says it runs (its reply is awaited, ``pending``) and, once the reply is released, that
+    it ran: the caller may settle it then."""
+    g = Group(CoreConfig())
+    req = ClientCore("c").request("g", "add", payload=5)
+    assert g.router.submit(req) is None
+    assert g.router.abandon(req.msg_id) == "runs"
+    assert req.msg_id in g.router.pending
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [req.msg_id]
+    assert g.router.abandon(req.msg_id) == "ran"
+    assert "abandoned" not in g.router.counts and g.state == {m: 5 for m in MEMBERS}
+
+
+def test_a_cancelled_call_a_rebuilt_router_knows_from_the_reports_is_answered_ran_once_it_ran() -> None:
+    """Row 82, a rebuilt router: it knows the cancelled call only from the members' reports and nobody
+    waits for it (the caller's invoke went to the incarnation that died, and Ray sends no cancelled call
+    again): the notice makes it wait for the reply, as a caller's retry would, and asks the primary."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    req = ClientCore("c").request("g", "add", payload=7)
+    g.router.submit(req)
+    g.pump(1, alive={"g-r1", "g-r2"})  # copies reach the backups only; the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    assert g.router.abandon(req.msg_id) == "unknown"  # recovering (row 72b): it cannot tell yet
+    g.pump(1)  # reports: g-r1 and g-r2 hold the request
+    assert g.router.abandon(req.msg_id) == "runs"
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [req.msg_id]
+    assert g.router.abandon(req.msg_id) == "ran"
+
+
 def test_a_call_the_primary_holds_that_no_caller_waits_for_still_runs() -> None:
     """Swarm seed 102169 with the simulator's cancels: the primary had taken a call in but not run it
     (its Deliver was answered before the call's turn), and no caller waited for it any more (its caller
