@@ -648,7 +648,7 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     """A caller whose call was cancelled before the router took it (Ray's ``ray.cancel`` of a queued
     task, docs/faults.md row 67) tells the router: its next call goes on at once, not after
     ``sequence_gap_ticks``, whether the notice or the next call comes first; the cancelled call, if it
-    came after all, is refused; a call the router had taken is not given up."""
+    came after all, is refused; a call the router had taken is not given up (it ran: row 82)."""
     cfg = CoreConfig(sequence_gap_ticks=1000)
     g = Group(cfg)
     client = ClientCore("c")
@@ -657,18 +657,18 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     g.pump(6)
     cancelled, nxt = client.request("g", "add", payload=10), client.request("g", "add", payload=100)
     if abandon_first:
-        assert g.router.abandon(cancelled.msg_id) is True
+        assert g.router.abandon(cancelled.msg_id) == "given up"
         g.router.submit(nxt)
     else:
         g.router.submit(nxt)
         g.pump(2)
-        assert g.router.abandon(cancelled.msg_id) is True
+        assert g.router.abandon(cancelled.msg_id) == "given up"
     g.pump(6)
     assert [r.msg_id for r in g.released] == [first.msg_id, nxt.msg_id]
     assert g.state == {m: 101 for m in MEMBERS}
     with pytest.raises(RemoteProtocolError, match="given up by its caller"):
         g.router.submit(cancelled)
-    assert g.router.abandon(first.msg_id) is False and g.router.abandon(nxt.msg_id) is False
+    assert g.router.abandon(first.msg_id) == "ran" and g.router.abandon(nxt.msg_id) == "ran"  # row 82
     assert g.router.counts["abandoned"] == 1
 
 

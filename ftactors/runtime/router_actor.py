@@ -27,7 +27,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
+from ftactors.core import (Abandoned, Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
                            StaleViewError)
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
@@ -61,6 +61,9 @@ TICK_ERRORS_LOGGED_MAX = 10
 SHUTDOWN_CREATE_WAIT_S = 10.0
 #: The nodes of members that left the view that a replacement's placement remembers (newest kept).
 LOST_NODES_MAX = 8
+#: How long the notice of a cancelled call the router holds waits for the call to run (``_AsyncRouter.abandon``);
+#: past it the answer is "unknown" and the caller keeps the call unsettled (docs/faults.md row 82).
+ABANDON_WAIT_S_MAX = 600.0
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -856,21 +859,34 @@ class _AsyncRouter:
         rep = await self.r.areply(request_of(req), copy)
         return None if rep is None or oneway else unwrap(rep)
 
-    async def abandon(self, source: str, seq: int) -> bool:
-        """A caller's call ``seq`` was cancelled (``ray.cancel``) before this router took it: its
-        later calls need not wait ``reorder_wait_s`` for it, and it never runs (row 67).
+    async def abandon(self, source: str, seq: int) -> str:
+        """A caller's call ``seq`` was cancelled (``ray.cancel``). Not taken yet: it is given up, never
+        runs, and the caller's later calls need not wait ``reorder_wait_s`` for it (row 67). Taken: it
+        runs, as Ray runs a task that had started, and this answers once it ran (its reply released, at
+        most ``ABANDON_WAIT_S_MAX``), so that the caller settles it then (rows 72, 82).
 
         Args:
             source: the caller's source name.
             seq: the call's sequence number.
 
         Returns:
-            True if it is given up; False if the router had taken it (it runs, as Ray runs a task
-            that had started).
+            "given up" or "ran" (the caller settles the call), or "unknown" (it keeps it unsettled: the
+            router is recovering, or the call did not run within ``ABANDON_WAIT_S_MAX``).
+
+        Raises:
+            GroupLostError: the group was lost (or shut down) before the call ran.
         """
         if not self.r._is_started():
             await self.r._ensure_started()
-        return self.r.host.abandon(MsgId(source, seq))
+        waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
+        outcome = self.r.host.abandon(MsgId(source, seq), waiter)
+        if outcome is Abandoned.RUNS:
+            try:
+                await asyncio.wait_for(waiter.fut, ABANDON_WAIT_S_MAX)
+            except asyncio.TimeoutError:
+                return Abandoned.UNKNOWN.value
+            return Abandoned.RAN.value  # its reply was released, whatever the method returned or raised
+        return outcome.value
 
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.
