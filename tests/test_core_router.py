@@ -688,6 +688,23 @@ def test_a_cancelled_call_the_router_took_is_answered_ran_once_its_reply_is_rele
     assert "abandoned" not in g.router.counts and g.state == {m: 5 for m in MEMBERS}
 
 
+def test_a_given_up_call_arriving_after_a_later_calls_ack_below_passed_it_is_refused_not_a_duplicate() -> None:
+    """Simulator seed 150 once row 82 let callers' ``ack_below`` move again: the notice overtook the call
+    (given up, so the caller settled it), a later call's ``ack_below`` passed it, and the call itself,
+    arriving late, was counted a duplicate (``I5: store saw 1 duplicates without retransmissions``). It
+    is refused as given up, not counted."""
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    cancelled = client.request("g", "add", payload=10)
+    assert g.router.abandon(cancelled.msg_id) == "given up"
+    client.on_settled(cancelled.msg_id.seq)
+    g.router.submit(client.request("g", "add", payload=1))  # ack_below 2
+    g.pump(6)
+    with pytest.raises(RemoteProtocolError, match="given up by its caller"):
+        g.router.submit(cancelled)
+    assert g.router.counts["duplicates"] == 0 and g.state == {m: 1 for m in MEMBERS}
+
+
 def test_a_cancelled_call_a_rebuilt_router_knows_from_the_reports_is_answered_ran_once_it_ran() -> None:
     """Row 82, a rebuilt router: it knows the cancelled call only from the members' reports and nobody
     waits for it (the caller's invoke went to the incarnation that died, and Ray sends no cancelled call

@@ -111,6 +111,14 @@ def test_a_given_up_call_that_ran_all_the_same_breaks_i12() -> None:
         sim.finish()
 
 
+def test_seed_150_a_given_up_call_arriving_late_is_not_a_duplicate() -> None:
+    """Seed 150 (fault-free, passive, cancels, arguments by reference fetched slowly) once callers settled the
+    cancelled calls that ran (row 82): a given-up call that arrived after a later call's ``ack_below`` passed
+    it was counted a duplicate (``I5: store saw 1 duplicates without retransmissions``)."""
+    result = run_seed(150, "passive", "sequence")
+    assert result.counts["cancels_abandoned"] > 0 and result.counts["cancels_settled_ran"] > 0
+
+
 @pytest.mark.parametrize("seed", [3, 14])
 def test_seeds_that_found_row_72(seed: int) -> None:
     """The swarm seeds whose cancels found row 72 (a priority and a deadline scheduler)."""

@@ -412,6 +412,10 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
+        if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
+            # before the floor: the caller settled it, so a later call's ack_below may pass it, and this is
+            # the call itself, late (the notice overtook it), not a retransmission (row 82)
+            raise RemoteProtocolError(f"{mid} was given up by its caller before this router took it")
         floor = self.intake.acknowledged(mid)
         if floor is not None:
             self.counts["duplicates"] += 1
@@ -423,8 +427,6 @@ class RouterCore:
             if req.wants_reply and self.restarted and not self.intake.holds(mid):
                 self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
-        if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
-            raise RemoteProtocolError(f"{mid} was given up by its caller before this router took it")
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None
