@@ -27,8 +27,8 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import (Abandoned, Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
-                           StaleViewError)
+from ftactors.core import (Abandoned, Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request,
+                           RouterCore, StaleViewError)
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node
 from ftactors.host.router import RouterHost, ViewInfo
