@@ -119,6 +119,15 @@ def test_seed_150_a_given_up_call_arriving_late_is_not_a_duplicate() -> None:
     assert result.counts["cancels_abandoned"] > 0 and result.counts["cancels_settled_ran"] > 0
 
 
+def test_swarm_seed_102094_a_call_whose_stale_position_a_later_view_took_is_not_held_for_good() -> None:
+    """Swarm seed 102094 (semi-active, priority, router crashes in a failover, replies wait for a backup) once
+    its callers settled their cancelled calls that ran (row 82): a rebuilt router kept view 5's positions of
+    calls that view 6 re-ordered, took them for known and held their retries for good (``I6: c0#32 pending
+    over 372 ticks after faults stopped``); ``OrderLog.merge`` now drops the replaced message's position."""
+    result = run_seed(102094, "semi-active", "priority")
+    assert result.counts["cancels_settled_ran"] > 0 and result.counts["router_rebuilds"] > 0
+
+
 @pytest.mark.parametrize("seed", [3, 14])
 def test_seeds_that_found_row_72(seed: int) -> None:
     """The swarm seeds whose cancels found row 72 (a priority and a deadline scheduler)."""
