@@ -647,7 +647,7 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     """A caller whose call was cancelled before the router took it (Ray's ``ray.cancel`` of a queued
     task, docs/faults.md row 67) tells the router: its next call goes on at once, not after
     ``sequence_gap_ticks``, whether the notice or the next call comes first; the cancelled call, if it
-    came after all, is refused; a call the router had taken is not given up."""
+    came after all, is refused; a call the router had taken is not given up (it ran: row 82)."""
     cfg = CoreConfig(sequence_gap_ticks=1000)
     g = Group(cfg)
     client = ClientCore("c")
@@ -656,19 +656,70 @@ def test_a_call_its_caller_abandoned_does_not_hold_the_next_one_and_never_runs(a
     g.pump(6)
     cancelled, nxt = client.request("g", "add", payload=10), client.request("g", "add", payload=100)
     if abandon_first:
-        assert g.router.abandon(cancelled.msg_id) is True
+        assert g.router.abandon(cancelled.msg_id) == "given up"
         g.router.submit(nxt)
     else:
         g.router.submit(nxt)
         g.pump(2)
-        assert g.router.abandon(cancelled.msg_id) is True
+        assert g.router.abandon(cancelled.msg_id) == "given up"
     g.pump(6)
     assert [r.msg_id for r in g.released] == [first.msg_id, nxt.msg_id]
     assert g.state == {m: 101 for m in MEMBERS}
     with pytest.raises(CallGivenUpError, match="given up by its caller"):
         g.router.submit(cancelled)
-    assert g.router.abandon(first.msg_id) is False and g.router.abandon(nxt.msg_id) is False
+    assert g.router.abandon(first.msg_id) == "ran" and g.router.abandon(nxt.msg_id) == "ran"  # row 82
     assert g.router.counts["abandoned"] == 1
+
+
+def test_a_cancelled_call_the_router_took_is_answered_ran_once_its_reply_is_released() -> None:
+    """Row 82: the notice of a call the router had taken (``ray.cancel`` while it waited at the replicas)
+    was answered False, and the caller kept the call unsettled for good, its ``ack_below`` at it (row 72).
+    Now the router says it runs (its reply is awaited, ``pending``) and, once the reply is released, that
+    it ran: the caller may settle it then."""
+    g = Group(CoreConfig())
+    req = ClientCore("c").request("g", "add", payload=5)
+    assert g.router.submit(req) is None
+    assert g.router.abandon(req.msg_id) == "runs"
+    assert req.msg_id in g.router.pending
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [req.msg_id]
+    assert g.router.abandon(req.msg_id) == "ran"
+    assert "abandoned" not in g.router.counts and g.state == {m: 5 for m in MEMBERS}
+
+
+def test_a_given_up_call_arriving_after_a_later_calls_ack_below_passed_it_is_refused_not_a_duplicate() -> None:
+    """Simulator seed 150 once row 82 let callers' ``ack_below`` move again: the notice overtook the call
+    (given up, so the caller settled it), a later call's ``ack_below`` passed it, and the call itself,
+    arriving late, was counted a duplicate (``I5: store saw 1 duplicates without retransmissions``). It
+    is refused as given up, not counted."""
+    g = Group(CoreConfig())
+    client = ClientCore("c")
+    cancelled = client.request("g", "add", payload=10)
+    assert g.router.abandon(cancelled.msg_id) == "given up"
+    client.on_settled(cancelled.msg_id.seq)
+    g.router.submit(client.request("g", "add", payload=1))  # ack_below 2
+    g.pump(6)
+    with pytest.raises(CallGivenUpError, match="given up by its caller"):
+        g.router.submit(cancelled)
+    assert g.router.counts["duplicates"] == 0 and g.state == {m: 1 for m in MEMBERS}
+
+
+def test_a_cancelled_call_a_rebuilt_router_knows_from_the_reports_is_answered_ran_once_it_ran() -> None:
+    """Row 82, a rebuilt router: it knows the cancelled call only from the members' reports and nobody
+    waits for it (the caller's invoke went to the incarnation that died, and Ray sends no cancelled call
+    again): the notice makes it wait for the reply, as a caller's retry would, and asks the primary."""
+    cfg = CoreConfig()
+    g = Group(cfg)
+    req = ClientCore("c").request("g", "add", payload=7)
+    g.router.submit(req)
+    g.pump(1, alive={"g-r1", "g-r2"})  # copies reach the backups only; the primary's Deliver is lost
+    g.router = RouterCore.rebuilt("g", cfg, MEMBERS, view=1, next_replica_index=3, now=g.now)
+    assert g.router.abandon(req.msg_id) == "unknown"  # recovering (row 72b): it cannot tell yet
+    g.pump(1)  # reports: g-r1 and g-r2 hold the request
+    assert g.router.abandon(req.msg_id) == "runs"
+    g.pump(6)
+    assert [r.msg_id for r in g.released] == [req.msg_id]
+    assert g.router.abandon(req.msg_id) == "ran"
 
 
 def test_a_call_the_primary_holds_that_no_caller_waits_for_still_runs() -> None:

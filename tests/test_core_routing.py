@@ -61,6 +61,18 @@ def test_log_orders_each_position_once_and_a_newer_view_overrides() -> None:
     assert log.after(1) == []
 
 
+def test_a_message_whose_position_a_later_view_gave_another_no_longer_holds_it() -> None:
+    """Swarm seed 102094 (docs/faults.md row 82): a rebuilt router learnt view 5's order (c0#32 at 63...),
+    the new primary gave that order up and view 6 put other calls at those positions; ``pos_of`` still
+    gave c0#32 position 63, so the intake took c0#32 for known (``_skip_known``) and held its caller's
+    retry for good (``I6: c0#32 pending over 372 ticks after faults stopped``)."""
+    log = OrderLog(CoreConfig())
+    log.merge(ann(63, "c0", 32, view=5))
+    log.merge(ann(63, "c1", 34, view=6))
+    assert MsgId("c0", 32) not in log.pos_of and not log.knows(MsgId("c0", 32))
+    assert log.pos_of[MsgId("c1", 34)] == 63
+
+
 def test_log_trims_what_every_member_acknowledged_and_never_takes_it_back() -> None:
     log = OrderLog(CoreConfig())
     for seq in (1, 2, 3):

@@ -159,6 +159,23 @@ def test_a_call_in_a_deliver_out_the_answer_releases_the_caller() -> None:
     assert again is not None and again.outcome.value == 5
 
 
+def test_the_notice_of_a_cancelled_call_the_router_took_is_answered_once_the_call_ran() -> None:
+    """Row 82: ``abandon`` of a call the router holds takes a waiter, answered with the call's reply when
+    it is released (the runtime's ``_AsyncRouter.abandon`` then answers "ran"); one already released is
+    answered "ran" at once; one the router never took is given up, and its waiter is not kept."""
+    host, io, reps = setup()
+    req = ClientCore("c").request("g", "add", payload=5)
+    host.submit(req, waiter="caller")
+    host.process()
+    assert host.abandon(req.msg_id, waiter="notice") == "runs"
+    assert "notice" not in io.answered
+    reps.answer(host, io)
+    host.process()
+    assert io.calls("answer") == [("answer", "c#1", ("caller", "notice"))]
+    assert host.abandon(req.msg_id, waiter="late") == "ran" and host.waiters == {}
+    assert host.abandon(MsgId("c", 3), waiter="never") == "given up" and host.waiters == {}
+
+
 def test_delivers_are_numbered_per_link_with_the_incarnation_s_epoch() -> None:
     host, io, reps = setup()
     client = ClientCore("c")

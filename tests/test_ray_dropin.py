@@ -563,3 +563,43 @@ def test_a_cancelled_call_the_router_took_runs_once_though_later_calls_run_first
         wait_for(lambda: converged(group, 2), what="both replicas in agreement")
     finally:
         ftactors.shutdown(group)
+
+
+def test_a_cancelled_call_the_router_took_no_longer_keeps_its_callers_replies(ray_local):
+    """Row 82: ``ray.cancel`` of a call the router had taken (behind another caller's long call): it runs,
+    but its caller never learnt when, so it kept the call unsettled for good (row 72) and its ``ack_below``
+    stayed there: every replica kept each later reply of that caller, up to ``reply_cache_max``. Now the
+    router answers the cancel's notice once the call ran, and the caller settles it: its later calls are
+    forgotten as they settle."""
+    group = ftactors.replicated(replicas=2, reply_cache_max=64)(Jobs).remote()
+
+    @ray.remote
+    def hold(h: Any, seconds: float) -> int:  # another caller: its call does not hold the driver's ack_below
+        return ray.get(h.hold.remote(seconds), timeout=120)
+
+    def cached() -> List[int]:
+        info = ftactors.describe(group)
+        return [r.replies_cached for r in [info.primary, *info.backups]]
+
+    try:
+        assert ray.get(group.get.remote(), timeout=60) == []
+        before = ftactors.describe(group).counts.get("requests", 0)
+        blocker = hold.remote(group, 10.0)
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
+                 what="the router took the long call")
+        victim = group.add.remote("victim")
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
+                 what="the router took the call to cancel")
+        ray.cancel(victim)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(victim, timeout=60)
+        ray.get(blocker, timeout=120)
+        for k in range(10):  # 160 calls, 16 at a time: each round's first call sweeps the round before
+            assert ray.get([group.add.remote(f"later{16 * k + i}") for i in range(16)], timeout=120)
+        done = ray.get(group.get.remote(), timeout=60)
+        assert done.count("victim") == 1 and done.index("victim") == 0, done[:3]
+        wait_for(lambda: converged(group, 2), what="both replicas in agreement")
+        # the last calls' ack_below passes all but the last rounds: their replies are forgotten
+        assert max(cached()) <= 40, f"replies kept by each replica (reply_cache_max 64): {cached()}"
+    finally:
+        ftactors.shutdown(group)

@@ -10,7 +10,7 @@ import pytest
 
 from ftactors.core import MsgId
 from ftactors.testing import InvariantViolation, SimOptions, Simulator, cluster, draw_options, options, run_seed
-from ftactors.testing.events import AbandonArrives, CancelCall
+from ftactors.testing.events import AbandonArrives, CancelCall, NoticeAnswered
 
 
 def quiet_options(**kw: object) -> SimOptions:
@@ -54,7 +54,26 @@ def test_a_cancelled_call_the_router_had_taken_runs_once_though_a_later_call_run
     log = [e.msg_id for e in sim.replicas["store"]["store-r0"].log]
     assert log.index(c0(2)) < log.index(c0(1)), "the later call did not overtake the cancelled one"
     assert log.count(c0(1)) == 1 and result.counts["cancels_ran"] == 1
-    assert sim.clients["c0"].core.ack_below() == 1  # the call ran, but nothing tells the caller so
+
+
+def test_the_caller_settles_a_cancelled_call_the_router_had_taken_once_it_ran() -> None:
+    """Row 82: the same scenario; the caller kept the cancelled call unsettled for good (row 72), its
+    ``ack_below`` at c0#1 (so the group kept each later reply of c0). Now the router answers the notice
+    once the call ran, and the caller settles it then, not before (I12)."""
+    sim = taken_call_cancelled_then_a_later_call_overtakes_it()
+    result = sim.finish()
+    assert sim.clients["c0"].core.ack_below() == 3
+    assert result.counts["cancels_settled_ran"] == 1
+    assert sim.settled_ran[c0(1)] >= sim.checker.first_run[c0(1)]
+
+
+def test_a_caller_told_its_cancelled_call_ran_before_it_did_breaks_i12() -> None:
+    """I12 can fail: a caller settling a cancelled call that no replica executed yet (told "ran" too early)."""
+    sim = Simulator(quiet_options())
+    sim.add_operation("c0", "store", "add", (1,))
+    sim.run_until(lambda: c0(1) in sim.clients["c0"].outstanding)
+    with pytest.raises(InvariantViolation, match=r"I12: c0 settles its cancelled c0#1 .* no replica executed it"):
+        sim._on_NoticeAnswered(NoticeAnswered(c0(1)))
 
 
 def test_a_cancelled_call_settled_at_once_fails_as_the_runtime_did_before_row_72(
@@ -92,12 +111,30 @@ def test_a_given_up_call_that_ran_all_the_same_breaks_i12() -> None:
         sim.finish()
 
 
+def test_seed_150_a_given_up_call_arriving_late_is_not_a_duplicate() -> None:
+    """Seed 150 (fault-free, passive, cancels, arguments by reference fetched slowly) once callers settled the
+    cancelled calls that ran (row 82): a given-up call that arrived after a later call's ``ack_below`` passed
+    it was counted a duplicate (``I5: store saw 1 duplicates without retransmissions``)."""
+    result = run_seed(150, "passive", "sequence")
+    assert result.counts["cancels_abandoned"] > 0 and result.counts["cancels_settled_ran"] > 0
+
+
+def test_swarm_seed_102094_a_call_whose_stale_position_a_later_view_took_is_not_held_for_good() -> None:
+    """Swarm seed 102094 (semi-active, priority, router crashes in a failover, replies wait for a backup) once
+    its callers settled their cancelled calls that ran (row 82): a rebuilt router kept view 5's positions of
+    calls that view 6 re-ordered, took them for known and held their retries for good (``I6: c0#32 pending
+    over 372 ticks after faults stopped``); ``OrderLog.merge`` now drops the replaced message's position."""
+    result = run_seed(102094, "semi-active", "priority")
+    assert result.counts["cancels_settled_ran"] > 0 and result.counts["router_rebuilds"] > 0
+
+
 @pytest.mark.parametrize("seed", [3, 14])
 def test_seeds_that_found_row_72(seed: int) -> None:
     """The swarm seeds whose cancels found row 72 (a priority and a deadline scheduler)."""
     assert draw_options(seed).p_cancel
     result = run_seed(seed)
     assert result.counts["cancels_taken"] > 0 and result.counts["cancels_ran"] > 0
+    assert result.counts["cancels_settled_ran"] > 0  # row 82: their callers settled them once they ran
 
 
 def test_seeds_without_cancels_draw_every_other_option_as_before(monkeypatch: pytest.MonkeyPatch) -> None:

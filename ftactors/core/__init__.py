@@ -33,11 +33,11 @@ from ftactors.core.messages import (
     StateReport,
 )
 from ftactors.core.replica import Execute, ReplicaCore, Restore, Role, Snapshot, nested_source
-from ftactors.core.router import Phase, RouterCore, RouterReady
+from ftactors.core.router import Abandoned, Phase, RouterCore, RouterReady
 from ftactors.core.scheduler import BUILTIN as SCHEDULERS, Queued, ScheduleContext, Scheduler, make_scheduler
 
 __all__ = [
-    "AcknowledgedDuplicateError", "Announcement", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
+    "Abandoned", "AcknowledgedDuplicateError", "Announcement", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
     "Delivered", "Execute", "FtActorsError", "GroupOverloadedError", "Kind", "LocalProtocolError", "MsgId",
     "NewView", "Outcome", "Phase", "Queued", "RemoteProtocolError", "Reply", "ReplyUnavailableError",
     "ReplicaCore", "Request", "Restore", "Role", "RouterCore", "RouterReady", "SCHEDULERS", "ScheduleContext",

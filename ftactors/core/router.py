@@ -71,6 +71,15 @@ REENTRANT_INFLIGHT_FACTOR = 2
 REENTRANT_DEPTH_MAX = 32
 
 
+class Abandoned(str, enum.Enum):
+    """The router's answer to the notice of a call its caller cancelled (:meth:`RouterCore.abandon`)."""
+
+    GIVEN_UP = "given up"  # the router had not taken it: it never runs (the caller settles it)
+    RAN = "ran"  # its reply was released (or its caller's ack_below passed it): the caller settles it
+    RUNS = "runs"  # the router holds it: it runs, and its reply is awaited (``pending``); then RAN
+    UNKNOWN = "unknown"  # the router cannot tell (recovering, its argument being fetched...): unsettled
+
+
 class Phase(str, enum.Enum):
     """What the router is doing."""
 
@@ -333,22 +342,40 @@ class RouterCore:
         """The request announced by ``expect_soon`` will not be submitted."""
         self.intake.forget_coming(msg_id)
 
-    def abandon(self, msg_id: MsgId) -> bool:
-        """A client gave ``msg_id`` up before this router took it (``Intake.abandon``): its later
-        calls no longer wait ``sequence_gap_ticks`` for it, and it never runs.
+    def abandon(self, msg_id: MsgId) -> Abandoned:
+        """A client cancelled ``msg_id`` (``ray.cancel``). If this router has not taken it, it gives it up
+        (``Intake.abandon``): the client's later calls no longer wait ``sequence_gap_ticks`` for it, and
+        it never runs. If the router holds it, it runs: as for a duplicate, someone now waits for its
+        reply (``pending``; a rebuilt router asks the primary again, its reply may have gone to the
+        incarnation that died), so that the client learns when it ran and settles it then: until then
+        its ``ack_below`` must not pass it (docs/faults.md rows 72, 82).
 
         Args:
             msg_id: the client's call.
 
         Returns:
-            True if it is given up; False if this router holds or held it already (it runs), or is
-            recovering: a rebuilt router learns from the members' reports what its predecessor relayed,
-            and gave up a call a replica held, which then ran (docs/faults.md row 72b).
+            ``GIVEN_UP``; ``RAN`` (its reply is cached, or the client acknowledged it); ``RUNS`` (its reply
+            is released later, as any); or ``UNKNOWN``: a recovering router learns from the members'
+            reports what its predecessor relayed, and gave up a call a replica held, which then ran (row
+            72b); a call whose argument is being fetched, or one only ordered, with no request or reply
+            here, is not waited for.
         """
-        if self.phase != Phase.NORMAL or not self.intake.abandon(msg_id):
-            return False
-        self.counts["abandoned"] = self.counts.get("abandoned", 0) + 1  # only where it happens
-        return True
+        if self.phase != Phase.NORMAL:
+            return Abandoned.UNKNOWN
+        if self.intake.abandon(msg_id):
+            self.counts["abandoned"] = self.counts.get("abandoned", 0) + 1  # only where it happens
+            return Abandoned.GIVEN_UP
+        if msg_id in self.replies or self.intake.acknowledged(msg_id) is not None:
+            return Abandoned.RAN
+        held = self.intake.holds(msg_id)
+        req = self.requests.get(msg_id)
+        if msg_id not in self.pending and not held and req is None:
+            return Abandoned.UNKNOWN
+        if msg_id not in self.pending:
+            self.pending.add(msg_id)  # known from a StateReport (restarted router): now someone waits
+            if self.restarted and req is not None and not held:
+                self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
+        return Abandoned.RUNS
 
     def submit(self, req: Request, copy: bool = False) -> Optional[Reply]:
         """A request arrives from a client or a peer group.
@@ -392,6 +419,10 @@ class RouterCore:
         if mid in self.replies:
             self.counts["reply_copies" if copy else "duplicates"] += 1
             return self.replies[mid]
+        if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
+            # before the floor: the caller settled it, so a later call's ack_below may pass it, and this is
+            # the call itself, late (the notice overtook it), not a retransmission (row 82)
+            raise CallGivenUpError(f"{mid} was given up by its caller before this router took it")
         floor = self.intake.acknowledged(mid)
         if floor is not None:
             self.counts["duplicates"] += 1
@@ -403,8 +434,6 @@ class RouterCore:
             if req.wants_reply and self.restarted and not self.intake.holds(mid):
                 self._ask_primary_again(req)  # its reply may have gone to the incarnation that died
             return None
-        if self.intake.is_abandoned(mid):  # its caller gave it up (ray.cancel): it must never run
-            raise CallGivenUpError(f"{mid} was given up by its caller before this router took it")
         if self.phase == Phase.LOST:
             self._failed.append((mid, "all replicas of the group failed"))
             return None

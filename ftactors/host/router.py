@@ -41,6 +41,7 @@ import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from ftactors.core import (
+    Abandoned,
     CoreConfig,
     Deliver,
     Delivered,
@@ -247,19 +248,36 @@ class RouterHost:
         """
         self._core().forget_coming(msg_id)
 
-    def abandon(self, msg_id: MsgId) -> bool:
-        """A caller gave ``msg_id`` up before this router took it (``RouterCore.abandon``): its later
-        calls go on at the next tick rather than after ``sequence_gap_ticks``; it never runs.
+    def abandon(self, msg_id: MsgId, waiter: Any = None) -> Abandoned:
+        """A caller cancelled ``msg_id`` (``RouterCore.abandon``). Given up (the router had not taken it):
+        its later calls go on at the next tick rather than after ``sequence_gap_ticks``; it never runs.
+        Taken (``RUNS``): it runs, and ``waiter`` waits for its reply as a caller's does (answered through
+        ``io.answer`` once it is released, or ``io.fail``), so that the caller learns it ran and settles it
+        then (docs/faults.md row 82).
 
         Args:
             msg_id: the call.
+            waiter: told when the call ran (only for ``RUNS``; not kept past ``waiters_max`` waiting calls,
+                then the answer is ``UNKNOWN``).
 
         Returns:
-            True if it is given up; False if the router holds or held it (it runs).
+            The core's answer (:class:`~ftactors.core.Abandoned`).
         """
-        given_up = self._core().abandon(msg_id)
+        outcome = self._core().abandon(msg_id)
+        if outcome is Abandoned.RUNS and waiter is not None:
+            waiting = self.waiters.get(msg_id)
+            if waiting is None:
+                if len(self.waiters) >= self.waiters_max:
+                    outcome = Abandoned.UNKNOWN
+                else:
+                    waiting = self.waiters[msg_id] = []
+            if waiting is not None and waiter not in waiting:
+                if len(waiting) < WAITERS_PER_CALL_MAX:
+                    waiting.append(waiter)
+                else:
+                    outcome = Abandoned.UNKNOWN
         self.io.kick()
-        return given_up
+        return outcome
 
     def submit(self, req: Request, copy: bool = False, waiter: Any = None) -> Optional[Reply]:
         """A caller's request (or a backup's fetch of a nested reply copy, ``copy=True``).

@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import ClientCore, ConfigError, Kind, NewView, Request
+from ftactors.core import Abandoned, ClientCore, ConfigError, Kind, NewView, Request
 from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
@@ -170,8 +170,8 @@ class _Caller:
         self._cancelled.add(seq)
 
     def given_up(self, seq: int) -> None:
-        """The router gave call ``seq`` up (``_AsyncRouter.abandon`` returned True): it never runs, and it is
-        settled (call under ``_callers_lock``).
+        """The router gave cancelled call ``seq`` up (it never runs) or said it ran (``_AsyncRouter.abandon``
+        answered "given up" or "ran"): it is settled (call under ``_callers_lock``; rows 72, 82).
 
         Args:
             seq: the call's sequence number.
@@ -204,9 +204,9 @@ def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
     (``_AsyncRouter.abandon``). A call cancelled before the router took it (still queued in Ray)
     never runs, and without the notice the caller's next call waited ``reorder_wait_s`` for its
     sequence number; one the router took runs as before. The call stays unsettled (the caller's
-    ``ack_below`` does not pass it) unless the router answers that it gave it up (:func:`_given_up`):
-    its result (``TaskCancelledError``) says nothing of when the group runs it (row 72). No cost
-    on the call path (a callback on every result cost 80-150 us a call).
+    ``ack_below`` does not pass it) until the router answers that it gave it up or that it ran
+    (:func:`_given_up`): its result (``TaskCancelledError``) says nothing of when the group runs it
+    (rows 72, 82). No cost on the call path (a callback on every result cost 80-150 us a call).
 
     Args:
         ray_waitable: as for ``ray.cancel``.
@@ -236,18 +236,23 @@ def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _given_up(caller: _Caller, seq: int, result: Any) -> None:
-    """The router's answer to the notice of cancelled call ``seq`` (:func:`cancel`): True, it gave the call
-    up (never runs): settled. Otherwise (it had taken it, it runs; or the router was gone) the call stays
-    unsettled: the caller's ``ack_below`` stays at it (row 72).
+    """The router's answer to the notice of cancelled call ``seq`` (:func:`cancel`): "given up" (it never
+    runs) or "ran" (the router answers once the call it had taken ran, row 82): settled. Otherwise
+    ("unknown": a recovering router, or the call did not run in ``ABANDON_WAIT_S_MAX``; or the router or
+    the group was gone) the call stays unsettled: the caller's ``ack_below`` stays at it (row 72).
 
     Args:
         caller: the caller of the call.
         seq: the call's sequence number.
         result: ``_AsyncRouter.abandon``'s answer, or its error.
     """
-    if result is True:
+    if isinstance(result, str) and result in _SETTLES:
         with _callers_lock:
             caller.given_up(seq)
+
+
+#: the answers of ``_AsyncRouter.abandon`` that settle the cancelled call (``core.Abandoned``)
+_SETTLES = frozenset({Abandoned.GIVEN_UP.value, Abandoned.RAN.value})
 
 
 cancel.__wrapped__ = _ray_cancel  # type: ignore[attr-defined]

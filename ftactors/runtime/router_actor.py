@@ -28,8 +28,8 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import (Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request, RouterCore,
-                           StaleViewError)
+from ftactors.core import (Abandoned, Deliver, Kind, MsgId, RemoteProtocolError, Reply, ReplyUnavailableError, Request,
+                           RouterCore, StaleViewError)
 from ftactors.host.links import Parked, Route
 from ftactors.host.placement import PlacementError, choose_node, misplaced
 from ftactors.host.router import RouterHost, ViewInfo
@@ -72,6 +72,9 @@ PLACEMENT_TRIES_MAX = 3
 #: The pause before the first of those new starts (Ray's nodes learn of a fresh node within about
 #: a second); it doubles each time.
 PLACEMENT_PAUSE_FIRST_S = 0.5
+#: How long the notice of a cancelled call the router holds waits for the call to run (``_AsyncRouter.abandon``);
+#: past it the answer is "unknown" and the caller keeps the call unsettled (docs/faults.md row 82).
+ABANDON_WAIT_S_MAX = 600.0
 
 
 #: a request's kind by its value (:func:`request_of`)
@@ -995,21 +998,34 @@ class _AsyncRouter:
             raise CallCancelledError.of(exc) from None
         return None if rep is None or oneway else unwrap(rep)
 
-    async def abandon(self, source: str, seq: int) -> bool:
-        """A caller's call ``seq`` was cancelled (``ray.cancel``) before this router took it: its
-        later calls need not wait ``reorder_wait_s`` for it, and it never runs (row 67).
+    async def abandon(self, source: str, seq: int) -> str:
+        """A caller's call ``seq`` was cancelled (``ray.cancel``). Not taken yet: it is given up, never
+        runs, and the caller's later calls need not wait ``reorder_wait_s`` for it (row 67). Taken: it
+        runs, as Ray runs a task that had started, and this answers once it ran (its reply released, at
+        most ``ABANDON_WAIT_S_MAX``), so that the caller settles it then (rows 72, 82).
 
         Args:
             source: the caller's source name.
             seq: the call's sequence number.
 
         Returns:
-            True if it is given up; False if the router had taken it (it runs, as Ray runs a task
-            that had started).
+            "given up" or "ran" (the caller settles the call), or "unknown" (it keeps it unsettled: the
+            router is recovering, or the call did not run within ``ABANDON_WAIT_S_MAX``).
+
+        Raises:
+            GroupLostError: the group was lost (or shut down) before the call ran.
         """
         if not self.r._is_started():
             await self.r._ensure_started()
-        return self.r.host.abandon(MsgId(source, seq))
+        waiter = _FutureWaiter(asyncio.get_running_loop().create_future())
+        outcome = self.r.host.abandon(MsgId(source, seq), waiter)
+        if outcome is Abandoned.RUNS:
+            try:
+                await asyncio.wait_for(waiter.fut, ABANDON_WAIT_S_MAX)
+            except asyncio.TimeoutError:
+                return Abandoned.UNKNOWN.value
+            return Abandoned.RAN.value  # its reply was released, whatever the method returned or raised
+        return outcome.value
 
     async def invoke_nested(self, req: Request, copy: bool = False) -> Tuple[Any, Tuple[Any, ...]]:
         """A nested call from a replicated group; called with ``num_returns=2``.

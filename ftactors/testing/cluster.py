@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ftactors.core import (
+    Abandoned,
     ClientCore,
     Deliver,
     Delivered,
@@ -61,6 +62,7 @@ from ftactors.testing.events import (
     AbandonArrives,
     ArgumentFetched,
     CancelCall,
+    CancelNotice,
     ClientIssue,
     ClientRetry,
     Endpoint,
@@ -72,6 +74,7 @@ from ftactors.testing.events import (
     LinkOpened,
     ParkedAnswer,
     NestedRetry,
+    NoticeAnswered,
     OnewayCrash,
     Pong,
     PullArrives,
@@ -171,6 +174,10 @@ class Simulator:
         self.cancel_rng = random.Random(f"cancel-run-{options.seed}")
         self.cancelled: Set[MsgId] = set()
         self.abandoned: Dict[MsgId, Tuple[str, int, int]] = {}
+        # the router's answers "ran" to the notices of calls it had taken (row 82): their delays on a stream of
+        # their own (the cancels keep their draws), and the tick each caller settled its call on one
+        self.notice_rng = random.Random(f"cancel-notice-{options.seed}")
+        self.settled_ran: Dict[MsgId, int] = {}
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -316,8 +323,12 @@ class Simulator:
         key = ("wire-up" if wire else "up", group, incarnation, replica)
         self._fifo(key, ToRouter(group, incarnation, replica, msg, wire), self._held_until(group, replica))
 
-    def send_reply(self, who: Endpoint, reply: Reply) -> None:
-        """A router answers a client or a calling replica (a lossy link)."""
+    def send_reply(self, who: Any, reply: Reply) -> None:
+        """A router answers a client or a calling replica (a lossy link), or the notice of a cancelled call
+        it had taken (a :class:`CancelNotice`: the answer "ran" of ``_AsyncRouter.abandon``)."""
+        if isinstance(who, CancelNotice):
+            self._notice_ran(who.msg_id)
+            return
         self._lossy(ReplyArrives(who, reply))
 
     def send_nested(self, host: ReplicaHost, req: Request, pull: bool) -> None:
@@ -490,18 +501,39 @@ class Simulator:
 
     def _on_AbandonArrives(self, ev: AbandonArrives) -> None:
         """The notice of a cancelled call reaches the router: ``RouterHost.abandon``, as ``_AsyncRouter.abandon``
-        calls it. A router down drops it (the caller ignores the notice's result)."""
+        calls it. A router down drops it (the caller ignores the notice's result). A call the router had taken
+        runs: the notice waits for its reply (a :class:`CancelNotice` waiter, which dies with this router
+        incarnation, as the Ray call fails with its actor), and the caller settles the call once told it ran
+        (:meth:`_on_NoticeAnswered`; docs/faults.md row 82)."""
         router = self.routers[ev.group]
         host = router.host
         if host is None or host.core is None:
             self.count("cancel_notices_lost")
             return
-        if host.abandon(ev.msg_id):
+        outcome = host.abandon(ev.msg_id, CancelNotice(ev.msg_id))
+        if outcome is Abandoned.GIVEN_UP:
             self.count("cancels_abandoned")
             self.abandoned[ev.msg_id] = (ev.group, router.incarnation, self.now)
             self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)  # never runs: settled (``_given_up``)
-        else:
-            self.count("cancels_taken")
+            return
+        self.count("cancels_taken")
+        if outcome is Abandoned.RAN:
+            self._notice_ran(ev.msg_id)
+        elif outcome is Abandoned.RUNS:
+            self.count("cancel_notices_waiting")
+
+    def _notice_ran(self, msg_id: MsgId) -> None:
+        """The router answers the notice of cancelled call ``msg_id``: it ran. The answer reaches the caller's
+        process a link delay later (a Ray call's result: not lost once sent)."""
+        self.schedule(self.notice_rng.randint(0, self.options.delay_max), NoticeAnswered(msg_id))
+
+    def _on_NoticeAnswered(self, ev: NoticeAnswered) -> None:
+        """The caller's process learns that its cancelled call ran and settles it (``_given_up``): its
+        ``ack_below`` may pass it now (I12: only once it ran)."""
+        self.checker.on_cancel_settled(ev.msg_id)
+        self.count("cancels_settled_ran")
+        self.settled_ran.setdefault(ev.msg_id, self.now)
+        self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)
 
     def _maybe_exit(self, client: ClientHost) -> None:
         """A client whose script is done may exit (``p_owner_exit``): the objects it owned are lost,

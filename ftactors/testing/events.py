@@ -235,6 +235,22 @@ class AbandonArrives:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelNotice:
+    """Not an event: the waiter ``RouterHost.abandon`` keeps for the notice of cancelled call ``msg_id``
+    that its router had taken (``_AsyncRouter.abandon`` awaiting the call's reply), told once it ran."""
+
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeAnswered:
+    """The router's answer "ran" to the notice of cancelled call ``msg_id`` reaches its caller's process,
+    which settles the call (``runtime/api.py:_given_up``; docs/faults.md row 82)."""
+
+    msg_id: MsgId
+
+
+@dataclass(frozen=True, slots=True)
 class ClientIssue:
     """A client issues its next operation."""
 
@@ -285,7 +301,8 @@ class OnewayCrash:
 
 Event = Union[RequestArrives, ArgumentFetched, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
               StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
-              LinkOpened, LinkClosed, FetchParked, OnewayCrash, CancelCall, AbandonArrives]
+              LinkOpened, LinkClosed, FetchParked, OnewayCrash, CancelCall, AbandonArrives,
+              NoticeAnswered]
 
 
 @dataclass(frozen=True, slots=True)

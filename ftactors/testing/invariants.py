@@ -35,7 +35,8 @@
   (``RouterHost.abandon`` returned True) never executes afterwards, whatever copy of it comes later (a
   rebuilt router may give up a call that ran before, executed by every member and trimmed, which it
   never heard of: harmless, the caller cancelled it and settles it; a replica may replay it later); a
-  cancelled call executes at most once (I3); and the caller's later calls, held at that router
+  cancelled call executes at most once (I3); a caller settles a cancelled call its router had taken only
+  once told it ran (row 82), and some replica executed it by then; and the caller's later calls, held at that router
   incarnation only for calls it gave up, go on within ``CANCEL_RELEASE_TICKS_MAX`` ticks of the
   notice and of their arrival (they do not wait ``sequence_gap_ticks``).
 """
@@ -99,6 +100,17 @@ class Checker:
         if want is not None and want != entry.msg_id and host in self._members(host.group):
             raise InvariantViolation(f"I4: {host.rid} executes {entry.msg_id} at {entry.position}, "
                                      f"where the acknowledged {want} is")
+
+    def on_cancel_settled(self, msg_id: MsgId) -> None:
+        """I12: a caller settles a cancelled call its router had taken (its ``ack_below`` may pass it) only
+        once the router told it the call ran (docs/faults.md row 82): some replica executed it by then.
+
+        Raises:
+            InvariantViolation: no replica has executed it.
+        """
+        if msg_id not in self.first_run:
+            raise InvariantViolation(f"I12: {msg_id.source} settles its cancelled {msg_id} at tick {self.sim.now}, "
+                                     f"told it ran, but no replica executed it")
 
     def on_client_reply(self, op: HistoryOp) -> None:
         """I4: remember where an acknowledged operation was executed; it must stay there."""

@@ -88,6 +88,7 @@ FEATURES = (
     ("cancels abandoned", "cancels_abandoned"),
     ("cancels taken", "cancels_taken"),
     ("cancels ran", "cancels_ran"),
+    ("cancels settled once ran", "cancels_settled_ran"),
 )
 
 

@@ -124,6 +124,11 @@ class OrderLog:
         old = self.order.get(ann.position)
         if old is not None and (old.view > ann.view or old == ann):
             return False
+        if old is not None and old.msg_id != ann.msg_id and self.pos_of.get(old.msg_id) == ann.position:
+            # a later view put another message there (the old order was given up): the old one holds no
+            # position now; kept, the router's intake took it for known and held it for good (swarm seed
+            # 102094, docs/faults.md row 82)
+            del self.pos_of[old.msg_id]
         self.order[ann.position] = ann
         self.pos_of[ann.msg_id] = ann.position
         self.highest = max(self.highest, ann.position)
