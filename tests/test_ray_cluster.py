@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import ray
@@ -126,19 +127,30 @@ def _place_next_spawn_on(node: str):
     return patch
 
 
+def _group_on_three_nodes(cluster: Any) -> Any:
+    """A group of three, one member per node (a worker node is added back if an earlier test of the
+    module removed one), up and ready."""
+    c, _ = cluster
+    while len(c.worker_nodes) < 2:
+        c.add_node(num_cpus=1, wait=True)
+    h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=1.0)(Counter).remote()
+    try:
+        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="the group up")
+        assert len({r.node_id for r in ftactors.describe(h).replicas}) == 3
+    except BaseException:
+        ftactors.shutdown(h)
+        raise
+    return h
+
+
 def test_a_replacement_beside_a_member_is_placed_again_while_a_node_is_free(cluster):
     """docs/faults.md row 80: the replacement replica went beside a member though a node holding
     none was alive (a soft node affinity Ray did not honour); the group stayed at three members on
     two nodes until the next replacement. The router checks where a replacement runs and places
     it again."""
-    c, _ = cluster
-    while len(c.worker_nodes) < 2:  # an earlier test of the module removed a worker
-        c.add_node(num_cpus=1, wait=True)
-    h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=1.0)(Counter).remote()
+    h = _group_on_three_nodes(cluster)
     try:
-        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="the group up")
         before = ftactors.describe(h)
-        assert len({r.node_id for r in before.replicas}) == 3
         victim = chaos.choose_replica(before, "backup", 0)
         beside = before.primary.node_id  # the node Ray "chose" for the replacement
         assert ray.get(h._router.__ray_call__.remote(_place_next_spawn_on(beside)))
@@ -160,14 +172,9 @@ def test_a_restarted_router_places_a_replacement_on_the_free_node(cluster):
     was not remembered either. The rebuilt router asks the members where they run."""
     from ftactors.runtime.api import alive_nodes
 
-    c, _ = cluster
-    while len(c.worker_nodes) < 2:  # an earlier test of the module removed a worker
-        c.add_node(num_cpus=1, wait=True)
-    h = ftactors.replicated(replicas=3, heartbeat_s=0.1, failure_timeout_s=1.0)(Counter).remote()
+    h = _group_on_three_nodes(cluster)
     try:
-        wait_for(lambda: chaos.group_ready(h, 3), timeout_s=60, what="the group up")
         before = ftactors.describe(h)
-        assert len({r.node_id for r in before.replicas}) == 3
         old_pid = chaos.kill_router(h)
         wait_for(lambda: chaos.router_pid(h) != old_pid and chaos.group_ready(h, 3), timeout_s=60,
                  what="the router back")

@@ -397,7 +397,7 @@ def test_a_call_cancelled_before_the_router_took_it_does_not_stall_the_next_one(
     try:
         assert ray.get(group.get.remote(), timeout=60) == 0
         not_taken, ran, stock = 0, 0, 0
-        for _ in range(40):
+        for _ in range(200):  # under load the router takes most calls before their cancel: try more
             ref = group.add.remote(1)
             ray.cancel(ref)
             with pytest.raises(ray.exceptions.TaskCancelledError):
