@@ -435,7 +435,7 @@ def test_a_call_whose_cancel_notice_overtook_it_ends_cancelled_as_in_ray(ray_loc
     try:
         assert ray.get(group.get.remote(), timeout=60) == 3
         req = ClientCore("a-caller").request(group._group, "add", payload=pickle.dumps(((1,), {})))
-        assert ray.get(group._router.abandon.remote(req.msg_id.source, req.msg_id.seq), timeout=60) is True
+        assert ray.get(group._router.abandon.remote(req.msg_id.source, req.msg_id.seq), timeout=60) == "given up"
         with pytest.raises(ray.exceptions.TaskCancelledError, match="did not run") as caught:
             ray.get(group._router.invoke.remote(flat_request(req)), timeout=60)
         assert isinstance(caught.value, ftactors.CallCancelledError)
