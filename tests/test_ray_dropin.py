@@ -286,12 +286,12 @@ def _held_rounds(handle: Any, rounds: int) -> List[int]:
     return held
 
 
-@pytest.mark.parametrize("settings", [{}, {"busy_poll_s": 0.05}], ids=["default", "explicit"])
+@pytest.mark.parametrize("settings", [{"busy_poll_s": 0.05}], ids=["explicit"])
 def test_a_short_calls_reply_does_not_wait_for_the_long_call_after_it(ray_local, settings):
     """With Ray, a call's result is ready once it ran, even while the actor runs the next, long
     call. The primary answers its router once per Deliver: a short call delivered in one batch
     with a long one came back only when the long one ended (docs/faults.md, row 76). The router
-    (``busy_poll_s``, 0.05 s by default since row 81) polls a primary silent on a batch that long, and
+    (``busy_poll_s``, opt-in: a poll is a message the group would not send otherwise) polls a primary silent on a batch that long, and
     the primary answers the poll with the replies it holds; a sequential run of short calls sends no
     poll. The plain actor is no reference here: an async actor (``Shop`` has async methods) runs a sync
     method on its event loop and often sends the short call's result only after the long call

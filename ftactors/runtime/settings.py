@@ -99,7 +99,8 @@ class ReplicationSettings(BaseModel):
                                           "(passive: logged) its call, so an acknowledged call survives the "
                                           "primary's crash followed by the router's; the caller waits for "
                                           "that backup too (a group of one does not wait)")
-    busy_poll_s: Optional[float] = Field(0.05, gt=0, description="None: off. The primary has sat "
+    busy_poll_s: Optional[float] = Field(None, gt=0, description="None (default): off; 0.05 suits calls of very "
+                                         "different lengths from one caller. The primary has sat "
                                          "this long on a batch while callers wait (a long call runs): the "
                                          "router polls it, and it answers with the replies of the calls "
                                          "it finished before (a short call's reply does not wait for a long "
