@@ -9,13 +9,16 @@ local Ray session, and asks for the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
-from typing import Any
+from typing import Any, Dict, Set, Tuple
 
 import pytest
 import ray
 
 import ftactors
+from ftactors import chaos
+from tests.conftest import NotYet, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -133,13 +136,112 @@ class Seven:
         return 7
 
 
-@pytest.mark.xfail(strict=True, raises=ray.exceptions.GetTimeoutError,
-                   reason="README Differences: the handle a group's creation returned keeps its first replicas "
-                          "alive; dropped before its calls' results came, the replicas are collected by Ray and the "
-                          "calls never complete (Ray keeps an actor until its pending calls finish)")
 def test_a_call_on_a_group_whose_handle_was_dropped_at_once_still_completes(ray_local):
     assert ray.get(ray.remote(Seven).remote().get.remote(), timeout=60) == 7  # Ray: the actor stays for it
     # the one-liner a Ray user writes: the handle is dropped as soon as .remote() returned
     # (outside an assert: pytest's rewriting would keep the handle for its message)
     got = ray.get(ftactors.replicated(replicas=2)(ray.remote(Seven)).remote().get.remote(), timeout=30)
     assert got == 7
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _named(group: str) -> Set[str]:
+    """The Ray names of the group's actors still registered (router and replicas)."""
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f":{group}:" in a["name"]}
+
+
+def _processes(h: Any) -> Dict[str, int]:
+    """The process ids of the group's router and members."""
+    pids = {r.replica_id: r.pid for r in ftactors.describe(h).replicas}
+    pids["router"] = ray.get(h._router.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
+    return pids
+
+
+def _gone(group: str, pids: Dict[str, int]) -> Any:
+    left = {name: pid for name, pid in pids.items() if _alive(pid)}
+    named = _named(group)
+    return True if not (left or named) else NotYet(f"alive: {left}, named: {sorted(named)}")
+
+
+def _ray_collected_an_actor() -> None:
+    """Wait until Ray collected a plain actor dropped now: what a dropped group's router would be by then."""
+    marker = ray.remote(Seven).remote()
+    pid = ray.get(marker.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
+    del marker
+    gc.collect()
+    wait_for(lambda: not _alive(pid), timeout_s=60, what="Ray to collect a dropped plain actor")
+
+
+def test_a_group_whose_handles_are_all_gone_is_collected_as_ray_collects_an_actor(ray_local):
+    """Once no handle is left and no call is pending, the router and every replica exit, a replacement
+    the router started too (a detached actor), long before ``orphan_timeout_s``."""
+    h = ftactors.replicated(replicas=2, orphan_timeout_s=600.0)(ray.remote(Seven)).remote()
+    group = h.group
+    assert ray.get(h.get.remote(), timeout=60) == 7
+    first = {r.replica_id for r in ftactors.describe(h).replicas}
+    chaos.kill_replica(h, "backup")
+    wait_for(lambda: len(ftactors.describe(h).replicas) == 2 and not ftactors.describe(h).joining
+             and {r.replica_id for r in ftactors.describe(h).replicas} != first,
+             timeout_s=90, what="a replacement replica")
+    assert ray.get(h.get.remote(), timeout=60) == 7
+    pids = _processes(h)
+    assert len(pids) == 3 and all(_alive(p) for p in pids.values()), pids
+    del h
+    gc.collect()
+    wait_for(lambda: _gone(group, pids), timeout_s=60, what="the dropped group's router and replicas to exit")
+
+
+class Holder:
+    """A plain Ray actor keeping a group's handle; it calls the group itself and from a task."""
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+
+    def call(self) -> Tuple[int, int]:
+        return ray.get(self.h.get.remote(), timeout=60), ray.get(_call_in_task.remote(self.h), timeout=60)
+
+
+@ray.remote
+def _call_in_task(h: Any) -> int:
+    return ray.get(h.get.remote(), timeout=60)
+
+
+def test_a_copy_of_the_handle_in_an_actor_keeps_the_group_until_that_actor_drops_it(ray_local):
+    """A copy passed to an actor (and from there to a task) keeps the group after its creator dropped
+    the handle, as a plain actor's handle keeps the actor; then the group goes with the last copy."""
+    h = ftactors.replicated(replicas=2, orphan_timeout_s=600.0)(ray.remote(Seven)).remote()
+    group = h.group
+    holder = ray.remote(Holder).remote(h)
+    assert ray.get(holder.call.remote(), timeout=90) == (7, 7)
+    pids = _processes(h)
+    del h
+    gc.collect()
+    _ray_collected_an_actor()
+    assert ray.get(holder.call.remote(), timeout=90) == (7, 7)  # its replicas were kept too
+    assert all(_alive(p) for p in pids.values()), pids
+    del holder
+    gc.collect()
+    wait_for(lambda: _gone(group, pids), timeout_s=60, what="the group to go with the last copy of its handle")
+
+
+def test_a_named_group_whose_handle_was_dropped_lives_until_shutdown(ray_local):
+    """A named group is a service other code finds by name: it stays until ``ftactors.shutdown``
+    (or its job's end) with no handle left."""
+    h = ftactors.replicated(replicas=2)(ray.remote(Seven)).options(name="kept-seven").remote()
+    assert ray.get(h.get.remote(), timeout=60) == 7
+    del h
+    gc.collect()
+    _ray_collected_an_actor()
+    found = ftactors.get_actor("kept-seven")
+    try:
+        assert ray.get(found.get.remote(), timeout=60) == 7
+    finally:
+        ftactors.shutdown(found)
+    assert not _named(found.group)
