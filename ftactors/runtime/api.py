@@ -19,6 +19,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
@@ -46,6 +47,17 @@ log = logging.getLogger("ftactors")
 _callers_lock = threading.Lock()
 _callers: Dict[str, "_Caller"] = {}  # one numbering per (process, group): the router keeps its FIFO
 _process_id = uuid.uuid4().hex[:16]
+#: what keeps the groups this process created, by (namespace, group) (docs/faults.md row 86): the first
+#: replicas, which this process owns and Ray collects once it references them no more (the router finds
+#: them by name, which Ray does not count), and a named group's router (a named group lives until
+#: ``ftactors.shutdown`` or its job's end). An unnamed group's router is Ray's to collect, as a plain actor
+#: is: once no handle (copies in tasks and actors included) and no pending call references it; its end
+#: stops the replicas (``_AsyncRouter.__ray_shutdown__``, each replica's orphan watch otherwise).
+_kept_lock = threading.Lock()
+_kept: "collections.OrderedDict[Tuple[Optional[str], str], Tuple[Any, ...]]" = collections.OrderedDict()
+#: entries checked (their router looked up by name) at each group creation: those whose router is gone
+#: are let go, so the process keeps no more than its live groups plus a few, for any number created
+KEPT_CHECKS_PER_CREATION = 2
 
 #: Ray options that ftactors sets itself and a user may not, with what to do instead.
 _RESERVED = {
@@ -124,7 +136,9 @@ class _Caller:
         self._waiting: "collections.deque[Tuple[int, Any]]" = collections.deque()
         self._sweep_every, self._sweep_max = sweep_every, sweep_max
         self._since_sweep = 0
-        self.router: Any = None  # the group's router, as of the last call
+        # the group's router, as of the last call: weakly, so that a group whose handles are all gone
+        # is collected (docs/faults.md row 86)
+        self._router: Optional["weakref.ReferenceType[Any]"] = None
         # calls cancelled (``ray.cancel``) before their result came: their result (TaskCancelledError) says
         # nothing of whether or when the group runs them, so ``ack_below`` passes one only once its router
         # said it gave it up (docs/faults.md row 72)
@@ -147,7 +161,13 @@ class _Caller:
             router: the group's router (told if the call is cancelled: :func:`cancel`).
         """
         self._waiting.append((seq, ref))
-        self.router = router
+        if self._router is None or self._router() is not router:
+            self._router = weakref.ref(router)
+
+    @property
+    def router(self) -> Any:
+        """The group's router as of the last call (None: none yet, or no handle to it is left here)."""
+        return None if self._router is None else self._router()
 
     def seq_of(self, ref: Any) -> Optional[int]:
         """The sequence number of the call whose result is ``ref``, if it has not settled yet (call
@@ -560,16 +580,13 @@ class ReplicatedHandle:
     """
 
     def __init__(self, group: str, router: Any, class_name: str, methods: Tuple[str, ...],
-                 max_message_bytes: int, large_arg_bytes: int, style: str, keepalive: Tuple[Any, ...] = (),
+                 max_message_bytes: int, large_arg_bytes: int, style: str,
                  signatures: Optional[Dict[str, Params]] = None, num_returns: Optional[Dict[str, Any]] = None) -> None:
         self._group, self._router, self._class_name = group, router, class_name
         # the methods' own @ray.method(num_returns=...) other than 1 (row 63)
         self._num_returns: Dict[str, Any] = dict(num_returns or {})
         # each method's parameters, to bind a call's arguments at .remote() as Ray does (row 61)
         self._signatures: Dict[str, Params] = dict(signatures or {})
-        # references to the group's first replicas: Ray collects an actor nobody references,
-        # and the router's references vanish while Ray restarts it
-        self._keepalive = tuple(keepalive)
         self._methods = frozenset(methods)
         self._max_message_bytes, self._large_arg_bytes, self._style = max_message_bytes, large_arg_bytes, style
         self._closed = False
@@ -603,7 +620,7 @@ class ReplicatedHandle:
 
     def __reduce__(self) -> Any:
         return (ReplicatedHandle, (self._group, self._router, self._class_name, tuple(self._methods),
-                                   self._max_message_bytes, self._large_arg_bytes, self._style, self._keepalive,
+                                   self._max_message_bytes, self._large_arg_bytes, self._style,
                                    self._signatures, self._num_returns))
 
     def __repr__(self) -> str:
@@ -1012,8 +1029,38 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
     log.debug("[%s] replicated group starting: %d replicas, %s", group, s.replicas, s.style)
     if rc._lifetime == "detached" and user_namespace(namespace) != namespace:
         _warn_anonymous(group, user_namespace(namespace) or "")
+    if rc._lifetime != "detached":  # Ray collects no detached actor
+        _keep(namespace, group, tuple(handles.values()) + ((router,) if rc._name else ()))
     return ReplicatedHandle(group, router, rc._cls.__name__, methods, s.max_message_bytes,
-                            s.large_arg_bytes, s.style, tuple(handles.values()), signatures, returns)
+                            s.large_arg_bytes, s.style, signatures, returns)
+
+
+def _keep(namespace: Optional[str], group: str, actors: Tuple[Any, ...]) -> None:
+    """Keep the actors of a group this process created (``_kept``), after letting go of those of up to
+    ``KEPT_CHECKS_PER_CREATION`` earlier groups whose router is gone (collected, or shut down elsewhere).
+
+    Args:
+        namespace: the group's Ray namespace.
+        group: the group's name.
+        actors: its first replicas, and its router if it is named.
+    """
+    with _kept_lock:
+        earlier = [key for key, _ in zip(_kept, range(KEPT_CHECKS_PER_CREATION))]
+    for key in earlier:
+        try:
+            ray.get_actor(router_actor_name(key[1]), namespace=key[0])  # a router Ray restarts is found too
+            gone = False
+        except ValueError:
+            gone = True
+        except Exception:  # the GCS is busy: another time
+            continue
+        with _kept_lock:
+            if gone:
+                _kept.pop(key, None)
+            elif key in _kept:
+                _kept.move_to_end(key)
+    with _kept_lock:
+        _kept[(namespace, group)] = actors
 
 
 def _warn_anonymous(group: str, namespace: str) -> None:
@@ -1261,6 +1308,8 @@ def shutdown(handle: ReplicatedHandle, timeout_s: float = 30.0) -> None:
         with _callers_lock:
             _callers.pop(h._group, None)  # and the results it was still watching
     if namespace is not None:
+        with _kept_lock:
+            _kept.pop((namespace, h._group), None)
         _wait_names_gone(h._group, namespace, min(timeout_s, 10.0))
 
 

@@ -637,8 +637,10 @@ class _Replica:
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
         self._pending: Dict[MsgId, List[PendingReply]] = {}
-        # last call from the router; None until its first call (it is created after the first replicas)
-        self._router_seen: Optional[float] = None
+        # last call from the router; for a replica the router started, None until its first call. A first
+        # replica (``initial_view``: created with the router) counts from its start, so that one whose
+        # router ended before it called (collected at once: docs/faults.md row 86) still exits
+        self._router_seen: Optional[float] = time.monotonic() if initial_view is not None else None
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
         self._parked_total = 0  # answers parked so far

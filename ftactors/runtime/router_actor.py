@@ -398,6 +398,30 @@ class _RouterLoop:
         self.host.close(f"{self.group} was shut down")
         return self.spec.namespace
 
+    def end(self) -> None:
+        """Ray ends this router gracefully (``_AsyncRouter.__ray_shutdown__``): the group ends with it, as a
+        plain actor ends once Ray collects it (docs/faults.md row 86). Stop every replica now: those it
+        started are detached actors, which only their orphan watch would otherwise stop, after
+        ``orphan_timeout_s``. A detached group's router is never collected (and ``ray.kill`` is no
+        graceful end): nothing is done for one.
+        """
+        if self.info.get("lifetime") == "detached":
+            return
+        self._closed = True  # no creation starts any more (``_spawn``)
+        for h in list(self.handles.values()):
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:
+                pass
+        # those it holds no handle to (being created, or left by an earlier incarnation): by name
+        for rid in self._named_replicas() - set(self.handles):
+            handle = _lookup(replica_actor_name(self.group, rid), self.spec.namespace)
+            if handle is not None:
+                try:
+                    ray.kill(handle, no_restart=True)
+                except Exception:
+                    pass
+
     async def _stop_creations(self) -> None:
         """Wait (at most ``SHUTDOWN_CREATE_WAIT_S``) for the replica creations under way and stop
         what they created: a creation's Ray call may register its detached actor after ``shutdown``
@@ -1060,6 +1084,12 @@ class _AsyncRouter:
     async def shutdown(self) -> Optional[str]:
         """Stop every replica; fail waiting callers. Returns the group's namespace."""
         return await self.r.shutdown()
+
+    def __ray_shutdown__(self) -> None:
+        """Called by Ray when it ends this actor gracefully: no handle to it is left (copies in tasks and
+        actors included) and no call is pending, so Ray collects it as any actor; or its job ended. The
+        group's replicas are stopped with it (``_RouterLoop.end``)."""
+        self.r.end()
 
 
 class _RayIO:
