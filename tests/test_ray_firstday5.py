@@ -1,7 +1,8 @@
-"""Integration: a Ray user's first day, fifth pass (docs/faults.md rows 83-85).
+"""Integration: a Ray user's first day, fifth pass (docs/faults.md rows 83-86).
 
 What a Ray user tries that the earlier passes did not: a method returning an ``ObjectRef``, a
-constructor that raises called many times, and a method that ends its process on every replica.
+constructor that raises called many times, a method that ends its process on every replica, and a
+handle dropped at once (``ray.get(Cls.remote().m.remote())``) and the group's lifetime after it.
 Each test does the same to a plain Ray actor and to a replicated group of the same class, in one
 local Ray session, and asks for the same behaviour.
 """
@@ -245,3 +246,12 @@ def test_a_named_group_whose_handle_was_dropped_lives_until_shutdown(ray_local):
     finally:
         ftactors.shutdown(found)
     assert not _named(found.group)
+
+
+def test_a_group_dropped_before_any_call_is_collected(ray_local):
+    """``Cls.remote()`` alone, its handle dropped at once: the router goes, as Ray collects a plain actor
+    created and dropped, maybe before it started; then the replicas, which it never called, within
+    ``orphan_timeout_s`` (they waited for their router's first call for good)."""
+    group = ftactors.replicated(replicas=2, orphan_timeout_s=2.0)(ray.remote(Seven)).remote().group
+    wait_for(lambda: not _named(group) or NotYet(f"named: {sorted(_named(group))}"), timeout_s=90,
+             what="the group dropped before any call to go")

@@ -1037,7 +1037,9 @@ def _create_group(rc: ReplicatedClass, args: Tuple[Any, ...], kwargs: Dict[str, 
 
 def _keep(namespace: Optional[str], group: str, actors: Tuple[Any, ...]) -> None:
     """Keep the actors of a group this process created (``_kept``), after letting go of those of up to
-    ``KEPT_CHECKS_PER_CREATION`` earlier groups whose router is gone (collected, or shut down elsewhere).
+    ``KEPT_CHECKS_PER_CREATION`` earlier groups whose router is gone (collected, or shut down elsewhere):
+    they are stopped, as a router collected before it started could not (its replicas' orphan watch
+    would, after ``orphan_timeout_s``).
 
     Args:
         namespace: the group's Ray namespace.
@@ -1055,10 +1057,16 @@ def _keep(namespace: Optional[str], group: str, actors: Tuple[Any, ...]) -> None
         except Exception:  # the GCS is busy: another time
             continue
         with _kept_lock:
-            if gone:
-                _kept.pop(key, None)
-            elif key in _kept:
-                _kept.move_to_end(key)
+            if not gone:
+                if key in _kept:
+                    _kept.move_to_end(key)
+                continue
+            actors = _kept.pop(key, ())
+        for actor in actors:  # its replicas, if its router ended before it stopped them (never started)
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
     with _kept_lock:
         _kept[(namespace, group)] = actors
 
