@@ -10,6 +10,7 @@ local Ray session, and asks for the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 from typing import Any, Dict, Set, Tuple
@@ -180,6 +181,12 @@ def _ray_collected_an_actor() -> None:
     wait_for(lambda: not _alive(pid), timeout_s=60, what="Ray to collect a dropped plain actor")
 
 
+def _replaced(h: Any, first: Set[str]) -> bool:
+    """Whether the group has two members again, one of them a replacement, none joining."""
+    info = ftactors.describe(h)
+    return len(info.replicas) == 2 and not info.joining and {r.replica_id for r in info.replicas} != first
+
+
 def test_a_group_whose_handles_are_all_gone_is_collected_as_ray_collects_an_actor(ray_local):
     """Once no handle is left and no call is pending, the router and every replica exit, a replacement
     the router started too (a detached actor), long before ``orphan_timeout_s``."""
@@ -188,9 +195,7 @@ def test_a_group_whose_handles_are_all_gone_is_collected_as_ray_collects_an_acto
     assert ray.get(h.get.remote(), timeout=60) == 7
     first = {r.replica_id for r in ftactors.describe(h).replicas}
     chaos.kill_replica(h, "backup")
-    wait_for(lambda: len(ftactors.describe(h).replicas) == 2 and not ftactors.describe(h).joining
-             and {r.replica_id for r in ftactors.describe(h).replicas} != first,
-             timeout_s=90, what="a replacement replica")
+    wait_for(functools.partial(_replaced, h, first), timeout_s=90, what="a replacement replica")
     assert ray.get(h.get.remote(), timeout=60) == 7
     pids = _processes(h)
     assert len(pids) == 3 and all(_alive(p) for p in pids.values()), pids
