@@ -1061,8 +1061,8 @@ def _keep(namespace: Optional[str], group: str, actors: Tuple[Any, ...]) -> None
                 if key in _kept:
                     _kept.move_to_end(key)
                 continue
-            actors = _kept.pop(key, ())
-        for actor in actors:  # its replicas, if its router ended before it stopped them (never started)
+            let_go = _kept.pop(key, ())
+        for actor in let_go:  # its replicas, if its router ended before it stopped them (never started)
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:

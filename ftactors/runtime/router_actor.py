@@ -246,6 +246,7 @@ class _RouterLoop:
         #: in ``_process``: the links ``_send_now`` queued a Deliver on, written when it ends
         self._unflushed: Optional[List[DirectLink]] = None
         self._started: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # Ray's event loop, once started (``end``)
         self._closed = False
         self._tick_errors = 0  # ticks that raised (logged, then the clock goes on)
         self._metrics: Optional[_Metrics] = None
@@ -408,6 +409,12 @@ class _RouterLoop:
         if self.info.get("lifetime") == "detached":
             return
         self._closed = True  # no creation starts any more (``_spawn``)
+        # Ray stopped its event loop already: the tasks left on it (the tick loop, a spawn...) are
+        # destroyed with the process, quietly (asyncio would print each on the driver's console)
+        if self._loop is not None:
+            for task in asyncio.all_tasks(self._loop):
+                setattr(task, "_log_destroy_pending", False)
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
         for h in list(self.handles.values()):
             try:
                 ray.kill(h, no_restart=True)
@@ -446,6 +453,7 @@ class _RouterLoop:
     async def _ensure_started(self) -> None:
         if self._started is None:
             self._started = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
             asyncio.get_running_loop().create_task(self._start())
         await self._started.wait()
 
