@@ -255,8 +255,8 @@ def test_a_named_group_whose_handle_was_dropped_lives_until_shutdown(ray_local):
 
 def test_a_group_dropped_before_any_call_is_collected(ray_local):
     """``Cls.remote()`` alone, its handle dropped at once: the router goes, as Ray collects a plain actor
-    created and dropped, maybe before it started; then the replicas, which it never called, within
-    ``orphan_timeout_s`` (they waited for their router's first call for good)."""
+    created and dropped, maybe before it started; then the replicas it never called, within
+    ``orphan_timeout_s`` counted from their start (the creating process keeps them referenced)."""
     group = ftactors.replicated(replicas=2, orphan_timeout_s=2.0)(ray.remote(Seven)).remote().group
     wait_for(lambda: not _named(group) or NotYet(f"named: {sorted(_named(group))}"), timeout_s=90,
              what="the group dropped before any call to go")
