@@ -16,6 +16,7 @@ import pytest
 import ray
 
 import ftactors
+from tests.actors import Broken
 
 pytestmark = pytest.mark.ray
 
@@ -37,17 +38,6 @@ class Refs:
 
     def count(self) -> int:
         return self.n
-
-
-class Broken:
-    """A constructor that raises, as a user's check of its arguments does."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-
-    def ping(self) -> str:
-        return "pong"
 
 
 class Quits:
