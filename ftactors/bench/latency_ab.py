@@ -35,7 +35,7 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
         ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": {process: [...us]}}},
         "summary": {system: {...}}, "load": os.getloadavg()}``.
     """
-    import psutil  # type: ignore[import-untyped]
+    import psutil
     import ray
 
     import ftactors
