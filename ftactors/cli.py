@@ -7,24 +7,28 @@ an unreachable ``--address``) answers with one line on stderr and exit status
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
+import types
 import traceback
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Type, Union
 
 import click
 import typer
 
 try:  # typer >= 0.24 vendors click as typer._click
-    from typer._click import exceptions as _tc
+    from typer._click import exceptions as _typer_click
+
+    _tc: types.ModuleType = _typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
     _tc = click.exceptions
 
-_USAGE_ERRORS = tuple({click.UsageError, _tc.UsageError})
-_CLICK_ERRORS = tuple({click.ClickException, _tc.ClickException})
-_EXITS = tuple({click.exceptions.Exit, typer.Exit})
-_ABORTS = tuple({click.exceptions.Abort, typer.Abort})
+_USAGE_ERRORS: Tuple[Type[Exception], ...] = tuple({click.UsageError, _tc.UsageError})
+_CLICK_ERRORS: Tuple[Type[Exception], ...] = tuple({click.ClickException, _tc.ClickException})
+_EXITS: Tuple[Type[BaseException], ...] = tuple({click.exceptions.Exit, typer.Exit})
+_ABORTS: Tuple[Type[BaseException], ...] = tuple({click.exceptions.Abort, typer.Abort})
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -212,7 +216,7 @@ def status(
     if joined:
         check_address(address)
         try:
-            ray.init(address=address, logging_level="info" if debug else "error", log_to_driver=False)
+            ray.init(address=address, logging_level=logging.INFO if debug else logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "Could not find any running Ray instance" in first:

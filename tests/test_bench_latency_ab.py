@@ -28,3 +28,12 @@ def test_the_table_has_a_row_per_system_with_its_ratios_to_the_relay(monkeypatch
     semi = next(line for line in out if line.startswith("| semi-active |"))
     assert "| 1.059 |" in semi and "router 1000, primary 300, caller 700" in semi
     assert out[-1] == "load average (3.0, 2.0, 1.0); rounds x relay: [1.062, 1.056]"
+
+
+def test_the_footer_gives_the_passive_groups_rounds_against_the_relay_too(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: Any) -> None:
+    rounds = dict(RESULT["rounds"], passive={"lat": [2.0, 1.8]})
+    monkeypatch.setattr(latency_ab, "measure", lambda *a: dict(RESULT, rounds=rounds))
+    assert latency_ab.main([]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "load average (3.0, 2.0, 1.0); rounds x relay: [1.062, 1.056]; passive: [1.25, 1.0]")

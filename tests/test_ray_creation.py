@@ -13,6 +13,7 @@ import pytest
 import ray
 
 import ftactors
+from tests.actors import Broken
 
 pytestmark = pytest.mark.ray
 
@@ -28,15 +29,6 @@ class Gated:
     def inc(self) -> int:
         self.n += 1
         return self.n
-
-
-class Broken:
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-
-    def ping(self) -> str:
-        return "pong"
 
 
 def test_remote_returns_before_the_replicas_are_up_and_the_first_call_waits(ray_local, tmp_path):

@@ -20,6 +20,7 @@ import ray
 
 import ftactors
 from ftactors import chaos
+from tests.actors import Broken
 from tests.conftest import NotYet, wait_for
 
 pytestmark = pytest.mark.ray
@@ -42,17 +43,6 @@ class Refs:
 
     def count(self) -> int:
         return self.n
-
-
-class Broken:
-    """A constructor that raises, as a user's check of its arguments does."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-
-    def ping(self) -> str:
-        return "pong"
 
 
 class Quits:

@@ -11,23 +11,13 @@ import ray
 import ftactors
 from ftactors import chaos
 from tests.conftest import converged, wait_for
-from tests.test_ray_failover import Load, check_exactly_once
+from tests.test_ray_failover import Counter, Load, check_exactly_once
 
 pytestmark = pytest.mark.ray
 
 
-class Store:
-    def __init__(self) -> None:
-        self.n = 0
-        self.tokens: list = []
-
-    def add(self, token: str) -> int:
-        self.n += 1
-        self.tokens.append(token)
-        return self.n
-
-    def read(self) -> dict:
-        return {"n": self.n, "tokens": list(self.tokens)}
+class Store(Counter):
+    """The failover tests' counter, with a method that raises and a slow one."""
 
     def refuse(self, token: str) -> int:
         raise KeyError(f"refused {token}")

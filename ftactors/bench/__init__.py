@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import shlex
@@ -228,7 +229,7 @@ def run(mode: str, args: argparse.Namespace, command: str, log: Callable[[str], 
     if ray.is_initialized():
         ray.shutdown()
     log(f"mode {mode}: starting Ray {ray.__version__} (local, no dashboard)")
-    ray.init(address="local", include_dashboard=False, logging_level="warning",
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=bool(getattr(args, "verbose", False)))
     live: List[Any] = []
     try:
@@ -423,7 +424,7 @@ def health(results: Dict[str, Any], systems: Dict[str, Any], when: str) -> None:
             import ftactors
 
             info = ftactors.describe(systems[name].h, timeout_s=30)
-            snap = {k: info.counts.get(k, 0) for k in ("view_changes", "failovers", "joins", "resyncs",
+            snap: Dict[str, Any] = {k: info.counts.get(k, 0) for k in ("view_changes", "failovers", "joins", "resyncs",
                                                         "divergences", "fenced")}
             snap.update(view=info.view, phase=info.phase, replicas=len(info.replicas))
         except Exception as exc:

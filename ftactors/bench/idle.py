@@ -29,7 +29,7 @@ def measure(seconds: float = 10.0, style: str = "semi-active", replicas: int = 3
         Each process's share of one core, in percent: ``router``, ``primary``, ``backup-1``...,
         ``plain`` (the plain actor), and ``group`` (the sum of the group's).
     """
-    import psutil  # type: ignore[import-untyped]
+    import psutil
     import ray
 
     import ftactors

@@ -1,8 +1,8 @@
 """A replicated call against the bare relay, in one Ray session (issue 11's latency gate).
 
 A plain Ray actor, the bare relay (``ftactors.bench.systems.BareRelay``: a router forwarding each call
-over ftactors' direct links to a primary and two backups, no protocol) and a semi-active group,
-measured in alternating rounds: sync latency (``k`` sequential calls), pipelined throughput (``n``
+over ftactors' direct links to a primary and two backups, no protocol), a semi-active and a passive
+group (three replicas each), measured in alternating rounds: sync latency (``k`` sequential calls), pipelined throughput (``n``
 calls) and the CPU per sequential call of each process (the caller, the router, the primary; psutil
 user+system time). Ratios are to the plain actor of the same round; ``x relay`` to the relay's.
 
@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from ftactors.bench.rounds import RoundsCli
 
 #: the systems, in the order of the first round (later rounds rotate it)
-SYSTEMS = ("plain", "relay", "semi-active")
+SYSTEMS = ("plain", "relay", "semi-active", "passive")
 
 
 def _cpu_s(procs: Dict[str, Any]) -> Dict[str, float]:
@@ -35,7 +35,7 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
         ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": {process: [...us]}}},
         "summary": {system: {...}}, "load": os.getloadavg()}``.
     """
-    import psutil  # type: ignore[import-untyped]
+    import psutil
     import ray
 
     import ftactors
@@ -44,19 +44,23 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
     ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     started: List[Any] = []
     try:
-        plain, relay, semi = S.RayPlain(), S.BareRelay(), S.FtActors("semi-active")
-        for s in (plain, relay, semi):
+        plain, relay = S.RayPlain(), S.BareRelay()
+        semi, passive = S.FtActors("semi-active"), S.FtActors("passive")
+        for s in (plain, relay, semi, passive):
             s.start()
             started.append(s)
-        systems: Dict[str, Any] = dict(zip(SYSTEMS, (plain, relay, semi)))
-        primary = next(r.actor for r in ftactors.describe(semi.h).replicas if r.role == "primary")
+        systems: Dict[str, Any] = dict(zip(SYSTEMS, (plain, relay, semi, passive)))
+
+        def primary(group: Any) -> Any:
+            return next(r.actor for r in ftactors.describe(group.h).replicas if r.role == "primary")
 
         def pid(actor: Any) -> int:
             return int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid())))
 
         procs = {"plain": {"actor": psutil.Process(plain.pids()[0])},
                  "relay": {"router": psutil.Process(pid(relay.router)), "primary": psutil.Process(pid(relay.execs[0]))},
-                 "semi-active": {"router": psutil.Process(pid(semi.h._router)), "primary": psutil.Process(pid(primary))}}
+                 **{name: {"router": psutil.Process(pid(g.h._router)), "primary": psutil.Process(pid(primary(g)))}
+                    for name, g in (("semi-active", semi), ("passive", passive))}}
         for p in procs.values():
             p["caller"] = psutil.Process()
         for system in systems.values():
@@ -64,7 +68,7 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
                 system.call("inc", 1)
         res: Dict[str, Dict[str, Any]] = {name: {"lat": [], "tput": [], "cpu": {}} for name in SYSTEMS}
         for r in range(rounds):
-            for name in SYSTEMS[r % 3:] + SYSTEMS[:r % 3]:
+            for name in SYSTEMS[r % len(SYSTEMS):] + SYSTEMS[:r % len(SYSTEMS)]:
                 s = systems[name]
                 lat = []
                 c0 = _cpu_s(procs[name])
@@ -103,13 +107,21 @@ def _cpu_cell(r: Dict[str, Any]) -> str:
     return ", ".join(f"{role} {us:.0f}" for role, us in r["cpu_us_per_call"].items())
 
 
+def _footer(res: Dict[str, Any]) -> str:
+    """The load and each group's per-round latency against the relay's (semi-active first)."""
+    def per_round(name: str) -> List[float]:
+        return [round(a / b, 3) for a, b in zip(res["rounds"][name]["lat"], res["rounds"]["relay"]["lat"])]
+    text = f"load average {tuple(round(x, 1) for x in res['load'])}; rounds x relay: {per_round('semi-active')}"
+    if "passive" in res["rounds"]:
+        text += f"; passive: {per_round('passive')}"
+    return text
+
+
 CLI = RoundsCli("ftactors.bench.latency_ab", __doc__.splitlines()[0], rounds=4, k=300, n=2000,
                 extra_columns=(("latency x relay", lambda r: f"{r['latency_x_relay']:.3f}"),
                                ("calls/s x relay", lambda r: f"{r['throughput_x_relay']:.2f}"),
                                ("CPU us per sequential call", _cpu_cell)),
-                footer=lambda res: f"load average {tuple(round(x, 1) for x in res['load'])}; rounds x relay: "
-                                   + str([round(a / b, 3) for a, b in zip(res['rounds']['semi-active']['lat'],
-                                                                           res['rounds']['relay']['lat'])]))
+                footer=_footer)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -236,7 +236,7 @@ def messages_under_load(system: FtActors, seconds: float, window: int = 50, thre
     d = system.stats()
     idle = {k: (d[k] - c[k]) / idle_s for k in ("null_messages", "heartbeats", "delivers")}
     # Ray tasks per application call: the invoke, plus the router's deliver batches.
-    ray_tasks = 1 + per_call["delivers"] if calls else None
+    ray_tasks = 1 + (b["delivers"] - a["delivers"]) / calls if calls else None
     # extra: null messages (of a nested system's backend too) and reply copies pulled by backups
     extra = None if not calls else sum(per_call.get(k) or 0.0 for k in EXTRA_MESSAGE_COUNTS)
     return {"calls": calls, "per_call": per_call, "idle_per_s": idle, "ray_tasks_per_call": ray_tasks,

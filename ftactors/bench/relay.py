@@ -11,6 +11,7 @@ router in front of replicas on their own connections can cost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import os
 import socket
@@ -153,12 +154,12 @@ def measure(rounds: int = 3, k: int = 200, n: int = 1000) -> Dict[str, Any]:
     """
     import ray
 
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     proc, port = start_echo()
     try:
-        systems = {
+        systems: Dict[str, Any] = {
             "ray-plain": ray.remote(PlainActor).remote(),
-            "relay-threaded": ray.remote(max_concurrency=32)(ThreadedRelay).remote(port),
+            "relay-threaded": ray.remote(ThreadedRelay).options(max_concurrency=32).remote(port),
             "relay-async": ray.remote(AsyncRelay).remote(port),
         }
         for h in systems.values():

@@ -10,6 +10,7 @@ removed (``docs/benchmarks.md``, 2026-12-02).
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import sys
@@ -41,10 +42,10 @@ def measure(rounds: int = 5, k: int = 200, n: int = 2000) -> Dict[str, Any]:
     import ftactors
     from ftactors import chaos
 
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     groups: Dict[str, Any] = {}
     try:
-        plain = ray.remote(Counter).remote()
+        plain: Any = ray.remote(Counter).remote()
         groups["async"] = ftactors.replicated(replicas=3)(Counter).remote()
         systems = {"plain": plain, **groups}
         for h in systems.values():

@@ -54,7 +54,7 @@ def _thread_names(pid: int) -> Dict[int, str]:
 
 
 def _thread_cpu(pid: int) -> Dict[int, float]:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
@@ -232,7 +232,7 @@ def serialization(repeats: int = 60, number: int = 300) -> Dict[str, float]:
     import pickle
     import timeit
 
-    import cloudpickle  # type: ignore[import-untyped]
+    import cloudpickle
 
     from ftactors.core.messages import Announcement, Deliver, Delivered, Kind, MsgId, Outcome, Reply, Request
     from ftactors.runtime import wire

@@ -104,7 +104,8 @@ class System:
     name = "?"
     has_failover = False
     ray_based = True
-    replicas: Optional[int] = None
+    #: how many processes hold the state (1 for an unreplicated actor)
+    replicas: int = 1
 
     def start(self) -> None: ...
 
@@ -299,7 +300,7 @@ class FtActors(System):
 
     def kill_primary(self) -> None:
         victim = chaos.pick(self.h, "primary")
-        self._killed_wall = time.time()
+        self._killed_wall: Optional[float] = time.time()
         self._members_noted = False
         chaos.kill(victim)
 
@@ -417,7 +418,7 @@ class RelayRouter:
     def __init__(self, addresses: List[Tuple[str, int]], secret: bytes) -> None:
         from ftactors.runtime import wire
 
-        self._links = [wire.DirectLink(tuple(a), secret, 64 * 2**20) for a in addresses]
+        self._links = [wire.DirectLink((str(a[0]), int(a[1])), secret, 64 * 2**20) for a in addresses]
         self._seq = 0
         self._backup_calls: set = set()
 
@@ -567,9 +568,18 @@ class PySyncObjRaft(System):
             [sys.executable, "-m", "ftactors.bench.raft_node", "--self", me, "--partners", partners,
              "--rpc", str(self.rpc_ports[i])],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.procs[i].stdout.readline()  # "ready"
+        line = self._proc(i).stdout.readline()  # type: ignore[union-attr]  # stdout=PIPE: "ready"
         if "ready" not in line:
             raise RuntimeError(f"raft node {i} did not start")
+
+    def _proc(self, i: int) -> subprocess.Popen:
+        proc = self.procs[i]
+        assert proc is not None, f"raft node {i} was never started"
+        return proc
+
+    def _leader_client(self) -> RaftClient:
+        assert self._main is not None, "start() connects to the leader first"
+        return self._main
 
     def _status(self, i: int) -> Optional[Dict[str, Any]]:
         try:
@@ -587,7 +597,8 @@ class PySyncObjRaft(System):
             if st and st["leader"]:
                 port = int(st["leader"].rsplit(":", 1)[1])
                 j = self.raft_ports.index(port)
-                if self.procs[j] is not None and self.procs[j].poll() is None:
+                proc = self.procs[j]
+                if proc is not None and proc.poll() is None:
                     return j
         return None
 
@@ -615,11 +626,11 @@ class PySyncObjRaft(System):
     def call(self, method: str, *args: Any) -> Any:
         if method == "read":
             self.call("inc", 0)  # everything before is applied on the leader
-            return self._main.rpc("read")
-        return self._main.rpc(method, *args, timeout=30.0)
+            return self._leader_client().rpc("read")
+        return self._leader_client().rpc(method, *args, timeout=30.0)
 
     def pipelined(self, method: str, args_list: List[tuple]) -> List[Any]:
-        c = self._main
+        c = self._leader_client()
         ids = {c.send(method, *a): k for k, a in enumerate(args_list)}
         out: List[Any] = [None] * len(args_list)
         left = len(ids)
@@ -639,9 +650,9 @@ class PySyncObjRaft(System):
         j = self.leader_index()
         if j is None:
             raise RuntimeError("pysyncobj: no leader to kill")
-        os.kill(self.procs[j].pid, signal.SIGKILL)
-        self.procs[j].wait()
-        self._killed = j
+        os.kill(self._proc(j).pid, signal.SIGKILL)
+        self._proc(j).wait()
+        self._killed: Optional[int] = j
 
     def recovered(self) -> bool:
         j = getattr(self, "_killed", None)
@@ -650,9 +661,10 @@ class PySyncObjRaft(System):
             leader = self._wait_leader(30.0)
             target = (self._status(leader) or {}).get("commit_idx", 0)
             self._spawn(j)
-            self._target = (j, target)
-        if j is not None and getattr(self, "_target", None):
-            k, target = self._target
+            self._target: Optional[Tuple[int, Any]] = (j, target)
+        pending = getattr(self, "_target", None)
+        if j is not None and pending:
+            k, target = pending
             st = self._status(k)
             if not st or not st["leader"] or st["last_applied"] < target:
                 return False
@@ -673,7 +685,7 @@ class PySyncObjRaft(System):
                 p.wait()
 
 
-class RaftCaller:
+class RaftCaller(System):
     """A per-thread Raft caller: talks to the leader, retries on another node on failure
     (a retried call may have been applied already: Raft without client sessions is at-least-once)."""
 
@@ -702,6 +714,7 @@ class RaftCaller:
             try:
                 if self.c is None:
                     self._connect()
+                assert self.c is not None
                 return self.c.rpc(method, *args, timeout=1.0)
             except Exception:
                 if time.monotonic() > deadline:

@@ -1208,9 +1208,10 @@ def _unwrap_class(target: Any) -> Tuple[type, Dict[str, Any]]:
     if isinstance(target, ReplicatedClass):
         raise TypeError("this class is already replicated")
     if isinstance(target, ray.actor.ActorClass):
-        meta = target.__ray_metadata__
+        actor_class: Any = target  # Ray's ActorClass keeps the class and options in private fields
+        meta = actor_class.__ray_metadata__
         original = getattr(meta.modified_class, "__ray_actor_class__", meta.modified_class)
-        given = dict(target._default_options)
+        given = dict(actor_class._default_options)
         _check_concurrency(given, f"@ray.remote on {original.__name__}")
         options = {k: v for k, v in given.items() if k not in _RESERVED and k not in _CONCURRENCY}
         return original, options

@@ -344,12 +344,14 @@ class _RouterLoop:
         """The core's summary plus each replica's info."""
         await self._ensure_started()
         core = self.host._core()
-        out = core.describe()
+        out: Dict[str, Any] = core.describe()
         # one snapshot: the view and the failover time together (the awaits below let a failover in)
         out["last_failover_s"] = self.host.last_failover_s
         out["last_recovery_ms"] = self.host.last_recovery_ms
-        out["counts"] = {**out["counts"], **{f"link_{k}": n for k, n in self.host.links.counts.items()}}
-        for rid, summary in out.get("links", {}).items():  # the data plane's side of each member's link
+        counts: Dict[str, int] = {**out["counts"], **{f"link_{k}": n for k, n in self.host.links.counts.items()}}
+        out["counts"] = counts
+        links: Dict[str, Dict[str, Any]] = out.get("links", {})
+        for rid, summary in links.items():  # the data plane's side of each member's link
             state = self.host.links.state(rid)
             summary["wire"] = state.value if state is not None else "none"
             summary["delivers_sent"] = self.host.link_seq.get(rid, 0)
@@ -365,7 +367,7 @@ class _RouterLoop:
         out["handles"] = {rid: self.handles.get(rid) for rid in core.members}
         out["spares"] = {rid: {"pid": self._pids.get(rid, 0), "node_id": self.nodes.get(rid)}
                          for rid in self.host.spares.ready}
-        out["counts"].update({f"spare_{k}": n for k, n in self.host.spares.counts.items()})
+        counts.update({f"spare_{k}": n for k, n in self.host.spares.counts.items()})
         return out
 
     async def set_unavailable(self, resources: Tuple[str, ...]) -> None:
@@ -734,7 +736,7 @@ class _RouterLoop:
         if address is None:
             self.host.on_link_unreachable(rid, "the replica has no direct link")
             return None
-        link = DirectLink(tuple(address), self.spec.secret, self.settings.frame_bytes_max,  # type: ignore[arg-type]
+        link = DirectLink((str(address[0]), int(address[1])), self.spec.secret, self.settings.frame_bytes_max,
                           connect_timeout_s=max(1.0, self.settings.failure_timeout_s))
         if not await link.connect():  # a port closed between the nodes, say: not a failed replica
             if self.host.on_link_unreachable(rid, str(link.closed)):

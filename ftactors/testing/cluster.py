@@ -1009,7 +1009,8 @@ class Simulator:
             return False
         core = self.routers[group].core
         assert core is not None
-        spares = list(self.routers[group].host.spares.ready) if self.routers[group].host is not None else []
+        router = self.routers[group].host
+        spares = list(router.spares.ready) if router is not None else []
         # a warm spare may crash too (none unless ``spares``: the same draw as without them)
         host = self.replicas[group][rid or self.rng.choice(core.members + spares)]
         host.alive = False

@@ -51,7 +51,7 @@ def check_history(model: Model, ops: Sequence[HistoryOp]) -> bool:
 
 def _candidates(items: List[HistoryOp], remaining: FrozenSet[int]) -> List[int]:
     """Operations that may be linearized next: none of the others completed before they began."""
-    ends = [items[i].completed for i in remaining if items[i].completed is not None]
+    ends = [end for i in remaining if (end := items[i].completed) is not None]
     first_end = min(ends) if ends else None
     return [i for i in sorted(remaining) if first_end is None or items[i].invoked <= first_end]
 

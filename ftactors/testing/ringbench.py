@@ -11,6 +11,7 @@ Starts its own local Ray.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 from typing import Any, Dict, List, Optional
@@ -48,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import ftactors
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="error", log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     cls = ftactors.replicated(replicas=3)(RingNode)
     nodes = [cls.remote(n) for n in "ABC"]
     ray.get([n.link.remote(nodes[(i + 1) % 3]) for i, n in enumerate(nodes)], timeout=120)
