@@ -150,3 +150,40 @@ def test_the_replica_host_marks_the_answers_of_busy_polls_only() -> None:
         host.drive()
     batch, later = io.answers.pop("batch"), io.answers.pop("poll2")
     assert not batch.busy_poll and later.busy_poll and io.answers == {}
+
+
+def _first_busy_poll(router: RouterCore, ticks: range) -> int:
+    """The tick at which the router, ticked only at ``ticks``, sends its primary a busy poll."""
+    for now, d in primary_sends(router, ticks):
+        if d.busy_poll:
+            return now
+    raise AssertionError(f"no busy poll over ticks {ticks}")
+
+
+def _router_sitting_on_a_batch(cfg: CoreConfig) -> RouterCore:
+    """A router whose primary took a batch of two calls at tick 1 and has not answered it."""
+    router = RouterCore("g", cfg, MEMBERS)
+    client = ClientCore("c")
+    router.submit(client.request("g", "add", payload=1))
+    router.submit(client.request("g", "add", payload=2))
+    router.tick(1)
+    assert [len(d.requests) for m, d in router.ready().sends if m == "g-r0"] == [2]
+    return router
+
+
+def test_a_router_whose_ticks_come_late_polls_its_busy_primary_busy_poll_ticks_after_the_batch() -> None:
+    """docs/faults.md row 87. A loaded router ran its clock late, a few ticks at a time (measured under
+    load 45: 2-30 ticks of 10 ms between two runs of the router's tick); each late tick's lateness was
+    taken for a pause of the router, so only one tick per run counted toward ``busy_poll_ticks``: the
+    poll went ``busy_poll_ticks`` runs after the batch (up to 1.6 s for ``busy_poll_s`` 0.05), and the
+    short call's reply waited for the 1 s call after it. A tick late by less than ``heartbeat_ticks``
+    (the router ran late; failure detection counts that time too) counts toward the poll."""
+    router = _router_sitting_on_a_batch(CoreConfig(busy_poll_ticks=5, heartbeat_ticks=20, primary_inflight_max=1))
+    assert _first_busy_poll(router, range(4, 60, 3)) == 7  # 6 ticks after the batch, not 5 runs (16)
+
+
+def test_a_router_that_did_not_run_for_longer_than_a_heartbeat_does_not_count_that_time_toward_a_busy_poll() -> None:
+    """Row 76's rule kept: after a real pause (more than ``heartbeat_ticks``) the primary's answer may
+    be unread; the poll waits ``busy_poll_ticks`` of the router running again."""
+    router = _router_sitting_on_a_batch(CoreConfig(busy_poll_ticks=5, heartbeat_ticks=20, primary_inflight_max=1))
+    assert _first_busy_poll(router, range(30, 60)) == 34  # 30 - 1 - 1 excused: 1 + 5 + 28

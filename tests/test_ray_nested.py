@@ -74,9 +74,9 @@ class AsyncFrontend:
         return value
 
 
-def build(style: str):
-    store = ftactors.replicated(replicas=3, style=style, checkpoint_every=10)(Store).remote()
-    front = ftactors.replicated(replicas=3, style=style, checkpoint_every=10)(Frontend).remote(store)
+def build(style: str, **settings):
+    store = ftactors.replicated(replicas=3, style=style, checkpoint_every=10, **settings)(Store).remote()
+    front = ftactors.replicated(replicas=3, style=style, checkpoint_every=10, **settings)(Frontend).remote(store)
     return store, front
 
 
@@ -207,8 +207,12 @@ def test_a_nested_call_to_a_group_that_is_gone_is_pushed_as_the_error_the_primar
 def test_nested_calls_under_load_cost_no_extra_message(ray_local, style):
     """Issue 11: under load, a call that makes a nested call costs no message beyond the
     unreplicated ones: reply copies ride to the frontend's backups, nothing is pulled from the
-    store's router, and no null message goes while calls keep coming."""
-    store, front = build(style)
+    store's router, and no null message goes while calls keep coming. "Keep coming" is within
+    ``null_message_after_s`` of each other: at load 25-40 the two callers' calls reached the front's
+    router 0.1-1.2 s apart (each nested call that slow), and every null message the router sent went
+    after such a silence, as the rule says; so the announcements wait up to 2 s for a ride here, and
+    must ride on the request copies (``announcements_piggybacked``)."""
+    store, front = build(style, null_message_after_s=2.0)
     try:
         with Load(front, threads=2) as load:
             load.wait_calls(60)
@@ -218,6 +222,7 @@ def test_nested_calls_under_load_cost_no_extra_message(ray_local, style):
         assert ftactors.stats(store)["reply_copies"] == 0, "a frontend backup pulled a reply copy"
         assert after["reply_copies_pushed"] > during["reply_copies_pushed"]
         assert after["null_messages"] - during["null_messages"] == 0
+        assert after["announcements_piggybacked"] > during["announcements_piggybacked"]
     finally:
         ftactors.shutdown(front)
         ftactors.shutdown(store)
@@ -275,9 +280,31 @@ def _slow_argument_fetch(shell, delay_s: float) -> None:
     loop._own_argument = own_late
 
 
+def _held_argument_fetch(shell) -> None:
+    """In the router's process: fetching an argument passed by reference waits until the test calls
+    :func:`_release_argument_fetch` (a loaded node's slow fetch); the caller's calls that pass theirs
+    by value go on meanwhile. Was a 4 s delay: at load 45 the 10 later calls took longer, and the
+    one-way call came before the last of them (``At index 8 diff: 11 != 10``)."""
+    loop = shell.r
+    own = loop._own_argument
+    shell.fetch_released = False
+
+    async def own_late(req):
+        while not shell.fetch_released:  # the router's loop goes on; the test releases it
+            await asyncio.sleep(0.01)
+        return await own(req)
+
+    loop._own_argument = own_late
+
+
+def _release_argument_fetch(shell) -> None:
+    """In the router's process: the held fetch (:func:`_held_argument_fetch`) goes on."""
+    shell.fetch_released = True
+
+
 def test_a_one_way_nested_call_arriving_after_later_calls_sources_passed_sources_max_takes_effect_once(ray_local):
     """docs/faults.md row 51. The front's first call sends a one-way nested call whose argument the
-    store's router fetches slowly (4 s): meanwhile 10 later calls of the driver make their nested calls
+    store's router fetches slowly (held until they ran): meanwhile 10 later calls of the driver make their nested calls
     to the store (``sources_max=4``), which forgets their sources; its floor passes the one-way call's
     calling message, finished long before. The front names that message in their ``holds`` until the
     one-way invoke returned, so the call, reaching the store's replicas last, still takes effect, once
@@ -288,11 +315,12 @@ def test_a_one_way_nested_call_arriving_after_later_calls_sources_passed_sources
     front = ftactors.replicated(replicas=2, style="passive")(OnewayFront).remote(store)
     try:
         ray.get(store.add.remote("warm"))
-        ray.get(store._router.__ray_call__.remote(_slow_argument_fetch, 4.0))
+        ray.get(store._router.__ray_call__.remote(_held_argument_fetch))
         assert ray.get(front.send_oneway.remote("oneway", "x" * 2000)) == "oneway"
         assert ftactors.describe(front).primary.oneway_out == 1  # held while the store's router fetches
         # the later calls run before it: the one-way call's argument is still being fetched
         assert [ray.get(front.add.remote(f"u{i}")) for i in range(10)] == list(range(2, 12))
+        ray.get(store._router.__ray_call__.remote(_release_argument_fetch))
         # the invoke returns once the store answered the one-way call (ran it, or dropped it as a duplicate)
         wait_for(lambda: ftactors.describe(front).primary.oneway_out == 0, timeout_s=20,
                  what="the one-way call's invoke to return")

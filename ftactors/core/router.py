@@ -639,7 +639,9 @@ class RouterCore:
         if gap > cfg.heartbeat_ticks:
             # the router itself did not run (starved, paused): silence meanwhile proves nothing
             self.tracker.excuse(gap)
-        if gap > 1:  # nor toward a busy poll: the primary's answer may be unread (busy_poll_ticks)
+            # nor toward a busy poll: the primary's answer may be unread (busy_poll_ticks). A tick
+            # late by less (a loaded router runs its clock a few ticks at a time) counts: excused,
+            # the poll waited busy_poll_ticks runs of the router (docs/faults.md row 87)
             self.tracker.excuse_busy(gap - 1)
         if gap > 1 and self.held:
             # nor does that time count toward a held call's wait: its predecessor may be unread yet

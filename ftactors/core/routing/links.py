@@ -207,7 +207,8 @@ class LinkTracker:
             link.last_heard += gap_ticks
 
     def excuse_busy(self, gap_ticks: int) -> None:
-        """The router did not run for ``gap_ticks``: a replica's answer may be unread, so that time
+        """The router did not run for ``gap_ticks`` (a pause longer than ``heartbeat_ticks``; a tick
+        merely late counts, docs/faults.md row 87): a replica's answer may be unread, so that time
         does not count toward a busy poll (``busy_poll_ticks``)."""
         for link in self.links.values():
             if link.out_since is not None:
