@@ -501,3 +501,62 @@ def test_answers_are_taken_whole_however_the_transport_splits_them() -> None:
     link = wire.DirectLink(("127.0.0.1", 1), SECRET, FRAME_MAX)
     link._received(struct.pack("!I", FRAME_MAX + 1))
     assert link.closed is not None and "over frame_bytes_max" in link.closed
+
+
+def _fresh_dumps(obj: Any) -> bytes:
+    """What ``wire.dumps`` wrote before it kept a pickler per thread: a new one for each body."""
+    import io
+    import pickle
+
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=5)
+    p.dispatch_table = wire._fast_table()
+    p.dump(obj)
+    return buf.getvalue()
+
+
+def test_the_kept_pickler_writes_each_body_as_a_new_one_would_after_failures_and_nested_bodies() -> None:
+    """``dumps`` keeps one pickler per thread (issue 11): each body is the bytes a new pickler writes,
+    whatever came before it (a body refused for an ObjectRef, one that fell back to cloudpickle, a
+    large one), and a reducer that pickles a body itself while the pickler is busy gets its own."""
+    import ray
+
+    from ftactors.core import Deliver, Kind, MsgId, Request
+
+    def deliver(i: int) -> Deliver:
+        return Deliver(view=1, requests=(Request(kind=Kind.SYNC_REQUEST, msg_id=MsgId("c", i), group="g",
+                                                 method="m", payload=b"a" * i),))
+
+    class Nested:
+        def __reduce__(self) -> Any:
+            return bytes, (wire.dumps(deliver(7)),)  # pickles a body while the outer one is being pickled
+
+    with pytest.raises(wire.NotOnWireError):
+        wire.dumps(("x", [ray.ObjectRef(b"0" * 28)]))
+    assert wire.dumps(deliver(1)) == _fresh_dumps(deliver(1))
+    assert callable(wire.loads(wire.dumps(lambda: 1)))  # by value, through cloudpickle
+    assert wire.dumps(deliver(2)) == _fresh_dumps(deliver(2))
+    assert wire.loads(wire.dumps(deliver(200_000))) == deliver(200_000)  # frames written out mid-body
+    outer = wire.loads(wire.dumps(("outer", Nested(), deliver(3))))
+    assert outer[0] == "outer" and wire.loads(outer[1]) == deliver(7) and outer[2] == deliver(3)
+    shared = ("s", "s")
+    assert wire.dumps([shared, shared]) == _fresh_dumps([shared, shared])  # the memo starts empty each time
+
+
+def test_threads_pickle_bodies_at_once_each_with_its_own_pickler() -> None:
+    from ftactors.core import MsgId, Outcome, Reply
+
+    bad: List[Any] = []
+
+    def work(t: int) -> None:
+        for i in range(1, 300):
+            rep = Reply(MsgId(f"c{t}", i), "g", 1, i, Outcome(True, [t, i] * i))
+            if wire.loads(wire.dumps(rep)) != rep:
+                bad.append((t, i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert bad == []
