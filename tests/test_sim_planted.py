@@ -14,6 +14,8 @@ from ftactors.core.messages import Reply
 from ftactors.testing import InvariantViolation, SimOptions, Simulator, draw_options, run_seed, run_swarm
 from ftactors.testing.__main__ import main
 from ftactors.testing import options as sim_options
+from ftactors.testing.hosts import ReplicaHost
+from ftactors.testing.models import ReplayExhausted
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +24,6 @@ def _seeds_as_drawn_before_row_65(monkeypatch: pytest.MonkeyPatch) -> None:
     row 65) and cancels (row 72) were drawn, which change the seeds they turn on: those draws, off."""
     monkeypatch.setattr(sim_options, "DBLFAULT_DRAW", False)
     monkeypatch.setattr(sim_options, "CANCEL_DRAW", False)
-from ftactors.testing.hosts import ReplicaHost
-from ftactors.testing.models import ReplayExhausted
 
 
 #: the violation an unfenced deposed primary causes: its reply released (or answered) once more

@@ -822,11 +822,11 @@ class RouterCore:
         return {
             "group": self.group, "view": self.view, "phase": self.phase.value, "members": list(self.members),
             "primary": self.primary, "joining": sorted(set(self.joining) | self.spawning),
-            "acked": {r: l.acked for r, l in self.links.items()}, "pending": len(self.pending),
+            "acked": {r: link.acked for r, link in self.links.items()}, "pending": len(self.pending),
             "retained_requests": len(self.requests), "retained_order": len(self.order),
             "retained_replies": len(self.replies),
             "diverged": list(self.diverged), "counts": dict(self.counts),
-            "links": {r: self._link_summary(l) for r, l in self.links.items()},
+            "links": {r: self._link_summary(link) for r, link in self.links.items()},
         }
 
     def _link_summary(self, link: Link) -> Dict[str, int]:
