@@ -20,9 +20,9 @@ RESULT: Dict[str, Any] = {"load": (3.0, 2.0, 1.0), "rounds": {
 def test_the_table_has_a_row_per_system_with_its_ratios_to_the_relay(monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: Any) -> None:
     calls: List[tuple] = []
-    monkeypatch.setattr(latency_ab, "measure", lambda *a: calls.append(a) or RESULT)
+    monkeypatch.setattr(latency_ab, "measure", lambda *a, **kw: calls.append((a, kw)) or RESULT)
     assert latency_ab.main([]) == 0
-    assert calls == [(4, 300, 2000)]
+    assert calls == [((4, 300, 2000), {"styles": ("semi-active", "passive")})]
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| system | latency median ms | x plain | calls/s | x plain | latency x relay")
     semi = next(line for line in out if line.startswith("| semi-active |"))
@@ -33,7 +33,25 @@ def test_the_table_has_a_row_per_system_with_its_ratios_to_the_relay(monkeypatch
 def test_the_footer_gives_the_passive_groups_rounds_against_the_relay_too(monkeypatch: pytest.MonkeyPatch,
                                                                            capsys: Any) -> None:
     rounds = dict(RESULT["rounds"], passive={"lat": [2.0, 1.8]})
-    monkeypatch.setattr(latency_ab, "measure", lambda *a: dict(RESULT, rounds=rounds))
+    monkeypatch.setattr(latency_ab, "measure", lambda *a, **kw: dict(RESULT, rounds=rounds))
     assert latency_ab.main([]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "load average (3.0, 2.0, 1.0); rounds x relay: [1.062, 1.056]; passive: [1.25, 1.0]")
+
+
+def test_styles_chooses_the_groups_measured_and_refuses_an_unknown_one(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: Any) -> None:
+    calls: List[Any] = []
+    only_passive = {"relay": RESULT["rounds"]["relay"], "passive": {"lat": [2.0, 1.8]}}
+    monkeypatch.setattr(latency_ab, "measure",
+                        lambda *a, **kw: calls.append(kw["styles"]) or dict(RESULT, rounds=only_passive))
+    assert latency_ab.main(["--styles", "passive"]) == 0
+    assert calls == [("passive",)]
+    assert capsys.readouterr().out.splitlines()[-1] == "load average (3.0, 2.0, 1.0); rounds x relay: passive: [1.25, 1.0]"
+    assert latency_ab.main(["--styles", " passive , semi-active"]) == 0
+    assert calls[-1] == ("semi-active", "passive")  # in the benchmark's order
+    for bad in ("active", ""):
+        with pytest.raises(SystemExit):
+            latency_ab.main(["--styles", bad])
+        assert "--styles:" in capsys.readouterr().err
+    assert len(calls) == 2

@@ -5,8 +5,10 @@ over ftactors' direct links to a primary and two backups, no protocol), a semi-a
 group (three replicas each), measured in alternating rounds: sync latency (``k`` sequential calls), pipelined throughput (``n``
 calls) and the CPU per sequential call of each process (the caller, the router, the primary; psutil
 user+system time). Ratios are to the plain actor of the same round; ``x relay`` to the relay's.
+``--styles semi-active`` leaves the passive group out of the session (each group's idle processes share
+the 2 cores with the others' calls).
 
-    python -m ftactors.bench.latency_ab [--rounds 4] [--k 300] [--n 2000] [--json PATH]
+    python -m ftactors.bench.latency_ab [--rounds 4] [--k 300] [--n 2000] [--styles semi-active,passive] [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,20 +18,28 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ftactors.bench.rounds import RoundsCli
 
+#: the replicated styles measured against the plain actor and the relay (``--styles``)
+STYLES = ("semi-active", "passive")
 #: the systems, in the order of the first round (later rounds rotate it)
-SYSTEMS = ("plain", "relay", "semi-active", "passive")
+SYSTEMS = ("plain", "relay") + STYLES
 
 
 def _cpu_s(procs: Dict[str, Any]) -> Dict[str, float]:
     return {role: sum(p.cpu_times()[:2]) for role, p in procs.items()}
 
 
-def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
+def measure(rounds: int = 4, k: int = 300, n: int = 2000, styles: Sequence[str] = STYLES) -> Dict[str, Any]:
     """Per-round latency, throughput and CPU per sequential call of each system; medians and ratios.
+
+    Args:
+        rounds: rounds, each running every system once (the order rotating).
+        k: sequential calls per system per round.
+        n: pipelined calls per system per round.
+        styles: the replicated styles to start and measure (some of :data:`STYLES`).
 
     Returns:
         ``{"rounds": {system: {"lat": [...ms], "tput": [...calls/s], "cpu": {process: [...us]}}},
@@ -45,11 +55,12 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
     started: List[Any] = []
     try:
         plain, relay = S.RayPlain(), S.BareRelay()
-        semi, passive = S.FtActors("semi-active"), S.FtActors("passive")
-        for s in (plain, relay, semi, passive):
+        names = ("plain", "relay") + tuple(style for style in STYLES if style in styles)
+        systems: Dict[str, Any] = {"plain": plain, "relay": relay,
+                                   **{style: S.FtActors(style) for style in names[2:]}}
+        for s in systems.values():
             s.start()
             started.append(s)
-        systems: Dict[str, Any] = dict(zip(SYSTEMS, (plain, relay, semi, passive)))
 
         def primary(group: Any) -> Any:
             return next(r.actor for r in ftactors.describe(group.h).replicas if r.role == "primary")
@@ -60,15 +71,15 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
         procs = {"plain": {"actor": psutil.Process(plain.pids()[0])},
                  "relay": {"router": psutil.Process(pid(relay.router)), "primary": psutil.Process(pid(relay.execs[0]))},
                  **{name: {"router": psutil.Process(pid(g.h._router)), "primary": psutil.Process(pid(primary(g)))}
-                    for name, g in (("semi-active", semi), ("passive", passive))}}
+                    for name, g in systems.items() if name in STYLES}}
         for p in procs.values():
             p["caller"] = psutil.Process()
         for system in systems.values():
             for _ in range(300):
                 system.call("inc", 1)
-        res: Dict[str, Dict[str, Any]] = {name: {"lat": [], "tput": [], "cpu": {}} for name in SYSTEMS}
+        res: Dict[str, Dict[str, Any]] = {name: {"lat": [], "tput": [], "cpu": {}} for name in names}
         for r in range(rounds):
-            for name in SYSTEMS[r % len(SYSTEMS):] + SYSTEMS[:r % len(SYSTEMS)]:
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 s = systems[name]
                 lat = []
                 c0 = _cpu_s(procs[name])
@@ -95,7 +106,7 @@ def measure(rounds: int = 4, k: int = 300, n: int = 2000) -> Dict[str, Any]:
             "latency_x_relay": ratio(name, "relay", "lat"),
             "throughput_x_relay": ratio(name, "relay", "tput"),
             "cpu_us_per_call": {role: statistics.median(v) for role, v in res[name]["cpu"].items()},
-        } for name in SYSTEMS}
+        } for name in names}
         return {"rounds": res, "summary": summary, "load": os.getloadavg()}
     finally:
         for s in started:
@@ -111,9 +122,9 @@ def _footer(res: Dict[str, Any]) -> str:
     """The load and each group's per-round latency against the relay's (semi-active first)."""
     def per_round(name: str) -> List[float]:
         return [round(a / b, 3) for a, b in zip(res["rounds"][name]["lat"], res["rounds"]["relay"]["lat"])]
-    text = f"load average {tuple(round(x, 1) for x in res['load'])}; rounds x relay: {per_round('semi-active')}"
-    if "passive" in res["rounds"]:
-        text += f"; passive: {per_round('passive')}"
+    text = f"load average {tuple(round(x, 1) for x in res['load'])}; rounds x relay:"
+    for i, style in enumerate(s for s in STYLES if s in res["rounds"]):
+        text += f" {per_round(style)}" if i == 0 and style == STYLES[0] else f"{';' if i else ''} {style}: {per_round(style)}"
     return text
 
 
@@ -121,7 +132,7 @@ CLI = RoundsCli("ftactors.bench.latency_ab", __doc__.splitlines()[0], rounds=4, 
                 extra_columns=(("latency x relay", lambda r: f"{r['latency_x_relay']:.3f}"),
                                ("calls/s x relay", lambda r: f"{r['throughput_x_relay']:.2f}"),
                                ("CPU us per sequential call", _cpu_cell)),
-                footer=_footer)
+                footer=_footer, styles=STYLES)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

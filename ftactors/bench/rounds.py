@@ -40,6 +40,8 @@ class RoundsCli:
         name_header: the header of the first column (the system's name).
         extra_columns: columns after :data:`BASE_COLUMNS`.
         footer: a line printed after the table, from the whole result (None: none).
+        styles: the replicated styles the benchmark can measure: non-empty, a ``--styles`` option
+            (comma-separated, all by default) passed to ``measure`` as ``styles``.
     """
 
     module: str
@@ -50,6 +52,7 @@ class RoundsCli:
     name_header: str = "system"
     extra_columns: Tuple[Column, ...] = ()
     footer: Optional[Callable[[Dict[str, Any]], str]] = None
+    styles: Tuple[str, ...] = ()
 
     def parse(self, argv: Optional[List[str]] = None) -> argparse.Namespace:
         """Parse the arguments.
@@ -58,17 +61,28 @@ class RoundsCli:
             argv: the arguments (None: ``sys.argv[1:]``).
 
         Returns:
-            ``rounds``, ``k``, ``n`` and ``json`` (a path or None).
+            ``rounds``, ``k``, ``n``, ``json`` (a path or None) and, with :attr:`styles`, ``styles``
+            (a tuple of them, in :attr:`styles`' order).
 
         Raises:
-            SystemExit: ``--help`` or a bad argument (argparse).
+            SystemExit: ``--help`` or a bad argument (argparse), an unknown or empty ``--styles``.
         """
         ap = argparse.ArgumentParser(prog=f"python -m {self.module}", description=self.description)
         ap.add_argument("--rounds", type=int, default=self.rounds)
         ap.add_argument("--k", type=int, default=self.k, help="sequential calls per system per round")
         ap.add_argument("--n", type=int, default=self.n, help="pipelined calls per system per round")
         ap.add_argument("--json", metavar="PATH")
-        return ap.parse_args(argv)
+        if self.styles:
+            ap.add_argument("--styles", default=",".join(self.styles),
+                            help=f"the replicated styles to measure, comma-separated (default {','.join(self.styles)})")
+        a = ap.parse_args(argv)
+        if self.styles:
+            given = [x.strip() for x in a.styles.split(",") if x.strip()]
+            unknown = [x for x in given if x not in self.styles]
+            if unknown or not given:
+                ap.error(f"--styles: {unknown[0] if unknown else 'none'} is not one of {', '.join(self.styles)}")
+            a.styles = tuple(x for x in self.styles if x in given)
+        return a
 
     def table(self, result: Dict[str, Any]) -> List[str]:
         """The markdown table of ``result["summary"]``, one row per system, then the footer.
@@ -96,7 +110,8 @@ class RoundsCli:
             0.
         """
         a = self.parse(argv)
-        result = importlib.import_module(self.module).measure(a.rounds, a.k, a.n)
+        measure = importlib.import_module(self.module).measure
+        result = measure(a.rounds, a.k, a.n, styles=a.styles) if self.styles else measure(a.rounds, a.k, a.n)
         for line in self.table(result):
             print(line)
         if a.json:
