@@ -644,6 +644,8 @@ def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_loca
         ray.get(blocker, timeout=180)
         wait_for(lambda: ray.get(group.get.remote(), timeout=60) is not None and caller.core.settled(seq),
                  timeout_s=60, what="the cancelled call settled (its caller's ack_below past it)")
+        for _ in range(2 * 16):  # two sweeps: the calls before it settle as their results are ready
+            ray.get(group.get.remote(), timeout=60)
         assert caller.core.ack_below() > seq
         assert ray.get(group.get.remote(), timeout=60).count("victim") <= 1
         wait_for(lambda: converged(group, 2), what="both replicas in agreement")
