@@ -115,11 +115,13 @@ SETTLE_CANCELLED = False
 #: died with its router) is noticed again (``core.CancelRenotices``, as ``runtime/api.py:_Caller.renotice``;
 #: docs/faults.md row 88): False replays the caller of before, whose call stayed unsettled for good
 RENOTICE_CANCELLED = True
-#: the re-notices' timing (simulator ticks) and bound: ``renotice_ticks`` after an answer "unknown",
-#: ``answer_wait_ticks`` after a notice with no answer; each re-notice reaches the router a tick later
+#: the re-notices' timing (simulator ticks) and bound: ``renotice_ticks`` after an answer "unknown" or a
+#: failed notice (its router down when it arrived, or dead while the notice waited for the call to run, as
+#: Ray's call fails with its actor), ``answer_wait_ticks`` after a notice with no answer (a backstop: every
+#: notice gets one); each re-notice reaches the router a tick later
 RENOTICE_TICKS = 10
-RENOTICE_ANSWER_WAIT_TICKS = 30
-RENOTICES_MAX = 8
+RENOTICE_ANSWER_WAIT_TICKS = 200
+RENOTICES_MAX = 16
 #: bound on simultaneously scheduled events
 EVENTS_MAX = 200_000
 #: resources requests may need (resource scheduling)
@@ -578,6 +580,7 @@ class Simulator:
         again = "renotice_" if ev.again else ""  # a notice sent again (row 88) is counted apart
         if host is None or host.core is None:
             self.count(f"cancel_{again}notices_lost")
+            self._cancel_answered(ev.msg_id, False)  # the caller learns it failed (row 88)
             return
         outcome = host.abandon(ev.msg_id, CancelNotice(ev.msg_id))
         if outcome is Abandoned.GIVEN_UP:
@@ -1201,6 +1204,11 @@ class Simulator:
     def _crash_router(self, group: str, rng: random.Random) -> bool:
         router = self.routers[group]
         router.fold_link_counts()
+        if router.host is not None:  # the notices of cancelled calls waiting there fail (row 88)
+            for waiting in list(router.host.waiters.values()):
+                for waiter in waiting:
+                    if isinstance(waiter, CancelNotice):
+                        self._cancel_answered(waiter.msg_id, False)
         router.host = None  # its waiters, link numbers and spawns in progress die with it
         self.count("objects_lost", self.store.owner_exited(router.owner))  # those it owned, too
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
