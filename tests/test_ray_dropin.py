@@ -610,11 +610,11 @@ def test_a_cancelled_call_the_router_took_no_longer_keeps_its_callers_replies(ra
 
 def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_local):
     """Row 88: ``ray.cancel`` of a call the router had taken (behind another caller's long call), then the
-    router SIGKILLed: the notice's answer was "unknown" (Ray ran it again on the restarted router, still
-    recovering: the busy primary had not reported) or an error, and the caller kept the call unsettled for
+    router SIGKILLed (its backup stopped meanwhile, so that the rebuild waits): the notice's answer was
+    "unknown" (Ray ran it again on the restarted router, still recovering) or an error, and the caller kept the call unsettled for
     good, its ``ack_below`` at it (every replica kept its later replies, up to ``reply_cache_max``). Now
     its later calls send the notice again (``core.CancelRenotices``) and the recovered router settles it."""
-    from ftactors.chaos.faults import router_pid
+    from ftactors.chaos.faults import pick, resume, router_pid
     from ftactors.runtime import api
 
     group = ftactors.replicated(replicas=2)(Jobs).remote()
@@ -625,7 +625,7 @@ def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_loca
 
     try:
         assert ray.get(group.get.remote(), timeout=60) == []
-        pid = router_pid(group)
+        pid, backup = router_pid(group), pick(group, "backup", 0)
         before = ftactors.describe(group).counts.get("requests", 0)
         blocker = hold.remote(group, 8.0)
         wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
@@ -638,7 +638,14 @@ def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_loca
             seq = caller.seq_of(victim)
         assert seq is not None
         ray.cancel(victim)
-        os.kill(pid, signal.SIGKILL)  # its notice is answered by the rebuilt router, or fails
+        # the backup stopped: the restarted router's rebuild waits for it, and the notice (Ray runs it again
+        # there) with it; the rebuilt router is still recovering when it reads the notice: "unknown"
+        os.kill(backup.pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: router_pid(group, timeout_s=5) != pid, timeout_s=120, what="the router restarted")
+        finally:
+            resume(backup.pid)
         with pytest.raises(ray.exceptions.TaskCancelledError):
             ray.get(victim, timeout=60)
         ray.get(blocker, timeout=180)
