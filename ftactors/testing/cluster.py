@@ -571,7 +571,7 @@ class Simulator:
 
     def _on_AbandonArrives(self, ev: AbandonArrives) -> None:
         """The notice of a cancelled call reaches the router: ``RouterHost.abandon``, as ``_AsyncRouter.abandon``
-        calls it. A router down drops it (the caller ignores the notice's result). A call the router had taken
+        calls it. A router down drops it (its caller learns that it failed and sends it again, as on "unknown": row 88). A call the router had taken
         runs: the notice waits for its reply (a :class:`CancelNotice` waiter, which dies with this router
         incarnation, as the Ray call fails with its actor), and the caller settles the call once told it ran
         (:meth:`_on_NoticeAnswered`; docs/faults.md row 82)."""
