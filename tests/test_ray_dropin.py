@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import signal
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Tuple
@@ -603,5 +604,57 @@ def test_a_cancelled_call_the_router_took_no_longer_keeps_its_callers_replies(ra
         wait_for(lambda: converged(group, 2), what="both replicas in agreement")
         # the last calls' ack_below passes all but the last rounds: their replies are forgotten
         assert max(cached()) <= 40, f"replies kept by each replica (reply_cache_max 64): {cached()}"
+    finally:
+        ftactors.shutdown(group)
+
+
+def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_local):
+    """Row 88: ``ray.cancel`` of a call the router had taken (behind another caller's long call), then the
+    router SIGKILLed (its backup stopped meanwhile, so that the rebuild waits): the notice's answer was
+    "unknown" (Ray ran it again on the restarted router, still recovering) or an error, and the caller kept the call unsettled for
+    good, its ``ack_below`` at it (every replica kept its later replies, up to ``reply_cache_max``). Now
+    its later calls send the notice again (``core.CancelRenotices``) and the recovered router settles it."""
+    from ftactors.chaos.faults import pick, resume, router_pid
+    from ftactors.runtime import api
+
+    group = ftactors.replicated(replicas=2)(Jobs).remote()
+
+    @ray.remote
+    def hold(h: Any, seconds: float) -> int:  # another caller: its call does not hold the driver's ack_below
+        return ray.get(h.hold.remote(seconds), timeout=180)
+
+    try:
+        assert ray.get(group.get.remote(), timeout=60) == []
+        pid, backup = router_pid(group), pick(group, "backup", 0)
+        before = ftactors.describe(group).counts.get("requests", 0)
+        blocker = hold.remote(group, 8.0)
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
+                 what="the router took the long call")
+        victim = group.add.remote("victim")
+        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
+                 what="the router took the call to cancel")
+        caller = api._callers[group._group]
+        with api._callers_lock:
+            seq = caller.seq_of(victim)
+        assert seq is not None
+        ray.cancel(victim)
+        # the backup stopped: the restarted router's rebuild waits for it, and the notice (Ray runs it again
+        # there) with it; the rebuilt router is still recovering when it reads the notice: "unknown"
+        os.kill(backup.pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: router_pid(group, timeout_s=5) != pid, timeout_s=120, what="the router restarted")
+        finally:
+            resume(backup.pid)
+        with pytest.raises(ray.exceptions.TaskCancelledError):
+            ray.get(victim, timeout=60)
+        ray.get(blocker, timeout=180)
+        wait_for(lambda: ray.get(group.get.remote(), timeout=60) is not None and caller.core.settled(seq),
+                 timeout_s=60, what="the cancelled call settled (its caller's ack_below past it)")
+        for _ in range(2 * 16):  # two sweeps: the calls before it settle as their results are ready
+            ray.get(group.get.remote(), timeout=60)
+        assert caller.core.ack_below() > seq
+        assert ray.get(group.get.remote(), timeout=60).count("victim") <= 1
+        wait_for(lambda: converged(group, 2), what="both replicas in agreement")
     finally:
         ftactors.shutdown(group)

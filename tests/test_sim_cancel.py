@@ -4,6 +4,7 @@ calls do not wait ``sequence_gap_ticks`` for one it gave up (invariant I12)."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 
 import pytest
@@ -164,3 +165,50 @@ def test_swarm_seed_102169_with_cancels_quiesces() -> None:
     (all taken, run) front's primary held a call nobody waited for any more and was never polled for it
     (``I6: no quiescence 400 ticks after the last reply``): docs/faults.md row 72c."""
     run_seed(102169, "semi-active", "priority")
+
+
+def cancelled_call_whose_notice_its_dead_router_lost() -> Simulator:
+    """c1's long method keeps the replicas busy; the router takes c0#1, then crashes; c0 cancels c0#1 and
+    its notice reaches no router (Ray's call to a router that died fails; the caller ignored the error)."""
+    sim = Simulator(quiet_options(clients=2, faults=True))  # a router crash: the fault-free checks (I5) are off
+    sim.add_operation("c1", "store", "slow", (12, "add", (1,)))
+    sim.run_until(lambda: sim.replicas["store"]["store-r0"].busy)  # the primary
+    sim.add_operation("c0", "store", "add", (10,))
+    router = sim.routers["store"]
+    sim.run_until(lambda: router.core is not None and c0(1) in router.core.requests)
+    assert sim.crash_router("store")
+    sim._on_CancelCall(CancelCall("c0", c0(1)))
+    sim.queue = [e for e in sim.queue if not (isinstance(e[2], AbandonArrives) and e[2].msg_id == c0(1))]
+    heapq.heapify(sim.queue)  # its notice arrives now, while the router is down
+    sim._on_AbandonArrives(AbandonArrives("store", c0(1)))
+    assert sim.counts["cancel_notices_lost"] == 1
+    return sim
+
+
+def test_a_cancelled_call_whose_notice_its_dead_router_lost_is_settled_all_the_same() -> None:
+    """Row 88: a cancelled call whose notice got no settling answer (lost with its router, or "unknown")
+    stayed unsettled for good: its caller's ``ack_below`` stayed at it, and every replica kept the caller's
+    later replies. Now the caller sends the notice again (``core.CancelRenotices``) and the rebuilt router
+    answers it."""
+    sim = cancelled_call_whose_notice_its_dead_router_lost()
+    result = sim.finish()
+    assert sim.clients["c0"].core.ack_below() == 2
+    assert result.counts["cancel_renotices"] >= 1 and result.counts["router_rebuilds"] == 1
+
+
+def test_a_cancelled_call_left_unsettled_breaks_i12(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with the caller of before row 88 (``RENOTICE_CANCELLED`` off): I12 fails at quiescence."""
+    monkeypatch.setattr(cluster, "RENOTICE_CANCELLED", False)
+    sim = cancelled_call_whose_notice_its_dead_router_lost()
+    with pytest.raises(InvariantViolation, match=r"I12: c0 never settles its cancelled c0#1 \(its ack_below stays at 1"):
+        sim.finish()
+
+
+def test_seed_that_found_row_88_settles_every_cancelled_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 14: a cancelled call's notice got no settling answer (``I12: c0 never settles its cancelled c0#4
+    (its ack_below stays at 4; 0 notices of its sent again)`` without the re-notice)."""
+    result = run_seed(14)
+    assert result.counts["cancel_renotices"] > 0 and "cancels_left_unsettled" not in result.counts
+    monkeypatch.setattr(cluster, "RENOTICE_CANCELLED", False)
+    with pytest.raises(InvariantViolation, match=r"I12: c0 never settles its cancelled c0#4"):
+        run_seed(14)

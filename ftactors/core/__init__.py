@@ -6,6 +6,7 @@ send, calls to execute, replies to release). The Ray runtime
 (``ftactors.runtime``) and the simulator (``ftactors.testing``) drive it.
 """
 
+from ftactors.core.cancels import CancelRenotices, Renotices
 from ftactors.core.client import ClientCore
 from ftactors.core.config import CoreConfig
 from ftactors.core.dedup import DedupTable
@@ -37,9 +38,9 @@ from ftactors.core.router import Abandoned, Phase, RouterCore, RouterReady
 from ftactors.core.scheduler import BUILTIN as SCHEDULERS, Queued, ScheduleContext, Scheduler, make_scheduler
 
 __all__ = [
-    "Abandoned", "AcknowledgedDuplicateError", "Announcement", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
+    "Abandoned", "AcknowledgedDuplicateError", "Announcement", "CancelRenotices", "Checkpoint", "ClientCore", "ConfigError", "CoreConfig", "DedupTable", "Deliver",
     "Delivered", "Execute", "FtActorsError", "GroupOverloadedError", "Kind", "LocalProtocolError", "MsgId",
-    "NewView", "Outcome", "Phase", "Queued", "RemoteProtocolError", "Reply", "ReplyUnavailableError",
+    "NewView", "Outcome", "Phase", "Queued", "RemoteProtocolError", "Renotices", "Reply", "ReplyUnavailableError",
     "ReplicaCore", "Request", "Restore", "Role", "RouterCore", "RouterReady", "SCHEDULERS", "ScheduleContext",
     "Scheduler", "Snapshot", "StaleViewError", "StateReport", "make_scheduler", "nested_source",
 ]

@@ -81,6 +81,17 @@ class ClientCore:
         :class:`Reply` (a Ray result): it is no longer outstanding."""
         self._outstanding.pop(seq, None)
 
+    def settled(self, seq: int) -> bool:
+        """Request ``seq`` was made and its reply is held (or it was settled): ``ack_below`` may pass it.
+
+        Args:
+            seq: a sequence number of this source.
+
+        Returns:
+            True if settled.
+        """
+        return seq < self._next and seq not in self._outstanding
+
     def ack_below(self) -> int:
         """Every reply with a lower sequence number is held by this client."""
         return next(iter(self._outstanding)) if self._outstanding else self._next

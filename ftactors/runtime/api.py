@@ -31,13 +31,13 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ftactors.core import Abandoned, ClientCore, ConfigError, Kind, NewView, Request
+from ftactors.core import Abandoned, CancelRenotices, ClientCore, ConfigError, Kind, NewView, Request
 from ftactors.host.placement import plan_nodes
 from ftactors.runtime import context
 from ftactors.runtime.errors import GroupShutdownError, NotReplicatedError
 from ftactors.runtime.coroutines import CallLoop
 from ftactors.runtime.replica_actor import PendingReply, copied_ref, replica_actor_name, router_actor_name
-from ftactors.runtime.router_actor import _REPLICA_CLASS, _AsyncRouter, flat_request
+from ftactors.runtime.router_actor import _REPLICA_CLASS, ABANDON_WAIT_S_MAX, _AsyncRouter, flat_request
 from ftactors.runtime.wire import new_secret
 from ftactors.runtime.settings import REMOVED_SETTINGS, ReplicationSettings, load_settings
 from ftactors.spec import GroupSpec
@@ -143,9 +143,16 @@ class _Caller:
         # nothing of whether or when the group runs them, so ``ack_below`` passes one only once its router
         # said it gave it up (docs/faults.md row 72)
         self._cancelled: Set[int] = set()
+        # those whose notice got no settling answer ("unknown", or the router died): noticed again on a later
+        # call (docs/faults.md row 88); made at the first cancel, so that a caller that cancels nothing pays
+        # one test per call
+        self.renotices: Optional[CancelRenotices] = None
+        self.notices_out: List[int] = []  # due: sent by the call that found them, out of ``_callers_lock``
 
     def request(self, **fields: Any) -> Any:
         """The next request (call under ``_callers_lock``), its ``ack_below`` up to date."""
+        if self.renotices is not None and len(self.renotices):
+            self.notices_out.extend(self.renotice(_now_ms()))
         self._since_sweep += 1
         if self._since_sweep >= self._sweep_every and self._waiting:
             self._since_sweep = 0
@@ -188,6 +195,38 @@ class _Caller:
             seq: the call's sequence number.
         """
         self._cancelled.add(seq)
+
+    def noticed(self, seq: int, now_ms: int) -> None:
+        """The first notice of cancelled call ``seq`` is sent (call under ``_callers_lock``): track it
+        until an answer settles it (:meth:`renotice`).
+
+        Args:
+            seq: the call's sequence number.
+            now_ms: the clock (:func:`_now_ms`).
+        """
+        if self.renotices is None:
+            self.renotices = CancelRenotices(RENOTICE_MS, ANSWER_WAIT_MS, RENOTICES_MAX, RENOTICE_TRACKED_MAX)
+        note = self.renotices.cancelled(seq, now_ms)
+        if note:
+            log.warning("ftactors: caller %s: %s", self.core.source, note)
+
+    def renotice(self, now_ms: int) -> Tuple[int, ...]:
+        """The cancelled calls whose notice to send again now (call under ``_callers_lock``; send them with
+        :func:`_send_notices` out of it): an answer "unknown" or an error (the router died) came
+        ``RENOTICE_MS`` ago (docs/faults.md row 88). A rebuilt router that recovered answers "given up" or
+        "ran" (a call it knows nothing of died with its predecessor: "given up").
+
+        Args:
+            now_ms: the clock (:func:`_now_ms`).
+
+        Returns:
+            The calls' sequence numbers.
+        """
+        assert self.renotices is not None
+        due = self.renotices.due(now_ms)
+        if due.note:
+            log.warning("ftactors: caller %s: %s", self.core.source, due.note)
+        return due.send
 
     def given_up(self, seq: int) -> None:
         """The router gave cancelled call ``seq`` up (it never runs) or said it ran (``_AsyncRouter.abandon``
@@ -251,28 +290,64 @@ def cancel(ray_waitable: Any, *args: Any, **kwargs: Any) -> None:
             for c, seq, _ in found:
                 c._cancelled.discard(seq)  # not cancelled: its result settles it as any
         raise
+    if found:
+        now_ms = _now_ms()
+        with _callers_lock:
+            for c, seq, _ in found:
+                c.noticed(seq, now_ms)
     for c, seq, router in found:  # its answer read: a router gone meanwhile prints no unhandled error
         router.abandon.remote(c.core.source, seq)._on_completed(functools.partial(_given_up, c, seq))
+
+
+def _send_notices(caller: _Caller) -> None:
+    """Send the notices :meth:`_Caller.renotice` found due (out of ``_callers_lock``: a notice's answer
+    may come at once, and :func:`_given_up` takes the lock)."""
+    with _callers_lock:
+        seqs, caller.notices_out = caller.notices_out, []
+        router = caller.router
+    for seq in seqs:
+        if router is None:  # no handle to the group left in this process: nowhere to send it
+            _given_up(caller, seq, None)
+        else:
+            router.abandon.remote(caller.core.source, seq)._on_completed(functools.partial(_given_up, caller, seq))
 
 
 def _given_up(caller: _Caller, seq: int, result: Any) -> None:
     """The router's answer to the notice of cancelled call ``seq`` (:func:`cancel`): "given up" (it never
     runs) or "ran" (the router answers once the call it had taken ran, row 82): settled. Otherwise
     ("unknown": a recovering router, or the call did not run in ``ABANDON_WAIT_S_MAX``; or the router or
-    the group was gone) the call stays unsettled: the caller's ``ack_below`` stays at it (row 72).
+    the group was gone) the call stays unsettled: the caller's ``ack_below`` stays at it (row 72), and its
+    next call ``RENOTICE_MS`` later sends the notice again (:meth:`_Caller.renotice`, row 88).
 
     Args:
         caller: the caller of the call.
         seq: the call's sequence number.
         result: ``_AsyncRouter.abandon``'s answer, or its error.
     """
-    if isinstance(result, str) and result in _SETTLES:
-        with _callers_lock:
+    settles = isinstance(result, str) and result in _SETTLES
+    with _callers_lock:
+        if settles:
             caller.given_up(seq)
+        if caller.renotices is not None:
+            caller.renotices.answered(seq, settles, _now_ms())
 
 
 #: the answers of ``_AsyncRouter.abandon`` that settle the cancelled call (``core.Abandoned``)
 _SETTLES = frozenset({Abandoned.GIVEN_UP.value, Abandoned.RAN.value})
+#: a cancelled call whose notice got an answer that did not settle it is noticed again on the first call
+#: this long after the answer (``reorder_wait_s``'s default: a rebuilt router recovers within it)
+RENOTICE_MS = 500
+#: a notice unanswered this long is sent again (``_AsyncRouter.abandon`` waits ``ABANDON_WAIT_S_MAX``
+#: at most; Ray answers an error if the router died, so this is only a backstop)
+ANSWER_WAIT_MS = int(ABANDON_WAIT_S_MAX * 1000) + 60_000
+#: notices sent again per cancelled call at most, and cancelled calls tracked per caller at most
+RENOTICES_MAX = 16
+RENOTICE_TRACKED_MAX = 1_024
+
+
+def _now_ms() -> int:
+    """The caller's clock for its re-notices (``core.CancelRenotices``' ticks), in milliseconds."""
+    return int(time.monotonic() * 1000)
 
 
 cancel.__wrapped__ = _ray_cancel  # type: ignore[attr-defined]
@@ -500,6 +575,8 @@ class ReplicatedMethod:
                 invoke = h._invoker(self._name, returns)
                 ref = invoke.remote(sent, oneway=True) if self._oneway else invoke.remote(sent)
                 caller.sent(req.msg_id.seq, ref[0] if isinstance(ref, list) else ref, h._router)  # until it completes
+            if caller.notices_out:  # cancelled calls noticed again (row 88): not on the call path otherwise
+                _send_notices(caller)
         else:
             ctx.check_open()
             if returns != 1 and not self._oneway:

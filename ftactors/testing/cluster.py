@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ftactors.core import (
     Abandoned,
+    CancelRenotices,
     ClientCore,
     Deliver,
     Delivered,
@@ -78,6 +79,7 @@ from ftactors.testing.events import (
     OnewayCrash,
     Pong,
     PullArrives,
+    RenoticeDue,
     ReplyArrives,
     RequestArrives,
     RouterRestart,
@@ -109,6 +111,17 @@ ROUTER_BOUND = (RequestArrives, ArgumentFetched, PullArrives, ToRouter, FailureN
 #: a cancelled call is settled at once (its ``ack_below`` passes it), as the runtime's caller did before
 #: docs/faults.md row 72 (its sweep settled a cancelled result): True replays that, to show the row's failure
 SETTLE_CANCELLED = False
+#: a cancelled call whose notice got no settling answer (lost with its router, "unknown", or a waiter that
+#: died with its router) is noticed again (``core.CancelRenotices``, as ``runtime/api.py:_Caller.renotice``;
+#: docs/faults.md row 88): False replays the caller of before, whose call stayed unsettled for good
+RENOTICE_CANCELLED = True
+#: the re-notices' timing (simulator ticks) and bound: ``renotice_ticks`` after an answer "unknown" or a
+#: failed notice (its router down when it arrived, or dead while the notice waited for the call to run, as
+#: Ray's call fails with its actor), ``answer_wait_ticks`` after a notice with no answer (a backstop: every
+#: notice gets one); each re-notice reaches the router a tick later
+RENOTICE_TICKS = 10
+RENOTICE_ANSWER_WAIT_TICKS = 200
+RENOTICES_MAX = 16
 #: bound on simultaneously scheduled events
 EVENTS_MAX = 200_000
 #: resources requests may need (resource scheduling)
@@ -178,6 +191,12 @@ class Simulator:
         # their own (the cancels keep their draws), and the tick each caller settled its call on one
         self.notice_rng = random.Random(f"cancel-notice-{options.seed}")
         self.settled_ran: Dict[MsgId, int] = {}
+        # the notices sent again (row 88): per client, the calls whose notice got no settling answer, the tick
+        # of its next scheduled look (``RenoticeDue``), and each cancelled call's group (no draws: the
+        # re-notices are deterministic from the ticks)
+        self.renotices: Dict[str, CancelRenotices] = {}
+        self.renotice_at: Dict[str, int] = {}
+        self.cancel_group: Dict[MsgId, str] = {}
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -498,29 +517,85 @@ class Simulator:
             client.core.on_settled(ev.msg_id.seq)
         self.schedule(self.cancel_rng.randint(0, self.options.delay_max), AbandonArrives(entry[0].group, ev.msg_id))
         self.schedule(self.cancel_rng.randint(1, 4), ClientIssue(client.name))  # its window has room again
+        self.cancel_group[ev.msg_id] = entry[0].group
+        if RENOTICE_CANCELLED and not SETTLE_CANCELLED:
+            renotices = self.renotices.get(client.name)
+            if renotices is None:
+                renotices = self.renotices[client.name] = CancelRenotices(
+                    RENOTICE_TICKS, RENOTICE_ANSWER_WAIT_TICKS, RENOTICES_MAX)
+            renotices.cancelled(ev.msg_id.seq, self.now)
+            self._schedule_renotice(client.name)
+
+    def _schedule_renotice(self, client: str) -> None:
+        """Schedule the client's next look for notices to send again (one at a time, the earliest due)."""
+        due = self.renotices[client].next_due()
+        if due is None:
+            return
+        at = self.renotice_at.get(client)
+        if at is not None and self.now < at <= due:
+            return  # an earlier look is scheduled: it schedules the next
+        self.renotice_at[client] = due
+        self.schedule(max(1, due - self.now), RenoticeDue(client))
+
+    def _on_RenoticeDue(self, ev: RenoticeDue) -> None:
+        """A client sends again the notices of its cancelled calls that got no settling answer in time
+        (``CancelRenotices.due``; ``runtime/api.py:_Caller.renotice``, docs/faults.md row 88); a process gone
+        sends none."""
+        if self.renotice_at.get(ev.client) != self.now:
+            return  # superseded by an earlier look
+        del self.renotice_at[ev.client]
+        renotices = self.renotices[ev.client]
+        if self.clients[ev.client].exited:
+            self.renotices[ev.client] = CancelRenotices(RENOTICE_TICKS, RENOTICE_ANSWER_WAIT_TICKS, RENOTICES_MAX)
+            return
+        due = renotices.due(self.now)
+        if due.dropped:
+            self.count("cancels_left_unsettled", len(due.dropped))
+        for seq in due.send:
+            self.count("cancel_renotices")
+            mid = MsgId(ev.client, seq)
+            self.schedule(1, AbandonArrives(self.cancel_group[mid], mid, again=True))
+        self._schedule_renotice(ev.client)
+
+    def _cancel_answered(self, msg_id: MsgId, settled: bool) -> None:
+        """The answer to a notice of cancelled call ``msg_id`` reaches its caller's re-notices (row 88)."""
+        renotices = self.renotices.get(msg_id.source)
+        if renotices is not None:
+            renotices.answered(msg_id.seq, settled, self.now)
+            if not settled:
+                self._schedule_renotice(msg_id.source)
+
+    def renotices_pending(self) -> bool:
+        """True while a live client may still send again the notice of a cancelled call (row 88)."""
+        return any(len(r) for name, r in self.renotices.items() if not self.clients[name].exited)
 
     def _on_AbandonArrives(self, ev: AbandonArrives) -> None:
         """The notice of a cancelled call reaches the router: ``RouterHost.abandon``, as ``_AsyncRouter.abandon``
-        calls it. A router down drops it (the caller ignores the notice's result). A call the router had taken
+        calls it. A router down drops it (its caller learns that it failed and sends it again, as on "unknown": row 88). A call the router had taken
         runs: the notice waits for its reply (a :class:`CancelNotice` waiter, which dies with this router
         incarnation, as the Ray call fails with its actor), and the caller settles the call once told it ran
         (:meth:`_on_NoticeAnswered`; docs/faults.md row 82)."""
         router = self.routers[ev.group]
         host = router.host
+        again = "renotice_" if ev.again else ""  # a notice sent again (row 88) is counted apart
         if host is None or host.core is None:
-            self.count("cancel_notices_lost")
+            self.count(f"cancel_{again}notices_lost")
+            self._cancel_answered(ev.msg_id, False)  # the caller learns it failed (row 88)
             return
         outcome = host.abandon(ev.msg_id, CancelNotice(ev.msg_id))
         if outcome is Abandoned.GIVEN_UP:
-            self.count("cancels_abandoned")
-            self.abandoned[ev.msg_id] = (ev.group, router.incarnation, self.now)
+            self.count(f"cancels_{again}abandoned")
+            self.abandoned.setdefault(ev.msg_id, (ev.group, router.incarnation, self.now))
             self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)  # never runs: settled (``_given_up``)
+            self._cancel_answered(ev.msg_id, True)
             return
-        self.count("cancels_taken")
+        self.count(f"cancels_{again}taken")
         if outcome is Abandoned.RAN:
             self._notice_ran(ev.msg_id)
         elif outcome is Abandoned.RUNS:
-            self.count("cancel_notices_waiting")
+            self.count(f"cancel_{again}notices_waiting")
+        else:  # "unknown": the caller keeps it unsettled and notices it again (row 88)
+            self._cancel_answered(ev.msg_id, False)
 
     def _notice_ran(self, msg_id: MsgId) -> None:
         """The router answers the notice of cancelled call ``msg_id``: it ran. The answer reaches the caller's
@@ -534,6 +609,7 @@ class Simulator:
         self.count("cancels_settled_ran")
         self.settled_ran.setdefault(ev.msg_id, self.now)
         self.clients[ev.msg_id.source].core.on_settled(ev.msg_id.seq)
+        self._cancel_answered(ev.msg_id, True)
 
     def _maybe_exit(self, client: ClientHost) -> None:
         """A client whose script is done may exit (``p_owner_exit``): the objects it owned are lost,
@@ -1128,6 +1204,11 @@ class Simulator:
     def _crash_router(self, group: str, rng: random.Random) -> bool:
         router = self.routers[group]
         router.fold_link_counts()
+        if router.host is not None:  # the notices of cancelled calls waiting there fail (row 88)
+            for waiting in list(router.host.waiters.values()):
+                for waiter in waiting:
+                    if isinstance(waiter, CancelNotice):
+                        self._cancel_answered(waiter.msg_id, False)
         router.host = None  # its waiters, link numbers and spawns in progress die with it
         self.count("objects_lost", self.store.owner_exited(router.owner))  # those it owned, too
         router.incarnation += 1  # Delivers the dead one sent may still arrive: the replicas' turns drop them
@@ -1301,7 +1382,7 @@ class Simulator:
                                          f"after faults stopped: {self._pending_summary()}")
             self.step()
         settle = self.now + QUIESCE_TICKS_MAX
-        while not self.quiet():
+        while not self.quiet() or self.renotices_pending():
             if self.now > settle:
                 raise InvariantViolation(f"I6: no quiescence {QUIESCE_TICKS_MAX} ticks after the last reply: "
                                          f"{self._group_summary()}")

@@ -228,10 +228,20 @@ class CancelCall:
 @dataclass(frozen=True, slots=True)
 class AbandonArrives:
     """The notice of a cancelled call reaches its group's router (``_AsyncRouter.abandon``: a Ray call of
-    its own, which may overtake the call or come after the router took it)."""
+    its own, which may overtake the call or come after the router took it); ``again``: a notice sent again
+    (``core.CancelRenotices``, docs/faults.md row 88)."""
 
     group: str
     msg_id: MsgId
+    again: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RenoticeDue:
+    """A client's process looks for the notices of its cancelled calls to send again
+    (``CancelRenotices.due``; ``runtime/api.py:_Caller.renotice``, docs/faults.md row 88)."""
+
+    client: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +312,7 @@ class OnewayCrash:
 Event = Union[RequestArrives, ArgumentFetched, ReplyArrives, PullArrives, ToReplica, ToRouter, FailureNotice, SpawnReady,
               StopReplica, RouterRestart, WakeReplica, ClientRetry, NestedRetry, TimerFires, ClientIssue,
               LinkOpened, LinkClosed, FetchParked, OnewayCrash, CancelCall, AbandonArrives,
-              NoticeAnswered]
+              NoticeAnswered, RenoticeDue]
 
 
 @dataclass(frozen=True, slots=True)

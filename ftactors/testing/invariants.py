@@ -38,14 +38,15 @@
   cancelled call executes at most once (I3); a caller settles a cancelled call its router had taken only
   once told it ran (row 82), and some replica executed it by then; and the caller's later calls, held at that router
   incarnation only for calls it gave up, go on within ``CANCEL_RELEASE_TICKS_MAX`` ticks of the
-  notice and of their arrival (they do not wait ``sequence_gap_ticks``).
+  notice and of their arrival (they do not wait ``sequence_gap_ticks``); at quiescence every cancelled
+  call of a live client whose group lives is settled (row 88: a notice with no settling answer is sent again).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
-from ftactors.core import Deliver, MsgId, Role
+from ftactors.core import Deliver, MsgId, Phase, Role
 from ftactors.testing.events import HistoryOp
 from ftactors.testing.hosts import InvariantViolation, ReplicaHost
 from ftactors.testing.linearizability import check_history
@@ -310,6 +311,7 @@ class Checker:
         self._check_client_order(logs)
         self._check_nested(logs, answers)
         self._count_cancels(logs)
+        self._check_cancels_settled()
         if not self.sim.options.faults:
             for g in self.sim.groups:
                 self._check_fault_free(g)
@@ -331,6 +333,26 @@ class Checker:
             if gave_up is not None:
                 self.sim.count("cancels_given_up_after_run")  # a rebuilt router that had not heard of it
         self.sim.count("cancels_ran", len(ran))
+
+    def _check_cancels_settled(self) -> None:
+        """I12: at quiescence every cancelled call of a live client (its process not gone) whose group lives
+        is settled: its client's ``ack_below`` passes it (the router answered a notice "given up" or "ran";
+        docs/faults.md row 88). Unsettled, every replica keeps that client's later replies.
+
+        Raises:
+            InvariantViolation: a cancelled call is still unsettled.
+        """
+        sim = self.sim
+        for mid in sorted(sim.cancelled, key=lambda m: (m.source, m.seq)):
+            client = sim.clients[mid.source]
+            router = sim.routers[sim.cancel_group[mid]]
+            if client.exited or router.core is None or router.core.phase == Phase.LOST:
+                continue
+            if not client.core.settled(mid.seq):
+                renotices = sim.renotices.get(mid.source)
+                again = 0 if renotices is None else renotices.sent_again
+                raise InvariantViolation(f"I12: {mid.source} never settles its cancelled {mid} (its ack_below stays "
+                                         f"at {client.core.ack_below()}; {again} notices of its sent again)")
 
     def _check_bounds(self, group: str) -> None:
         """I8: no per-source structure of a replica is past its ``sources_max``."""
