@@ -118,7 +118,9 @@ class OrphanWatch:
 
     Args:
         timeout_ticks: the router's silence after which the control plane is asked.
-        started_tick: when the replica started.
+        started_tick: when the replica started; None: the silence counts from the router's first call
+            (the Ray replica router-started before docs/faults.md row 89, which leaked one whose router
+            ended while it was being created; the simulator replays it with ``SPAWNED_WATCH_FROM_START``).
 
     Raises:
         ValueError: ``timeout_ticks`` is not positive.

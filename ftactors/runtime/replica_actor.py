@@ -637,11 +637,11 @@ class _Replica:
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
         self._pending: Dict[MsgId, List[PendingReply]] = {}
-        # last call from the router; for a replica the router started, None until its first call. A first
-        # replica (``initial_view``: created with the router) counts from its start, so that one whose
-        # router ended before it called (collected at once: docs/faults.md row 86) still exits
-        self.orphan = OrphanWatch(self.settings.ticks(self.settings.orphan_timeout_s),
-                                  self._ticks() if initial_view is not None else None)
+        # the router's last call, counted from the start: a first replica whose router ended before it
+        # called (collected at once: docs/faults.md row 86), and a replacement or spare whose router ended
+        # while it was being created (row 89: it counted from the router's first call, which never came),
+        # still exit once the router's name no longer resolves
+        self.orphan = OrphanWatch(self.settings.ticks(self.settings.orphan_timeout_s), self._ticks())
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
         self._parked_total = 0  # answers parked so far
@@ -654,8 +654,7 @@ class _Replica:
         """Where this replica runs, and the constructor's exception if it raised one (asked by the
         router: a replica it started, a warm spare too, may be left before its first Deliver or
         ping, and must still exit when that router is gone, see ``_orphan_watch``)."""
-        if self.orphan.heard_tick is None:
-            self.orphan.heard(self._ticks())
+        self.orphan.heard(self._ticks())
         return self._where()
 
     def _where(self) -> Dict[str, Any]:
