@@ -1332,24 +1332,50 @@ class Simulator:
                     self.step()
                 self.count("ended_while_spawning", int(spawning()))
         for group in sorted(self.groups):  # "front" before "store": each holds the next one's handle
-            router = self.routers[group]
-            if opts.group_end == "collect" and router.host is not None:
-                # Ray lists a replica's name once registered: one started recently is not listed yet
-                named = [rid for rid, h in self.replicas[group].items()
-                         if h.alive and h.born <= self.now - opts.stale_lookup_ticks]
-                stop = router.host.end(named=named)
-                self.checker.on_group_collected(group, stop)
-                for rid in stop:
-                    if self._alive_replica(group, rid):
-                        self.schedule(rng.randint(1, KILL_TICKS_MAX), StopReplica(group, rid))
-            self._router_gone(group)
+            self.end_group(group, opts.group_end)
         self.count("groups_ended", len(self.groups))
+        self.run_until_ended()
+
+    def end_group(self, group: str, how: str) -> None:
+        """End ``group`` now: "collect", Ray collects its router, whose host names the replicas to stop
+        (``RouterHost.end``; the control plane lists the names of those started ``stale_lookup_ticks`` ago
+        or more) and Ray stops each that runs, 1 to ``KILL_TICKS_MAX`` ticks later; "gone", the router
+        vanishes unannounced. Either way it never restarts, and a replica it asked for still starts.
+
+        Args:
+            group: the group.
+            how: "collect" or "gone".
+
+        Raises:
+            InvariantViolation: a collected group's end leaves a running replica unnamed (I13).
+        """
+        router, opts = self.routers[group], self.options
+        if how == "collect" and router.host is not None:
+            # Ray lists a replica's name once registered: one started recently is not listed yet
+            named = [rid for rid, h in self.replicas[group].items()
+                     if h.alive and h.born <= self.now - opts.stale_lookup_ticks]
+            stop = router.host.end(named=named)
+            self.checker.on_group_collected(group, stop)
+            for rid in stop:
+                if self._alive_replica(group, rid):
+                    self.schedule(self.collect_rng.randint(1, KILL_TICKS_MAX), StopReplica(group, rid))
+        self._router_gone(group)
+
+    def run_until_ended(self) -> None:
+        """Step until no replica of an ended group runs (I13: within ``end_ticks_max`` ticks of the first end).
+
+        Raises:
+            InvariantViolation: a replica still runs past the bound (I13), or one exited by the orphan rule
+                while its router existed (I14).
+        """
         bound = self.end_ticks_max
-        while any(h.alive for hosts in self.replicas.values() for h in hosts.values()):
-            late = [h.rid for hosts in self.replicas.values() for h in hosts.values() if h.alive]
+        while True:
+            late = [h.rid for g in self.gone for h in self.replicas[g].values() if h.alive]
+            if not late:
+                return
             if self.now - min(self.gone.values()) > bound:
                 raise InvariantViolation(f"I13: {late} still run {self.now - min(self.gone.values())} ticks after "
-                                         f"their group ended ({opts.group_end}; bound {bound})")
+                                         f"their group ended ({self.options.group_end or 'ended'}; bound {bound})")
             self.step()
 
     @property
