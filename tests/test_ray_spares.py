@@ -107,6 +107,52 @@ def test_a_spare_exits_when_its_router_is_gone(ray_local):
             pass
 
 
+class SlowThird:
+    """Its third replica on this node (a warm spare: the first two are the group's) takes 5 s to construct:
+    the window in which its router may end before calling it (docs/faults.md row 89)."""
+
+    def __init__(self, marks: str) -> None:
+        import time
+        n = 0
+        while True:  # the n-th constructor on this node claims marks.<n>
+            try:
+                os.close(os.open(f"{marks}.{n}", os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                n += 1
+        if n >= 2:
+            time.sleep(5.0)
+        self.n = 0
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+
+def test_a_spare_whose_router_is_gone_while_it_is_constructed_exits(ray_local, tmp_path):
+    from ftactors.runtime.api import group_namespace
+    from ftactors.runtime.replica_actor import replica_actor_name
+
+    h = ftactors.replicated(replicas=2, spares=1, orphan_timeout_s=1.0)(SlowThird).remote(str(tmp_path / "mark"))
+    ns = group_namespace()
+    assert ray.get(h.add.remote(1)) == 1
+    members = [r.replica_id for r in ftactors.describe(h).replicas]
+    spare_id = members[0].rsplit("-r", 1)[0] + "-r2"  # the next replica the router starts
+    spare = replica_actor_name(h._group, spare_id)
+    wait_for(lambda: (tmp_path / "mark.2").exists(), timeout_s=60, what="the spare constructing")
+    ray.kill(h._router, no_restart=True)  # gone for good before it called the spare (ready())
+    try:
+        wait_for(lambda: _alive(spare, ns), timeout_s=30, interval_s=0.2, what="the spare's name")
+        wait_for(lambda: not _alive(spare, ns), timeout_s=30, interval_s=0.2,
+                 what="the spare its router never called to exit")
+    finally:
+        for rid in members + [spare_id]:
+            try:
+                ray.kill(ray.get_actor(replica_actor_name(h._group, rid), namespace=ns), no_restart=True)
+            except ValueError:
+                pass
+
+
 def test_a_restarted_router_stops_the_old_spare_and_starts_its_own(ray_local):
     from ftactors.runtime.api import group_namespace
     from ftactors.runtime.replica_actor import replica_actor_name

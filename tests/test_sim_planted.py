@@ -24,6 +24,7 @@ def _seeds_as_drawn_before_row_65(monkeypatch: pytest.MonkeyPatch) -> None:
     row 65) and cancels (row 72) were drawn, which change the seeds they turn on: those draws, off."""
     monkeypatch.setattr(sim_options, "DBLFAULT_DRAW", False)
     monkeypatch.setattr(sim_options, "CANCEL_DRAW", False)
+    monkeypatch.setattr(sim_options, "GROUP_END_DRAW", False)  # and a group's end (row 89), after them
 
 
 #: the violation an unfenced deposed primary causes: its reply released (or answered) once more

@@ -11,9 +11,9 @@ replacements. The I/O is injected: :class:`~ftactors.host.router.RouterIO` and
 """
 
 from ftactors.host.placement import PlacementError, choose_node, misplaced, plan_nodes
-from ftactors.host.replica import ReplicaHost, ReplicaIO
+from ftactors.host.replica import OrphanWatch, ReplicaHost, ReplicaIO
 from ftactors.host.router import RouterHost, RouterIO
 from ftactors.host.turns import Claim, ReplicaTurns, Verdict
 
-__all__ = ["Claim", "PlacementError", "ReplicaHost", "ReplicaIO", "ReplicaTurns", "RouterHost", "RouterIO",
+__all__ = ["Claim", "OrphanWatch", "PlacementError", "ReplicaHost", "ReplicaIO", "ReplicaTurns", "RouterHost", "RouterIO",
            "Verdict", "choose_node", "misplaced", "plan_nodes"]

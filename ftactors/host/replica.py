@@ -102,6 +102,76 @@ class ReplicaIO(Protocol):
         ...
 
 
+class OrphanWatch:
+    """A replica's orphan rule, written once (docs/faults.md rows 86 and 89): a replica exits when its
+    group's router is gone for good, and never while it exists (a router being restarted as a new
+    incarnation exists). The Ray replica (``runtime/replica_actor.py:_Replica._orphan_watch``, a thread
+    that checks every quarter of the timeout) and the simulator (``testing/cluster.py``) both run it,
+    with their own control plane: ``ray.get_actor`` of the router's name in Ray.
+
+    The rule: once the router was unheard for ``timeout_ticks`` (every call from it counts: Delivers,
+    pings, state queries, ``ready``, the direct link's heartbeats), ask the control plane whether the
+    router still exists; it does: count again from now; it does not: exit; no answer (the control plane
+    unreachable): ask again at the next check. The silence counts from the replica's start, whoever
+    started it: a replica the router never called (its router ended while it was being created) still
+    exits.
+
+    Args:
+        timeout_ticks: the router's silence after which the control plane is asked.
+        started_tick: when the replica started; None: the silence counts from the router's first call
+            (the Ray replica router-started before docs/faults.md row 89, which leaked one whose router
+            ended while it was being created; the simulator replays it with ``SPAWNED_WATCH_FROM_START``).
+
+    Raises:
+        ValueError: ``timeout_ticks`` is not positive.
+    """
+
+    def __init__(self, timeout_ticks: int, started_tick: Optional[int]) -> None:
+        if timeout_ticks < 1:
+            raise ValueError(f"timeout_ticks must be >= 1, got {timeout_ticks!r}")
+        self.timeout_ticks = timeout_ticks
+        self.heard_tick = started_tick  # the router's last call (the start before any)
+        self.asked = 0  # control-plane questions so far (for tests and counters)
+
+    def heard(self, now: int) -> None:
+        """The router called now.
+
+        Args:
+            now: the clock, in ticks.
+        """
+        self.heard_tick = now if self.heard_tick is None else max(self.heard_tick, now)
+
+    def due(self, now: int) -> bool:
+        """Whether the router has been unheard long enough to ask the control plane.
+
+        Args:
+            now: the clock, in ticks.
+
+        Returns:
+            True: ask whether the router exists, then call :meth:`decide` with the answer.
+        """
+        return self.heard_tick is not None and now - self.heard_tick >= self.timeout_ticks
+
+    def decide(self, now: int, router_exists: Optional[bool]) -> bool:
+        """The control plane's answer to :meth:`due`'s question.
+
+        Args:
+            now: the clock, in ticks.
+            router_exists: whether the router's name resolves (a router being restarted does);
+                None: no answer (the control plane is unreachable).
+
+        Returns:
+            True: the router is gone for good: the replica exits.
+        """
+        self.asked += 1
+        if router_exists is None:
+            return False
+        if router_exists:
+            self.heard(now)
+            return False
+        return True
+
+
 def _is_poll(msg: Deliver) -> bool:
     """Whether ``msg`` carries nothing at all (the router's poll of its primary)."""
     return msg.is_null and not (msg.announcements or msg.reply_copies or msg.join or msg.give_up_from

@@ -441,6 +441,33 @@ class RouterHost:
         for mid, waiting in waiters.items():
             self.io.fail(mid, reason, waiting)
 
+    def end(self, held: Iterable[str] = (), named: Iterable[str] = ()) -> List[str]:
+        """The group is collected with its router (docs/faults.md row 86): which replicas to stop.
+        From here on the host processes nothing (no replica starts any more).
+
+        Args:
+            held: the replicas the driver holds a way to stop (Ray: a handle), first in the answer.
+            named: the group's replicas the control plane lists by name (Ray: its named actors):
+                those being created, or left by an earlier incarnation, that this one never heard of.
+
+        Returns:
+            Every replica to stop, once each: ``held``, then the members, those joining, those asked for
+            (spawning, or queued until a recovery ends), the warm spares (starting or ready), then
+            ``named``. The driver stops each it can reach (Ray: by handle, else by name).
+        """
+        self.closed = True
+        out: Dict[str, None] = dict.fromkeys(held)
+        core = self.core
+        if core is not None:
+            out.update(dict.fromkeys(core.members))
+            out.update(dict.fromkeys(sorted(core.joining)))
+            out.update(dict.fromkeys(sorted(core.spawning)))
+        out.update(dict.fromkeys(self._spawn_queue))
+        out.update(dict.fromkeys(sorted(self.spares.starting)))
+        out.update(dict.fromkeys(self.spares.ready))
+        out.update(dict.fromkeys(sorted(named)))
+        return list(out)
+
     # ------------------------------------------------------------ restart
 
     def rebuild(self, reports: Mapping[str, ViewInfo], known: Iterable[str] = ()) -> RebuiltView:

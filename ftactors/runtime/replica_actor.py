@@ -61,7 +61,7 @@ from ftactors.core import (
     Snapshot,
     StateReport,
 )
-from ftactors.host.replica import ReplicaHost
+from ftactors.host.replica import OrphanWatch, ReplicaHost
 from ftactors.runtime import context, wire
 from ftactors.runtime.coroutines import Coroutines, StepResult, wait_on
 from ftactors.runtime.errors import MethodAbortedError, PulledReplyGoneError
@@ -637,10 +637,11 @@ class _Replica:
         self._to_push: Dict[MsgId, List[Tuple[Request, Any]]] = {}
         # a backup's async calls: nested calls waiting for their reply copies (PendingReply)
         self._pending: Dict[MsgId, List[PendingReply]] = {}
-        # last call from the router; for a replica the router started, None until its first call. A first
-        # replica (``initial_view``: created with the router) counts from its start, so that one whose
-        # router ended before it called (collected at once: docs/faults.md row 86) still exits
-        self._router_seen: Optional[float] = time.monotonic() if initial_view is not None else None
+        # the router's last call, counted from the start: a first replica whose router ended before it
+        # called (collected at once: docs/faults.md row 86), and a replacement or spare whose router ended
+        # while it was being created (row 89: it counted from the router's first call, which never came),
+        # still exit once the router's name no longer resolves
+        self.orphan = OrphanWatch(self.settings.ticks(self.settings.orphan_timeout_s), self._ticks())
         threading.Thread(target=self._orphan_watch, daemon=True, name="ftactors-orphan-watch").start()
         self._parked: "collections.OrderedDict[Tuple[str, int], Delivered]" = collections.OrderedDict()
         self._parked_total = 0  # answers parked so far
@@ -653,8 +654,7 @@ class _Replica:
         """Where this replica runs, and the constructor's exception if it raised one (asked by the
         router: a replica it started, a warm spare too, may be left before its first Deliver or
         ping, and must still exit when that router is gone, see ``_orphan_watch``)."""
-        if self._router_seen is None:
-            self._router_seen = time.monotonic()
+        self.orphan.heard(self._ticks())
         return self._where()
 
     def _where(self) -> Dict[str, Any]:
@@ -724,7 +724,7 @@ class _Replica:
         Args:
             counts: the router's counters, kept for a restarted router (see ``view_info``).
         """
-        self._router_seen = time.monotonic()
+        self.orphan.heard(self._ticks())
         if counts:  # the highest of each: a late ping from a router incarnation that is gone
             with self._cond:
                 self.host.on_ping(counts.items())
@@ -754,7 +754,7 @@ class _Replica:
         Returns:
             The core's output for the router (empty when another thread delivers it).
         """
-        self._router_seen = time.monotonic()
+        self.orphan.heard(self._ticks())
         if msg.checkpoint is not None:
             msg = self._localise_checkpoint(msg)
         msg = self._localise_requests(msg)
@@ -787,7 +787,7 @@ class _Replica:
             epoch: the asking router incarnation: a dead one's Delivers are dropped from now on,
                 so the report is all this replica will hold of what it sent.
         """
-        self._router_seen = time.monotonic()
+        self.orphan.heard(self._ticks())
         with self._cond:
             report = self.host.state_report(epoch)
             self._cond.notify_all()
@@ -799,7 +799,7 @@ class _Replica:
         Args:
             epoch: the asking router incarnation (see :meth:`state_report`).
         """
-        self._router_seen = time.monotonic()
+        self.orphan.heard(self._ticks())
         with self._cond:
             info = self.host.view_info(epoch)
             self._cond.notify_all()
@@ -856,28 +856,31 @@ class _Replica:
     # ------------------------------------------------------------- orphans
 
     def _orphan_watch(self) -> None:
-        """Exit when the group's router is gone for good (its driver exited without
-        ``ftactors.shutdown``): replicas created by re-replication are detached actors
-        and would otherwise outlive the job. A router that Ray is restarting still
-        resolves by name, so only a destroyed router ends the replica."""
+        """Exit when the group's router is gone for good (collected with its group while this replica
+        was being created, or its driver exited without ``ftactors.shutdown``): replicas created by
+        re-replication are detached actors and would otherwise outlive the job. The rule is the
+        host's (``ftactors.host.replica.OrphanWatch``); its control plane here is the router's name:
+        a router that Ray is restarting still resolves, so only a destroyed router ends the replica."""
         timeout_s = self.settings.orphan_timeout_s
         beats = 0
         while True:
             time.sleep(max(0.5, timeout_s / 4))
             if self._wire is not None and self._wire.heartbeats != beats:  # the router beats on the link
-                beats, self._router_seen = self._wire.heartbeats, time.monotonic()  # (an idle group's pings)
-            seen = self._router_seen
-            if seen is None or time.monotonic() - seen < timeout_s:
+                beats = self._wire.heartbeats  # (an idle group's pings)
+                self.orphan.heard(self._ticks())
+            if not self.orphan.due(self._ticks()):
                 continue
             try:
                 ray.get_actor(router_actor_name(self.spec.group), namespace=self.spec.namespace)
+                exists: Optional[bool] = True
             except ValueError:
+                exists = False
+            except Exception:  # the GCS is unreachable: keep the state, try again
+                exists = None
+            if self.orphan.decide(self._ticks(), exists):
                 log.info("[%s] replica %s: the group's router is gone; exiting", self.spec.group,
                          self.replica_id)
                 os._exit(0)
-            except Exception:  # the GCS is unreachable: keep the state, try again
-                continue
-            self._router_seen = time.monotonic()
 
     # ------------------------------------------------------------- carry-back
 

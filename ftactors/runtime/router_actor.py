@@ -417,14 +417,10 @@ class _RouterLoop:
             for task in asyncio.all_tasks(self._loop):
                 setattr(task, "_log_destroy_pending", False)
         warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
-        for h in list(self.handles.values()):
-            try:
-                ray.kill(h, no_restart=True)
-            except Exception:
-                pass
-        # those it holds no handle to (being created, or left by an earlier incarnation): by name
-        for rid in self._named_replicas() - set(self.handles):
-            handle = _lookup(replica_actor_name(self.group, rid), self.spec.namespace)
+        # which replicas: the router host decides (``RouterHost.end``, the simulator runs it too); those
+        # it holds no handle to (being created, or left by an earlier incarnation) are stopped by name
+        for rid in self.host.end(held=list(self.handles), named=self._named_replicas()):
+            handle = self.handles.get(rid) or _lookup(replica_actor_name(self.group, rid), self.spec.namespace)
             if handle is not None:
                 try:
                     ray.kill(handle, no_restart=True)

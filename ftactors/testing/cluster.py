@@ -58,6 +58,7 @@ from ftactors.core import (
 from ftactors.spec import GroupSpec
 from ftactors.testing import invariants
 from ftactors.host.links import LinkState
+from ftactors.host.replica import OrphanWatch
 from ftactors.host.router import RouterHost
 from ftactors.testing.events import (
     AbandonArrives,
@@ -133,6 +134,17 @@ LINK_CLOSE_TICKS_MAX = 2
 #: direct data plane: Ray's death notice (a failed call to a dead replica) takes this long, slower
 #: than the link's close
 RAY_NOTICE_TICKS = (4, 10)
+#: a group's end (``SimOptions.group_end``): Ray stops a replica its router ended within this many ticks
+#: (``ray.kill``), and starts one asked for before within ``SPAWN_TICKS_MAX`` (``Simulator._spawn``)
+KILL_TICKS_MAX = 3
+SPAWN_TICKS_MAX = 6
+#: a router restarting answers its name lookups "unreachable" (None) this often (the control plane busy)
+P_LOOKUP_UNREACHABLE = 0.3
+#: the most ticks waited for a replacement to be asked for before a group is ended with it spawning
+END_SPAWN_WAIT_TICKS_MAX = 120
+#: a spawned replica's orphan watch counts from its start (docs/faults.md row 89); False replays the Ray
+#: replica before the row (it counted only from the router's first call), to show the row's failure
+SPAWNED_WATCH_FROM_START = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +209,12 @@ class Simulator:
         self.renotices: Dict[str, CancelRenotices] = {}
         self.renotice_at: Dict[str, int] = {}
         self.cancel_group: Dict[MsgId, str] = {}
+        # a group's end (``group_end``, rows 86 and 89): its draws (lookups, kills, the fault before) on a
+        # stream of their own; the groups ended (their routers gone for good) with the tick, and the
+        # incarnation that ended (a replica it asked for still starts: Ray creates it)
+        self.collect_rng = random.Random(f"collect-run-{options.seed}")
+        self.gone: Dict[str, int] = {}
+        self.ended_incarnation: Dict[str, int] = {}
         self.now = 0
         self.queue: List[Tuple[int, int, Event]] = []
         self._seq = itertools.count()
@@ -248,9 +266,24 @@ class Simulator:
         self.next_index[spec.group] = len(members)
         view = NewView(1, members)
         self.replicas[spec.group] = {
-            m: ReplicaHost(self, spec.group, ReplicaCore(spec.group, m, spec.config, spec.scheduling, view), model)
+            m: ReplicaHost(self, spec.group, ReplicaCore(spec.group, m, spec.config, spec.scheduling, view), model,
+                           orphan=self._orphan_watch(started=True))
             for m in members
         }
+
+    def _orphan_watch(self, started: bool) -> Optional[OrphanWatch]:
+        """A new replica's orphan rule (None where the seed does not run it).
+
+        Args:
+            started: it counts from now (a first replica; any replica since row 89), else from the
+                router's first call (``SPAWNED_WATCH_FROM_START`` False, a spawned replica).
+
+        Returns:
+            The watch, or None.
+        """
+        if not self.options.orphan_timeout_ticks:
+            return None
+        return OrphanWatch(self.options.orphan_timeout_ticks, self.now if started else None)
 
     def _draw_op(self) -> ScriptOp:
         """A random operation: a model's method, perhaps wrapped (long, reading now()/random(),
@@ -851,12 +884,23 @@ class Simulator:
 
     def _on_SpawnReady(self, ev: SpawnReady) -> None:
         router = self.routers[ev.group]
+        spec = self.groups[ev.group]
+        if self.ended_incarnation.get(ev.group) == ev.incarnation:
+            # asked for by a router that ended since: Ray creates the detached actor all the same, which
+            # nobody calls; the router's end listed no such name (its creation was under way)
+            core = ReplicaCore(ev.group, ev.replica, spec.config, spec.scheduling, initial_view=None)
+            self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, self.models[ev.group],
+                                                              orphan=self._orphan_watch(SPAWNED_WATCH_FROM_START),
+                                                              born=self.now)
+            self.count("spawned_after_end")
+            return
         if router.host is None or router.core is None or ev.incarnation != router.incarnation:
             return
-        spec = self.groups[ev.group]
         core = ReplicaCore(ev.group, ev.replica, spec.config, spec.scheduling, initial_view=None)
         core.set_unavailable(self._unavailable())
-        self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, self.models[ev.group])
+        self.replicas[ev.group][ev.replica] = ReplicaHost(self, ev.group, core, self.models[ev.group],
+                                                          orphan=self._orphan_watch(SPAWNED_WATCH_FROM_START),
+                                                          born=self.now)
         self.count("spawned")
         if not router.host.on_spawned(ev.replica):
             self.count("spawn_refused")
@@ -954,7 +998,7 @@ class Simulator:
         """Start replica ``rid`` for ``router``'s current incarnation (ready a few ticks later)."""
         index = int(rid.rsplit("-r", 1)[1])
         self.next_index[router.group] = max(self.next_index[router.group], index + 1)
-        self.schedule(self.rng.randint(1, 6), SpawnReady(router.group, router.incarnation, rid))
+        self.schedule(self.rng.randint(1, SPAWN_TICKS_MAX), SpawnReady(router.group, router.incarnation, rid))
 
     def _alive_replica(self, group: str, rid: str) -> bool:
         """Whether replica ``rid`` of ``group`` exists and runs (paused or not).
@@ -1289,8 +1333,139 @@ class Simulator:
             for h in hosts.values():
                 if h.silent_since is not None and h.alive and not h.paused and h.partitioned_until <= self.now:
                     h.silent_since = None  # a partition healed
+        if self.options.orphan_timeout_ticks:
+            self._orphan_checks()
         self._check_links()
         self.checker.after_step()
+
+    # ------------------------------------------------------------ a group's end
+
+    def router_exists(self, group: str) -> Optional[bool]:
+        """The control plane's answer to a replica's orphan watch: does ``group``'s router exist (Ray: its
+        name resolves)? A router restarting does (its name stays), though the control plane may not answer
+        (None, ``P_LOOKUP_UNREACHABLE``); one gone for good still resolves ``stale_lookup_ticks``.
+
+        Args:
+            group: the group.
+
+        Returns:
+            True, False, or None (no answer).
+        """
+        if group in self.gone:
+            return self.now - self.gone[group] < self.options.stale_lookup_ticks
+        if self.routers[group].host is None and self.collect_rng.random() < P_LOOKUP_UNREACHABLE:
+            return None
+        return True
+
+    def _orphan_checks(self) -> None:
+        """Each running replica's orphan watch (Ray: a thread): a replica its router left unheard for
+        ``orphan_timeout_ticks`` asks whether the router exists, and exits if not (I14 judges it)."""
+        for group, hosts in self.replicas.items():
+            for host in list(hosts.values()):
+                watch = host.orphan
+                if watch is None or not host.alive or host.paused or not watch.due(self.now):
+                    continue
+                if watch.decide(self.now, self.router_exists(group)):
+                    host.alive = False
+                    self._go_silent(host)
+                    self._link_gone(group, host.rid)
+                    self.count("orphan_exits")
+                    self.checker.on_orphan_exit(host)
+                else:
+                    self.count("orphan_lookups")
+
+    def _router_gone(self, group: str) -> None:
+        """``group``'s router is gone for good (collected, or destroyed unannounced): no restart."""
+        router = self.routers[group]
+        router.fold_link_counts()
+        router.host = None
+        self.ended_incarnation[group] = router.incarnation
+        router.incarnation += 1  # what the ended incarnation sent is dropped, as for a crash
+        self.gone[group] = self.now
+
+    def end_groups(self) -> None:
+        """Every call answered, the groups end (``SimOptions.group_end``): "collect", Ray collects each
+        router with the group's last handle and the router host's end (``RouterHost.end``) names every
+        replica to stop, which Ray stops by handle or name (a replica still being created has no name yet:
+        it starts, and only its orphan watch stops it); "gone", each router vanishes unannounced and the
+        replicas' orphan rule alone stops them. Half the time a member crashes first and the group ends
+        once its replacement (or a warm spare) is asked for. Then I13: every replica stops in time.
+
+        Raises:
+            InvariantViolation: a replica outlived its group's end past the bound (I13) or exited by the
+                orphan rule while its router existed (I14).
+        """
+        rng, opts = self.collect_rng, self.options
+        if opts.replicas >= 2 and rng.random() < 0.5:
+            group = rng.choice(sorted(self.groups))
+            if self.crash_replica(group):
+                router = self.routers[group]
+
+                def spawning() -> bool:
+                    host = router.host
+                    return host is None or host.core is None or bool(host.core.spawning or host.spares.starting)
+
+                for _ in range(END_SPAWN_WAIT_TICKS_MAX):
+                    if spawning():
+                        break
+                    self.step()
+                for _ in range(rng.randint(0, 2 * SPAWN_TICKS_MAX)):  # still spawning, or up and joining
+                    self.step()
+                self.count("ended_while_spawning", int(spawning()))
+        for group in sorted(self.groups):  # "front" before "store": each holds the next one's handle
+            self.end_group(group, opts.group_end)
+        self.count("groups_ended", len(self.groups))
+        self.run_until_ended()
+
+    def end_group(self, group: str, how: str) -> None:
+        """End ``group`` now: "collect", Ray collects its router, whose host names the replicas to stop
+        (``RouterHost.end``; the control plane lists the names of those started ``stale_lookup_ticks`` ago
+        or more) and Ray stops each that runs, 1 to ``KILL_TICKS_MAX`` ticks later; "gone", the router
+        vanishes unannounced. Either way it never restarts, and a replica it asked for still starts.
+
+        Args:
+            group: the group.
+            how: "collect" or "gone".
+
+        Raises:
+            InvariantViolation: a collected group's end leaves a running replica unnamed (I13).
+        """
+        router, opts = self.routers[group], self.options
+        if how == "collect" and router.host is not None:
+            # Ray lists a replica's name once registered: one started recently is not listed yet
+            named = [rid for rid, h in self.replicas[group].items()
+                     if h.alive and h.born <= self.now - opts.stale_lookup_ticks]
+            stop = router.host.end(named=named)
+            self.checker.on_group_collected(group, stop)
+            for rid in stop:
+                if self._alive_replica(group, rid):
+                    self.schedule(self.collect_rng.randint(1, KILL_TICKS_MAX), StopReplica(group, rid))
+        self._router_gone(group)
+
+    def run_until_ended(self) -> None:
+        """Step until no replica of an ended group runs (I13: within ``end_ticks_max`` ticks of the first end).
+
+        Raises:
+            InvariantViolation: a replica still runs past the bound (I13), or one exited by the orphan rule
+                while its router existed (I14).
+        """
+        bound = self.end_ticks_max
+        while True:
+            late = [h.rid for g in self.gone for h in self.replicas[g].values() if h.alive]
+            if not late:
+                return
+            if self.now - min(self.gone.values()) > bound:
+                raise InvariantViolation(f"I13: {late} still run {self.now - min(self.gone.values())} ticks after "
+                                         f"their group ended ({self.options.group_end or 'ended'}; bound {bound})")
+            self.step()
+
+    @property
+    def end_ticks_max(self) -> int:
+        """I13: every replica of an ended group stops within this many ticks: one being created starts within
+        ``SPAWN_TICKS_MAX``, Ray's kill takes ``KILL_TICKS_MAX``; the orphan rule asks once its router was
+        unheard ``orphan_timeout_ticks`` and hears "gone" once the name's lookup stops being stale."""
+        opts = self.options
+        return SPAWN_TICKS_MAX + KILL_TICKS_MAX + opts.orphan_timeout_ticks + opts.stale_lookup_ticks + 2
 
     def _check_links(self) -> None:
         """I11 (the direct data plane): a member whose link was up when it went silent leaves the view within
@@ -1388,6 +1563,8 @@ class Simulator:
                                          f"{self._group_summary()}")
             self.step()
         self.checker.final()
+        if opts.group_end:
+            self.end_groups()
         for router in self.routers.values():
             router.fold_link_counts()
         return RunResult(opts.seed, self.now, len(self.history), dict(self.counts))

@@ -46,6 +46,7 @@ from ftactors.core import (
     Snapshot,
 )
 from ftactors.host import ReplicaTurns
+from ftactors.host.replica import OrphanWatch
 from ftactors.host.replica import ReplicaHost as HostLoop
 from ftactors.host.links import LinkSettings, Parked, Route
 from ftactors.host.spares import SpareSettings
@@ -205,6 +206,8 @@ class ReplicaHost:
     silent_since: Optional[int] = None  # crashed, paused or partitioned since (the link checks, I11)
     silent_link_up: int = 0  # the router incarnation whose link to it was up when it went silent (0: none)
     partitioned_until: int = 0  # router<->replica traffic is held until this tick
+    orphan: Optional[OrphanWatch] = None  # its orphan rule (``SimOptions.orphan_timeout_ticks``; None: not run)
+    born: int = 0  # the tick it started (the control plane lists its name ``stale_lookup_ticks`` later)
 
     def __post_init__(self) -> None:
         self.state = self.model.initial()
@@ -251,6 +254,8 @@ class ReplicaHost:
     def receive(self, incarnation: int, msg: ToReplicaMsg, seq: int = 0, wire: bool = False) -> None:
         """A message from router incarnation ``incarnation`` arrived (Delivers carry ``seq``;
         ``wire``: on the direct link)."""
+        if self.orphan is not None:  # every call from a router counts (the link's heartbeats too)
+            self.orphan.heard(self.sim.now)
         if isinstance(msg, LinkBeat) and not self.paused:  # the link's reader answers at once
             self.sim.to_router(self.group, incarnation, self.rid, LinkBeatAck(), wire=True)
             return

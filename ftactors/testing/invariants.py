@@ -40,6 +40,14 @@
   incarnation only for calls it gave up, go on within ``CANCEL_RELEASE_TICKS_MAX`` ticks of the
   notice and of their arrival (they do not wait ``sequence_gap_ticks``); at quiescence every cancelled
   call of a live client whose group lives is settled (row 88: a notice with no settling answer is sent again).
+* I13 a group's end (``SimOptions.group_end``, docs/faults.md rows 86 and 89): once the groups end (collected
+  with their routers, ``RouterHost.end``, or their routers gone for good), every replica of them stops
+  within ``Simulator.end_ticks_max`` ticks: members, joiners, replacements being spawned, warm spares,
+  retired replicas Ray had not stopped yet; none is leaked. A collected group's router host names every
+  replica that runs (the control plane lists a replica's name only ``stale_lookup_ticks`` after its start):
+  only one still being created is left to its orphan watch.
+* I14 the orphan rule (``OrphanWatch``): a replica exits by it only once its router is gone for good, never
+  while the router exists (a router being restarted, or one that did not call it for a while).
 """
 
 from __future__ import annotations
@@ -112,6 +120,30 @@ class Checker:
         if msg_id not in self.first_run:
             raise InvariantViolation(f"I12: {msg_id.source} settles its cancelled {msg_id} at tick {self.sim.now}, "
                                      f"told it ran, but no replica executed it")
+
+    def on_group_collected(self, group: str, stop: List[str]) -> None:
+        """I13: a collected group's router host names every replica of the group that runs (``RouterHost.end``):
+        none is left to its orphan watch (a replica still being created is, as it has no name yet).
+
+        Raises:
+            InvariantViolation: a running replica is not named.
+        """
+        left = sorted(rid for rid, h in self.sim.replicas[group].items() if h.alive and rid not in stop)
+        if left:
+            raise InvariantViolation(f"I13: {group}'s end at tick {self.sim.now} leaves {left} running "
+                                     f"(it stops {stop})")
+
+    def on_orphan_exit(self, host: ReplicaHost) -> None:
+        """I14: ``host`` exits by the orphan rule: its router must be gone for good.
+
+        Raises:
+            InvariantViolation: the router exists (running, or being restarted).
+        """
+        if host.group not in self.sim.gone:
+            router = self.sim.routers[host.group]
+            state = "restarting" if router.host is None else "running"
+            raise InvariantViolation(f"I14: {host.rid} exited by the orphan rule at tick {self.sim.now} while its "
+                                     f"router exists ({state}, incarnation {router.incarnation})")
 
     def on_client_reply(self, op: HistoryOp) -> None:
         """I4: remember where an acknowledged operation was executed; it must stay there."""

@@ -52,6 +52,18 @@ CANCEL_DRAW = True
 P_CANCEL = 0.3
 
 
+#: A group's end (docs/faults.md rows 86 and 89): in ``P_GROUP_END`` of the seeds, drawn on its own stream
+#: (``collect-<seed>``), the replicas run the orphan rule (``OrphanWatch``, ``orphan_timeout_ticks``) through
+#: the run, and once every call is answered the groups end: collected with their routers (``RouterHost.end``,
+#: "collect") or their routers gone for good, unannounced ("gone": only the orphan rule stops the replicas);
+#: the simulator draws what happens at the end on ``collect-run-<seed>``, so the other seeds keep every draw.
+#: A switch, as ``STARVE_WITH_DIRECT``
+GROUP_END_DRAW = True
+P_GROUP_END = 0.3
+#: ``orphan_timeout_ticks`` a seed draws from: shorter than a router's restart (the sim's restarts take 1-8
+#: ticks and a rebuild) and than an idle group's heartbeats, and longer
+ORPHAN_TIMEOUT_TICKS = (2, 4, 8, 16, 40)
+
 #: ``busy_poll_ticks`` a seed draws from (``busypoll-<seed>``): the long methods work 1 to
 #: ``long_ticks_max`` ticks, so a poll finds the primary still in one or not (docs/faults.md, row 76)
 BUSY_POLL_TICKS = (1, 2, 3, 5, 8)
@@ -125,6 +137,13 @@ class SimOptions:
             for several ticks, during which a router or replica can crash).
         long_ticks_max: the longest a long method works.
         busy_poll_ticks: see CoreConfig (drawn from ``BUSY_POLL_TICKS``).
+        orphan_timeout_ticks: the replicas' orphan rule (``OrphanWatch``; 0: not run), drawn from
+            ``ORPHAN_TIMEOUT_TICKS``.
+        group_end: what ends the groups once every call is answered (``Simulator.end_groups``): "" nothing,
+            "collect" they are collected with their routers (``RouterHost.end``), "gone" their routers
+            vanish for good (the orphan rule alone stops the replicas).
+        stale_lookup_ticks: a router gone for good still resolves by name this long (the control plane's
+            lag).
         p_reorder: probability that a Deliver overtakes earlier ones on its router->replica link
             (Ray runs a threaded actor's calls concurrently; the replica's turns restore the order).
         output_to_deliverer: model the Ray replica host before issue 10's fix: an
@@ -269,6 +288,9 @@ class SimOptions:
     primary_inflight_max: int = 4
     backup_inflight_max: int = 1
     busy_poll_ticks: int = 5
+    orphan_timeout_ticks: int = 0
+    group_end: str = ""
+    stale_lookup_ticks: int = 0
 
     def core_config(self) -> CoreConfig:
         """The CoreConfig of every group in the run."""
@@ -343,6 +365,8 @@ class SimOptions:
                 + (" replace-backup" if self.replace_backup else "")
                 + (f" cancel={self.p_cancel:.2f}<={self.cancel_ticks_max}" if self.p_cancel else "")
                 + (f" spares={self.spares}(respawn {self.spare_respawn_ticks})" if self.spares else "")
+                + (f" end={self.group_end}(orphan {self.orphan_timeout_ticks}, stale {self.stale_lookup_ticks})"
+                   if self.group_end else "")
                 + (" async-steps" if self.async_steps else "")
                 + (f" rings={self.p_ring:.2f}" if self.p_ring else "")
                 + (f" timers={self.p_timer:.2f}x{self.nap_ticks_max}" if self.p_timer else "")
@@ -466,6 +490,7 @@ def _draw_options(seed: int, style: Optional[str] = None, scheduling: Optional[s
     opts = _draw_cancels(random.Random(f"cancel-{seed}"), opts)
 
     opts = _draw_busy_poll(random.Random(f"busypoll-{seed}"), opts)
+    opts = _draw_group_end(random.Random(f"collect-{seed}"), opts)
     # its own stream: the seeds drawn before async steps existed keep every other choice
     if not (opts.nested and random.Random(f"async-{seed}").random() < P_ASYNC):
         return opts
@@ -604,6 +629,26 @@ def _draw_busy_poll(rng: random.Random, opts: SimOptions) -> SimOptions:
         ``opts`` with ``busy_poll_ticks`` set (``BUSY_POLL_OFF`` unless ``BUSY_POLL_DRAW``).
     """
     return dataclasses.replace(opts, busy_poll_ticks=rng.choice(BUSY_POLL_TICKS) if BUSY_POLL_DRAW else BUSY_POLL_OFF)
+
+
+def _draw_group_end(rng: random.Random, opts: SimOptions) -> SimOptions:
+    """A group's end (docs/faults.md rows 86 and 89) in ``P_GROUP_END`` of the seeds if ``GROUP_END_DRAW``, on
+    its own stream (``collect-<seed>``) so the seeds drawn before keep every other choice.
+
+    Args:
+        rng: the ``collect-<seed>`` stream.
+        opts: the options drawn so far.
+
+    Returns:
+        ``opts`` with ``orphan_timeout_ticks`` (the replicas' orphan rule), ``group_end`` ("collect": the
+        groups are collected with their routers once every call is answered; "gone": their routers are
+        gone for good instead) and ``stale_lookup_ticks`` (a router gone still resolves by name this
+        long) set, or unchanged.
+    """
+    if not GROUP_END_DRAW or rng.random() >= P_GROUP_END:
+        return opts
+    return dataclasses.replace(opts, orphan_timeout_ticks=rng.choice(ORPHAN_TIMEOUT_TICKS),
+                               group_end=rng.choice(("collect", "gone")), stale_lookup_ticks=rng.randint(0, 20))
 
 
 def force_replies_wait(opts: SimOptions) -> SimOptions:

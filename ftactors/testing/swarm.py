@@ -89,6 +89,10 @@ FEATURES = (
     ("cancels taken", "cancels_taken"),
     ("cancels ran", "cancels_ran"),
     ("cancels settled once ran", "cancels_settled_ran"),
+    ("groups ended", "groups_ended"),
+    ("orphan lookups", "orphan_lookups"),
+    ("orphan exits", "orphan_exits"),
+    ("spawned after an end", "spawned_after_end"),
 )
 
 
