@@ -568,6 +568,28 @@ def test_a_cancelled_call_the_router_took_runs_once_though_later_calls_run_first
         ftactors.shutdown(group)
 
 
+@ray.remote
+def _hold(h: Any, seconds: float) -> int:
+    """Another caller's long call (a task: its call does not hold the driver's ``ack_below``)."""
+    return ray.get(h.hold.remote(seconds), timeout=180)
+
+
+def _a_call_taken_behind_another_callers_long_call(group: Any, seconds: float) -> Tuple[Any, Any]:
+    """Another caller's ``hold(seconds)``, then the driver's ``add("victim")``, each once the router took it.
+
+    Returns:
+        The long call's result and the victim's (``ObjectRef``s).
+    """
+    before = ftactors.describe(group).counts.get("requests", 0)
+    blocker = _hold.remote(group, seconds)
+    wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
+             what="the router took the long call")
+    victim = group.add.remote("victim")
+    wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
+             what="the router took the call to cancel")
+    return blocker, victim
+
+
 def test_a_cancelled_call_the_router_took_no_longer_keeps_its_callers_replies(ray_local):
     """Row 82: ``ray.cancel`` of a call the router had taken (behind another caller's long call): it runs,
     but its caller never learnt when, so it kept the call unsettled for good (row 72) and its ``ack_below``
@@ -576,23 +598,13 @@ def test_a_cancelled_call_the_router_took_no_longer_keeps_its_callers_replies(ra
     forgotten as they settle."""
     group = ftactors.replicated(replicas=2, reply_cache_max=64)(Jobs).remote()
 
-    @ray.remote
-    def hold(h: Any, seconds: float) -> int:  # another caller: its call does not hold the driver's ack_below
-        return ray.get(h.hold.remote(seconds), timeout=120)
-
     def cached() -> List[int]:
         info = ftactors.describe(group)
         return [r.replies_cached for r in [info.primary, *info.backups]]
 
     try:
         assert ray.get(group.get.remote(), timeout=60) == []
-        before = ftactors.describe(group).counts.get("requests", 0)
-        blocker = hold.remote(group, 10.0)
-        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
-                 what="the router took the long call")
-        victim = group.add.remote("victim")
-        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
-                 what="the router took the call to cancel")
+        blocker, victim = _a_call_taken_behind_another_callers_long_call(group, 10.0)
         ray.cancel(victim)
         with pytest.raises(ray.exceptions.TaskCancelledError):
             ray.get(victim, timeout=60)
@@ -619,20 +631,10 @@ def test_a_cancelled_call_whose_router_died_after_the_cancel_is_settled(ray_loca
 
     group = ftactors.replicated(replicas=2)(Jobs).remote()
 
-    @ray.remote
-    def hold(h: Any, seconds: float) -> int:  # another caller: its call does not hold the driver's ack_below
-        return ray.get(h.hold.remote(seconds), timeout=180)
-
     try:
         assert ray.get(group.get.remote(), timeout=60) == []
         pid, backup = router_pid(group), pick(group, "backup", 0)
-        before = ftactors.describe(group).counts.get("requests", 0)
-        blocker = hold.remote(group, 8.0)
-        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 1,
-                 what="the router took the long call")
-        victim = group.add.remote("victim")
-        wait_for(lambda: ftactors.describe(group).counts.get("requests", 0) >= before + 2,
-                 what="the router took the call to cancel")
+        blocker, victim = _a_call_taken_behind_another_callers_long_call(group, 8.0)
         caller = api._callers[group._group]
         with api._callers_lock:
             seq = caller.seq_of(victim)
